@@ -1,0 +1,35 @@
+# Sourced by scripts/test.sh and scripts/demo.sh: idempotent set-up helpers.
+
+# Install Debian packages that are missing (only as root; otherwise say what is needed).
+setup_system_packages() {
+    local missing=()
+    for pkg in "$@"; do
+        dpkg-query -W -f='${Status}' "$pkg" 2>/dev/null | grep -q "install ok installed" || missing+=("$pkg")
+    done
+    [ ${#missing[@]} -eq 0 ] && return 0
+    if [ "$(id -u)" -ne 0 ]; then
+        echo "missing Debian packages: ${missing[*]} (run as root or install them)" >&2
+        return 1
+    fi
+    echo "installing ${missing[*]} ..." >&2
+    apt-get update -qq >/dev/null
+    DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends "${missing[@]}" >/dev/null
+}
+
+# Create .venv and install sidetrace (editable) with the given extras.
+setup_venv() {
+    local extras="${1:-}"
+    if [ ! -x .venv/bin/python ]; then
+        python3 -m venv .venv
+    fi
+    local stamp=".venv/.installed-${extras:-base}"
+    if [ ! -f "$stamp" ] || [ pyproject.toml -nt "$stamp" ]; then
+        .venv/bin/python -m pip install -q --upgrade pip >/dev/null
+        if [ -n "$extras" ]; then
+            .venv/bin/python -m pip install -q -e ".[$extras]"
+        else
+            .venv/bin/python -m pip install -q -e .
+        fi
+        touch "$stamp"
+    fi
+}

@@ -1,0 +1,10 @@
+#!/usr/bin/env bash
+# Set up everything the tests need on a fresh machine, then run the whole suite.
+#   scripts/test.sh [pytest args...]
+set -euo pipefail
+cd "$(dirname "$0")/.."
+source scripts/setup.sh
+setup_system_packages clickhouse-server wrk nginx-light chromium chromium-driver iptables iproute2
+setup_venv test
+mkdir -p artifacts
+exec .venv/bin/python -m pytest -p no:cacheprovider -ra "$@"

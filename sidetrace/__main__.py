@@ -1,0 +1,3 @@
+from sidetrace.cli import main
+
+raise SystemExit(main())

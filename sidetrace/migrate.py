@@ -1,0 +1,143 @@
+"""Ordered schema migrations, rendered for the server they run on.
+
+Migrations live in ``schemas/migrations/NNNN_name.sql``. Features newer than
+ClickHouse 18.16 (TTL, codecs, skip indexes, native LowCardinality) are
+switched on by the server's version through ``{{placeholders}}``, so one file
+means the same thing on every supported server.
+"""
+
+from __future__ import annotations
+
+import re
+from dataclasses import dataclass
+from importlib import resources
+
+from sidetrace.store import Store, StoreError, check_identifier
+
+MIGRATIONS_TABLE = "schema_migrations"
+_PLACEHOLDER = re.compile(r"\{\{\s*([a-z_0-9]+)(?::([^}]*))?\s*\}\}")
+
+
+@dataclass(frozen=True)
+class Retention:
+    """Days of data kept per family of tables."""
+
+    spans: int = 7
+    metrics: int = 30
+    rollups: int = 90
+    alerts: int = 365
+
+    def days(self, family: str) -> int:
+        if family not in ("spans", "metrics", "rollups", "alerts"):
+            raise StoreError(f"unknown retention family {family!r}")
+        return int(getattr(self, family))
+
+
+@dataclass(frozen=True)
+class Features:
+    """What the server supports, from its version."""
+
+    low_cardinality: bool
+    codecs: bool
+    ttl: bool
+    skip_indexes: bool
+    ttl_only_drop_parts: bool
+
+    @classmethod
+    def for_version(cls, version: tuple[int, int]) -> Features:
+        return cls(
+            low_cardinality=version >= (19, 9),
+            codecs=version >= (19, 11),
+            ttl=version >= (19, 6),
+            skip_indexes=version >= (20, 1),
+            ttl_only_drop_parts=version >= (20, 5),
+        )
+
+
+def render(sql: str, features: Features, retention: Retention, cluster: str | None = None) -> str:
+    """Fill the placeholders of one migration for the given server."""
+
+    def fill(match: re.Match[str]) -> str:
+        name, arg = match.group(1), (match.group(2) or "").strip()
+        if name == "on_cluster":
+            return f"ON CLUSTER {check_identifier(cluster)}" if cluster else ""
+        if name == "lc_string":
+            return "LowCardinality(String)" if features.low_cardinality else "String"
+        if name == "codec_delta":
+            return "CODEC(Delta, ZSTD(1))" if features.codecs else ""
+        if name == "codec_t64":
+            return "CODEC(T64, ZSTD(1))" if features.codecs else ""
+        if name == "skip_index_trace_id":
+            if not features.skip_indexes:
+                return ""
+            return ", INDEX idx_trace_id trace_id TYPE bloom_filter(0.01) GRANULARITY 4"
+        if name == "engine":
+            return arg
+        if name in ("ttl", "ttl_day", "ttl_minute"):
+            if not features.ttl:
+                return ""
+            column = {"ttl": "ts", "ttl_day": "day", "ttl_minute": "minute"}[name]
+            return f"TTL {column} + INTERVAL {retention.days(arg)} DAY"
+        if name == "settings":
+            if features.ttl_only_drop_parts:
+                return "SETTINGS index_granularity = 8192, ttl_only_drop_parts = 1"
+            return "SETTINGS index_granularity = 8192"
+        raise StoreError(f"unknown migration placeholder {{{{{name}}}}}")
+
+    return _PLACEHOLDER.sub(fill, sql)
+
+
+@dataclass(frozen=True)
+class Migration:
+    version: int
+    name: str
+    sql: str
+
+    def statements(self) -> list[str]:
+        """Split on semicolons at line ends; comments are dropped."""
+        lines = [ln for ln in self.sql.splitlines() if not ln.strip().startswith("--")]
+        return [s.strip() for s in "\n".join(lines).split(";\n") if s.strip().rstrip(";")]
+
+
+def load_migrations() -> list[Migration]:
+    """All migrations shipped in ``schemas/migrations``, in version order."""
+    folder = resources.files("schemas") / "migrations"
+    found = []
+    for entry in folder.iterdir():
+        match = re.match(r"^(\d{4})_([a-z0-9_]+)\.sql$", entry.name)
+        if match:
+            found.append(Migration(int(match.group(1)), match.group(2), entry.read_text()))
+    found.sort(key=lambda m: m.version)
+    versions = [m.version for m in found]
+    if len(set(versions)) != len(versions):
+        raise StoreError(f"duplicate migration versions in {versions}")
+    return found
+
+
+def applied_versions(store: Store) -> set[int]:
+    rows = store.query(f"SELECT DISTINCT version FROM {MIGRATIONS_TABLE}")
+    return {int(r[0]) for r in rows}
+
+
+def migrate(
+    store: Store, retention: Retention | None = None, cluster: str | None = None
+) -> list[str]:
+    """Apply pending migrations in order; returns the names applied (empty if none)."""
+    retention = retention or Retention()
+    features = Features.for_version(store.server_version)
+    on_cluster = f"ON CLUSTER {check_identifier(cluster)}" if cluster else ""
+    store.execute(
+        f"CREATE TABLE IF NOT EXISTS {MIGRATIONS_TABLE} {on_cluster} "
+        "(version UInt32, name String, applied_at DateTime DEFAULT now()) "
+        "ENGINE = MergeTree() ORDER BY version"
+    )
+    done = applied_versions(store)
+    applied = []
+    for migration in load_migrations():
+        if migration.version in done:
+            continue
+        for statement in migration.statements():
+            store.execute(render(statement, features, retention, cluster))
+        store.insert(MIGRATIONS_TABLE, {"version": [migration.version], "name": [migration.name]})
+        applied.append(f"{migration.version:04d}_{migration.name}")
+    return applied

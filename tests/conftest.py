@@ -1,0 +1,59 @@
+"""Shared fixtures: a real clickhouse-server for the session, and stores on both backends."""
+
+from __future__ import annotations
+
+import itertools
+import os
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+
+from sidetrace.local_server import ClickHouseServer
+from sidetrace.migrate import migrate
+from sidetrace.store import Store, open_store
+
+ARTIFACTS = Path(os.environ.get("SIDETRACE_ARTIFACTS", Path(__file__).parent.parent / "artifacts"))
+_database_numbers = itertools.count()
+
+
+@pytest.fixture(scope="session")
+def clickhouse_server() -> Iterator[ClickHouseServer]:
+    """Debian's clickhouse-server, started once per test session on free ports."""
+    server = ClickHouseServer()
+    server.start()
+    yield server
+    server.remove()
+
+
+@pytest.fixture(scope="session")
+def artifacts() -> Path:
+    ARTIFACTS.mkdir(parents=True, exist_ok=True)
+    return ARTIFACTS
+
+
+@pytest.fixture(scope="session")
+def chdb_path(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """chDB lets a process open one path only: tests share it, one database each."""
+    return tmp_path_factory.mktemp("chdb")
+
+
+def fresh_store_url(kind: str, server: ClickHouseServer, chdb_path: Path) -> str:
+    """A store URL with nothing in it yet: a new database on the server or in chDB."""
+    database = f"t{os.getpid()}_{next(_database_numbers)}"
+    if kind == "native":
+        return server.url(database=database)
+    return f"chdb:{chdb_path}?database={database}"
+
+
+@pytest.fixture(params=["native", "chdb"])
+def store_url(request: pytest.FixtureRequest, clickhouse_server, chdb_path: Path) -> str:
+    """A migrated, empty store on each backend: the real server and embedded chDB."""
+    url = fresh_store_url(request.param, clickhouse_server, chdb_path)
+    migrate(open_store(url))
+    return url
+
+
+@pytest.fixture
+def store(store_url: str) -> Store:
+    return open_store(store_url)
