@@ -1,12 +1,27 @@
-"""Periodic rollup jobs the collector runs beside its writer (filled by the analytics work)."""
+"""Periodic rollup jobs the collector runs beside its writer.
+
+Latency rollups are materialized views; only the service-to-service edges need a
+job (see ``collector/edge_rollup.py``). Every collector replica may run it: its
+writes are idempotent.
+"""
 
 from __future__ import annotations
 
 import threading
 
+from collector.edge_rollup import EdgeJobConfig, run_edge_job
 from sidetrace.store import Store
 
 
-def start_rollup_jobs(store: Store, stop: threading.Event) -> list[threading.Thread]:
+def start_rollup_jobs(
+    store: Store, stop: threading.Event, edge_config: EdgeJobConfig | None = None
+) -> list[threading.Thread]:
     """Start the periodic rollup threads; they exit when ``stop`` is set."""
-    return []
+    thread = threading.Thread(
+        target=run_edge_job,
+        args=(store, stop, edge_config or EdgeJobConfig()),
+        name="edge-rollup",
+        daemon=True,
+    )
+    thread.start()
+    return [thread]

@@ -122,14 +122,27 @@ def applied_versions(store: Store) -> set[int]:
 def migrate(
     store: Store, retention: Retention | None = None, cluster: str | None = None
 ) -> list[str]:
-    """Apply pending migrations in order; returns the names applied (empty if none)."""
+    """Apply pending migrations in order; returns the names applied (empty if none).
+
+    With ``cluster`` every statement runs ``ON CLUSTER`` in its sharded form
+    (see ``cluster_form``), and the migrations table is replicated to every node
+    so any node knows what has been applied.
+    """
     retention = retention or Retention()
     features = Features.for_version(store.server_version)
-    on_cluster = f"ON CLUSTER {check_identifier(cluster)}" if cluster else ""
+    if cluster:
+        database = check_identifier(store.database)
+        on_cluster = f"ON CLUSTER {check_identifier(cluster)}"
+        store.execute(f"CREATE DATABASE IF NOT EXISTS {database} {on_cluster}")
+        table = f"{database}.{MIGRATIONS_TABLE}"
+        path = f"/clickhouse/tables/all/{table}"
+        engine = f"ReplicatedMergeTree('{path}', '{{shard}}-{{replica}}')"
+    else:
+        on_cluster, table, engine = "", MIGRATIONS_TABLE, "MergeTree()"
     store.execute(
-        f"CREATE TABLE IF NOT EXISTS {MIGRATIONS_TABLE} {on_cluster} "
+        f"CREATE TABLE IF NOT EXISTS {table} {on_cluster} "
         "(version UInt32, name String, applied_at DateTime DEFAULT now()) "
-        "ENGINE = MergeTree() ORDER BY version"
+        f"ENGINE = {engine} ORDER BY version"
     )
     done = applied_versions(store)
     applied = []
@@ -137,7 +150,59 @@ def migrate(
         if migration.version in done:
             continue
         for statement in migration.statements():
-            store.execute(render(statement, features, retention, cluster))
+            rendered = render(statement, features, retention, cluster)
+            for sql in cluster_form(rendered, cluster, store.database) if cluster else [rendered]:
+                store.execute(sql)
         store.insert(MIGRATIONS_TABLE, {"version": [migration.version], "name": [migration.name]})
         applied.append(f"{migration.version:04d}_{migration.name}")
     return applied
+
+
+_CREATE_TABLE = re.compile(r"^CREATE TABLE IF NOT EXISTS (\w+) (ON CLUSTER \w+)\s*(.*)$", re.S)
+_CREATE_VIEW = re.compile(
+    r"^CREATE MATERIALIZED VIEW IF NOT EXISTS (\w+) (ON CLUSTER \w+)\s+TO (\w+)\s+(.*)$", re.S
+)
+_ENGINE = re.compile(r"ENGINE = (\w*MergeTree)\(([^)]*)\)")
+_CLONE = re.compile(r"^AS (\w+)\b")
+_FROM = re.compile(r"\bFROM (\w+)\b")
+LOCAL_SUFFIX = "_local"
+
+
+def cluster_form(statement: str, cluster: str, database: str) -> list[str]:
+    """One rendered statement in its sharded, replicated form.
+
+    A table ``t`` becomes ``t_local`` (``Replicated*MergeTree``, one ZooKeeper
+    path per shard) plus ``t`` as a ``Distributed`` table over it, so readers and
+    writers keep the logical names. Tables with trace ids are sharded by
+    ``cityHash64(trace_id)`` so a trace lives on one shard; materialized views
+    read and write the local tables of their own shard.
+    """
+    database = check_identifier(database)
+    table = _CREATE_TABLE.match(statement)
+    if table:
+        name, on_cluster, rest = table.groups()
+        local = f"{database}.{name}{LOCAL_SUFFIX}"
+        rest = _CLONE.sub(lambda m: f"AS {database}.{m.group(1)}{LOCAL_SUFFIX}", rest)
+
+        def replicated(match: re.Match[str]) -> str:
+            path = f"'/clickhouse/tables/{{shard}}/{local}', '{{replica}}'"
+            args = f"{path}, {match.group(2)}" if match.group(2).strip() else path
+            return f"ENGINE = Replicated{match.group(1)}({args})"
+
+        rest = _ENGINE.sub(replicated, rest)
+        key = "cityHash64(trace_id)" if "trace_id" in statement else "rand()"
+        engine = f"Distributed({check_identifier(cluster)}, {database}, {name}{LOCAL_SUFFIX}, {key})"
+        return [
+            f"CREATE TABLE IF NOT EXISTS {local} {on_cluster} {rest}",
+            f"CREATE TABLE IF NOT EXISTS {database}.{name} {on_cluster} AS {local} "
+            f"ENGINE = {engine}",
+        ]
+    view = _CREATE_VIEW.match(statement)
+    if view:
+        name, on_cluster, target, rest = view.groups()
+        rest = _FROM.sub(lambda m: f"FROM {database}.{m.group(1)}{LOCAL_SUFFIX}", rest, count=1)
+        return [
+            f"CREATE MATERIALIZED VIEW IF NOT EXISTS {database}.{name} {on_cluster} "
+            f"TO {database}.{target}{LOCAL_SUFFIX} {rest}"
+        ]
+    return [statement]

@@ -293,7 +293,10 @@ def _arrow(values: Sequence[Any]) -> Any:
 
     if isinstance(values, pa.Array | pa.ChunkedArray):
         return values
-    return pa.array(values)
+    array = pa.array(values)
+    if pa.types.is_list(array.type) and pa.types.is_null(array.type.value_type):
+        array = array.cast(pa.list_(pa.string()))  # only empty lists: ClickHouse casts these
+    return array
 
 
 def _tuplify(row: list) -> tuple:

@@ -1,0 +1,168 @@
+"""Analytics queries over 10,000,000 spans (24 h, 30 services) in a real clickhouse-server.
+
+Spans are generated inside the server (``INSERT … SELECT FROM numbers``) in
+blocks moving forward in time, so the materialized views fill the minute and
+hour latency rollups as they would live. Each call is a client span in the
+caller and a server span in the callee; calls to the three uninstrumented
+peers (a database, a broker, an external host) are a client span plus an
+internal span. The edge job then backfills 24 h of edges (as the collector's
+job would have, minute by minute), and the rollups are merged (``OPTIMIZE``),
+as background merges leave them.
+
+Timed (median of the runs, through the dashboard's query functions):
+``latency_24h_p50_ms`` one service's p50/p95/p99 series, 24 h at 1-minute steps;
+``graph_24h_ms`` the service graph for 24 h; ``services_table_24h_ms`` the
+services table for 24 h (last line).
+Usage: ``python bench/analytics.py [--quick] [--clickhouse URL]``.
+"""
+
+from __future__ import annotations
+
+import argparse
+import statistics
+import sys
+import time
+from collections.abc import Callable
+from pathlib import Path
+
+sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
+
+from collector.edge_rollup import EdgeJobConfig, backfill_edges, closed_window  # noqa: E402
+from collector.edge_rollup import compute_edges  # noqa: E402
+from dashboard import analytics_queries as aq  # noqa: E402
+from sidetrace.local_server import ClickHouseServer  # noqa: E402
+from sidetrace.migrate import migrate  # noqa: E402
+from sidetrace.store import Store, open_store  # noqa: E402
+
+SERVICES = 30
+DAY = 86_400
+PEERS = (
+    ("db.system", "postgresql"),
+    ("messaging.system", "kafka"),
+    ("server.address", "api.example.com"),
+)
+
+
+def topology() -> list[tuple[str, str, str, str]]:
+    """(parent, child, attr key, attr value): a tree over 30 services, cross calls, 3 peers."""
+    name = [f"svc-{i:02d}" for i in range(SERVICES)]
+    calls = [
+        (name[(i - 1) // 2], name[i], "server.address", f"{name[i]}:8080") for i in range(1, 30)
+    ]
+    calls += [(name[i], name[i + 9], "server.address", f"{name[i + 9]}:8080") for i in (3, 5, 8)]
+    calls += [(name[27 - k], "", key, value) for k, (key, value) in enumerate(PEERS)]
+    return calls
+
+
+def _array(values: list[str]) -> str:
+    return "[" + ", ".join("'" + v.replace("'", "") + "'" for v in values) + "]"
+
+
+def insert_sql(first: int, count: int, total: int, first_ns: int, span_ns: int) -> str:
+    """Spans ``first`` .. ``first + count`` of ``total``: span 2k is call k's client span."""
+    calls = topology()
+    parents = _array([c[0] for c in calls])
+    children = _array([c[1] for c in calls])
+    keys = _array([c[2] for c in calls])
+    values = _array([c[3] for c in calls])
+    step_ns = span_ns // (total // 2)
+    jitter = "(rand({}) / 4294967295.0 + rand({}) / 4294967295.0 + rand({}) / 4294967295.0 - 1.5)"
+    return f"""
+INSERT INTO spans (ts, start_ns, duration_ns, trace_id, span_id, parent_span_id, service_name,
+    span_name, span_kind, status_code, attr_keys, attr_types, attr_values,
+    resource_attr_keys, resource_attr_types, resource_attr_values)
+SELECT toDateTime(intDiv(s_start, 1000000000)), s_start, s_duration, s_trace, s_id, s_parent,
+    s_service, s_name, s_kind, s_status, s_keys, arrayMap(k -> toUInt8(1), s_keys), s_values,
+    ['k8s.namespace.name'], [toUInt8(1)], [if(s_service < 'svc-10', 'edge', 'core')]
+FROM (
+    SELECT
+        number + {first} AS i,
+        intDiv(i, 2) AS c,
+        i % 2 AS side,
+        c % {len(calls)} + 1 AS e,
+        {children}[e] = '' AS virtual,
+        toUInt64({first_ns} + c * {step_ns}) AS s_start,
+        toUInt64(4000000 * exp(0.9 * {jitter.format(1, 2, 3)} * 2) * (1 + e / 10)) AS s_duration,
+        concat('t', toString(intDiv(c, 8))) AS s_trace,
+        toString(i) AS s_id,
+        if(side = 1, toString(i - 1), '') AS s_parent,
+        if(side = 0 OR virtual, {parents}[e], {children}[e]) AS s_service,
+        multiIf(side = 0, concat('call ', {values}[e]), virtual, 'work',
+            concat('GET /op', toString(c % 5))) AS s_name,
+        toUInt8(multiIf(side = 0, 3, virtual, 1, 2)) AS s_kind,
+        toUInt8(if(rand(4) % 100 < 2, 2, 0)) AS s_status,
+        if(side = 0, [{keys}[e]], emptyArrayString()) AS s_keys,
+        if(side = 0, [{values}[e]], emptyArrayString()) AS s_values
+    FROM numbers({count})
+)
+"""
+
+
+def timed(fn: Callable[[], object], runs: int) -> float:
+    """Median milliseconds of ``runs`` calls after one warm-up."""
+    fn()
+    samples = []
+    for _ in range(runs):
+        started = time.perf_counter()
+        fn()
+        samples.append((time.perf_counter() - started) * 1000)
+    return statistics.median(samples)
+
+
+def load(store: Store, spans: int, block: int) -> tuple[int, int]:
+    """Insert ``spans`` spans over the 24 h ending now; returns the range (seconds)."""
+    end_s = int(time.time()) // 60 * 60
+    start_s = end_s - DAY
+    started = time.perf_counter()
+    for first in range(0, spans, block):
+        sql = insert_sql(first, min(block, spans - first), spans, start_s * 10**9, DAY * 10**9)
+        store.execute(sql)
+    seconds = time.perf_counter() - started
+    print(f"spans={spans}")
+    print(f"insert_spans_per_s={spans / seconds:.0f}")
+    started = time.perf_counter()
+    backfill_edges(store, start_s, end_s)
+    print(f"edge_backfill_24h_s={time.perf_counter() - started:.1f}")
+    for table in ("latency_minute", "latency_hour", "edges_minute"):
+        store.execute(f"OPTIMIZE TABLE {table} FINAL")
+    return start_s, end_s
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--quick", action="store_true", help="1,000,000 spans, fewer runs")
+    parser.add_argument("--clickhouse", help="an existing server (default: start one)")
+    parser.add_argument("--spans", type=int, default=None)
+    args = parser.parse_args()
+    spans = args.spans or (1_000_000 if args.quick else 10_000_000)
+    runs = 5 if args.quick else 15
+    server = None
+    url = args.clickhouse
+    if url is None:
+        server = ClickHouseServer()
+        server.start()
+        url = server.url(database="bench_analytics")
+    try:
+        store = open_store(url)  # an empty database: the data is added to what is there
+        migrate(store)
+        start_s, end_s = load(store, spans, block=1_000_000)
+        window = closed_window(end_s + 90, EdgeJobConfig())
+        print(f"edge_job_run_ms={timed(lambda: compute_edges(store, *window), runs):.1f}")
+        g = aq.graph(store, start_s, end_s)
+        print(f"graph_nodes={len(g['nodes'])}")
+        print(f"graph_edges={len(g['edges'])}")
+        series = lambda: aq.latency_series(  # noqa: E731
+            store, "svc-03", start_s, end_s, 60, (0.5, 0.95, 0.99)
+        )
+        print(f"latency_points={len(series()['points'])}")
+        print(f"latency_24h_p50_ms={timed(series, runs):.1f}")
+        print(f"graph_24h_ms={timed(lambda: aq.graph(store, start_s, end_s), runs):.1f}")
+        table = lambda: aq.services(store, start_s, end_s)  # noqa: E731
+        print(f"services_table_24h_ms={timed(table, runs):.1f}")
+    finally:
+        if server is not None:
+            server.remove()
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,79 @@
+"""``sidetrace collector``: OTLP receivers → spool → ClickHouse, until SIGTERM."""
+
+from __future__ import annotations
+
+import argparse
+import signal
+import threading
+
+from collector.otlp_columns import Limits
+from collector.service import Collector, CollectorConfig
+from collector.writer import WriterConfig
+from sidetrace.cli import add_clickhouse_flag
+from sidetrace.store import open_store
+
+MB = 1 << 20
+
+
+def register(subparsers: argparse._SubParsersAction) -> None:
+    parser = subparsers.add_parser("collector", help="OTLP receivers → spool → ClickHouse")
+    add_clickhouse_flag(parser)
+    add = parser.add_argument
+    add("--host", default="127.0.0.1", help="address to listen on (0.0.0.0 in a cluster)")
+    add("--grpc-port", type=int, default=4317, help="OTLP/gRPC port")
+    add("--http-port", type=int, default=4318, help="OTLP/HTTP port")
+    add("--admin-port", type=int, default=13133, help="/healthz, /readyz, /metrics port")
+    add("--spool-dir", default="./data/spool", help="directory of the disk spool")
+    add("--spool-max-mb", type=int, default=1024, help="spool limit; beyond it clients back off")
+    add("--spool-fsync", default="always", choices=["always", "interval", "never"])
+    add("--batch-rows", type=int, default=50_000, help="rows per INSERT at most")
+    add("--batch-seconds", type=float, default=2.0, help="oldest row waits at most this long")
+    add("--max-message-mb", type=int, default=16, help="largest request accepted")
+    add("--max-attribute-length", type=int, default=4096, help="longer values are truncated")
+    add("--timestamp-policy", default="clamp", choices=["clamp", "reject"])
+    add("--max-past-seconds", type=float, default=86_400.0, help="oldest accepted start time")
+    add("--max-future-seconds", type=float, default=3_600.0, help="latest accepted start time")
+    add("--auth-token", default=None, help="require 'Authorization: Bearer TOKEN'")
+    add("--tls-cert", default=None, help="PEM certificate: serve gRPC and HTTP over TLS")
+    add("--tls-key", default=None, help="PEM private key for --tls-cert")
+    add("--stop-timeout", type=float, default=30.0, help="seconds to flush on SIGTERM")
+    parser.set_defaults(handler=run)
+
+
+def config_from_args(args: argparse.Namespace) -> CollectorConfig:
+    return CollectorConfig(
+        host=args.host,
+        grpc_port=args.grpc_port,
+        http_port=args.http_port,
+        admin_port=args.admin_port,
+        spool_dir=args.spool_dir,
+        spool_max_bytes=args.spool_max_mb * MB,
+        spool_fsync=args.spool_fsync,
+        max_message_bytes=args.max_message_mb * MB,
+        writer=WriterConfig(batch_rows=args.batch_rows, batch_seconds=args.batch_seconds),
+        limits=Limits(
+            max_attribute_length=args.max_attribute_length,
+            max_past_s=args.max_past_seconds,
+            max_future_s=args.max_future_seconds,
+            timestamp_policy=args.timestamp_policy,
+        ),
+        auth_token=args.auth_token,
+        tls_cert=args.tls_cert,
+        tls_key=args.tls_key,
+    )
+
+
+def run(args: argparse.Namespace) -> int:
+    stop = threading.Event()
+    for signum in (signal.SIGTERM, signal.SIGINT):
+        signal.signal(signum, lambda *_: stop.set())
+    collector = Collector(open_store(args.clickhouse), config_from_args(args))
+    collector.start()
+    print(
+        f"collector ready: grpc :{args.grpc_port} http :{args.http_port} admin :{args.admin_port}",
+        flush=True,
+    )
+    while not stop.wait(1.0):
+        pass
+    collector.stop(args.stop_timeout)
+    return 0

@@ -1,0 +1,80 @@
+"""Retention for servers without TTL (ClickHouse before 19.6): drop old day partitions.
+
+Every table here is partitioned by day, so a day's partition id is ``YYYYMMDD``;
+ids are read from ``system.parts`` and checked against that pattern before they
+go into ``ALTER TABLE … DROP PARTITION ID``.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import logging
+import re
+import threading
+
+from sidetrace.migrate import Features, Retention
+from sidetrace.store import Store, StoreError, check_identifier
+
+log = logging.getLogger(__name__)
+_DAY_ID = re.compile(r"^\d{8}$")
+FAMILIES = {
+    "spans": "spans",
+    "spans_by_trace": "spans",
+    "trace_index": "spans",
+    "metric_points": "metrics",
+}
+ROLLUP_SUFFIXES = ("_minute", "_hour")
+
+
+def family(table: str) -> str | None:
+    if table in FAMILIES:
+        return FAMILIES[table]
+    return "rollups" if table.endswith(ROLLUP_SUFFIXES) else None
+
+
+def expired_partitions(store: Store, retention: Retention, today: dt.date) -> list[tuple[str, str]]:
+    """(table, partition id) pairs whose whole day is older than the table's retention."""
+    rows = store.query(
+        "SELECT DISTINCT table, partition_id FROM system.parts WHERE database = %(db)s AND active",
+        {"db": store.database},
+    )
+    expired = []
+    for table, partition_id in rows:
+        kind = family(table)
+        if kind is None or not _DAY_ID.match(partition_id):
+            continue
+        day = dt.datetime.strptime(partition_id, "%Y%m%d").date()
+        if day < today - dt.timedelta(days=retention.days(kind)):
+            expired.append((table, partition_id))
+    return sorted(expired)
+
+
+def drop_expired(store: Store, retention: Retention, today: dt.date | None = None) -> list:
+    """Drop every expired day partition; returns what was dropped."""
+    today = today or dt.datetime.now(dt.UTC).date()
+    dropped = expired_partitions(store, retention, today)
+    for table, partition_id in dropped:
+        store.execute(f"ALTER TABLE {check_identifier(table)} DROP PARTITION ID '{partition_id}'")
+        log.info("retention: dropped %s partition %s", table, partition_id)
+    return dropped
+
+
+def start_retention_job(
+    store: Store, retention: Retention, stop: threading.Event, interval: float = 3600.0
+) -> threading.Thread | None:
+    """Run ``drop_expired`` every ``interval`` seconds, only where TTL is missing."""
+    if Features.for_version(store.server_version).ttl:
+        return None
+
+    def loop() -> None:
+        while True:
+            try:
+                drop_expired(store, retention)
+            except StoreError as exc:
+                log.warning("retention job: %s", exc)
+            if stop.wait(interval):
+                return
+
+    thread = threading.Thread(target=loop, name="collector-retention", daemon=True)
+    thread.start()
+    return thread

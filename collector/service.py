@@ -1,0 +1,136 @@
+"""The collector as one object: receivers → spool → writer → ClickHouse, plus admin.
+
+``Collector(store, CollectorConfig).start()`` applies pending migrations, opens
+(and replays) the spool, and starts the writer, the rollup and retention jobs,
+and the gRPC, HTTP and admin listeners. ``stop(timeout)`` stops receiving first,
+then lets the writer flush what was acknowledged, then stops the rest.
+A port of ``None`` leaves that listener off.
+"""
+
+from __future__ import annotations
+
+import logging
+import threading
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from collector import admin, http_receiver
+from collector.grpc_receiver import GrpcReceiver
+from collector.http_serving import BackgroundServer
+from collector.ingest import Ingest
+from collector.otlp_columns import Limits
+from collector.retention import start_retention_job
+from collector.rollup_jobs import start_rollup_jobs
+from collector.spool import Spool
+from collector.stats import Stats
+from collector.writer import Writer, WriterConfig
+from sidetrace.migrate import Retention, migrate
+from sidetrace.store import Store
+
+log = logging.getLogger(__name__)
+
+
+@dataclass(frozen=True)
+class CollectorConfig:
+    host: str = "127.0.0.1"
+    grpc_port: int | None = 4317
+    http_port: int | None = 4318
+    admin_port: int | None = 13133
+    spool_dir: str = "./data/spool"
+    spool_max_bytes: int = 1 << 30
+    spool_fsync: str = "always"
+    max_message_bytes: int = 16 << 20
+    writer: WriterConfig = field(default_factory=WriterConfig)
+    limits: Limits = field(default_factory=Limits)
+    retention: Retention = field(default_factory=Retention)
+    auth_token: str | None = None
+    tls_cert: str | None = None
+    tls_key: str | None = None
+    grpc_workers: int = 8
+    retention_interval_s: float = 3600.0
+
+
+class Collector:
+    """Receivers, spool, writer and side jobs with one start and one stop."""
+
+    def __init__(self, store: Store, config: CollectorConfig | None = None) -> None:
+        self.store = store
+        self.config = config or CollectorConfig()
+        self.stats = Stats()
+        self.spool: Spool | None = None
+        self.writer: Writer | None = None
+        self.grpc: GrpcReceiver | None = None
+        self.http: BackgroundServer | None = None
+        self.admin: BackgroundServer | None = None
+        self._stop_jobs = threading.Event()
+        self._receiving = False
+
+    def start(self) -> None:
+        """Non-blocking: everything runs on background threads."""
+        cfg = self.config
+        if bool(cfg.tls_cert) != bool(cfg.tls_key):
+            raise ValueError("TLS needs both a certificate and a key")
+        migrate(self.store, cfg.retention)
+        self.spool = Spool(cfg.spool_dir, max_bytes=cfg.spool_max_bytes, fsync=cfg.spool_fsync)
+        spool = self.spool
+        self.stats.gauge("spool_pending_bytes", lambda: spool.pending_bytes)
+        self.stats.gauge("spool_disk_bytes", lambda: spool.disk_bytes)
+        self.writer = Writer(self.store, spool, cfg.limits, self.stats, cfg.writer)
+        self.writer.start()
+        start_rollup_jobs(self.store, self._stop_jobs)
+        start_retention_job(self.store, cfg.retention, self._stop_jobs, cfg.retention_interval_s)
+        if cfg.admin_port is not None:
+            self.admin = BackgroundServer(
+                admin.create_app(self.stats, self.ready), cfg.host, cfg.admin_port, "admin"
+            )
+            self.admin.start()
+        ingest = Ingest(spool, cfg.limits, self.stats, cfg.auth_token)
+        if cfg.grpc_port is not None:
+            tls = None
+            if cfg.tls_cert and cfg.tls_key:
+                tls = (Path(cfg.tls_key).read_bytes(), Path(cfg.tls_cert).read_bytes())
+            self.grpc = GrpcReceiver(
+                ingest,
+                cfg.host,
+                cfg.grpc_port,
+                cfg.max_message_bytes,
+                workers=cfg.grpc_workers,
+                tls=tls,
+            )
+            self.grpc.start()
+        if cfg.http_port is not None:
+            self.http = BackgroundServer(
+                http_receiver.create_app(ingest, cfg.max_message_bytes),
+                cfg.host,
+                cfg.http_port,
+                "otlp-http",
+                certfile=cfg.tls_cert,
+                keyfile=cfg.tls_key,
+            )
+            self.http.start()
+        self._receiving = True
+        log.info("collector started (spool %s)", cfg.spool_dir)
+
+    def ready(self) -> tuple[bool, str]:
+        """Ready to take traffic: receiving, spool not full."""
+        if not self._receiving:
+            return False, "not receiving"
+        if self.spool is not None and self.spool.is_full():
+            return False, "spool full"
+        return True, "ready"
+
+    def stop(self, timeout: float = 30.0) -> bool:
+        """Stop receiving, flush the spool to ClickHouse, stop. True if fully flushed."""
+        self._receiving = False
+        if self.grpc is not None:
+            self.grpc.stop(grace=min(5.0, timeout / 4))
+        if self.http is not None:
+            self.http.stop(timeout=min(10.0, timeout / 4))
+        flushed = self.writer.stop(timeout) if self.writer is not None else True
+        self._stop_jobs.set()
+        if self.admin is not None:
+            self.admin.stop()
+        if self.spool is not None:
+            self.spool.close()
+        log.info("collector stopped (%s)", "flushed" if flushed else "spool kept for replay")
+        return flushed

@@ -1,0 +1,310 @@
+"""A durable, append-only disk spool between the receivers and the writer.
+
+Layout of the spool directory:
+
+* ``<start>.seg`` segment files, named by the global byte position of their first
+  record (positions are contiguous across segments). A record is a 24-byte header
+  (payload length, CRC32, kind, row count, receive time in ns) and the payload:
+  the validated OTLP request bytes.
+* ``state.json``: the writer's progress, rewritten atomically (temp file, fsync,
+  rename, directory fsync): ``committed`` (everything before it is in ClickHouse)
+  and ``inflight`` (the exact ``[start, end)`` of the batch being inserted, or null).
+
+Durability (``fsync`` policy): ``always`` fsyncs before a request is
+acknowledged, with group commit so concurrent requests share one fsync;
+``interval`` fsyncs on an append that comes ``fsync_interval`` seconds or more
+after the last fsync, and at close (a process crash, SIGKILL included, loses
+nothing because written data is in the page cache; an OS crash may lose what
+came since the last fsync); ``never`` leaves it to the OS.
+
+Bounds: ``append`` raises ``SpoolFull`` when the bytes not yet committed would
+exceed ``max_bytes``; disk use may exceed that by at most one segment until the
+writer deletes fully committed segments.
+
+At open, a torn record at the end of the last segment (crash mid-write) is cut
+off; the writer then resumes from ``committed`` and re-checks the ``inflight``
+batch against ClickHouse before inserting it again (see ``collector.writer``).
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import struct
+import threading
+import time
+import zlib
+from dataclasses import dataclass
+from pathlib import Path
+
+_HEADER = struct.Struct("<IIB3xIQ")  # length, crc32, kind, rows, received_ns
+TRACES, METRICS = 1, 2
+STATE_FILE = "state.json"
+
+
+class SpoolFull(Exception):
+    """The spool holds ``max_bytes`` not yet written to ClickHouse."""
+
+
+@dataclass(frozen=True)
+class Record:
+    position: int
+    end: int
+    kind: int
+    rows: int
+    received_ns: int
+    payload: bytes
+
+
+def _crc(kind: int, rows: int, received_ns: int, payload: bytes) -> int:
+    return zlib.crc32(payload, zlib.crc32(struct.pack("<BIQ", kind, rows, received_ns)))
+
+
+def _fsync_dir(path: Path) -> None:
+    fd = os.open(path, os.O_RDONLY)
+    try:
+        os.fsync(fd)
+    finally:
+        os.close(fd)
+
+
+class Spool:
+    """Segments on disk, one appending side (receivers) and one reading side (writer)."""
+
+    def __init__(
+        self,
+        directory: str | Path,
+        max_bytes: int = 1 << 30,
+        segment_bytes: int = 64 << 20,
+        fsync: str = "always",
+        fsync_interval: float = 0.2,
+    ) -> None:
+        if fsync not in ("always", "interval", "never"):
+            raise ValueError(f"fsync policy must be always, interval or never, not {fsync!r}")
+        self.directory = Path(directory)
+        self.max_bytes = max_bytes
+        self.segment_bytes = max(1 << 16, min(segment_bytes, max_bytes // 4 or 1))
+        self.fsync = fsync
+        self.fsync_interval = fsync_interval
+        self._lock = threading.Lock()
+        self._sync_lock = threading.Lock()
+        self._data = threading.Condition(self._lock)
+        self._fd = -1
+        self._segment_start = 0
+        self._end = 0
+        self._synced = 0
+        self._last_sync = 0.0
+        self._reader: tuple[int, object] | None = None  # (segment start, open file)
+        self._starts: list[int] = []  # segment starts, oldest first
+        self.directory.mkdir(parents=True, exist_ok=True)
+        state = self._read_state()
+        self.committed: int = state.get("committed", 0)
+        inflight = state.get("inflight")
+        self.inflight: tuple[int, int] | None = tuple(inflight) if inflight else None
+        self._recover()
+
+    # -- opening ---------------------------------------------------------------
+
+    def _scan_segments(self) -> list[int]:
+        return sorted(int(p.stem) for p in self.directory.glob("*.seg") if p.stem.isdigit())
+
+    def _path(self, start: int) -> Path:
+        return self.directory / f"{start:020d}.seg"
+
+    def _read_state(self) -> dict:
+        try:
+            return json.loads((self.directory / STATE_FILE).read_text())
+        except FileNotFoundError:
+            return {}
+
+    def _recover(self) -> None:
+        """Cut a torn tail, drop committed segments, and open the last one for appends."""
+        segments = self._scan_segments()
+        self._starts = segments
+        if not segments:
+            self._open_segment(self.committed)
+            return
+        last = segments[-1]
+        good = self._scan_valid_length(last)
+        with open(self._path(last), "r+b") as fh:
+            fh.truncate(good)
+        self._end = last + good
+        self._synced = self._end
+        self.committed = min(max(self.committed, segments[0]), self._end)
+        if self.inflight and self.inflight[1] > self._end:
+            self.inflight = None  # the batch was never durable; nothing to re-check
+        self._delete_committed()
+        self._segment_start = last
+        self._fd = os.open(self._path(last), os.O_WRONLY | os.O_APPEND)
+
+    def _scan_valid_length(self, start: int) -> int:
+        good = 0
+        with open(self._path(start), "rb") as fh:
+            while True:
+                header = fh.read(_HEADER.size)
+                if len(header) < _HEADER.size:
+                    return good
+                length, crc, kind, rows, received = _HEADER.unpack(header)
+                payload = fh.read(length)
+                if len(payload) < length or _crc(kind, rows, received, payload) != crc:
+                    return good
+                good += _HEADER.size + length
+
+    def _open_segment(self, start: int) -> None:
+        self._fd = os.open(self._path(start), os.O_WRONLY | os.O_APPEND | os.O_CREAT, 0o644)
+        self._segment_start = start
+        if not self._starts or self._starts[-1] != start:
+            self._starts = [*self._starts, start]
+        self._end = max(self._end, start)
+        self._synced = self._end
+        _fsync_dir(self.directory)
+
+    # -- appending (receivers) -------------------------------------------------
+
+    @property
+    def pending_bytes(self) -> int:
+        """Bytes appended but not yet committed to ClickHouse."""
+        return self._end - self.committed
+
+    @property
+    def disk_bytes(self) -> int:
+        starts = self._starts
+        return self._end - starts[0] if starts else 0
+
+    @property
+    def end(self) -> int:
+        return self._end
+
+    def is_full(self, extra: int = 0) -> bool:
+        return self.pending_bytes + extra > self.max_bytes
+
+    def append(self, kind: int, rows: int, payload: bytes, received_ns: int) -> int:
+        """Append one record and make it as durable as the policy says; returns its end."""
+        header = _HEADER.pack(
+            len(payload), _crc(kind, rows, received_ns, payload), kind, rows, received_ns
+        )
+        with self._lock:
+            if self.is_full(len(header) + len(payload)):
+                raise SpoolFull(
+                    f"{self.pending_bytes} bytes not yet written (limit {self.max_bytes})"
+                )
+            if self._end - self._segment_start >= self.segment_bytes:
+                os.fsync(self._fd)
+                os.close(self._fd)
+                self._open_segment(self._end)
+            os.write(self._fd, header + payload)
+            self._end += len(header) + len(payload)
+            end = self._end
+            fd = self._fd
+            self._data.notify_all()
+        self._sync(fd, end)
+        return end
+
+    def _sync(self, fd: int, end: int) -> None:
+        if self.fsync == "never":
+            return
+        if self.fsync == "interval" and time.monotonic() - self._last_sync < self.fsync_interval:
+            return
+        with self._sync_lock:  # group commit: one fsync covers every write before it
+            if self._synced >= end:
+                return
+            target = self._end
+            try:
+                os.fsync(fd)
+            except OSError:
+                os.fsync(self._fd)  # the segment rotated (and was fsynced) meanwhile
+            self._synced = max(self._synced, target)
+            self._last_sync = time.monotonic()
+
+    # -- reading (the writer) --------------------------------------------------
+
+    def wait(self, position: int, timeout: float) -> bool:
+        """Wait until there is data after ``position``; True if there is."""
+        with self._data:
+            if self._end > position:
+                return True
+            self._data.wait(timeout)
+            return self._end > position
+
+    def read(self, position: int, max_rows: int, limit: int | None = None) -> list[Record]:
+        """Records from ``position`` on, up to ``max_rows`` rows (at least one record)
+        and never past ``limit`` (default: the current end)."""
+        with self._lock:
+            end = self._end if limit is None else min(limit, self._end)
+        records: list[Record] = []
+        rows = 0
+        while position < end and (rows < max_rows or not records):
+            fh = self._reader_at(position)
+            header = fh.read(_HEADER.size)
+            if len(header) < _HEADER.size:
+                raise OSError(f"spool segment truncated at position {position}")
+            length, _crc_value, kind, count, received = _HEADER.unpack(header)
+            payload = fh.read(length)
+            record_end = position + _HEADER.size + length
+            records.append(Record(position, record_end, kind, count, received, payload))
+            rows += count
+            position = record_end
+        return records
+
+    def _reader_at(self, position: int):  # noqa: ANN202 - a binary file
+        start = max(s for s in self._starts if s <= position)
+        if self._reader is None or self._reader[0] != start:
+            if self._reader is not None:
+                self._reader[1].close()
+            self._reader = (start, open(self._path(start), "rb"))  # noqa: SIM115
+        fh = self._reader[1]
+        if fh.tell() != position - start:
+            fh.seek(position - start)
+        return fh
+
+    def mark_inflight(self, start: int, end: int) -> None:
+        """Remember the exact batch being inserted, before inserting it."""
+        self.inflight = (start, end)
+        self._write_state()
+
+    def commit(self, end: int) -> None:
+        """Everything before ``end`` is in ClickHouse: record it, delete old segments."""
+        with self._lock:
+            self.committed = end
+            self.inflight = None
+        self._write_state()
+        self._delete_committed()
+
+    def _write_state(self) -> None:
+        state = {"committed": self.committed, "inflight": self.inflight}
+        temporary = self.directory / (STATE_FILE + ".tmp")
+        with open(temporary, "w") as fh:
+            json.dump(state, fh)
+            fh.flush()
+            os.fsync(fh.fileno())
+        os.replace(temporary, self.directory / STATE_FILE)
+        _fsync_dir(self.directory)
+
+    def _delete_committed(self) -> None:
+        """Delete segments whose successor starts at or before ``committed``."""
+        starts = self._starts
+        done = [
+            s
+            for s, following in zip(starts, starts[1:], strict=False)
+            if following <= self.committed
+        ]
+        if not done:
+            return
+        with self._lock:
+            self._starts = [s for s in self._starts if s not in done]
+        for start in done:
+            if self._reader is not None and self._reader[0] == start:
+                self._reader[1].close()
+                self._reader = None
+            self._path(start).unlink(missing_ok=True)
+
+    def close(self) -> None:
+        with self._lock:
+            if self._fd >= 0:
+                if self.fsync != "never":
+                    os.fsync(self._fd)
+                os.close(self._fd)
+                self._fd = -1
+            if self._reader is not None:
+                self._reader[1].close()
+                self._reader = None

@@ -1,0 +1,86 @@
+"""The collector's own counters, rendered as Prometheus text for the admin port."""
+
+from __future__ import annotations
+
+import threading
+from collections.abc import Callable
+
+PREFIX = "sidetrace_collector_"
+LATENCY_BUCKETS = (0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0)
+
+_HELP = {
+    "received_spans_total": "Spans accepted into the spool.",
+    "received_metric_points_total": "Metric data points accepted into the spool.",
+    "rejected_spans_total": "Spans rejected at validation (reported as partial success).",
+    "rejected_metric_points_total": "Metric data points rejected at validation.",
+    "refused_requests_total": "Requests refused whole, by reason.",
+    "written_spans_total": "Spans inserted into ClickHouse.",
+    "written_metric_points_total": "Metric data points inserted into ClickHouse.",
+    "truncated_attributes_total": "Attribute values cut at the configured length.",
+    "clamped_timestamps_total": "Timestamps moved into the accepted window.",
+    "insert_retries_total": "Inserts retried after a ClickHouse error.",
+    "replay_skipped_rows_total": "Replayed rows found already written and not inserted again.",
+}
+
+
+class Stats:
+    """Thread-safe counters (optionally labelled) and one insert-latency histogram."""
+
+    def __init__(self) -> None:
+        self._lock = threading.Lock()
+        self._counters: dict[tuple[str, str], float] = {}
+        self._latency_counts = [0] * (len(LATENCY_BUCKETS) + 1)
+        self._latency_sum = 0.0
+        self._gauges: dict[str, Callable[[], float]] = {}
+
+    def add(self, name: str, amount: float = 1, label: str = "") -> None:
+        if name not in _HELP:
+            raise KeyError(f"unknown collector counter {name!r}")
+        with self._lock:
+            key = (name, label)
+            self._counters[key] = self._counters.get(key, 0) + amount
+
+    def get(self, name: str, label: str = "") -> float:
+        with self._lock:
+            return self._counters.get((name, label), 0)
+
+    def observe_insert(self, seconds: float) -> None:
+        with self._lock:
+            self._latency_sum += seconds
+            for i, bound in enumerate(LATENCY_BUCKETS):
+                if seconds <= bound:
+                    self._latency_counts[i] += 1
+                    break
+            else:
+                self._latency_counts[-1] += 1
+
+    def gauge(self, name: str, read: Callable[[], float]) -> None:
+        """Register a value read at scrape time (e.g. spool bytes)."""
+        self._gauges[name] = read
+
+    def render(self) -> str:
+        lines: list[str] = []
+        with self._lock:
+            counters = dict(self._counters)
+            counts = list(self._latency_counts)
+            latency_sum = self._latency_sum
+        for name, help_text in _HELP.items():
+            lines += [f"# HELP {PREFIX}{name} {help_text}", f"# TYPE {PREFIX}{name} counter"]
+            values = {label: v for (n, label), v in counters.items() if n == name} or {"": 0}
+            for label, value in sorted(values.items()):
+                tag = f'{{reason="{label}"}}' if label else ""
+                lines.append(f"{PREFIX}{name}{tag} {value:g}")
+        for name, read in self._gauges.items():
+            lines += [f"# TYPE {PREFIX}{name} gauge", f"{PREFIX}{name} {read():g}"]
+        metric = f"{PREFIX}insert_duration_seconds"
+        lines += [
+            f"# HELP {metric} Time of one INSERT into ClickHouse.",
+            f"# TYPE {metric} histogram",
+        ]
+        cumulative = 0
+        for bound, count in zip((*LATENCY_BUCKETS, float("inf")), counts, strict=True):
+            cumulative += count
+            le = "+Inf" if bound == float("inf") else f"{bound:g}"
+            lines.append(f'{metric}_bucket{{le="{le}"}} {cumulative}')
+        lines += [f"{metric}_sum {latency_sum:g}", f"{metric}_count {cumulative}"]
+        return "\n".join(lines) + "\n"

@@ -1,0 +1,308 @@
+"""The writer: drains the spool in batches, one INSERT per table per batch.
+
+A batch closes when it holds ``batch_rows`` rows or its first record is
+``batch_seconds`` old. Before inserting, the writer records the batch's exact
+spool range as *in flight*; after every table is written it commits the range.
+While ClickHouse is down it retries with exponential backoff (the spool keeps
+growing behind it, up to its byte limit); nothing is dropped.
+
+No duplicates after a crash or a failed insert. An INSERT of one block is
+all-or-nothing on the server, but the client may not learn which (killed after
+sending, or the connection lost before the answer). So whenever a batch may
+already be written (it is the in-flight batch found at start, or an attempt
+failed), the writer first asks ClickHouse:
+
+1. At start, it waits (bounded) until no INSERT that began before this process
+   is still running on the server, so a dead collector's last insert has landed.
+2. It looks up a sample of the batch's keys by primary key
+   (``(trace_id, span_id)`` in ``spans_by_trace``; ``(service, metric, time,
+   attributes)`` in ``metric_points``). None found: insert everything. All found:
+   the batch is written, skip it. Some found (the client itself sent a span twice,
+   or a block split by the server): look up every key and insert only the missing.
+
+Reads stay exact even if a copy slips through: ``spans_by_trace`` is a
+ReplacingMergeTree and readers use ``LIMIT 1 BY span_id``.
+"""
+
+from __future__ import annotations
+
+import logging
+import threading
+import time
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass
+
+from collector.otlp_columns import DecodeError, Limits, MetricColumns, TraceColumns
+from collector.spool import METRICS, TRACES, Record, Spool
+from collector.stats import Stats
+from sidetrace.store import Store, StoreError
+
+log = logging.getLogger(__name__)
+SAMPLE_KEYS = 32
+LOOKUP_CHUNK = 1000
+
+
+@dataclass(frozen=True)
+class WriterConfig:
+    batch_rows: int = 50_000
+    batch_seconds: float = 2.0
+    first_backoff: float = 0.25
+    max_backoff: float = 8.0
+    orphan_insert_wait: float = 60.0
+
+
+class Stopped(Exception):
+    """The writer was told to give up before the batch was written."""
+
+
+Key = tuple
+Columns = dict[str, list]
+
+
+def _span_keys(columns: Columns) -> list[Key]:
+    return list(zip(columns["trace_id"], columns["span_id"], strict=True))
+
+
+def _present_spans(store: Store, keys: Sequence[Key]) -> set[Key]:
+    found: set[Key] = set()
+    trace_ids = sorted({k[0] for k in keys})
+    for i in range(0, len(trace_ids), LOOKUP_CHUNK):
+        rows = store.query(
+            "SELECT trace_id, span_id FROM spans_by_trace WHERE trace_id IN %(t)s",
+            {"t": tuple(trace_ids[i : i + LOOKUP_CHUNK])},
+        )
+        found.update((r[0], r[1]) for r in rows)
+    return found & set(keys)
+
+
+def _metric_keys(columns: Columns) -> list[Key]:
+    return [
+        (s, m, t, tuple(v))
+        for s, m, t, v in zip(
+            columns["service_name"],
+            columns["metric_name"],
+            columns["time_ns"],
+            columns["attr_values"],
+            strict=True,
+        )
+    ]
+
+
+def _present_metrics(store: Store, keys: Sequence[Key]) -> set[Key]:
+    found: set[Key] = set()
+    times = sorted({k[2] for k in keys})
+    for i in range(0, len(times), LOOKUP_CHUNK):
+        chunk = times[i : i + LOOKUP_CHUNK]
+        rows = store.query(
+            "SELECT service_name, metric_name, time_ns, attr_values FROM metric_points "
+            "WHERE ts BETWEEN toDateTime(%(lo)s) AND toDateTime(%(hi)s) AND time_ns IN %(t)s",
+            {"lo": chunk[0] // 10**9, "hi": chunk[-1] // 10**9, "t": tuple(chunk)},
+        )
+        found.update((r[0], r[1], int(r[2]), tuple(r[3])) for r in rows)
+    return found & set(keys)
+
+
+@dataclass(frozen=True)
+class Table:
+    """How to write one table and how to tell which of its rows are already there."""
+
+    name: str
+    stat: str
+    keys: Callable[[Columns], list[Key]]
+    present: Callable[[Store, Sequence[Key]], set[Key]]
+    required: tuple[str, ...]
+
+
+SPANS = Table(
+    "spans", "written_spans_total", _span_keys, _present_spans, ("ts", "trace_id", "span_id")
+)
+METRIC_POINTS = Table(
+    "metric_points",
+    "written_metric_points_total",
+    _metric_keys,
+    _present_metrics,
+    ("ts", "time_ns", "metric_name"),
+)
+
+
+def without_defaults(columns: Columns, keep: Sequence[str]) -> Columns:
+    """Leave out columns holding only default values (0, '', []): ClickHouse fills
+    them in, and the driver's per-row work for empty arrays is most of an insert."""
+    return {name: values for name, values in columns.items() if name in keep or any(values)}
+
+
+def missing_rows(store: Store, table: Table, columns: Columns) -> Columns:
+    """The rows of ``columns`` not yet in ClickHouse (see the module docstring)."""
+    keys = table.keys(columns)
+    if not keys:
+        return columns
+    step = max(1, len(keys) // SAMPLE_KEYS)
+    sample = keys[::step][:SAMPLE_KEYS] + [keys[-1]]
+    present = table.present(store, sample)
+    if not present:
+        return columns
+    if present == set(sample):
+        return {name: [] for name in columns}
+    present = table.present(store, keys)
+    keep = [k not in present for k in keys]
+    return {
+        name: [v for v, ok in zip(values, keep, strict=True) if ok]
+        for name, values in columns.items()
+    }
+
+
+class Writer:
+    """One thread that turns spool records into INSERTs."""
+
+    def __init__(
+        self, store: Store, spool: Spool, limits: Limits, stats: Stats, config: WriterConfig
+    ) -> None:
+        self.store = store
+        self.spool = spool
+        self.limits = limits
+        self.stats = stats
+        self.config = config
+        self.position = spool.committed
+        self._draining = threading.Event()
+        self._give_up = threading.Event()
+        self._thread = threading.Thread(target=self._run, name="collector-writer", daemon=True)
+        self._started = time.monotonic()
+        self.healthy = True
+
+    def start(self) -> None:
+        self._thread.start()
+
+    def stop(self, timeout: float) -> bool:
+        """Write everything spooled so far, for at most ``timeout`` seconds.
+
+        Returns True if the spool was drained; what is left is replayed next start."""
+        self._draining.set()
+        self._thread.join(timeout)
+        if self._thread.is_alive():
+            self._give_up.set()
+            self._thread.join(5)
+        return self.position >= self.spool.end
+
+    # -- the loop ----------------------------------------------------------------
+
+    def _run(self) -> None:
+        try:
+            if self.spool.inflight and self.spool.inflight[0] == self.position:
+                self._wait_for_orphan_inserts()
+                start, end = self.spool.inflight
+                self._write(self.spool.read(start, 1 << 62, limit=end), maybe_written=True)
+            while not (self._draining.is_set() and self.position >= self.spool.end):
+                records = self._gather()
+                maybe_written = False
+                while records:
+                    try:
+                        self._write(records, maybe_written)
+                        records = []
+                    except Stopped:
+                        raise
+                    except Exception:  # a bug must not silently stop the pipeline
+                        log.exception("writing a batch failed; retrying it")
+                        maybe_written = True
+                        if self._give_up.wait(self.config.max_backoff):
+                            raise Stopped() from None
+        except Stopped:
+            log.warning("writer stopped with %d spooled bytes unwritten", self.spool.pending_bytes)
+
+    def _gather(self) -> list[Record]:
+        """Records for one batch: up to ``batch_rows`` rows, or whatever came in
+        ``batch_seconds`` after the first record (at once when draining)."""
+        records: list[Record] = []
+        rows = 0
+        first = 0.0
+        position = self.position
+        while rows < self.config.batch_rows:
+            if self._draining.is_set():
+                wait = 0.0
+            elif records:
+                wait = first + self.config.batch_seconds - time.monotonic()
+                if wait <= 0:
+                    break
+            else:
+                wait = 0.5
+            if not self.spool.wait(position, wait):
+                if records or self._draining.is_set():
+                    break
+                continue
+            new = self.spool.read(position, self.config.batch_rows - rows)
+            if not records:
+                first = time.monotonic()
+            records += new
+            rows += sum(r.rows for r in new)
+            position = new[-1].end
+        return records
+
+    def _write(self, records: list[Record], maybe_written: bool) -> None:
+        if not records:
+            return
+        start, end = records[0].position, records[-1].end
+        self.spool.mark_inflight(start, end)
+        traces = TraceColumns(self.limits)
+        metrics = MetricColumns(self.limits)
+        for record in records:
+            builder = (
+                traces if record.kind == TRACES else metrics if record.kind == METRICS else None
+            )
+            if builder is None:
+                log.error("skipping spool record of unknown kind %d at %d", record.kind, start)
+                continue
+            try:
+                builder.add(record.payload, record.received_ns)
+            except DecodeError as exc:  # CRC-checked and validated before; log, never loop on it
+                log.error("skipping undecodable spool record at %d: %s", record.position, exc)
+        for builder in (traces, metrics):
+            self.stats.add("truncated_attributes_total", builder.stats.truncated_attributes)
+            self.stats.add("clamped_timestamps_total", builder.stats.clamped_timestamps)
+        if len(traces):
+            self._insert(SPANS, traces.columns, maybe_written)
+        if len(metrics):
+            self._insert(METRIC_POINTS, metrics.columns, maybe_written)
+        self.spool.commit(end)
+        self.position = end
+
+    def _insert(self, table: Table, columns: Columns, maybe_written: bool) -> None:
+        """Insert with retries; after any doubt, insert only the rows not there yet."""
+        backoff = self.config.first_backoff
+        total = len(next(iter(columns.values())))
+        while True:
+            try:
+                rows = missing_rows(self.store, table, columns) if maybe_written else columns
+                count = len(rows[next(iter(rows))])
+                if count:
+                    began = time.monotonic()
+                    self.store.insert(table.name, without_defaults(rows, table.required))
+                    self.stats.observe_insert(time.monotonic() - began)
+                self.stats.add(table.stat, count)
+                self.stats.add("replay_skipped_rows_total", total - count)
+                self.healthy = True
+                return
+            except StoreError as exc:
+                maybe_written = True
+                self.healthy = False
+                self.stats.add("insert_retries_total")
+                log.warning(
+                    "insert into %s failed, retrying in %.2fs: %s", table.name, backoff, exc
+                )
+                if self._give_up.wait(backoff):
+                    raise Stopped() from None
+                backoff = min(backoff * 2, self.config.max_backoff)
+
+    def _wait_for_orphan_inserts(self) -> None:
+        """Let an INSERT started by a previous (killed) collector finish on the server."""
+        deadline = time.monotonic() + self.config.orphan_insert_wait
+        while time.monotonic() < deadline and not self._give_up.is_set():
+            try:
+                rows = self.store.query(
+                    "SELECT count() FROM system.processes "
+                    "WHERE substring(query, 1, 11) = 'INSERT INTO' AND elapsed > %(age)s",
+                    {"age": time.monotonic() - self._started},
+                )
+                if int(rows[0][0]) == 0:
+                    return
+            except StoreError as exc:
+                log.warning("cannot check running inserts yet: %s", exc)
+            time.sleep(0.5)

@@ -1,0 +1,111 @@
+"""Notification bodies: the Alertmanager v4 webhook payload and Slack incoming webhooks.
+
+The Alertmanager form is what Alertmanager itself posts to webhook receivers,
+so any of its receivers (or an Alertmanager relay) takes it unchanged.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from datetime import UTC, datetime
+from typing import Any
+
+ZERO_TIME = "0001-01-01T00:00:00Z"
+
+
+def rfc3339(seconds: float | None) -> str:
+    """Go's RFC 3339 form with milliseconds and a Z (Alertmanager's zero time for None)."""
+    if seconds is None:
+        return ZERO_TIME
+    moment = datetime.fromtimestamp(seconds, tz=UTC)
+    return moment.strftime("%Y-%m-%dT%H:%M:%S.") + f"{moment.microsecond // 1000:03d}Z"
+
+
+@dataclass(frozen=True)
+class OutgoingAlert:
+    """One alert as it goes out: firing, or resolved (with its end)."""
+
+    status: str
+    labels: dict[str, str]
+    annotations: dict[str, str]
+    starts_at: float
+    ends_at: float | None
+    generator_url: str
+    fingerprint: str
+
+    def as_alertmanager(self) -> dict[str, Any]:
+        return {
+            "status": self.status,
+            "labels": dict(sorted(self.labels.items())),
+            "annotations": dict(sorted(self.annotations.items())),
+            "startsAt": rfc3339(self.starts_at),
+            "endsAt": rfc3339(self.ends_at if self.status == "resolved" else None),
+            "generatorURL": self.generator_url,
+            "fingerprint": self.fingerprint,
+        }
+
+
+def group_labels(labels: dict[str, str], group_by: tuple[str, ...]) -> dict[str, str]:
+    return {k: labels[k] for k in sorted(group_by) if k in labels}
+
+
+def group_key(groups: dict[str, str]) -> str:
+    """Alertmanager's key for a group under the root route: ``{}:{a="b", c="d"}``."""
+    inner = ", ".join(f'{k}="{v}"' for k, v in sorted(groups.items()))
+    return "{}:{" + inner + "}"
+
+
+def _common(maps: list[dict[str, str]]) -> dict[str, str]:
+    if not maps:
+        return {}
+    first = maps[0]
+    return {k: v for k, v in sorted(first.items()) if all(m.get(k) == v for m in maps[1:])}
+
+
+def alertmanager_payload(
+    receiver: str, groups: dict[str, str], alerts: list[OutgoingAlert], external_url: str
+) -> dict[str, Any]:
+    """The webhook body, version 4, exactly as Alertmanager sends it."""
+    firing = any(a.status == "firing" for a in alerts)
+    return {
+        "version": "4",
+        "groupKey": group_key(groups),
+        "truncatedAlerts": 0,
+        "status": "firing" if firing else "resolved",
+        "receiver": receiver,
+        "groupLabels": dict(sorted(groups.items())),
+        "commonLabels": _common([a.labels for a in alerts]),
+        "commonAnnotations": _common([a.annotations for a in alerts]),
+        "externalURL": external_url,
+        "alerts": [a.as_alertmanager() for a in alerts],
+    }
+
+
+def slack_payload(
+    receiver: str, groups: dict[str, str], alerts: list[OutgoingAlert], external_url: str
+) -> dict[str, Any]:
+    """A Slack incoming-webhook message: one attachment, coloured by status."""
+    firing = [a for a in alerts if a.status == "firing"]
+    status = "FIRING" if firing else "RESOLVED"
+    title = f"[{status}:{len(firing) or len(alerts)}] " + " ".join(
+        v for _, v in sorted(groups.items())
+    )
+    lines = []
+    for alert in alerts:
+        summary = alert.annotations.get("summary") or alert.labels.get("alertname", "")
+        lines.append(f"*{alert.status.upper()}* {summary} (since {rfc3339(alert.starts_at)})")
+    return {
+        "text": title,
+        "attachments": [
+            {
+                "color": "danger" if firing else "good",
+                "title": title,
+                "title_link": f"{external_url}/alerts",
+                "text": "\n".join(lines),
+                "fallback": title,
+            }
+        ],
+    }
+
+
+FORMATS = {"alertmanager": alertmanager_payload, "slack": slack_payload}

@@ -1,0 +1,213 @@
+"""Silences: label matchers with a start, an end, an author and a comment.
+
+A silenced alert is still evaluated, recorded and shown; only its delivery is
+suppressed. Matchers follow Alertmanager: ``=``, ``!=``, ``=~`` and ``!~``,
+regular expressions anchored at both ends; a missing label matches as "".
+Silences live in ClickHouse (``alert_silences``) so the dashboard can create
+them while a separate ``sidetrace alerter`` process applies them.
+"""
+
+from __future__ import annotations
+
+import re
+import time
+import uuid
+from dataclasses import dataclass
+from typing import Any
+
+from sidetrace.store import Store
+
+OPERATORS = ("=", "!=", "=~", "!~")
+_MATCHER = re.compile(r'^\s*([A-Za-z_][A-Za-z0-9_]*)\s*(=~|!~|!=|=)\s*"((?:[^"\\]|\\.)*)"\s*$')
+_NAME = re.compile(r"^[A-Za-z_][A-Za-z0-9_]*$")
+
+
+class SilenceError(ValueError):
+    """A silence that cannot be created, with a message for the user."""
+
+
+@dataclass(frozen=True)
+class Matcher:
+    name: str
+    op: str
+    value: str
+
+    def __post_init__(self) -> None:
+        if not _NAME.match(self.name):
+            raise SilenceError(f"invalid label name {self.name!r}")
+        if self.op not in OPERATORS:
+            raise SilenceError(f"invalid matcher operator {self.op!r} (use = != =~ !~)")
+        if self.op in ("=~", "!~"):
+            try:
+                re.compile(self.value)
+            except re.error as exc:
+                raise SilenceError(f"invalid regular expression {self.value!r}: {exc}") from None
+
+    def matches(self, labels: dict[str, str]) -> bool:
+        value = labels.get(self.name, "")
+        if self.op == "=":
+            return value == self.value
+        if self.op == "!=":
+            return value != self.value
+        found = re.fullmatch(self.value, value) is not None
+        return found if self.op == "=~" else not found
+
+    def __str__(self) -> str:
+        escaped = self.value.replace("\\", "\\\\").replace('"', '\\"')
+        return f'{self.name}{self.op}"{escaped}"'
+
+
+def parse_matchers(text: str) -> list[Matcher]:
+    """``alertname="x", severity=~"page|ticket"`` -> matchers (braces optional)."""
+    body = text.strip().removeprefix("{").removesuffix("}")
+    parts = re.findall(r'(?:[^,"]|"(?:[^"\\]|\\.)*")+', body)
+    matchers = []
+    for part in parts:
+        if not part.strip():
+            continue
+        match = _MATCHER.match(part)
+        if match is None:
+            raise SilenceError(f'cannot read matcher {part.strip()!r}: write name="value"')
+        value = re.sub(r"\\(.)", r"\1", match.group(3))
+        matchers.append(Matcher(match.group(1), match.group(2), value))
+    if not matchers:
+        raise SilenceError("a silence needs at least one matcher")
+    return matchers
+
+
+@dataclass(frozen=True)
+class Silence:
+    id: str
+    matchers: tuple[Matcher, ...]
+    starts_at: float
+    ends_at: float
+    created_by: str
+    comment: str
+    created_at: float
+
+    def state(self, now: float) -> str:
+        if now < self.starts_at:
+            return "pending"
+        return "active" if now < self.ends_at else "expired"
+
+    def silences(self, labels: dict[str, str], now: float) -> bool:
+        return self.state(now) == "active" and all(m.matches(labels) for m in self.matchers)
+
+    def as_json(self, now: float) -> dict[str, Any]:
+        return {
+            "id": self.id,
+            "matchers": [
+                {
+                    "name": m.name,
+                    "value": m.value,
+                    "isRegex": m.op in ("=~", "!~"),
+                    "isEqual": m.op in ("=", "=~"),
+                }
+                for m in self.matchers
+            ],
+            "startsAt": self.starts_at,
+            "endsAt": self.ends_at,
+            "createdBy": self.created_by,
+            "comment": self.comment,
+            "status": {"state": self.state(now)},
+        }
+
+
+def matcher_from_json(item: dict[str, Any]) -> Matcher:
+    """Alertmanager API form: ``{"name", "value", "isRegex", "isEqual"}``."""
+    try:
+        regex, equal = bool(item.get("isRegex", False)), bool(item.get("isEqual", True))
+        op = {(False, True): "=", (False, False): "!=", (True, True): "=~", (True, False): "!~"}
+        return Matcher(str(item["name"]), op[(regex, equal)], str(item["value"]))
+    except (KeyError, TypeError, AttributeError):
+        raise SilenceError('each matcher needs "name" and "value"') from None
+
+
+def new_silence(
+    matchers: list[Matcher],
+    starts_at: float,
+    ends_at: float,
+    created_by: str,
+    comment: str,
+    now: float | None = None,
+) -> Silence:
+    now = time.time() if now is None else now
+    if not matchers:
+        raise SilenceError("a silence needs at least one matcher")
+    if ends_at <= starts_at:
+        raise SilenceError("the end of a silence must be after its start")
+    if ends_at <= now:
+        raise SilenceError("the silence would already be over")
+    if not created_by.strip():
+        raise SilenceError("say who creates the silence (createdBy)")
+    if not comment.strip():
+        raise SilenceError("say why (comment)")
+    return Silence(str(uuid.uuid4()), tuple(matchers), starts_at, ends_at, created_by, comment, now)
+
+
+class SilenceStore:
+    """Silences in ClickHouse; every change is a new version of the row."""
+
+    def __init__(self, store: Store) -> None:
+        self.store = store
+
+    def save(self, silence: Silence) -> None:
+        self.store.insert(
+            "alert_silences",
+            {
+                "id": [silence.id],
+                "version": [time.time_ns()],
+                "created_at_ms": [int(silence.created_at * 1000)],
+                "starts_at_ms": [int(silence.starts_at * 1000)],
+                "ends_at_ms": [int(silence.ends_at * 1000)],
+                "created_by": [silence.created_by],
+                "comment": [silence.comment],
+                "matcher_names": [[m.name for m in silence.matchers]],
+                "matcher_ops": [[m.op for m in silence.matchers]],
+                "matcher_values": [[m.value for m in silence.matchers]],
+            },
+        )
+
+    def expire(self, silence_id: str, now: float | None = None) -> Silence | None:
+        """End a silence now; None if there is no such silence."""
+        now = time.time() if now is None else now
+        found = next((s for s in self.all() if s.id == silence_id), None)
+        if found is None:
+            return None
+        if found.state(now) == "expired":
+            return found
+        ended = Silence(
+            found.id,
+            found.matchers,
+            min(found.starts_at, now),
+            now,
+            found.created_by,
+            found.comment,
+            found.created_at,
+        )
+        self.save(ended)
+        return ended
+
+    def all(self) -> list[Silence]:
+        rows = self.store.query(
+            "SELECT id, argMax(starts_at_ms, version), argMax(ends_at_ms, version), "
+            "argMax(created_by, version), argMax(comment, version), "
+            "argMax(matcher_names, version), argMax(matcher_ops, version), "
+            "argMax(matcher_values, version), argMax(created_at_ms, version) "
+            "FROM alert_silences GROUP BY id"
+        )
+        silences = [
+            Silence(
+                id=str(row[0]),
+                matchers=tuple(
+                    Matcher(n, o, v) for n, o, v in zip(row[5], row[6], row[7], strict=True)
+                ),
+                starts_at=int(row[1]) / 1000,
+                ends_at=int(row[2]) / 1000,
+                created_by=str(row[3]),
+                comment=str(row[4]),
+                created_at=int(row[8]) / 1000,
+            )
+            for row in rows
+        ]
+        return sorted(silences, key=lambda s: s.created_at, reverse=True)

@@ -1,0 +1,85 @@
+"""``sidetrace alerter``: the SLO evaluator and alert delivery on their own, without pages.
+
+Run it when the dashboard runs without ``--slo`` files (or not at all): only one
+evaluator per store, or notifications go out twice. Invalid SLO files are
+refused at start (exit status 2) with one ``FILE:LINE: FIELD: message`` line per
+problem; later edits are reloaded each interval, and an invalid edit keeps the
+file's previous version running.
+"""
+
+from __future__ import annotations
+
+import argparse
+import signal
+import sys
+import threading
+
+from sidetrace.cli import add_clickhouse_flag
+
+
+def register(subparsers: argparse._SubParsersAction) -> None:
+    parser = subparsers.add_parser("alerter", help="evaluate SLOs and deliver alerts")
+    add_clickhouse_flag(parser)
+    parser.add_argument(
+        "--slo", action="append", default=[], metavar="FILE", help="SLO file (repeatable)"
+    )
+    parser.add_argument("--interval", type=float, default=30.0, help="seconds between evaluations")
+    parser.add_argument(
+        "--external-url",
+        default="http://127.0.0.1:16686",
+        help="the dashboard's URL, for links in notifications",
+    )
+    parser.add_argument(
+        "--time-scale",
+        type=float,
+        default=None,
+        help="TEST ONLY: divide SLO windows, for, keep_firing_for and repeat_interval by this",
+    )
+    parser.add_argument("--check", action="store_true", help="validate the SLO files and exit")
+    parser.set_defaults(handler=run)
+
+
+def run(args: argparse.Namespace) -> int:
+    from dashboard.slo_config import SloConfigError, SloConfigSet, time_scale_from_env
+    from dashboard.slo_evaluator import SloEvaluator
+    from sidetrace.migrate import migrate
+    from sidetrace.store import open_store
+
+    if not args.slo:
+        print("sidetrace alerter: give at least one --slo FILE", file=sys.stderr)
+        return 2
+    if args.interval <= 0:
+        print("sidetrace alerter: --interval must be > 0", file=sys.stderr)
+        return 2
+    store = open_store(args.clickhouse)
+    migrate(store)
+    try:
+        scale = args.time_scale if args.time_scale is not None else time_scale_from_env()
+        config = SloConfigSet(list(args.slo), scale)
+        evaluator = SloEvaluator(store, config, args.external_url)
+        try:
+            config.load(evaluator.known_services)
+        except SloConfigError:
+            evaluator.close()
+            raise
+    except SloConfigError as exc:
+        for line in exc.errors:
+            print(f"sidetrace alerter: {line}", file=sys.stderr)
+        return 2
+    if args.check:
+        evaluator.close()
+        print(f"ok: {len(config.slos)} SLO(s), {len(config.threshold_alerts)} threshold alert(s)")
+        return 0
+
+    stop = threading.Event()
+    for sig in (signal.SIGINT, signal.SIGTERM):
+        signal.signal(sig, lambda *_: stop.set())
+    evaluator.start(args.interval)
+    print(
+        f"sidetrace alerter: {len(config.slos)} SLO(s), {len(config.threshold_alerts)} "
+        f"threshold alert(s), every {args.interval:g}s",
+        flush=True,
+    )
+    stop.wait()
+    evaluator.close()
+    return 0

@@ -1,0 +1,400 @@
+"""Read queries over the rollups: services, latency series, operations, the service graph.
+
+Percentiles come from the fixed log buckets (``sidetrace/latency_buckets.py``), so
+they are within 0.55% of the exact value over the raw spans whatever the range.
+Ranges are whole minutes: whole hours inside a range are read from ``latency_hour``,
+the ragged ends from ``latency_minute``. A service's own figures count its entry
+spans (server and consumer kinds) — or every span when it has none, as for a job
+that only makes calls. Times are unix seconds; durations in the results are ms.
+"""
+
+from __future__ import annotations
+
+from collections import defaultdict
+from collections.abc import Iterable, Mapping, Sequence
+from dataclasses import dataclass
+from typing import Any
+
+from collector.edge_rollup import EDGE_CHILD, EDGE_CHILD_KIND, EDGE_CONDITION, call_pairs_sql
+from sidetrace.latency_buckets import quantiles
+from sidetrace.store import Store
+
+ENTRY_KINDS = (2, 5)
+DEFAULT_QUANTILES = (0.5, 0.9, 0.95, 0.99)
+SIDECAR_METRIC = "sidetrace.request.duration"
+HOUR = 3600
+
+
+def as_buckets(pair: Sequence[Sequence[int]]) -> dict[int, int]:
+    """A ``sumMap`` result (tuple natively, list from chDB) as {bucket: count}."""
+    keys, counts = pair[0], pair[1]
+    return {int(k): int(c) for k, c in zip(keys, counts, strict=True)}
+
+
+def merge_buckets(target: dict[int, int], more: Mapping[int, int]) -> dict[int, int]:
+    for key, count in more.items():
+        target[key] = target.get(key, 0) + count
+    return target
+
+
+def quantiles_ms(buckets: Mapping[int, int], qs: Iterable[float]) -> list[float | None]:
+    return [None if v is None else v / 1e6 for v in quantiles(buckets, qs)]
+
+
+@dataclass(frozen=True)
+class TimeRange:
+    """Whole minutes [start_s, end_s)."""
+
+    start_s: int
+    end_s: int
+
+    @classmethod
+    def of(cls, start_s: float, end_s: float) -> TimeRange:
+        start = int(start_s) // 60 * 60
+        end = -(-int(end_s) // 60) * 60
+        return cls(start, max(end, start + 60))
+
+    @property
+    def seconds(self) -> int:
+        return self.end_s - self.start_s
+
+
+def latency_source(span: TimeRange, where: str = "1", hourly: bool = True) -> str:
+    """Rows of latency_minute / latency_hour covering ``span`` exactly, as one subquery.
+
+    ``where`` is an extra condition with ``%(name)s`` parameters (never user text);
+    ``hourly=False`` reads minutes only (for steps that do not hold whole hours).
+    """
+    columns = "service_name, span_name, span_kind, minute, calls, errors, duration_sum, buckets"
+    first_hour = -(-span.start_s // HOUR) * HOUR
+    last_hour = span.end_s // HOUR * HOUR
+    pieces: list[tuple[str, int, int]] = []
+    if hourly and last_hour - first_hour >= HOUR:
+        pieces = [
+            ("latency_minute", span.start_s, first_hour),
+            ("latency_hour", first_hour, last_hour),
+            ("latency_minute", last_hour, span.end_s),
+        ]
+    else:
+        pieces = [("latency_minute", span.start_s, span.end_s)]
+    selects = [
+        f"SELECT {columns} FROM {table} WHERE minute >= toDateTime({lo}) "
+        f"AND minute < toDateTime({hi}) AND ({where})"
+        for table, lo, hi in pieces
+        if hi > lo
+    ]
+    return "(" + " UNION ALL ".join(selects) + ")"
+
+
+@dataclass
+class Figures:
+    """Calls, errors, total duration and buckets of one group of spans."""
+
+    calls: int = 0
+    errors: int = 0
+    duration_sum: int = 0
+    buckets: dict[int, int] | None = None
+
+    def add(self, calls: int, errors: int, duration_sum: int, buckets: Mapping[int, int]) -> None:
+        self.calls += int(calls)
+        self.errors += int(errors)
+        self.duration_sum += int(duration_sum)
+        self.buckets = merge_buckets(self.buckets or {}, buckets)
+
+    def summary(self, seconds: float, qs: Sequence[float] = (0.5, 0.95, 0.99)) -> dict[str, Any]:
+        values = quantiles_ms(self.buckets or {}, qs)
+        out: dict[str, Any] = {
+            "calls": self.calls,
+            "rate": self.calls / seconds if seconds else 0.0,
+            "errors": self.errors,
+            "error_rate": self.errors / self.calls if self.calls else 0.0,
+        }
+        out.update({quantile_name(q): v for q, v in zip(qs, values, strict=True)})
+        return out
+
+
+def quantile_name(q: float) -> str:
+    """0.5 -> "p50", 0.999 -> "p99.9"."""
+    return "p" + f"{q * 100:.3f}".rstrip("0").rstrip(".")
+
+
+def _entry_or_all(by_kind: Mapping[int, Figures]) -> Figures:
+    """Entry spans (server, consumer) when there are any, else every span."""
+    chosen = [f for kind, f in by_kind.items() if kind in ENTRY_KINDS and f.calls]
+    chosen = chosen or list(by_kind.values())
+    total = Figures()
+    for f in chosen:
+        total.add(f.calls, f.errors, f.duration_sum, f.buckets or {})
+    return total
+
+
+def _service_figures(store: Store, span: TimeRange) -> dict[str, Figures]:
+    rows = store.query(
+        "SELECT service_name, span_kind, countMerge(calls), sumMerge(errors), "
+        "sumMerge(duration_sum), sumMapMerge(buckets) "
+        f"FROM {latency_source(span)} GROUP BY service_name, span_kind"
+    )
+    per: dict[str, dict[int, Figures]] = defaultdict(dict)
+    for service, kind, calls, errors, dsum, buckets in rows:
+        per[str(service)].setdefault(int(kind), Figures()).add(
+            calls, errors, dsum, as_buckets(buckets)
+        )
+    return {service: _entry_or_all(by_kind) for service, by_kind in per.items()}
+
+
+def services(store: Store, start_s: float, end_s: float) -> list[dict[str, Any]]:
+    """One row per service: rate, error rate, p50/p95/p99, and sidecar RED where known."""
+    span = TimeRange.of(start_s, end_s)
+    sidecar = sidecar_red(store, span.start_s, span.end_s)
+    out = []
+    for service, figures in sorted(_service_figures(store, span).items()):
+        row = {"service": service, **figures.summary(span.seconds)}
+        if service in sidecar:
+            red = sidecar[service]
+            row["sidecar"] = red
+            row["sampling_ratio"] = (
+                min(figures.calls / red["requests"], 1.0) if red["requests"] else None
+            )
+        out.append(row)
+    return out
+
+
+def latency_series(
+    store: Store,
+    service: str,
+    start_s: float,
+    end_s: float,
+    step_s: int,
+    qs: Sequence[float] = DEFAULT_QUANTILES,
+    operation: str | None = None,
+) -> dict[str, Any]:
+    """Rate, errors and quantiles per step for a service (or one of its operations).
+
+    Steps are aligned to the epoch; a step of whole hours on whole hours reads
+    ``latency_hour``. Steps without calls have ``None`` quantiles.
+    """
+    step_s = max(60, int(step_s) // 60 * 60)
+    first = int(start_s) // step_s * step_s
+    span = TimeRange.of(first, -(-int(end_s) // step_s) * step_s)
+    where = "service_name = %(service)s"
+    params: dict[str, Any] = {"service": service, "step": step_s}
+    if operation is not None:
+        where += " AND span_name = %(operation)s"
+        params["operation"] = operation
+    rows = store.query(
+        "SELECT intDiv(toUInt32(minute), %(step)s) * %(step)s AS t, "
+        "toUInt8(span_kind IN (2, 5)) AS entry, countMerge(calls), sumMerge(errors), "
+        f"sumMapMerge(buckets) FROM {latency_source(span, where, hourly=step_s % HOUR == 0)} "
+        "GROUP BY t, entry ORDER BY t",
+        params,
+    )
+    use_entry = operation is None and any(int(r[1]) and int(r[2]) for r in rows)
+    steps: dict[int, Figures] = {}
+    for t, entry, calls, errors, buckets in rows:
+        if use_entry and not int(entry):
+            continue
+        steps.setdefault(int(t), Figures()).add(calls, errors, 0, as_buckets(buckets))
+    points = []
+    for t in range(span.start_s, span.end_s, step_s):
+        f = steps.get(t, Figures())
+        values = quantiles_ms(f.buckets or {}, qs)
+        points.append(
+            {
+                "t": t,
+                "calls": f.calls,
+                "rate": f.calls / step_s,
+                "errors": f.errors,
+                "error_rate": f.errors / f.calls if f.calls else 0.0,
+                "quantiles": {quantile_name(q): v for q, v in zip(qs, values, strict=True)},
+            }
+        )
+    return {
+        "service": service,
+        "operation": operation,
+        "start": span.start_s,
+        "end": span.end_s,
+        "step": step_s,
+        "quantiles": [quantile_name(q) for q in qs],
+        "points": points,
+    }
+
+
+def operations(store: Store, service: str, start_s: float, end_s: float) -> list[dict[str, Any]]:
+    """One row per (operation, kind) of a service; ``impact`` is its share of the total time."""
+    span = TimeRange.of(start_s, end_s)
+    rows = store.query(
+        "SELECT span_name, span_kind, countMerge(calls), sumMerge(errors), "
+        "sumMerge(duration_sum), sumMapMerge(buckets) "
+        f"FROM {latency_source(span, 'service_name = %(service)s')} "
+        "GROUP BY span_name, span_kind",
+        {"service": service},
+    )
+    total_time = sum(int(r[4]) for r in rows) or 1
+    out = []
+    for name, kind, calls, errors, dsum, buckets in rows:
+        f = Figures()
+        f.add(calls, errors, dsum, as_buckets(buckets))
+        out.append(
+            {
+                "operation": str(name),
+                "kind": int(kind),
+                **f.summary(span.seconds),
+                "total_ms": int(dsum) / 1e6,
+                "impact": int(dsum) / total_time,
+            }
+        )
+    out.sort(key=lambda r: (-r["impact"], r["operation"]))
+    return out
+
+
+@dataclass(frozen=True)
+class Edge:
+    parent: str
+    child: str
+    child_kind: str
+    parent_namespace: str
+    child_namespace: str
+    figures: Figures
+
+
+def edges(store: Store, start_s: float, end_s: float) -> list[Edge]:
+    """Edges over whole minutes, keeping per minute only the latest rollup run's rows."""
+    span = TimeRange.of(start_s, end_s)
+    within = f"minute >= toDateTime({span.start_s}) AND minute < toDateTime({span.end_s})"
+    rows = store.query(
+        "SELECT parent_service, child_service, child_kind, any(parent_namespace), "
+        "any(child_namespace), sum(calls), sum(errors), sum(duration_sum), "
+        "sumMap(bucket_keys, bucket_counts) FROM edges_minute "
+        f"WHERE {within} AND (minute, version) IN "
+        f"(SELECT minute, max(version) FROM edges_minute WHERE {within} GROUP BY minute) "
+        "GROUP BY parent_service, child_service, child_kind "
+        "ORDER BY parent_service, child_service, child_kind"
+    )
+    out = []
+    for parent, child, kind, pns, cns, calls, errors, dsum, buckets in rows:
+        f = Figures()
+        f.add(calls, errors, dsum, as_buckets(buckets))
+        out.append(Edge(str(parent), str(child), str(kind), str(pns), str(cns), f))
+    return out
+
+
+def dependencies(store: Store, start_ns: int, end_ns: int) -> list[dict[str, Any]]:
+    """Jaeger's ``/api/dependencies`` shape: [{parent, child, callCount}]."""
+    found = edges(store, start_ns / 1e9, end_ns / 1e9)
+    return [{"parent": e.parent, "child": e.child, "callCount": e.figures.calls} for e in found]
+
+
+def service_namespaces(store: Store, start_s: float, end_s: float) -> dict[str, str]:
+    span = TimeRange.of(start_s, end_s)
+    rows = store.query(
+        "SELECT service_name, max(namespace) FROM service_namespaces "
+        f"WHERE day >= toDate(toDateTime({span.start_s})) "
+        f"AND day <= toDate(toDateTime({span.end_s})) AND namespace != '' "
+        "GROUP BY service_name"
+    )
+    return {str(service): str(ns) for service, ns in rows}
+
+
+def graph(store: Store, start_s: float, end_s: float) -> dict[str, Any]:
+    """Nodes (services and uninstrumented peers) with RED figures, and edges between them.
+
+    A virtual node's figures are the calls made to it; it takes its callers' namespace
+    when they share one.
+    """
+    span = TimeRange.of(start_s, end_s)
+    found = edges(store, span.start_s, span.end_s)
+    namespaces = service_namespaces(store, span.start_s, span.end_s)
+    nodes: dict[str, dict[str, Any]] = {}
+    for service, figures in _service_figures(store, span).items():
+        nodes[service] = _node(service, "service", namespaces.get(service, ""), figures, span)
+    for e in found:  # services seen only in edges (e.g. spans older than the latency rollups)
+        ends = [(e.parent, e.parent_namespace)]
+        if e.child_kind == "service":
+            ends.append((e.child, e.child_namespace))
+        for name, ns in ends:
+            nodes.setdefault(name, _node(name, "service", ns, Figures(), span))
+    into: dict[str, Figures] = defaultdict(Figures)
+    peers: dict[str, tuple[str, set[str]]] = {}
+    for e in found:
+        if e.child_kind == "service" or e.child in nodes:
+            continue
+        f = e.figures
+        into[e.child].add(f.calls, f.errors, f.duration_sum, f.buckets or {})
+        peers.setdefault(e.child, (e.child_kind, set()))[1].add(nodes[e.parent]["namespace"])
+    for name, (kind, caller_namespaces) in peers.items():
+        ns = caller_namespaces.pop() if len(caller_namespaces) == 1 else ""
+        nodes[name] = _node(name, kind, ns, into[name], span)
+    edge_rows = [
+        {
+            "parent": e.parent,
+            "child": e.child,
+            "child_kind": e.child_kind,
+            **e.figures.summary(span.seconds),
+        }
+        for e in found
+    ]
+    return {
+        "start": span.start_s,
+        "end": span.end_s,
+        "nodes": sorted(nodes.values(), key=lambda n: n["id"]),
+        "edges": edge_rows,
+    }
+
+
+def _node(name: str, kind: str, namespace: str, f: Figures, span: TimeRange) -> dict[str, Any]:
+    return {"id": name, "kind": kind, "namespace": namespace, **f.summary(span.seconds)}
+
+
+def sidecar_red(store: Store, start_s: float, end_s: float) -> dict[str, dict[str, Any]]:
+    """Inbound request rate, errors and mean duration per service from sidecar metrics.
+
+    Sidecars count every request, sampled or not, so beside the span-derived
+    figures they give the true rate and the sampling ratio. Cumulative series
+    contribute their increase within the range, delta series their sum.
+    """
+    span = TimeRange.of(start_s, end_s)
+    klass = "attr_values[indexOf(attr_keys, 'status_class')]"
+    rows = store.query(
+        "SELECT service_name, sum(inc), sumIf(inc, bad), sum(seconds) FROM ("
+        f"SELECT service_name, {klass} AS klass, "
+        "toUInt8(klass IN ('5xx', 'error') OR (substring(klass, 1, 5) = 'grpc_' "
+        "AND klass != 'grpc_0')) AS bad, "
+        "if(temporality = 1, sum(count), toUInt64(max(count) - min(count))) AS inc, "
+        "if(temporality = 1, sum(sum), max(sum) - min(sum)) AS seconds "
+        "FROM metric_points WHERE metric_name = %(metric)s "
+        f"AND ts >= toDateTime({span.start_s}) AND ts < toDateTime({span.end_s}) "
+        "AND attr_values[indexOf(attr_keys, 'sidetrace.direction')] = 'inbound' "
+        "GROUP BY service_name, attr_keys, attr_values, resource_attr_values, "
+        "start_time_ns, temporality, klass) GROUP BY service_name",
+        {"metric": SIDECAR_METRIC},
+    )
+    out = {}
+    for service, requests, errors, seconds in rows:
+        requests, errors = int(requests), int(errors)
+        out[str(service)] = {
+            "requests": requests,
+            "rate": requests / span.seconds,
+            "errors": errors,
+            "error_rate": errors / requests if requests else 0.0,
+            "mean_ms": float(seconds) * 1e3 / requests if requests else None,
+        }
+    return out
+
+
+def edge_traces(
+    store: Store, parent: str, child: str, child_kind: str, start_s: float, end_s: float, limit: int
+) -> list[dict[str, Any]]:
+    """The latest calls that crossed one edge: trace id, start, duration and error flag."""
+    span = TimeRange.of(start_s, end_s)
+    child_where = "service_name = %(child)s" if child_kind == "service" else "1"
+    pairs = call_pairs_sql(span.start_s, span.end_s, "service_name = %(parent)s", child_where)
+    rows = store.query(
+        "SELECT trace_id, p_start, p_duration, toUInt8(p_status = 2 OR c_status = 2) "
+        f"FROM {pairs} WHERE ({EDGE_CONDITION}) AND {EDGE_CHILD} = %(child)s "
+        f"AND {EDGE_CHILD_KIND} = %(kind)s ORDER BY p_start DESC LIMIT %(limit)s",
+        {"parent": parent, "child": child, "kind": child_kind, "limit": int(limit)},
+    )
+    return [
+        {"trace_id": str(t), "start_ns": int(s), "duration_ms": int(d) / 1e6, "error": bool(e)}
+        for t, s, d, e in rows
+    ]

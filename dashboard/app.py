@@ -1,0 +1,95 @@
+"""The dashboard's Starlette application, assembled from feature route modules.
+
+Each feature module exposes ``routes(ctx)`` and may expose ``startup(ctx)``,
+``shutdown(ctx)`` and ``OPENAPI_PATHS``. The analytics and SLO modules are
+optional: a build without them still serves traces and the Jaeger API.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import importlib
+import logging
+from collections.abc import AsyncIterator
+from types import ModuleType
+
+from starlette.applications import Starlette
+from starlette.middleware import Middleware
+from starlette.requests import Request
+from starlette.responses import JSONResponse, PlainTextResponse, RedirectResponse, Response
+from starlette.routing import Mount, Route
+from starlette.staticfiles import StaticFiles
+
+from dashboard import openapi
+from dashboard.auth import AuthMiddleware
+from dashboard.context import STATIC_DIR, DashboardContext
+from sidetrace.store import StoreError
+
+log = logging.getLogger(__name__)
+
+REQUIRED_MODULES = ("dashboard.trace_routes", "dashboard.jaeger_api")
+OPTIONAL_MODULES = ("dashboard.analytics_routes", "dashboard.slo_routes")
+
+
+def feature_modules() -> list[ModuleType]:
+    """The route modules present in this build, required ones first."""
+    modules = [importlib.import_module(name) for name in REQUIRED_MODULES]
+    for name in OPTIONAL_MODULES:
+        try:
+            modules.append(importlib.import_module(name))
+        except ModuleNotFoundError as exc:
+            if exc.name != name:
+                raise
+    return modules
+
+
+def create_app(ctx: DashboardContext) -> Starlette:
+    modules = feature_modules()
+    document = openapi.document(getattr(m, "OPENAPI_PATHS", {}) for m in modules)
+
+    @contextlib.asynccontextmanager
+    async def lifespan(app: Starlette) -> AsyncIterator[None]:
+        started: list[ModuleType] = []
+        try:
+            for module in modules:
+                if hasattr(module, "startup"):
+                    await module.startup(ctx)
+                started.append(module)
+            yield
+        finally:
+            for module in reversed(started):
+                if hasattr(module, "shutdown"):
+                    try:
+                        await module.shutdown(ctx)
+                    except Exception:
+                        log.exception("shutdown of %s failed", module.__name__)
+
+    async def healthz(request: Request) -> Response:
+        return PlainTextResponse("ok")
+
+    async def openapi_json(request: Request) -> Response:
+        return JSONResponse(document)
+
+    async def home(request: Request) -> Response:
+        return RedirectResponse("/search", status_code=302)
+
+    async def store_error(request: Request, exc: Exception) -> Response:
+        log.warning("store error on %s: %s", request.url.path, exc)
+        return JSONResponse({"error": f"storage unavailable: {exc}"}, status_code=503)
+
+    routes = [
+        Route("/", home),
+        Route("/healthz", healthz),
+        Route("/api/v1/openapi.json", openapi_json),
+        Mount("/static", StaticFiles(directory=str(STATIC_DIR)), name="static"),
+    ]
+    for module in modules:
+        routes.extend(module.routes(ctx))
+    app = Starlette(
+        routes=routes,
+        lifespan=lifespan,
+        middleware=[Middleware(AuthMiddleware, settings=ctx.auth)],
+        exception_handlers={StoreError: store_error},
+    )
+    app.state.ctx = ctx
+    return app

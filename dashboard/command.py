@@ -1,0 +1,50 @@
+"""``sidetrace dashboard``: the trace pages, JSON APIs and SLO evaluation on one port."""
+
+from __future__ import annotations
+
+import argparse
+
+from sidetrace.cli import add_clickhouse_flag
+
+
+def register(subparsers: argparse._SubParsersAction) -> None:
+    parser = subparsers.add_parser("dashboard", help="serve the dashboard and its JSON APIs")
+    add_clickhouse_flag(parser)
+    parser.add_argument("--port", type=int, default=16686, help="HTTP port")
+    parser.add_argument("--host", default="0.0.0.0", help="address to listen on")
+    parser.add_argument(
+        "--slo", action="append", default=[], metavar="FILE", help="SLO file (repeatable)"
+    )
+    parser.add_argument(
+        "--external-url", default="", help="URL users reach the dashboard at (for links in alerts)"
+    )
+    parser.add_argument("--auth-token", default=None, help="require this bearer token")
+    parser.add_argument(
+        "--basic-auth", default=None, metavar="USER:PASSWORD", help="require basic auth"
+    )
+    parser.add_argument(
+        "--max-trace-spans", type=int, default=None, help="spans loaded per trace at most"
+    )
+    parser.set_defaults(handler=run)
+
+
+def run(args: argparse.Namespace) -> int:
+    import uvicorn
+
+    from dashboard.app import create_app
+    from dashboard.context import DEFAULT_MAX_TRACE_SPANS, AuthSettings, DashboardContext
+    from sidetrace.store import open_store
+
+    try:
+        auth = AuthSettings.from_flags(args.auth_token, args.basic_auth)
+    except ValueError as exc:
+        raise SystemExit(f"sidetrace dashboard: {exc}") from None
+    ctx = DashboardContext(
+        store=open_store(args.clickhouse),
+        external_url=args.external_url or f"http://127.0.0.1:{args.port}",
+        auth=auth,
+        slo_files=list(args.slo),
+        max_trace_spans=args.max_trace_spans or DEFAULT_MAX_TRACE_SPANS,
+    )
+    uvicorn.run(create_app(ctx), host=args.host, port=args.port, log_level="warning")
+    return 0

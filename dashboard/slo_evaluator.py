@@ -1,0 +1,416 @@
+"""The SLO evaluator: every ``interval``, query the rollups once, decide every alert,
+record state changes, and hand notifications to the dispatcher.
+
+One evaluation is one ClickHouse query for all SLOs and threshold alerts (plus
+one for raw spans when the test-only time scale makes sub-minute windows), a
+read of the silences, and one insert of the state changes. Delivery happens on
+the dispatcher's threads, never in the evaluation. The latest result is kept
+as a ``Snapshot`` for the pages and the JSON API.
+
+Only one evaluator should run per store (the dashboard's, or ``sidetrace
+alerter`` with the dashboard started without SLO files), or notifications are
+sent twice.
+"""
+
+from __future__ import annotations
+
+import logging
+import threading
+import time
+from collections.abc import Callable
+from dataclasses import dataclass, field, replace
+
+from dashboard.alert_delivery import Attempt, Dispatcher, Notifier
+from dashboard.alert_rules import FIRING, PENDING, Alert, AlertBook, AlertState, Transition
+from dashboard.alert_silences import Silence, SilenceStore
+from dashboard.slo_config import (
+    Filters,
+    Slo,
+    SloAlert,
+    SloConfigSet,
+    ThresholdAlert,
+    format_duration,
+)
+from dashboard.slo_math import (
+    bucket_cut,
+    budget_remaining,
+    burn_rate,
+    effective_threshold_ns,
+    quantile_above,
+    sli,
+    time_to_exhaustion,
+    windows_exceed,
+)
+from dashboard.slo_queries import window_counts
+from sidetrace.store import Store, StoreError
+
+log = logging.getLogger(__name__)
+
+DISPLAY_WINDOWS = (3600.0, 21600.0)  # burn rate "now" on the SLO page: 1 h and 6 h
+
+
+@dataclass(frozen=True)
+class AlertView:
+    alert: Alert
+    state: AlertState
+    value: str
+    silenced: bool
+
+
+@dataclass(frozen=True)
+class SloStatus:
+    slo: Slo
+    good: int
+    total: int
+    sli: float
+    budget_remaining: float
+    burn_rates: tuple[tuple[float, float], ...]  # (window seconds, rate) for DISPLAY_WINDOWS
+    time_to_exhaustion_s: float | None
+    effective_threshold_ns: float
+    alerts: tuple[AlertView, ...] = ()
+
+
+@dataclass(frozen=True)
+class Snapshot:
+    at: float = 0.0
+    duration_ms: float = 0.0
+    slos: tuple[SloStatus, ...] = ()
+    alerts: tuple[AlertView, ...] = ()
+    config_errors: tuple[str, ...] = ()
+    error: str = ""
+
+
+@dataclass
+class CutPlan:
+    """The cuts and windows one evaluation needs."""
+
+    cuts: dict[str, list[int]] = field(default_factory=dict)
+    windows: set[float] = field(default_factory=set)
+
+    def cut(self, service: str, threshold_ns: float) -> int:
+        cuts = self.cuts.setdefault(service, [])
+        value = bucket_cut(threshold_ns)
+        if value not in cuts:
+            cuts.append(value)
+        return cuts.index(value)
+
+
+class SloEvaluator:
+    def __init__(
+        self,
+        store: Store,
+        config: SloConfigSet,
+        external_url: str,
+        dispatcher: Dispatcher | None = None,
+        clock: Callable[[], float] = time.time,
+    ) -> None:
+        self.store = store
+        self.config = config
+        self.external_url = external_url.rstrip("/")
+        self.clock = clock
+        self.dispatcher = dispatcher or Dispatcher(self._log_attempt)
+        self.notifier = Notifier(self.dispatcher.submit, self.external_url)
+        self.book = AlertBook()
+        self.silence_store = SilenceStore(store)
+        self.snapshot = Snapshot(config_errors=tuple(config.all_errors()))
+        self.display_windows = tuple(w / config.time_scale for w in DISPLAY_WINDOWS)
+        self._silences: list[Silence] = []
+        self._restored = False
+        self._stop = threading.Event()
+        self._thread: threading.Thread | None = None
+        self._lock = threading.Lock()
+
+    # ---- one evaluation -------------------------------------------------------------
+
+    def known_services(self) -> set[str]:
+        rows = self.store.query("SELECT DISTINCT toString(service_name) FROM latency_minute")
+        return {str(r[0]) for r in rows}
+
+    def evaluate_once(self, now: float | None = None) -> Snapshot:
+        """Evaluate every SLO and alert once; never raises for store trouble."""
+        with self._lock:
+            started = time.perf_counter()
+            now = self.clock() if now is None else now
+            try:
+                snapshot = self._evaluate(now)
+            except StoreError as exc:
+                log.warning("SLO evaluation failed: %s", exc)
+                snapshot = Snapshot(
+                    at=now,
+                    slos=self.snapshot.slos,
+                    alerts=self.snapshot.alerts,
+                    config_errors=tuple(self.config.all_errors()),
+                    error=str(exc),
+                )
+            duration = (time.perf_counter() - started) * 1000
+            self.snapshot = Snapshot(
+                snapshot.at,
+                duration,
+                snapshot.slos,
+                snapshot.alerts,
+                snapshot.config_errors,
+                snapshot.error,
+            )
+            return self.snapshot
+
+    def _evaluate(self, now: float) -> Snapshot:
+        self.config.reload(self.known_services)
+        slos, thresholds = self.config.slos, self.config.threshold_alerts
+        plan = CutPlan(windows=set(self.display_windows))
+        for slo in slos:
+            plan.cut(slo.filters.service, slo.threshold_ns)
+            plan.windows.add(slo.window_s)
+            for alert in slo.alerts:
+                plan.windows |= {w for bw in alert.windows for w in (bw.long_s, bw.short_s)}
+        for rule in thresholds:
+            plan.cut(rule.filters.service, rule.threshold_ns)
+            plan.windows.add(rule.window_s)
+        counts = window_counts(self.store, plan.cuts, sorted(plan.windows), now)
+
+        def tally(
+            window: float, filters: Filters, threshold_ns: float, ok: bool
+        ) -> tuple[int, int]:
+            index = plan.cut(filters.service, threshold_ns)
+            good = total = 0
+            for (service, name, kind), c in counts.get(window, {}).items():
+                if service == filters.service and filters.matches(name, kind):
+                    good += (c.ok_good if ok else c.good)[index]
+                    total += c.calls
+            return good, total
+
+        results: list[tuple[Alert, bool, str]] = []
+        statuses = []
+        for slo in slos:
+
+            def rate(window: float, slo: Slo = slo) -> float:
+                good, total = tally(window, slo.filters, slo.threshold_ns, slo.errors_count_as_bad)
+                return burn_rate(good, total, slo.target)
+
+            good, total = tally(
+                slo.window_s, slo.filters, slo.threshold_ns, slo.errors_count_as_bad
+            )
+            remaining = budget_remaining(good, total, slo.target)
+            shown = tuple((w, rate(w)) for w in self.display_windows)
+            statuses.append(
+                SloStatus(
+                    slo=slo,
+                    good=good,
+                    total=total,
+                    sli=sli(good, total),
+                    budget_remaining=remaining,
+                    burn_rates=shown,
+                    time_to_exhaustion_s=time_to_exhaustion(remaining, shown[0][1], slo.window_s),
+                    effective_threshold_ns=effective_threshold_ns(slo.threshold_ns),
+                )
+            )
+            for policy_alert in slo.alerts:
+                rates = {w: rate(w) for bw in policy_alert.windows for w in (bw.long_s, bw.short_s)}
+                condition = any(
+                    windows_exceed(bw.factor, rates[bw.long_s], rates[bw.short_s])
+                    for bw in policy_alert.windows
+                )
+                value = ", ".join(f"{format_duration(w)}: {r:.2f}x" for w, r in rates.items())
+                results.append((_slo_alert(slo, policy_alert), condition, value))
+        for rule in thresholds:
+            good, total = tally(rule.window_s, rule.filters, rule.threshold_ns, False)
+            value = f"{sli(good, total):.2%} of {total} calls at or under the threshold"
+            results.append(
+                (_threshold_alert(rule), quantile_above(good, total, rule.quantile), value)
+            )
+
+        if not self._restored:
+            self._restore([a for a, _, _ in results])
+        transitions = self.book.update(results, now)
+        silenced = self._silenced(now)
+        self._record(transitions, silenced)
+        current = self.book.current()
+        self.notifier.notify([(a, s) for a, s, _ in current], silenced, self.config.receivers, now)
+        views = tuple(
+            AlertView(a, s, v, a.fingerprint in silenced)
+            for a, s, v in sorted(current, key=lambda x: x[0].name)
+        )
+        statuses = [
+            replace(s, alerts=tuple(v for v in views if v.alert.labels.get("slo") == s.slo.name))
+            for s in statuses
+        ]
+        return Snapshot(now, 0.0, tuple(statuses), views, tuple(self.config.all_errors()))
+
+    # ---- silences, history, restore -------------------------------------------------
+
+    def _silenced(self, now: float) -> set[str]:
+        """Fingerprints silenced now; if silences cannot be read, the last ones read apply."""
+        try:
+            self._silences = self.silence_store.all()
+        except StoreError as exc:
+            log.warning("could not read silences, using the last ones read: %s", exc)
+        return {
+            fp
+            for fp, alert in self.book.alerts.items()
+            if any(s.silences(alert.labels, now) for s in self._silences)
+        }
+
+    def _record(self, transitions: list[Transition], silenced: set[str]) -> None:
+        if not transitions:
+            return
+        columns: dict[str, list] = {
+            name: []
+            for name in (
+                "ts",
+                "at_ms",
+                "fingerprint",
+                "alertname",
+                "severity",
+                "kind",
+                "from_state",
+                "to_state",
+                "value",
+                "silenced",
+                "starts_at_ms",
+                "ends_at_ms",
+                "label_keys",
+                "label_values",
+                "annotation_keys",
+                "annotation_values",
+            )
+        }
+        for t in transitions:
+            labels, annotations = (
+                sorted(t.alert.labels.items()),
+                sorted(t.alert.annotations.items()),
+            )
+            row = {
+                "ts": int(t.at),
+                "at_ms": int(t.at * 1000),
+                "fingerprint": t.alert.fingerprint,
+                "alertname": t.alert.name,
+                "severity": t.alert.labels.get("severity", ""),
+                "kind": t.alert.kind,
+                "from_state": t.before,
+                "to_state": t.after.state,
+                "value": t.value,
+                "silenced": int(t.alert.fingerprint in silenced),
+                "starts_at_ms": int((t.after.active_at or 0) * 1000),
+                "ends_at_ms": int((t.after.resolved_at or 0) * 1000),
+                "label_keys": [k for k, _ in labels],
+                "label_values": [v for _, v in labels],
+                "annotation_keys": [k for k, _ in annotations],
+                "annotation_values": [v for _, v in annotations],
+            }
+            for name, value in row.items():
+                columns[name].append(value)
+        try:
+            self.store.insert("alert_events", columns)
+        except StoreError as exc:
+            log.warning("could not record %d alert state change(s): %s", len(transitions), exc)
+
+    def _log_attempt(self, attempt: Attempt) -> None:
+        n = attempt.notification
+        self.store.insert(
+            "alert_notifications",
+            {
+                "ts": [int(attempt.at)],
+                "at_ms": [int(attempt.at * 1000)],
+                "receiver": [n.receiver.name],
+                "group_key": [n.group_key],
+                "status": [n.status],
+                "fingerprints": [list(n.fingerprints)],
+                "attempt": [attempt.attempt],
+                "outcome": [attempt.outcome],
+                "http_status": [attempt.http_status],
+                "error": [attempt.error],
+            },
+        )
+
+    def _restore(self, alerts: list[Alert]) -> None:
+        """Continue pending and firing episodes recorded before a restart."""
+        self._restored = True
+        rows = self.store.query(
+            "SELECT fingerprint, argMax(to_state, at_ms), argMax(starts_at_ms, at_ms), "
+            "max(at_ms) FROM alert_events GROUP BY fingerprint"
+        )
+        last = {str(r[0]): (str(r[1]), int(r[2]) / 1000, int(r[3]) / 1000) for r in rows}
+        for alert in alerts:
+            state, active_at, at = last.get(alert.fingerprint, ("", 0.0, 0.0))
+            if state in (PENDING, FIRING):
+                self.book.restore(alert, AlertState(state, active_at, at))
+
+    # ---- the loop ---------------------------------------------------------------------
+
+    def start(self, interval: float) -> None:
+        """Evaluate every ``interval`` seconds on a background thread."""
+
+        def loop() -> None:
+            while not self._stop.is_set():
+                started = time.monotonic()
+                try:
+                    self.evaluate_once()
+                except Exception:
+                    log.exception("SLO evaluation crashed; retrying next interval")
+                self._stop.wait(max(0.0, interval - (time.monotonic() - started)))
+
+        self._thread = threading.Thread(target=loop, name="slo-evaluator", daemon=True)
+        self._thread.start()
+
+    def close(self, timeout: float = 10.0) -> None:
+        self._stop.set()
+        if self._thread is not None:
+            self._thread.join(timeout)
+        self.dispatcher.stop(timeout)
+
+
+def _scope(filters: Filters) -> str:
+    out = filters.service
+    if filters.operation:
+        out += f" {filters.operation}"
+    if filters.route:
+        out += f" route {filters.route}"
+    return out
+
+
+def _slo_alert(slo: Slo, alert: SloAlert) -> Alert:
+    policy = alert.policy
+    labels = {
+        "alertname": slo.name,
+        "severity": policy.severity,
+        "slo": slo.name,
+        **slo.filters.labels(),
+        **dict(policy.labels),
+    }
+    windows = " or ".join(
+        f"{bw.factor:g}x over {format_duration(bw.long_s)} and {format_duration(bw.short_s)}"
+        for bw in alert.windows
+    )
+    annotations = {
+        "summary": f"{slo.name}: latency error budget burning too fast ({policy.severity})",
+        "description": (
+            f"{slo.target * 100:g}% of {_scope(slo.filters)} requests should take at most "
+            f"{format_duration(slo.threshold_ns / 1e9)} over {format_duration(slo.window_s)}; "
+            f"the budget burns faster than {windows}."
+        ),
+        **dict(policy.annotations),
+    }
+    return Alert(
+        labels, annotations, policy.for_s, policy.keep_firing_for_s, policy.receivers, "slo"
+    )
+
+
+def _threshold_alert(rule: ThresholdAlert) -> Alert:
+    policy = rule.policy
+    labels = {
+        "alertname": rule.name,
+        "severity": policy.severity,
+        **rule.filters.labels(),
+        **dict(policy.labels),
+    }
+    summary = (
+        f"{rule.name}: p{rule.quantile * 100:g} of {_scope(rule.filters)} above "
+        f"{format_duration(rule.threshold_ns / 1e9)}"
+    )
+    annotations = {
+        "summary": summary,
+        "description": rule.description or f"{summary} over {format_duration(rule.window_s)}",
+        **dict(policy.annotations),
+    }
+    return Alert(
+        labels, annotations, policy.for_s, policy.keep_firing_for_s, policy.receivers, "threshold"
+    )

@@ -1,0 +1,188 @@
+"""Good and total calls per series and window, computed in ClickHouse in one query.
+
+Rows of ``latency_minute`` are finalized one by one (``finalizeAggregation``)
+and split at each bucket cut with ``arrayFilter``/``arraySum``, so ClickHouse
+returns small integers per (service, operation, kind, window range) and never
+merges bucket maps. Windows are cumulative: the query groups rows into disjoint
+age ranges and the caller adds them up.
+
+Window alignment: a window of N whole minutes covers the N newest minute rows,
+the current (partial) minute included, so it spans between N-1 and N minutes of
+time. A window that is not a whole number of minutes (only the test-only time
+scale makes those) is read from raw ``spans`` to the nanosecond instead, with
+the same bucket function.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
+
+from dashboard.slo_math import cumulate
+from sidetrace.latency_buckets import BUCKET_SQL
+from sidetrace.store import Store
+
+SeriesKey = tuple[str, str, int]  # service, span name, span kind
+
+# One output row per (series, range, cut): ARRAY JOIN spreads each row over its
+# service's cuts. (ClickHouse 18.16 cannot close nested lambdas over columns, so the
+# cut comes in as a column rather than through arrayMap.)
+_ROLLUP_SQL = """
+SELECT svc, op, kind, r, ci, sum(c), sum(e),
+    sum(arraySum(arrayFilter((v, k) -> k < x, b.2, b.1))),
+    sum(arraySum(arrayFilter((v, k) -> k < x, ob.2, ob.1)))
+FROM (
+    SELECT
+        toString(service_name) AS svc, toString(span_name) AS op, span_kind AS kind,
+        {range} AS r,
+        finalizeAggregation(calls) AS c,
+        finalizeAggregation(errors) AS e,
+        finalizeAggregation(buckets) AS b,
+        finalizeAggregation(ok_buckets) AS ob,
+        arrayElement(%(cuts)s, indexOf(%(services)s, svc)) AS cs
+    FROM latency_minute
+    WHERE service_name IN %(service_set)s
+      AND minute >= toDateTime(%(start)s) AND minute <= toDateTime(%(end)s)
+)
+ARRAY JOIN cs AS x, arrayEnumerate(cs) AS ci
+GROUP BY svc, op, kind, r, ci
+"""
+
+_RAW_SQL = f"""
+SELECT svc, op, kind, r, ci, count(), sum(e), sum(bucket < x), sum(bucket < x AND e = 0)
+FROM (
+    SELECT
+        toString(service_name) AS svc, toString(span_name) AS op, span_kind AS kind,
+        {{range}} AS r,
+        toUInt64(status_code = 2) AS e,
+        {BUCKET_SQL} AS bucket,
+        arrayElement(%(cuts)s, indexOf(%(services)s, svc)) AS cs
+    FROM spans
+    WHERE service_name IN %(service_set)s
+      AND ts >= toDateTime(%(start_s)s) AND start_ns >= %(start)s AND start_ns <= %(end)s
+)
+ARRAY JOIN cs AS x, arrayEnumerate(cs) AS ci
+GROUP BY svc, op, kind, r, ci
+"""
+
+
+@dataclass(frozen=True)
+class Counts:
+    """Calls of one series in one window: all, errors, and good per cut of its service.
+
+    ``good[i]`` counts calls below cut ``i``; ``ok_good[i]`` those also without error.
+    """
+
+    calls: int
+    errors: int
+    good: tuple[int, ...]
+    ok_good: tuple[int, ...]
+
+
+def is_whole_minutes(seconds: float) -> bool:
+    return seconds >= 60 and abs(seconds / 60 - round(seconds / 60)) < 1e-9
+
+
+def _range_sql(column: str, starts: Sequence[str]) -> str:
+    """Index of the narrowest window a row falls in; ``starts`` are SQL literals, newest first.
+
+    The starts are integers computed here, never user input, so they are inlined.
+    """
+    if len(starts) == 1:
+        return "0"
+    arms = ", ".join(f"{column} >= {start}, {i}" for i, start in enumerate(starts[:-1]))
+    return f"multiIf({arms}, {len(starts) - 1})"
+
+
+def _assemble(
+    rows: Sequence[tuple], count: int, cuts: Mapping[str, Sequence[int]]
+) -> dict[SeriesKey, list[Counts]]:
+    """Rows ``(svc, op, kind, range, cut number, calls, errors, good, ok good)`` -> per
+    series, one (not cumulative) Counts per range."""
+    table: dict[SeriesKey, list[list[int]]] = {}
+    for svc, op, kind, r, ci, calls, errors, good, ok_good in rows:
+        width = len(cuts[svc])
+        ranges = table.setdefault(
+            (str(svc), str(op), int(kind)), [[0] * (2 + 2 * width) for _ in range(count)]
+        )
+        row = ranges[min(int(r), count - 1)]
+        row[0], row[1] = int(calls), int(errors)
+        row[1 + int(ci)], row[1 + width + int(ci)] = int(good), int(ok_good)
+    return {key: [_counts(row, len(cuts[key[0]])) for row in rows] for key, rows in table.items()}
+
+
+def _counts(row: Sequence[int], width: int) -> Counts:
+    return Counts(row[0], row[1], tuple(row[2 : 2 + width]), tuple(row[2 + width :]))
+
+
+def _cumulative(per_range: dict[SeriesKey, list[Counts]]) -> dict[SeriesKey, list[Counts]]:
+    out = {}
+    for key, ranges in per_range.items():
+        flat = [[c.calls, c.errors, *c.good, *c.ok_good] for c in ranges]
+        width = len(ranges[0].good)
+        out[key] = [_counts(row, width) for row in cumulate(flat)]
+    return out
+
+
+def _params(cuts: Mapping[str, Sequence[int]]) -> dict[str, object]:
+    services = sorted(cuts)
+    return {
+        "services": services,
+        "service_set": tuple(services),  # a tuple renders as (a, b) for IN
+        "cuts": [list(cuts[s]) for s in services],
+    }
+
+
+def window_counts(
+    store: Store, cuts: Mapping[str, Sequence[int]], windows: Sequence[float], now: float
+) -> dict[float, dict[SeriesKey, Counts]]:
+    """For each window length (seconds): the counts of every series of the given services."""
+    if not cuts or not windows:
+        return {}
+    base = _params(cuts)
+    result: dict[float, dict[SeriesKey, Counts]] = {w: {} for w in windows}
+
+    minute_windows = sorted({w for w in windows if is_whole_minutes(w)})
+    if minute_windows:
+        current = math.floor(now / 60) * 60
+        starts = [current - (round(w / 60) - 1) * 60 for w in minute_windows]
+        params = {**base, "start": starts[-1], "end": current}
+        literals = [f"toDateTime({int(s)})" for s in starts]
+        sql = _ROLLUP_SQL.format(range=_range_sql("minute", literals))
+        per_series = _cumulative(_assemble(store.query(sql, params), len(starts), cuts))
+        for i, w in enumerate(minute_windows):
+            result[w] = {key: counts[i] for key, counts in per_series.items()}
+
+    raw_windows = sorted({w for w in windows if not is_whole_minutes(w)})
+    if raw_windows:
+        now_ns = int(now * 1e9)
+        starts = [now_ns - int(w * 1e9) for w in raw_windows]
+        params = {**base, "start": starts[-1], "start_s": starts[-1] // 10**9, "end": now_ns}
+        sql = _RAW_SQL.format(range=_range_sql("start_ns", [str(s) for s in starts]))
+        per_series = _cumulative(_assemble(store.query(sql, params), len(starts), cuts))
+        for i, w in enumerate(raw_windows):
+            result[w] = {key: counts[i] for key, counts in per_series.items()}
+    return result
+
+
+def step_counts(
+    store: Store,
+    cuts: Mapping[str, Sequence[int]],
+    window_s: float,
+    steps: int,
+    now: float,
+) -> tuple[float, dict[SeriesKey, list[Counts]]]:
+    """Per-step (not cumulative) counts over a window of whole minutes, for burn-down charts.
+
+    Returns the step length in seconds and, per series, ``steps`` Counts oldest first.
+    """
+    current = math.floor(now / 60) * 60
+    minutes = max(1, round(window_s / 60))
+    step_minutes = max(1, math.ceil(minutes / steps))
+    start = current - (minutes - 1) * 60
+    count = math.ceil(minutes / step_minutes)
+    params = {**_params(cuts), "start": start, "end": current}
+    range_sql = f"intDiv(toUInt32(minute) - {int(start)}, {step_minutes * 60})"
+    rows = store.query(_ROLLUP_SQL.format(range=range_sql), params)
+    return step_minutes * 60.0, _assemble(rows, count, cuts)

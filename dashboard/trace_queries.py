@@ -1,0 +1,468 @@
+"""Read queries for traces: one trace by id, and trace search.
+
+Every value reaches ClickHouse as a query parameter; the only text built here is
+fixed SQL chosen by which filters are present. A trace loads by primary key
+(``trace_index`` gives its days, ``spans_by_trace`` its spans, pruned to those
+days), and search reads ``spans`` only inside the requested time range.
+"""
+
+from __future__ import annotations
+
+import json
+import re
+from dataclasses import dataclass, field
+from typing import Any
+
+from sidetrace.store import Store
+
+NS_PER_S = 1_000_000_000
+DAY_S = 86_400
+MAX_SEARCH_LIMIT = 1500
+_HEX = re.compile(r"^[0-9a-fA-F]+$")
+_ATTR_KEY = re.compile(r"^[^\s=!]{1,256}$")
+
+# Attribute value type codes, numbered like OTLP's AnyValue fields.
+ATTR_STRING, ATTR_BOOL, ATTR_INT, ATTR_DOUBLE, ATTR_ARRAY, ATTR_KVLIST, ATTR_BYTES = range(1, 8)
+SPAN_KINDS = {
+    0: "unspecified",
+    1: "internal",
+    2: "server",
+    3: "client",
+    4: "producer",
+    5: "consumer",
+}
+STATUS_CODES = {0: "unset", 1: "ok", 2: "error"}
+
+SPAN_COLUMNS = (
+    "trace_id",
+    "span_id",
+    "parent_span_id",
+    "trace_state",
+    "flags",
+    "toString(service_name)",
+    "toString(span_name)",
+    "span_kind",
+    "status_code",
+    "status_message",
+    "toString(scope_name)",
+    "toString(scope_version)",
+    "start_ns",
+    "duration_ns",
+    "attr_keys",
+    "attr_types",
+    "attr_values",
+    "resource_attr_keys",
+    "resource_attr_types",
+    "resource_attr_values",
+    "event_times_ns",
+    "event_names",
+    "event_attrs",
+    "link_trace_ids",
+    "link_span_ids",
+    "link_trace_states",
+    "link_attrs",
+    "dropped_attributes_count",
+    "dropped_events_count",
+    "dropped_links_count",
+)
+
+
+class BadQuery(ValueError):
+    """A user-supplied parameter that cannot be used; the message says why."""
+
+
+def normalize_trace_id(text: str) -> str:
+    """A 32-hex lowercase id from 16 or 32 hex digits (16 are left-padded with zeros)."""
+    text = (text or "").strip()
+    if len(text) not in (16, 32) or not _HEX.match(text):
+        raise BadQuery(f"trace id must be 16 or 32 hex digits, got {text[:40]!r}")
+    return text.lower().rjust(32, "0")
+
+
+def normalize_span_id(text: str) -> str:
+    text = (text or "").strip()
+    if len(text) != 16 or not _HEX.match(text):
+        raise BadQuery(f"span id must be 16 hex digits, got {text[:40]!r}")
+    return text.lower()
+
+
+@dataclass(frozen=True)
+class Attribute:
+    key: str
+    type: int
+    value: str
+
+    def typed(self) -> Any:
+        """The value as its JSON type (arrays and kvlists are stored as JSON text)."""
+        try:
+            if self.type == ATTR_BOOL:
+                return self.value.lower() in ("true", "1")
+            if self.type == ATTR_INT:
+                return int(self.value)
+            if self.type == ATTR_DOUBLE:
+                return float(self.value)
+            if self.type in (ATTR_ARRAY, ATTR_KVLIST):
+                return json.loads(self.value)
+        except ValueError:
+            pass
+        return self.value
+
+
+@dataclass
+class Span:
+    trace_id: str
+    span_id: str
+    parent_span_id: str
+    trace_state: str
+    flags: int
+    service: str
+    name: str
+    kind: int
+    status_code: int
+    status_message: str
+    scope_name: str
+    scope_version: str
+    start_ns: int
+    duration_ns: int
+    attributes: list[Attribute]
+    resource: list[Attribute]
+    events: list[dict[str, Any]]
+    links: list[dict[str, Any]]
+    dropped_attributes: int = 0
+    dropped_events: int = 0
+    dropped_links: int = 0
+
+    @property
+    def end_ns(self) -> int:
+        return self.start_ns + self.duration_ns
+
+
+@dataclass
+class TraceSummary:
+    trace_id: str
+    start_ns: int
+    end_ns: int
+    span_count: int
+    error_count: int = 0
+    services: list[str] = field(default_factory=list)
+    root_service: str = ""
+    root_name: str = ""
+
+    @property
+    def duration_ns(self) -> int:
+        return max(0, self.end_ns - self.start_ns)
+
+
+@dataclass
+class Trace:
+    summary: TraceSummary
+    spans: list[Span]
+
+    @property
+    def left_out(self) -> int:
+        """Spans known to the index but not loaded because of the span cap."""
+        return max(0, self.summary.span_count - len(self.spans))
+
+
+def _json_attrs(text: str) -> list[Attribute]:
+    """Event and link attributes are stored as JSON text: an object or a list of {key,value}."""
+    if not text:
+        return []
+    try:
+        data = json.loads(text)
+    except ValueError:
+        return [Attribute("value", ATTR_STRING, text)]
+    if isinstance(data, dict):
+        items = list(data.items())
+    elif isinstance(data, list):
+        items = [(d.get("key", ""), d.get("value")) for d in data if isinstance(d, dict)]
+    else:
+        return [Attribute("value", ATTR_STRING, text)]
+    return [_attribute_from_json(str(k), v) for k, v in items]
+
+
+def _attribute_from_json(key: str, value: Any) -> Attribute:
+    if isinstance(value, dict) and len(value) == 1:  # OTLP JSON AnyValue, e.g. {"stringValue": "x"}
+        ((kind, inner),) = value.items()
+        value = inner if kind != "intValue" else int(inner)
+    if isinstance(value, bool):
+        return Attribute(key, ATTR_BOOL, "true" if value else "false")
+    if isinstance(value, int):
+        return Attribute(key, ATTR_INT, str(value))
+    if isinstance(value, float):
+        return Attribute(key, ATTR_DOUBLE, repr(value))
+    if isinstance(value, str):
+        return Attribute(key, ATTR_STRING, value)
+    return Attribute(key, ATTR_ARRAY if isinstance(value, list) else ATTR_KVLIST, json.dumps(value))
+
+
+def _attrs(keys: Any, types: Any, values: Any) -> list[Attribute]:
+    return [Attribute(str(k), int(t), str(v)) for k, t, v in zip(keys, types, values, strict=False)]
+
+
+def span_from_row(row: tuple) -> Span:
+    """One ``SPAN_COLUMNS`` row (tuple or list, either backend) as a Span."""
+    (tid, sid, pid, tstate, flags, service, name, kind, scode, smsg, scope, scope_v, start, dur,
+     ak, at, av, rk, rt, rv, et, en, ea, lt, ls, lst, la, da, de, dl) = row  # fmt: skip
+    events = [
+        {"time_ns": int(t), "name": str(n), "attributes": _json_attrs(str(a))}
+        for t, n, a in zip(et, en, ea, strict=False)
+    ]
+    links = [
+        {
+            "trace_id": str(t),
+            "span_id": str(s),
+            "trace_state": str(st),
+            "attributes": _json_attrs(a),
+        }
+        for t, s, st, a in zip(lt, ls, lst, la, strict=False)
+    ]
+    return Span(
+        trace_id=tid,
+        span_id=sid,
+        parent_span_id=pid,
+        trace_state=tstate,
+        flags=int(flags),
+        service=service,
+        name=name,
+        kind=int(kind),
+        status_code=int(scode),
+        status_message=smsg,
+        scope_name=scope,
+        scope_version=scope_v,
+        start_ns=int(start),
+        duration_ns=int(dur),
+        attributes=_attrs(ak, at, av),
+        resource=_attrs(rk, rt, rv),
+        events=events,
+        links=links,
+        dropped_attributes=int(da),
+        dropped_events=int(de),
+        dropped_links=int(dl),
+    )
+
+
+_SUMMARY_COLUMNS = (
+    "trace_id, minMerge(trace_start_ns), maxMerge(trace_end_ns), uniqExactMerge(span_count), "
+    "uniqExactIfMerge(error_count), groupUniqArrayMerge(services), anyIfMerge(root_service), "
+    "anyIfMerge(root_name), argMinMerge(first_service), argMinMerge(first_name)"
+)
+
+
+def _summary_from_row(row: tuple) -> TraceSummary:
+    tid, start, end, count, errors, services, root_service, root_name, first_svc, first_name = row
+    return TraceSummary(
+        trace_id=tid,
+        start_ns=int(start),
+        end_ns=int(end),
+        span_count=int(count),
+        error_count=int(errors),
+        services=sorted(str(s) for s in services),
+        root_service=root_service or first_svc,
+        root_name=root_name or first_name,
+    )
+
+
+def trace_days(store: Store, trace_id: str) -> list[str]:
+    """The days (partitions) a trace has spans in, from the index by primary key."""
+    rows = store.query(
+        "SELECT DISTINCT toString(day) FROM trace_index WHERE trace_id = %(t)s", {"t": trace_id}
+    )
+    return sorted(str(r[0]) for r in rows)
+
+
+def trace_summary(store: Store, trace_id: str) -> TraceSummary | None:
+    rows = store.query(
+        f"SELECT {_SUMMARY_COLUMNS} FROM trace_index WHERE trace_id = %(t)s GROUP BY trace_id",
+        {"t": trace_id},
+    )
+    return _summary_from_row(rows[0]) if rows else None
+
+
+def load_trace(store: Store, trace_id: str, max_spans: int) -> Trace | None:
+    """A trace by primary key: its index row, then its spans from the days it touches.
+
+    Replayed copies of a span are dropped with ``LIMIT 1 BY span_id``; at most
+    ``max_spans`` spans (the earliest) are returned.
+    """
+    summary = trace_summary(store, trace_id)
+    if summary is None:
+        return None
+    first_s = summary.start_ns // NS_PER_S
+    last_s = max(summary.end_ns // NS_PER_S, first_s)
+    rows = store.query(
+        f"SELECT {', '.join(SPAN_COLUMNS)} FROM spans_by_trace "
+        "WHERE trace_id = %(t)s AND ts >= toDateTime(%(first)s) AND ts <= toDateTime(%(last)s) "
+        "ORDER BY start_ns, span_id LIMIT 1 BY span_id LIMIT %(cap)s",
+        {"t": trace_id, "first": first_s, "last": last_s, "cap": int(max_spans)},
+    )
+    return Trace(summary=summary, spans=[span_from_row(r) for r in rows])
+
+
+@dataclass(frozen=True)
+class AttributeFilter:
+    """``key=value``, ``key!=value`` (key present with another value) or ``key`` (exists)."""
+
+    key: str
+    op: str  # "=", "!=", "exists"
+    value: str = ""
+
+    @classmethod
+    def parse(cls, text: str) -> AttributeFilter:
+        text = text.strip()
+        if "!=" in text:
+            key, _, value = text.partition("!=")
+            op = "!="
+        elif "=" in text:
+            key, _, value = text.partition("=")
+            op = "="
+        else:
+            key, value, op = text, "", "exists"
+        key = key.strip()
+        if not _ATTR_KEY.match(key):
+            raise BadQuery(
+                f"bad attribute filter {text[:80]!r}: expected key, key=value or key!=value"
+            )
+        return cls(key=key, op=op, value=value.strip())
+
+
+@dataclass
+class SearchQuery:
+    start_ns: int
+    end_ns: int
+    service: str | None = None
+    operation: str | None = None
+    attributes: list[AttributeFilter] = field(default_factory=list)
+    min_duration_ns: int | None = None
+    max_duration_ns: int | None = None
+    errors_only: bool = False
+    limit: int = 20
+
+    def validate(self) -> None:
+        if self.start_ns < 0 or self.end_ns <= self.start_ns:
+            raise BadQuery("time range is empty: start must be before end")
+        if not 1 <= self.limit <= MAX_SEARCH_LIMIT:
+            raise BadQuery(f"limit must be between 1 and {MAX_SEARCH_LIMIT}")
+        if self.min_duration_ns is not None and self.min_duration_ns < 0:
+            raise BadQuery("min duration must not be negative")
+        if (
+            self.min_duration_ns is not None
+            and self.max_duration_ns is not None
+            and self.max_duration_ns < self.min_duration_ns
+        ):
+            raise BadQuery("max duration is below min duration")
+        if len(self.attributes) > 20:
+            raise BadQuery("at most 20 attribute filters")
+
+
+def _attribute_condition(i: int, f: AttributeFilter, params: dict[str, Any]) -> str:
+    """SQL for one attribute filter over span and resource attributes; values are parameters."""
+    params[f"ak{i}"] = f.key
+    params[f"av{i}"] = f.value
+    span_has = f"has(attr_keys, %(ak{i})s)"
+    res_has = f"has(resource_attr_keys, %(ak{i})s)"
+    span_val = f"attr_values[indexOf(attr_keys, %(ak{i})s)]"
+    res_val = f"resource_attr_values[indexOf(resource_attr_keys, %(ak{i})s)]"
+    if f.op == "exists":
+        return f"({span_has} OR {res_has})"
+    if f.op == "=":
+        return f"(({span_has} AND {span_val} = %(av{i})s) OR ({res_has} AND {res_val} = %(av{i})s))"
+    return f"(({span_has} AND {span_val} != %(av{i})s) OR ({res_has} AND {res_val} != %(av{i})s))"
+
+
+def search_trace_ids(store: Store, q: SearchQuery) -> list[str]:
+    """Trace ids (latest first) with at least one span matching every filter in the range."""
+    q.validate()
+    params: dict[str, Any] = {
+        "from_s": q.start_ns // NS_PER_S,
+        "to_s": q.end_ns // NS_PER_S,
+        "from_ns": q.start_ns,
+        "to_ns": q.end_ns,
+        "limit": q.limit,
+    }
+    where = [
+        "ts >= toDateTime(%(from_s)s)",
+        "ts <= toDateTime(%(to_s)s)",
+        "start_ns >= %(from_ns)s",
+        "start_ns <= %(to_ns)s",
+    ]
+    if q.service:
+        where.append("service_name = %(service)s")
+        params["service"] = q.service
+    if q.operation:
+        where.append("span_name = %(operation)s")
+        params["operation"] = q.operation
+    if q.min_duration_ns is not None:
+        where.append("duration_ns >= %(min_d)s")
+        params["min_d"] = q.min_duration_ns
+    if q.max_duration_ns is not None:
+        where.append("duration_ns <= %(max_d)s")
+        params["max_d"] = q.max_duration_ns
+    if q.errors_only:
+        where.append("status_code = 2")
+    where.extend(_attribute_condition(i, f, params) for i, f in enumerate(q.attributes))
+    rows = store.query(
+        "SELECT trace_id, max(start_ns) AS latest FROM spans WHERE "
+        + " AND ".join(where)
+        + " GROUP BY trace_id ORDER BY latest DESC LIMIT %(limit)s",
+        params,
+    )
+    return [r[0] for r in rows]
+
+
+def trace_summaries(
+    store: Store, trace_ids: list[str], start_ns: int, end_ns: int
+) -> list[TraceSummary]:
+    """Index rows for the given traces, read only from the days of the range, in id order given."""
+    if not trace_ids:
+        return []
+    rows = store.query(
+        f"SELECT {_SUMMARY_COLUMNS} FROM trace_index "
+        "WHERE trace_id IN %(ids)s AND day >= toDate(toDateTime(%(from_s)s)) "
+        "AND day <= toDate(toDateTime(%(to_s)s)) GROUP BY trace_id",
+        {"ids": tuple(trace_ids), "from_s": start_ns // NS_PER_S, "to_s": end_ns // NS_PER_S},
+    )
+    by_id = {s.trace_id: s for s in map(_summary_from_row, rows)}
+    return [by_id[t] for t in trace_ids if t in by_id]
+
+
+def search(store: Store, q: SearchQuery) -> list[TraceSummary]:
+    return trace_summaries(store, search_trace_ids(store, q), q.start_ns, q.end_ns)
+
+
+def load_traces(store: Store, trace_ids: list[str], max_spans: int) -> list[Trace]:
+    """Several traces by id (for the Jaeger search API, which returns whole traces)."""
+    traces = []
+    for trace_id in trace_ids:
+        trace = load_trace(store, trace_id, max_spans)
+        if trace is not None:
+            traces.append(trace)
+    return traces
+
+
+def services(store: Store, start_ns: int, end_ns: int) -> list[str]:
+    """Service names seen in the range, from the per-minute latency rollup."""
+    rows = store.query(
+        "SELECT DISTINCT toString(service_name) FROM latency_minute "
+        "WHERE minute >= toDateTime(%(f)s) AND minute <= toDateTime(%(t)s)",
+        {"f": start_ns // NS_PER_S - 60, "t": end_ns // NS_PER_S},
+    )
+    return sorted(r[0] for r in rows)
+
+
+def operations(
+    store: Store, service: str, start_ns: int, end_ns: int, kind: int | None = None
+) -> list[tuple[str, int]]:
+    """(operation, span kind) pairs of one service in the range, from the rollup."""
+    params: dict[str, Any] = {"s": service, "f": start_ns // NS_PER_S - 60, "t": end_ns // NS_PER_S}
+    kind_sql = ""
+    if kind is not None:
+        kind_sql = " AND span_kind = %(k)s"
+        params["k"] = kind
+    rows = store.query(
+        "SELECT DISTINCT toString(span_name), span_kind FROM latency_minute "
+        "WHERE service_name = %(s)s AND minute >= toDateTime(%(f)s) "
+        f"AND minute <= toDateTime(%(t)s){kind_sql}",
+        params,
+    )
+    return sorted((str(r[0]), int(r[1])) for r in rows)

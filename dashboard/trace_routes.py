@@ -1,0 +1,244 @@
+"""Trace pages (``/trace/{id}``, ``/search``) and sidetrace's trace API (``/api/v1/...``)."""
+
+from __future__ import annotations
+
+import time
+from datetime import UTC, datetime
+from typing import Any
+
+from starlette.concurrency import run_in_threadpool
+from starlette.requests import Request
+from starlette.responses import JSONResponse, RedirectResponse, Response
+from starlette.routing import BaseRoute, Route
+
+from dashboard import params
+from dashboard import trace_queries as tq
+from dashboard.context import DashboardContext
+from dashboard.openapi import ERROR_RESPONSES, json_response, path_param, query_param
+from dashboard.search_plot import scatter
+from dashboard.trace_json import summary_json, trace_json
+
+DEFAULT_LIMIT = 20
+
+
+def search_query(request: Request) -> tq.SearchQuery:
+    """A SearchQuery from GET parameters (the shareable form of every search)."""
+    qp = request.query_params
+    lookback = qp.get("lookback") or "1h"
+    if lookback == "custom":
+        lookback = "1h"
+    start_ns, end_ns = params.time_range(qp.get("start"), qp.get("end"), lookback)
+    filters = [*qp.getlist("attr"), *(qp.get("attrs") or "").splitlines()]
+    q = tq.SearchQuery(
+        start_ns=start_ns,
+        end_ns=end_ns,
+        service=qp.get("service") or None,
+        operation=qp.get("operation") or None,
+        attributes=[tq.AttributeFilter.parse(f) for f in filters if f.strip()],
+        min_duration_ns=params.parse_duration(qp["minDuration"]) if qp.get("minDuration") else None,
+        max_duration_ns=params.parse_duration(qp["maxDuration"]) if qp.get("maxDuration") else None,
+        errors_only=qp.get("errors", "") in ("1", "on", "true"),
+        limit=params.parse_int(
+            qp.get("limit") or str(DEFAULT_LIMIT), "limit", 1, tq.MAX_SEARCH_LIMIT
+        ),
+    )
+    q.validate()
+    return q
+
+
+def routes(ctx: DashboardContext) -> list[BaseRoute]:
+    store = ctx.store
+
+    def error_page(request: Request, status: int, title: str, message: str) -> Response:
+        return ctx.templates.TemplateResponse(
+            request, "message.html", {"title": title, "message": message}, status_code=status
+        )
+
+    def retention_range() -> str:
+        rows = store.query("SELECT toString(min(day)), count() FROM trace_index")
+        oldest = rows[0][0] if rows and int(rows[0][1]) else None
+        now = time.time_ns()
+        if oldest is None:
+            return "all stored traces (the store holds none yet)"
+        start_ns = (
+            int(datetime.strptime(oldest, "%Y-%m-%d").replace(tzinfo=UTC).timestamp()) * 10**9
+        )
+        return "all stored traces, " + params.describe_range(start_ns, now)
+
+    async def trace_lookup(request: Request) -> Response:
+        text = request.query_params.get("id", "")
+        try:
+            trace_id = tq.normalize_trace_id(text)
+        except tq.BadQuery as exc:
+            return error_page(request, 400, "Not a trace id", str(exc))
+        return RedirectResponse(f"/trace/{trace_id}", status_code=302)
+
+    async def trace_page(request: Request) -> Response:
+        try:
+            trace_id = tq.normalize_trace_id(request.path_params["trace_id"])
+            span = request.query_params.get("span")
+            if span:
+                span = tq.normalize_span_id(span)
+        except tq.BadQuery as exc:
+            return error_page(request, 400, "Not a trace id", str(exc))
+        if trace_id != request.path_params["trace_id"]:
+            suffix = f"?span={span}" if span else ""
+            return RedirectResponse(f"/trace/{trace_id}{suffix}", status_code=302)
+        summary = await run_in_threadpool(tq.trace_summary, store, trace_id)
+        if summary is None:
+            searched = await run_in_threadpool(retention_range)
+            return ctx.templates.TemplateResponse(
+                request,
+                "trace_not_found.html",
+                {"trace_id": trace_id, "searched": searched},
+                status_code=404,
+            )
+        return ctx.templates.TemplateResponse(
+            request, "trace.html", {"trace_id": trace_id, "span": span or "", "summary": summary}
+        )
+
+    async def trace_api(request: Request) -> Response:
+        try:
+            trace_id = tq.normalize_trace_id(request.path_params["trace_id"])
+        except tq.BadQuery as exc:
+            return JSONResponse({"error": str(exc)}, status_code=400)
+        trace = await run_in_threadpool(tq.load_trace, store, trace_id, ctx.max_trace_spans)
+        if trace is None:
+            searched = await run_in_threadpool(retention_range)
+            return JSONResponse(
+                {"error": f"trace {trace_id} not found", "searched": searched}, status_code=404
+            )
+        body = await run_in_threadpool(trace_json, trace, ctx.max_trace_spans)
+        headers = {}
+        if request.query_params.get("download") in ("1", "true"):
+            headers["Content-Disposition"] = f'attachment; filename="trace-{trace_id}.json"'
+        return JSONResponse(body, headers=headers)
+
+    async def search_api(request: Request) -> Response:
+        try:
+            q = search_query(request)
+        except tq.BadQuery as exc:
+            return JSONResponse({"error": str(exc)}, status_code=400)
+        found = await run_in_threadpool(tq.search, store, q)
+        return JSONResponse(
+            {
+                "startTimeUnixNano": str(q.start_ns),
+                "endTimeUnixNano": str(q.end_ns),
+                "traces": [summary_json(s) for s in found],
+            }
+        )
+
+    async def services_api(request: Request) -> Response:
+        try:
+            start_ns, end_ns = params.time_range(
+                None, None, request.query_params.get("lookback") or "7d"
+            )
+        except tq.BadQuery as exc:
+            return JSONResponse({"error": str(exc)}, status_code=400)
+        names = await run_in_threadpool(tq.services, store, start_ns, end_ns)
+        return JSONResponse({"services": names})
+
+    async def operations_api(request: Request) -> Response:
+        try:
+            start_ns, end_ns = params.time_range(
+                None, None, request.query_params.get("lookback") or "7d"
+            )
+        except tq.BadQuery as exc:
+            return JSONResponse({"error": str(exc)}, status_code=400)
+        service = request.path_params["service"]
+        pairs = await run_in_threadpool(tq.operations, store, service, start_ns, end_ns)
+        return JSONResponse(
+            {"operations": [{"name": n, "kind": tq.SPAN_KINDS.get(k, str(k))} for n, k in pairs]}
+        )
+
+    async def search_page(request: Request) -> Response:
+        qp = request.query_params
+        form = {
+            "service": qp.get("service", ""),
+            "operation": qp.get("operation", ""),
+            "attrs": "\n".join([*qp.getlist("attr"), *(qp.get("attrs") or "").splitlines()]),
+            "minDuration": qp.get("minDuration", ""),
+            "maxDuration": qp.get("maxDuration", ""),
+            "errors": qp.get("errors", "") in ("1", "on", "true"),
+            "lookback": qp.get("lookback") or ("custom" if qp.get("start") else "1h"),
+            "start": qp.get("start", ""),
+            "end": qp.get("end", ""),
+            "limit": qp.get("limit") or str(DEFAULT_LIMIT),
+        }
+        context: dict[str, Any] = {"form": form, "lookbacks": params.LOOKBACKS, "error": ""}
+        try:
+            q = search_query(request)
+        except tq.BadQuery as exc:
+            context.update(error=str(exc), results=[], services=[], operations=[], plot=None)
+            return ctx.templates.TemplateResponse(request, "search.html", context, status_code=400)
+        found = await run_in_threadpool(tq.search, store, q)
+        names = await run_in_threadpool(tq.services, store, q.start_ns, q.end_ns)
+        ops = []
+        if q.service:
+            ops = await run_in_threadpool(tq.operations, store, q.service, q.start_ns, q.end_ns)
+        context.update(
+            results=found,
+            services=names,
+            operations=sorted({n for n, _ in ops}),
+            plot=scatter(found, q.start_ns, q.end_ns),
+            range_text=params.describe_range(q.start_ns, q.end_ns),
+        )
+        return ctx.templates.TemplateResponse(request, "search.html", context)
+
+    return [
+        Route("/trace", trace_lookup),
+        Route("/trace/{trace_id}", trace_page),
+        Route("/search", search_page),
+        Route("/api/v1/traces/{trace_id}", trace_api),
+        Route("/api/v1/search", search_api),
+        Route("/api/v1/services", services_api),
+        Route("/api/v1/services/{service}/operations", operations_api),
+    ]
+
+
+_STR = {"type": "string"}
+_LOOKBACK = query_param("lookback", {"type": "string", "example": "1h"}, "e.g. 15m, 1h, 2d")
+OPENAPI_PATHS: dict[str, Any] = {
+    "/api/v1/traces/{trace_id}": {
+        "get": {
+            "summary": "One trace in tree order with analysis (self time, critical path, skew)",
+            "parameters": [
+                path_param("trace_id", {"type": "string", "pattern": "^[0-9a-fA-F]{16,32}$"}),
+                query_param("download", {"type": "string", "enum": ["1", "0"]}),
+            ],
+            "responses": {"200": json_response("the trace"), **ERROR_RESPONSES},
+        }
+    },
+    "/api/v1/search": {
+        "get": {
+            "summary": "Traces with a span matching every filter, latest first",
+            "parameters": [
+                query_param("service", _STR),
+                query_param("operation", _STR),
+                query_param("attr", _STR, "key=value, key!=value or key (exists); repeatable"),
+                query_param("minDuration", _STR, "e.g. 100ms"),
+                query_param("maxDuration", _STR, "e.g. 2s"),
+                query_param("errors", {"type": "string", "enum": ["1", "0"]}),
+                _LOOKBACK,
+                query_param("start", _STR, "ISO-8601 or Unix milliseconds"),
+                query_param("end", _STR, "ISO-8601 or Unix milliseconds"),
+                query_param("limit", {"type": "integer", "minimum": 1, "maximum": 1500}),
+            ],
+            "responses": {"200": json_response("matching traces"), **ERROR_RESPONSES},
+        }
+    },
+    "/api/v1/services": {
+        "get": {
+            "summary": "Services seen in the lookback",
+            "parameters": [_LOOKBACK],
+            "responses": {"200": json_response("service names"), **ERROR_RESPONSES},
+        }
+    },
+    "/api/v1/services/{service}/operations": {
+        "get": {
+            "summary": "Operations and span kinds of one service",
+            "parameters": [path_param("service", _STR), _LOOKBACK],
+            "responses": {"200": json_response("operations"), **ERROR_RESPONSES},
+        }
+    },
+}

@@ -1,0 +1,175 @@
+"""One sidecar process: listeners, gRPC bridge, telemetry, admin, and a graceful stop.
+
+SIGTERM (or ``/shutdown``) stops accepting, lets in-flight requests finish for
+the grace period while idle keep-alive connections are closed, then flushes
+telemetry and returns.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import signal
+import time
+
+from sidecar.admin import AdminServer
+from sidecar.config import SidecarConfig
+from sidecar.grpc_proxy import GrpcBridge
+from sidecar.http_proxy import DownstreamConnection, ListenerContext
+from sidecar.propagation import Propagator
+from sidecar.red_metrics import ProxyCounters
+from sidecar.resource import resource_attributes
+from sidecar.routes import RouteMatcher
+from sidecar.telemetry import CLIENT, SERVER, Telemetry
+from sidecar.upstream import UpstreamPool
+
+log = logging.getLogger(__name__)
+SWEEP_INTERVAL_S = 0.5
+
+
+def _exporters(config: SidecarConfig, resource: dict[str, str]):
+    """OTLP/gRPC span exporter and SDK meter provider; ``(None, None)`` without a collector."""
+    if not config.collector:
+        return None, None
+    from opentelemetry.exporter.otlp.proto.grpc.metric_exporter import OTLPMetricExporter
+    from opentelemetry.exporter.otlp.proto.grpc.trace_exporter import OTLPSpanExporter
+    from opentelemetry.sdk.metrics import MeterProvider
+    from opentelemetry.sdk.metrics.export import PeriodicExportingMetricReader
+    from opentelemetry.sdk.resources import Resource
+
+    span_exporter = OTLPSpanExporter(
+        endpoint=config.collector, insecure=True, timeout=config.export_timeout_s
+    )
+    reader = PeriodicExportingMetricReader(
+        OTLPMetricExporter(
+            endpoint=config.collector, insecure=True, timeout=config.export_timeout_s
+        ),
+        export_interval_millis=config.metric_export_interval_s * 1000,
+    )
+    meters = MeterProvider(resource=Resource.create(resource), metric_readers=[reader])
+    return span_exporter, meters
+
+
+class Sidecar:
+    """Owns every part of the running sidecar; ``run()`` returns after a graceful stop."""
+
+    def __init__(self, config: SidecarConfig):
+        self.config = config
+        self.counters = ProxyCounters()
+        self.resource = resource_attributes(
+            {"service.name": config.service_name, **config.resource}
+        )
+        span_exporter, self.meter_provider = _exporters(config, self.resource)
+        self.telemetry = Telemetry(
+            self.resource,
+            span_exporter,
+            self.counters,
+            RouteMatcher(config.routes),
+            max_queue=config.max_queue,
+            interval_s=config.export_interval_s,
+            meter_provider=self.meter_provider,
+        )
+        self.propagator = Propagator(config.sampling_ratio, config.b3_emit)
+        self.pool = UpstreamPool()
+        self.bridge = GrpcBridge(self.propagator, self.telemetry, self.counters)
+        self.contexts: list[ListenerContext] = []
+        self.servers: list[asyncio.AbstractServer] = []
+        self._stop: asyncio.Event | None = None
+        self.admin = AdminServer(
+            (config.app_host, config.app_port), self.metrics_text, self.request_stop
+        )
+
+    def metrics_text(self) -> str:
+        return self.telemetry.red.prometheus() + self.counters.prometheus()
+
+    def request_stop(self) -> None:
+        if self._stop is not None:
+            self._stop.set()
+
+    async def start(self) -> None:
+        loop = asyncio.get_running_loop()
+        self._stop = asyncio.Event()
+        cfg = self.config
+        self.telemetry.start()
+        self.bridge.start()
+        for kind, host, port in (
+            (SERVER, cfg.bind, cfg.inbound_port),
+            (CLIENT, cfg.outbound_bind, cfg.outbound_port),
+        ):
+            ctx = ListenerContext(
+                cfg,
+                kind,
+                self.propagator,
+                self.telemetry,
+                self.counters,
+                self.pool,
+                loop,
+                self.bridge,
+            )
+            self.contexts.append(ctx)
+            server = await loop.create_server(
+                lambda ctx=ctx: DownstreamConnection(ctx),
+                host,
+                port,
+                backlog=1024,
+                reuse_address=True,
+            )
+            self.servers.append(server)
+        self.servers.append(await asyncio.start_server(self.admin.handle, cfg.bind, cfg.admin_port))
+        loop.create_task(self._sweep())
+        for sig in (signal.SIGTERM, signal.SIGINT):
+            with contextlib.suppress(RuntimeError, ValueError):  # not the main thread
+                loop.add_signal_handler(sig, self.request_stop)
+        log.info(
+            "sidecar up: inbound :%d -> app :%d, outbound :%d, admin :%d, collector %s",
+            cfg.inbound_port, cfg.app_port, cfg.outbound_port, cfg.admin_port, cfg.collector,
+        )  # fmt: skip
+
+    async def _sweep(self) -> None:
+        while True:
+            await asyncio.sleep(SWEEP_INTERVAL_S)
+            for ctx in self.contexts:
+                ctx.sweep()
+
+    async def run(self) -> None:
+        await self.start()
+        assert self._stop is not None
+        await self._stop.wait()
+        await self.drain()
+
+    async def drain(self) -> None:
+        """Stop accepting, finish in-flight requests within the grace period, flush, return."""
+        log.info("sidecar draining (grace %.1fs)", self.config.drain_grace_s)
+        for server in self.servers:
+            server.close()
+        for ctx in self.contexts:
+            ctx.draining = True
+            ctx.sweep()
+        deadline = time.monotonic() + self.config.drain_grace_s
+        while time.monotonic() < deadline and any(c.connections for c in self.contexts):
+            await asyncio.sleep(0.05)
+            for ctx in self.contexts:
+                ctx.sweep()
+        for ctx in self.contexts:
+            for conn in list(ctx.connections):
+                conn.transport.abort()
+        self.pool.close_all()
+        loop = asyncio.get_running_loop()
+        await loop.run_in_executor(None, self.bridge.stop, 1.0)
+        await loop.run_in_executor(None, self.telemetry.stop, 10.0)
+        if self.meter_provider is not None:
+            await loop.run_in_executor(None, self.meter_provider.shutdown)
+        log.info(
+            "sidecar stopped: %d spans exported, %d dropped",
+            self.counters.spans_exported_total,
+            self.counters.spans_dropped_total,
+        )
+
+
+def run_sidecar(config: SidecarConfig) -> None:
+    """Run on uvloop until SIGTERM/SIGINT or ``/shutdown``."""
+    import uvloop
+
+    with asyncio.Runner(loop_factory=uvloop.new_event_loop) as runner:
+        runner.run(Sidecar(config).run())

@@ -1,0 +1,89 @@
+"""``sidetrace sidecar``: run the proxy beside one app (flags also read ``SIDETRACE_<FLAG>``)."""
+
+from __future__ import annotations
+
+import argparse
+
+from sidecar.config import SidecarConfig
+
+
+def _ports(text: str) -> frozenset[int]:
+    return frozenset(int(p) for p in text.replace(" ", "").split(",") if p)
+
+
+def register(subparsers: argparse._SubParsersAction) -> None:
+    p = subparsers.add_parser("sidecar", help="the tracing proxy beside one app")
+    p.add_argument("--app-port", type=int, required=True, help="the app's port on 127.0.0.1")
+    p.add_argument("--inbound-port", type=int, default=15006, help="inbound listener")
+    p.add_argument(
+        "--outbound-port", type=int, default=15001, help="outbound listener / HTTP proxy"
+    )
+    p.add_argument("--admin-port", type=int, default=15020, help="healthz, readyz, metrics")
+    p.add_argument("--bind", default="0.0.0.0", help="address of the inbound and admin listeners")
+    p.add_argument("--outbound-bind", default="127.0.0.1", help="address of the outbound listener")
+    p.add_argument("--collector", default=None, help="OTLP/gRPC collector HOST:PORT")
+    p.add_argument("--service-name", default="unknown_service", help="service.name")
+    p.add_argument("--service-version", default=None, help="service.version")
+    p.add_argument("--pod-name", default=None, help="k8s.pod.name (Downward API)")
+    p.add_argument("--pod-namespace", default=None, help="k8s.namespace.name (Downward API)")
+    p.add_argument("--node-name", default=None, help="k8s.node.name (Downward API)")
+    p.add_argument("--grpc-ports", type=_ports, default=frozenset(), help="app ports speaking gRPC")
+    p.add_argument("--opaque-ports", type=_ports, default=frozenset(), help="ports piped as TCP")
+    p.add_argument("--no-grpc-detect", action="store_true", help="HTTP/2 preface is not gRPC")
+    p.add_argument("--sampling-ratio", type=float, default=1.0, help="ratio for new traces")
+    p.add_argument("--b3-emit", action="store_true", help="also emit a single b3 header")
+    p.add_argument("--trace-probes", action="store_true", help="trace kube-probe/ requests")
+    p.add_argument("--route", action="append", default=[], help="http.route template, repeatable")
+    p.add_argument("--max-header-bytes", type=int, default=64 * 1024, help="larger heads get 431")
+    p.add_argument("--header-timeout", type=float, default=10.0, help="seconds to send a head")
+    p.add_argument("--idle-timeout", type=float, default=300.0, help="seconds without traffic")
+    p.add_argument("--connect-timeout", type=float, default=5.0, help="upstream connect, seconds")
+    p.add_argument("--detect-timeout", type=float, default=0.2, help="protocol sniffing, seconds")
+    p.add_argument("--max-connections", type=int, default=4096, help="concurrent connections")
+    p.add_argument("--drain-grace", type=float, default=20.0, help="seconds to drain on SIGTERM")
+    p.add_argument("--export-timeout", type=float, default=10.0, help="OTLP export, seconds")
+    p.add_argument("--max-queue", type=int, default=65536, help="telemetry records queued")
+    p.set_defaults(handler=run)
+
+
+def config_from_args(args: argparse.Namespace) -> SidecarConfig:
+    resource = {
+        "service.version": args.service_version,
+        "k8s.pod.name": args.pod_name,
+        "k8s.namespace.name": args.pod_namespace,
+        "k8s.node.name": args.node_name,
+    }
+    return SidecarConfig(
+        app_port=args.app_port,
+        inbound_port=args.inbound_port,
+        outbound_port=args.outbound_port,
+        admin_port=args.admin_port,
+        bind=args.bind,
+        outbound_bind=args.outbound_bind,
+        collector=args.collector,
+        service_name=args.service_name,
+        resource={k: v for k, v in resource.items() if v},
+        grpc_ports=args.grpc_ports,
+        opaque_ports=args.opaque_ports,
+        grpc_detect=not args.no_grpc_detect,
+        sampling_ratio=args.sampling_ratio,
+        b3_emit=args.b3_emit,
+        trace_probes=args.trace_probes,
+        routes=tuple(args.route),
+        max_header_bytes=args.max_header_bytes,
+        header_timeout_s=args.header_timeout,
+        idle_timeout_s=args.idle_timeout,
+        connect_timeout_s=args.connect_timeout,
+        detect_timeout_s=args.detect_timeout,
+        max_connections=args.max_connections,
+        drain_grace_s=args.drain_grace,
+        max_queue=args.max_queue,
+        export_timeout_s=args.export_timeout,
+    )
+
+
+def run(args: argparse.Namespace) -> int:
+    from sidecar.app import run_sidecar
+
+    run_sidecar(config_from_args(args))
+    return 0

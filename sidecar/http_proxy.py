@@ -1,0 +1,916 @@
+"""The listener side of the proxy: one ``DownstreamConnection`` per accepted socket.
+
+A connection first detects its protocol (HTTP/1.x, the HTTP/2 preface, or
+anything else), unless its port is declared. HTTP requests are parsed with
+httptools and streamed upstream as they arrive (no body is buffered whole);
+responses stream back the same way. Each exchange records one compact
+``Record`` for the telemetry thread. Non-HTTP traffic, ``CONNECT`` and
+``Upgrade`` become byte tunnels.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import collections
+import re
+import time
+from collections.abc import Callable
+from dataclasses import dataclass, field
+
+import httptools
+
+from sidecar.config import SidecarConfig
+from sidecar.original_dst import original_destination
+from sidecar.propagation import TRACE_HEADERS, Propagator
+from sidecar.red_metrics import ProxyCounters
+from sidecar.telemetry import CLIENT, HTTP, SERVER, TCP, Record, Telemetry
+from sidecar.upstream import Address, UpstreamConnection, UpstreamPool
+
+H2_PREFACE = b"PRI * HTTP/2.0\r\n\r\nSM\r\n\r\n"
+_HTTP_START = re.compile(rb"[A-Z]{3,16} ")
+_MAYBE_HTTP = re.compile(rb"[A-Z]{1,16}")
+# RFC 9110 7.6.1 hop-by-hop fields, plus the legacy ones proxies still see.
+HOP_BY_HOP = frozenset(
+    (
+        b"connection",
+        b"keep-alive",
+        b"proxy-connection",
+        b"te",
+        b"trailer",
+        b"transfer-encoding",
+        b"upgrade",
+        b"proxy-authorization",
+        b"proxy-authenticate",
+    )
+)
+_TRACE_NAMES = frozenset(n.encode() for n in TRACE_HEADERS)
+PEER_HEADER = b"x-sidetrace-peer"
+MAX_PENDING_BYTES = 256 * 1024
+_REASONS = {
+    400: b"Bad Request",
+    408: b"Request Timeout",
+    431: b"Request Header Fields Too Large",
+    502: b"Bad Gateway",
+    503: b"Service Unavailable",
+    504: b"Gateway Timeout",
+}
+DETECT, HTTP_MODE, TUNNEL, CLOSED = 0, 1, 2, 3
+IDLE, HEADERS, ACTIVE = 0, 1, 2
+
+
+@dataclass
+class ListenerContext:
+    """State shared by every connection of one listener (inbound or outbound)."""
+
+    config: SidecarConfig
+    kind: int  # SERVER for inbound, CLIENT for outbound
+    propagator: Propagator
+    telemetry: Telemetry
+    counters: ProxyCounters
+    pool: UpstreamPool
+    loop: asyncio.AbstractEventLoop
+    grpc_bridge: object | None = None
+    connections: set[DownstreamConnection] = field(default_factory=set)
+    now: float = 0.0  # coarse monotonic clock, advanced by the sweeper
+    draining: bool = False
+    peer_line: bytes = b""
+
+    def __post_init__(self) -> None:
+        self.now = time.monotonic()
+        self.peer_line = PEER_HEADER + b": " + self.config.service_name.encode() + b"\r\n"
+
+    def sweep(self) -> None:
+        """Enforce header, idle and keep-alive deadlines (called twice a second)."""
+        self.now = now = time.monotonic()
+        for conn in list(self.connections):
+            conn.check_deadline(now)
+
+
+class Exchange:
+    """One request/response pair on a downstream connection."""
+
+    __slots__ = (
+        "method",
+        "target",
+        "version",
+        "headers",
+        "header_bytes",
+        "pending",
+        "pending_bytes",
+        "upstream",
+        "address",
+        "request_done",
+        "response_started",
+        "chunked_request",
+        "chunked_response",
+        "close_delimited",
+        "keep_alive",
+        "span",
+        "traced",
+        "start_ns",
+        "status",
+        "error",
+        "host",
+        "user_agent",
+        "peer",
+        "retry_head",
+        "upgrade",
+        "counted_inflight",
+    )
+
+    def __init__(self) -> None:
+        self.method = ""
+        self.target = b""
+        self.version = "1.1"
+        self.headers: list[tuple[bytes, bytes]] = []
+        self.header_bytes = 0
+        self.pending: list[bytes] | None = []
+        self.pending_bytes = 0
+        self.upstream: UpstreamConnection | None = None
+        self.address: Address = ("", 0)
+        self.request_done = False
+        self.response_started = False
+        self.chunked_request = False
+        self.chunked_response = False
+        self.close_delimited = False
+        self.keep_alive = True
+        self.span = None
+        self.traced = True
+        self.start_ns = 0
+        self.status = 0
+        self.error = ""
+        self.host = b""
+        self.user_agent = b""
+        self.peer = ""
+        self.retry_head: bytes | None = None
+        self.upgrade = b""
+        self.counted_inflight = False
+
+
+class _HeadersTooLarge(Exception):
+    pass
+
+
+def _connection_tokens(headers: list[tuple[bytes, bytes]]) -> set[bytes]:
+    tokens: set[bytes] = set()
+    for name, value in headers:
+        if name.lower() == b"connection":
+            tokens.update(t.strip().lower() for t in value.split(b","))
+    return tokens
+
+
+def _split_host(host: bytes, default_port: int) -> Address | None:
+    text = host.decode("latin-1").strip()
+    if not text:
+        return None
+    if text.startswith("["):
+        end = text.find("]")
+        name, rest = text[1:end], text[end + 1 :]
+        port_text = rest[1:] if rest.startswith(":") else ""
+    else:
+        name, _, port_text = text.partition(":")
+    try:
+        port = int(port_text) if port_text else default_port
+    except ValueError:
+        return None
+    return (name, port) if 0 < port < 65536 else None
+
+
+class DownstreamConnection(asyncio.Protocol):
+    """An accepted connection: protocol detection, HTTP/1.1 proxying or a byte tunnel."""
+
+    def __init__(self, ctx: ListenerContext):
+        self.ctx = ctx
+        self.transport: asyncio.Transport = None  # type: ignore[assignment]
+        self.mode = DETECT
+        self.parser = httptools.HttpRequestParser(self)
+        self.exchanges: collections.deque[Exchange] = collections.deque()
+        self.parsing: Exchange | None = None
+        self.buffer = b""
+        self.client: Address = ("", 0)
+        self.original: Address | None = None
+        self.target_port = ctx.config.app_port
+        self.deadline_kind = IDLE
+        self.deadline = 0.0
+        self.last_activity = ctx.now
+        self.paused_by: set[str] = set()
+        self.header_seen = 0
+        self.tunnel_upstream: UpstreamConnection | None = None
+        self.tunnel_record: Callable[[], None] | None = None
+        self.bytes_in = 0
+        self.detect_timer: asyncio.TimerHandle | None = None
+        self.out: list[bytes] | None = None
+
+    # -- connection lifecycle ---------------------------------------------------
+    def connection_made(self, transport: asyncio.BaseTransport) -> None:
+        self.transport = transport  # type: ignore[assignment]
+        ctx, counters = self.ctx, self.ctx.counters
+        counters.connections_total += 1
+        if counters.connections_active >= ctx.config.max_connections or ctx.draining:
+            counters.connections_rejected_total += 1
+            self.mode = CLOSED
+            transport.abort()  # type: ignore[attr-defined]
+            return
+        counters.connections_active += 1
+        ctx.connections.add(self)
+        peer = transport.get_extra_info("peername")
+        if peer:
+            self.client = (peer[0], peer[1])
+        sock = transport.get_extra_info("socket")
+        if sock is not None:
+            self.original = original_destination(sock)
+        if self.original is not None and ctx.kind == SERVER:
+            self.target_port = self.original[1]
+        self._set_deadline(HEADERS, ctx.config.header_timeout_s)
+        port = self.original[1] if self.original else self.target_port
+        cfg = ctx.config
+        declared_opaque = port in cfg.opaque_ports or port in cfg.server_first_ports
+        if declared_opaque and (ctx.kind == SERVER or self.original is not None):
+            self._open_tunnel(b"")
+            return
+        self.detect_timer = ctx.loop.call_later(cfg.detect_timeout_s, self._detect_timeout)
+
+    def connection_lost(self, exc: Exception | None) -> None:
+        if self.mode == CLOSED and self not in self.ctx.connections:
+            return
+        self.mode = CLOSED
+        ctx = self.ctx
+        if self in ctx.connections:
+            ctx.connections.discard(self)
+            ctx.counters.connections_active -= 1
+        if self.detect_timer is not None:
+            self.detect_timer.cancel()
+        if self.tunnel_upstream is not None:
+            self.tunnel_upstream.close()
+            self._finish_tunnel()
+        while self.exchanges:
+            ex = self.exchanges.popleft()
+            if ex.upstream is not None:
+                ex.upstream.close()
+            if ex.start_ns:
+                ex.error = ex.error or "client_closed"
+                self._record(ex)
+
+    def eof_received(self) -> bool | None:
+        if self.mode == TUNNEL and self.tunnel_upstream is not None:
+            transport = self.tunnel_upstream.transport
+            if transport is not None and transport.can_write_eof():
+                transport.write_eof()
+                return True
+        return None
+
+    def pause_writing(self) -> None:
+        upstream = self.tunnel_upstream or (self.exchanges[0].upstream if self.exchanges else None)
+        if upstream is not None and upstream.transport is not None:
+            upstream.transport.pause_reading()
+
+    def resume_writing(self) -> None:
+        upstream = self.tunnel_upstream or (self.exchanges[0].upstream if self.exchanges else None)
+        if upstream is not None and upstream.transport is not None:
+            upstream.transport.resume_reading()
+
+    def pause_reading(self, reason: str) -> None:
+        if not self.paused_by:
+            self.transport.pause_reading()
+        self.paused_by.add(reason)
+
+    def resume_reading(self, reason: str) -> None:
+        if reason in self.paused_by:
+            self.paused_by.discard(reason)
+            if not self.paused_by and self.mode != CLOSED:
+                self.transport.resume_reading()
+
+    def write(self, data: bytes) -> None:
+        """Write now, or into the batch an upstream read is collecting (one send per read)."""
+        if self.out is not None:
+            self.out.append(data)
+        else:
+            self.transport.write(data)
+
+    def flush(self) -> None:
+        out, self.out = self.out, None
+        if out and not self.transport.is_closing():
+            self.transport.write(b"".join(out))
+
+    def _close(self) -> None:
+        self.flush()
+        self.transport.close()
+
+    def _set_deadline(self, kind: int, seconds: float) -> None:
+        self.deadline_kind = kind
+        self.deadline = self.ctx.now + seconds
+
+    def check_deadline(self, now: float) -> None:
+        cfg = self.ctx.config
+        if self.mode == CLOSED:
+            return
+        if self.mode in (TUNNEL,) or self.exchanges:
+            if self.deadline_kind == HEADERS and self.parsing is not None and now > self.deadline:
+                self._reject(408, "header_timeout")
+            elif now - self.last_activity > cfg.idle_timeout_s:
+                self.transport.abort()
+            return
+        if now > self.deadline:
+            if self.deadline_kind == HEADERS and (self.parsing is not None or self.buffer):
+                self._reject(408, "header_timeout")
+            else:
+                self.transport.close()
+        elif self.ctx.draining and self.parsing is None:
+            self.transport.close()
+
+    # -- data -------------------------------------------------------------------
+    def data_received(self, data: bytes) -> None:
+        self.last_activity = self.ctx.now
+        mode = self.mode
+        if mode == HTTP_MODE:
+            self._feed(data)
+        elif mode == TUNNEL:
+            self.bytes_in += len(data)
+            upstream = self.tunnel_upstream
+            if upstream is not None and upstream.transport is not None:
+                upstream.transport.write(data)
+            else:
+                self.buffer += data
+        elif mode == DETECT:
+            self._detect(self.buffer + data)
+
+    def _detect(self, data: bytes) -> None:
+        if data.startswith(H2_PREFACE[: len(data)]) and len(data) < len(H2_PREFACE):
+            self.buffer = data  # could still be the HTTP/2 preface
+            return
+        if _HTTP_START.match(data):
+            self._cancel_detect()
+            self.buffer = b""
+            self.mode = HTTP_MODE
+            self._feed(data)
+            return
+        if len(data) < 17 and _MAYBE_HTTP.fullmatch(data):
+            self.buffer = data  # a method token still arriving
+            return
+        self._cancel_detect()
+        cfg = self.ctx.config
+        grpc_port = self.target_port if self.original is None else self.original[1]
+        if (
+            data.startswith(H2_PREFACE)
+            and self.ctx.grpc_bridge is not None
+            and (cfg.grpc_detect or grpc_port in cfg.grpc_ports)
+        ):
+            self._open_tunnel(data, grpc=True)
+        else:
+            self._open_tunnel(data)
+
+    def _cancel_detect(self) -> None:
+        if self.detect_timer is not None:
+            self.detect_timer.cancel()
+            self.detect_timer = None
+
+    def _detect_timeout(self) -> None:
+        self.detect_timer = None
+        if self.mode == DETECT:
+            self.ctx.counters.protocol_detect_timeouts_total += 1
+            self._open_tunnel(self.buffer)
+
+    def _feed(self, data: bytes) -> None:
+        try:
+            self.parser.feed_data(data)
+        except httptools.HttpParserUpgrade as upgrade:
+            self._begin_upgrade(data[upgrade.args[0] :])
+        except httptools.HttpParserCallbackError as exc:
+            too_large = isinstance(exc.__context__, _HeadersTooLarge)
+            self._reject(431 if too_large else 400, "bad_request")
+            return
+        except httptools.HttpParserError:
+            self._reject(400, "bad_request")
+            return
+        if self.parsing is not None and self.deadline_kind == HEADERS:
+            self.header_seen += len(data)
+            if self.header_seen > self.ctx.config.max_header_bytes:
+                self._reject(431, "bad_request")
+
+    def _reject(self, status: int, error: str) -> None:
+        """Answer a request this connection cannot carry on with, then close."""
+        if status in (400, 431):
+            self.ctx.counters.bad_requests_total += 1
+        active = self.exchanges[0] if self.exchanges else None
+        if active is None or not active.response_started:
+            self.write(_error_response(status))
+        self.mode = CLOSED
+        self.pause_reading("closed")
+        self._close()
+
+    # -- httptools request callbacks ---------------------------------------------
+    def on_message_begin(self) -> None:
+        ex = Exchange()
+        self.parsing = ex
+        self.exchanges.append(ex)
+        self.header_seen = 0
+        self._set_deadline(HEADERS, self.ctx.config.header_timeout_s)
+
+    def on_url(self, url: bytes) -> None:
+        ex = self.parsing
+        ex.target += url  # type: ignore[union-attr]
+        ex.header_bytes += len(url)  # type: ignore[union-attr]
+        if ex.header_bytes > self.ctx.config.max_header_bytes:  # type: ignore[union-attr]
+            raise _HeadersTooLarge
+
+    def on_header(self, name: bytes, value: bytes) -> None:
+        ex = self.parsing
+        ex.headers.append((name, value))  # type: ignore[union-attr]
+        ex.header_bytes += len(name) + len(value) + 4  # type: ignore[union-attr]
+        if ex.header_bytes > self.ctx.config.max_header_bytes:  # type: ignore[union-attr]
+            raise _HeadersTooLarge
+
+    def on_headers_complete(self) -> None:
+        ex = self.parsing
+        assert ex is not None
+        self.deadline_kind = ACTIVE
+        self._request_head(ex)
+
+    def on_body(self, body: bytes) -> None:
+        ex = self.parsing
+        if ex is None:
+            return
+        if ex.chunked_request:
+            body = b"%x\r\n%b\r\n" % (len(body), body)
+        self._send_up(ex, body)
+
+    def on_message_complete(self) -> None:
+        ex = self.parsing
+        self.parsing = None
+        if ex is None:
+            return
+        ex.request_done = True
+        if ex.chunked_request:
+            self._send_up(ex, b"0\r\n\r\n")
+        if len(self.exchanges) > 1:
+            self.pause_reading("pipeline")
+
+    # -- request side -----------------------------------------------------------
+    def _request_head(self, ex: Exchange) -> None:
+        ctx = self.ctx
+        parser = self.parser
+        ex.method = parser.get_method().decode("latin-1")
+        ex.version = parser.get_http_version()
+        ex.keep_alive = parser.should_keep_alive() and not ctx.draining
+        headers = ex.headers
+        tokens = _connection_tokens(headers)
+        replaced = ctx.propagator.replaced()
+        lines: list[bytes] = []
+        trace_headers: dict[str, list[str]] = {}
+        trace_lines: list[bytes] = []
+        for name, value in headers:
+            lname = name.lower()
+            if lname in HOP_BY_HOP or lname in tokens:
+                if lname == b"transfer-encoding":
+                    ex.chunked_request = b"chunked" in value.lower()
+                elif lname == b"upgrade":
+                    ex.upgrade = value
+                continue
+            if lname in _TRACE_NAMES:
+                trace_headers.setdefault(lname.decode(), []).append(value.decode("latin-1"))
+                if lname.decode() in replaced:
+                    trace_lines.append(name + b": " + value + b"\r\n")
+                    continue
+            elif lname == b"host":
+                ex.host = value
+            elif lname == b"user-agent":
+                ex.user_agent = value
+            elif lname == PEER_HEADER:
+                ex.peer = value.decode("latin-1")
+                continue
+            lines.append(name + b": " + value + b"\r\n")
+        address = self._route(ex)
+        if address is None:
+            self._reject(400, "bad_request")
+            return
+        ex.address = address
+        if ex.method == "CONNECT":
+            self._connect_tunnel(ex)
+            return
+        if not ex.host:
+            lines.append(b"host: %s:%d\r\n" % (address[0].encode(), address[1]))
+        if ctx.kind == SERVER and not ctx.config.trace_probes:
+            ex.traced = not ex.user_agent.startswith(b"kube-probe/")
+        if ex.traced:
+            span = ctx.propagator.start(trace_headers)
+            ex.span = span
+            if ctx.kind == CLIENT:
+                lines.append(ctx.peer_line)
+                if not span.had_context and ctx.counters.requests_in_flight_inbound > 0:
+                    ctx.counters.broken_propagation_total += 1
+            lines.append(ctx.propagator.header_lines(span))
+        else:
+            lines.extend(trace_lines)
+        if ex.chunked_request:
+            lines.append(b"transfer-encoding: chunked\r\n")
+        if ex.upgrade:
+            lines.append(b"connection: upgrade\r\nupgrade: " + ex.upgrade + b"\r\n")
+        head = b"%s %s HTTP/1.1\r\n%s\r\n" % (ex.method.encode(), ex.target, b"".join(lines))
+        if ex.method in ("GET", "HEAD", "OPTIONS") and not ex.chunked_request:
+            ex.retry_head = head
+        ex.start_ns = time.time_ns()
+        if ctx.kind == SERVER:
+            ex.counted_inflight = True
+            ctx.counters.requests_in_flight_inbound += 1
+        self._send_up(ex, head)
+        if self.exchanges[0] is ex:
+            self._start_upstream(ex)
+
+    def _route(self, ex: Exchange) -> Address | None:
+        """Where this request goes: the app, the original destination, or its URL/Host."""
+        ctx = self.ctx
+        if ctx.kind == SERVER:
+            return (ctx.config.app_host, self.target_port)
+        if ex.method == "CONNECT":
+            return _split_host(ex.target, 443)
+        if ex.target.startswith(b"http://"):
+            try:
+                url = httptools.parse_url(ex.target)
+            except httptools.HttpParserInvalidURLError:
+                return None
+            ex.target = (url.path or b"/") + (b"?" + url.query if url.query else b"")
+            port = url.port or 80
+            if self.original is None:
+                return (url.host.decode("latin-1"), port)
+        if self.original is not None:
+            return self.original
+        return _split_host(ex.host, 80) if ex.host else None
+
+    def _send_up(self, ex: Exchange, data: bytes) -> None:
+        pending = ex.pending
+        if pending is None:
+            ex.upstream.transport.write(data)  # type: ignore[union-attr]
+            return
+        pending.append(data)
+        ex.pending_bytes += len(data)
+        if ex.pending_bytes > MAX_PENDING_BYTES:
+            self.pause_reading("pending")
+
+    def _start_upstream(self, ex: Exchange) -> None:
+        conn = self.ctx.pool.take(ex.address)
+        if conn is not None:
+            self._attach(ex, conn)
+        else:
+            self.ctx.loop.create_task(self._connect_upstream(ex, retry=False))
+
+    async def _connect_upstream(self, ex: Exchange, retry: bool) -> None:
+        try:
+            conn = await self.ctx.pool.connect(
+                self.ctx.loop, ex.address, self.ctx.config.connect_timeout_s
+            )
+        except TimeoutError:
+            self._fail(ex, 504, "connect_timeout")
+            return
+        except OSError:
+            self._fail(ex, 502, "connect_error")
+            return
+        if self.mode == CLOSED or not self.exchanges or self.exchanges[0] is not ex:
+            conn.close()
+            return
+        if retry:
+            ex.pending = [ex.retry_head]  # type: ignore[list-item]
+            ex.retry_head = None
+        self._attach(ex, conn)
+
+    def _attach(self, ex: Exchange, conn: UpstreamConnection) -> None:
+        conn.attach(self, ex)
+        ex.upstream = conn
+        pending, ex.pending = ex.pending, None
+        if pending:
+            conn.transport.write(b"".join(pending))  # type: ignore[union-attr]
+        ex.pending_bytes = 0
+        self.resume_reading("pending")
+
+    def _fail(self, ex: Exchange, status: int, error: str) -> None:
+        """The upstream could not be reached or broke before answering: 502/504 and close."""
+        self.ctx.counters.upstream_errors_total += 1
+        ex.error = error
+        ex.status = status
+        if self.mode == CLOSED:
+            return
+        if not ex.response_started:
+            self.write(_error_response(status))
+        self._record(ex)
+        ex.start_ns = 0
+        if ex.upstream is not None:
+            ex.upstream.close()
+        self.mode = CLOSED
+        self._close()
+
+    # -- response side (called by UpstreamConnection) -----------------------------
+    def response_head(
+        self, conn: UpstreamConnection, status: int, reason: bytes, headers: list
+    ) -> None:
+        ex = conn.exchange
+        assert ex is not None
+        tokens = _connection_tokens(headers)
+        lines = [b"HTTP/1.1 %d %s\r\n" % (status, reason)]
+        has_length = chunked = False
+        upgrade = b""
+        for name, value in headers:
+            lname = name.lower()
+            if lname in HOP_BY_HOP or lname in tokens:
+                if lname == b"transfer-encoding":
+                    chunked = b"chunked" in value.lower()
+                elif lname == b"upgrade":
+                    upgrade = value
+                continue
+            if lname == b"content-length":
+                has_length = True
+            lines.append(name + b": " + value + b"\r\n")
+        if 100 <= status < 200:
+            if status == 101 and upgrade:
+                lines.append(b"connection: upgrade\r\nupgrade: " + upgrade + b"\r\n")
+                ex.status = status
+                self.write(b"".join(lines) + b"\r\n")
+                self._upgrade_to_tunnel(ex, conn)
+            elif status != 101:
+                self.write(b"".join(lines) + b"\r\n")
+            return
+        ex.status = status
+        ex.response_started = True
+        bodiless = ex.method == "HEAD" or status in (204, 304)
+        http10 = ex.version == "1.0"
+        if not bodiless and not has_length:
+            if chunked and not http10:
+                ex.chunked_response = True
+            elif not chunked and not http10:
+                ex.chunked_response = True
+                ex.close_delimited = True
+            else:
+                ex.close_delimited = not chunked
+                ex.keep_alive = False
+        if ex.chunked_response:
+            lines.append(b"transfer-encoding: chunked\r\n")
+        if self.ctx.draining:
+            ex.keep_alive = False
+        if not ex.keep_alive:
+            lines.append(b"connection: close\r\n")
+        elif http10:
+            lines.append(b"connection: keep-alive\r\n")
+        lines.append(b"\r\n")
+        self.write(b"".join(lines))
+        if ex.method == "HEAD":
+            keep = conn.parser.should_keep_alive()
+            conn.reset_parser()
+            self.response_complete(conn, keep)
+
+    def response_body(self, ex: Exchange, body: bytes) -> None:
+        if ex.chunked_response:
+            self.write(b"%x\r\n%b\r\n" % (len(body), body))
+        else:
+            self.write(body)
+
+    def response_complete(self, conn: UpstreamConnection, upstream_keep_alive: bool) -> None:
+        ex = conn.exchange
+        if ex is None or self.mode == CLOSED:
+            return
+        if ex.chunked_response:
+            self.write(b"0\r\n\r\n")
+        self._record(ex)
+        if self.exchanges and self.exchanges[0] is ex:
+            self.exchanges.popleft()
+        ex.upstream = None
+        if upstream_keep_alive and ex.request_done and not ex.close_delimited:
+            self.ctx.pool.put(conn)
+        else:
+            conn.close()
+        if not ex.keep_alive or not ex.request_done:
+            self.mode = CLOSED
+            self._close()
+            return
+        self.resume_reading("pipeline")
+        if self.exchanges:
+            nxt = self.exchanges[0]
+            if nxt.start_ns:
+                self._start_upstream(nxt)
+        else:
+            self._set_deadline(IDLE, self.ctx.config.idle_timeout_s)
+            if self.ctx.draining:
+                self._close()
+
+    def upstream_failed(self, conn: UpstreamConnection, error: str) -> None:
+        ex = conn.exchange
+        conn.close()
+        if ex is not None:
+            self._fail(ex, 502, error)
+
+    def upstream_lost(self, conn: UpstreamConnection) -> None:
+        if conn is self.tunnel_upstream:
+            self.tunnel_upstream = None
+            self._finish_tunnel()
+            if self.mode != CLOSED:
+                self._close()
+            return
+        ex = conn.exchange
+        if ex is None or self.mode == CLOSED:
+            return
+        conn.downstream = None
+        ex.upstream = None
+        if ex.response_started:
+            if ex.close_delimited:
+                self.response_complete_closed(ex)
+            else:
+                ex.error = "upstream_reset"
+                self._record(ex)
+                ex.start_ns = 0
+                self.transport.abort()
+            return
+        if conn.reused and ex.retry_head is not None and ex.request_done:
+            ex.pending = []
+            self.ctx.loop.create_task(self._connect_upstream(ex, retry=True))
+            return
+        self._fail(ex, 502, "upstream_reset")
+
+    def response_complete_closed(self, ex: Exchange) -> None:
+        """A close-delimited response ended with the upstream connection."""
+        if ex.chunked_response:
+            self.write(b"0\r\n\r\n")
+        self._record(ex)
+        ex.start_ns = 0
+        if self.exchanges and self.exchanges[0] is ex:
+            self.exchanges.popleft()
+        if ex.keep_alive and ex.request_done:
+            self.resume_reading("pipeline")
+            if self.exchanges and self.exchanges[0].start_ns:
+                self._start_upstream(self.exchanges[0])
+            else:
+                self._set_deadline(IDLE, self.ctx.config.idle_timeout_s)
+        else:
+            self.mode = CLOSED
+            self._close()
+
+    # -- tunnels ----------------------------------------------------------------
+    def _begin_upgrade(self, early: bytes) -> None:
+        """The request asked for Upgrade (or CONNECT); bytes after its head wait for the tunnel."""
+        if early:
+            self.buffer += early
+        if self.mode == TUNNEL:
+            return  # CONNECT: the tunnel is already being opened
+        self.pause_reading("upgrade")
+        if self.exchanges:
+            self.exchanges[-1].keep_alive = False  # unless a 101 turns it into a tunnel
+
+    def _upgrade_to_tunnel(self, ex: Exchange, conn: UpstreamConnection) -> None:
+        if self.exchanges and self.exchanges[0] is ex:
+            self.exchanges.popleft()
+        conn.start_tunnel()
+        self.tunnel_upstream = conn
+        self.mode = TUNNEL
+        self.deadline_kind = ACTIVE
+        started = ex
+        self.tunnel_record = lambda: self._record(started)
+        if self.buffer:
+            conn.transport.write(self.buffer)  # type: ignore[union-attr]
+            self.buffer = b""
+        self.resume_reading("upgrade")
+
+    def _connect_tunnel(self, ex: Exchange) -> None:
+        """``CONNECT host:port`` from an app using the sidecar as its HTTP proxy."""
+        self.exchanges.clear()
+        self.mode = TUNNEL
+        self.pause_reading("connect")
+        ex.start_ns = time.time_ns()
+        self.ctx.loop.create_task(self._open_tunnel_async(ex.address, b"", connect_reply=True))
+
+    def _open_tunnel(self, first: bytes, grpc: bool = False) -> None:
+        """Pipe this connection's bytes to its destination (or to the gRPC bridge)."""
+        self.mode = TUNNEL
+        self._cancel_detect()
+        self.deadline_kind = ACTIVE
+        self.pause_reading("connect")
+        if grpc:
+            address: Address | None = ("127.0.0.1", self.ctx.grpc_bridge.port)  # type: ignore[attr-defined]
+        elif self.ctx.kind == SERVER:
+            address = (self.ctx.config.app_host, self.target_port)
+        else:
+            address = self.original
+        if address is None:
+            self.transport.close()
+            return
+        self.bytes_in = len(first)
+        self.ctx.loop.create_task(self._open_tunnel_async(address, first, grpc=grpc))
+
+    async def _open_tunnel_async(
+        self, address: Address, first: bytes, grpc: bool = False, connect_reply: bool = False
+    ) -> None:
+        start_ns = time.time_ns()
+        ctx = self.ctx
+        try:
+            conn = await ctx.pool.connect(ctx.loop, address, ctx.config.connect_timeout_s)
+        except (TimeoutError, OSError) as exc:
+            ctx.counters.upstream_errors_total += 1
+            if connect_reply and self.mode != CLOSED:
+                self.transport.write(_error_response(504 if isinstance(exc, TimeoutError) else 502))
+            if not grpc:
+                self._record_tcp(address, start_ns, "connect_error", 0)
+            self.transport.close()
+            return
+        if self.mode == CLOSED:
+            conn.close()
+            return
+        conn.attach(self, None)
+        conn.start_tunnel()
+        self.tunnel_upstream = conn
+        if grpc:
+            sockname = conn.transport.get_extra_info("sockname")  # type: ignore[union-attr]
+            target = (
+                (ctx.config.app_host, self.target_port) if ctx.kind == SERVER else self.original
+            )
+            ctx.grpc_bridge.register(sockname[1], ctx.kind, target, self.client)  # type: ignore[attr-defined]
+            port = sockname[1]
+            self.tunnel_record = lambda: ctx.grpc_bridge.unregister(port)  # type: ignore[attr-defined]
+        else:
+            self.tunnel_record = lambda: self._record_tcp(address, start_ns, "", conn.bytes_in)
+        if connect_reply:
+            self.transport.write(b"HTTP/1.1 200 Connection Established\r\n\r\n")
+        data = first + self.buffer
+        self.buffer = b""
+        if data:
+            conn.transport.write(data)  # type: ignore[union-attr]
+        self.resume_reading("connect")
+
+    def _finish_tunnel(self) -> None:
+        record, self.tunnel_record = self.tunnel_record, None
+        if record is not None:
+            record()
+
+    # -- telemetry ----------------------------------------------------------------
+    def _record(self, ex: Exchange) -> None:
+        ctx = self.ctx
+        if ex.counted_inflight:
+            ex.counted_inflight = False
+            ctx.counters.requests_in_flight_inbound -= 1
+        if not ex.traced or not ex.start_ns:
+            return
+        span = ex.span
+        server = ex.address if ctx.kind == CLIENT else _split_host(ex.host, 80) or ex.address
+        ctx.telemetry.submit(
+            Record(
+                HTTP,
+                ctx.kind,
+                span.trace_id if span.sampled else "",
+                span.span_id,
+                span.parent_id,
+                ctx.kind == SERVER,
+                ex.start_ns,
+                time.time_ns(),
+                ex.method,
+                ex.target.decode("latin-1"),
+                ex.status,
+                server[0],
+                server[1],
+                self.client[0] if ctx.kind == SERVER else "",
+                self.client[1] if ctx.kind == SERVER else 0,
+                ex.version,
+                ex.user_agent.decode("latin-1"),
+                ex.error,
+                ex.peer if ctx.kind == SERVER else f"{ex.address[0]}:{ex.address[1]}",
+                0,
+                0,
+            )
+        )
+
+    def _record_tcp(self, address: Address, start_ns: int, error: str, bytes_out: int) -> None:
+        ctx = self.ctx
+        span = ctx.propagator.start({})
+        ctx.telemetry.submit(
+            Record(
+                TCP,
+                ctx.kind,
+                span.trace_id if span.sampled else "",
+                span.span_id,
+                "",
+                False,
+                start_ns,
+                time.time_ns(),
+                "",
+                "",
+                0,
+                address[0],
+                address[1],
+                self.client[0] if ctx.kind == SERVER else "",
+                self.client[1] if ctx.kind == SERVER else 0,
+                "",
+                "",
+                error,
+                f"{address[0]}:{address[1]}",
+                self.bytes_in,
+                bytes_out,
+            )
+        )
+
+
+def _error_response(status: int) -> bytes:
+    reason = _REASONS.get(status, b"Error")
+    body = reason + b"\n"
+    return (
+        b"HTTP/1.1 %d %s\r\ncontent-type: text/plain\r\ncontent-length: %d\r\n"
+        b"connection: close\r\n\r\n%s"
+        % (
+            status,
+            reason,
+            len(body),
+            body,
+        )
+    )

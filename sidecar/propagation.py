@@ -1,0 +1,103 @@
+"""Continue or start a trace for one proxied request and rewrite its context headers.
+
+The proxy collects the trace headers of a request (lowercase name -> values) and
+asks ``Propagator.start`` for the span it should record. ``header_lines`` gives
+the header block that replaces them towards the next hop, so the next hop's
+parent is the span this sidecar records.
+"""
+
+from __future__ import annotations
+
+import random
+from typing import NamedTuple
+
+from sidecar.trace_context import (
+    format_b3_single,
+    format_traceparent,
+    format_tracestate,
+    parse_b3_multi,
+    parse_b3_single,
+    parse_traceparent,
+    parse_tracestate,
+)
+
+B3_HEADERS = frozenset(
+    ("b3", "x-b3-traceid", "x-b3-spanid", "x-b3-sampled", "x-b3-flags", "x-b3-parentspanid")
+)
+W3C_HEADERS = frozenset(("traceparent", "tracestate"))
+TRACE_HEADERS = B3_HEADERS | W3C_HEADERS
+_MAX_64 = (1 << 64) - 1
+
+
+class SpanStart(NamedTuple):
+    """The span a request gets: ids, its parent ('' for a root) and the sampling decision."""
+
+    trace_id: str
+    span_id: str
+    parent_id: str
+    sampled: bool
+    tracestate: str
+    had_context: bool
+
+
+def _first(headers: dict[str, list[str]], name: str) -> str | None:
+    values = headers.get(name)
+    return values[0] if values else None
+
+
+class Propagator:
+    """Parent-based sampling with a ratio for roots; W3C first, then B3 single, then B3 multi."""
+
+    def __init__(self, sampling_ratio: float = 1.0, b3_emit: bool = False):
+        self.sampling_ratio = min(max(sampling_ratio, 0.0), 1.0)
+        self._bound = round(self.sampling_ratio * _MAX_64)
+        self.b3_emit = b3_emit
+        self._bits = random.SystemRandom().getrandbits(64) ^ random.getrandbits(64)
+        self._rand = random.Random(self._bits).getrandbits
+
+    def _sample_root(self, trace_id: str) -> bool:
+        # Same rule as OpenTelemetry's TraceIdRatioBased: the low 64 bits against ratio * 2^64.
+        return self.sampling_ratio >= 1.0 or int(trace_id[16:], 16) < self._bound
+
+    def new_span_id(self) -> str:
+        return f"{self._rand(64) or 1:016x}"
+
+    def start(self, headers: dict[str, list[str]]) -> SpanStart:
+        """The span for a request carrying ``headers`` (only trace headers are looked at)."""
+        span_id = self.new_span_id()
+        parent = parse_traceparent(headers.get("traceparent")) if headers else None
+        if parent is not None:
+            tracestate = format_tracestate(parse_tracestate(headers.get("tracestate")))
+            return SpanStart(
+                parent.trace_id, span_id, parent.parent_id, parent.sampled, tracestate, True
+            )
+        b3 = None
+        if headers:
+            b3 = parse_b3_single(_first(headers, "b3")) or parse_b3_multi(
+                _first(headers, "x-b3-traceid"),
+                _first(headers, "x-b3-spanid"),
+                _first(headers, "x-b3-sampled"),
+                _first(headers, "x-b3-flags"),
+            )
+        if b3 is not None:
+            sampled = self._sample_root(b3.trace_id) if b3.sampled is None else b3.sampled
+            return SpanStart(b3.trace_id, span_id, b3.span_id, sampled, "", True)
+        trace_id = f"{self._rand(128) or 1:032x}"
+        return SpanStart(trace_id, span_id, "", self._sample_root(trace_id), "", False)
+
+    def header_pairs(self, span: SpanStart) -> list[tuple[str, str]]:
+        """``traceparent`` (+ ``tracestate``, + ``b3`` when emitting) for the next hop."""
+        pairs = [("traceparent", format_traceparent(span.trace_id, span.span_id, span.sampled))]
+        if span.tracestate:
+            pairs.append(("tracestate", span.tracestate))
+        if self.b3_emit:
+            pairs.append(("b3", format_b3_single(span.trace_id, span.span_id, span.sampled)))
+        return pairs
+
+    def header_lines(self, span: SpanStart) -> bytes:
+        """``header_pairs`` as raw HTTP/1.1 header lines."""
+        return "".join(f"{k}: {v}\r\n" for k, v in self.header_pairs(span)).encode("latin-1")
+
+    def replaced(self) -> frozenset[str]:
+        """Incoming header names dropped because ``header_lines`` re-emits them."""
+        return TRACE_HEADERS if self.b3_emit else W3C_HEADERS

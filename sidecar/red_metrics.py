@@ -1,0 +1,101 @@
+"""RED metrics (rate, errors, duration) per direction, method, route, status class and peer.
+
+Updated only by the telemetry thread; read by the admin endpoint as Prometheus
+text and exported over OTLP by the SDK's periodic reader. Proxy counters (drops,
+broken propagation, detection give-ups, connections) live in ``ProxyCounters``:
+plain integers bumped on the event loop, read as-is (torn reads are harmless).
+"""
+
+from __future__ import annotations
+
+import bisect
+import threading
+from dataclasses import dataclass, fields
+
+DURATION_BUCKETS_S = (
+    0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0,
+)  # fmt: skip
+LABELS = ("direction", "method", "route", "status_class", "peer")
+RedKey = tuple[str, str, str, str, str]
+
+
+@dataclass
+class ProxyCounters:
+    """Counters the proxy increments on its hot path; each becomes ``sidetrace_sidecar_<name>``."""
+
+    connections_total: int = 0
+    connections_active: int = 0
+    connections_rejected_total: int = 0
+    requests_in_flight_inbound: int = 0
+    broken_propagation_total: int = 0
+    protocol_detect_timeouts_total: int = 0
+    bad_requests_total: int = 0
+    upstream_errors_total: int = 0
+    records_dropped_total: int = 0
+    spans_exported_total: int = 0
+    spans_dropped_total: int = 0
+    export_failures_total: int = 0
+
+    def prometheus(self) -> str:
+        lines = []
+        for field in fields(self):
+            kind = "counter" if field.name.endswith("_total") else "gauge"
+            name = f"sidetrace_sidecar_{field.name}"
+            lines.append(f"# TYPE {name} {kind}\n{name} {getattr(self, field.name)}")
+        return "\n".join(lines) + "\n"
+
+
+def status_class(status: int) -> str:
+    return f"{status // 100}xx" if status >= 100 else "error"
+
+
+class _Series:
+    __slots__ = ("count", "total", "buckets")
+
+    def __init__(self) -> None:
+        self.count = 0
+        self.total = 0.0
+        self.buckets = [0] * (len(DURATION_BUCKETS_S) + 1)
+
+
+def _escape(value: str) -> str:
+    return value.replace("\\", "\\\\").replace('"', '\\"').replace("\n", "\\n")
+
+
+class RedMetrics:
+    """Request count and duration histogram per ``RedKey``, rendered as Prometheus text."""
+
+    def __init__(self) -> None:
+        self._series: dict[RedKey, _Series] = {}
+        self._lock = threading.Lock()
+
+    def observe(self, key: RedKey, duration_s: float) -> None:
+        with self._lock:
+            series = self._series.get(key)
+            if series is None:
+                series = self._series[key] = _Series()
+            series.count += 1
+            series.total += duration_s
+            series.buckets[bisect.bisect_left(DURATION_BUCKETS_S, duration_s)] += 1
+
+    def snapshot(self) -> dict[RedKey, tuple[int, float, list[int]]]:
+        with self._lock:
+            return {k: (s.count, s.total, list(s.buckets)) for k, s in self._series.items()}
+
+    def prometheus(self) -> str:
+        out = [
+            "# TYPE sidetrace_requests_total counter",
+            "# TYPE sidetrace_request_duration_seconds histogram",
+        ]
+        for key, (count, total, buckets) in sorted(self.snapshot().items()):
+            labels = ",".join(f'{n}="{_escape(v)}"' for n, v in zip(LABELS, key, strict=True))
+            out.append(f"sidetrace_requests_total{{{labels}}} {count}")
+            cumulative = 0
+            for bound, n in zip(DURATION_BUCKETS_S, buckets, strict=False):
+                cumulative += n
+                bucket = f'{labels},le="{bound}"'
+                out.append(f"sidetrace_request_duration_seconds_bucket{{{bucket}}} {cumulative}")
+            out.append(f'sidetrace_request_duration_seconds_bucket{{{labels},le="+Inf"}} {count}')
+            out.append(f"sidetrace_request_duration_seconds_sum{{{labels}}} {total}")
+            out.append(f"sidetrace_request_duration_seconds_count{{{labels}}} {count}")
+        return "\n".join(out) + "\n"

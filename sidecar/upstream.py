@@ -1,0 +1,182 @@
+"""Connections from the sidecar to upstreams (the app, or the next hop) and their pool.
+
+An ``UpstreamConnection`` parses HTTP/1.1 responses with httptools and hands
+each event to the downstream connection that owns its current exchange; after
+an ``Upgrade`` or for opaque traffic it becomes a plain byte pipe. Idle
+keep-alive connections wait in ``UpstreamPool`` per address.
+"""
+
+from __future__ import annotations
+
+import asyncio
+from typing import TYPE_CHECKING, Any
+
+import httptools
+
+if TYPE_CHECKING:
+    from sidecar.http_proxy import DownstreamConnection, Exchange
+
+Address = tuple[str, int]
+MAX_IDLE_PER_ADDRESS = 256
+
+
+class UpstreamConnection(asyncio.Protocol):
+    """One TCP connection to an upstream; owned by at most one downstream at a time."""
+
+    def __init__(self, pool: UpstreamPool, address: Address):
+        self.pool = pool
+        self.address = address
+        self.transport: asyncio.Transport | None = None
+        self.downstream: DownstreamConnection | None = None
+        self.exchange: Exchange | None = None
+        self.parser = httptools.HttpResponseParser(self)
+        self.tunnel = False
+        self.closed = False
+        self.reused = False
+        self.bytes_in = 0
+        self._reason = b""
+        self._headers: list[tuple[bytes, bytes]] = []
+
+    # -- asyncio.Protocol -------------------------------------------------------
+    def connection_made(self, transport: asyncio.BaseTransport) -> None:
+        self.transport = transport  # type: ignore[assignment]
+
+    def data_received(self, data: bytes) -> None:
+        downstream = self.downstream
+        if downstream is None:  # an idle pooled connection must not talk
+            self.transport.close()  # type: ignore[union-attr]
+            return
+        downstream.last_activity = downstream.ctx.now
+        if self.tunnel:
+            self.bytes_in += len(data)
+            downstream.transport.write(data)
+            return
+        downstream.out = []
+        try:
+            self.parser.feed_data(data)
+        except httptools.HttpParserUpgrade as upgrade:
+            rest = data[upgrade.args[0] :]
+            if rest and self.tunnel:
+                self.bytes_in += len(rest)
+                downstream.write(rest)
+        except httptools.HttpParserError:
+            downstream.upstream_failed(self, "invalid_response")
+        finally:
+            downstream.flush()
+
+    def eof_received(self) -> bool | None:
+        if self.tunnel and self.downstream is not None:
+            transport = self.downstream.transport
+            if transport.can_write_eof():
+                transport.write_eof()
+                return True
+        return None
+
+    def connection_lost(self, exc: Exception | None) -> None:
+        self.closed = True
+        self.pool.discard(self)
+        if self.downstream is not None:
+            self.downstream.upstream_lost(self)
+
+    def pause_writing(self) -> None:
+        if self.downstream is not None:
+            self.downstream.pause_reading("upstream")
+
+    def resume_writing(self) -> None:
+        if self.downstream is not None:
+            self.downstream.resume_reading("upstream")
+
+    # -- httptools callbacks ----------------------------------------------------
+    def on_message_begin(self) -> None:
+        self._headers = []
+
+    def on_status(self, reason: bytes) -> None:
+        self._reason = reason
+
+    def on_header(self, name: bytes, value: bytes) -> None:
+        self._headers.append((name, value))
+
+    def on_headers_complete(self) -> None:
+        if self.downstream is not None and self.exchange is not None:
+            self.downstream.response_head(
+                self, self.parser.get_status_code(), self._reason, self._headers
+            )
+
+    def on_body(self, body: bytes) -> None:
+        if self.downstream is not None and self.exchange is not None:
+            self.downstream.response_body(self.exchange, body)
+
+    def on_message_complete(self) -> None:
+        status = self.parser.get_status_code()
+        if 100 <= status < 200 and status != 101:
+            return  # an interim response; the final one follows
+        if self.downstream is not None and self.exchange is not None:
+            self.downstream.response_complete(self, self.parser.should_keep_alive())
+
+    # -- ownership --------------------------------------------------------------
+    def attach(self, downstream: DownstreamConnection, exchange: Exchange | None) -> None:
+        self.downstream = downstream
+        self.exchange = exchange
+
+    def reset_parser(self) -> None:
+        """Start a fresh response parser (after a HEAD response, whose body never comes)."""
+        self.parser = httptools.HttpResponseParser(self)
+
+    def start_tunnel(self) -> None:
+        self.tunnel = True
+        self.exchange = None
+
+    def close(self) -> None:
+        self.downstream = None
+        self.exchange = None
+        if self.transport is not None and not self.closed:
+            self.transport.close()
+
+
+class UpstreamPool:
+    """Idle keep-alive connections per upstream address, most recently used first."""
+
+    def __init__(self) -> None:
+        self._idle: dict[Address, list[UpstreamConnection]] = {}
+
+    def take(self, address: Address) -> UpstreamConnection | None:
+        idle = self._idle.get(address)
+        while idle:
+            conn = idle.pop()
+            if not conn.closed and not conn.transport.is_closing():  # type: ignore[union-attr]
+                conn.reused = True
+                return conn
+        return None
+
+    def put(self, conn: UpstreamConnection) -> None:
+        conn.downstream = None
+        conn.exchange = None
+        idle = self._idle.setdefault(conn.address, [])
+        if len(idle) >= MAX_IDLE_PER_ADDRESS or conn.closed:
+            conn.close()
+            return
+        idle.append(conn)
+
+    def discard(self, conn: UpstreamConnection) -> None:
+        idle = self._idle.get(conn.address)
+        if idle and conn in idle:
+            idle.remove(conn)
+
+    def close_all(self) -> None:
+        for idle in self._idle.values():
+            for conn in idle:
+                conn.close()
+        self._idle.clear()
+
+    async def connect(
+        self, loop: asyncio.AbstractEventLoop, address: Address, timeout: float
+    ) -> UpstreamConnection:
+        """A new connection; raises ``TimeoutError`` or ``OSError``."""
+        _transport, protocol = await asyncio.wait_for(
+            loop.create_connection(lambda: UpstreamConnection(self, address), *address),
+            timeout,
+        )
+        return protocol
+
+    def stats(self) -> dict[str, Any]:
+        return {f"{h}:{p}": len(c) for (h, p), c in self._idle.items()}

@@ -1,0 +1,86 @@
+"""``sidetrace webhook`` (serve admission reviews over TLS) and ``webhook certs``."""
+
+from __future__ import annotations
+
+import argparse
+import base64
+import logging
+import sys
+from pathlib import Path
+
+from sidecar.inject_command import add_inject_options, options_from_args
+from sidecar.manifest_io import Manifest, render
+
+
+def register(subparsers: argparse._SubParsersAction) -> None:
+    parser = subparsers.add_parser("webhook", help="admission webhook that injects the sidecar")
+    parser.add_argument("--host", default="0.0.0.0", help="address to listen on")
+    parser.add_argument("--port", type=int, default=8443, help="HTTPS port")
+    parser.add_argument("--cert", default="/etc/sidetrace/webhook/tls.crt", help="PEM certificate")
+    parser.add_argument("--key", default="/etc/sidetrace/webhook/tls.key", help="PEM private key")
+    add_inject_options(parser)
+    parser.set_defaults(handler=serve)
+    commands = parser.add_subparsers(dest="webhook_command", metavar="{certs}")
+    certs = commands.add_parser(
+        "certs", help="make a CA and serving certificate; print Secret + webhook configuration"
+    )
+    certs.add_argument("--service", default="sidetrace-webhook", help="the webhook's Service")
+    certs.add_argument("--namespace", default="sidetrace", help="the Service's namespace")
+    certs.add_argument("--secret-name", default="sidetrace-webhook-tls", help="TLS Secret name")
+    certs.add_argument("--out-dir", default=None, help="also write ca.crt, tls.crt, tls.key here")
+    certs.add_argument(
+        "--ip", action="append", default=[], help="extra IP address in the certificate"
+    )
+    certs.add_argument("--days", type=int, default=365, help="validity in days")
+    certs.set_defaults(handler=make_certs)
+
+
+def serve(args: argparse.Namespace) -> int:
+    import uvicorn
+
+    from sidecar.webhook import create_app
+
+    app = create_app(options_from_args(args))
+    config = uvicorn.Config(
+        app,
+        host=args.host,
+        port=args.port,
+        ssl_certfile=args.cert,
+        ssl_keyfile=args.key,
+        log_level=logging.getLevelName(logging.getLogger().level).lower(),
+        access_log=False,
+    )
+    uvicorn.Server(config).run()
+    return 0
+
+
+def make_certs(args: argparse.Namespace) -> int:
+    from sidecar.webhook import webhook_configuration
+    from sidecar.webhook_certs import make_certs as create
+    from sidecar.webhook_certs import service_dns_names
+
+    made = create(service_dns_names(args.service, args.namespace), tuple(args.ip), args.days)
+    if args.out_dir:
+        folder = Path(args.out_dir)
+        folder.mkdir(parents=True, exist_ok=True)
+        (folder / "ca.crt").write_bytes(made.ca_pem)
+        (folder / "tls.crt").write_bytes(made.cert_pem)
+        key_file = folder / "tls.key"
+        key_file.touch(mode=0o600)
+        key_file.write_bytes(made.key_pem)
+    secret = {
+        "apiVersion": "v1",
+        "kind": "Secret",
+        "metadata": {"name": args.secret_name, "namespace": args.namespace},
+        "type": "kubernetes.io/tls",
+        "data": {
+            "ca.crt": base64.b64encode(made.ca_pem).decode(),
+            "tls.crt": base64.b64encode(made.cert_pem).decode(),
+            "tls.key": base64.b64encode(made.key_pem).decode(),
+        },
+    }
+    configuration = webhook_configuration(
+        base64.b64encode(made.ca_pem).decode(), args.service, args.namespace
+    )
+    sys.stdout.write(render(Manifest([secret, configuration], is_json=False)))
+    return 0

@@ -1,0 +1,163 @@
+"""Embedded store, collector and dashboard in one process.
+
+chDB lets one process own a data path, so in embedded mode the collector
+(which writes) and the dashboard (which reads, and evaluates SLOs) share this
+process and one store. ``sidetrace all-in-one`` runs just this; ``sidetrace
+demo`` runs it beside the sample system.
+"""
+
+from __future__ import annotations
+
+import socket
+import threading
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import httpx
+
+from sidetrace.migrate import migrate
+from sidetrace.store import Store, open_store
+
+
+class PortTaken(Exception):
+    """A port the user chose (or left at its default) is already in use."""
+
+
+@dataclass(frozen=True)
+class StackPorts:
+    grpc: int = 4317
+    http: int = 4318
+    admin: int = 13133
+    dashboard: int = 16686
+
+    def named(self) -> dict[str, tuple[int, str]]:
+        """Each port with what uses it and the flag that moves it."""
+        return {
+            "dashboard": (self.dashboard, "--port"),
+            "OTLP/gRPC": (self.grpc, "--grpc-port"),
+            "OTLP/HTTP": (self.http, "--http-port"),
+            "collector admin": (self.admin, "--admin-port"),
+        }
+
+
+def check_ports_free(ports: StackPorts, host: str = "127.0.0.1") -> None:
+    """Fail early, naming the port and its flag, rather than half-start."""
+    for role, (port, flag) in ports.named().items():
+        with socket.socket() as sock:
+            try:
+                sock.bind((host, port))
+            except OSError:
+                raise PortTaken(
+                    f"port {port} ({role}) is already in use on {host}; "
+                    f"stop what uses it or choose another with {flag}"
+                ) from None
+
+
+@dataclass(frozen=True)
+class DataLayout:
+    """Where one embedded installation keeps things, under one folder."""
+
+    root: Path
+
+    @property
+    def clickhouse(self) -> Path:
+        return self.root / "clickhouse"
+
+    @property
+    def spool(self) -> Path:
+        return self.root / "spool"
+
+    @property
+    def logs(self) -> Path:
+        return self.root / "logs"
+
+    @property
+    def store_url(self) -> str:
+        return f"chdb:{self.clickhouse}"
+
+
+@dataclass
+class EmbeddedStack:
+    """The store, the collector and the dashboard, started and stopped together."""
+
+    data: DataLayout
+    ports: StackPorts
+    slo_files: list[str] = field(default_factory=list)
+    store: Store | None = None
+    _collector: object | None = None
+    _server: object | None = None
+    _thread: threading.Thread | None = None
+
+    @property
+    def dashboard_url(self) -> str:
+        return f"http://127.0.0.1:{self.ports.dashboard}"
+
+    @property
+    def otlp_grpc(self) -> str:
+        return f"127.0.0.1:{self.ports.grpc}"
+
+    def start(self, timeout: float = 60.0) -> None:
+        """Open and migrate the store, start the collector, serve the dashboard."""
+        import uvicorn
+        from collector.service import Collector, CollectorConfig
+
+        from dashboard.app import create_app
+        from dashboard.context import DashboardContext
+
+        self.data.root.mkdir(parents=True, exist_ok=True)
+        self.store = open_store(self.data.store_url)
+        migrate(self.store)
+        self._collector = Collector(
+            self.store,
+            CollectorConfig(
+                grpc_port=self.ports.grpc,
+                http_port=self.ports.http,
+                admin_port=self.ports.admin,
+                spool_dir=str(self.data.spool),
+            ),
+        )
+        self._collector.start()
+        ctx = DashboardContext(
+            store=self.store, external_url=self.dashboard_url, slo_files=list(self.slo_files)
+        )
+        config = uvicorn.Config(
+            create_app(ctx),
+            host="127.0.0.1",
+            port=self.ports.dashboard,
+            log_level="warning",
+            access_log=False,
+            lifespan="on",
+        )
+        server = uvicorn.Server(config)
+        self._server = server
+        self._thread = threading.Thread(target=server.run, name="dashboard", daemon=True)
+        self._thread.start()
+        self._wait_ready(timeout)
+
+    def _wait_ready(self, timeout: float) -> None:
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline:
+            if self._thread is not None and not self._thread.is_alive():
+                raise RuntimeError("the dashboard stopped while starting (see the log above)")
+            try:
+                if httpx.get(self.dashboard_url + "/healthz", timeout=2.0).status_code == 200:
+                    return
+            except httpx.HTTPError:
+                pass
+            time.sleep(0.2)
+        raise RuntimeError(f"the dashboard did not answer on {self.dashboard_url} in {timeout}s")
+
+    def stop(self, timeout: float = 20.0) -> None:
+        """Flush the collector into the store, then stop the dashboard and close the store."""
+        if self._collector is not None:
+            self._collector.stop(timeout)
+            self._collector = None
+        if self._server is not None:
+            self._server.should_exit = True
+            if self._thread is not None:
+                self._thread.join(timeout)
+            self._server = None
+        if self.store is not None:
+            self.store.close()
+            self.store = None

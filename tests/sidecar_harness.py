@@ -1,0 +1,196 @@
+"""Real apps and an OTLP sink for the sidecar tests: Starlette under uvicorn, raw TCP servers.
+
+The OTLP sink is a real OTLP/gRPC TraceService endpoint that keeps what it
+receives, so tests can read the spans a sidecar exported without ClickHouse.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import socket
+import threading
+import time
+from collections.abc import Callable
+from concurrent.futures import ThreadPoolExecutor
+
+import grpc
+import httpx
+import uvicorn
+from opentelemetry.proto.collector.trace.v1 import trace_service_pb2, trace_service_pb2_grpc
+from starlette.applications import Starlette
+from starlette.requests import Request
+from starlette.responses import JSONResponse, PlainTextResponse, StreamingResponse
+from starlette.routing import Route, WebSocketRoute
+from starlette.websockets import WebSocket
+
+from sidetrace.local_server import free_port
+
+FORWARDED = ("traceparent", "tracestate", "baggage")
+
+
+def build_app(outbound_proxy: str | None = None) -> Starlette:
+    """The app behind the sidecar; ``/call`` goes out through ``outbound_proxy``."""
+
+    async def headers(request: Request) -> JSONResponse:
+        client_port = request.client.port if request.client else 0
+        return JSONResponse(
+            {"headers": dict(request.headers), "path": request.url.path, "port": client_port}
+        )
+
+    async def upload(request: Request) -> JSONResponse:
+        total = 0
+        async for chunk in request.stream():
+            total += len(chunk)
+        return JSONResponse({"bytes": total})
+
+    async def download(request: Request) -> StreamingResponse:
+        chunk = b"x" * 65536
+        count = int(request.query_params.get("mb", "1")) * 16
+
+        async def body():
+            for _ in range(count):
+                yield chunk
+
+        return StreamingResponse(body(), media_type="application/octet-stream")
+
+    async def slow(request: Request) -> PlainTextResponse:
+        await asyncio.sleep(float(request.query_params.get("s", "1")))
+        return PlainTextResponse("slow done")
+
+    async def fail(request: Request) -> PlainTextResponse:
+        return PlainTextResponse("boom", status_code=503)
+
+    async def call(request: Request) -> JSONResponse:
+        forward = request.query_params.get("forward", "1") == "1"
+        sent = {k: v for k, v in request.headers.items() if forward and k in FORWARDED}
+        async with httpx.AsyncClient(proxy=outbound_proxy, timeout=10) as client:
+            reply = await client.get(request.query_params["target"], headers=sent)
+        return JSONResponse({"status": reply.status_code, "downstream": reply.json()})
+
+    async def echo(ws: WebSocket) -> None:
+        await ws.accept()
+        try:
+            while True:
+                await ws.send_text(await ws.receive_text())
+        except Exception:
+            return
+
+    return Starlette(
+        routes=[
+            Route("/", headers),
+            Route("/users/{uid}", headers),
+            Route("/upload", upload, methods=["POST"]),
+            Route("/download", download),
+            Route("/slow", slow),
+            Route("/fail", fail),
+            Route("/call", call),
+            WebSocketRoute("/ws", echo),
+        ]
+    )
+
+
+class ThreadedUvicorn:
+    """uvicorn serving an app from a thread of the test process, on a free port."""
+
+    def __init__(self, app: Starlette, port: int | None = None):
+        self.port = port or free_port()
+        config = uvicorn.Config(
+            app, host="127.0.0.1", port=self.port, log_level="warning", lifespan="off"
+        )
+        self.server = uvicorn.Server(config)
+        self.thread = threading.Thread(target=self.server.run, daemon=True)
+
+    def start(self) -> ThreadedUvicorn:
+        self.thread.start()
+        wait_port(self.port)
+        return self
+
+    def stop(self) -> None:
+        self.server.should_exit = True
+        self.thread.join(10)
+
+
+def wait_port(port: int, timeout: float = 15.0) -> None:
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        try:
+            with socket.create_connection(("127.0.0.1", port), timeout=0.5):
+                return
+        except OSError:
+            time.sleep(0.05)
+    raise TimeoutError(f"port {port} did not open")
+
+
+class OtlpSink(trace_service_pb2_grpc.TraceServiceServicer):
+    """An OTLP/gRPC trace endpoint that records every span it receives."""
+
+    def __init__(self, port: int = 0) -> None:
+        self.spans: list[tuple[dict, object]] = []
+        self._lock = threading.Lock()
+        self.server = grpc.server(ThreadPoolExecutor(4))
+        trace_service_pb2_grpc.add_TraceServiceServicer_to_server(self, self.server)
+        self.port = self.server.add_insecure_port(f"127.0.0.1:{port}")
+
+    def Export(self, request, context):  # noqa: N802 - OTLP service method name
+        with self._lock:
+            for resource_spans in request.resource_spans:
+                resource = {
+                    a.key: a.value.string_value for a in resource_spans.resource.attributes
+                }
+                for scope in resource_spans.scope_spans:
+                    for span in scope.spans:
+                        self.spans.append((resource, span))
+        return trace_service_pb2.ExportTraceServiceResponse()
+
+    def start(self) -> OtlpSink:
+        self.server.start()
+        return self
+
+    def stop(self) -> None:
+        self.server.stop(0)
+
+    def wait_for(self, predicate: Callable[[list], bool], timeout: float = 15.0) -> list:
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline:
+            with self._lock:
+                snapshot = list(self.spans)
+            if predicate(snapshot):
+                return snapshot
+            time.sleep(0.1)
+        raise AssertionError(f"spans not seen in time; have {len(snapshot)}")
+
+
+class BannerServer:
+    """A server-speaks-first TCP service (like SMTP): greets, then echoes lines back."""
+
+    def __init__(self, banner: bytes = b"220 banner ready\r\n"):
+        self.banner = banner
+        self.listener = socket.create_server(("127.0.0.1", 0))
+        self.port = self.listener.getsockname()[1]
+        threading.Thread(target=self._accept, daemon=True).start()
+
+    def _accept(self) -> None:
+        while True:
+            try:
+                conn, _ = self.listener.accept()
+            except OSError:
+                return
+            threading.Thread(target=self._serve, args=(conn,), daemon=True).start()
+
+    def _serve(self, conn: socket.socket) -> None:
+        with conn:
+            conn.sendall(self.banner)
+            while data := conn.recv(65536):
+                conn.sendall(data)
+
+    def stop(self) -> None:
+        self.listener.close()
+
+
+def attributes(span) -> dict:
+    """A span's attributes as a plain dict of python values."""
+    out = {}
+    for a in span.attributes:
+        value = a.value
+        out[a.key] = getattr(value, value.WhichOneof("value"))
+    return out

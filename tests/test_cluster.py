@@ -1,0 +1,224 @@
+"""Cluster mode for real: ZooKeeper, two clickhouse-server shards, ``migrate --cluster``.
+
+Spans go in through the collector (OTLP/gRPC from the OpenTelemetry SDK) on one
+node and come back through the dashboard's trace queries on the other.
+"""
+
+from __future__ import annotations
+
+import shutil
+import socket
+import subprocess
+import sys
+import time
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+
+from sidetrace.local_server import ClickHouseServer, free_port
+from sidetrace.migrate import Features, Retention, cluster_form, load_migrations, render
+from sidetrace.store import open_store
+
+CLUSTER = "sidetrace"
+DATABASE = "st_cluster"
+ZOOKEEPER_JARS = (
+    "zookeeper.jar",
+    "zookeeper-jute.jar",
+    "slf4j-api.jar",
+    "slf4j-simple.jar",
+    "netty-all.jar",
+    "commons-io.jar",
+    "commons-cli.jar",
+    "metrics-core.jar",
+    "snappy-java.jar",
+)
+JAVA_LIB = Path("/usr/share/java")
+
+
+def test_cluster_form_of_every_migration() -> None:
+    """Every table has a local replicated twin and a Distributed face; views stay local."""
+    features = Features.for_version((18, 16))
+    for migration in load_migrations():
+        for statement in migration.statements():
+            rendered = render(statement, features, Retention(), CLUSTER)
+            out = cluster_form(rendered, CLUSTER, DATABASE)
+            assert all(f"ON CLUSTER {CLUSTER}" in sql for sql in out)
+            if statement.startswith("CREATE TABLE"):
+                local, distributed = out
+                assert "Replicated" in local and "_local ON CLUSTER" in local
+                assert "ENGINE = Distributed(sidetrace, st_cluster, " in distributed
+                if "trace_id" in statement:
+                    assert distributed.endswith("_local, cityHash64(trace_id))")
+            elif statement.startswith("CREATE MATERIALIZED VIEW"):
+                [view] = out
+                assert "_local AS SELECT" in view or "_local\nAS SELECT" in view
+                assert f"FROM {DATABASE}.spans_local" in view
+
+
+def _zookeeper_classpath() -> str | None:
+    if not shutil.which("java") or not (JAVA_LIB / "zookeeper.jar").exists():
+        return None
+    return ":".join(str(JAVA_LIB / jar) for jar in ZOOKEEPER_JARS if (JAVA_LIB / jar).exists())
+
+
+def _shard_config(servers: list[ClickHouseServer], zk_port: int, shard: int) -> str:
+    shards = "".join(
+        f"<shard><replica><host>127.0.0.1</host><port>{s.tcp_port}</port></replica></shard>"
+        for s in servers
+    )
+    return f"""
+  <interserver_http_host>127.0.0.1</interserver_http_host>
+  <remote_servers><{CLUSTER}>{shards}</{CLUSTER}></remote_servers>
+  <zookeeper><node><host>127.0.0.1</host><port>{zk_port}</port></node></zookeeper>
+  <distributed_ddl><path>/clickhouse/task_queue/ddl</path></distributed_ddl>
+  <macros><shard>{shard:02d}</shard><replica>r1</replica></macros>
+"""
+
+
+@pytest.fixture(scope="module")
+def cluster(tmp_path_factory: pytest.TempPathFactory) -> Iterator[list[ClickHouseServer]]:
+    classpath = _zookeeper_classpath()
+    if classpath is None:
+        pytest.skip("ZooKeeper (Debian package zookeeper) and java are needed")
+    folder = tmp_path_factory.mktemp("cluster")
+    zk_port = free_port()
+    zk_log = open(folder / "zookeeper.log", "wb")  # noqa: SIM115 - closed in teardown
+    zookeeper = subprocess.Popen(
+        ["java", "-Xmx256m", "-Dzookeeper.admin.enableServer=false", "-cp", classpath]
+        + ["org.apache.zookeeper.server.ZooKeeperServerMain", str(zk_port), str(folder / "zk")],
+        stdout=zk_log,
+        stderr=subprocess.STDOUT,
+    )
+    servers: list[ClickHouseServer] = []
+    try:
+        deadline = time.monotonic() + 60
+        while not _zookeeper_answers(zk_port):
+            assert zookeeper.poll() is None, (folder / "zookeeper.log").read_text()[-2000:]
+            assert time.monotonic() < deadline, "ZooKeeper did not start"
+            time.sleep(0.3)
+        servers = [ClickHouseServer(root=folder / f"shard{i}") for i in (1, 2)]
+        for shard, server in enumerate(servers, start=1):
+            server.extra_config = _shard_config(servers, zk_port, shard)
+            server._write_config()  # the ports of both shards are known only now
+        for server in servers:
+            server.start()
+        yield servers
+    finally:
+        for server in servers:
+            server.remove()
+        zookeeper.terminate()
+        try:
+            zookeeper.wait(timeout=20)
+        except subprocess.TimeoutExpired:
+            zookeeper.kill()
+            zookeeper.wait()
+        zk_log.close()
+
+
+def _zookeeper_answers(port: int) -> bool:
+    try:
+        with socket.create_connection(("127.0.0.1", port), timeout=1) as sock:
+            sock.sendall(b"srvr")
+            return b"Mode:" in sock.recv(1000)
+    except OSError:
+        return False
+
+
+def _send_traces(grpc_port: int, count: int) -> list[str]:
+    """``count`` traces of three spans each, exported by the OpenTelemetry SDK."""
+    from opentelemetry.exporter.otlp.proto.grpc.trace_exporter import OTLPSpanExporter
+    from opentelemetry.sdk.resources import Resource
+    from opentelemetry.sdk.trace import TracerProvider
+    from opentelemetry.sdk.trace.export import BatchSpanProcessor
+
+    provider = TracerProvider(resource=Resource.create({"service.name": "cluster-shop"}))
+    exporter = OTLPSpanExporter(endpoint=f"127.0.0.1:{grpc_port}", insecure=True, timeout=30)
+    provider.add_span_processor(BatchSpanProcessor(exporter, schedule_delay_millis=200))
+    tracer = provider.get_tracer("test_cluster")
+    trace_ids = []
+    for number in range(count):
+        with tracer.start_as_current_span(f"GET /order/{number % 5}") as root:
+            trace_ids.append(format(root.get_span_context().trace_id, "032x"))
+            with tracer.start_as_current_span("load cart"):
+                pass
+            with tracer.start_as_current_span("charge card"):
+                pass
+    assert provider.force_flush(30_000)
+    provider.shutdown()
+    return trace_ids
+
+
+@pytest.mark.slow
+def test_two_shards_through_collector_and_dashboard_queries(
+    cluster: list[ClickHouseServer], tmp_path: Path
+) -> None:
+    from collector.service import Collector, CollectorConfig
+    from dashboard.trace_queries import SearchQuery, load_trace, search_trace_ids
+
+    first, second = cluster
+    result = subprocess.run(
+        [sys.executable, "-m", "sidetrace", "migrate", "--cluster", CLUSTER]
+        + ["--clickhouse", first.url(DATABASE)],
+        capture_output=True,
+        text=True,
+        timeout=240,
+    )
+    assert result.returncode == 0, result.stderr
+    assert "0001_spans" in result.stdout
+    for server in cluster:  # ON CLUSTER reached both shards, and both know it is applied
+        store = open_store(server.url(DATABASE))
+        engines = dict(
+            store.query("SELECT name, engine FROM system.tables WHERE database = currentDatabase()")
+        )
+        assert engines["spans"] == "Distributed"
+        assert engines["spans_local"] == "ReplicatedMergeTree"
+        assert engines["trace_index_local"] == "ReplicatedAggregatingMergeTree"
+        assert len(store.query("SELECT version FROM schema_migrations")) == len(load_migrations())
+
+    writer_store = open_store(first.url(DATABASE))
+    grpc_port = free_port()
+    collector = Collector(
+        writer_store,
+        CollectorConfig(
+            grpc_port=grpc_port,
+            http_port=None,
+            admin_port=None,
+            spool_dir=str(tmp_path / "spool"),
+            spool_fsync="never",
+        ),
+    )
+    collector.start()
+    started_ns = time.time_ns() - 60 * 10**9
+    try:
+        trace_ids = _send_traces(grpc_port, 40)
+    finally:
+        assert collector.stop(timeout=60)
+
+    reader = open_store(second.url(DATABASE))  # the other node: reads go through Distributed
+    deadline = time.monotonic() + 90
+    while True:
+        [(spans,)] = reader.query("SELECT count() FROM spans_by_trace")
+        if spans >= 3 * len(trace_ids) or time.monotonic() > deadline:
+            break
+        time.sleep(0.5)
+    assert spans == 3 * len(trace_ids)
+
+    for trace_id in trace_ids:
+        trace = load_trace(reader, trace_id, max_spans=100)
+        assert trace is not None, trace_id
+        assert len(trace.spans) == 3
+        assert trace.summary.span_count == 3
+        assert {s.trace_id for s in trace.spans} == {trace_id}
+    query = SearchQuery(start_ns=started_ns, end_ns=time.time_ns() + 60 * 10**9, limit=100)
+    assert sorted(search_trace_ids(reader, query)) == sorted(trace_ids)
+
+    # Sharded by trace id: both shards hold traces, and no trace is split across them.
+    per_shard = []
+    for server in cluster:
+        local = open_store(server.url(DATABASE))
+        rows = local.query("SELECT trace_id, count() FROM spans_by_trace_local GROUP BY trace_id")
+        per_shard.append({r[0]: r[1] for r in rows})
+    assert all(per_shard), "every shard should hold some traces"
+    assert not set(per_shard[0]) & set(per_shard[1])
+    assert set(per_shard[0]) | set(per_shard[1]) == set(trace_ids)

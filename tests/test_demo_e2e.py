@@ -1,0 +1,227 @@
+"""End to end: ``sidetrace demo --duration 90`` as a user runs it, checked through the JSON API.
+
+The demo owns its chDB folder for as long as it runs, so every check queries the
+dashboard while the demo is running; the last test waits for it to stop by itself
+and checks that every process it started is gone.
+"""
+
+from __future__ import annotations
+
+import os
+import re
+import signal
+import socket
+import subprocess
+import sys
+import threading
+import time
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import httpx
+import pytest
+
+from sidetrace.local_server import free_port
+
+pytestmark = pytest.mark.slow
+
+DURATION_S = 90
+EXPECTED_HOPS = {
+    ("frontend", "catalog"),
+    ("frontend", "orders"),
+    ("orders", "payments"),
+    ("orders", "inventory"),
+}
+DATABASE_NODE = "postgresql/inventory"
+SERVER, CLIENT = "server", "client"
+
+
+@dataclass
+class RunningDemo:
+    process: subprocess.Popen[str]
+    dashboard: str
+    data: Path
+    lines: list[str] = field(default_factory=list)
+    finished: threading.Event = field(default_factory=threading.Event)
+
+    def output(self) -> str:
+        return "\n".join(self.lines)
+
+    def wait_for_line(self, pattern: str, timeout: float) -> re.Match[str]:
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline:
+            for line in list(self.lines):
+                match = re.search(pattern, line)
+                if match:
+                    return match
+            if self.finished.is_set():
+                break
+            time.sleep(0.5)
+        raise AssertionError(f"no line matching {pattern!r}; demo output:\n{self.output()}")
+
+    def get(self, path: str, **params: Any) -> Any:
+        response = httpx.get(self.dashboard + path, params=params, timeout=30.0)
+        assert response.status_code == 200, f"{path}: {response.status_code} {response.text[:300]}"
+        return response.json()
+
+    def poll(self, check: Callable[[], str | None], what: str) -> None:
+        """Call ``check`` until it returns None (success) or the demo ends; else fail with why."""
+        last = "never checked"
+        while not self.finished.is_set():
+            last = check() or ""
+            if not last:
+                return
+            time.sleep(3.0)
+        pytest.fail(f"{what} did not happen while the demo ran: {last}\n{self.output()[-3000:]}")
+
+
+@pytest.fixture(scope="module")
+def demo(tmp_path_factory: pytest.TempPathFactory) -> Iterator[RunningDemo]:
+    data = tmp_path_factory.mktemp("demo") / "data"
+    port = free_port()
+    command = [
+        sys.executable, "-m", "sidetrace", "demo",
+        "--duration", str(DURATION_S), "--reset", "--data", str(data),
+        "--port", str(port), "--grpc-port", str(free_port()),
+        "--http-port", str(free_port()), "--admin-port", str(free_port()),
+        # The payments incident starts early and lasts long enough for the page alert.
+        "--incident-start", "15", "--incident-every", "600", "--incident-length", "70",
+    ]  # fmt: skip
+    process = subprocess.Popen(
+        command,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.STDOUT,
+        text=True,
+        start_new_session=True,
+        env={**os.environ, "PYTHONUNBUFFERED": "1"},
+    )
+    running = RunningDemo(process, f"http://127.0.0.1:{port}", data)
+
+    def read() -> None:
+        assert process.stdout is not None
+        for line in process.stdout:
+            running.lines.append(line.rstrip("\n"))
+        process.wait()
+        running.finished.set()
+
+    threading.Thread(target=read, daemon=True).start()
+    try:
+        yield running
+    finally:
+        if process.poll() is None:
+            os.killpg(process.pid, signal.SIGTERM)
+            try:
+                process.wait(timeout=60)
+            except subprocess.TimeoutExpired:
+                os.killpg(process.pid, signal.SIGKILL)
+                process.wait()
+
+
+def jaeger_spans(trace: dict) -> dict[str, dict]:
+    """spanID -> span, each with its service name and kind resolved."""
+    spans = {}
+    for span in trace["spans"]:
+        tags = {t["key"]: t["value"] for t in span.get("tags", [])}
+        span = {**span, "service": trace["processes"][span["processID"]]["serviceName"]}
+        span["kind"] = tags.get("span.kind", "")
+        span["tag"] = tags
+        spans[span["spanID"]] = span
+    return spans
+
+
+def parent_of(span: dict) -> str | None:
+    refs = [r for r in span.get("references", []) if r["refType"] == "CHILD_OF"]
+    return refs[0]["spanID"] if refs else None
+
+
+def chain_problems(trace: dict) -> str | None:
+    """Why this trace is not a correctly linked checkout across every service (None if it is)."""
+    spans = jaeger_spans(trace)
+    roots = [s for s in spans.values() if parent_of(s) is None]
+    if len(roots) != 1 or roots[0]["service"] != "frontend" or roots[0]["kind"] != SERVER:
+        got = [(r["service"], r["kind"]) for r in roots]
+        return f"want one root, frontend's server span; got {got}"
+    hops = set()
+    for span in spans.values():
+        parent_id = parent_of(span)
+        if parent_id is None:
+            continue
+        if parent_id not in spans:
+            return f"span {span['spanID']} ({span['service']}) has a parent not in the trace"
+        parent = spans[parent_id]
+        if parent["service"] != span["service"]:
+            hops.add((parent["service"], span["service"]))
+            if (parent["kind"], span["kind"]) != (CLIENT, SERVER):
+                kinds = f"{parent['kind']}->{span['kind']}"
+                return f"hop {parent['service']}->{span['service']} is {kinds}"
+    if hops != EXPECTED_HOPS:
+        return f"service hops {sorted(hops)} != {sorted(EXPECTED_HOPS)}"
+    database = [s for s in spans.values() if s["tag"].get("db.system") == "postgresql"]
+    if not database:
+        return "no database client span"
+    for span in database:
+        parent = spans.get(parent_of(span) or "")
+        if span["kind"] != CLIENT or span["service"] != "inventory" or parent is None:
+            return f"database span is {span['kind']} in {span['service']} under {parent}"
+        if parent["service"] != "inventory":
+            return f"database span's parent is in {parent['service']}"
+    return None
+
+
+def test_demo_prints_what_it_started(demo: RunningDemo) -> None:
+    demo.wait_for_line(r"dashboard\s+http://127\.0\.0\.1:\d+", timeout=180)
+    demo.wait_for_line(r"load: .* requests/s", timeout=180)
+    text = demo.output()
+    for name in ("frontend", "catalog", "orders", "payments", "inventory"):
+        assert re.search(rf"^\s+{name}\s+(http|grpc)\s+app :\d+\s+sidecar in :\d+", text, re.M)
+
+
+def test_traces_cross_all_five_services_with_correct_links(demo: RunningDemo) -> None:
+    match = demo.wait_for_line(r"example trace: (http://\S+/trace/([0-9a-f]{32}))", timeout=120)
+    assert match.group(1).startswith(demo.dashboard)
+
+    def example_is_complete() -> str | None:
+        traces = demo.get(f"/api/traces/{match.group(2)}")["data"]
+        return chain_problems(traces[0]) if traces else "example trace not found"
+
+    # Spans of one trace arrive from six exporters; give the slowest a moment.
+    demo.poll(example_is_complete, "the example trace to be complete")
+
+    def several_complete() -> str | None:
+        found = demo.get(
+            "/api/traces", service="frontend", operation="POST /checkout", lookback="1h", limit=50
+        )["data"]
+        good = [t for t in found if chain_problems(t) is None]
+        return None if len(good) >= 3 else f"{len(good)} of {len(found)} checkouts complete"
+
+    demo.poll(several_complete, "three complete checkout traces")
+
+
+def test_dependency_graph_has_the_expected_edges(demo: RunningDemo) -> None:
+    pytest.importorskip("dashboard.analytics_routes", reason="analytics has not landed")
+    expected = EXPECTED_HOPS | {("inventory", DATABASE_NODE)}
+
+    def edges_present() -> str | None:
+        now_ms = int(time.time() * 1000)
+        data = demo.get("/api/dependencies", endTs=now_ms, lookback=3_600_000)["data"]
+        edges = {(d["parent"], d["child"]) for d in data if d.get("callCount", 0) > 0}
+        missing = expected - edges
+        return f"missing {sorted(missing)}; have {sorted(edges)}" if missing else None
+
+    demo.poll(edges_present, "the dependency graph")
+
+
+def test_demo_stops_cleanly_and_says_where_the_data_is(demo: RunningDemo) -> None:
+    assert demo.finished.wait(timeout=DURATION_S + 180), "demo did not stop after --duration"
+    assert demo.process.returncode == 0, demo.output()[-3000:]
+    text = demo.output()
+    assert f"--duration {DURATION_S}s is over" in text
+    assert "The data lives in" in text and str(demo.data.resolve()) in text
+    used = [int(p) for p in re.findall(r"(?:app|in|out|admin) :(\d+)", text)]
+    assert len(used) == 20
+    for port in used:  # every app and sidecar is gone, so its port is free again
+        with socket.socket() as sock:
+            sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+            sock.bind(("127.0.0.1", port))

@@ -1,0 +1,226 @@
+"""The admission webhook over real HTTPS: its JSON Patch must equal ``sidetrace inject``."""
+
+from __future__ import annotations
+
+import base64
+import copy
+import json
+import ssl
+import subprocess
+import sys
+import time
+import uuid
+from collections.abc import Iterator
+from pathlib import Path
+
+import httpx
+import jsonpatch
+import kubernetes_validate
+import pytest
+import yaml
+
+from sidecar.inject import (
+    RECORD,
+    SIDECAR_NAME,
+    SKIP_REASON,
+    InjectOptions,
+    inject_documents,
+    templates,
+)
+from sidecar.manifest_io import parse
+from sidetrace.local_server import free_port
+
+MANIFESTS = Path(__file__).parent / "manifests"
+
+
+class Webhook:
+    def __init__(self, base: str, ca_file: Path) -> None:
+        self.base = base
+        self.client = httpx.Client(verify=ssl.create_default_context(cafile=str(ca_file)))
+
+    def review(self, pod: dict, path: str = "/inject/namespace") -> dict:
+        uid = str(uuid.uuid4())
+        body = {
+            "apiVersion": "admission.k8s.io/v1",
+            "kind": "AdmissionReview",
+            "request": {
+                "uid": uid,
+                "kind": {"group": "", "version": "v1", "kind": "Pod"},
+                "resource": {"group": "", "version": "v1", "resource": "pods"},
+                "namespace": pod["metadata"].get("namespace", "default"),
+                "operation": "CREATE",
+                "userInfo": {"username": "system:serviceaccount:kube-system:replicaset-controller"},
+                "object": pod,
+                "dryRun": False,
+            },
+        }
+        reply = self.client.post(self.base + path, json=body, timeout=30)
+        assert reply.status_code == 200
+        review = reply.json()
+        assert review["apiVersion"] == "admission.k8s.io/v1"
+        assert review["kind"] == "AdmissionReview"
+        assert review["response"]["uid"] == uid
+        assert review["response"]["allowed"] is True
+        return review["response"]
+
+
+def pop_note(result: dict, original: dict) -> str:
+    """Remove the webhook's skip note (and the annotations map it created)."""
+    annotations = result["metadata"]["annotations"]
+    reason = annotations.pop(SKIP_REASON)
+    if not annotations and "annotations" not in original["metadata"]:
+        del result["metadata"]["annotations"]
+    return reason
+
+
+def patched(pod: dict, response: dict) -> dict:
+    if "patch" not in response:
+        return pod
+    assert response["patchType"] == "JSONPatch"
+    patch = json.loads(base64.b64decode(response["patch"]))
+    return jsonpatch.apply_patch(pod, patch)
+
+
+@pytest.fixture(scope="module")
+def webhook(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Webhook]:
+    folder = tmp_path_factory.mktemp("webhook")
+    certs = subprocess.run(
+        [sys.executable, "-m", "sidetrace", "webhook", "certs", "--ip", "127.0.0.1"]
+        + ["--out-dir", str(folder), "--namespace", "sidetrace"],
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
+    assert certs.returncode == 0, certs.stderr
+    printed = list(yaml.safe_load_all(certs.stdout))
+    assert [d["kind"] for d in printed] == ["Secret", "MutatingWebhookConfiguration"]
+    for document in printed:
+        kubernetes_validate.validate(document, "1.29.0", strict=True)
+    configuration = printed[1]
+    ca_bundle = base64.b64decode(configuration["webhooks"][0]["clientConfig"]["caBundle"])
+    assert ca_bundle == (folder / "ca.crt").read_bytes()
+    assert {w["failurePolicy"] for w in configuration["webhooks"]} == {"Ignore"}
+    port = free_port()
+    log = open(folder / "webhook.log", "wb")  # noqa: SIM115 - closed in teardown
+    process = subprocess.Popen(
+        [sys.executable, "-m", "sidetrace", "webhook", "--host", "127.0.0.1"]
+        + [
+            "--port",
+            str(port),
+            "--cert",
+            str(folder / "tls.crt"),
+            "--key",
+            str(folder / "tls.key"),
+        ],
+        stdout=log,
+        stderr=subprocess.STDOUT,
+    )
+    hook = Webhook(f"https://127.0.0.1:{port}", folder / "ca.crt")
+    try:
+        deadline = time.monotonic() + 60
+        while True:
+            assert process.poll() is None, (folder / "webhook.log").read_text()
+            try:
+                if hook.client.get(hook.base + "/healthz", timeout=2).status_code == 200:
+                    break
+            except httpx.TransportError:
+                if time.monotonic() > deadline:
+                    raise
+                time.sleep(0.2)
+        yield hook
+    finally:
+        hook.client.close()
+        process.terminate()
+        try:
+            process.wait(timeout=15)
+        except subprocess.TimeoutExpired:
+            process.kill()
+            process.wait()
+        log.close()
+
+
+def pods_from_manifests() -> list[tuple[str, dict]]:
+    """Each pod template of the test manifests as the Pod its controller would create."""
+    pods = []
+    for path in sorted(MANIFESTS.iterdir()):
+        documents = json.loads(json.dumps(parse(path.read_text()).documents))
+        for document in documents:
+            for template, name, _ in templates(document):
+                if template is document:
+                    pods.append((name, template))
+                    continue
+                metadata = copy.deepcopy(template.get("metadata") or {})
+                metadata["generateName"] = name.split("/")[1].split(" ")[0] + "-"
+                metadata["namespace"] = "shop"
+                pod = {"apiVersion": "v1", "kind": "Pod", "metadata": metadata}
+                pods.append((name, {**pod, "spec": copy.deepcopy(template["spec"])}))
+    return pods
+
+
+PODS = pods_from_manifests()
+
+
+@pytest.mark.parametrize(("name", "pod"), PODS, ids=[name for name, _ in PODS])
+def test_patch_equals_inject(webhook: Webhook, name: str, pod: dict) -> None:
+    response = webhook.review(copy.deepcopy(pod))
+    result = patched(copy.deepcopy(pod), response)
+    expected = copy.deepcopy(pod)
+    [outcome] = inject_documents([expected], InjectOptions())
+    if outcome.skip_reason:
+        assert pop_note(result, pod) == outcome.skip_reason
+        assert result == pod
+        return
+    assert result == expected
+    kubernetes_validate.validate(result, "1.29.0", strict=True)
+    # Never twice: the injected pod comes back with nothing but a note.
+    again = patched(copy.deepcopy(result), webhook.review(copy.deepcopy(result)))
+    assert pop_note(again, result) == "already injected"
+    assert again == result
+
+
+POD = {
+    "apiVersion": "v1",
+    "kind": "Pod",
+    "metadata": {"generateName": "api-", "namespace": "team", "labels": {"app": "api"}},
+    "spec": {"containers": [{"name": "api", "image": "api:1", "ports": [{"containerPort": 80}]}]},
+}
+
+
+def with_annotations(**annotations: str) -> dict:
+    pod = copy.deepcopy(POD)
+    pod["metadata"]["annotations"] = {f"sidetrace.io/{k}": v for k, v in annotations.items()}
+    return pod
+
+
+def test_pod_annotation_opts_in_outside_enabled_namespaces(webhook: Webhook) -> None:
+    assert "patch" not in webhook.review(copy.deepcopy(POD), "/inject/pod")
+    pod = with_annotations(inject="enabled")
+    result = patched(copy.deepcopy(pod), webhook.review(copy.deepcopy(pod), "/inject/pod"))
+    assert RECORD in result["metadata"]["annotations"]
+    assert SIDECAR_NAME in [c["name"] for c in result["spec"]["initContainers"]]
+
+
+@pytest.mark.parametrize(
+    ("pod", "reason"),
+    [
+        (with_annotations(inject="disabled"), "opted out by annotation sidetrace.io/inject"),
+        ({**POD, "spec": {**POD["spec"], "hostNetwork": True}}, "hostNetwork pods"),
+        (with_annotations(**{"sampling-ratio": "2"}), "annotation sidetrace.io/sampling-ratio"),
+    ],
+)
+def test_skips_are_recorded_in_an_annotation(webhook: Webhook, pod: dict, reason: str) -> None:
+    result = patched(copy.deepcopy(pod), webhook.review(copy.deepcopy(pod)))
+    assert reason in pop_note(result, pod)
+    assert result == pod
+
+
+def test_own_errors_allow_unchanged(webhook: Webhook) -> None:
+    reply = webhook.client.post(
+        webhook.base + "/inject/namespace", content=b"{not json", timeout=30
+    )
+    assert reply.status_code == 200
+    assert reply.json()["response"]["allowed"] is True
+    broken = copy.deepcopy(POD)
+    broken["spec"]["containers"] = "not a list"
+    response = webhook.review(broken)
+    assert "patch" not in response
