@@ -27,8 +27,12 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
-from collector.edge_rollup import EdgeJobConfig, backfill_edges, closed_window  # noqa: E402
-from collector.edge_rollup import compute_edges  # noqa: E402
+from collector.edge_rollup import (  # noqa: E402
+    EdgeJobConfig,
+    backfill_edges,
+    closed_window,
+    compute_edges,
+)
 from dashboard import analytics_queries as aq  # noqa: E402
 from sidetrace.local_server import ClickHouseServer  # noqa: E402
 from sidetrace.migrate import migrate  # noqa: E402

@@ -185,9 +185,10 @@ def main() -> int:
         for event in ready:
             event.wait(600)
         profiler = None
-        if args.profile and shutil.which("py-spy"):
+        py_spy = shutil.which("py-spy") or str(Path(sys.executable).with_name("py-spy"))
+        if args.profile and Path(py_spy).exists():
             profiler = subprocess.Popen(
-                ["py-spy", "record", "-f", "raw", "-o", args.profile, "-p", str(collector.pid)],
+                [py_spy, "record", "-f", "raw", "-o", args.profile, "-p", str(collector.pid)],
                 stdout=subprocess.DEVNULL,
                 stderr=subprocess.DEVNULL,
             )

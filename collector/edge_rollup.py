@@ -141,10 +141,56 @@ FROM (
 """
 
 
+def latest_rows_sql(table: str, start_s: int, end_s: int) -> str:
+    """Rows of ``edges_minute`` or ``edges_hour`` in [start_s, end_s), latest run per period."""
+    within = f"minute >= toDateTime({int(start_s)}) AND minute < toDateTime({int(end_s)})"
+    return (
+        f"(SELECT * FROM {table} WHERE {within} AND (minute, version) IN "
+        f"(SELECT minute, max(version) FROM {table} WHERE {within} GROUP BY minute))"
+    )
+
+
+def hours_sql(start_s: int, end_s: int, version: int) -> str:
+    """INSERT … SELECT rebuilding the hours in [start_s, end_s) from the latest minute rows.
+
+    Totals and buckets are summed apart (buckets through ARRAY JOIN, which is fast,
+    unlike merging maps) and joined back per edge.
+    """
+    rows = latest_rows_sql("edges_minute", start_s, end_s)
+    key = "toStartOfHour(minute) AS h, parent_service AS p, child_service AS ch, child_kind AS kind"
+    return f"""
+INSERT INTO edges_hour (minute, parent_service, child_service, child_kind,
+    parent_namespace, child_namespace, calls, errors, duration_sum,
+    bucket_keys, bucket_counts, version)
+SELECT h, p, ch, kind, pns, cns, n, errs, dur, ks, cs, {int(version)}
+FROM (
+    SELECT {key}, any(parent_namespace) AS pns, any(child_namespace) AS cns,
+        sum(calls) AS n, sum(errors) AS errs, sum(duration_sum) AS dur
+    FROM {rows}
+    GROUP BY h, p, ch, kind
+) AS totals ANY INNER JOIN (
+    SELECT h, p, ch, kind, groupArray(k) AS ks, groupArray(c) AS cs
+    FROM (
+        SELECT {key}, k, sum(c0) AS c
+        FROM {rows} ARRAY JOIN bucket_keys AS k, bucket_counts AS c0
+        GROUP BY h, p, ch, kind, k
+    )
+    GROUP BY h, p, ch, kind
+) AS buckets USING (h, p, ch, kind)
+"""
+
+
 def compute_edges(store: Store, start_s: int, end_s: int, version: int | None = None) -> int:
-    """Recompute the edges of the minutes in [start_s, end_s); returns the version written."""
+    """Recompute the edges of the minutes in [start_s, end_s), then of the hours holding them.
+
+    Hours are rebuilt after the minutes are written, so the latest hour run has
+    seen every minute run that finished before it started. Returns the minutes' version.
+    """
+    start_s, end_s = start_s - start_s % 60, end_s - end_s % 60
     version = time.time_ns() if version is None else version
-    store.execute(edges_sql(start_s - start_s % 60, end_s - end_s % 60, version))
+    store.execute(edges_sql(start_s, end_s, version))
+    first_hour, last_hour = start_s // 3600 * 3600, -(-end_s // 3600) * 3600
+    store.execute(hours_sql(first_hour, last_hour, max(time.time_ns(), version + 1)))
     return version
 
 

@@ -112,10 +112,10 @@ class Collector:
         log.info("collector started (spool %s)", cfg.spool_dir)
 
     def ready(self) -> tuple[bool, str]:
-        """Ready to take traffic: receiving, spool not full."""
+        """Ready to take traffic: receiving, spool under 90% full."""
         if not self._receiving:
             return False, "not receiving"
-        if self.spool is not None and self.spool.is_full():
+        if self.spool is not None and self.spool.is_full(self.spool.max_bytes // 10):
             return False, "spool full"
         return True, "ready"
 

@@ -223,9 +223,9 @@ class Writer:
                 if wait <= 0:
                     break
             else:
-                wait = 0.5
-            if not self.spool.wait(position, wait):
-                if records or self._draining.is_set():
+                wait = 0.25
+            if not self.spool.wait(position, min(wait, 0.25)):  # short: notice draining
+                if self._draining.is_set():
                     break
                 continue
             new = self.spool.read(position, self.config.batch_rows - rows)

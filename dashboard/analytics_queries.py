@@ -2,10 +2,13 @@
 
 Percentiles come from the fixed log buckets (``sidetrace/latency_buckets.py``), so
 they are within 0.55% of the exact value over the raw spans whatever the range.
-Ranges are whole minutes: whole hours inside a range are read from ``latency_hour``,
-the ragged ends from ``latency_minute``. A service's own figures count its entry
-spans (server and consumer kinds) — or every span when it has none, as for a job
-that only makes calls. Times are unix seconds; durations in the results are ms.
+Ranges are whole minutes: whole hours inside a range are read from the ``*_hour``
+rollups, the ragged ends from the ``*_minute`` ones. Service figures and series
+read the plain bucket rows (``service_buckets_*``), operations the latency states
+(``latency_*``), edges the job's rows (``edges_*``, latest run per period).
+A service's own figures count its entry spans (server and consumer kinds) — or
+every span when it has none, as for a job that only makes calls. Times are unix
+seconds; durations in the results are milliseconds.
 """
 
 from __future__ import annotations
@@ -15,11 +18,16 @@ from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
 
-from collector.edge_rollup import EDGE_CHILD, EDGE_CHILD_KIND, EDGE_CONDITION, call_pairs_sql
+from collector.edge_rollup import (
+    EDGE_CHILD,
+    EDGE_CHILD_KIND,
+    EDGE_CONDITION,
+    call_pairs_sql,
+    latest_rows_sql,
+)
 from sidetrace.latency_buckets import quantiles
 from sidetrace.store import Store
 
-ENTRY_KINDS = (2, 5)
 DEFAULT_QUANTILES = (0.5, 0.9, 0.95, 0.99)
 SIDECAR_METRIC = "sidetrace.request.duration"
 HOUR = 3600
@@ -59,6 +67,24 @@ class TimeRange:
         return self.end_s - self.start_s
 
 
+def pieces(span: TimeRange, hourly: bool = True) -> list[tuple[str, int, int]]:
+    """(table suffix, start, end) covering ``span``: whole hours from ``_hour`` tables."""
+    first_hour = -(-span.start_s // HOUR) * HOUR
+    last_hour = span.end_s // HOUR * HOUR
+    if not hourly or last_hour - first_hour < HOUR:
+        return [("minute", span.start_s, span.end_s)]
+    found = [
+        ("minute", span.start_s, first_hour),
+        ("hour", first_hour, last_hour),
+        ("minute", last_hour, span.end_s),
+    ]
+    return [p for p in found if p[2] > p[1]]
+
+
+def _within(lo: int, hi: int) -> str:
+    return f"minute >= toDateTime({lo}) AND minute < toDateTime({hi})"
+
+
 def latency_source(span: TimeRange, where: str = "1", hourly: bool = True) -> str:
     """Rows of latency_minute / latency_hour covering ``span`` exactly, as one subquery.
 
@@ -66,24 +92,41 @@ def latency_source(span: TimeRange, where: str = "1", hourly: bool = True) -> st
     ``hourly=False`` reads minutes only (for steps that do not hold whole hours).
     """
     columns = "service_name, span_name, span_kind, minute, calls, errors, duration_sum, buckets"
-    first_hour = -(-span.start_s // HOUR) * HOUR
-    last_hour = span.end_s // HOUR * HOUR
-    pieces: list[tuple[str, int, int]] = []
-    if hourly and last_hour - first_hour >= HOUR:
-        pieces = [
-            ("latency_minute", span.start_s, first_hour),
-            ("latency_hour", first_hour, last_hour),
-            ("latency_minute", last_hour, span.end_s),
-        ]
-    else:
-        pieces = [("latency_minute", span.start_s, span.end_s)]
     selects = [
-        f"SELECT {columns} FROM {table} WHERE minute >= toDateTime({lo}) "
-        f"AND minute < toDateTime({hi}) AND ({where})"
-        for table, lo, hi in pieces
-        if hi > lo
+        f"SELECT {columns} FROM latency_{suffix} WHERE {_within(lo, hi)} AND ({where})"
+        for suffix, lo, hi in pieces(span, hourly)
     ]
     return "(" + " UNION ALL ".join(selects) + ")"
+
+
+def service_source(span: TimeRange, where: str = "1", hourly: bool = True) -> str:
+    """Bucket rows of service_buckets_minute / _hour covering ``span``, as one subquery."""
+    columns = "service_name, entry, minute, bucket, calls, errors, duration_sum"
+    selects = [
+        f"SELECT {columns} FROM service_buckets_{suffix} WHERE {_within(lo, hi)} AND ({where})"
+        for suffix, lo, hi in pieces(span, hourly)
+    ]
+    return "(" + " UNION ALL ".join(selects) + ")"
+
+
+def edges_source(span: TimeRange) -> str:
+    """Edge rows covering ``span``, each period from its latest rollup run."""
+    selects = [
+        f"SELECT * FROM {latest_rows_sql(f'edges_{suffix}', lo, hi)}"
+        for suffix, lo, hi in pieces(span)
+    ]
+    return "(" + " UNION ALL ".join(selects) + ")"
+
+
+def quantile_sql(q: float) -> str:
+    """``latency_buckets.quantiles`` in SQL, over sorted bucket keys ``ks``, their
+    cumulative counts ``cum`` and total ``n``: the midpoint of the bucket holding
+    the element of rank floor(q * n). (18.16 lambdas cannot see outer columns, so
+    the rank comes in as an array.)"""
+    rank = f"least(toUInt64(floor({float(q)!r} * n)), toUInt64(n - 1))"
+    ranks = f"arrayResize(emptyArrayUInt64(), length(cum), {rank})"
+    index = f"arrayFirstIndex((x, r) -> x > r, cum, {ranks})"
+    return f"exp2((ks[{index}] + 0.5) / 64) / 1e6"
 
 
 @dataclass
@@ -118,28 +161,22 @@ def quantile_name(q: float) -> str:
     return "p" + f"{q * 100:.3f}".rstrip("0").rstrip(".")
 
 
-def _entry_or_all(by_kind: Mapping[int, Figures]) -> Figures:
-    """Entry spans (server, consumer) when there are any, else every span."""
-    chosen = [f for kind, f in by_kind.items() if kind in ENTRY_KINDS and f.calls]
-    chosen = chosen or list(by_kind.values())
-    total = Figures()
-    for f in chosen:
-        total.add(f.calls, f.errors, f.duration_sum, f.buckets or {})
-    return total
-
-
 def _service_figures(store: Store, span: TimeRange) -> dict[str, Figures]:
+    """Per service: entry spans (server, consumer) when there are any, else every span."""
     rows = store.query(
-        "SELECT service_name, span_kind, countMerge(calls), sumMerge(errors), "
-        "sumMerge(duration_sum), sumMapMerge(buckets) "
-        f"FROM {latency_source(span)} GROUP BY service_name, span_kind"
+        "SELECT service_name, entry, sum(c), sum(e), sum(d), groupArray(bucket), groupArray(c) "
+        "FROM (SELECT service_name, entry, bucket, sum(calls) AS c, sum(errors) AS e, "
+        f"sum(duration_sum) AS d FROM {service_source(span)} GROUP BY service_name, entry, bucket) "
+        "GROUP BY service_name, entry"
     )
     per: dict[str, dict[int, Figures]] = defaultdict(dict)
-    for service, kind, calls, errors, dsum, buckets in rows:
-        per[str(service)].setdefault(int(kind), Figures()).add(
-            calls, errors, dsum, as_buckets(buckets)
-        )
-    return {service: _entry_or_all(by_kind) for service, by_kind in per.items()}
+    for service, entry, calls, errors, dsum, keys, counts in rows:
+        f = per[str(service)].setdefault(int(entry), Figures())
+        f.add(calls, errors, dsum, as_buckets((keys, counts)))
+    return {
+        service: by_entry[1] if 1 in by_entry and by_entry[1].calls else by_entry[0]
+        for service, by_entry in per.items()
+    }
 
 
 def services(store: Store, start_s: float, end_s: float) -> list[dict[str, Any]]:
@@ -168,43 +205,52 @@ def latency_series(
     qs: Sequence[float] = DEFAULT_QUANTILES,
     operation: str | None = None,
 ) -> dict[str, Any]:
-    """Rate, errors and quantiles per step for a service (or one of its operations).
+    """Rate, errors and quantiles (ms) per step for a service (or one of its operations).
 
-    Steps are aligned to the epoch; a step of whole hours on whole hours reads
-    ``latency_hour``. Steps without calls have ``None`` quantiles.
+    Steps are aligned to the epoch; steps of whole hours read the hourly rollups.
+    Quantiles are computed in ClickHouse (``quantile_sql``), so a day of minutes
+    comes back as 1440 short rows. Steps without calls have ``None`` quantiles.
     """
     step_s = max(60, int(step_s) // 60 * 60)
     first = int(start_s) // step_s * step_s
     span = TimeRange.of(first, -(-int(end_s) // step_s) * step_s)
-    where = "service_name = %(service)s"
     params: dict[str, Any] = {"service": service, "step": step_s}
-    if operation is not None:
-        where += " AND span_name = %(operation)s"
+    step = "intDiv(toUInt32(minute), %(step)s) * %(step)s AS t"
+    hourly = step_s % HOUR == 0
+    if operation is None:
+        source = service_source(span, "service_name = %(service)s", hourly)
+        inner = (
+            "SELECT t, entry, sum(c) AS n, sum(e) AS errs, arraySort(groupArray(bucket)) AS ks, "
+            "arrayCumSum(arraySort((x, y) -> y, groupArray(c), groupArray(bucket))) AS cum "
+            f"FROM (SELECT {step}, entry, bucket, sum(calls) AS c, sum(errors) AS e "
+            f"FROM {source} GROUP BY t, entry, bucket) GROUP BY t, entry"
+        )
+    else:
         params["operation"] = operation
+        where = "service_name = %(service)s AND span_name = %(operation)s"
+        inner = (
+            f"SELECT {step}, toUInt8(1) AS entry, countMerge(calls) AS n, "
+            "sumMerge(errors) AS errs, sumMapMerge(buckets) AS bm, tupleElement(bm, 1) AS ks, "
+            "arrayCumSum(tupleElement(bm, 2)) AS cum "
+            f"FROM {latency_source(span, where, hourly)} GROUP BY t"
+        )
+    quantile_columns = ", ".join(quantile_sql(q) for q in qs)
     rows = store.query(
-        "SELECT intDiv(toUInt32(minute), %(step)s) * %(step)s AS t, "
-        "toUInt8(span_kind IN (2, 5)) AS entry, countMerge(calls), sumMerge(errors), "
-        f"sumMapMerge(buckets) FROM {latency_source(span, where, hourly=step_s % HOUR == 0)} "
-        "GROUP BY t, entry ORDER BY t",
-        params,
+        f"SELECT t, entry, n, errs, {quantile_columns} FROM ({inner}) ORDER BY t", params
     )
-    use_entry = operation is None and any(int(r[1]) and int(r[2]) for r in rows)
-    steps: dict[int, Figures] = {}
-    for t, entry, calls, errors, buckets in rows:
-        if use_entry and not int(entry):
-            continue
-        steps.setdefault(int(t), Figures()).add(calls, errors, 0, as_buckets(buckets))
+    use_entry = any(int(r[1]) and int(r[2]) for r in rows)
+    steps = {int(r[0]): r[2:] for r in rows if int(r[1]) == int(use_entry)}
     points = []
     for t in range(span.start_s, span.end_s, step_s):
-        f = steps.get(t, Figures())
-        values = quantiles_ms(f.buckets or {}, qs)
+        calls, errors, *values = steps.get(t, (0, 0, *[None] * len(qs)))
+        calls, errors = int(calls), int(errors)
         points.append(
             {
                 "t": t,
-                "calls": f.calls,
-                "rate": f.calls / step_s,
-                "errors": f.errors,
-                "error_rate": f.errors / f.calls if f.calls else 0.0,
+                "calls": calls,
+                "rate": calls / step_s,
+                "errors": errors,
+                "error_rate": errors / calls if calls else 0.0,
                 "quantiles": {quantile_name(q): v for q, v in zip(qs, values, strict=True)},
             }
         )
@@ -258,22 +304,26 @@ class Edge:
 
 
 def edges(store: Store, start_s: float, end_s: float) -> list[Edge]:
-    """Edges over whole minutes, keeping per minute only the latest rollup run's rows."""
+    """Edges over whole minutes, each minute (or hour) from its latest rollup run."""
     span = TimeRange.of(start_s, end_s)
-    within = f"minute >= toDateTime({span.start_s}) AND minute < toDateTime({span.end_s})"
-    rows = store.query(
-        "SELECT parent_service, child_service, child_kind, any(parent_namespace), "
-        "any(child_namespace), sum(calls), sum(errors), sum(duration_sum), "
-        "sumMap(bucket_keys, bucket_counts) FROM edges_minute "
-        f"WHERE {within} AND (minute, version) IN "
-        f"(SELECT minute, max(version) FROM edges_minute WHERE {within} GROUP BY minute) "
-        "GROUP BY parent_service, child_service, child_kind "
-        "ORDER BY parent_service, child_service, child_kind"
+    source = edges_source(span)
+    key = "parent_service, child_service, child_kind"
+    totals = store.query(
+        f"SELECT {key}, any(parent_namespace), any(child_namespace), sum(calls), sum(errors), "
+        f"sum(duration_sum) FROM {source} GROUP BY {key} ORDER BY {key}"
     )
+    buckets = {
+        tuple(map(str, r[:3])): as_buckets(r[3:])
+        for r in store.query(
+            f"SELECT {key}, groupArray(k), groupArray(c) FROM (SELECT {key}, k, sum(c0) AS c "
+            f"FROM {source} ARRAY JOIN bucket_keys AS k, bucket_counts AS c0 GROUP BY {key}, k) "
+            f"GROUP BY {key}"
+        )
+    }
     out = []
-    for parent, child, kind, pns, cns, calls, errors, dsum, buckets in rows:
+    for parent, child, kind, pns, cns, calls, errors, dsum in totals:
         f = Figures()
-        f.add(calls, errors, dsum, as_buckets(buckets))
+        f.add(calls, errors, dsum, buckets.get((str(parent), str(child), str(kind)), {}))
         out.append(Edge(str(parent), str(child), str(kind), str(pns), str(cns), f))
     return out
 

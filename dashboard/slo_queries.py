@@ -6,11 +6,11 @@ returns small integers per (service, operation, kind, window range) and never
 merges bucket maps. Windows are cumulative: the query groups rows into disjoint
 age ranges and the caller adds them up.
 
-Window alignment: a window of N whole minutes covers the N newest minute rows,
-the current (partial) minute included, so it spans between N-1 and N minutes of
-time. A window that is not a whole number of minutes (only the test-only time
-scale makes those) is read from raw ``spans`` to the nanosecond instead, with
-the same bucket function.
+Window alignment: a window of N whole minutes reads the minute rows from the one
+holding ``now - N minutes`` to the current (partial) one, so it covers at least N
+and at most N + 1 minutes of time. A window that is not a whole number of
+minutes (only the test-only time scale makes those) is read from raw ``spans``
+to the nanosecond instead, with the same bucket function.
 """
 
 from __future__ import annotations
@@ -146,7 +146,7 @@ def window_counts(
     minute_windows = sorted({w for w in windows if is_whole_minutes(w)})
     if minute_windows:
         current = math.floor(now / 60) * 60
-        starts = [current - (round(w / 60) - 1) * 60 for w in minute_windows]
+        starts = [math.floor((now - w) / 60) * 60 for w in minute_windows]
         params = {**base, "start": starts[-1], "end": current}
         literals = [f"toDateTime({int(s)})" for s in starts]
         sql = _ROLLUP_SQL.format(range=_range_sql("minute", literals))
@@ -173,14 +173,14 @@ def step_counts(
     steps: int,
     now: float,
 ) -> tuple[float, dict[SeriesKey, list[Counts]]]:
-    """Per-step (not cumulative) counts over a window of whole minutes, for burn-down charts.
+    """Per-step (not cumulative) counts over a window, for burn-down charts.
 
     Returns the step length in seconds and, per series, ``steps`` Counts oldest first.
     """
     current = math.floor(now / 60) * 60
-    minutes = max(1, round(window_s / 60))
+    start = math.floor((now - window_s) / 60) * 60
+    minutes = (current - start) // 60 + 1
     step_minutes = max(1, math.ceil(minutes / steps))
-    start = current - (minutes - 1) * 60
     count = math.ceil(minutes / step_minutes)
     params = {**_params(cuts), "start": start, "end": current}
     range_sql = f"intDiv(toUInt32(minute) - {int(start)}, {step_minutes * 60})"

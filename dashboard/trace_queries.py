@@ -263,40 +263,74 @@ def _summary_from_row(row: tuple) -> TraceSummary:
     )
 
 
-def trace_days(store: Store, trace_id: str) -> list[str]:
-    """The days (partitions) a trace has spans in, from the index by primary key."""
+def trace_bounds(store: Store, trace_id: str) -> tuple[int, int] | None:
+    """(first start, last end) of a trace from the index, by primary key.
+
+    Only the two cheap states are read: the index's other states (span id sets,
+    service lists) cost far more to decode than the lookup itself.
+    """
     rows = store.query(
-        "SELECT DISTINCT toString(day) FROM trace_index WHERE trace_id = %(t)s", {"t": trace_id}
+        "SELECT minMerge(trace_start_ns), maxMerge(trace_end_ns), count() FROM trace_index "
+        "PREWHERE trace_id = %(t)s",
+        {"t": trace_id},
     )
-    return sorted(str(r[0]) for r in rows)
+    if not rows or not int(rows[0][2]):
+        return None
+    return int(rows[0][0]), int(rows[0][1])
 
 
 def trace_summary(store: Store, trace_id: str) -> TraceSummary | None:
+    """Everything the index knows about one trace (all states: slower than trace_bounds)."""
     rows = store.query(
-        f"SELECT {_SUMMARY_COLUMNS} FROM trace_index WHERE trace_id = %(t)s GROUP BY trace_id",
+        f"SELECT {_SUMMARY_COLUMNS} FROM trace_index PREWHERE trace_id = %(t)s GROUP BY trace_id",
         {"t": trace_id},
     )
     return _summary_from_row(rows[0]) if rows else None
 
 
+def _summary_of_spans(trace_id: str, spans: list[Span], bounds: tuple[int, int]) -> TraceSummary:
+    roots = [s for s in spans if not s.parent_span_id]
+    first = min(roots or spans, key=lambda s: s.start_ns) if spans else None
+    return TraceSummary(
+        trace_id=trace_id,
+        start_ns=bounds[0],
+        end_ns=bounds[1],
+        span_count=len(spans),
+        error_count=sum(1 for s in spans if s.status_code == 2),
+        services=sorted({s.service for s in spans}),
+        root_service=first.service if first else "",
+        root_name=first.name if first else "",
+    )
+
+
 def load_trace(store: Store, trace_id: str, max_spans: int) -> Trace | None:
-    """A trace by primary key: its index row, then its spans from the days it touches.
+    """A trace by primary key: its time bounds from the index, then its spans from those days.
 
     Replayed copies of a span are dropped with ``LIMIT 1 BY span_id``; at most
-    ``max_spans`` spans (the earliest) are returned.
+    ``max_spans`` spans (the earliest) are returned, and when the cap is hit the
+    summary's span count says how many the trace really has.
     """
-    summary = trace_summary(store, trace_id)
-    if summary is None:
+    bounds = trace_bounds(store, trace_id)
+    if bounds is None:
         return None
-    first_s = summary.start_ns // NS_PER_S
-    last_s = max(summary.end_ns // NS_PER_S, first_s)
+    first_s = bounds[0] // NS_PER_S
+    last_s = max(bounds[1] // NS_PER_S, first_s)
     rows = store.query(
-        f"SELECT {', '.join(SPAN_COLUMNS)} FROM spans_by_trace "
-        "WHERE trace_id = %(t)s AND ts >= toDateTime(%(first)s) AND ts <= toDateTime(%(last)s) "
+        f"SELECT {', '.join(SPAN_COLUMNS)} FROM spans_by_trace PREWHERE trace_id = %(t)s "
+        "WHERE ts >= toDateTime(%(first)s) AND ts <= toDateTime(%(last)s) "
         "ORDER BY start_ns, span_id LIMIT 1 BY span_id LIMIT %(cap)s",
         {"t": trace_id, "first": first_s, "last": last_s, "cap": int(max_spans)},
     )
-    return Trace(summary=summary, spans=[span_from_row(r) for r in rows])
+    spans = [span_from_row(r) for r in rows]
+    summary = _summary_of_spans(trace_id, spans, bounds)
+    if len(spans) >= max_spans:
+        counted = store.query(
+            "SELECT uniqExact(span_id) FROM spans_by_trace PREWHERE trace_id = %(t)s "
+            "WHERE ts >= toDateTime(%(first)s) AND ts <= toDateTime(%(last)s)",
+            {"t": trace_id, "first": first_s, "last": last_s},
+        )
+        summary.span_count = int(counted[0][0])
+    return Trace(summary=summary, spans=spans)
 
 
 @dataclass(frozen=True)
@@ -417,8 +451,8 @@ def trace_summaries(
     if not trace_ids:
         return []
     rows = store.query(
-        f"SELECT {_SUMMARY_COLUMNS} FROM trace_index "
-        "WHERE trace_id IN %(ids)s AND day >= toDate(toDateTime(%(from_s)s)) "
+        f"SELECT {_SUMMARY_COLUMNS} FROM trace_index PREWHERE trace_id IN %(ids)s "
+        "WHERE day >= toDate(toDateTime(%(from_s)s)) "
         "AND day <= toDate(toDateTime(%(to_s)s)) GROUP BY trace_id",
         {"ids": tuple(trace_ids), "from_s": start_ns // NS_PER_S, "to_s": end_ns // NS_PER_S},
     )

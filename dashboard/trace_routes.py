@@ -84,8 +84,8 @@ def routes(ctx: DashboardContext) -> list[BaseRoute]:
         if trace_id != request.path_params["trace_id"]:
             suffix = f"?span={span}" if span else ""
             return RedirectResponse(f"/trace/{trace_id}{suffix}", status_code=302)
-        summary = await run_in_threadpool(tq.trace_summary, store, trace_id)
-        if summary is None:
+        bounds = await run_in_threadpool(tq.trace_bounds, store, trace_id)
+        if bounds is None:
             searched = await run_in_threadpool(retention_range)
             return ctx.templates.TemplateResponse(
                 request,
@@ -94,7 +94,9 @@ def routes(ctx: DashboardContext) -> list[BaseRoute]:
                 status_code=404,
             )
         return ctx.templates.TemplateResponse(
-            request, "trace.html", {"trace_id": trace_id, "span": span or "", "summary": summary}
+            request,
+            "trace.html",
+            {"trace_id": trace_id, "span": span or "", "start_ns": bounds[0], "end_ns": bounds[1]},
         )
 
     async def trace_api(request: Request) -> Response:

@@ -21,34 +21,22 @@ from sidecar.propagation import Propagator
 from sidecar.red_metrics import ProxyCounters
 from sidecar.resource import resource_attributes
 from sidecar.routes import RouteMatcher
-from sidecar.telemetry import CLIENT, SERVER, Telemetry
+from sidecar.telemetry import Telemetry
+from sidecar.telemetry_record import CLIENT, SERVER
 from sidecar.upstream import UpstreamPool
 
 log = logging.getLogger(__name__)
 SWEEP_INTERVAL_S = 0.5
 
 
-def _exporters(config: SidecarConfig, resource: dict[str, str]):
-    """OTLP/gRPC span exporter and SDK meter provider; ``(None, None)`` without a collector."""
+def _exporters(config: SidecarConfig):
+    """OTLP/gRPC span and metric exporters; ``(None, None)`` without a collector."""
     if not config.collector:
         return None, None
-    from opentelemetry.exporter.otlp.proto.grpc.metric_exporter import OTLPMetricExporter
-    from opentelemetry.exporter.otlp.proto.grpc.trace_exporter import OTLPSpanExporter
-    from opentelemetry.sdk.metrics import MeterProvider
-    from opentelemetry.sdk.metrics.export import PeriodicExportingMetricReader
-    from opentelemetry.sdk.resources import Resource
+    from sidecar.otlp_export import EncodedMetricExporter, EncodedSpanExporter
 
-    span_exporter = OTLPSpanExporter(
-        endpoint=config.collector, insecure=True, timeout=config.export_timeout_s
-    )
-    reader = PeriodicExportingMetricReader(
-        OTLPMetricExporter(
-            endpoint=config.collector, insecure=True, timeout=config.export_timeout_s
-        ),
-        export_interval_millis=config.metric_export_interval_s * 1000,
-    )
-    meters = MeterProvider(resource=Resource.create(resource), metric_readers=[reader])
-    return span_exporter, meters
+    options = {"endpoint": config.collector, "insecure": True, "timeout": config.export_timeout_s}
+    return EncodedSpanExporter(**options), EncodedMetricExporter(**options)
 
 
 class Sidecar:
@@ -60,15 +48,16 @@ class Sidecar:
         self.resource = resource_attributes(
             {"service.name": config.service_name, **config.resource}
         )
-        span_exporter, self.meter_provider = _exporters(config, self.resource)
+        span_exporter, metric_exporter = _exporters(config)
         self.telemetry = Telemetry(
             self.resource,
-            span_exporter,
             self.counters,
             RouteMatcher(config.routes),
+            span_exporter=span_exporter,
+            metric_exporter=metric_exporter,
             max_queue=config.max_queue,
             interval_s=config.export_interval_s,
-            meter_provider=self.meter_provider,
+            metric_interval_s=config.metric_export_interval_s,
         )
         self.propagator = Propagator(config.sampling_ratio, config.b3_emit)
         self.pool = UpstreamPool()
@@ -158,8 +147,6 @@ class Sidecar:
         loop = asyncio.get_running_loop()
         await loop.run_in_executor(None, self.bridge.stop, 1.0)
         await loop.run_in_executor(None, self.telemetry.stop, 10.0)
-        if self.meter_provider is not None:
-            await loop.run_in_executor(None, self.meter_provider.shutdown)
         log.info(
             "sidecar stopped: %d spans exported, %d dropped",
             self.counters.spans_exported_total,

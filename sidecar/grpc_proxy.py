@@ -20,7 +20,8 @@ import grpc
 
 from sidecar.propagation import TRACE_HEADERS, Propagator
 from sidecar.red_metrics import ProxyCounters
-from sidecar.telemetry import GRPC, SERVER, Record, Telemetry
+from sidecar.telemetry import Telemetry
+from sidecar.telemetry_record import GRPC, SERVER, Record
 
 Address = tuple[str, int]
 _RESERVED = ("grpc-", ":")

@@ -23,7 +23,8 @@ from sidecar.config import SidecarConfig
 from sidecar.original_dst import original_destination
 from sidecar.propagation import TRACE_HEADERS, Propagator
 from sidecar.red_metrics import ProxyCounters
-from sidecar.telemetry import CLIENT, HTTP, SERVER, TCP, Record, Telemetry
+from sidecar.telemetry import Telemetry
+from sidecar.telemetry_record import CLIENT, HTTP, SERVER, TCP, Record
 from sidecar.upstream import Address, UpstreamConnection, UpstreamPool
 
 H2_PREFACE = b"PRI * HTTP/2.0\r\n\r\nSM\r\n\r\n"
@@ -43,7 +44,8 @@ HOP_BY_HOP = frozenset(
         b"proxy-authenticate",
     )
 )
-_TRACE_NAMES = frozenset(n.encode() for n in TRACE_HEADERS)
+_TRACE_NAMES = {n.encode(): n for n in TRACE_HEADERS}
+_STANDARD_TOKENS = frozenset((b"keep-alive", b"close", b"upgrade"))
 PEER_HEADER = b"x-sidetrace-peer"
 MAX_PENDING_BYTES = 256 * 1024
 _REASONS = {
@@ -74,10 +76,12 @@ class ListenerContext:
     now: float = 0.0  # coarse monotonic clock, advanced by the sweeper
     draining: bool = False
     peer_line: bytes = b""
+    replaced_names: frozenset[bytes] = frozenset()
 
     def __post_init__(self) -> None:
         self.now = time.monotonic()
         self.peer_line = PEER_HEADER + b": " + self.config.service_name.encode() + b"\r\n"
+        self.replaced_names = frozenset(n.encode() for n in self.propagator.replaced())
 
     def sweep(self) -> None:
         """Enforce header, idle and keep-alive deadlines (called twice a second)."""
@@ -151,12 +155,13 @@ class _HeadersTooLarge(Exception):
     pass
 
 
-def _connection_tokens(headers: list[tuple[bytes, bytes]]) -> set[bytes]:
-    tokens: set[bytes] = set()
-    for name, value in headers:
-        if name.lower() == b"connection":
-            tokens.update(t.strip().lower() for t in value.split(b","))
-    return tokens
+def _drop_connection_listed(lines: list[bytes], connection_values: list[bytes]) -> list[bytes]:
+    """RFC 9110 7.6.1: fields named in ``Connection`` are hop-by-hop too (rarely any)."""
+    listed = {t.strip().lower() for t in b",".join(connection_values).split(b",")}
+    listed -= _STANDARD_TOKENS
+    if not listed:
+        return lines
+    return [line for line in lines if line.split(b":", 1)[0].lower() not in listed]
 
 
 def _split_host(host: bytes, default_port: int) -> Address | None:
@@ -200,6 +205,7 @@ class DownstreamConnection(asyncio.Protocol):
         self.bytes_in = 0
         self.detect_timer: asyncio.TimerHandle | None = None
         self.out: list[bytes] | None = None
+        self.client_eof = False
 
     # -- connection lifecycle ---------------------------------------------------
     def connection_made(self, transport: asyncio.BaseTransport) -> None:
@@ -252,12 +258,16 @@ class DownstreamConnection(asyncio.Protocol):
                 self._record(ex)
 
     def eof_received(self) -> bool | None:
-        if self.mode == TUNNEL and self.tunnel_upstream is not None:
-            transport = self.tunnel_upstream.transport
-            if transport is not None and transport.can_write_eof():
-                transport.write_eof()
-                return True
-        return None
+        """In a tunnel, pass the client's half-close on; close once both sides are done."""
+        upstream = self.tunnel_upstream
+        if self.mode != TUNNEL or upstream is None or upstream.transport is None:
+            return None
+        self.client_eof = True
+        if upstream.eof or not upstream.transport.can_write_eof():
+            upstream.close()
+            return None
+        upstream.transport.write_eof()
+        return True
 
     def pause_writing(self) -> None:
         upstream = self.tunnel_upstream or (self.exchanges[0].upstream if self.exchanges else None)
@@ -335,10 +345,11 @@ class DownstreamConnection(asyncio.Protocol):
             self._detect(self.buffer + data)
 
     def _detect(self, data: bytes) -> None:
-        if data.startswith(H2_PREFACE[: len(data)]) and len(data) < len(H2_PREFACE):
-            self.buffer = data  # could still be the HTTP/2 preface
-            return
-        if _HTTP_START.match(data):
+        if data[: len(H2_PREFACE)] == H2_PREFACE[: len(data)]:
+            if len(data) < len(H2_PREFACE):
+                self.buffer = data  # could still be the HTTP/2 preface
+                return
+        elif _HTTP_START.match(data):
             self._cancel_detect()
             self.buffer = b""
             self.mode = HTTP_MODE
@@ -452,23 +463,25 @@ class DownstreamConnection(asyncio.Protocol):
         ex.method = parser.get_method().decode("latin-1")
         ex.version = parser.get_http_version()
         ex.keep_alive = parser.should_keep_alive() and not ctx.draining
-        headers = ex.headers
-        tokens = _connection_tokens(headers)
-        replaced = ctx.propagator.replaced()
+        replaced = ctx.replaced_names
         lines: list[bytes] = []
+        tokens: list[bytes] = []
         trace_headers: dict[str, list[str]] = {}
         trace_lines: list[bytes] = []
-        for name, value in headers:
+        for name, value in ex.headers:
             lname = name.lower()
-            if lname in HOP_BY_HOP or lname in tokens:
-                if lname == b"transfer-encoding":
+            if lname in HOP_BY_HOP:
+                if lname == b"connection":
+                    tokens.append(value)
+                elif lname == b"transfer-encoding":
                     ex.chunked_request = b"chunked" in value.lower()
                 elif lname == b"upgrade":
                     ex.upgrade = value
                 continue
-            if lname in _TRACE_NAMES:
-                trace_headers.setdefault(lname.decode(), []).append(value.decode("latin-1"))
-                if lname.decode() in replaced:
+            trace_name = _TRACE_NAMES.get(lname)
+            if trace_name is not None:
+                trace_headers.setdefault(trace_name, []).append(value.decode("latin-1"))
+                if lname in replaced:
                     trace_lines.append(name + b": " + value + b"\r\n")
                     continue
             elif lname == b"host":
@@ -479,6 +492,8 @@ class DownstreamConnection(asyncio.Protocol):
                 ex.peer = value.decode("latin-1")
                 continue
             lines.append(name + b": " + value + b"\r\n")
+        if tokens:
+            lines = _drop_connection_listed(lines, tokens)
         address = self._route(ex)
         if address is None:
             self._reject(400, "bad_request")
@@ -603,14 +618,16 @@ class DownstreamConnection(asyncio.Protocol):
     ) -> None:
         ex = conn.exchange
         assert ex is not None
-        tokens = _connection_tokens(headers)
         lines = [b"HTTP/1.1 %d %s\r\n" % (status, reason)]
         has_length = chunked = False
         upgrade = b""
+        tokens: list[bytes] = []
         for name, value in headers:
             lname = name.lower()
-            if lname in HOP_BY_HOP or lname in tokens:
-                if lname == b"transfer-encoding":
+            if lname in HOP_BY_HOP:
+                if lname == b"connection":
+                    tokens.append(value)
+                elif lname == b"transfer-encoding":
                     chunked = b"chunked" in value.lower()
                 elif lname == b"upgrade":
                     upgrade = value
@@ -618,6 +635,8 @@ class DownstreamConnection(asyncio.Protocol):
             if lname == b"content-length":
                 has_length = True
             lines.append(name + b": " + value + b"\r\n")
+        if tokens:
+            lines = _drop_connection_listed(lines, tokens)
         if 100 <= status < 200:
             if status == 101 and upgrade:
                 lines.append(b"connection: upgrade\r\nupgrade: " + upgrade + b"\r\n")
@@ -844,7 +863,8 @@ class DownstreamConnection(asyncio.Protocol):
         if not ex.traced or not ex.start_ns:
             return
         span = ex.span
-        server = ex.address if ctx.kind == CLIENT else _split_host(ex.host, 80) or ex.address
+        # Inbound: the Host header as sent, port 0; the telemetry thread splits it.
+        server = ex.address if ctx.kind == CLIENT else (ex.host.decode("latin-1"), 0)
         ctx.telemetry.submit(
             Record(
                 HTTP,

@@ -106,6 +106,22 @@ class InjectOptions:
     image_pull_policy: str = "IfNotPresent"
 
 
+@dataclass(frozen=True)
+class Defaults:
+    """Annotations that apply where a pod sets none (a namespace's, via the webhook)."""
+
+    annotations: dict[str, str] = field(default_factory=dict)
+    source: str = ""
+
+    @classmethod
+    def from_namespace(cls, name: str, annotations: dict[str, Any]) -> Defaults:
+        """The namespace's pod-level sidetrace annotations (``inject`` is its label's job)."""
+        picked = {
+            k: str(v) for k, v in annotations.items() if k in USER_ANNOTATIONS and k != INJECT
+        }
+        return cls(picked, f"namespace {name}")
+
+
 @dataclass
 class Outcome:
     """What happened to one pod template."""
@@ -220,21 +236,32 @@ def _ports(value: str, names: dict[str, int] | None) -> tuple[str, ...]:
 
 
 def read_settings(
-    template: Any, object_name: str, options: InjectOptions, fallback_name: str
+    template: Any,
+    object_name: str,
+    options: InjectOptions,
+    fallback_name: str,
+    defaults: Defaults | None = None,
 ) -> Settings:
-    """Parse and check every ``sidetrace.io/`` annotation of a pod template."""
+    """Parse and check every ``sidetrace.io/`` annotation of a pod template.
+
+    ``defaults`` (the namespace's annotations, from the webhook) apply where the
+    pod sets nothing; errors in them name the namespace they came from.
+    """
     metadata = template.get("metadata") or {}
     annotations = metadata.get("annotations") or {}
     labels = metadata.get("labels") or {}
     spec = template.get("spec") or {}
+    defaults = defaults or Defaults()
 
     def fail(key: str, problem: str) -> InjectError:
-        return InjectError(f"{object_name}: annotation {key}: {problem}")
+        source = "" if key in annotations else f" (default of {defaults.source})"
+        return InjectError(f"{object_name}: annotation {key}{source}: {problem}")
 
     for key in annotations:
         if str(key).startswith(PREFIX) and key not in USER_ANNOTATIONS | OWN_ANNOTATIONS:
             raise fail(key, f"unknown annotation (known: {', '.join(sorted(USER_ANNOTATIONS))})")
-    value = {k: str(v).strip() for k, v in annotations.items() if k in USER_ANNOTATIONS}
+    merged = {**defaults.annotations, **annotations}
+    value = {k: str(v).strip() for k, v in merged.items() if k in USER_ANNOTATIONS}
     names = _named_ports(spec)
 
     def ports(key: str, allow_names: bool, allow_ranges: bool = True) -> tuple[str, ...]:
@@ -525,13 +552,19 @@ def inject_template(
     object_name: str,
     options: InjectOptions,
     fallback_name: str,
+    defaults: Defaults | None = None,
 ) -> Outcome:
     """Inject one pod template in place (or leave it and say why)."""
     outcome = Outcome(object_name)
     outcome.skip_reason = skip_reason(template, object_name)
     if outcome.skip_reason:
         return outcome
-    settings = read_settings(template, object_name, options, fallback_name)
+    settings = read_settings(template, object_name, options, fallback_name, defaults)
+    if settings.app_port is None:
+        outcome.warnings.append(
+            f"no container port: the sidecar assumes app port {DEFAULT_APP_PORT} "
+            f"(set {INBOUND_PORTS} if the app serves another)"
+        )
     forward = plan(template, settings, options, outcome.warnings)
     undo = [apply_op(template, op) for op in forward]
     label_ops = metadata_ops(template, "labels", PROXY_LABEL, "enabled")

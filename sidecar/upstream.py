@@ -9,7 +9,7 @@ keep-alive connections wait in ``UpstreamPool`` per address.
 from __future__ import annotations
 
 import asyncio
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING
 
 import httptools
 
@@ -33,6 +33,7 @@ class UpstreamConnection(asyncio.Protocol):
         self.tunnel = False
         self.closed = False
         self.reused = False
+        self.eof = False
         self.bytes_in = 0
         self._reason = b""
         self._headers: list[tuple[bytes, bytes]] = []
@@ -65,12 +66,16 @@ class UpstreamConnection(asyncio.Protocol):
             downstream.flush()
 
     def eof_received(self) -> bool | None:
-        if self.tunnel and self.downstream is not None:
-            transport = self.downstream.transport
-            if transport.can_write_eof():
-                transport.write_eof()
-                return True
-        return None
+        """In a tunnel, pass the upstream's half-close on; close once both sides are done."""
+        self.eof = True
+        downstream = self.downstream
+        if not self.tunnel or downstream is None:
+            return None
+        transport = downstream.transport
+        if downstream.client_eof or not transport.can_write_eof():
+            return None  # connection_lost follows and closes the downstream
+        transport.write_eof()
+        return True
 
     def connection_lost(self, exc: Exception | None) -> None:
         self.closed = True
@@ -177,6 +182,3 @@ class UpstreamPool:
             timeout,
         )
         return protocol
-
-    def stats(self) -> dict[str, Any]:
-        return {f"{h}:{p}": len(c) for (h, p), c in self._idle.items()}

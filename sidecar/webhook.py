@@ -12,9 +12,11 @@ allows the pod unchanged and is logged; the configuration's
 from __future__ import annotations
 
 import base64
+import contextlib
 import copy
 import json
 import logging
+from collections.abc import AsyncIterator
 from typing import Any
 
 from starlette.applications import Starlette
@@ -25,6 +27,7 @@ from starlette.routing import Route
 from sidecar.inject import (
     INJECT,
     SKIP_REASON,
+    Defaults,
     InjectError,
     InjectOptions,
     fallback_service_name,
@@ -32,6 +35,7 @@ from sidecar.inject import (
     metadata_ops,
     skip_reason,
 )
+from sidecar.kube_namespaces import NamespaceAnnotations
 
 log = logging.getLogger("sidetrace.webhook")
 
@@ -47,7 +51,11 @@ def _skip_patch(pod: dict[str, Any], reason: str) -> list[dict[str, Any]]:
 
 
 def pod_patch(
-    pod: dict[str, Any], namespace: str, namespace_enabled: bool, options: InjectOptions
+    pod: dict[str, Any],
+    namespace: str,
+    namespace_enabled: bool,
+    options: InjectOptions,
+    defaults: Defaults | None = None,
 ) -> tuple[list[dict[str, Any]], str]:
     """The JSON Patch for one pod, and a short note on what was decided."""
     metadata = pod.get("metadata") or {}
@@ -63,16 +71,18 @@ def pod_patch(
     if not (opted_in or namespace_enabled):
         return [], "not selected"
     try:
-        outcome = inject_template(
-            copy.deepcopy(pod), object_name, options, fallback_service_name(pod)
-        )
+        fallback = fallback_service_name(pod)
+        outcome = inject_template(copy.deepcopy(pod), object_name, options, fallback, defaults)
     except InjectError as exc:
         return _skip_patch(pod, str(exc)), f"skipped: {exc}"
     return outcome.patch, "injected"
 
 
 def review_response(
-    review: dict[str, Any], namespace_enabled: bool, options: InjectOptions
+    review: dict[str, Any],
+    namespace_enabled: bool,
+    options: InjectOptions,
+    defaults: Defaults | None = None,
 ) -> dict[str, Any]:
     """Answer one ``AdmissionReview`` v1 request; always allows."""
     request = review.get("request") or {}
@@ -80,8 +90,8 @@ def review_response(
     try:
         pod = request.get("object")
         if request.get("kind", {}).get("kind") == "Pod" and isinstance(pod, dict):
-            namespace = str(request.get("namespace") or pod.get("metadata", {}).get("namespace"))
-            patch, note = pod_patch(pod, namespace, namespace_enabled, options)
+            namespace = request_namespace(review)
+            patch, note = pod_patch(pod, namespace, namespace_enabled, options, defaults)
             log.info("pod %s/%s: %s", namespace, fallback_service_name(pod), note)
             if patch:
                 response["patchType"] = "JSONPatch"
@@ -91,7 +101,16 @@ def review_response(
     return {"apiVersion": "admission.k8s.io/v1", "kind": "AdmissionReview", "response": response}
 
 
-def create_app(options: InjectOptions) -> Starlette:
+def request_namespace(review: dict[str, Any]) -> str:
+    request = review.get("request") or {}
+    pod = request.get("object") or {}
+    return str(request.get("namespace") or (pod.get("metadata") or {}).get("namespace") or "")
+
+
+def create_app(options: InjectOptions, namespaces: NamespaceAnnotations | None = None) -> Starlette:
+    """The webhook; ``namespaces`` supplies namespace defaults (none if not given)."""
+    namespaces = namespaces or NamespaceAnnotations(None)
+
     async def handle(request: Request, namespace_enabled: bool) -> JSONResponse:
         try:
             review = json.loads(await request.body())
@@ -100,7 +119,14 @@ def create_app(options: InjectOptions) -> Starlette:
         except ValueError as exc:
             log.warning("unreadable AdmissionReview: %s", exc)
             review = {}
-        return JSONResponse(review_response(review, namespace_enabled, options))
+        namespace = request_namespace(review)
+        try:
+            defaults = Defaults.from_namespace(namespace, await namespaces.get(namespace))
+        except Exception as exc:  # without the namespace's defaults, leave the pod alone
+            log.warning("namespace %s unreadable (%s); pod allowed unchanged", namespace, exc)
+            uid = (review.get("request") or {}).get("uid", "")
+            return JSONResponse(review_response({"request": {"uid": uid}}, False, options))
+        return JSONResponse(review_response(review, namespace_enabled, options, defaults))
 
     async def namespace_route(request: Request) -> JSONResponse:
         return await handle(request, namespace_enabled=True)
@@ -111,13 +137,19 @@ def create_app(options: InjectOptions) -> Starlette:
     async def healthz(_request: Request) -> PlainTextResponse:
         return PlainTextResponse("ok\n")
 
+    @contextlib.asynccontextmanager
+    async def lifespan(_app: Starlette) -> AsyncIterator[None]:
+        yield
+        await namespaces.close()
+
     return Starlette(
         routes=[
             Route("/inject/namespace", namespace_route, methods=["POST"]),
             Route("/inject/pod", pod_route, methods=["POST"]),
             Route("/healthz", healthz),
             Route("/readyz", healthz),
-        ]
+        ],
+        lifespan=lifespan,
     )
 
 
@@ -125,15 +157,6 @@ def webhook_configuration(
     ca_bundle: str, service: str, namespace: str, port: int = 443
 ) -> dict[str, Any]:
     """The ``MutatingWebhookConfiguration`` for a webhook behind ``service``."""
-    rules = [
-        {
-            "operations": ["CREATE"],
-            "apiGroups": [""],
-            "apiVersions": ["v1"],
-            "resources": ["pods"],
-            "scope": "Namespaced",
-        }
-    ]
 
     def entry(name: str, path: str, namespace_selector: dict[str, Any]) -> dict[str, Any]:
         client: dict[str, Any] = {
@@ -149,7 +172,15 @@ def webhook_configuration(
             "reinvocationPolicy": "Never",
             "timeoutSeconds": 5,
             "clientConfig": client,
-            "rules": rules,
+            "rules": [
+                {
+                    "operations": ["CREATE"],
+                    "apiGroups": [""],
+                    "apiVersions": ["v1"],
+                    "resources": ["pods"],
+                    "scope": "Namespaced",
+                }
+            ],
             "namespaceSelector": namespace_selector,
         }
 

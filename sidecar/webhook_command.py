@@ -18,6 +18,13 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     parser.add_argument("--port", type=int, default=8443, help="HTTPS port")
     parser.add_argument("--cert", default="/etc/sidetrace/webhook/tls.crt", help="PEM certificate")
     parser.add_argument("--key", default="/etc/sidetrace/webhook/tls.key", help="PEM private key")
+    parser.add_argument(
+        "--kube-api",
+        default=None,
+        help="Kubernetes API URL for namespace defaults (default: in-cluster, if any)",
+    )
+    parser.add_argument("--kube-token-file", default=None, help="bearer token file for --kube-api")
+    parser.add_argument("--kube-ca-file", default=None, help="CA of --kube-api")
     add_inject_options(parser)
     parser.set_defaults(handler=serve)
     commands = parser.add_subparsers(dest="webhook_command", metavar="{certs}")
@@ -38,9 +45,13 @@ def register(subparsers: argparse._SubParsersAction) -> None:
 def serve(args: argparse.Namespace) -> int:
     import uvicorn
 
+    from sidecar.kube_namespaces import KubeAPI, NamespaceAnnotations
     from sidecar.webhook import create_app
 
-    app = create_app(options_from_args(args))
+    api = KubeAPI.in_cluster()
+    if args.kube_api:
+        api = KubeAPI(args.kube_api, args.kube_token_file or "", args.kube_ca_file or "")
+    app = create_app(options_from_args(args), NamespaceAnnotations(api))
     config = uvicorn.Config(
         app,
         host=args.host,

@@ -15,6 +15,13 @@ from sidetrace.all_in_one import DataLayout, EmbeddedStack, PortTaken, StackPort
 DEMO_SLO = "examples/slo-demo.yaml"
 
 
+def positive(text: str) -> float:
+    value = float(text)
+    if value <= 0:
+        raise argparse.ArgumentTypeError(f"must be greater than 0, got {text}")
+    return value
+
+
 def register(subparsers: argparse._SubParsersAction) -> None:
     demo = subparsers.add_parser(
         "demo",
@@ -23,9 +30,9 @@ def register(subparsers: argparse._SubParsersAction) -> None:
         "services each behind its own sidecar, and a load generator; print the dashboard URL.",
     )
     add_stack_flags(demo, default_data="./data/demo")
-    demo.add_argument("--duration", type=float, default=None, help="stop after SECONDS")
+    demo.add_argument("--duration", type=positive, default=None, help="stop after SECONDS")
     demo.add_argument("--reset", action="store_true", help="start from an empty store")
-    demo.add_argument("--rate", type=float, default=10.0, help="requests per second to frontend")
+    demo.add_argument("--rate", type=positive, default=10.0, help="requests per second to frontend")
     demo.add_argument(
         "--incident-start", type=float, default=30.0, help="first payments incident after SECONDS"
     )
@@ -34,6 +41,13 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     )
     demo.add_argument(
         "--incident-length", type=float, default=45.0, help="payments incident length in seconds"
+    )
+    demo.add_argument(
+        "--slo-time-scale",
+        type=positive,
+        default=12.0,
+        help="divide SLO windows and alert timers by this, so a 1 h burn-rate window "
+        "plays out in 5 min and the page alert fires and resolves during the demo",
     )
     demo.set_defaults(handler=run_demo_command)
 
@@ -59,7 +73,7 @@ def add_stack_flags(parser: argparse.ArgumentParser, default_data: str) -> None:
 
 
 def quiet_client_logs() -> None:
-    """One INFO line per request from the load generator and health checks would drown the output."""
+    """An INFO line per request (load generator, health checks) would drown the output."""
     logging.getLogger("httpx").setLevel(logging.WARNING)
 
 
@@ -92,6 +106,7 @@ def run_demo_command(args: argparse.Namespace) -> int:
         incident_every=args.incident_every,
         incident_length=args.incident_length,
         slo_files=demo_slo_files(args),
+        slo_time_scale=args.slo_time_scale,
     )
     try:
         return run_demo(options)

@@ -168,14 +168,25 @@ _FROM = re.compile(r"\bFROM (\w+)\b")
 LOCAL_SUFFIX = "_local"
 
 
+def _sharding_key(statement: str) -> str:
+    if "trace_id" in statement:
+        return "cityHash64(trace_id)"
+    if re.search(r"\bminute DateTime\b", statement):
+        return "cityHash64(minute)"
+    return "rand()"
+
+
 def cluster_form(statement: str, cluster: str, database: str) -> list[str]:
     """One rendered statement in its sharded, replicated form.
 
     A table ``t`` becomes ``t_local`` (``Replicated*MergeTree``, one ZooKeeper
     path per shard) plus ``t`` as a ``Distributed`` table over it, so readers and
     writers keep the logical names. Tables with trace ids are sharded by
-    ``cityHash64(trace_id)`` so a trace lives on one shard; materialized views
-    read and write the local tables of their own shard.
+    ``cityHash64(trace_id)`` so a trace lives on one shard, per-minute rollups by
+    ``cityHash64(minute)`` so a minute's rows (all versions) live on one shard;
+    materialized views read and write the local tables of their own shard. That
+    makes every JOIN and IN of the read queries shard-local, which the cluster's
+    profile setting ``distributed_product_mode = 'local'`` relies on.
     """
     database = check_identifier(database)
     table = _CREATE_TABLE.match(statement)
@@ -190,8 +201,9 @@ def cluster_form(statement: str, cluster: str, database: str) -> list[str]:
             return f"ENGINE = Replicated{match.group(1)}({args})"
 
         rest = _ENGINE.sub(replicated, rest)
-        key = "cityHash64(trace_id)" if "trace_id" in statement else "rand()"
-        engine = f"Distributed({check_identifier(cluster)}, {database}, {name}{LOCAL_SUFFIX}, {key})"
+        key = _sharding_key(statement)
+        target = f"{database}, {name}{LOCAL_SUFFIX}"
+        engine = f"Distributed({check_identifier(cluster)}, {target}, {key})"
         return [
             f"CREATE TABLE IF NOT EXISTS {local} {on_cluster} {rest}",
             f"CREATE TABLE IF NOT EXISTS {database}.{name} {on_cluster} AS {local} "

@@ -134,9 +134,7 @@ class OtlpSink(trace_service_pb2_grpc.TraceServiceServicer):
     def Export(self, request, context):  # noqa: N802 - OTLP service method name
         with self._lock:
             for resource_spans in request.resource_spans:
-                resource = {
-                    a.key: a.value.string_value for a in resource_spans.resource.attributes
-                }
+                resource = {a.key: a.value.string_value for a in resource_spans.resource.attributes}
                 for scope in resource_spans.scope_spans:
                     for span in scope.spans:
                         self.spans.append((resource, span))
@@ -182,6 +180,44 @@ class BannerServer:
             conn.sendall(self.banner)
             while data := conn.recv(65536):
                 conn.sendall(data)
+
+    def stop(self) -> None:
+        self.listener.close()
+
+
+class CannedHttpServer:
+    """An HTTP/1.x upstream that answers every request head with fixed bytes.
+
+    ``close`` makes it close after answering (a close-delimited body).
+    """
+
+    def __init__(self, response: bytes, close: bool = False):
+        self.response = response
+        self.close = close
+        self.requests: list[bytes] = []
+        self.listener = socket.create_server(("127.0.0.1", 0))
+        self.port = self.listener.getsockname()[1]
+        threading.Thread(target=self._accept, daemon=True).start()
+
+    def _accept(self) -> None:
+        while True:
+            try:
+                conn, _ = self.listener.accept()
+            except OSError:
+                return
+            threading.Thread(target=self._serve, args=(conn,), daemon=True).start()
+
+    def _serve(self, conn: socket.socket) -> None:
+        with conn:
+            buffer = b""
+            while data := conn.recv(65536):
+                buffer += data
+                while b"\r\n\r\n" in buffer:
+                    head, buffer = buffer.split(b"\r\n\r\n", 1)
+                    self.requests.append(head)
+                    conn.sendall(self.response)
+                    if self.close:
+                        return
 
     def stop(self) -> None:
         self.listener.close()

@@ -90,6 +90,17 @@ def test_percentiles_from_rollups_within_one_percent(store):
             exact = _exact(store, "api", point["t"], point["t"] + step)
             got = [point["quantiles"][aq.quantile_name(q)] for q in QS]
             assert all(_close(g, e) for g, e in zip(got, exact, strict=True)), (point, exact)
+    one_op = aq.latency_series(store, "api", base, base + 3 * HOUR, HOUR, QS, "POST /items")
+    point = max(one_op["points"], key=lambda p: p["calls"])
+    exact = store.query(
+        "SELECT quantilesExact(0.5, 0.9, 0.95, 0.99)(duration_ns), count() FROM spans "
+        "WHERE service_name = 'api' AND span_name = 'POST /items' "
+        "AND ts >= toDateTime(%(a)s) AND ts < toDateTime(%(b)s)",
+        {"a": point["t"], "b": point["t"] + HOUR},
+    )[0]
+    assert point["calls"] == exact[1]
+    got = [point["quantiles"][aq.quantile_name(q)] for q in QS]
+    assert all(_close(g, e / 1e6) for g, e in zip(got, exact[0], strict=True)), (point, exact)
 
 
 def test_hourly_rollup_equals_merged_minutes(store):
@@ -110,6 +121,35 @@ def test_hourly_rollup_equals_merged_minutes(store):
     )
     assert len(hourly) == 2 * 2 * 3  # services x operations x hours
     assert [tuple(map(_plain, r)) for r in hourly] == [tuple(map(_plain, r)) for r in minutes]
+    keys = "service_name, entry, toUInt32(h), bucket"
+    sums = "sum(calls), sum(errors), sum(duration_sum)"
+    flat_hourly = store.query(
+        f"SELECT {keys}, {sums} FROM (SELECT *, minute AS h FROM service_buckets_hour) "
+        f"GROUP BY {keys} ORDER BY {keys}"
+    )
+    flat_minutes = store.query(
+        f"SELECT {keys}, {sums} FROM (SELECT *, toStartOfHour(minute) AS h "
+        f"FROM service_buckets_minute) GROUP BY {keys} ORDER BY {keys}"
+    )
+    assert len(flat_hourly) > 100
+    assert flat_hourly == flat_minutes
+
+
+def test_quantiles_in_sql_match_the_python_function(store):
+    """The series' server-side quantiles are latency_buckets.quantiles, rank for rank."""
+    rng = random.Random(4)
+    for _ in range(20):
+        keys = sorted(rng.sample(range(900, 1900), rng.randint(1, 40)))
+        counts = [rng.choice([1, 1, 2, 5, 100]) for _ in keys]
+        qs = (0.0, 0.5, 0.9, 0.95, 0.99, 0.999)
+        columns = ", ".join(aq.quantile_sql(q) for q in qs)
+        got = store.query(
+            f"SELECT {columns} FROM (SELECT %(k)s AS ks, arrayCumSum(%(c)s) AS cum, "
+            "toUInt64(arraySum(%(c)s)) AS n)",
+            {"k": keys, "c": counts},
+        )[0]
+        want = aq.quantiles_ms(dict(zip(keys, counts, strict=True)), qs)
+        assert [pytest.approx(w, rel=1e-9) for w in want] == list(got)
 
 
 def _plain(value):
@@ -175,6 +215,30 @@ def test_edges_match_topology_with_virtual_nodes(store):
     # Running again (as every collector replica does) changes nothing.
     compute_edges(store, start, end)
     assert _stored_edges(store, traffic) == traffic.expected
+
+
+def test_hourly_edges_equal_their_minutes(store):
+    """A range holding a whole hour reads edges_hour; it must equal the minutes it sums."""
+    traffic = Traffic(TOPOLOGY, NAMESPACES, rng=random.Random(12))
+    hour = int(time.time()) // HOUR * HOUR - 2 * HOUR
+    for m in range(-3, 63):
+        traffic.trace("frontend", (hour + 60 * m + 7) * 10**9, lambda c: 2_000_000 + m, 0.1)
+    store.insert("spans", traffic.columns)
+    compute_edges(store, hour - 180, hour + 63 * 60)
+    totals = traffic.expected_totals()
+    found = aq.edges(store, hour - 180, hour + 63 * 60)
+    assert {(e.parent, e.child): e.figures.calls for e in found} == totals
+    errors = {(k[1], k[2]): 0 for k in traffic.expected}
+    for (_, parent, child, _), (_, failed) in traffic.expected.items():
+        errors[(parent, child)] += failed
+    assert {(e.parent, e.child): e.figures.errors for e in found} == errors
+    hourly = {(e.parent, e.child): e.figures for e in aq.edges(store, hour, hour + HOUR)}
+    assert {k: f.calls for k, f in hourly.items()} == {k: 60 * v // 66 for k, v in totals.items()}
+    by_minute: dict = {}
+    for minute in range(hour, hour + HOUR, 60):
+        for e in aq.edges(store, minute, minute + 60):
+            aq.merge_buckets(by_minute.setdefault((e.parent, e.child), {}), e.figures.buckets)
+    assert {k: f.buckets for k, f in hourly.items()} == by_minute
 
 
 def test_late_children_pair_on_a_later_run(store):

@@ -11,10 +11,12 @@ import socket
 import subprocess
 import sys
 import time
+import xml.etree.ElementTree as ET
 from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
+import yaml
 
 from sidetrace.local_server import ClickHouseServer, free_port
 from sidetrace.migrate import Features, Retention, cluster_form, load_migrations, render
@@ -34,6 +36,24 @@ ZOOKEEPER_JARS = (
     "snappy-java.jar",
 )
 JAVA_LIB = Path("/usr/share/java")
+OVERLAY = Path(__file__).parent.parent / "deploy" / "overlays" / "cluster"
+# The profile setting the cluster overlay gives ClickHouse (see clickhouse-config.yaml).
+CLUSTER_PROFILE = """<?xml version="1.0"?>
+<yandex><profiles><default>
+  <distributed_product_mode>local</distributed_product_mode>
+</default></profiles></yandex>
+"""
+
+
+def test_overlay_sets_the_profile_the_test_uses() -> None:
+    config = yaml.safe_load((OVERLAY / "clickhouse-config.yaml").read_text())
+    profile = ET.fromstring(config["data"]["cluster-profile.xml"])
+    setting = profile.find("profiles/default/distributed_product_mode")
+    assert setting is not None and setting.text == "local"
+    assert (
+        ET.fromstring(CLUSTER_PROFILE).find("profiles/default/distributed_product_mode").text
+        == "local"
+    )
 
 
 def test_cluster_form_of_every_migration() -> None:
@@ -101,6 +121,8 @@ def cluster(tmp_path_factory: pytest.TempPathFactory) -> Iterator[list[ClickHous
         for shard, server in enumerate(servers, start=1):
             server.extra_config = _shard_config(servers, zk_port, shard)
             server._write_config()  # the ports of both shards are known only now
+            (server.root / "users.d").mkdir()
+            (server.root / "users.d" / "cluster.xml").write_text(CLUSTER_PROFILE)
         for server in servers:
             server.start()
         yield servers
@@ -126,26 +148,34 @@ def _zookeeper_answers(port: int) -> bool:
 
 
 def _send_traces(grpc_port: int, count: int) -> list[str]:
-    """``count`` traces of three spans each, exported by the OpenTelemetry SDK."""
+    """``count`` traces frontend -> cart (server, client, server span), from the OTel SDK."""
+    from opentelemetry import trace
     from opentelemetry.exporter.otlp.proto.grpc.trace_exporter import OTLPSpanExporter
     from opentelemetry.sdk.resources import Resource
     from opentelemetry.sdk.trace import TracerProvider
     from opentelemetry.sdk.trace.export import BatchSpanProcessor
 
-    provider = TracerProvider(resource=Resource.create({"service.name": "cluster-shop"}))
-    exporter = OTLPSpanExporter(endpoint=f"127.0.0.1:{grpc_port}", insecure=True, timeout=30)
-    provider.add_span_processor(BatchSpanProcessor(exporter, schedule_delay_millis=200))
-    tracer = provider.get_tracer("test_cluster")
+    providers, tracers = [], []
+    for service in ("frontend", "cart"):
+        provider = TracerProvider(resource=Resource.create({"service.name": service}))
+        exporter = OTLPSpanExporter(endpoint=f"127.0.0.1:{grpc_port}", insecure=True, timeout=30)
+        provider.add_span_processor(BatchSpanProcessor(exporter, schedule_delay_millis=200))
+        providers.append(provider)
+        tracers.append(provider.get_tracer("test_cluster"))
+    frontend, cart = tracers
+    server, client = trace.SpanKind.SERVER, trace.SpanKind.CLIENT
     trace_ids = []
     for number in range(count):
-        with tracer.start_as_current_span(f"GET /order/{number % 5}") as root:
+        with frontend.start_as_current_span(f"GET /order/{number % 5}", kind=server) as root:
             trace_ids.append(format(root.get_span_context().trace_id, "032x"))
-            with tracer.start_as_current_span("load cart"):
-                pass
-            with tracer.start_as_current_span("charge card"):
-                pass
-    assert provider.force_flush(30_000)
-    provider.shutdown()
+            with frontend.start_as_current_span("GET /cart", kind=client) as call:
+                with cart.start_as_current_span(
+                    "GET /cart", kind=server, context=trace.set_span_in_context(call)
+                ):
+                    pass
+    for provider in providers:
+        assert provider.force_flush(30_000)
+        provider.shutdown()
     return trace_ids
 
 
@@ -153,7 +183,9 @@ def _send_traces(grpc_port: int, count: int) -> list[str]:
 def test_two_shards_through_collector_and_dashboard_queries(
     cluster: list[ClickHouseServer], tmp_path: Path
 ) -> None:
+    from collector.edge_rollup import compute_edges
     from collector.service import Collector, CollectorConfig
+    from dashboard.analytics_queries import edges
     from dashboard.trace_queries import SearchQuery, load_trace, search_trace_ids
 
     first, second = cluster
@@ -212,6 +244,17 @@ def test_two_shards_through_collector_and_dashboard_queries(
         assert {s.trace_id for s in trace.spans} == {trace_id}
     query = SearchQuery(start_ns=started_ns, end_ns=time.time_ns() + 60 * 10**9, limit=100)
     assert sorted(search_trace_ids(reader, query)) == sorted(trace_ids)
+
+    # The service graph: the edge rollup's self-join and "latest run" reads stay shard-local.
+    start_s, end_s = started_ns // 10**9, int(time.time()) + 120
+    compute_edges(writer_store, start_s, end_s)
+    deadline = time.monotonic() + 60
+    while True:
+        found = {(e.parent, e.child): e.figures.calls for e in edges(reader, start_s, end_s)}
+        if found or time.monotonic() > deadline:
+            break
+        time.sleep(0.5)
+    assert found == {("frontend", "cart"): len(trace_ids)}
 
     # Sharded by trace id: both shards hold traces, and no trace is split across them.
     per_shard = []

@@ -70,7 +70,10 @@ class RunningDemo:
         """Call ``check`` until it returns None (success) or the demo ends; else fail with why."""
         last = "never checked"
         while not self.finished.is_set():
-            last = check() or ""
+            try:
+                last = check() or ""
+            except httpx.HTTPError as exc:  # the demo may be stopping under us
+                last = f"{type(exc).__name__}: {exc}"
             if not last:
                 return
             time.sleep(3.0)
@@ -211,6 +214,24 @@ def test_dependency_graph_has_the_expected_edges(demo: RunningDemo) -> None:
         return f"missing {sorted(missing)}; have {sorted(edges)}" if missing else None
 
     demo.poll(edges_present, "the dependency graph")
+
+
+def test_payments_incident_fires_the_slo_page_alert(demo: RunningDemo) -> None:
+    pytest.importorskip("dashboard.slo_routes", reason="alerting has not landed")
+
+    def page_fired() -> str | None:
+        events = demo.get("/api/v1/alerts/history", limit=500)["events"]
+        fired = [
+            e
+            for e in events
+            if (e["alertname"], e["severity"], e["to"]) == ("payments-latency", "page", "firing")
+        ]
+        if fired:
+            return None
+        return f"alert events so far: {[(e['alertname'], e['severity'], e['to']) for e in events]}"
+
+    demo.poll(page_fired, "the payments-latency page alert firing")
+    demo.wait_for_line(r"ALERT payments-latency \(page\): \w+ -> firing", timeout=30)
 
 
 def test_demo_stops_cleanly_and_says_where_the_data_is(demo: RunningDemo) -> None:

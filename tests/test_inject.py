@@ -13,6 +13,7 @@ import pytest
 
 from sidecar.inject import (
     INIT_NAME,
+    PROXY_LABEL,
     RECORD,
     SIDECAR_NAME,
     InjectError,
@@ -116,6 +117,8 @@ def test_what_is_added(mode: str) -> None:
     ):
         assert env[variable]["valueFrom"]["fieldRef"]["fieldPath"] == field
     assert sidecar["securityContext"]["runAsUser"] == 1337
+    labels = plain_documents(injected)[0]["spec"]["template"]["metadata"]["labels"]
+    assert labels[PROXY_LABEL] == "enabled"  # what the collector's NetworkPolicy admits
     if options.iptables:
         init = next(c for c in spec["initContainers"] if c["name"] == INIT_NAME)
         assert init["command"] == ["sidetrace", "iptables-init"]

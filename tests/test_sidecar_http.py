@@ -119,7 +119,9 @@ def test_outbound_child_of_server_span_and_broken_propagation_counted(stack, sin
     target = f"http://127.0.0.1:{app.port}/users/7"
     before = sidecar.metric("sidetrace_sidecar_broken_propagation_total")
     response, body = _get(
-        sidecar.inbound, f"/call?forward=1&target={target}", {"traceparent": f"00-{TID[::-1]}-{SID}-01"}
+        sidecar.inbound,
+        f"/call?forward=1&target={target}",
+        {"traceparent": f"00-{TID[::-1]}-{SID}-01"},
     )
     assert response.status == 200
     downstream = json.loads(body)["downstream"]["headers"]
@@ -197,8 +199,7 @@ def test_expect_100_continue(stack) -> None:
     sidecar, _ = stack
     with socket.create_connection(("127.0.0.1", sidecar.inbound), timeout=10) as sock:
         sock.sendall(
-            b"POST /upload HTTP/1.1\r\nHost: x\r\nContent-Length: 5\r\n"
-            b"Expect: 100-continue\r\n\r\n"
+            b"POST /upload HTTP/1.1\r\nHost: x\r\nContent-Length: 5\r\nExpect: 100-continue\r\n\r\n"
         )
         interim = sock.recv(1024)
         assert interim.startswith(b"HTTP/1.1 100 Continue")
@@ -249,7 +250,10 @@ def test_websocket_echo_through_sidecar(stack) -> None:
     [
         (b"GET / HTTP/1.1\r\nHost: x\r\nBad Header\r\n\r\n", 400),
         (b"GET / HTTP/1.1\r\nContent-Length: 5\r\nContent-Length: 6\r\n\r\nhello", 400),
-        (b"GET / HTTP/1.1\r\nTransfer-Encoding: chunked\r\nContent-Length: 3\r\n\r\n0\r\n\r\n", 400),
+        (
+            b"GET / HTTP/1.1\r\nTransfer-Encoding: chunked\r\nContent-Length: 3\r\n\r\n0\r\n\r\n",
+            400,
+        ),
         (b"POST /upload HTTP/1.1\r\nTransfer-Encoding: chunked\r\n\r\nzz\r\nhello\r\n", 400),
         (b"GET /\x00 HTTP/1.1\r\n\r\n", 400),
         (b"GET / HTTP/9.9\r\n\r\n", 400),
@@ -314,7 +318,8 @@ def test_outbound_proxy_mode_absolute_uri_and_upstream_errors(stack, sink) -> No
     trace = "4" * 32
     reply = _raw(
         sidecar.outbound,
-        f"GET /x HTTP/1.1\r\nHost: 127.0.0.1:{dead}\r\ntraceparent: 00-{trace}-{SID}-01\r\n\r\n".encode(),
+        f"GET /x HTTP/1.1\r\nHost: 127.0.0.1:{dead}\r\n"
+        f"traceparent: 00-{trace}-{SID}-01\r\n\r\n".encode(),
     )
     assert reply.startswith(b"HTTP/1.1 502")
     assert sidecar.metric("sidetrace_sidecar_upstream_errors_total") == errors + 1
@@ -355,9 +360,12 @@ def test_red_metrics_and_admin_endpoints(stack) -> None:
     _get(sidecar.inbound, "/fail")
     time.sleep(0.6)
     assert sidecar.metric("sidetrace_requests_total", direction="inbound", status_class="5xx") >= 1
-    assert sidecar.metric(
-        "sidetrace_request_duration_seconds_count", route="/users/{uid}", method="GET"
-    ) >= 1
+    assert (
+        sidecar.metric(
+            "sidetrace_request_duration_seconds_count", route="/users/{uid}", method="GET"
+        )
+        >= 1
+    )
     assert sidecar.get("/healthz")[0] == 200
     assert sidecar.get("/readyz")[0] == 200
     assert sidecar.get("/nope")[0] == 404

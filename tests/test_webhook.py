@@ -8,6 +8,7 @@ import json
 import ssl
 import subprocess
 import sys
+import threading
 import time
 import uuid
 from collections.abc import Iterator
@@ -17,7 +18,12 @@ import httpx
 import jsonpatch
 import kubernetes_validate
 import pytest
+import uvicorn
 import yaml
+from starlette.applications import Starlette
+from starlette.requests import Request
+from starlette.responses import JSONResponse
+from starlette.routing import Route
 
 from sidecar.inject import (
     RECORD,
@@ -81,6 +87,59 @@ def patched(pod: dict, response: dict) -> dict:
     return jsonpatch.apply_patch(pod, patch)
 
 
+NAMESPACES = {
+    "team-defaults": {
+        "sidetrace.io/sampling-ratio": "0.5",
+        "sidetrace.io/collector": "otel.team:4317",
+        "sidetrace.io/inject": "enabled",
+        "example.com/owner": "team",
+    },
+    "broken-defaults": {"sidetrace.io/sampling-ratio": "9"},
+    "shop": {},
+    "team": {},
+}
+
+
+class KubeApiStub:
+    """The one Kubernetes API call the webhook makes, served over TLS in a thread."""
+
+    def __init__(self, folder: Path) -> None:
+        async def namespace(request: Request) -> JSONResponse:
+            if request.headers.get("authorization") != "Bearer test-token":
+                return JSONResponse({"reason": "Unauthorized"}, status_code=401)
+            name = request.path_params["name"]
+            if name == "api-down":
+                return JSONResponse({"reason": "InternalError"}, status_code=500)
+            if name not in NAMESPACES:
+                return JSONResponse({"reason": "NotFound"}, status_code=404)
+            metadata = {"name": name, "annotations": NAMESPACES[name]}
+            return JSONResponse({"apiVersion": "v1", "kind": "Namespace", "metadata": metadata})
+
+        app = Starlette(routes=[Route("/api/v1/namespaces/{name}", namespace)])
+        port = free_port()
+        self.url = f"https://127.0.0.1:{port}"
+        config = uvicorn.Config(
+            app,
+            host="127.0.0.1",
+            port=port,
+            ssl_certfile=str(folder / "tls.crt"),
+            ssl_keyfile=str(folder / "tls.key"),
+            log_level="warning",
+            timeout_graceful_shutdown=2,
+        )
+        self.server = uvicorn.Server(config)
+        self.thread = threading.Thread(target=self.server.run, daemon=True)
+        self.thread.start()
+        deadline = time.monotonic() + 30
+        while not self.server.started:
+            assert time.monotonic() < deadline, "Kubernetes API stub did not start"
+            time.sleep(0.05)
+
+    def stop(self) -> None:
+        self.server.should_exit = True
+        self.thread.join(timeout=10)
+
+
 @pytest.fixture(scope="module")
 def webhook(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Webhook]:
     folder = tmp_path_factory.mktemp("webhook")
@@ -101,17 +160,14 @@ def webhook(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Webhook]:
     assert ca_bundle == (folder / "ca.crt").read_bytes()
     assert {w["failurePolicy"] for w in configuration["webhooks"]} == {"Ignore"}
     port = free_port()
+    (folder / "token").write_text("test-token\n")
+    api = KubeApiStub(folder)
     log = open(folder / "webhook.log", "wb")  # noqa: SIM115 - closed in teardown
     process = subprocess.Popen(
         [sys.executable, "-m", "sidetrace", "webhook", "--host", "127.0.0.1"]
-        + [
-            "--port",
-            str(port),
-            "--cert",
-            str(folder / "tls.crt"),
-            "--key",
-            str(folder / "tls.key"),
-        ],
+        + ["--port", str(port), "--cert", str(folder / "tls.crt")]
+        + ["--key", str(folder / "tls.key"), "--kube-api", api.url]
+        + ["--kube-token-file", str(folder / "token"), "--kube-ca-file", str(folder / "ca.crt")],
         stdout=log,
         stderr=subprocess.STDOUT,
     )
@@ -136,6 +192,7 @@ def webhook(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Webhook]:
         except subprocess.TimeoutExpired:
             process.kill()
             process.wait()
+        api.stop()
         log.close()
 
 
@@ -224,3 +281,36 @@ def test_own_errors_allow_unchanged(webhook: Webhook) -> None:
     broken["spec"]["containers"] = "not a list"
     response = webhook.review(broken)
     assert "patch" not in response
+
+
+def sidecar_args(pod: dict) -> list[str]:
+    init = pod["spec"]["initContainers"]
+    return next(c for c in init if c["name"] == SIDECAR_NAME)["args"]
+
+
+def test_namespace_annotations_are_defaults(webhook: Webhook) -> None:
+    pod = copy.deepcopy(POD)
+    pod["metadata"]["namespace"] = "team-defaults"
+    args = sidecar_args(patched(copy.deepcopy(pod), webhook.review(copy.deepcopy(pod))))
+    assert "--sampling-ratio=0.5" in args
+    assert "--collector=otel.team:4317" in args
+    own = with_annotations(**{"sampling-ratio": "0.1"})
+    own["metadata"]["namespace"] = "team-defaults"
+    args = sidecar_args(patched(copy.deepcopy(own), webhook.review(copy.deepcopy(own))))
+    assert "--sampling-ratio=0.1" in args  # the pod's own annotation wins
+    assert "--collector=otel.team:4317" in args
+
+
+def test_bad_namespace_default_is_named(webhook: Webhook) -> None:
+    pod = copy.deepcopy(POD)
+    pod["metadata"]["namespace"] = "broken-defaults"
+    result = patched(copy.deepcopy(pod), webhook.review(copy.deepcopy(pod)))
+    note = pop_note(result, pod)
+    assert "annotation sidetrace.io/sampling-ratio (default of namespace broken-defaults)" in note
+    assert result == pod
+
+
+def test_unreadable_namespace_allows_unchanged(webhook: Webhook) -> None:
+    pod = copy.deepcopy(POD)
+    pod["metadata"]["namespace"] = "api-down"
+    assert "patch" not in webhook.review(pod)

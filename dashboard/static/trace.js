@@ -91,8 +91,14 @@
     bar.style.background = colour(s.service);
     lane.appendChild(bar);
     const label = el("span", "dur", fmtDur(s.durationNs) + (s.childCount ? ` (self ${fmtDur(s.selfNs)})` : ""));
-    if (left + width > 70) { label.style.right = 100 - Math.max(0, left) + 0.5 + "%"; }
-    else { label.style.left = Math.max(0, left) + width + 0.5 + "%"; }
+    if (left + width <= 70) {
+      label.style.left = Math.max(0, left) + width + 0.5 + "%";  // after the bar
+    } else if (left >= 30) {
+      label.style.right = 100 - Math.max(0, left) + 0.5 + "%";  // before the bar
+    } else {
+      label.classList.add("inside");  // long bar: on the bar itself, at its end
+      label.style.right = Math.max(0, 100 - left - width) + 0.5 + "%";
+    }
     lane.appendChild(label);
     row.appendChild(lane);
     row.title = `${s.service}: ${s.name} — ${fmtDur(s.durationNs)}, self ${fmtDur(s.selfNs)}`;
@@ -232,6 +238,18 @@
     }
   }
 
+  function header() {
+    const root = spans[0];
+    if (root) {
+      document.getElementById("trace-title").textContent = `${root.service}: ${root.name}`;
+      document.title = `${root.service}: ${root.name} · sidetrace`;
+    }
+    const counts = document.getElementById("trace-counts");
+    const plural = (n, word) => `${n} ${word}${n === 1 ? "" : "s"}`;
+    counts.append(`${plural(trace.totalSpans, "span")} · ${plural(trace.services.length, "service")}`);
+    if (trace.errors) counts.append(" ", el("span", "badge error", plural(trace.errors, "error")));
+  }
+
   function notices() {
     const box = document.getElementById("notices");
     const add = (cls, text) => { const d = el("div", "notice " + cls, text); box.appendChild(d); return d; };
@@ -289,6 +307,7 @@
       computeSubtrees();
       computeVisible();
       document.getElementById("loading").remove();
+      header();
       ruler();
       notices();
       stats();

@@ -7,6 +7,7 @@ sidecars (which flush their last spans to the collector), then the collector
 
 from __future__ import annotations
 
+import os
 import shutil
 import signal
 import time
@@ -15,6 +16,7 @@ from pathlib import Path
 from types import FrameType
 
 from sidetrace.all_in_one import DataLayout, EmbeddedStack, StackPorts, check_ports_free
+from sidetrace.demo.alert_watch import AlertWatch
 from sidetrace.demo.behaviour import IncidentSchedule
 from sidetrace.demo.loadgen import LoadGenerator
 from sidetrace.demo.progress import (
@@ -41,6 +43,7 @@ class DemoOptions:
     incident_every: float = 180.0
     incident_length: float = 45.0
     slo_files: list[str] = field(default_factory=list)
+    slo_time_scale: float = 12.0
 
 
 class Stop(Exception):
@@ -59,6 +62,7 @@ def run_demo(options: DemoOptions, progress: Progress | None = None) -> int:
         shutil.rmtree(layout.root)
         progress.say(f"--reset: removed {layout.root}")
     signal.signal(signal.SIGTERM, _raise_stop)
+    compress_slo_time(options.slo_time_scale)
     stack = EmbeddedStack(layout, options.ports, options.slo_files)
     supervisor = Supervisor(layout.logs)
     load: LoadGenerator | None = None
@@ -101,6 +105,15 @@ def run_demo(options: DemoOptions, progress: Progress | None = None) -> int:
     return code
 
 
+def compress_slo_time(scale: float) -> None:
+    """Hand the SLO evaluator (in this process) its time scale and a matching interval.
+
+    The evaluator reads both from the environment when the dashboard starts.
+    """
+    os.environ["SIDETRACE_SLO_TIME_SCALE"] = f"{scale:g}"
+    os.environ.setdefault("SIDETRACE_SLO_INTERVAL", f"{max(1.0, min(30.0, 60.0 / scale)):g}")
+
+
 def _announce_stack(progress: Progress, stack: EmbeddedStack, options: DemoOptions) -> None:
     p = stack.ports
     progress.say(f"  store      embedded ClickHouse (chDB) in {stack.data.clickhouse}")
@@ -111,6 +124,11 @@ def _announce_stack(progress: Progress, stack: EmbeddedStack, options: DemoOptio
     progress.say(f"  dashboard  {stack.dashboard_url}")
     for slo in options.slo_files:
         progress.say(f"  SLOs       {slo}")
+    if options.slo_files and options.slo_time_scale != 1:
+        progress.say(
+            f"             windows compressed {options.slo_time_scale:g}x so alerts play out "
+            f"in minutes (1h -> {3600 / options.slo_time_scale / 60:g} min)"
+        )
 
 
 def _announce_system(progress: Progress, system: SampleSystem) -> None:
@@ -139,6 +157,7 @@ def _watch(
     assert stack.store is not None
     started = time.monotonic()
     trace_shown = False
+    alerts = AlertWatch(stack.dashboard_url)
     next_look = 0.0
     while options.duration is None or time.monotonic() - started < options.duration:
         for child in supervisor.exited():
@@ -148,9 +167,11 @@ def _watch(
             )
             return 1
         elapsed = time.monotonic() - started
-        if not trace_shown and elapsed >= next_look:
+        if elapsed >= next_look:
             next_look = elapsed + 3.0
-            trace_id = _example(stack)
+            for line in alerts.new_events():
+                progress.say(f"{line}   ({stack.dashboard_url}/alerts)")
+            trace_id = None if trace_shown else _example(stack)
             if trace_id:
                 progress.say(f"example trace: {stack.dashboard_url}/trace/{trace_id}")
                 trace_shown = True

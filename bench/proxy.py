@@ -1,0 +1,209 @@
+"""The sidecar's cost: wrk against a fast app directly, through the sidecar, through nginx.
+
+A fast app (nginx answering ``return 200``, CPU 1) is loaded by ``wrk`` (CPU 1)
+three ways in one run: directly; through the sidecar (CPU 0, tracing on, 100%
+sampled, spans exported over OTLP/gRPC to a real ``sidetrace collector`` writing
+into a real clickhouse-server, both on CPU 1); and through nginx (one worker,
+reverse proxy with upstream keep-alive, CPU 0). Throughput is wrk's
+``Requests/sec`` at ``--connections`` connections.
+
+Added latency at a fixed 1,000 req/s: wrk2 is not available, so wrk runs with a
+Lua ``delay()`` of 10 ms per request on 10 connections (about 1,000 req/s,
+open-loop enough while latency is far below 10 ms) and ``--latency`` gives
+p50/p99; the added figure is (through the sidecar) minus (direct).
+
+Prints ``name=value`` lines; the last is ``sidecar_vs_nginx_rps_ratio``.
+Usage: ``python bench/proxy.py [--quick] [--connections N]``.
+"""
+
+from __future__ import annotations
+
+import argparse
+import re
+import shutil
+import subprocess
+import sys
+import tempfile
+import time
+import urllib.request
+from pathlib import Path
+
+sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
+
+from sidecar.launch import SidecarProcess  # noqa: E402
+from sidetrace.local_server import ClickHouseServer, free_port  # noqa: E402
+from sidetrace.store import open_store  # noqa: E402
+
+PROXY_CPU, LOAD_CPU = "0", "1"
+NGINX_COMMON = """worker_processes 1;
+daemon off;
+pid {d}/{name}.pid;
+error_log {d}/{name}.err;
+events {{ worker_connections 4096; }}
+http {{
+  access_log off;
+  client_body_temp_path {d}/tmp; proxy_temp_path {d}/tmp; fastcgi_temp_path {d}/tmp;
+  uwsgi_temp_path {d}/tmp; scgi_temp_path {d}/tmp;
+  {body}
+}}
+"""
+APP_BODY = 'server {{ listen 127.0.0.1:{port}; location / {{ return 200 "hello world\\n"; }} }}'
+PROXY_BODY = (
+    "upstream app {{ server 127.0.0.1:{app}; keepalive 64; }}\n"
+    "  server {{ listen 127.0.0.1:{port}; location / {{ proxy_pass http://app;"
+    ' proxy_http_version 1.1; proxy_set_header Connection ""; }} }}'
+)
+PACED_LUA = "function delay()\n  return 10\nend\n"
+
+
+def start_nginx(workdir: Path, name: str, body: str, cpu: str) -> subprocess.Popen:
+    (workdir / "tmp").mkdir(exist_ok=True)
+    conf = workdir / f"{name}.conf"
+    conf.write_text(NGINX_COMMON.format(d=workdir, name=name, body=body))
+    return subprocess.Popen(
+        ["taskset", "-c", cpu, "nginx", "-c", str(conf), "-p", str(workdir)],
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+    )
+
+
+def wait_http(port: int, timeout: float = 30.0) -> None:
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        try:
+            with urllib.request.urlopen(f"http://127.0.0.1:{port}/", timeout=2) as reply:
+                reply.read()
+                return
+        except OSError:
+            time.sleep(0.1)
+    raise RuntimeError(f"nothing answers on port {port}")
+
+
+def _micros(text: str) -> float:
+    value, unit = re.fullmatch(r"([\d.]+)(us|ms|s)", text).groups()  # type: ignore[union-attr]
+    return float(value) * {"us": 1, "ms": 1000, "s": 1_000_000}[unit]
+
+
+def wrk(port: int, seconds: float, connections: int, script: Path | None = None) -> dict:
+    command = ["taskset", "-c", LOAD_CPU, "wrk", "-t1", f"-c{connections}", f"-d{seconds}s"]
+    command += ["--latency"] + (["-s", str(script)] if script else [])
+    out = subprocess.run(
+        [*command, f"http://127.0.0.1:{port}/"], capture_output=True, text=True, check=True
+    ).stdout
+    result = {"rps": float(re.search(r"Requests/sec:\s+([\d.]+)", out).group(1))}  # type: ignore[union-attr]
+    for pct in ("50", "99"):
+        match = re.search(rf"^\s+{pct}(?:\.000)?%\s+(\S+)", out, re.M)
+        result[f"p{pct}_us"] = _micros(match.group(1)) if match else float("nan")
+    errors = re.search(r"Non-2xx or 3xx responses: (\d+)", out)
+    result["errors"] = int(errors.group(1)) if errors else 0
+    return result
+
+
+def start_collector(store_url: str, workdir: Path) -> tuple[subprocess.Popen, int]:
+    grpc_port, admin_port = free_port(), free_port()
+    process = subprocess.Popen(
+        [
+            "taskset", "-c", LOAD_CPU, sys.executable, "-m", "sidetrace", "collector",
+            "--clickhouse", store_url, "--grpc-port", str(grpc_port),
+            "--http-port", str(free_port()), "--admin-port", str(admin_port),
+            "--spool-dir", str(workdir / "spool"), "--spool-fsync", "interval",
+        ],
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+    )  # fmt: skip
+    deadline = time.monotonic() + 60
+    while time.monotonic() < deadline:
+        try:
+            with urllib.request.urlopen(f"http://127.0.0.1:{admin_port}/readyz", timeout=2):
+                return process, grpc_port
+        except OSError:
+            time.sleep(0.2)
+    raise RuntimeError("collector did not become ready")
+
+
+def wait_exported(sidecar: SidecarProcess, timeout: float = 60.0) -> tuple[float, float]:
+    """Spans exported and dropped once the sidecar's queue has drained (numbers stop moving)."""
+    deadline = time.monotonic() + timeout
+    last = (-1.0, -1.0)
+    while time.monotonic() < deadline:
+        time.sleep(1.0)
+        now = (
+            sidecar.metric("sidetrace_sidecar_spans_exported_total"),
+            sidecar.metric("sidetrace_sidecar_spans_dropped_total"),
+        )
+        if now == last:
+            return now
+        last = now
+    return last
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--quick", action="store_true", help="short runs")
+    parser.add_argument("--connections", type=int, default=32)
+    args = parser.parse_args()
+    seconds = 3 if args.quick else 10
+    for tool in ("wrk", "nginx", "taskset"):
+        if shutil.which(tool) is None:
+            raise SystemExit(f"{tool} is not installed")
+    workdir = Path(tempfile.mkdtemp(prefix="sidetrace-bench-proxy-"))
+    paced = workdir / "paced.lua"
+    paced.write_text(PACED_LUA)
+    app_port, nginx_port = free_port(), free_port()
+    clickhouse = ClickHouseServer()
+    processes: list[subprocess.Popen] = []
+    sidecar: SidecarProcess | None = None
+    try:
+        clickhouse.start(cpu=int(LOAD_CPU))
+        store_url = clickhouse.url(database="bench_proxy")
+        collector, grpc_port = start_collector(store_url, workdir)
+        processes.append(collector)
+        processes.append(start_nginx(workdir, "app", APP_BODY.format(port=app_port), LOAD_CPU))
+        body = PROXY_BODY.format(app=app_port, port=nginx_port)
+        processes.append(start_nginx(workdir, "proxy", body, PROXY_CPU))
+        sidecar = SidecarProcess(
+            app_port,
+            "--collector", f"127.0.0.1:{grpc_port}",
+            "--service-name", "bench-sidecar",
+            "--sampling-ratio", "1.0",
+            cpu=int(PROXY_CPU),
+        ).start()  # fmt: skip
+        for port in (app_port, nginx_port, sidecar.inbound):
+            wait_http(port)
+            wrk(port, 1, args.connections)  # warm up
+        direct = wrk(app_port, seconds, args.connections)
+        through_sidecar = wrk(sidecar.inbound, seconds, args.connections)
+        through_nginx = wrk(nginx_port, seconds, args.connections)
+        paced_direct = wrk(app_port, seconds, 10, paced)
+        paced_sidecar = wrk(sidecar.inbound, seconds, 10, paced)
+        exported, dropped = wait_exported(sidecar)
+        rss = sidecar.rss_mb()
+        stored = open_store(store_url).query(
+            "SELECT count() FROM spans WHERE service_name = 'bench-sidecar'"
+        )[0][0]
+    finally:
+        if sidecar is not None:
+            sidecar.stop()
+        for process in processes:
+            process.terminate()
+            process.wait(30)
+        clickhouse.remove()
+        shutil.rmtree(workdir, ignore_errors=True)
+    print(f"direct_rps={direct['rps']:.0f}")
+    print(f"sidecar_rps={through_sidecar['rps']:.0f}")
+    print(f"nginx_rps={through_nginx['rps']:.0f}")
+    print(f"sidecar_non_2xx={through_sidecar['errors']}")
+    print(f"paced_rps={paced_sidecar['rps']:.0f}")
+    print(f"direct_p50_us_at_1000rps={paced_direct['p50_us']:.0f}")
+    print(f"sidecar_p50_us_at_1000rps={paced_sidecar['p50_us']:.0f}")
+    print(f"added_p50_ms_at_1000rps={(paced_sidecar['p50_us'] - paced_direct['p50_us']) / 1000:.3f}")
+    print(f"added_p99_ms_at_1000rps={(paced_sidecar['p99_us'] - paced_direct['p99_us']) / 1000:.3f}")
+    print(f"spans_exported={exported:.0f}")
+    print(f"spans_dropped={dropped:.0f}")
+    print(f"spans_in_clickhouse={stored}")
+    print(f"sidecar_rss_mb={rss:.1f}")
+    print(f"sidecar_vs_nginx_rps_ratio={through_sidecar['rps'] / through_nginx['rps']:.2f}")
+
+
+if __name__ == "__main__":
+    main()

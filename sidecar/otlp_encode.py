@@ -1,0 +1,254 @@
+"""Records to OTLP: semantic-convention attributes, then protobuf wire bytes, in bulk.
+
+The OpenTelemetry SDK's span encoder builds a protobuf object per attribute and
+costs far more than the proxying itself; a sidecar's attributes repeat (method,
+route, status, host), so each encoded key/value is cached and a span is a join
+of byte strings. The result is parsed once per batch into the
+``opentelemetry-proto`` request type the OTLP exporter sends. Metrics are few
+series, built with the protobuf classes directly.
+"""
+
+from __future__ import annotations
+
+import struct
+from collections.abc import Iterable
+
+from opentelemetry.proto.collector.metrics.v1.metrics_service_pb2 import (
+    ExportMetricsServiceRequest,
+)
+from opentelemetry.proto.collector.trace.v1.trace_service_pb2 import ExportTraceServiceRequest
+from opentelemetry.proto.common.v1.common_pb2 import AnyValue, InstrumentationScope, KeyValue
+from opentelemetry.proto.metrics.v1 import metrics_pb2
+from opentelemetry.proto.resource.v1.resource_pb2 import Resource
+
+from sidecar.red_metrics import DURATION_BUCKETS_S, LABELS, RedKey
+from sidecar.telemetry_record import GRPC, HTTP, SERVER, TCP, Record
+
+SCOPE_NAME, SCOPE_VERSION = "sidetrace.sidecar", "0.1.0"
+STATUS_UNSET, STATUS_ERROR = 0, 2
+# Span.flags: W3C sampled bit, plus "has is_remote" (0x100) and "is_remote" (0x200).
+FLAGS_LOCAL_PARENT, FLAGS_REMOTE_PARENT = 0x101, 0x301
+_CACHE_LIMIT = 20_000
+_KIND_FIELDS = {kind: bytes((6 << 3, kind)) for kind in range(6)}
+Attributes = dict[str, str | int]
+
+
+def span_fields(rec: Record, route: str) -> tuple[str, Attributes, bool]:
+    """Name, attributes (stable HTTP/RPC semantic conventions) and error flag of a record."""
+    attrs: Attributes = {}
+    error = bool(rec.error_type)
+    if rec.protocol == HTTP:
+        attrs["http.request.method"] = rec.method
+        path, _, query = rec.target.partition("?")
+        if rec.kind == SERVER:
+            attrs["url.path"] = path
+            if query:
+                attrs["url.query"] = query
+            attrs["url.scheme"] = "http"
+            if route:
+                attrs["http.route"] = route
+            name = f"{rec.method} {route}" if route else rec.method
+            error = error or rec.status >= 500
+        else:
+            attrs["url.full"] = f"http://{rec.server_address}:{rec.server_port}{rec.target}"
+            name = rec.method
+            error = error or rec.status >= 400
+        if rec.status:
+            attrs["http.response.status_code"] = rec.status
+        if rec.protocol_version:
+            attrs["network.protocol.version"] = rec.protocol_version
+        if rec.user_agent:
+            attrs["user_agent.original"] = rec.user_agent
+        if error and not rec.error_type:
+            attrs["error.type"] = str(rec.status)
+    elif rec.protocol == GRPC:
+        service, _, method = rec.method.lstrip("/").partition("/")
+        attrs["rpc.system"] = "grpc"
+        attrs["rpc.service"] = service
+        attrs["rpc.method"] = method
+        attrs["rpc.grpc.status_code"] = rec.status
+        attrs["network.protocol.version"] = "2"
+        if rec.user_agent:
+            attrs["user_agent.original"] = rec.user_agent
+        name = f"{service}/{method}"
+        error = error or rec.status != 0
+    else:
+        attrs["network.transport"] = "tcp"
+        name = f"tcp {rec.server_port}"
+    address, port = rec.server_address, rec.server_port
+    if port == 0:
+        address, port = split_host_header(address)
+    attrs["server.address"] = address
+    attrs["server.port"] = port
+    if rec.client_address:
+        attrs["client.address"] = rec.client_address
+        attrs["client.port"] = rec.client_port
+    if rec.protocol == TCP or rec.bytes_in or rec.bytes_out:
+        attrs["sidetrace.bytes_in"] = rec.bytes_in
+        attrs["sidetrace.bytes_out"] = rec.bytes_out
+    if rec.error_type:
+        attrs["error.type"] = rec.error_type
+    return name, attrs, error
+
+
+def split_host_header(value: str, default_port: int = 80) -> tuple[str, int]:
+    """``host[:port]`` or ``[v6]:port`` from a Host header; a bad port keeps the default."""
+    host, port_text = value, ""
+    if value.startswith("["):
+        end = value.find("]")
+        host, rest = value[1:end], value[end + 1 :]
+        port_text = rest[1:] if rest.startswith(":") else ""
+    elif value.count(":") == 1:
+        host, _, port_text = value.partition(":")
+    return host, int(port_text) if port_text.isdigit() else default_port
+
+
+def _varint(value: int) -> bytes:
+    out = bytearray()
+    while value > 0x7F:
+        out.append((value & 0x7F) | 0x80)
+        value >>= 7
+    out.append(value)
+    return bytes(out)
+
+
+def _field(number: int, payload: bytes) -> bytes:
+    """A length-delimited field (wire type 2)."""
+    size = len(payload)
+    if size < 128 and number < 16:
+        return bytes((number << 3 | 2, size)) + payload
+    return _varint(number << 3 | 2) + _varint(size) + payload
+
+
+def _any_value(value: str | int) -> bytes:
+    if isinstance(value, int):
+        return _varint(3 << 3) + _varint(value & 0xFFFFFFFFFFFFFFFF)
+    return _field(1, value.encode())
+
+
+class SpanEncoder:
+    """Encodes a batch of records as one ``ExportTraceServiceRequest`` (one resource)."""
+
+    def __init__(self, resource_attributes: dict[str, str]):
+        resource = Resource(
+            attributes=[
+                KeyValue(key=k, value=AnyValue(string_value=v))
+                for k, v in resource_attributes.items()
+            ]
+        ).SerializeToString()
+        scope = InstrumentationScope(name=SCOPE_NAME, version=SCOPE_VERSION).SerializeToString()
+        self._resource_field = _field(1, resource)
+        self._scope_field = _field(1, scope)
+        self._attr_cache: dict[tuple[str, str | int], bytes] = {}
+
+    def _attribute(self, key: str, value: str | int) -> bytes:
+        cache_key = (key, value)
+        encoded = self._attr_cache.get(cache_key)
+        if encoded is None:
+            encoded = _field(9, _field(1, key.encode()) + _field(2, _any_value(value)))
+            if len(self._attr_cache) >= _CACHE_LIMIT:
+                self._attr_cache.clear()
+            self._attr_cache[cache_key] = encoded
+        return encoded
+
+    def encode_span(self, rec: Record, route: str) -> bytes:
+        name, attrs, error = span_fields(rec, route)
+        attribute = self._attribute
+        parts = [
+            b"\x0a\x10",
+            bytes.fromhex(rec.trace_id),
+            b"\x12\x08",
+            bytes.fromhex(rec.span_id),
+        ]
+        if rec.parent_id:
+            parts.append(b"\x22\x08")
+            parts.append(bytes.fromhex(rec.parent_id))
+        parts.append(_field(5, name.encode()))
+        parts.append(_KIND_FIELDS[rec.kind])
+        parts.append(struct.pack("<BQBQ", 0x39, rec.start_ns, 0x41, rec.end_ns))
+        parts.extend(attribute(k, v) for k, v in attrs.items())
+        if error:
+            status = _varint(3 << 3) + _varint(STATUS_ERROR)
+            if rec.error_type:
+                status = _field(2, rec.error_type.encode()) + status
+            parts.append(_field(15, status))
+        else:
+            parts.append(b"\x7a\x00")  # status {} (unset), as the SDK encoder writes it
+        flags = FLAGS_REMOTE_PARENT if rec.parent_remote else FLAGS_LOCAL_PARENT
+        parts.append(b"\x85\x01" + struct.pack("<I", flags))
+        return _field(2, b"".join(parts))
+
+    def encode(self, spans: Iterable[tuple[Record, str]]) -> ExportTraceServiceRequest:
+        scope_spans = _field(
+            2, self._scope_field + b"".join(self.encode_span(r, route) for r, route in spans)
+        )
+        resource_spans = _field(1, self._resource_field + scope_spans)
+        return ExportTraceServiceRequest.FromString(resource_spans)
+
+
+def encode_red_metrics(
+    resource_attributes: dict[str, str],
+    snapshot: dict[RedKey, tuple[int, float, list[int]]],
+    start_ns: int,
+    now_ns: int,
+) -> ExportMetricsServiceRequest:
+    """Cumulative request counter and duration histogram per RED key."""
+    temporality = metrics_pb2.AGGREGATION_TEMPORALITY_CUMULATIVE
+    counts, histograms = [], []
+    for key, (count, total, buckets) in snapshot.items():
+        attrs = [
+            KeyValue(key=f"sidetrace.{n}", value=AnyValue(string_value=v))
+            for n, v in zip(LABELS, key, strict=True)
+        ]
+        counts.append(
+            metrics_pb2.NumberDataPoint(
+                attributes=attrs, start_time_unix_nano=start_ns, time_unix_nano=now_ns, as_int=count
+            )
+        )
+        histograms.append(
+            metrics_pb2.HistogramDataPoint(
+                attributes=attrs,
+                start_time_unix_nano=start_ns,
+                time_unix_nano=now_ns,
+                count=count,
+                sum=total,
+                bucket_counts=buckets,
+                explicit_bounds=DURATION_BUCKETS_S,
+            )
+        )
+    metrics = [
+        metrics_pb2.Metric(
+            name="sidetrace.requests",
+            unit="{request}",
+            description="Requests proxied by the sidecar",
+            sum=metrics_pb2.Sum(
+                data_points=counts, aggregation_temporality=temporality, is_monotonic=True
+            ),
+        ),
+        metrics_pb2.Metric(
+            name="sidetrace.request.duration",
+            unit="s",
+            description="Duration of requests proxied by the sidecar",
+            histogram=metrics_pb2.Histogram(
+                data_points=histograms, aggregation_temporality=temporality
+            ),
+        ),
+    ]
+    resource = Resource(
+        attributes=[
+            KeyValue(key=k, value=AnyValue(string_value=v)) for k, v in resource_attributes.items()
+        ]
+    )
+    return ExportMetricsServiceRequest(
+        resource_metrics=[
+            metrics_pb2.ResourceMetrics(
+                resource=resource,
+                scope_metrics=[
+                    metrics_pb2.ScopeMetrics(
+                        scope=InstrumentationScope(name=SCOPE_NAME, version=SCOPE_VERSION),
+                        metrics=metrics,
+                    )
+                ],
+            )
+        ]
+    )

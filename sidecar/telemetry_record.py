@@ -1,0 +1,42 @@
+"""The compact record the proxy hands to telemetry for each request or connection."""
+
+from __future__ import annotations
+
+from typing import NamedTuple
+
+HTTP, GRPC, TCP = 1, 2, 3
+SERVER, CLIENT = 2, 3  # OTLP span kinds
+
+
+class Record(NamedTuple):
+    """One finished request or connection as the proxy saw it.
+
+    ``trace_id`` is empty when the request was not sampled (metrics only).
+    For HTTP ``method``/``target``/``status`` are the request method, target and
+    response status; for gRPC ``method`` is ``/pkg.Service/Method`` and ``status``
+    the grpc-status; for TCP they are empty and zero. For inbound HTTP,
+    ``server_address`` is the ``Host`` header as received and ``server_port`` is 0
+    (splitting it is left to the telemetry thread).
+    """
+
+    protocol: int
+    kind: int
+    trace_id: str
+    span_id: str
+    parent_id: str
+    parent_remote: bool
+    start_ns: int
+    end_ns: int
+    method: str
+    target: str
+    status: int
+    server_address: str
+    server_port: int
+    client_address: str
+    client_port: int
+    protocol_version: str
+    user_agent: str
+    error_type: str
+    peer: str
+    bytes_in: int
+    bytes_out: int

@@ -1,0 +1,119 @@
+"""The sidecar's bulk OTLP encoder agrees with the OpenTelemetry SDK's encoder."""
+
+from __future__ import annotations
+
+import pytest
+from opentelemetry.exporter.otlp.proto.common.trace_encoder import encode_spans
+from opentelemetry.sdk.resources import Resource
+from opentelemetry.sdk.trace import ReadableSpan
+from opentelemetry.sdk.util.instrumentation import InstrumentationScope
+from opentelemetry.trace import SpanContext, SpanKind, Status, StatusCode, TraceFlags
+
+from sidecar.otlp_encode import (
+    SCOPE_NAME,
+    SCOPE_VERSION,
+    SpanEncoder,
+    encode_red_metrics,
+    span_fields,
+    split_host_header,
+)
+from sidecar.telemetry_record import CLIENT, GRPC, HTTP, SERVER, TCP, Record
+
+T, S, P = "0af7651916cd43dd8448eb211c80319c", "b7ad6b7169203331", "00f067aa0ba902b7"
+BASE = dict(
+    trace_id=T, span_id=S, parent_id=P, parent_remote=True, start_ns=1_700_000_000_000_000_000,
+    end_ns=1_700_000_000_001_234_567, method="GET", target="/users/42?q=1", status=200,
+    server_address="api.local", server_port=8080, client_address="10.0.0.7", client_port=51000,
+    protocol_version="1.1", user_agent="curl/8", error_type="", peer="", bytes_in=0, bytes_out=0,
+)  # fmt: skip
+RECORDS = [
+    Record(HTTP, SERVER, **BASE),
+    Record(HTTP, SERVER, **{**BASE, "status": 503, "parent_id": ""}),
+    Record(
+        HTTP, CLIENT, **{**BASE, "parent_remote": False, "client_address": "", "client_port": 0}
+    ),
+    Record(HTTP, CLIENT, **{**BASE, "status": 502, "error_type": "connect_error"}),
+    Record(GRPC, SERVER, **{**BASE, "method": "/pkg.Svc/Get", "target": "", "status": 5}),
+    Record(TCP, SERVER, **{**BASE, "method": "", "target": "", "bytes_in": 8, "bytes_out": 26}),
+]
+KINDS = {SERVER: SpanKind.SERVER, CLIENT: SpanKind.CLIENT}
+
+
+def _reference(rec: Record, route: str, resource: Resource) -> ReadableSpan:
+    name, attrs, error = span_fields(rec, route)
+    flags = TraceFlags(TraceFlags.SAMPLED)
+    parent = (
+        SpanContext(int(T, 16), int(rec.parent_id, 16), rec.parent_remote, flags)
+        if rec.parent_id
+        else None
+    )
+    return ReadableSpan(
+        name=name,
+        context=SpanContext(int(T, 16), int(rec.span_id, 16), False, flags),
+        parent=parent,
+        resource=resource,
+        attributes=attrs,
+        kind=KINDS[rec.kind],
+        status=Status(StatusCode.ERROR, rec.error_type or None) if error else Status(),
+        start_time=rec.start_ns,
+        end_time=rec.end_ns,
+        instrumentation_scope=InstrumentationScope(SCOPE_NAME, SCOPE_VERSION),
+    )
+
+
+@pytest.mark.parametrize("rec", RECORDS, ids=lambda r: f"{r.protocol}-{r.kind}-{r.status}")
+def test_encoded_span_matches_sdk_encoder(rec: Record) -> None:
+    resource_attrs = {"service.name": "svc", "k8s.pod.name": "pod-1"}
+    ours = SpanEncoder(resource_attrs).encode([(rec, "/users/{id}"), (rec, "/users/{id}")])
+    sdk = encode_spans([_reference(rec, "/users/{id}", Resource(resource_attrs))])
+    [ours_rs], [sdk_rs] = ours.resource_spans, sdk.resource_spans
+    assert ours_rs.resource == sdk_rs.resource
+    assert ours_rs.scope_spans[0].scope == sdk_rs.scope_spans[0].scope
+    ours_span = ours_rs.scope_spans[0].spans[0]
+    sdk_span = sdk_rs.scope_spans[0].spans[0]
+    assert len(ours_rs.scope_spans[0].spans) == 2
+    ours_span.ClearField("flags")  # ours also carries the W3C sampled bit
+    sdk_span.ClearField("flags")
+    assert ours_span == sdk_span
+
+
+def test_span_fields_semantic_conventions() -> None:
+    name, attrs, error = span_fields(RECORDS[0], "/users/{id}")
+    assert name == "GET /users/{id}" and not error
+    assert attrs["url.path"] == "/users/42" and attrs["url.query"] == "q=1"
+    assert attrs["http.response.status_code"] == 200 and attrs["client.address"] == "10.0.0.7"
+    name, attrs, error = span_fields(RECORDS[1], "")
+    assert name == "GET" and error and attrs["error.type"] == "503"
+    name, attrs, error = span_fields(RECORDS[2], "")
+    assert attrs["url.full"] == "http://api.local:8080/users/42?q=1" and "url.path" not in attrs
+    name, attrs, error = span_fields(RECORDS[4], "")
+    assert name == "pkg.Svc/Get" and error
+    assert (attrs["rpc.service"], attrs["rpc.method"], attrs["rpc.grpc.status_code"]) == (
+        "pkg.Svc", "Get", 5,
+    )  # fmt: skip
+
+
+def test_red_metrics_request_shape() -> None:
+    key = ("inbound", "GET", "/x", "2xx", "")
+    request = encode_red_metrics({"service.name": "svc"}, {key: (3, 0.5, [1, 2] + [0] * 13)}, 1, 2)
+    metrics = request.resource_metrics[0].scope_metrics[0].metrics
+    assert [m.name for m in metrics] == ["sidetrace.requests", "sidetrace.request.duration"]
+    assert metrics[0].sum.data_points[0].as_int == 3 and metrics[0].sum.is_monotonic
+    point = metrics[1].histogram.data_points[0]
+    assert (point.count, point.sum, sum(point.bucket_counts)) == (3, 0.5, 3)
+    assert len(point.bucket_counts) == len(point.explicit_bounds) + 1
+
+
+@pytest.mark.parametrize(
+    ("value", "expected"),
+    [
+        ("api.local:8080", ("api.local", 8080)),
+        ("api.local", ("api.local", 80)),
+        ("[::1]:9000", ("::1", 9000)),
+        ("[::1]", ("::1", 80)),
+        ("host:bad", ("host", 80)),
+        ("", ("", 80)),
+    ],
+)
+def test_split_host_header(value: str, expected: tuple) -> None:
+    assert split_host_header(value) == expected
