@@ -4,7 +4,10 @@ Starts a real clickhouse-server and ``sidetrace collector`` pinned with taskset 
 one core (the server and the senders share the other), sends pre-built OTLP/gRPC
 requests (spans of ~250 bytes, 5 attributes, 10 services) from separate
 processes, and waits until every span is queryable. Prints ``name=value`` lines,
-``collector_rss_mb`` (peak) and ``ingest_spans_per_s`` last.
+``collector_rss_mb`` (peak) and ``ingest_spans_per_s`` (wall clock, first send to
+last span queryable) last. ``spans_per_collector_cpu_second`` is the same count
+over the CPU time the collector used, which tells a busy machine from a slow
+collector.
 
     python bench/ingest.py [--quick] [--spans N] [--profile OUT.txt]
 """
@@ -70,7 +73,7 @@ def build_request(rng: random.Random, service: str, spans: int, now_ns: int) -> 
     return request.SerializeToString()
 
 
-def sender(target: str, seed: int, requests: int, spans: int, ready, go, cpu: int) -> None:  # noqa: ANN001
+def sender(target: str, seed: int, requests: int, spans: int, ready, go, cpu: int) -> None:
     """A separate process: build all requests first, then send them, a few in flight."""
     if hasattr(os, "sched_setaffinity"):
         os.sched_setaffinity(0, {cpu})
@@ -91,11 +94,11 @@ def sender(target: str, seed: int, requests: int, spans: int, ready, go, cpu: in
     channel.close()
 
 
-def _send(export, payload: bytes):  # noqa: ANN001, ANN202
+def _send(export, payload: bytes):
     return payload, export.future(payload, timeout=60)
 
 
-def _finish(export, call) -> None:  # noqa: ANN001
+def _finish(export, call) -> None:
     payload, future = call
     while True:
         try:
@@ -106,6 +109,12 @@ def _finish(export, call) -> None:  # noqa: ANN001
                 raise
             time.sleep(0.2)
             future = export.future(payload, timeout=60)
+
+
+def cpu_seconds(pid: int) -> float:
+    """User + system CPU time of a process so far."""
+    fields = Path(f"/proc/{pid}/stat").read_text().rpartition(")")[2].split()
+    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
 
 
 def peak_rss_mb(pid: int) -> float:
@@ -192,6 +201,7 @@ def main() -> int:
                 stdout=subprocess.DEVNULL,
                 stderr=subprocess.DEVNULL,
             )
+        cpu_before = cpu_seconds(collector.pid)
         began = time.monotonic()
         go.set()
         for process in senders:
@@ -209,10 +219,13 @@ def main() -> int:
             profiler.send_signal(signal.SIGINT)
             profiler.wait(60)
         rss = peak_rss_mb(collector.pid)
+        cpu = cpu_seconds(collector.pid) - cpu_before
         print(f"spans={total}")
         print(f"spans_queryable={count}")
         print(f"send_seconds={sent:.2f}")
         print(f"ingest_seconds={elapsed:.2f}")
+        print(f"collector_cpu_percent={100 * cpu / elapsed:.0f}")
+        print(f"spans_per_collector_cpu_second={count / cpu:.0f}")
         print(f"collector_rss_mb={rss:.0f}")
         print(f"ingest_spans_per_s={count / elapsed:.0f}")
         return 0 if count >= total else 1

@@ -19,6 +19,7 @@ Usage: ``python bench/proxy.py [--quick] [--connections N]``.
 from __future__ import annotations
 
 import argparse
+import os
 import re
 import shutil
 import subprocess
@@ -82,6 +83,14 @@ def wait_http(port: int, timeout: float = 30.0) -> None:
 def _micros(text: str) -> float:
     value, unit = re.fullmatch(r"([\d.]+)(us|ms|s)", text).groups()  # type: ignore[union-attr]
     return float(value) * {"us": 1, "ms": 1000, "s": 1_000_000}[unit]
+
+
+def cpu_seconds(pid: int) -> float:
+    """User + system CPU time of a process and its live children (nginx workers), from /proc."""
+    fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+    total = sum(int(x) for x in fields[11:13]) / os.sysconf("SC_CLK_TCK")
+    children = Path(f"/proc/{pid}/task/{pid}/children").read_text().split()
+    return total + sum(cpu_seconds(int(child)) for child in children)
 
 
 def wrk(port: int, seconds: float, connections: int, script: Path | None = None) -> dict:
@@ -172,8 +181,13 @@ def main() -> None:
             wait_http(port)
             wrk(port, 1, args.connections)  # warm up
         direct = wrk(app_port, seconds, args.connections)
+        before = cpu_seconds(sidecar.process.pid)  # type: ignore[union-attr]
         through_sidecar = wrk(sidecar.inbound, seconds, args.connections)
+        sidecar_cpu = cpu_seconds(sidecar.process.pid) - before  # type: ignore[union-attr]
+        nginx_pid = int((workdir / "proxy.pid").read_text())
+        before = cpu_seconds(nginx_pid)
         through_nginx = wrk(nginx_port, seconds, args.connections)
+        nginx_cpu = cpu_seconds(nginx_pid) - before
         paced_direct = wrk(app_port, seconds, 10, paced)
         paced_sidecar = wrk(sidecar.inbound, seconds, 10, paced)
         exported, dropped = wait_exported(sidecar)
@@ -193,11 +207,20 @@ def main() -> None:
     print(f"sidecar_rps={through_sidecar['rps']:.0f}")
     print(f"nginx_rps={through_nginx['rps']:.0f}")
     print(f"sidecar_non_2xx={through_sidecar['errors']}")
+    sidecar_us = sidecar_cpu / (through_sidecar["rps"] * seconds) * 1e6
+    nginx_us = nginx_cpu / (through_nginx["rps"] * seconds) * 1e6
+    print(f"sidecar_cpu_us_per_request={sidecar_us:.1f}")
+    print(f"nginx_cpu_us_per_request={nginx_us:.1f}")
+    print(f"cpu_based_rps_ratio={nginx_us / sidecar_us:.2f}")
     print(f"paced_rps={paced_sidecar['rps']:.0f}")
     print(f"direct_p50_us_at_1000rps={paced_direct['p50_us']:.0f}")
     print(f"sidecar_p50_us_at_1000rps={paced_sidecar['p50_us']:.0f}")
-    print(f"added_p50_ms_at_1000rps={(paced_sidecar['p50_us'] - paced_direct['p50_us']) / 1000:.3f}")
-    print(f"added_p99_ms_at_1000rps={(paced_sidecar['p99_us'] - paced_direct['p99_us']) / 1000:.3f}")
+    print(
+        f"added_p50_ms_at_1000rps={(paced_sidecar['p50_us'] - paced_direct['p50_us']) / 1000:.3f}"
+    )
+    print(
+        f"added_p99_ms_at_1000rps={(paced_sidecar['p99_us'] - paced_direct['p99_us']) / 1000:.3f}"
+    )
     print(f"spans_exported={exported:.0f}")
     print(f"spans_dropped={dropped:.0f}")
     print(f"spans_in_clickhouse={stored}")

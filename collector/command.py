@@ -28,7 +28,7 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     add("--spool-fsync", default="always", choices=["always", "interval", "never"])
     add("--batch-rows", type=int, default=50_000, help="rows per INSERT at most")
     add("--batch-seconds", type=float, default=2.0, help="oldest row waits at most this long")
-    add("--max-message-mb", type=int, default=16, help="largest request accepted")
+    add("--max-message-mb", type=int, default=8, help="largest request accepted")
     add("--max-attribute-length", type=int, default=4096, help="longer values are truncated")
     add("--timestamp-policy", default="clamp", choices=["clamp", "reject"])
     add("--max-past-seconds", type=float, default=86_400.0, help="oldest accepted start time")

@@ -78,7 +78,7 @@ class GrpcReceiver:
         port: int,
         max_message_bytes: int,
         workers: int = 8,
-        max_concurrent_rpcs: int = 64,
+        max_concurrent_rpcs: int = 16,
         tls: tuple[bytes, bytes] | None = None,  # (key PEM, certificate chain PEM)
     ) -> None:
         self.server = grpc.server(

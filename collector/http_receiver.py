@@ -9,6 +9,7 @@ without the bearer token, 413 over the size limit, 415 for another content type,
 
 from __future__ import annotations
 
+import asyncio
 import zlib
 
 from google.rpc import code_pb2, status_pb2
@@ -31,7 +32,7 @@ class TooLarge(Exception):
     pass
 
 
-def _reply(message, content_type: str, status: int = 200, headers: dict | None = None) -> Response:  # noqa: ANN001
+def _reply(message, content_type: str, status: int = 200, headers: dict | None = None) -> Response:
     body = otlp_json.to_json(message) if content_type == JSON else message.SerializeToString()
     return Response(body, status_code=status, media_type=content_type, headers=headers)
 
@@ -67,8 +68,12 @@ def _gunzip(body: bytes, limit: int) -> bytes:
     return data
 
 
-def _endpoint(ingest: Ingest, signal: Signal, max_bytes: int):  # noqa: ANN202
+def _endpoint(ingest: Ingest, signal: Signal, max_bytes: int, slots: asyncio.Semaphore):
     async def export(request: Request) -> Response:
+        async with slots:  # bounds the bodies held in memory at once
+            return await _export(request)
+
+    async def _export(request: Request) -> Response:
         media = request.headers.get("content-type", "").split(";")[0].strip().lower()
         reply_type = JSON if media == JSON else PROTOBUF
         if not ingest.authorized(request.headers.get("authorization")):
@@ -117,10 +122,12 @@ def _endpoint(ingest: Ingest, signal: Signal, max_bytes: int):  # noqa: ANN202
     return export
 
 
-def create_app(ingest: Ingest, max_bytes: int) -> Starlette:
+def create_app(ingest: Ingest, max_bytes: int, max_concurrent: int = 16) -> Starlette:
+    """At most ``max_concurrent`` requests are read and decoded at once; others wait."""
+    slots = asyncio.Semaphore(max_concurrent)
     return Starlette(
         routes=[
-            Route(f"/v1/{name}", _endpoint(ingest, signal, max_bytes), methods=["POST"])
+            Route(f"/v1/{name}", _endpoint(ingest, signal, max_bytes, slots), methods=["POST"])
             for name, signal in SIGNALS.items()
         ]
     )

@@ -13,7 +13,7 @@ class BackgroundServer:
 
     def __init__(
         self,
-        app,  # noqa: ANN001 - any ASGI app
+        app,
         host: str,
         port: int,
         name: str,

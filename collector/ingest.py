@@ -73,7 +73,7 @@ class Ingest:
             return True
         return header is not None and hmac.compare_digest(header.encode(), self._token)
 
-    def accept(self, signal: Signal, request, raw: bytes | None):  # noqa: ANN001, ANN201
+    def accept(self, signal: Signal, request, raw: bytes | None):
         """Spool what is valid and return the response message; raises SpoolFull."""
         now = time.time_ns()
         check = validate_traces if signal is TRACES_SIGNAL else validate_metrics

@@ -23,9 +23,10 @@ from __future__ import annotations
 
 import base64
 import json
-from collections.abc import Iterable, Sequence
+from collections.abc import Sequence
 from dataclasses import dataclass, field
-from itertools import accumulate
+from itertools import accumulate, chain
+from operator import attrgetter
 
 from google.protobuf.json_format import MessageToDict
 from opentelemetry.proto.collector.metrics.v1.metrics_service_pb2 import (
@@ -132,14 +133,14 @@ class DecodeError(ValueError):
     """The request body is not a valid OTLP message."""
 
 
-def decode(message_type: type, data: bytes):  # noqa: ANN201 - a protobuf message
+def decode(message_type: type, data: bytes):
     try:
         return message_type.FromString(data)
     except Exception as exc:  # protobuf raises DecodeError and sometimes others
         raise DecodeError(f"cannot decode {message_type.__name__}: {exc}") from None
 
 
-def _bad_spans(spans, lo: int, hi: int, check_time: bool) -> tuple[set[int], set[int]]:  # noqa: ANN001
+def _bad_spans(spans, lo: int, hi: int, check_time: bool) -> tuple[set[int], set[int]]:
     """Indexes of spans with invalid ids, and (if checked) with far start times."""
     bad_ids = {
         i
@@ -198,7 +199,7 @@ def _reject_message(bad_ids: int, bad_times: int, what: str) -> str:
     return "rejected " + "; ".join(parts) if parts else ""
 
 
-def _data_points(metric) -> Sequence:  # noqa: ANN001 - a protobuf Metric
+def _data_points(metric) -> Sequence:
     kind = metric.WhichOneof("data")
     return getattr(metric, kind).data_points if kind else ()
 
@@ -249,6 +250,7 @@ _TYPE_CODES = {
     "array_value": 6,
     "kvlist_value": 7,
 }
+_KEY, _VALUE = attrgetter("key"), attrgetter("value")
 _NO_VALUES: list = []  # shared by rows without attributes; never mutated
 
 
@@ -297,9 +299,9 @@ class _Encoder:
         if not any(lengths):
             n = len(lengths)
             return [_NO_VALUES] * n, [_NO_VALUES] * n, [_NO_VALUES] * n
-        flat = [kv for attrs in attribute_lists for kv in attrs]
-        keys = [kv.key for kv in flat]
-        values = [kv.value for kv in flat]
+        flat = list(chain.from_iterable(attribute_lists))
+        keys = list(map(_KEY, flat))
+        values = list(map(_VALUE, flat))
         kinds = [v.WhichOneof("value") for v in values]
         codes = [_TYPE_CODES[k] for k in kinds]
         limit = self.limit
@@ -320,16 +322,16 @@ class _Encoder:
             [texts[a:b] for a, b in bounds],
         )
 
-    def parallel(self, attributes) -> tuple[list[str], list[int], list[str]]:  # noqa: ANN001
+    def parallel(self, attributes) -> tuple[list[str], list[int], list[str]]:
         """Key, type and value arrays for one attribute list."""
         keys, codes, texts = self.parallel_many([attributes])
         return keys[0], codes[0], texts[0]
 
-    def as_json(self, attributes) -> str:  # noqa: ANN001
+    def as_json(self, attributes) -> str:
         """``[[key, type, value], ...]`` as JSON text, for events, links and scopes."""
         return _compact_json([[kv.key, *self.value(kv.value)] for kv in attributes])
 
-    def untyped(self, attributes) -> tuple[list[str], list[str]]:  # noqa: ANN001
+    def untyped(self, attributes) -> tuple[list[str], list[str]]:
         return [kv.key for kv in attributes], [self.value(kv.value)[1] for kv in attributes]
 
 
@@ -337,7 +339,7 @@ def _compact_json(value: object) -> str:
     return json.dumps(value, separators=(",", ":"), ensure_ascii=False)
 
 
-def _service_name(resource) -> str:  # noqa: ANN001
+def _service_name(resource) -> str:
     for kv in resource.attributes:
         if kv.key == "service.name":
             return kv.value.string_value
@@ -382,7 +384,7 @@ class TraceColumns:
                     resource_spans, resource, service, resource_attrs, scope_spans, lo, hi
                 )
 
-    def _add_spans(self, resource_spans, resource, service, resource_attrs, scope_spans, lo, hi):  # noqa: ANN001, PLR0913
+    def _add_spans(self, resource_spans, resource, service, resource_attrs, scope_spans, lo, hi):
         spans = list(scope_spans.spans)
         n = len(spans)
         if n == 0:
@@ -439,7 +441,7 @@ class TraceColumns:
         for name, value in constants.items():
             c[name] += [value] * n
 
-    def _add_nested(self, spans: list, field_name: str, names: tuple, convert) -> None:  # noqa: ANN001
+    def _add_nested(self, spans: list, field_name: str, names: tuple, convert) -> None:
         """Events or links: per span only for the spans that have any."""
         nested = [getattr(s, field_name) for s in spans]
         if not any(nested):
@@ -451,7 +453,7 @@ class TraceColumns:
         for i, name in enumerate(names):
             self.columns[name] += [row[i] for row in rows]
 
-    def _events(self, events) -> tuple:  # noqa: ANN001
+    def _events(self, events) -> tuple:
         return (
             [e.time_unix_nano for e in events],
             [e.name for e in events],
@@ -459,7 +461,7 @@ class TraceColumns:
             [e.dropped_attributes_count for e in events],
         )
 
-    def _links(self, links) -> tuple:  # noqa: ANN001
+    def _links(self, links) -> tuple:
         return (
             [link.trace_id.hex() for link in links],
             [link.span_id.hex() for link in links],
@@ -502,7 +504,7 @@ class MetricColumns:
                 for metric in scope_metrics.metrics:
                     self._add_metric(metric, shared, lo, hi)
 
-    def _add_metric(self, metric, shared: dict, lo: int, hi: int) -> None:  # noqa: ANN001
+    def _add_metric(self, metric, shared: dict, lo: int, hi: int) -> None:
         kind = metric.WhichOneof("data")
         if kind is None:
             return
@@ -558,12 +560,5 @@ class MetricColumns:
             c[name] += [value] * n
 
 
-def _number(point) -> float:  # noqa: ANN001 - NumberDataPoint
+def _number(point) -> float:
     return float(point.as_int) if point.WhichOneof("value") == "as_int" else point.as_double
-
-
-def columns_for(records: Iterable[tuple[bytes, int]], builder: TraceColumns | MetricColumns):
-    """Feed ``(payload, received_ns)`` records into a column builder and return it."""
-    for payload, received_ns in records:
-        builder.add(payload, received_ns)
-    return builder

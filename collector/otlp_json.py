@@ -43,7 +43,7 @@ def _base64_id(text: str) -> str:
         return _INVALID_ID
 
 
-def parse(message_type: type, body: bytes):  # noqa: ANN201 - a protobuf message
+def parse(message_type: type, body: bytes):
     """Decode an OTLP/JSON body into ``message_type``; raises DecodeError."""
     try:
         document = json.loads(body)
@@ -58,6 +58,6 @@ def parse(message_type: type, body: bytes):  # noqa: ANN201 - a protobuf message
         raise DecodeError(f"not an OTLP {message_type.__name__}: {exc}") from None
 
 
-def to_json(message) -> bytes:  # noqa: ANN001 - a protobuf message
+def to_json(message) -> bytes:
     """A response as OTLP/JSON (responses carry no ids)."""
     return json.dumps(json_format.MessageToDict(message)).encode()

@@ -39,7 +39,7 @@ class CollectorConfig:
     spool_dir: str = "./data/spool"
     spool_max_bytes: int = 1 << 30
     spool_fsync: str = "always"
-    max_message_bytes: int = 16 << 20
+    max_message_bytes: int = 8 << 20  # with 16 requests at once: bounded memory
     writer: WriterConfig = field(default_factory=WriterConfig)
     limits: Limits = field(default_factory=Limits)
     retention: Retention = field(default_factory=Retention)

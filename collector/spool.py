@@ -246,7 +246,7 @@ class Spool:
             position = record_end
         return records
 
-    def _reader_at(self, position: int):  # noqa: ANN202 - a binary file
+    def _reader_at(self, position: int):
         start = max(s for s in self._starts if s <= position)
         if self._reader is None or self._reader[0] != start:
             if self._reader is not None:

@@ -34,7 +34,8 @@ HOUR = 3600
 
 
 def as_buckets(pair: Sequence[Sequence[int]]) -> dict[int, int]:
-    """A ``sumMap`` result (tuple natively, list from chDB) as {bucket: count}."""
+    """(keys, counts) — a ``sumMap`` result (tuple natively, list from chDB) or two
+    ``groupArray`` columns — as {bucket: count}."""
     keys, counts = pair[0], pair[1]
     return {int(k): int(c) for k, c in zip(keys, counts, strict=True)}
 

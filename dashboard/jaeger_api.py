@@ -157,9 +157,7 @@ def parse_tags(request: Request) -> tuple[list[tq.AttributeFilter], bool]:
         try:
             obj = json.loads(raw)
         except ValueError:
-            raise tq.BadQuery(
-                f"malformed 'tags' parameter: {raw[:80]!r} is not JSON"
-            ) from None
+            raise tq.BadQuery(f"malformed 'tags' parameter: {raw[:80]!r} is not JSON") from None
         if not isinstance(obj, dict):
             raise tq.BadQuery("malformed 'tags' parameter: expected a JSON object")
         pairs.extend((str(k), v if isinstance(v, str) else json.dumps(v)) for k, v in obj.items())

@@ -1,9 +1,10 @@
 """The SLO evaluator: every ``interval``, query the rollups once, decide every alert,
 record state changes, and hand notifications to the dispatcher.
 
-One evaluation is one ClickHouse query for all SLOs and threshold alerts (plus
-one for raw spans when the test-only time scale makes sub-minute windows), a
-read of the silences, and one insert of the state changes. Delivery happens on
+One evaluation is one ClickHouse query for all SLOs and threshold alerts over the
+minutes not read yet (``slo_cache``; plus one over raw spans when the test-only
+time scale makes sub-minute windows), a read of the silences, and one insert of
+the state changes. Delivery happens on
 the dispatcher's threads, never in the evaluation. The latest result is kept
 as a ``Snapshot`` for the pages and the JSON API.
 
@@ -23,6 +24,7 @@ from dataclasses import dataclass, field, replace
 from dashboard.alert_delivery import Attempt, Dispatcher, Notifier
 from dashboard.alert_rules import FIRING, PENDING, Alert, AlertBook, AlertState, Transition
 from dashboard.alert_silences import Silence, SilenceStore
+from dashboard.slo_cache import RollupCache
 from dashboard.slo_config import (
     Filters,
     Slo,
@@ -41,7 +43,7 @@ from dashboard.slo_math import (
     time_to_exhaustion,
     windows_exceed,
 )
-from dashboard.slo_queries import window_counts
+from dashboard.slo_queries import is_whole_minutes, window_counts
 from sidetrace.store import Store, StoreError
 
 log = logging.getLogger(__name__)
@@ -111,6 +113,7 @@ class SloEvaluator:
         self.dispatcher = dispatcher or Dispatcher(self._log_attempt)
         self.notifier = Notifier(self.dispatcher.submit, self.external_url)
         self.book = AlertBook()
+        self.cache = RollupCache()
         self.silence_store = SilenceStore(store)
         self.snapshot = Snapshot(config_errors=tuple(config.all_errors()))
         self.display_windows = tuple(w / config.time_scale for w in DISPLAY_WINDOWS)
@@ -165,7 +168,10 @@ class SloEvaluator:
         for rule in thresholds:
             plan.cut(rule.filters.service, rule.threshold_ns)
             plan.windows.add(rule.window_s)
-        counts = window_counts(self.store, plan.cuts, sorted(plan.windows), now)
+        minute_windows = sorted(w for w in plan.windows if is_whole_minutes(w))
+        counts = self.cache.window_counts(self.store, plan.cuts, minute_windows, now)
+        raw_windows = sorted(w for w in plan.windows if not is_whole_minutes(w))
+        counts.update(window_counts(self.store, plan.cuts, raw_windows, now))
 
         def tally(
             window: float, filters: Filters, threshold_ns: float, ok: bool

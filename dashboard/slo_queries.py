@@ -166,6 +166,20 @@ def window_counts(
     return result
 
 
+def range_counts(
+    store: Store, cuts: Mapping[str, Sequence[int]], start: int, end: int, step_s: int
+) -> dict[SeriesKey, list[Counts]]:
+    """Per-step counts of the minute rows from ``start`` to ``end`` (minute starts).
+
+    Step ``i`` of each series holds the rows of ``[start + i * step_s, start + (i + 1) * step_s)``.
+    """
+    count = (end - start) // step_s + 1
+    params = {**_params(cuts), "start": start, "end": end}
+    range_sql = f"intDiv(toUInt32(minute) - {int(start)}, {int(step_s)})"
+    rows = store.query(_ROLLUP_SQL.format(range=range_sql), params)
+    return _assemble(rows, count, cuts)
+
+
 def step_counts(
     store: Store,
     cuts: Mapping[str, Sequence[int]],
@@ -175,14 +189,10 @@ def step_counts(
 ) -> tuple[float, dict[SeriesKey, list[Counts]]]:
     """Per-step (not cumulative) counts over a window, for burn-down charts.
 
-    Returns the step length in seconds and, per series, ``steps`` Counts oldest first.
+    Returns the step length in seconds and, per series, the steps oldest first.
     """
     current = math.floor(now / 60) * 60
     start = math.floor((now - window_s) / 60) * 60
     minutes = (current - start) // 60 + 1
-    step_minutes = max(1, math.ceil(minutes / steps))
-    count = math.ceil(minutes / step_minutes)
-    params = {**_params(cuts), "start": start, "end": current}
-    range_sql = f"intDiv(toUInt32(minute) - {int(start)}, {step_minutes * 60})"
-    rows = store.query(_ROLLUP_SQL.format(range=range_sql), params)
-    return step_minutes * 60.0, _assemble(rows, count, cuts)
+    step_s = max(1, math.ceil(minutes / steps)) * 60
+    return float(step_s), range_counts(store, cuts, start, current, step_s)

@@ -11,6 +11,7 @@ import asyncio
 import contextlib
 import logging
 import signal
+import sys
 import time
 
 from sidecar.admin import AdminServer
@@ -27,6 +28,7 @@ from sidecar.upstream import UpstreamPool
 
 log = logging.getLogger(__name__)
 SWEEP_INTERVAL_S = 0.5
+GIL_SWITCH_INTERVAL_S = 0.0002
 
 
 def _exporters(config: SidecarConfig):
@@ -158,5 +160,8 @@ def run_sidecar(config: SidecarConfig) -> None:
     """Run on uvloop until SIGTERM/SIGINT or ``/shutdown``."""
     import uvloop
 
+    # The telemetry thread encodes in bulk; a short switch interval bounds how long
+    # the event loop can wait for the GIL behind it (the default is 5 ms).
+    sys.setswitchinterval(GIL_SWITCH_INTERVAL_S)
     with asyncio.Runner(loop_factory=uvloop.new_event_loop) as runner:
         runner.run(Sidecar(config).run())

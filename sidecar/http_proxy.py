@@ -21,13 +21,14 @@ import httptools
 
 from sidecar.config import SidecarConfig
 from sidecar.original_dst import original_destination
-from sidecar.propagation import TRACE_HEADERS, Propagator
+from sidecar.propagation import TRACE_HEADERS, Propagator, SpanStart
 from sidecar.red_metrics import ProxyCounters
 from sidecar.telemetry import Telemetry
 from sidecar.telemetry_record import CLIENT, HTTP, SERVER, TCP, Record
 from sidecar.upstream import Address, UpstreamConnection, UpstreamPool
 
 H2_PREFACE = b"PRI * HTTP/2.0\r\n\r\nSM\r\n\r\n"
+PEER_HEADER = b"x-sidetrace-peer"
 _HTTP_START = re.compile(rb"[A-Z]{3,16} ")
 _MAYBE_HTTP = re.compile(rb"[A-Z]{1,16}")
 # RFC 9110 7.6.1 hop-by-hop fields, plus the legacy ones proxies still see.
@@ -45,8 +46,27 @@ HOP_BY_HOP = frozenset(
     )
 )
 _TRACE_NAMES = {n.encode(): n for n in TRACE_HEADERS}
+# One dict lookup classifies each request field; everything else is copied as is.
+_HOP, _CONNECTION, _TRANSFER_ENCODING, _UPGRADE, _TRACE, _HOST, _USER_AGENT, _PEER = range(8)
+_REQUEST_FIELDS = {
+    **{name: _HOP for name in HOP_BY_HOP},
+    **{name: _TRACE for name in _TRACE_NAMES},
+    b"connection": _CONNECTION,
+    b"transfer-encoding": _TRANSFER_ENCODING,
+    b"upgrade": _UPGRADE,
+    b"host": _HOST,
+    b"user-agent": _USER_AGENT,
+    PEER_HEADER: _PEER,
+}
+_CONTENT_LENGTH = _PEER + 1
+_RESPONSE_FIELDS = {
+    **{name: _HOP for name in HOP_BY_HOP},
+    b"connection": _CONNECTION,
+    b"transfer-encoding": _TRANSFER_ENCODING,
+    b"upgrade": _UPGRADE,
+    b"content-length": _CONTENT_LENGTH,
+}
 _STANDARD_TOKENS = frozenset((b"keep-alive", b"close", b"upgrade"))
-PEER_HEADER = b"x-sidetrace-peer"
 MAX_PENDING_BYTES = 256 * 1024
 _REASONS = {
     400: b"Bad Request",
@@ -91,64 +111,40 @@ class ListenerContext:
 
 
 class Exchange:
-    """One request/response pair on a downstream connection."""
+    """One request/response pair on a downstream connection.
 
-    __slots__ = (
-        "method",
-        "target",
-        "version",
-        "headers",
-        "header_bytes",
-        "pending",
-        "pending_bytes",
-        "upstream",
-        "address",
-        "request_done",
-        "response_started",
-        "chunked_request",
-        "chunked_response",
-        "close_delimited",
-        "keep_alive",
-        "span",
-        "traced",
-        "start_ns",
-        "status",
-        "error",
-        "host",
-        "user_agent",
-        "peer",
-        "retry_head",
-        "upgrade",
-        "counted_inflight",
-    )
+    Defaults live on the class so creating one per request costs next to nothing;
+    only the fields a request changes land in the instance.
+    """
+
+    method = ""
+    target = b""
+    version = "1.1"
+    header_bytes = 0
+    pending_bytes = 0
+    upstream: UpstreamConnection | None = None
+    address: Address = ("", 0)
+    request_done = False
+    response_started = False
+    chunked_request = False
+    chunked_response = False
+    close_delimited = False
+    keep_alive = True
+    span: SpanStart | None = None
+    traced = True
+    start_ns = 0
+    status = 0
+    error = ""
+    host = b""
+    user_agent = b""
+    peer = ""
+    retry_head: bytes | None = None
+    upgrade = b""
+    counted_inflight = False
 
     def __init__(self) -> None:
-        self.method = ""
-        self.target = b""
-        self.version = "1.1"
         self.headers: list[tuple[bytes, bytes]] = []
-        self.header_bytes = 0
         self.pending: list[bytes] | None = []
-        self.pending_bytes = 0
-        self.upstream: UpstreamConnection | None = None
-        self.address: Address = ("", 0)
-        self.request_done = False
-        self.response_started = False
-        self.chunked_request = False
-        self.chunked_response = False
-        self.close_delimited = False
-        self.keep_alive = True
-        self.span = None
-        self.traced = True
-        self.start_ns = 0
-        self.status = 0
-        self.error = ""
-        self.host = b""
-        self.user_agent = b""
-        self.peer = ""
-        self.retry_head: bytes | None = None
-        self.upgrade = b""
-        self.counted_inflight = False
 
 
 class _HeadersTooLarge(Exception):
@@ -464,34 +460,37 @@ class DownstreamConnection(asyncio.Protocol):
         ex.version = parser.get_http_version()
         ex.keep_alive = parser.should_keep_alive() and not ctx.draining
         replaced = ctx.replaced_names
+        special = _REQUEST_FIELDS
         lines: list[bytes] = []
         tokens: list[bytes] = []
         trace_headers: dict[str, list[str]] = {}
         trace_lines: list[bytes] = []
         for name, value in ex.headers:
             lname = name.lower()
-            if lname in HOP_BY_HOP:
-                if lname == b"connection":
-                    tokens.append(value)
-                elif lname == b"transfer-encoding":
-                    ex.chunked_request = b"chunked" in value.lower()
-                elif lname == b"upgrade":
-                    ex.upgrade = value
-                continue
-            trace_name = _TRACE_NAMES.get(lname)
-            if trace_name is not None:
-                trace_headers.setdefault(trace_name, []).append(value.decode("latin-1"))
+            role = special.get(lname)
+            if role is None:
+                lines.append(name + b": " + value + b"\r\n")
+            elif role == _HOST:
+                ex.host = value
+                lines.append(name + b": " + value + b"\r\n")
+            elif role == _USER_AGENT:
+                ex.user_agent = value
+                lines.append(name + b": " + value + b"\r\n")
+            elif role == _TRACE:
+                trace_headers.setdefault(_TRACE_NAMES[lname], []).append(value.decode("latin-1"))
                 if lname in replaced:
                     trace_lines.append(name + b": " + value + b"\r\n")
-                    continue
-            elif lname == b"host":
-                ex.host = value
-            elif lname == b"user-agent":
-                ex.user_agent = value
-            elif lname == PEER_HEADER:
+                else:
+                    lines.append(name + b": " + value + b"\r\n")
+            elif role == _CONNECTION:
+                if value.lower() not in _STANDARD_TOKENS:
+                    tokens.append(value)
+            elif role == _TRANSFER_ENCODING:
+                ex.chunked_request = b"chunked" in value.lower()
+            elif role == _UPGRADE:
+                ex.upgrade = value
+            elif role == _PEER:
                 ex.peer = value.decode("latin-1")
-                continue
-            lines.append(name + b": " + value + b"\r\n")
         if tokens:
             lines = _drop_connection_listed(lines, tokens)
         address = self._route(ex)
@@ -622,19 +621,22 @@ class DownstreamConnection(asyncio.Protocol):
         has_length = chunked = False
         upgrade = b""
         tokens: list[bytes] = []
+        special = _RESPONSE_FIELDS
         for name, value in headers:
             lname = name.lower()
-            if lname in HOP_BY_HOP:
-                if lname == b"connection":
-                    tokens.append(value)
-                elif lname == b"transfer-encoding":
-                    chunked = b"chunked" in value.lower()
-                elif lname == b"upgrade":
-                    upgrade = value
-                continue
-            if lname == b"content-length":
+            role = special.get(lname)
+            if role is None:
+                lines.append(name + b": " + value + b"\r\n")
+            elif role == _CONTENT_LENGTH:
                 has_length = True
-            lines.append(name + b": " + value + b"\r\n")
+                lines.append(name + b": " + value + b"\r\n")
+            elif role == _CONNECTION:
+                if value.lower() not in _STANDARD_TOKENS:
+                    tokens.append(value)
+            elif role == _TRANSFER_ENCODING:
+                chunked = b"chunked" in value.lower()
+            elif role == _UPGRADE:
+                upgrade = value
         if tokens:
             lines = _drop_connection_listed(lines, tokens)
         if 100 <= status < 200:

@@ -27,9 +27,8 @@ PREFIX = "sidetrace.io/"
 INJECT = PREFIX + "inject"
 RECORD = PREFIX + "injected"
 SKIP_REASON = PREFIX + "skip-reason"
-PROXY_LABEL = (
-    PREFIX + "proxy"
-)  # on injected pods; NetworkPolicies let only them reach the collector
+# A label on injected pods: the collector's NetworkPolicy admits only them.
+PROXY_LABEL = PREFIX + "proxy"
 SERVICE_NAME = PREFIX + "service-name"
 INBOUND_PORTS = PREFIX + "inbound-ports"
 SKIP_INBOUND_PORTS = PREFIX + "skip-inbound-ports"
@@ -87,7 +86,6 @@ TEMPLATE_PATHS: dict[str, tuple[str, ...]] = {
 _QUANTITY = re.compile(r"^[0-9]+(\.[0-9]+)?(m|k|M|G|T|P|E|Ki|Mi|Gi|Ti|Pi|Ei)?$")
 _SERVICE = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]{0,252}$")
 _HOST_PORT = re.compile(r"^[A-Za-z0-9._-]+:(\d{1,5})$")
-_PORT_NAME = re.compile(r"^[a-z0-9]([a-z0-9-]{0,13}[a-z0-9])?$")
 
 
 class InjectError(ValueError):

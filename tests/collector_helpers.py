@@ -8,6 +8,7 @@ import random
 import subprocess
 import sys
 import time
+import uuid
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from dataclasses import replace
@@ -19,12 +20,17 @@ from opentelemetry.proto.common.v1.common_pb2 import AnyValue, KeyValue
 
 from collector.service import Collector, CollectorConfig
 from collector.writer import WriterConfig
-from sidetrace.local_server import free_port
+from sidetrace.local_server import ClickHouseServer, free_port
 from sidetrace.store import Store
 
 TRACE_EXPORT = "/opentelemetry.proto.collector.trace.v1.TraceService/Export"
 METRICS_EXPORT = "/opentelemetry.proto.collector.metrics.v1.MetricsService/Export"
 ROOT = Path(__file__).resolve().parent.parent
+
+
+def fresh_native_url(server: ClickHouseServer) -> str:
+    """A database of its own on the session's clickhouse-server."""
+    return server.url(database=f"collector_{uuid.uuid4().hex[:12]}")
 
 
 def collector_config(spool_dir: Path, **overrides: object) -> CollectorConfig:

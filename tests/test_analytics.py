@@ -222,7 +222,7 @@ def test_hourly_edges_equal_their_minutes(store):
     traffic = Traffic(TOPOLOGY, NAMESPACES, rng=random.Random(12))
     hour = int(time.time()) // HOUR * HOUR - 2 * HOUR
     for m in range(-3, 63):
-        traffic.trace("frontend", (hour + 60 * m + 7) * 10**9, lambda c: 2_000_000 + m, 0.1)
+        traffic.trace("frontend", (hour + 60 * m + 7) * 10**9, lambda c, m=m: 2_000_000 + m, 0.1)
     store.insert("spans", traffic.columns)
     compute_edges(store, hour - 180, hour + 63 * 60)
     totals = traffic.expected_totals()

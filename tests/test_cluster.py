@@ -48,12 +48,8 @@ CLUSTER_PROFILE = """<?xml version="1.0"?>
 def test_overlay_sets_the_profile_the_test_uses() -> None:
     config = yaml.safe_load((OVERLAY / "clickhouse-config.yaml").read_text())
     profile = ET.fromstring(config["data"]["cluster-profile.xml"])
-    setting = profile.find("profiles/default/distributed_product_mode")
-    assert setting is not None and setting.text == "local"
-    assert (
-        ET.fromstring(CLUSTER_PROFILE).find("profiles/default/distributed_product_mode").text
-        == "local"
-    )
+    for root in (profile, ET.fromstring(CLUSTER_PROFILE)):
+        assert root.findtext("profiles/default/distributed_product_mode") == "local"
 
 
 def test_cluster_form_of_every_migration() -> None:
@@ -168,11 +164,13 @@ def _send_traces(grpc_port: int, count: int) -> list[str]:
     for number in range(count):
         with frontend.start_as_current_span(f"GET /order/{number % 5}", kind=server) as root:
             trace_ids.append(format(root.get_span_context().trace_id, "032x"))
-            with frontend.start_as_current_span("GET /cart", kind=client) as call:
-                with cart.start_as_current_span(
+            with (
+                frontend.start_as_current_span("GET /cart", kind=client) as call,
+                cart.start_as_current_span(
                     "GET /cart", kind=server, context=trace.set_span_in_context(call)
-                ):
-                    pass
+                ),
+            ):
+                pass
     for provider in providers:
         assert provider.force_flush(30_000)
         provider.shutdown()

@@ -24,13 +24,13 @@ from sidetrace.store import open_store
 from tests.collector_helpers import (
     collector_process,
     count_spans,
+    fresh_native_url,
     grpc_export,
     running_collector,
     span_ids,
     span_request,
     wait_for,
 )
-from tests.conftest import fresh_store_url
 
 
 class Sender(threading.Thread):
@@ -64,7 +64,7 @@ class Sender(threading.Thread):
         return self.acknowledged
 
 
-def _assert_exactly_once(store, acknowledged: list[str]) -> None:  # noqa: ANN001
+def _assert_exactly_once(store, acknowledged: list[str]) -> None:
     expected = set(acknowledged)
 
     def all_there() -> bool:
@@ -112,9 +112,9 @@ def _stop(process: subprocess.Popen) -> None:
 
 @pytest.mark.slow
 def test_sigkill_mid_stream_then_restart_keeps_every_acknowledged_span_once(
-    clickhouse_server, chdb_path, tmp_path
+    clickhouse_server, tmp_path
 ):
-    url = fresh_store_url("native", clickhouse_server, chdb_path)
+    url = fresh_native_url(clickhouse_server)
     store = open_store(url)
     migrate(store)
     ports = _ports()
@@ -139,8 +139,8 @@ def test_sigkill_mid_stream_then_restart_keeps_every_acknowledged_span_once(
 
 
 @pytest.mark.slow
-def test_sigterm_flushes_and_exits_zero(clickhouse_server, chdb_path, tmp_path):
-    url = fresh_store_url("native", clickhouse_server, chdb_path)
+def test_sigterm_flushes_and_exits_zero(clickhouse_server, tmp_path):
+    url = fresh_native_url(clickhouse_server)
     ports = _ports()
     process = collector_process(url, tmp_path / "spool", ports, "--batch-seconds", "600")
     try:
@@ -156,8 +156,8 @@ def test_sigterm_flushes_and_exits_zero(clickhouse_server, chdb_path, tmp_path):
         _stop(process)
 
 
-def test_retention_drops_old_day_partitions_without_ttl(clickhouse_server, chdb_path):
-    store = open_store(fresh_store_url("native", clickhouse_server, chdb_path))
+def test_retention_drops_old_day_partitions_without_ttl(clickhouse_server):
+    store = open_store(fresh_native_url(clickhouse_server))
     migrate(store)
     today = dt.date(2026, 3, 20)
     days = [today - dt.timedelta(days=n) for n in (0, 7, 8, 40)]

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import base64
 import datetime as dt
 import gzip
 import ipaddress
@@ -16,20 +17,22 @@ from cryptography import x509
 from cryptography.hazmat.primitives import hashes, serialization
 from cryptography.hazmat.primitives.asymmetric import ec
 from cryptography.x509.oid import NameOID
+from google.protobuf.json_format import MessageToDict
 from google.rpc import status_pb2
 from opentelemetry.proto.collector.trace.v1.trace_service_pb2 import ExportTraceServiceResponse
 
+from collector.otlp_columns import Limits
 from collector.writer import WriterConfig
 from sidetrace.store import open_store
 from tests.collector_helpers import (
     count_spans,
+    fresh_native_url,
     grpc_export,
     running_collector,
     span_ids,
     span_request,
     wait_for,
 )
-from tests.conftest import fresh_store_url
 
 TOKEN = "s3cret-token"
 AUTH = (("authorization", f"Bearer {TOKEN}"),)
@@ -38,8 +41,8 @@ PROTOBUF = {"Content-Type": "application/x-protobuf"}
 
 
 @pytest.fixture(scope="module")
-def store(clickhouse_server, chdb_path):
-    store = open_store(fresh_store_url("native", clickhouse_server, chdb_path))
+def store(clickhouse_server):
+    store = open_store(fresh_native_url(clickhouse_server))
     return store
 
 
@@ -50,15 +53,9 @@ def collector(store, tmp_path_factory):
         tmp_path_factory.mktemp("spool"),
         auth_token=TOKEN,
         max_message_bytes=256 * 1024,
-        limits=_limits(max_attribute_length=16, timestamp_policy="reject"),
+        limits=Limits(max_attribute_length=16, timestamp_policy="reject"),
     ) as collector:
         yield collector
-
-
-def _limits(**kwargs):  # noqa: ANN202
-    from collector.otlp_columns import Limits
-
-    return Limits(**kwargs)
 
 
 @pytest.fixture
@@ -106,7 +103,7 @@ def test_unsupported_content_type_is_415(http):
     assert response.status_code == 415
 
 
-def _with_bad_ids():  # noqa: ANN202
+def _with_bad_ids():
     request = span_request(3)
     spans = request.resource_spans[0].scope_spans[0].spans
     spans[0].trace_id = b"\x00" * 16
@@ -125,12 +122,10 @@ def test_grpc_partial_success_for_invalid_ids(export, store):
 
 def test_http_json_partial_success_for_invalid_ids(http, store):
     request, good = _with_bad_ids()
-    from google.protobuf.json_format import MessageToDict
-
     body = MessageToDict(request)
     for span in body["resourceSpans"][0]["scopeSpans"][0]["spans"]:
         for key in ("traceId", "spanId"):  # protobuf JSON gives base64; OTLP/JSON wants hex
-            span[key] = __import__("base64").b64decode(span[key]).hex()
+            span[key] = base64.b64decode(span[key]).hex()
     body["resourceSpans"][0]["scopeSpans"][0]["spans"][2]["spanId"] = good[0]
     response = http.post("/v1/traces", json=body, headers=HEADERS)
     assert response.status_code == 200
@@ -232,7 +227,7 @@ def test_admin_endpoints_report_health_and_counters(collector, export):
     assert values['sidetrace_collector_refused_requests_total{reason="unauthenticated"}'] >= 0
 
 
-def _self_signed(tmp_path):  # noqa: ANN001, ANN202
+def _self_signed(tmp_path):
     key = ec.generate_private_key(ec.SECP256R1())
     name = x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, "127.0.0.1")])
     now = dt.datetime.now(dt.UTC)

@@ -54,13 +54,13 @@ RESOURCE = {
 }
 
 
-def _span_exporter(transport: str, collector):  # noqa: ANN001, ANN202
+def _span_exporter(transport: str, collector):
     if transport == "grpc":
         return GrpcSpanExporter(endpoint=f"127.0.0.1:{collector.grpc.port}", insecure=True)
     return HttpSpanExporter(endpoint=f"http://127.0.0.1:{collector.config.http_port}/v1/traces")
 
 
-def _metric_exporter(transport: str, collector):  # noqa: ANN001, ANN202
+def _metric_exporter(transport: str, collector):
     if transport == "grpc":
         return GrpcMetricExporter(endpoint=f"127.0.0.1:{collector.grpc.port}", insecure=True)
     return HttpMetricExporter(endpoint=f"http://127.0.0.1:{collector.config.http_port}/v1/metrics")

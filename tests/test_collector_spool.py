@@ -101,11 +101,11 @@ def _spool_requests(spool: Spool, count: int, rng: random.Random) -> list[list[s
     return ids
 
 
-def request_time(request) -> int:  # noqa: ANN001
+def request_time(request) -> int:
     return request.resource_spans[0].scope_spans[0].spans[0].start_time_unix_nano
 
 
-def _write_directly(store, records) -> None:  # noqa: ANN001
+def _write_directly(store, records) -> None:
     """What a writer killed after its INSERT (before its commit) left behind."""
     builder = TraceColumns(Limits())
     for record in records:
@@ -113,7 +113,7 @@ def _write_directly(store, records) -> None:  # noqa: ANN001
     store.insert("spans", builder.columns)
 
 
-def _replay(store, tmp_path) -> Stats:  # noqa: ANN001
+def _replay(store, tmp_path) -> Stats:
     stats = Stats()
     writer = Writer(
         store,

@@ -167,7 +167,10 @@ def test_search_api_and_page(traces):
         assert t["rootService"] == "frontend" and t["spanCount"] == 4 and t["errorCount"] == 1
         assert t["services"] == ["checkout", "frontend", "payments"]
         body = client.get("/api/v1/search", params={"attr": "service.name=cart", "limit": "5"})
-        assert {t["traceId"] for t in body.json()["traces"]} == {orphaned[0].trace_id, wide[0].trace_id}
+        assert {t["traceId"] for t in body.json()["traces"]} == {
+            orphaned[0].trace_id,
+            wide[0].trace_id,
+        }
 
         page = client.get("/search", params={"service": "frontend", "lookback": "15m"})
         assert page.status_code == 200
@@ -223,7 +226,9 @@ def test_auth(store):
     with dashboard_client(store, auth=basic) as client:
         good = "Basic " + base64.b64encode(b"ops:pw").decode()
         bad = "Basic " + base64.b64encode(b"ops:wrong").decode()
-        assert client.get("/api/v1/openapi.json", headers={"Authorization": good}).status_code == 200
+        assert (
+            client.get("/api/v1/openapi.json", headers={"Authorization": good}).status_code == 200
+        )
         denied = client.get("/api/v1/openapi.json", headers={"Authorization": bad})
         assert denied.status_code == 401 and "Basic" in denied.headers["www-authenticate"]
         assert client.get("/search", headers={"Authorization": "Basic !!!"}).status_code == 401

@@ -31,9 +31,18 @@ def test_schemathesis_finds_no_server_errors(dashboard_url, tmp_path):
         pytest.fail("schemathesis is not installed (pip install -e '.[test]')")
     run = subprocess.run(
         [
-            str(SCHEMATHESIS), "run", f"{dashboard_url}/api/v1/openapi.json",
-            "--checks", "not_a_server_error", "--max-examples", "25", "--seed", "1",
-            "--no-color", "--suppress-health-check", "all",
+            str(SCHEMATHESIS),
+            "run",
+            f"{dashboard_url}/api/v1/openapi.json",
+            "--checks",
+            "not_a_server_error",
+            "--max-examples",
+            "25",
+            "--seed",
+            "1",
+            "--no-color",
+            "--suppress-health-check",
+            "all",
         ],  # fmt: skip
         capture_output=True,
         text=True,

@@ -80,17 +80,13 @@ class RunningDemo:
         pytest.fail(f"{what} did not happen while the demo ran: {last}\n{self.output()[-3000:]}")
 
 
-@pytest.fixture(scope="module")
-def demo(tmp_path_factory: pytest.TempPathFactory) -> Iterator[RunningDemo]:
-    data = tmp_path_factory.mktemp("demo") / "data"
+def start_demo(data: Path, *flags: str) -> RunningDemo:
+    """``sidetrace demo`` on free ports, its output collected line by line."""
     port = free_port()
     command = [
-        sys.executable, "-m", "sidetrace", "demo",
-        "--duration", str(DURATION_S), "--reset", "--data", str(data),
+        sys.executable, "-m", "sidetrace", "demo", "--reset", "--data", str(data),
         "--port", str(port), "--grpc-port", str(free_port()),
-        "--http-port", str(free_port()), "--admin-port", str(free_port()),
-        # The payments incident starts early and lasts long enough for the page alert.
-        "--incident-start", "15", "--incident-every", "600", "--incident-length", "70",
+        "--http-port", str(free_port()), "--admin-port", str(free_port()), *flags,
     ]  # fmt: skip
     process = subprocess.Popen(
         command,
@@ -110,16 +106,47 @@ def demo(tmp_path_factory: pytest.TempPathFactory) -> Iterator[RunningDemo]:
         running.finished.set()
 
     threading.Thread(target=read, daemon=True).start()
+    return running
+
+
+def stop_demo(running: RunningDemo) -> None:
+    """Teardown only: whatever is still running goes, group and all."""
+    process = running.process
+    if process.poll() is None:
+        os.killpg(process.pid, signal.SIGTERM)
+        try:
+            process.wait(timeout=60)
+        except subprocess.TimeoutExpired:
+            os.killpg(process.pid, signal.SIGKILL)
+            process.wait()
+
+
+def ports_in_output(text: str) -> list[int]:
+    """The 20 ports of the sample system's apps and sidecars, as the demo printed them."""
+    return [int(p) for p in re.findall(r"(?:app|in|out|admin) :(\d+)", text)]
+
+
+def assert_ports_free(ports: list[int]) -> None:
+    """Nothing listens on them any more: every app and sidecar is gone."""
+    assert len(ports) == 20
+    for port in ports:
+        with socket.socket() as sock:
+            sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+            sock.bind(("127.0.0.1", port))
+
+
+@pytest.fixture(scope="module")
+def demo(tmp_path_factory: pytest.TempPathFactory) -> Iterator[RunningDemo]:
+    running = start_demo(
+        tmp_path_factory.mktemp("demo") / "data",
+        "--duration", str(DURATION_S),
+        # The payments incident starts early and lasts long enough for the page alert.
+        "--incident-start", "15", "--incident-every", "600", "--incident-length", "70",
+    )  # fmt: skip
     try:
         yield running
     finally:
-        if process.poll() is None:
-            os.killpg(process.pid, signal.SIGTERM)
-            try:
-                process.wait(timeout=60)
-            except subprocess.TimeoutExpired:
-                os.killpg(process.pid, signal.SIGKILL)
-                process.wait()
+        stop_demo(running)
 
 
 def jaeger_spans(trace: dict) -> dict[str, dict]:
@@ -240,9 +267,19 @@ def test_demo_stops_cleanly_and_says_where_the_data_is(demo: RunningDemo) -> Non
     text = demo.output()
     assert f"--duration {DURATION_S}s is over" in text
     assert "The data lives in" in text and str(demo.data.resolve()) in text
-    used = [int(p) for p in re.findall(r"(?:app|in|out|admin) :(\d+)", text)]
-    assert len(used) == 20
-    for port in used:  # every app and sidecar is gone, so its port is free again
-        with socket.socket() as sock:
-            sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
-            sock.bind(("127.0.0.1", port))
+    assert_ports_free(ports_in_output(text))
+
+
+def test_ctrl_c_stops_every_process(tmp_path: Path) -> None:
+    running = start_demo(tmp_path / "data", "--rate", "5")
+    try:
+        running.wait_for_line(r"example trace: ", timeout=180)
+        os.kill(running.process.pid, signal.SIGINT)  # what Ctrl-C sends the demo
+        assert running.finished.wait(timeout=90), "demo did not stop on SIGINT"
+    finally:
+        stop_demo(running)
+    text = running.output()
+    assert running.process.returncode == 0, text[-3000:]
+    assert "stopping" in text and "The data lives in" in text
+    assert "Traceback" not in text
+    assert_ports_free(ports_in_output(text))

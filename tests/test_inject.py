@@ -23,6 +23,7 @@ from sidecar.inject import (
     uninject_documents,
 )
 from sidecar.manifest_io import parse, render
+from sidetrace.cli import build_parser
 
 MANIFESTS = Path(__file__).parent / "manifests"
 FILES = sorted(p.name for p in MANIFESTS.iterdir() if p.suffix in (".yaml", ".json"))
@@ -102,6 +103,10 @@ def test_what_is_added(mode: str) -> None:
         sidecar = next(c for c in spec["initContainers"] if c["name"] == SIDECAR_NAME)
         assert sidecar["restartPolicy"] == "Always"
     assert sidecar["command"] == ["sidetrace", "sidecar"]
+    # The flags agree with the real commands (a renamed flag would fail here).
+    parser = build_parser()
+    sidecar_args = parser.parse_args([*sidecar["command"][1:], *sidecar["args"]])
+    assert sidecar_args.app_port == 8080 and sidecar_args.grpc_ports == {9090}
     assert "--grpc-ports=9090" in sidecar["args"]
     assert "--sampling-ratio=0.25" in sidecar["args"]
     assert "--app-port=8080" in sidecar["args"]
@@ -122,6 +127,8 @@ def test_what_is_added(mode: str) -> None:
     if options.iptables:
         init = next(c for c in spec["initContainers"] if c["name"] == INIT_NAME)
         assert init["command"] == ["sidetrace", "iptables-init"]
+        init_args = parser.parse_args([*init["command"][1:], *init["args"]])
+        assert init_args.skip_outbound_ports == "5432,6379"
         assert init["securityContext"]["capabilities"] == {
             "add": ["NET_ADMIN", "NET_RAW"],
             "drop": ["ALL"],

@@ -301,3 +301,24 @@ def test_redirect_in_network_namespaces(pod_network: PodNetwork) -> None:
     local = net.fetch(net.pod_ns, "http://127.0.0.1:8080/")
     assert local["server"] == "app:8080"
     assert "traceparent" not in {k.lower() for k in local["headers"]}
+
+
+def _init_command(*args: str) -> subprocess.CompletedProcess[str]:
+    return subprocess.run(
+        [sys.executable, "-m", "sidetrace", "iptables-init", *args],
+        capture_output=True,
+        text=True,
+        timeout=60,
+        cwd=REPO,
+        env=_clean_env(),
+    )
+
+
+def test_iptables_init_dry_run_and_errors() -> None:
+    dry = _init_command("--dry-run", "--skip-outbound-ports=5432")
+    assert dry.returncode == 0
+    assert dry.stdout == rules(RedirectConfig(skip_outbound_ports=("5432",)))
+    bad = _init_command("--dry-run", "--inbound-ports=http")
+    assert bad.returncode == 2 and "'http' is not a port" in bad.stderr
+    failed = _init_command("--iptables-restore=false")
+    assert failed.returncode == 1 and "false failed (1)" in failed.stderr

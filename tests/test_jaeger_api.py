@@ -136,7 +136,11 @@ def test_trace_by_id_shape(loaded):
         assert jroot["duration"] == root.duration_ns // 1000
         tags = {t["key"]: t for t in jroot["tags"]}
         assert tags["http.method"] == {"key": "http.method", "type": "string", "value": "GET"}
-        assert tags["http.status_code"] == {"key": "http.status_code", "type": "int64", "value": 200}
+        assert tags["http.status_code"] == {
+            "key": "http.status_code",
+            "type": "int64",
+            "value": 200,
+        }
         assert tags["ratio"] == {"key": "ratio", "type": "float64", "value": 0.5}
         assert tags["cached"] == {"key": "cached", "type": "bool", "value": True}
         assert tags["span.kind"]["value"] == "server"

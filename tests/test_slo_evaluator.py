@@ -122,7 +122,13 @@ def test_evaluator_states_history_silences_and_delivery(store: Store, tmp_path: 
         # silence the ticket alert, then everything turns slow: 200 slow calls of 400
         silences = SilenceStore(store)
         silences.save(
-            new_silence(parse_matchers('alertname="payments-latency", severity="ticket"'), t0 - 1, t0 + 3600, "test", "quiet")
+            new_silence(
+                parse_matchers('alertname="payments-latency", severity="ticket"'),
+                t0 - 1,
+                t0 + 3600,
+                "test",
+                "quiet",
+            )
         )
         insert_spans(store, [(t0 - 20 + i * 0.1, 2000, 0, "GET /pay") for i in range(200)])
         snapshot = evaluator.evaluate_once()

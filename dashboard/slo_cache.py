@@ -1,0 +1,154 @@
+"""Minute and hour counts kept between evaluations, so an evaluation reads only new minutes.
+
+ClickHouse 18.16 reads the rollup's sumMap states slowly (several microseconds a
+row), so reading every window of 100 SLOs afresh each interval would scan the
+whole budget window every time. Instead the windows are loaded once (at start,
+and again when the set of thresholds or the longest window changes); after
+that each evaluation re-reads only the minutes since its last read plus
+``LATE_MINUTES`` before them, where late spans land, and replaces them.
+
+Windows up to ``MINUTE_HORIZON_S`` (3 days: every alert window of the SRE
+workbook) are summed from per-minute slots, from the minute holding
+``now - window`` to the current one; longer windows (the 30-day budget) from
+per-hour slots, from the hour holding ``now - window``, so they cover up to
+one hour more than asked.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Mapping, Sequence
+
+import numpy as np
+
+from dashboard.slo_queries import Counts, SeriesKey, range_counts
+from sidetrace.store import Store
+
+MINUTE_HORIZON_S = 3 * 86400
+LATE_MINUTES = 2
+
+
+class _Ring:
+    """Per-series slots of one resolution, each slot labelled with the time it holds."""
+
+    def __init__(self, slots: int, step: int, widths: Mapping[str, int]) -> None:
+        self.step = step
+        self.labels = np.full(slots, -1, dtype=np.int64)
+        self.widths = widths
+        self.series: dict[SeriesKey, np.ndarray] = {}
+
+    def _array(self, key: SeriesKey) -> np.ndarray:
+        array = self.series.get(key)
+        if array is None:
+            width = self.widths[key[0]]
+            array = self.series[key] = np.zeros((len(self.labels), 2 + 2 * width), np.int64)
+        return array
+
+    def claim(self, when: int) -> int:
+        """The slot for time ``when``, emptied if it held an older time."""
+        index = (when // self.step) % len(self.labels)
+        if self.labels[index] != when:
+            self.labels[index] = when
+            for array in self.series.values():
+                array[index] = 0
+        return index
+
+    def put(self, key: SeriesKey, when: int, row: np.ndarray) -> np.ndarray:
+        """Set the slot of ``when`` for one series; returns the change."""
+        index = self.claim(when)
+        array = self._array(key)
+        delta = row - array[index]
+        array[index] = row
+        return delta
+
+    def add(self, key: SeriesKey, when: int, delta: np.ndarray) -> None:
+        self._array(key)[self.claim(when)] += delta
+
+    def total(self, start: int, end: int) -> dict[SeriesKey, np.ndarray]:
+        mask = (self.labels >= start) & (self.labels <= end)
+        return {key: array[mask].sum(axis=0) for key, array in self.series.items()}
+
+
+def _row(counts: Counts) -> np.ndarray:
+    return np.array([counts.calls, counts.errors, *counts.good, *counts.ok_good], np.int64)
+
+
+def _counts(row: np.ndarray, width: int) -> Counts:
+    values = [int(v) for v in row]
+    return Counts(values[0], values[1], tuple(values[2 : 2 + width]), tuple(values[2 + width :]))
+
+
+class RollupCache:
+    """Counts per series and window from the minute rollup, read incrementally."""
+
+    def __init__(self) -> None:
+        self._cuts: dict[str, tuple[int, ...]] = {}
+        self._longest = 0.0
+        self._minutes: _Ring | None = None
+        self._hours: _Ring | None = None
+        self._read_upto = 0
+
+    def window_counts(
+        self, store: Store, cuts: Mapping[str, Sequence[int]], windows: Sequence[float], now: float
+    ) -> dict[float, dict[SeriesKey, Counts]]:
+        """Like ``slo_queries.window_counts`` for windows of whole minutes."""
+        if not windows or not cuts:
+            return {}
+        frozen = {service: tuple(values) for service, values in cuts.items()}
+        longest = max(windows)
+        if frozen != self._cuts or longest > self._longest or self._minutes is None:
+            self._load(store, frozen, longest, now)
+        else:
+            self._refresh(store, now)
+        current = math.floor(now / 60) * 60
+        widths = {service: len(values) for service, values in frozen.items()}
+        out: dict[float, dict[SeriesKey, Counts]] = {}
+        for window in windows:
+            if window <= MINUTE_HORIZON_S:
+                ring, start = self._minutes, math.floor((now - window) / 60) * 60
+            else:
+                ring, start = self._hours, math.floor((now - window) / 3600) * 3600
+            assert ring is not None
+            totals = ring.total(start, current)
+            out[window] = {key: _counts(row, widths[key[0]]) for key, row in totals.items()}
+        return out
+
+    def _load(
+        self, store: Store, cuts: dict[str, tuple[int, ...]], longest: float, now: float
+    ) -> None:
+        widths = {service: len(values) for service, values in cuts.items()}
+        current = math.floor(now / 60) * 60
+        minute_span = min(longest, MINUTE_HORIZON_S)
+        self._minutes = _Ring(int(minute_span // 60) + LATE_MINUTES + 3, 60, widths)
+        start = math.floor((now - minute_span) / 60) * 60
+        for key, steps in range_counts(store, cuts, start, current, 60).items():
+            for i, counts in enumerate(steps):
+                if counts.calls:
+                    self._minutes.put(key, start + i * 60, _row(counts))
+        self._hours = None
+        if longest > MINUTE_HORIZON_S:
+            self._hours = _Ring(int(longest // 3600) + 3, 3600, widths)
+            hour = math.floor((now - longest) / 3600) * 3600
+            for key, steps in range_counts(store, cuts, hour, current, 3600).items():
+                for i, counts in enumerate(steps):
+                    if counts.calls:
+                        self._hours.put(key, hour + i * 3600, _row(counts))
+        self._cuts, self._longest, self._read_upto = cuts, longest, current
+
+    def _refresh(self, store: Store, now: float) -> None:
+        """Re-read the minutes since the last read (and a few before) and apply the changes."""
+        assert self._minutes is not None
+        current = math.floor(now / 60) * 60
+        start = self._read_upto - LATE_MINUTES * 60
+        fresh = range_counts(store, self._cuts, start, current, 60)
+        keys = set(self._minutes.series) | set(fresh)
+        for minute in range(start, current + 1, 60):
+            i = (minute - start) // 60
+            for key in keys:
+                steps = fresh.get(key)
+                width = len(self._cuts[key[0]])
+                row = _row(steps[i]) if steps else np.zeros(2 + 2 * width, np.int64)
+                delta = self._minutes.put(key, minute, row)
+                if self._hours is not None and delta.any():
+                    self._hours.add(key, minute // 3600 * 3600, delta)
+        self._read_upto = current
