@@ -197,7 +197,7 @@ def main() -> int:
         py_spy = shutil.which("py-spy") or str(Path(sys.executable).with_name("py-spy"))
         if args.profile and Path(py_spy).exists():
             profiler = subprocess.Popen(
-                [py_spy, "record", "-f", "raw", "-o", args.profile, "-p", str(collector.pid)],
+                [py_spy, "record", "--gil", "-f", "raw", "-o", args.profile, "-p", str(collector.pid)],
                 stdout=subprocess.DEVNULL,
                 stderr=subprocess.DEVNULL,
             )

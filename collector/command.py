@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import argparse
 import signal
+import sys
 import threading
 
 from collector.otlp_columns import Limits
@@ -25,12 +26,22 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     add("--admin-port", type=int, default=13133, help="/healthz, /readyz, /metrics port")
     add("--spool-dir", default="./data/spool", help="directory of the disk spool")
     add("--spool-max-mb", type=int, default=1024, help="spool limit; beyond it clients back off")
-    add("--spool-fsync", default="always", choices=["always", "interval", "never"])
+    add(
+        "--spool-fsync",
+        default="always",
+        choices=["always", "interval", "never"],
+        help="always: fsync before acknowledging (group commit)",
+    )
     add("--batch-rows", type=int, default=50_000, help="rows per INSERT at most")
     add("--batch-seconds", type=float, default=2.0, help="oldest row waits at most this long")
     add("--max-message-mb", type=int, default=8, help="largest request accepted")
     add("--max-attribute-length", type=int, default=4096, help="longer values are truncated")
-    add("--timestamp-policy", default="clamp", choices=["clamp", "reject"])
+    add(
+        "--timestamp-policy",
+        default="clamp",
+        choices=["clamp", "reject"],
+        help="what to do with start times outside the window",
+    )
     add("--max-past-seconds", type=float, default=86_400.0, help="oldest accepted start time")
     add("--max-future-seconds", type=float, default=3_600.0, help="latest accepted start time")
     add("--auth-token", default=None, help="require 'Authorization: Bearer TOKEN'")
@@ -68,7 +79,12 @@ def run(args: argparse.Namespace) -> int:
     for signum in (signal.SIGTERM, signal.SIGINT):
         signal.signal(signum, lambda *_: stop.set())
     collector = Collector(open_store(args.clickhouse), config_from_args(args))
-    collector.start()
+    try:
+        collector.start()
+    except OSError as exc:  # a port in use, an unreadable certificate, a read-only spool
+        print(f"sidetrace collector: {exc}", file=sys.stderr)
+        collector.stop(5)
+        return 2
     print(
         f"collector ready: grpc :{args.grpc_port} http :{args.http_port} admin :{args.admin_port}",
         flush=True,

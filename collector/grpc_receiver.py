@@ -98,11 +98,14 @@ class GrpcReceiver:
         ]
         self.server.add_generic_rpc_handlers(handlers)
         address = f"{host}:{port}"
-        if tls:
-            credentials = grpc.ssl_server_credentials([tls])
-            self.port = self.server.add_secure_port(address, credentials)
-        else:
-            self.port = self.server.add_insecure_port(address)
+        try:
+            if tls:
+                credentials = grpc.ssl_server_credentials([tls])
+                self.port = self.server.add_secure_port(address, credentials)
+            else:
+                self.port = self.server.add_insecure_port(address)
+        except RuntimeError:
+            self.port = 0
         if self.port == 0:
             raise OSError(f"cannot listen for OTLP/gRPC on {address}")
 

@@ -27,6 +27,7 @@ from collections.abc import Sequence
 from dataclasses import dataclass, field
 from itertools import accumulate, chain
 from operator import attrgetter
+from sys import intern
 
 from google.protobuf.json_format import MessageToDict
 from opentelemetry.proto.collector.metrics.v1.metrics_service_pb2 import (
@@ -250,7 +251,7 @@ _TYPE_CODES = {
     "array_value": 6,
     "kvlist_value": 7,
 }
-_KEY, _VALUE = attrgetter("key"), attrgetter("value")
+_KEY, _VALUE, _NAME = attrgetter("key"), attrgetter("value"), attrgetter("name")
 _NO_VALUES: list = []  # shared by rows without attributes; never mutated
 
 
@@ -300,7 +301,7 @@ class _Encoder:
             n = len(lengths)
             return [_NO_VALUES] * n, [_NO_VALUES] * n, [_NO_VALUES] * n
         flat = list(chain.from_iterable(attribute_lists))
-        keys = list(map(_KEY, flat))
+        keys = list(map(intern, map(_KEY, flat)))  # one copy of each repeated key
         values = list(map(_VALUE, flat))
         kinds = [v.WhichOneof("value") for v in values]
         codes = [_TYPE_CODES[k] for k in kinds]
@@ -314,6 +315,7 @@ class _Encoder:
                 if code == 1 and len(text) > limit:
                     texts[i] = text[:limit]
                     self.stats.truncated_attributes += 1
+        texts = list(map(intern, texts))  # values repeat too; interned strings stay mortal
         ends = list(accumulate(lengths))
         bounds = list(zip([0, *ends[:-1]], ends, strict=True))
         return (
@@ -409,7 +411,7 @@ class TraceColumns:
         c["parent_span_id"] += [s.parent_span_id.hex() for s in spans]
         c["trace_state"] += [s.trace_state for s in spans]
         c["flags"] += [s.flags for s in spans]
-        c["span_name"] += [s.name for s in spans]
+        c["span_name"] += list(map(intern, map(_NAME, spans)))
         c["span_kind"] += [s.kind for s in spans]
         # Sub-message wrappers are costly in upb: touch `status` only where it is set.
         statuses = [s.status if s.HasField("status") else None for s in spans]

@@ -1,5 +1,9 @@
 """The writer: drains the spool in batches, one INSERT per table per batch.
 
+One thread converts the next batch to columns while another inserts the last
+one (so the core keeps working while ClickHouse writes); at most two batches
+exist at once, and they are inserted and committed in spool order.
+
 A batch closes when it holds ``batch_rows`` rows or its first record is
 ``batch_seconds`` old. Before inserting, the writer records the batch's exact
 spool range as *in flight*; after every table is written it commits the range.
@@ -27,6 +31,7 @@ ReplacingMergeTree and readers use ``LIMIT 1 BY span_id``.
 from __future__ import annotations
 
 import logging
+import queue
 import threading
 import time
 from collections.abc import Callable, Sequence
@@ -151,8 +156,24 @@ def missing_rows(store: Store, table: Table, columns: Columns) -> Columns:
     }
 
 
+@dataclass
+class Batch:
+    """One spool range converted to columns, ready to insert."""
+
+    start: int
+    end: int
+    traces: TraceColumns
+    metrics: MetricColumns
+    maybe_written: bool
+
+
 class Writer:
-    """One thread that turns spool records into INSERTs."""
+    """Two threads: one converts the next batch while the other inserts the last.
+
+    At most ``BATCHES_ALIVE`` converted batches exist at a time, which bounds memory;
+    batches are inserted and committed strictly in spool order."""
+
+    BATCHES_ALIVE = 2
 
     def __init__(
         self, store: Store, spool: Spool, limits: Limits, stats: Stats, config: WriterConfig
@@ -162,51 +183,65 @@ class Writer:
         self.limits = limits
         self.stats = stats
         self.config = config
-        self.position = spool.committed
+        self.position = spool.committed  # everything before it is in ClickHouse
+        self._read_position = spool.committed
         self._draining = threading.Event()
         self._give_up = threading.Event()
-        self._thread = threading.Thread(target=self._run, name="collector-writer", daemon=True)
+        self._slots = threading.Semaphore(self.BATCHES_ALIVE)
+        self._batches: queue.Queue[Batch | None] = queue.Queue()
+        self._threads = [
+            threading.Thread(target=self._convert_loop, name="collector-convert", daemon=True),
+            threading.Thread(target=self._insert_loop, name="collector-insert", daemon=True),
+        ]
         self._started = time.monotonic()
         self.healthy = True
 
     def start(self) -> None:
-        self._thread.start()
+        for thread in self._threads:
+            thread.start()
 
     def stop(self, timeout: float) -> bool:
         """Write everything spooled so far, for at most ``timeout`` seconds.
 
         Returns True if the spool was drained; what is left is replayed next start."""
         self._draining.set()
-        self._thread.join(timeout)
-        if self._thread.is_alive():
+        deadline = time.monotonic() + timeout
+        for thread in self._threads:
+            thread.join(max(0.0, deadline - time.monotonic()))
+        if any(thread.is_alive() for thread in self._threads):
             self._give_up.set()
-            self._thread.join(5)
+            for thread in self._threads:
+                thread.join(5)
         return self.position >= self.spool.end
 
-    # -- the loop ----------------------------------------------------------------
+    # -- converting ----------------------------------------------------------------
 
-    def _run(self) -> None:
+    def _convert_loop(self) -> None:
         try:
-            if self.spool.inflight and self.spool.inflight[0] == self.position:
+            if self.spool.inflight and self.spool.inflight[0] == self._read_position:
                 self._wait_for_orphan_inserts()
                 start, end = self.spool.inflight
-                self._write(self.spool.read(start, 1 << 62, limit=end), maybe_written=True)
-            while not (self._draining.is_set() and self.position >= self.spool.end):
+                self._take_slot()
+                self._batches.put(self._convert(self.spool.read(start, 1 << 62, limit=end), True))
+                self._read_position = end
+            while not (self._draining.is_set() and self._read_position >= self.spool.end):
+                self._take_slot()
                 records = self._gather()
-                maybe_written = False
-                while records:
-                    try:
-                        self._write(records, maybe_written)
-                        records = []
-                    except Stopped:
-                        raise
-                    except Exception:  # a bug must not silently stop the pipeline
-                        log.exception("writing a batch failed; retrying it")
-                        maybe_written = True
-                        if self._give_up.wait(self.config.max_backoff):
-                            raise Stopped() from None
+                if not records:
+                    self._slots.release()
+                    continue
+                self._read_position = records[-1].end
+                self._batches.put(self._convert(records, False))
+                records = []  # free the payloads while the next batch gathers
         except Stopped:
-            log.warning("writer stopped with %d spooled bytes unwritten", self.spool.pending_bytes)
+            pass
+        finally:
+            self._batches.put(None)
+
+    def _take_slot(self) -> None:
+        while not self._slots.acquire(timeout=0.25):
+            if self._give_up.is_set():
+                raise Stopped()
 
     def _gather(self) -> list[Record]:
         """Records for one batch: up to ``batch_rows`` rows, or whatever came in
@@ -214,7 +249,7 @@ class Writer:
         records: list[Record] = []
         rows = 0
         first = 0.0
-        position = self.position
+        position = self._read_position
         while rows < self.config.batch_rows:
             if self._draining.is_set():
                 wait = 0.0
@@ -225,7 +260,7 @@ class Writer:
             else:
                 wait = 0.25
             if not self.spool.wait(position, min(wait, 0.25)):  # short: notice draining
-                if self._draining.is_set():
+                if self._draining.is_set() or self._give_up.is_set():
                     break
                 continue
             new = self.spool.read(position, self.config.batch_rows - rows)
@@ -236,33 +271,63 @@ class Writer:
             position = new[-1].end
         return records
 
-    def _write(self, records: list[Record], maybe_written: bool) -> None:
-        if not records:
-            return
-        start, end = records[0].position, records[-1].end
-        self.spool.mark_inflight(start, end)
-        traces = TraceColumns(self.limits)
-        metrics = MetricColumns(self.limits)
+    def _convert(self, records: list[Record], maybe_written: bool) -> Batch:
+        batch = Batch(
+            records[0].position,
+            records[-1].end,
+            TraceColumns(self.limits),
+            MetricColumns(self.limits),
+            maybe_written,
+        )
         for record in records:
-            builder = (
-                traces if record.kind == TRACES else metrics if record.kind == METRICS else None
-            )
+            builder = {TRACES: batch.traces, METRICS: batch.metrics}.get(record.kind)
             if builder is None:
-                log.error("skipping spool record of unknown kind %d at %d", record.kind, start)
+                log.error("skipping spool record of unknown kind %d", record.kind)
                 continue
             try:
                 builder.add(record.payload, record.received_ns)
             except DecodeError as exc:  # CRC-checked and validated before; log, never loop on it
                 log.error("skipping undecodable spool record at %d: %s", record.position, exc)
-        for builder in (traces, metrics):
+        for builder in (batch.traces, batch.metrics):
             self.stats.add("truncated_attributes_total", builder.stats.truncated_attributes)
             self.stats.add("clamped_timestamps_total", builder.stats.clamped_timestamps)
-        if len(traces):
-            self._insert(SPANS, traces.columns, maybe_written)
-        if len(metrics):
-            self._insert(METRIC_POINTS, metrics.columns, maybe_written)
-        self.spool.commit(end)
-        self.position = end
+        return batch
+
+    # -- inserting -----------------------------------------------------------------
+
+    def _insert_loop(self) -> None:
+        try:
+            while True:
+                batch = self._batches.get()
+                if batch is None:
+                    return
+                self._write(batch)
+                batch = None  # free the columns before waiting for the next batch
+                self._slots.release()
+        except Stopped:
+            log.warning("writer stopped with %d spooled bytes unwritten", self.spool.pending_bytes)
+            self._give_up.set()
+
+    def _write(self, batch: Batch) -> None:
+        """Insert one batch (retrying until done or told to give up), then commit it."""
+        self.spool.mark_inflight(batch.start, batch.end)
+        maybe_written = batch.maybe_written
+        while True:
+            try:
+                if len(batch.traces):
+                    self._insert(SPANS, batch.traces.columns, maybe_written)
+                if len(batch.metrics):
+                    self._insert(METRIC_POINTS, batch.metrics.columns, maybe_written)
+                break
+            except Stopped:
+                raise
+            except Exception:  # a bug must not silently stop the pipeline
+                log.exception("writing a batch failed; retrying it")
+                maybe_written = True
+                if self._give_up.wait(self.config.max_backoff):
+                    raise Stopped() from None
+        self.spool.commit(batch.end)
+        self.position = batch.end
 
     def _insert(self, table: Table, columns: Columns, maybe_written: bool) -> None:
         """Insert with retries; after any doubt, insert only the rows not there yet."""

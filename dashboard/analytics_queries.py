@@ -14,7 +14,7 @@ seconds; durations in the results are milliseconds.
 from __future__ import annotations
 
 from collections import defaultdict
-from collections.abc import Iterable, Mapping, Sequence
+from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Any
 
@@ -25,7 +25,6 @@ from collector.edge_rollup import (
     call_pairs_sql,
     latest_rows_sql,
 )
-from sidetrace.latency_buckets import quantiles
 from sidetrace.store import Store
 
 DEFAULT_QUANTILES = (0.5, 0.9, 0.95, 0.99)
@@ -33,21 +32,9 @@ SIDECAR_METRIC = "sidetrace.request.duration"
 HOUR = 3600
 
 
-def as_buckets(pair: Sequence[Sequence[int]]) -> dict[int, int]:
-    """(keys, counts) — a ``sumMap`` result (tuple natively, list from chDB) or two
-    ``groupArray`` columns — as {bucket: count}."""
-    keys, counts = pair[0], pair[1]
-    return {int(k): int(c) for k, c in zip(keys, counts, strict=True)}
-
-
-def merge_buckets(target: dict[int, int], more: Mapping[int, int]) -> dict[int, int]:
-    for key, count in more.items():
-        target[key] = target.get(key, 0) + count
-    return target
-
-
-def quantiles_ms(buckets: Mapping[int, int], qs: Iterable[float]) -> list[float | None]:
-    return [None if v is None else v / 1e6 for v in quantiles(buckets, qs)]
+def quantile_name(q: float) -> str:
+    """0.5 -> "p50", 0.999 -> "p99.9"."""
+    return "p" + f"{q * 100:.3f}".rstrip("0").rstrip(".")
 
 
 @dataclass(frozen=True)
@@ -119,61 +106,94 @@ def edges_source(span: TimeRange) -> str:
     return "(" + " UNION ALL ".join(selects) + ")"
 
 
-def quantile_sql(q: float) -> str:
-    """``latency_buckets.quantiles`` in SQL, over sorted bucket keys ``ks``, their
-    cumulative counts ``cum`` and total ``n``: the midpoint of the bucket holding
-    the element of rank floor(q * n). (18.16 lambdas cannot see outer columns, so
-    the rank comes in as an array.)"""
-    rank = f"least(toUInt64(floor({float(q)!r} * n)), toUInt64(n - 1))"
-    ranks = f"arrayResize(emptyArrayUInt64(), length(cum), {rank})"
-    index = f"arrayFirstIndex((x, r) -> x > r, cum, {ranks})"
-    return f"exp2((ks[{index}] + 0.5) / 64) / 1e6"
+# quantilesExactWeighted takes the first bucket whose cumulative count reaches
+# ceil(level * n); nudging the level up by far less than one rank in n makes that
+# floor(q * n) + 1, the rank ``latency_buckets.quantiles`` (and quantileExact) use.
+LEVEL_NUDGE = 1e-12
+SUMMARY_QUANTILES = (0.5, 0.95, 0.99)
 
 
-@dataclass
+def quantiles_sql(qs: Sequence[float]) -> str:
+    """``latency_buckets.quantiles`` in SQL, in ms, over element rows of bucket ``k``
+    and count ``c``: one array per group. Computed in ClickHouse, so a day of
+    per-minute quantiles comes back as short rows."""
+    levels = ", ".join(repr(float(q) + LEVEL_NUDGE) for q in qs)
+    return f"arrayMap(b -> exp2((b + 0.5) / 64) / 1e6, quantilesExactWeighted({levels})(k, c))"
+
+
+def elements_from_rows(source: str) -> str:
+    """Bucket rows (``service_buckets_*``) as element rows: k, c and per-row totals."""
+    return (
+        f"(SELECT *, bucket AS k, calls AS c, calls AS n0, errors AS e0, duration_sum AS d0, "
+        f"toUInt8(1) AS first FROM {source})"
+    )
+
+
+def elements_from_arrays(source: str) -> str:
+    """Rows with bucket arrays (``edges_*``) as element rows; totals count once per row."""
+    return (
+        "(SELECT *, k, c, calls AS n0, errors AS e0, duration_sum AS d0, "
+        f"toUInt8(idx = 1) AS first FROM {source} "
+        "ARRAY JOIN bucket_keys AS k, bucket_counts AS c, arrayEnumerate(bucket_keys) AS idx)"
+    )
+
+
+def elements_from_states(source: str, keys: str) -> str:
+    """Latency states (``latency_*``) merged per group, then as element rows."""
+    return (
+        f"(SELECT {keys}, k, c, n0, e0, d0, toUInt8(idx = 1) AS first FROM ("
+        f"SELECT {keys}, countMerge(calls) AS n0, sumMerge(errors) AS e0, "
+        f"sumMerge(duration_sum) AS d0, sumMapMerge(buckets) AS bm FROM {source} "
+        f"GROUP BY {keys}) ARRAY JOIN tupleElement(bm, 1) AS k, tupleElement(bm, 2) AS c, "
+        "arrayEnumerate(tupleElement(bm, 1)) AS idx)"
+    )
+
+
+def figures_sql(
+    keys: str, elements: str, qs: Sequence[float] = SUMMARY_QUANTILES, extra: str = ""
+) -> str:
+    """SELECT keys, [extra,] calls, errors, duration_sum, [quantiles in ms] per group."""
+    extra = f"{extra}, " if extra else ""
+    return (
+        f"SELECT {keys}, {extra}sumIf(n0, first), sumIf(e0, first), sumIf(d0, first), "
+        f"{quantiles_sql(qs)} FROM {elements} GROUP BY {keys}"
+    )
+
+
+@dataclass(frozen=True)
 class Figures:
-    """Calls, errors, total duration and buckets of one group of spans."""
+    """Calls, errors, total duration and quantiles (ms) of one group of spans."""
 
     calls: int = 0
     errors: int = 0
     duration_sum: int = 0
-    buckets: dict[int, int] | None = None
+    quantiles: tuple[float | None, ...] = (None, None, None)
 
-    def add(self, calls: int, errors: int, duration_sum: int, buckets: Mapping[int, int]) -> None:
-        self.calls += int(calls)
-        self.errors += int(errors)
-        self.duration_sum += int(duration_sum)
-        self.buckets = merge_buckets(self.buckets or {}, buckets)
+    @classmethod
+    def of(cls, row: Sequence[Any]) -> Figures:
+        """From figures_sql's columns after the keys."""
+        calls, errors, dsum, qs = row
+        return cls(int(calls), int(errors), int(dsum), tuple(float(q) for q in qs))
 
-    def summary(self, seconds: float, qs: Sequence[float] = (0.5, 0.95, 0.99)) -> dict[str, Any]:
-        values = quantiles_ms(self.buckets or {}, qs)
+    def summary(self, seconds: float) -> dict[str, Any]:
         out: dict[str, Any] = {
             "calls": self.calls,
             "rate": self.calls / seconds if seconds else 0.0,
             "errors": self.errors,
             "error_rate": self.errors / self.calls if self.calls else 0.0,
         }
-        out.update({quantile_name(q): v for q, v in zip(qs, values, strict=True)})
+        names = (quantile_name(q) for q in SUMMARY_QUANTILES)
+        out.update(zip(names, self.quantiles, strict=True))
         return out
-
-
-def quantile_name(q: float) -> str:
-    """0.5 -> "p50", 0.999 -> "p99.9"."""
-    return "p" + f"{q * 100:.3f}".rstrip("0").rstrip(".")
 
 
 def _service_figures(store: Store, span: TimeRange) -> dict[str, Figures]:
     """Per service: entry spans (server, consumer) when there are any, else every span."""
-    rows = store.query(
-        "SELECT service_name, entry, sum(c), sum(e), sum(d), groupArray(bucket), groupArray(c) "
-        "FROM (SELECT service_name, entry, bucket, sum(calls) AS c, sum(errors) AS e, "
-        f"sum(duration_sum) AS d FROM {service_source(span)} GROUP BY service_name, entry, bucket) "
-        "GROUP BY service_name, entry"
-    )
+    elements = elements_from_rows(service_source(span))
+    rows = store.query(figures_sql("service_name, entry", elements))
     per: dict[str, dict[int, Figures]] = defaultdict(dict)
-    for service, entry, calls, errors, dsum, keys, counts in rows:
-        f = per[str(service)].setdefault(int(entry), Figures())
-        f.add(calls, errors, dsum, as_buckets((keys, counts)))
+    for service, entry, *figures in rows:
+        per[str(service)][int(entry)] = Figures.of(figures)
     return {
         service: by_entry[1] if 1 in by_entry and by_entry[1].calls else by_entry[0]
         for service, by_entry in per.items()
@@ -209,41 +229,29 @@ def latency_series(
     """Rate, errors and quantiles (ms) per step for a service (or one of its operations).
 
     Steps are aligned to the epoch; steps of whole hours read the hourly rollups.
-    Quantiles are computed in ClickHouse (``quantile_sql``), so a day of minutes
-    comes back as 1440 short rows. Steps without calls have ``None`` quantiles.
+    Steps without calls have ``None`` quantiles.
     """
     step_s = max(60, int(step_s) // 60 * 60)
     first = int(start_s) // step_s * step_s
     span = TimeRange.of(first, -(-int(end_s) // step_s) * step_s)
-    params: dict[str, Any] = {"service": service, "step": step_s}
-    step = "intDiv(toUInt32(minute), %(step)s) * %(step)s AS t"
+    params: dict[str, Any] = {"service": service}
+    step = f"intDiv(toUInt32(minute), {step_s}) * {step_s}"
     hourly = step_s % HOUR == 0
     if operation is None:
         source = service_source(span, "service_name = %(service)s", hourly)
-        inner = (
-            "SELECT t, entry, sum(c) AS n, sum(e) AS errs, arraySort(groupArray(bucket)) AS ks, "
-            "arrayCumSum(arraySort((x, y) -> y, groupArray(c), groupArray(bucket))) AS cum "
-            f"FROM (SELECT {step}, entry, bucket, sum(calls) AS c, sum(errors) AS e "
-            f"FROM {source} GROUP BY t, entry, bucket) GROUP BY t, entry"
-        )
+        elements = elements_from_rows(f"(SELECT *, {step} AS t FROM {source})")
     else:
         params["operation"] = operation
         where = "service_name = %(service)s AND span_name = %(operation)s"
-        inner = (
-            f"SELECT {step}, toUInt8(1) AS entry, countMerge(calls) AS n, "
-            "sumMerge(errors) AS errs, sumMapMerge(buckets) AS bm, tupleElement(bm, 1) AS ks, "
-            "arrayCumSum(tupleElement(bm, 2)) AS cum "
-            f"FROM {latency_source(span, where, hourly)} GROUP BY t"
-        )
-    quantile_columns = ", ".join(quantile_sql(q) for q in qs)
-    rows = store.query(
-        f"SELECT t, entry, n, errs, {quantile_columns} FROM ({inner}) ORDER BY t", params
-    )
+        source = latency_source(span, where, hourly)
+        stepped = f"(SELECT *, {step} AS t, toUInt8(1) AS entry FROM {source})"
+        elements = elements_from_states(stepped, "t, entry")
+    rows = store.query(figures_sql("t, entry", elements, qs), params)
     use_entry = any(int(r[1]) and int(r[2]) for r in rows)
     steps = {int(r[0]): r[2:] for r in rows if int(r[1]) == int(use_entry)}
     points = []
     for t in range(span.start_s, span.end_s, step_s):
-        calls, errors, *values = steps.get(t, (0, 0, *[None] * len(qs)))
+        calls, errors, _, values = steps.get(t, (0, 0, 0, [None] * len(qs)))
         calls, errors = int(calls), int(errors)
         points.append(
             {
@@ -269,25 +277,20 @@ def latency_series(
 def operations(store: Store, service: str, start_s: float, end_s: float) -> list[dict[str, Any]]:
     """One row per (operation, kind) of a service; ``impact`` is its share of the total time."""
     span = TimeRange.of(start_s, end_s)
-    rows = store.query(
-        "SELECT span_name, span_kind, countMerge(calls), sumMerge(errors), "
-        "sumMerge(duration_sum), sumMapMerge(buckets) "
-        f"FROM {latency_source(span, 'service_name = %(service)s')} "
-        "GROUP BY span_name, span_kind",
-        {"service": service},
-    )
+    source = latency_source(span, "service_name = %(service)s")
+    elements = elements_from_states(source, "span_name, span_kind")
+    rows = store.query(figures_sql("span_name, span_kind", elements), {"service": service})
     total_time = sum(int(r[4]) for r in rows) or 1
     out = []
-    for name, kind, calls, errors, dsum, buckets in rows:
-        f = Figures()
-        f.add(calls, errors, dsum, as_buckets(buckets))
+    for name, kind, *figures in rows:
+        f = Figures.of(figures)
         out.append(
             {
                 "operation": str(name),
                 "kind": int(kind),
                 **f.summary(span.seconds),
-                "total_ms": int(dsum) / 1e6,
-                "impact": int(dsum) / total_time,
+                "total_ms": f.duration_sum / 1e6,
+                "impact": f.duration_sum / total_time,
             }
         )
     out.sort(key=lambda r: (-r["impact"], r["operation"]))
@@ -307,26 +310,25 @@ class Edge:
 def edges(store: Store, start_s: float, end_s: float) -> list[Edge]:
     """Edges over whole minutes, each minute (or hour) from its latest rollup run."""
     span = TimeRange.of(start_s, end_s)
-    source = edges_source(span)
-    key = "parent_service, child_service, child_kind"
-    totals = store.query(
-        f"SELECT {key}, any(parent_namespace), any(child_namespace), sum(calls), sum(errors), "
-        f"sum(duration_sum) FROM {source} GROUP BY {key} ORDER BY {key}"
+    sql = figures_sql(
+        "parent_service, child_service, child_kind",
+        elements_from_arrays(edges_source(span)),
+        extra="any(parent_namespace), any(child_namespace)",
     )
-    buckets = {
-        tuple(map(str, r[:3])): as_buckets(r[3:])
-        for r in store.query(
-            f"SELECT {key}, groupArray(k), groupArray(c) FROM (SELECT {key}, k, sum(c0) AS c "
-            f"FROM {source} ARRAY JOIN bucket_keys AS k, bucket_counts AS c0 GROUP BY {key}, k) "
-            f"GROUP BY {key}"
+    return [
+        Edge(str(p), str(c), str(k), str(pns), str(cns), Figures.of(figures))
+        for p, c, k, pns, cns, *figures in store.query(
+            sql + " ORDER BY parent_service, child_service"
         )
-    }
-    out = []
-    for parent, child, kind, pns, cns, calls, errors, dsum in totals:
-        f = Figures()
-        f.add(calls, errors, dsum, buckets.get((str(parent), str(child), str(kind)), {}))
-        out.append(Edge(str(parent), str(child), str(kind), str(pns), str(cns), f))
-    return out
+    ]
+
+
+def peer_figures(store: Store, start_s: float, end_s: float) -> dict[str, Figures]:
+    """Calls into each uninstrumented peer, over all its callers."""
+    span = TimeRange.of(start_s, end_s)
+    source = f"(SELECT * FROM {edges_source(span)} WHERE child_kind != 'service')"
+    rows = store.query(figures_sql("child_service", elements_from_arrays(source)))
+    return {str(child): Figures.of(figures) for child, *figures in rows}
 
 
 def dependencies(store: Store, start_ns: int, end_ns: int) -> list[dict[str, Any]]:
@@ -349,7 +351,7 @@ def service_namespaces(store: Store, start_s: float, end_s: float) -> dict[str, 
 def graph(store: Store, start_s: float, end_s: float) -> dict[str, Any]:
     """Nodes (services and uninstrumented peers) with RED figures, and edges between them.
 
-    A virtual node's figures are the calls made to it; it takes its callers' namespace
+    A peer's figures are the calls made to it; it takes its callers' namespace
     when they share one.
     """
     span = TimeRange.of(start_s, end_s)
@@ -364,17 +366,15 @@ def graph(store: Store, start_s: float, end_s: float) -> dict[str, Any]:
             ends.append((e.child, e.child_namespace))
         for name, ns in ends:
             nodes.setdefault(name, _node(name, "service", ns, Figures(), span))
-    into: dict[str, Figures] = defaultdict(Figures)
     peers: dict[str, tuple[str, set[str]]] = {}
     for e in found:
-        if e.child_kind == "service" or e.child in nodes:
-            continue
-        f = e.figures
-        into[e.child].add(f.calls, f.errors, f.duration_sum, f.buckets or {})
-        peers.setdefault(e.child, (e.child_kind, set()))[1].add(nodes[e.parent]["namespace"])
-    for name, (kind, caller_namespaces) in peers.items():
-        ns = caller_namespaces.pop() if len(caller_namespaces) == 1 else ""
-        nodes[name] = _node(name, kind, ns, into[name], span)
+        if e.child_kind != "service" and e.child not in nodes:
+            peers.setdefault(e.child, (e.child_kind, set()))[1].add(nodes[e.parent]["namespace"])
+    if peers:
+        into = peer_figures(store, span.start_s, span.end_s)
+        for name, (kind, caller_namespaces) in peers.items():
+            ns = caller_namespaces.pop() if len(caller_namespaces) == 1 else ""
+            nodes[name] = _node(name, kind, ns, into.get(name, Figures()), span)
     edge_rows = [
         {
             "parent": e.parent,

@@ -33,14 +33,17 @@ def run(args: argparse.Namespace) -> int:
 
     from dashboard.app import create_app
     from dashboard.context import DEFAULT_MAX_TRACE_SPANS, AuthSettings, DashboardContext
-    from sidetrace.store import open_store
+    from sidetrace.store import StoreError, open_store
 
     try:
         auth = AuthSettings.from_flags(args.auth_token, args.basic_auth)
     except ValueError as exc:
         raise SystemExit(f"sidetrace dashboard: {exc}") from None
+    store = open_store(args.clickhouse)
+    if not store.query("EXISTS TABLE spans")[0][0]:
+        raise StoreError(f"no sidetrace schema in {args.clickhouse}: run `sidetrace migrate` first")
     ctx = DashboardContext(
-        store=open_store(args.clickhouse),
+        store=store,
         external_url=args.external_url or f"http://127.0.0.1:{args.port}",
         auth=auth,
         slo_files=list(args.slo),

@@ -41,6 +41,7 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     p.add_argument("--detect-timeout", type=float, default=0.2, help="protocol sniffing, seconds")
     p.add_argument("--max-connections", type=int, default=4096, help="concurrent connections")
     p.add_argument("--drain-grace", type=float, default=20.0, help="seconds to drain on SIGTERM")
+    p.add_argument("--metrics-interval", type=float, default=15.0, help="OTLP metrics, seconds")
     p.add_argument("--export-timeout", type=float, default=10.0, help="OTLP export, seconds")
     p.add_argument("--max-queue", type=int, default=65536, help="telemetry records queued")
     p.set_defaults(handler=run)
@@ -79,6 +80,7 @@ def config_from_args(args: argparse.Namespace) -> SidecarConfig:
         drain_grace_s=args.drain_grace,
         max_queue=args.max_queue,
         export_timeout_s=args.export_timeout,
+        metric_export_interval_s=args.metrics_interval,
     )
 
 

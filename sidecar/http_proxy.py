@@ -202,6 +202,7 @@ class DownstreamConnection(asyncio.Protocol):
         self.detect_timer: asyncio.TimerHandle | None = None
         self.out: list[bytes] | None = None
         self.client_eof = False
+        self.feeding = 0
 
     # -- connection lifecycle ---------------------------------------------------
     def connection_made(self, transport: asyncio.BaseTransport) -> None:
@@ -378,6 +379,7 @@ class DownstreamConnection(asyncio.Protocol):
             self._open_tunnel(self.buffer)
 
     def _feed(self, data: bytes) -> None:
+        self.feeding = len(data)
         try:
             self.parser.feed_data(data)
         except httptools.HttpParserUpgrade as upgrade:
@@ -421,15 +423,16 @@ class DownstreamConnection(asyncio.Protocol):
             raise _HeadersTooLarge
 
     def on_header(self, name: bytes, value: bytes) -> None:
-        ex = self.parsing
-        ex.headers.append((name, value))  # type: ignore[union-attr]
-        ex.header_bytes += len(name) + len(value) + 4  # type: ignore[union-attr]
-        if ex.header_bytes > self.ctx.config.max_header_bytes:  # type: ignore[union-attr]
-            raise _HeadersTooLarge
+        self.parsing.headers.append((name, value))  # type: ignore[union-attr]
 
     def on_headers_complete(self) -> None:
         ex = self.parsing
         assert ex is not None
+        limit = self.ctx.config.max_header_bytes
+        if self.header_seen + self.feeding > limit:  # only then is the exact size worth summing
+            size = ex.header_bytes + sum(len(n) + len(v) + 4 for n, v in ex.headers)
+            if size > limit:
+                raise _HeadersTooLarge
         self.deadline_kind = ACTIVE
         self._request_head(ex)
 
@@ -864,34 +867,9 @@ class DownstreamConnection(asyncio.Protocol):
             ctx.counters.requests_in_flight_inbound -= 1
         if not ex.traced or not ex.start_ns:
             return
-        span = ex.span
-        # Inbound: the Host header as sent, port 0; the telemetry thread splits it.
-        server = ex.address if ctx.kind == CLIENT else (ex.host.decode("latin-1"), 0)
-        ctx.telemetry.submit(
-            Record(
-                HTTP,
-                ctx.kind,
-                span.trace_id if span.sampled else "",
-                span.span_id,
-                span.parent_id,
-                ctx.kind == SERVER,
-                ex.start_ns,
-                time.time_ns(),
-                ex.method,
-                ex.target.decode("latin-1"),
-                ex.status,
-                server[0],
-                server[1],
-                self.client[0] if ctx.kind == SERVER else "",
-                self.client[1] if ctx.kind == SERVER else 0,
-                ex.version,
-                ex.user_agent.decode("latin-1"),
-                ex.error,
-                ex.peer if ctx.kind == SERVER else f"{ex.address[0]}:{ex.address[1]}",
-                0,
-                0,
-            )
-        )
+        # The finished exchange is never touched again, so building its Record is
+        # left to the telemetry thread.
+        ctx.telemetry.submit((exchange_record, ex, ctx.kind, self.client, time.time_ns()))
 
     def _record_tcp(self, address: Address, start_ns: int, error: str, bytes_out: int) -> None:
         ctx = self.ctx
@@ -921,6 +899,37 @@ class DownstreamConnection(asyncio.Protocol):
                 bytes_out,
             )
         )
+
+
+def exchange_record(ex: Exchange, kind: int, client: Address, end_ns: int) -> Record:
+    """The telemetry record of a finished HTTP exchange (runs on the telemetry thread)."""
+    span = ex.span
+    assert span is not None
+    # Inbound: the Host header as sent, port 0 (span_fields splits it).
+    server = ex.address if kind == CLIENT else (ex.host.decode("latin-1"), 0)
+    return Record(
+        HTTP,
+        kind,
+        span.trace_id if span.sampled else "",
+        span.span_id,
+        span.parent_id,
+        kind == SERVER,
+        ex.start_ns,
+        end_ns,
+        ex.method,
+        ex.target.decode("latin-1"),
+        ex.status,
+        server[0],
+        server[1],
+        client[0] if kind == SERVER else "",
+        client[1] if kind == SERVER else 0,
+        ex.version,
+        ex.user_agent.decode("latin-1"),
+        ex.error,
+        ex.peer if kind == SERVER else f"{ex.address[0]}:{ex.address[1]}",
+        0,
+        0,
+    )
 
 
 def _error_response(status: int) -> bytes:

@@ -140,6 +140,7 @@ class SpanEncoder:
         self._resource_field = _field(1, resource)
         self._scope_field = _field(1, scope)
         self._attr_cache: dict[tuple[str, str | int], bytes] = {}
+        self._rest_cache: dict[tuple, bytes] = {}
 
     def _attribute(self, key: str, value: str | int) -> bytes:
         cache_key = (key, value)
@@ -152,20 +153,26 @@ class SpanEncoder:
         return encoded
 
     def encode_span(self, rec: Record, route: str) -> bytes:
+        ids = b"\x0a\x10" + bytes.fromhex(rec.trace_id) + b"\x12\x08" + bytes.fromhex(rec.span_id)
+        if rec.parent_id:
+            ids += b"\x22\x08" + bytes.fromhex(rec.parent_id)
+        times = struct.pack("<BQBQ", 0x39, rec.start_ns, 0x41, rec.end_ns)
+        # Everything else depends only on the record's non-id, non-time fields, which
+        # repeat a lot (same route, peer, connection): encode once, reuse.
+        key = (route, *rec[:2], rec[5], *rec[8:])
+        rest = self._rest_cache.get(key)
+        if rest is None:
+            rest = self._encode_rest(rec, route)
+            if len(self._rest_cache) >= _CACHE_LIMIT:
+                self._rest_cache.clear()
+            self._rest_cache[key] = rest
+        return _field(2, ids + times + rest)
+
+    def _encode_rest(self, rec: Record, route: str) -> bytes:
+        """Name, kind, attributes, status and flags of a span."""
         name, attrs, error = span_fields(rec, route)
         attribute = self._attribute
-        parts = [
-            b"\x0a\x10",
-            bytes.fromhex(rec.trace_id),
-            b"\x12\x08",
-            bytes.fromhex(rec.span_id),
-        ]
-        if rec.parent_id:
-            parts.append(b"\x22\x08")
-            parts.append(bytes.fromhex(rec.parent_id))
-        parts.append(_field(5, name.encode()))
-        parts.append(_KIND_FIELDS[rec.kind])
-        parts.append(struct.pack("<BQBQ", 0x39, rec.start_ns, 0x41, rec.end_ns))
+        parts = [_field(5, name.encode()), _KIND_FIELDS[rec.kind]]
         parts.extend(attribute(k, v) for k, v in attrs.items())
         if error:
             status = _varint(3 << 3) + _varint(STATUS_ERROR)
@@ -176,7 +183,7 @@ class SpanEncoder:
             parts.append(b"\x7a\x00")  # status {} (unset), as the SDK encoder writes it
         flags = FLAGS_REMOTE_PARENT if rec.parent_remote else FLAGS_LOCAL_PARENT
         parts.append(b"\x85\x01" + struct.pack("<I", flags))
-        return _field(2, b"".join(parts))
+        return b"".join(parts)
 
     def encode(self, spans: Iterable[tuple[Record, str]]) -> ExportTraceServiceRequest:
         scope_spans = _field(

@@ -95,8 +95,14 @@ class Propagator:
         return pairs
 
     def header_lines(self, span: SpanStart) -> bytes:
-        """``header_pairs`` as raw HTTP/1.1 header lines."""
-        return "".join(f"{k}: {v}\r\n" for k, v in self.header_pairs(span)).encode("latin-1")
+        """``header_pairs`` as raw HTTP/1.1 header lines (formatted directly: hot path)."""
+        flags = "01" if span.sampled else "00"
+        lines = f"traceparent: 00-{span.trace_id}-{span.span_id}-{flags}\r\n"
+        if span.tracestate:
+            lines += f"tracestate: {span.tracestate}\r\n"
+        if self.b3_emit:
+            lines += f"b3: {format_b3_single(span.trace_id, span.span_id, span.sampled)}\r\n"
+        return lines.encode("latin-1")
 
     def replaced(self) -> frozenset[str]:
         """Incoming header names dropped because ``header_lines`` re-emits them."""

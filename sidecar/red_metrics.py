@@ -69,14 +69,17 @@ class RedMetrics:
         self._series: dict[RedKey, _Series] = {}
         self._lock = threading.Lock()
 
-    def observe(self, key: RedKey, duration_s: float) -> None:
+    def observe(self, observations: list[tuple[RedKey, float]]) -> None:
+        """Add a batch of ``(key, duration_s)`` under one lock."""
+        bounds, locate, series_of = DURATION_BUCKETS_S, bisect.bisect_left, self._series
         with self._lock:
-            series = self._series.get(key)
-            if series is None:
-                series = self._series[key] = _Series()
-            series.count += 1
-            series.total += duration_s
-            series.buckets[bisect.bisect_left(DURATION_BUCKETS_S, duration_s)] += 1
+            for key, duration_s in observations:
+                series = series_of.get(key)
+                if series is None:
+                    series = series_of[key] = _Series()
+                series.count += 1
+                series.total += duration_s
+                series.buckets[locate(bounds, duration_s)] += 1
 
     def snapshot(self) -> dict[RedKey, tuple[int, float, list[int]]]:
         with self._lock:

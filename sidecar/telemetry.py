@@ -21,6 +21,7 @@ from sidecar.routes import RouteMatcher
 from sidecar.telemetry_record import GRPC, HTTP, SERVER, Record
 
 log = logging.getLogger(__name__)
+Deferred = tuple  # (build: Callable[..., Record], *args)
 _DIRECTION = {SERVER: "inbound"}
 
 
@@ -46,7 +47,7 @@ class Telemetry:
         self._span_exporter = span_exporter
         self._metric_exporter = metric_exporter
         self._routes = routes
-        self._queue: collections.deque[Record] = collections.deque()
+        self._queue: collections.deque[Record | Deferred] = collections.deque()
         self._max_queue = max_queue
         self._batch_size = batch_size
         self._interval_s = interval_s
@@ -59,14 +60,18 @@ class Telemetry:
     def start(self) -> None:
         self._thread.start()
 
-    def submit(self, record: Record) -> None:
-        """Hot path: enqueue or count a drop. Safe from any thread."""
+    def submit(self, item: Record | Deferred) -> None:
+        """Hot path: enqueue or count a drop. Safe from any thread.
+
+        ``item`` is a ``Record`` or ``(build, *args)`` whose ``build(*args)`` makes one
+        later, on the telemetry thread. A dropped item counts as a dropped span (the
+        sampling decision is not looked at, to keep this path short).
+        """
         if len(self._queue) < self._max_queue:
-            self._queue.append(record)
+            self._queue.append(item)
         else:
             self.counters.records_dropped_total += 1
-            if record.trace_id:
-                self.counters.spans_dropped_total += 1
+            self.counters.spans_dropped_total += 1
 
     def stop(self, timeout: float = 10.0) -> None:
         """Drain what is queued, export metrics once more, shut the exporters down."""
@@ -79,7 +84,7 @@ class Telemetry:
     def _run(self) -> None:
         while True:
             stopping = self._stop.is_set()
-            batch: list[Record] = []
+            batch: list[Record | Deferred] = []
             popleft = self._queue.popleft
             try:
                 while len(batch) < self._batch_size:
@@ -99,11 +104,13 @@ class Telemetry:
             if len(self._queue) < self._batch_size and not stopping:
                 self._stop.wait(self._interval_s)
 
-    def _process(self, batch: list[Record]) -> None:
+    def _process(self, batch: list[Record | Deferred]) -> None:
         sampled = []
         route_of = self._routes.route
-        observe = self.red.observe
-        for rec in batch:
+        observations = []
+        observe = observations.append
+        for item in batch:
+            rec = item if type(item) is Record else item[0](*item[1:])
             path = rec.target.partition("?")[0] if rec.protocol == HTTP else ""
             route = route_of(path) if path else ""
             if rec.protocol == GRPC:
@@ -113,12 +120,11 @@ class Telemetry:
             else:
                 klass = "error" if rec.error_type else "ok"
             direction = _DIRECTION.get(rec.kind, "outbound")
-            observe(
-                (direction, rec.method or "TCP", route, klass, rec.peer),
-                (rec.end_ns - rec.start_ns) / 1e9,
-            )
+            key = (direction, rec.method or "TCP", route, klass, rec.peer)
+            observe((key, (rec.end_ns - rec.start_ns) / 1e9))
             if rec.trace_id:
                 sampled.append((rec, route))
+        self.red.observe(observations)
         if not sampled or self._span_exporter is None:
             return
         request = self._encoder.encode(sampled)

@@ -34,6 +34,8 @@ class UpstreamConnection(asyncio.Protocol):
         self.closed = False
         self.reused = False
         self.eof = False
+        self.pooled = False
+        self.early = b""
         self.bytes_in = 0
         self._reason = b""
         self._headers: list[tuple[bytes, bytes]] = []
@@ -44,8 +46,11 @@ class UpstreamConnection(asyncio.Protocol):
 
     def data_received(self, data: bytes) -> None:
         downstream = self.downstream
-        if downstream is None:  # an idle pooled connection must not talk
-            self.transport.close()  # type: ignore[union-attr]
+        if downstream is None:
+            if self.pooled:  # an idle pooled connection must not talk
+                self.transport.close()  # type: ignore[union-attr]
+            else:  # a server speaking first, before the connect await has resumed
+                self.early += data
             return
         downstream.last_activity = downstream.ctx.now
         if self.tunnel:
@@ -130,6 +135,9 @@ class UpstreamConnection(asyncio.Protocol):
     def start_tunnel(self) -> None:
         self.tunnel = True
         self.exchange = None
+        early, self.early = self.early, b""
+        if early and self.downstream is not None:
+            self.data_received(early)
 
     def close(self) -> None:
         self.downstream = None
@@ -154,6 +162,7 @@ class UpstreamPool:
         return None
 
     def put(self, conn: UpstreamConnection) -> None:
+        conn.pooled = True
         conn.downstream = None
         conn.exchange = None
         idle = self._idle.setdefault(conn.address, [])

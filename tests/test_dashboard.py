@@ -3,7 +3,11 @@
 from __future__ import annotations
 
 import base64
+import subprocess
+import sys
+import time
 
+import httpx
 import pytest
 
 from dashboard import params
@@ -11,7 +15,11 @@ from dashboard.context import AuthSettings
 from dashboard.trace_analysis import analyze, critical_path, self_time
 from dashboard.trace_queries import BadQuery, Span
 from sidetrace.cli import build_parser
+from sidetrace.local_server import free_port
+from sidetrace.migrate import migrate
+from sidetrace.store import open_store
 from tests import trace_generator as gen
+from tests.conftest import fresh_store_url
 from tests.dashboard_client import dashboard_client
 
 
@@ -80,9 +88,7 @@ def test_critical_path_follows_last_finishing_children():
 
 def test_analysis_of_deep_chain_needs_no_recursion():
     spans = gen.deep(gen.Ids(3), 5000)
-    from tests.test_trace_queries import to_spans
-
-    analysis = analyze(to_spans(spans))
+    analysis = analyze(gen.to_spans(spans))
     assert analysis.info[spans[-1].span_id].depth == 4999
     assert analysis.info[spans[-1].span_id].critical
 
@@ -240,3 +246,30 @@ def test_openapi_document(store):
     assert doc["openapi"].startswith("3.")
     for path in ("/api/v1/traces/{trace_id}", "/api/v1/search", "/api/traces", "/api/services"):
         assert "get" in doc["paths"][path]
+
+
+def test_dashboard_command_serves(clickhouse_server, chdb_path):
+    """``sidetrace dashboard`` as its own process on a migrated native store, with a token."""
+    url = fresh_store_url("native", clickhouse_server, chdb_path)
+    migrate(open_store(url))
+    port = free_port()
+    command = [sys.executable, "-m", "sidetrace", "dashboard", "--clickhouse", url,
+               "--port", str(port), "--host", "127.0.0.1", "--auth-token", "tok"]  # fmt: skip
+    process = subprocess.Popen(command, stdout=subprocess.PIPE, stderr=subprocess.STDOUT)
+    try:
+        base = f"http://127.0.0.1:{port}"
+        deadline = time.monotonic() + 60
+        while True:
+            try:
+                if httpx.get(base + "/healthz", timeout=2).status_code == 200:
+                    break
+            except httpx.HTTPError:
+                pass
+            assert process.poll() is None and time.monotonic() < deadline, "dashboard did not start"
+            time.sleep(0.2)
+        assert httpx.get(base + "/api/services", timeout=10).status_code == 401
+        ok = httpx.get(base + "/api/services", headers={"Authorization": "Bearer tok"}, timeout=10)
+        assert ok.status_code == 200 and ok.json()["data"] == []
+    finally:
+        process.terminate()
+        process.wait(timeout=20)

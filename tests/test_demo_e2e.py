@@ -66,10 +66,11 @@ class RunningDemo:
         assert response.status_code == 200, f"{path}: {response.status_code} {response.text[:300]}"
         return response.json()
 
-    def poll(self, check: Callable[[], str | None], what: str) -> None:
-        """Call ``check`` until it returns None (success) or the demo ends; else fail with why."""
+    def poll(self, check: Callable[[], str | None], what: str, within: float = 1e9) -> None:
+        """Call ``check`` until it returns None (success), ``within`` s pass or the demo ends."""
         last = "never checked"
-        while not self.finished.is_set():
+        deadline = time.monotonic() + within
+        while not self.finished.is_set() and time.monotonic() < deadline:
             try:
                 last = check() or ""
             except httpx.HTTPError as exc:  # the demo may be stopping under us
@@ -77,7 +78,7 @@ class RunningDemo:
             if not last:
                 return
             time.sleep(3.0)
-        pytest.fail(f"{what} did not happen while the demo ran: {last}\n{self.output()[-3000:]}")
+        pytest.fail(f"{what} did not happen in time: {last}\n{self.output()[-3000:]}")
 
 
 def start_demo(data: Path, *flags: str) -> RunningDemo:
@@ -217,7 +218,7 @@ def test_traces_cross_all_five_services_with_correct_links(demo: RunningDemo) ->
         return chain_problems(traces[0]) if traces else "example trace not found"
 
     # Spans of one trace arrive from six exporters; give the slowest a moment.
-    demo.poll(example_is_complete, "the example trace to be complete")
+    demo.poll(example_is_complete, "the example trace to be complete", within=30)
 
     def several_complete() -> str | None:
         found = demo.get(
@@ -226,7 +227,7 @@ def test_traces_cross_all_five_services_with_correct_links(demo: RunningDemo) ->
         good = [t for t in found if chain_problems(t) is None]
         return None if len(good) >= 3 else f"{len(good)} of {len(found)} checkouts complete"
 
-    demo.poll(several_complete, "three complete checkout traces")
+    demo.poll(several_complete, "three complete checkout traces", within=30)
 
 
 def test_dependency_graph_has_the_expected_edges(demo: RunningDemo) -> None:

@@ -176,3 +176,11 @@ def test_root_sampling_ratio(ratio: float, low: int, high: int) -> None:
     prop = Propagator(ratio)
     sampled = sum(prop.start({}).sampled for _ in range(200))
     assert low <= sampled <= high
+
+
+@pytest.mark.parametrize("b3_emit", [False, True])
+def test_header_lines_match_header_pairs(b3_emit: bool) -> None:
+    prop = Propagator(b3_emit=b3_emit)
+    span = prop.start({"traceparent": [f"00-{TID}-{SID}-01"], "tracestate": ["k=v"]})
+    pairs = "".join(f"{k}: {v}\r\n" for k, v in prop.header_pairs(span))
+    assert prop.header_lines(span).decode() == pairs

@@ -68,6 +68,7 @@ def test_two_service_chain_is_one_trace_in_clickhouse(collector) -> None:
     store_url, grpc_port = collector
     port_a, port_b = free_port(), free_port()
     common = ("--collector", f"127.0.0.1:{grpc_port}", "--route", "/users/{uid}")
+    common += ("--metrics-interval", "1")
     sidecar_a = SidecarProcess(port_a, "--service-name", "svc-a", *common)
     sidecar_b = SidecarProcess(port_b, "--service-name", "svc-b", *common)
     app_a = ThreadedUvicorn(build_app(f"http://127.0.0.1:{sidecar_a.outbound}"), port=port_a)
@@ -94,6 +95,14 @@ def test_two_service_chain_is_one_trace_in_clickhouse(collector) -> None:
                 " WHERE trace_id = %(trace)s ORDER BY start_ns",
                 {"trace": TRACE},
             )
+        metric_rows: list[tuple] = []
+        while not metric_rows:
+            assert time.monotonic() < deadline, "no RED metrics reached ClickHouse"
+            time.sleep(0.5)
+            metric_rows = store.query(
+                "SELECT metric_name, count FROM metric_points WHERE service_name = 'svc-b'"
+                " AND metric_name = 'sidetrace.request.duration' ORDER BY ts DESC LIMIT 1"
+            )
     finally:
         for part in reversed(started):
             part.stop()
@@ -114,5 +123,6 @@ def test_two_service_chain_is_one_trace_in_clickhouse(collector) -> None:
     assert client_a["attrs"]["server.port"] == str(sidecar_b.inbound)
     assert client_a["attrs"]["http.request.method"] == "GET"
     assert {s["status"] for s in spans.values()} == {0}
+    assert metric_rows[0][1] >= 1  # svc-b's duration histogram counted the request
     downstream = body["downstream"]["headers"]
     assert downstream["traceparent"] == f"00-{TRACE}-{server_b['id']}-01"

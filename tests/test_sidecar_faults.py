@@ -170,9 +170,12 @@ def test_opaque_tcp_declared_port_and_detection_timeout(sidecar_factory) -> None
             "--opaque-ports", str(banner_server.port),
             "--collector", f"127.0.0.1:{sink.port}",
             "--service-name", "tcp-svc",
+            "--detect-timeout", "3",
+            "--export-timeout", "1",
         )  # fmt: skip
         banner, waited = _read_banner(declared.inbound)
-        assert banner == b"220 banner ready\r\n" and waited < 0.15
+        # A declared port is piped at once: no waiting for the (3 s) detection timeout.
+        assert banner == b"220 banner ready\r\n" and waited < 2
         spans = sink.wait_for(lambda s: any(sp.name.startswith("tcp") for _, sp in s))
         span = next(sp for _, sp in spans if sp.name.startswith("tcp"))
         attrs = attributes(span)

@@ -196,30 +196,3 @@ def test_services_and_operations(store):
 def test_search_validation(query):
     with pytest.raises(tq.BadQuery):
         query.validate()
-
-
-def to_spans(generated: list[gen.GenSpan]) -> list[tq.Span]:
-    """Generated spans as the query layer's Span objects, without a store."""
-    return [
-        tq.Span(
-            g.trace_id,
-            g.span_id,
-            g.parent_span_id,
-            "",
-            1,
-            g.service,
-            g.name,
-            g.kind,
-            g.status_code,
-            g.status_message,
-            "",
-            "",
-            g.start_ns,
-            g.duration_ns,
-            [],
-            [],
-            [],
-            [],
-        )  # fmt: skip
-        for g in generated
-    ]

@@ -14,6 +14,7 @@ import time
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
 
+from dashboard.trace_queries import Span
 from sidetrace.store import Store
 
 SERVICES = ("frontend", "checkout", "cart", "payments", "inventory", "shipping", "db")
@@ -246,3 +247,30 @@ def random_trace(rng: random.Random, ids: Ids, start_ns: int, size: int = 20) ->
             )  # fmt: skip
         )
     return spans
+
+
+def to_spans(generated: Sequence[GenSpan]) -> list[Span]:
+    """Generated spans as the query layer's Span objects, for analysis tests without a store."""
+    return [
+        Span(
+            g.trace_id,
+            g.span_id,
+            g.parent_span_id,
+            "",
+            1,
+            g.service,
+            g.name,
+            g.kind,
+            g.status_code,
+            g.status_message,
+            "",
+            "",
+            g.start_ns,
+            g.duration_ns,
+            [],
+            [],
+            [],
+            [],
+        )  # fmt: skip
+        for g in generated
+    ]

@@ -259,9 +259,21 @@
   }
 
   function stats() {
-    const body = document.querySelector("#stats-table tbody");
-    body.replaceChildren();
+    // Per service: sums of the per-operation rows; then every operation.
+    const services = new Map();
     trace.stats.forEach((st) => {
+      const agg = services.get(st.service) || { service: st.service, name: "(all operations)", count: 0, errors: 0, totalNs: 0, selfNs: 0 };
+      agg.count += st.count; agg.errors += st.errors; agg.totalNs += st.totalNs; agg.selfNs += st.selfNs;
+      services.set(st.service, agg);
+    });
+    fillStats("#stats-services tbody", Array.from(services.values()).sort((a, b) => b.selfNs - a.selfNs));
+    fillStats("#stats-table tbody", trace.stats);
+  }
+
+  function fillStats(selector, rows) {
+    const body = document.querySelector(selector);
+    body.replaceChildren();
+    rows.forEach((st) => {
       const tr = el("tr");
       const svc = el("td");
       const sw = el("span", "badge", st.service);

@@ -145,16 +145,17 @@ def orders_routes(s: Service, charge: Callable[[Request, int], Awaitable[dict]])
 
 
 def inventory_routes(s: Service, query: Callable[[Request, str], Awaitable[bool]]) -> list[Route]:
-    database_down = JSONResponse({"error": "database error"}, status_code=503)
+    def database_down() -> Response:
+        return JSONResponse({"error": "database error"}, status_code=503)
 
     async def reserve(request: Request) -> Response:
         if not await query(request, "UPDATE stock SET reserved = reserved + 1 WHERE sku = $1"):
-            return database_down
+            return database_down()
         return JSONResponse({"sku": request.query_params.get("item", "1"), "reserved": True})
 
     async def stock(request: Request) -> Response:
         if not await query(request, "SELECT available FROM stock WHERE sku = $1"):
-            return database_down
+            return database_down()
         return JSONResponse({"sku": request.path_params["sku"], "available": 42})
 
     return [

@@ -1,0 +1,95 @@
+"""``sidetrace all-in-one``: point an OTLP exporter at it, read the trace back, stop, reopen."""
+
+from __future__ import annotations
+
+import os
+import signal
+import subprocess
+import sys
+import time
+from collections.abc import Iterator
+from contextlib import contextmanager
+from pathlib import Path
+
+import httpx
+import pytest
+from opentelemetry.exporter.otlp.proto.grpc.trace_exporter import OTLPSpanExporter
+from opentelemetry.sdk.resources import Resource
+from opentelemetry.sdk.trace import TracerProvider
+from opentelemetry.sdk.trace.export import SimpleSpanProcessor
+from opentelemetry.trace import SpanKind
+
+from sidetrace.local_server import free_port
+
+pytestmark = pytest.mark.slow
+
+
+@contextmanager
+def all_in_one(data: Path) -> Iterator[tuple[subprocess.Popen[str], dict[str, int]]]:
+    ports = {"--port": free_port(), "--grpc-port": free_port(), "--http-port": free_port()}
+    ports["--admin-port"] = free_port()
+    flags = [str(x) for pair in ports.items() for x in pair]
+    process = subprocess.Popen(
+        [sys.executable, "-m", "sidetrace", "all-in-one", "--data", str(data), *flags],
+        stdout=subprocess.PIPE,
+        stderr=subprocess.STDOUT,
+        text=True,
+        start_new_session=True,
+    )
+    try:
+        deadline = time.monotonic() + 120
+        while time.monotonic() < deadline:
+            assert process.poll() is None, process.communicate()[0]
+            try:
+                url = f"http://127.0.0.1:{ports['--port']}/healthz"
+                if httpx.get(url, timeout=2).status_code == 200:
+                    break
+            except httpx.HTTPError:
+                time.sleep(0.3)
+        yield process, ports
+    finally:
+        if process.poll() is None:
+            os.killpg(process.pid, signal.SIGKILL)
+            process.wait()
+
+
+def trace_services(dashboard: int, trace_id: str) -> set[str]:
+    response = httpx.get(f"http://127.0.0.1:{dashboard}/api/traces/{trace_id}", timeout=10)
+    if response.status_code != 200 or not response.json()["data"]:
+        return set()
+    trace = response.json()["data"][0]
+    return {p["serviceName"] for p in trace["processes"].values()}
+
+
+def test_otlp_exporter_to_all_in_one_then_reopen_the_same_data(tmp_path: Path) -> None:
+    data = tmp_path / "data"
+    with all_in_one(data) as (process, ports):
+        provider = TracerProvider(resource=Resource.create({"service.name": "my-app"}))
+        exporter = OTLPSpanExporter(endpoint=f"127.0.0.1:{ports['--grpc-port']}", insecure=True)
+        provider.add_span_processor(SimpleSpanProcessor(exporter))
+        tracer = provider.get_tracer("test")
+        with (
+            tracer.start_as_current_span("GET /hello", kind=SpanKind.SERVER) as root,
+            tracer.start_as_current_span("SELECT", kind=SpanKind.CLIENT),
+        ):
+            pass
+        provider.shutdown()
+        trace_id = format(root.get_span_context().trace_id, "032x")
+
+        deadline = time.monotonic() + 60
+        while trace_services(ports["--port"], trace_id) != {"my-app"}:
+            assert time.monotonic() < deadline, "the trace never became readable"
+            time.sleep(0.5)
+
+        process.send_signal(signal.SIGTERM)
+        output, _ = process.communicate(timeout=60)
+        assert process.returncode == 0, output
+        assert f"dashboard  http://127.0.0.1:{ports['--port']}" in output
+        assert "The data lives in" in output
+
+    # The data survives: a new all-in-one on the same folder serves the same trace.
+    with all_in_one(data) as (process, ports):
+        assert trace_services(ports["--port"], trace_id) == {"my-app"}
+        process.send_signal(signal.SIGINT)
+        process.communicate(timeout=60)
+        assert process.returncode == 0
