@@ -12,7 +12,8 @@ as background merges leave them.
 Timed (median of the runs, through the dashboard's query functions):
 ``latency_24h_p50_ms`` one service's p50/p95/p99 series, 24 h at 1-minute steps;
 ``graph_24h_ms`` the service graph for 24 h; ``services_table_24h_ms`` the
-services table for 24 h (last line).
+services table for 24 h (last line). (Ranges over six hours are read at whole
+hours, see ``TimeRange.summary``.)
 Usage: ``python bench/analytics.py [--quick] [--clickhouse URL]``.
 """
 
@@ -39,6 +40,14 @@ from sidetrace.migrate import migrate  # noqa: E402
 from sidetrace.store import Store, open_store  # noqa: E402
 
 SERVICES = 30
+ROLLUPS = (
+    "latency_minute",
+    "latency_hour",
+    "service_buckets_minute",
+    "service_buckets_hour",
+    "edges_minute",
+    "edges_hour",
+)
 DAY = 86_400
 PEERS = (
     ("db.system", "postgresql"),
@@ -127,7 +136,7 @@ def load(store: Store, spans: int, block: int) -> tuple[int, int]:
     started = time.perf_counter()
     backfill_edges(store, start_s, end_s)
     print(f"edge_backfill_24h_s={time.perf_counter() - started:.1f}")
-    for table in ("latency_minute", "latency_hour", "edges_minute"):
+    for table in ROLLUPS:
         store.execute(f"OPTIMIZE TABLE {table} FINAL")
     return start_s, end_s
 

@@ -9,10 +9,11 @@ child is a call to an uninstrumented peer, which becomes a virtual node named by
 Pairing is a self-join of spans, and a child may arrive after its parent, so this
 is not a materialized view: each run recomputes the last few closed minutes
 (``minute + 60 s + grace <= now``) and writes every edge of each minute with the
-run's version. Readers keep only the highest version per minute (see
-``dashboard/analytics_queries.py``), so repeated, overlapping and concurrent runs
-— one per collector replica — count every call exactly once, and a child that
-arrives late turns a virtual edge into a real one at the next run.
+run's version, then rebuilds the hours holding those minutes (``edges_hour``) from
+the latest minute rows. Readers keep only the highest version per minute or hour
+(``latest_rows_sql``), so repeated, overlapping and concurrent runs — one per
+collector replica — count every call exactly once, and a child that arrives late
+turns a virtual edge into a real one at the next run.
 """
 
 from __future__ import annotations

@@ -194,7 +194,6 @@ class Writer:
             threading.Thread(target=self._insert_loop, name="collector-insert", daemon=True),
         ]
         self._started = time.monotonic()
-        self.healthy = True
 
     def start(self) -> None:
         for thread in self._threads:
@@ -221,6 +220,7 @@ class Writer:
             if self.spool.inflight and self.spool.inflight[0] == self._read_position:
                 self._wait_for_orphan_inserts()
                 start, end = self.spool.inflight
+                log.info("replaying the in-flight batch %d..%d of the last run", start, end)
                 self._take_slot()
                 self._batches.put(self._convert(self.spool.read(start, 1 << 62, limit=end), True))
                 self._read_position = end
@@ -342,12 +342,12 @@ class Writer:
                     self.store.insert(table.name, without_defaults(rows, table.required))
                     self.stats.observe_insert(time.monotonic() - began)
                 self.stats.add(table.stat, count)
-                self.stats.add("replay_skipped_rows_total", total - count)
-                self.healthy = True
+                if count < total:
+                    log.info("%d of %d rows were already in %s", total - count, total, table.name)
+                    self.stats.add("replay_skipped_rows_total", total - count)
                 return
             except StoreError as exc:
                 maybe_written = True
-                self.healthy = False
                 self.stats.add("insert_retries_total")
                 log.warning(
                     "insert into %s failed, retrying in %.2fs: %s", table.name, backoff, exc

@@ -13,6 +13,7 @@ seconds; durations in the results are milliseconds.
 
 from __future__ import annotations
 
+import time
 from collections import defaultdict
 from collections.abc import Sequence
 from dataclasses import dataclass
@@ -30,6 +31,7 @@ from sidetrace.store import Store
 DEFAULT_QUANTILES = (0.5, 0.9, 0.95, 0.99)
 SIDECAR_METRIC = "sidetrace.request.duration"
 HOUR = 3600
+WIDEN_AFTER_S = 6 * HOUR
 
 
 def quantile_name(q: float) -> str:
@@ -39,10 +41,11 @@ def quantile_name(q: float) -> str:
 
 @dataclass(frozen=True)
 class TimeRange:
-    """Whole minutes [start_s, end_s)."""
+    """Whole minutes [start_s, end_s); rates divide by seconds up to ``rate_end_s``."""
 
     start_s: int
     end_s: int
+    rate_end_s: int | None = None
 
     @classmethod
     def of(cls, start_s: float, end_s: float) -> TimeRange:
@@ -50,9 +53,24 @@ class TimeRange:
         end = -(-int(end_s) // 60) * 60
         return cls(start, max(end, start + 60))
 
+    @classmethod
+    def summary(cls, start_s: float, end_s: float) -> TimeRange:
+        """For one figure over a whole range: past WIDEN_AFTER_S, whole hours.
+
+        A long range is widened to the hours it touches so that only the hourly
+        rollups are read (the ragged minutes at both ends cost more than the
+        hours between them); rates then count the widened range up to now.
+        """
+        span = cls.of(start_s, end_s)
+        if span.seconds <= WIDEN_AFTER_S:
+            return span
+        start, end = span.start_s // HOUR * HOUR, -(-span.end_s // HOUR) * HOUR
+        now = -(-int(time.time()) // 60) * 60
+        return cls(start, end, max(span.end_s, min(end, now)))
+
     @property
     def seconds(self) -> int:
-        return self.end_s - self.start_s
+        return (self.rate_end_s or self.end_s) - self.start_s
 
 
 def pieces(span: TimeRange, hourly: bool = True) -> list[tuple[str, int, int]]:
@@ -202,7 +220,7 @@ def _service_figures(store: Store, span: TimeRange) -> dict[str, Figures]:
 
 def services(store: Store, start_s: float, end_s: float) -> list[dict[str, Any]]:
     """One row per service: rate, error rate, p50/p95/p99, and sidecar RED where known."""
-    span = TimeRange.of(start_s, end_s)
+    span = TimeRange.summary(start_s, end_s)
     sidecar = sidecar_red(store, span.start_s, span.end_s)
     out = []
     for service, figures in sorted(_service_figures(store, span).items()):
@@ -237,8 +255,10 @@ def latency_series(
     params: dict[str, Any] = {"service": service}
     step = f"intDiv(toUInt32(minute), {step_s}) * {step_s}"
     hourly = step_s % HOUR == 0
-    if operation is None:
-        source = service_source(span, "service_name = %(service)s", hourly)
+    if operation is None:  # entry spans only, unless the service has none
+        params["entry"] = int(_has_entry_spans(store, service, span))
+        where = "service_name = %(service)s AND entry = %(entry)s"
+        source = service_source(span, where, hourly)
         elements = elements_from_rows(f"(SELECT *, {step} AS t FROM {source})")
     else:
         params["operation"] = operation
@@ -274,9 +294,19 @@ def latency_series(
     }
 
 
+def _has_entry_spans(store: Store, service: str, span: TimeRange) -> bool:
+    rows = store.query(
+        "SELECT count() FROM service_buckets_hour WHERE service_name = %(service)s "
+        f"AND entry = 1 AND minute >= toDateTime({span.start_s // HOUR * HOUR}) "
+        f"AND minute < toDateTime({span.end_s})",
+        {"service": service},
+    )
+    return bool(rows and int(rows[0][0]))
+
+
 def operations(store: Store, service: str, start_s: float, end_s: float) -> list[dict[str, Any]]:
     """One row per (operation, kind) of a service; ``impact`` is its share of the total time."""
-    span = TimeRange.of(start_s, end_s)
+    span = TimeRange.summary(start_s, end_s)
     source = latency_source(span, "service_name = %(service)s")
     elements = elements_from_states(source, "span_name, span_kind")
     rows = store.query(figures_sql("span_name, span_kind", elements), {"service": service})
@@ -309,7 +339,7 @@ class Edge:
 
 def edges(store: Store, start_s: float, end_s: float) -> list[Edge]:
     """Edges over whole minutes, each minute (or hour) from its latest rollup run."""
-    span = TimeRange.of(start_s, end_s)
+    span = TimeRange.summary(start_s, end_s)
     sql = figures_sql(
         "parent_service, child_service, child_kind",
         elements_from_arrays(edges_source(span)),
@@ -325,7 +355,7 @@ def edges(store: Store, start_s: float, end_s: float) -> list[Edge]:
 
 def peer_figures(store: Store, start_s: float, end_s: float) -> dict[str, Figures]:
     """Calls into each uninstrumented peer, over all its callers."""
-    span = TimeRange.of(start_s, end_s)
+    span = TimeRange.summary(start_s, end_s)
     source = f"(SELECT * FROM {edges_source(span)} WHERE child_kind != 'service')"
     rows = store.query(figures_sql("child_service", elements_from_arrays(source)))
     return {str(child): Figures.of(figures) for child, *figures in rows}
@@ -354,7 +384,7 @@ def graph(store: Store, start_s: float, end_s: float) -> dict[str, Any]:
     A peer's figures are the calls made to it; it takes its callers' namespace
     when they share one.
     """
-    span = TimeRange.of(start_s, end_s)
+    span = TimeRange.summary(start_s, end_s)
     found = edges(store, span.start_s, span.end_s)
     namespaces = service_namespaces(store, span.start_s, span.end_s)
     nodes: dict[str, dict[str, Any]] = {}
@@ -403,7 +433,7 @@ def sidecar_red(store: Store, start_s: float, end_s: float) -> dict[str, dict[st
     figures they give the true rate and the sampling ratio. Cumulative series
     contribute their increase within the range, delta series their sum.
     """
-    span = TimeRange.of(start_s, end_s)
+    span = TimeRange.summary(start_s, end_s)
     klass = "attr_values[indexOf(attr_keys, 'status_class')]"
     rows = store.query(
         "SELECT service_name, sum(inc), sumIf(inc, bad), sum(seconds) FROM ("

@@ -35,9 +35,10 @@ _NAME = re.compile(r"^[^\x00-\x1f]{1,200}$")
 
 def time_range_s(qp: QueryParams, default_lookback: str = "1h") -> tuple[int, int]:
     """(start, end) unix seconds from ``start``/``end`` (ISO-8601 or ms) or ``lookback``."""
-    start_ns, end_ns = params.time_range(
-        qp.get("start"), qp.get("end"), qp.get("lookback") or default_lookback
-    )
+    lookback = qp.get("lookback")
+    if not lookback or lookback == "custom":  # "custom": the form's absolute start/end
+        lookback = default_lookback
+    start_ns, end_ns = params.time_range(qp.get("start"), qp.get("end"), lookback)
     return start_ns // 10**9, -(-end_ns // 10**9)
 
 

@@ -2,7 +2,7 @@
 
 Every value reaches ClickHouse as a query parameter; the only text built here is
 fixed SQL chosen by which filters are present. A trace loads by primary key
-(``trace_index`` gives its days, ``spans_by_trace`` its spans, pruned to those
+(``trace_index`` gives its time bounds, ``spans_by_trace`` its spans, pruned to those
 days), and search reads ``spans`` only inside the requested time range.
 """
 
@@ -16,13 +16,12 @@ from typing import Any
 from sidetrace.store import Store
 
 NS_PER_S = 1_000_000_000
-DAY_S = 86_400
 MAX_SEARCH_LIMIT = 1500
 _HEX = re.compile(r"^[0-9a-fA-F]+$")
 _ATTR_KEY = re.compile(r"^[^\s=!]{1,256}$")
 
-# Attribute value type codes, numbered like OTLP's AnyValue fields.
-ATTR_STRING, ATTR_BOOL, ATTR_INT, ATTR_DOUBLE, ATTR_ARRAY, ATTR_KVLIST, ATTR_BYTES = range(1, 8)
+# Attribute value type codes as the collector writes them (collector/otlp_columns.py).
+ATTR_STRING, ATTR_BOOL, ATTR_INT, ATTR_DOUBLE, ATTR_BYTES, ATTR_ARRAY, ATTR_KVLIST = range(1, 8)
 SPAN_KINDS = {
     0: "unspecified",
     1: "internal",
@@ -101,9 +100,11 @@ class Attribute:
                 return int(self.value)
             if self.type == ATTR_DOUBLE:
                 return float(self.value)
-            if self.type in (ATTR_ARRAY, ATTR_KVLIST):
-                return json.loads(self.value)
-        except ValueError:
+            if self.type == ATTR_ARRAY:
+                return [_plain(v) for v in json.loads(self.value).get("values", [])]
+            if self.type == ATTR_KVLIST:
+                return _plain({"kvlistValue": json.loads(self.value)})
+        except (ValueError, AttributeError, TypeError):
             pass
         return self.value
 
@@ -165,35 +166,32 @@ class Trace:
 
 
 def _json_attrs(text: str) -> list[Attribute]:
-    """Event and link attributes are stored as JSON text: an object or a list of {key,value}."""
-    if not text:
-        return []
+    """Event and link attributes as the collector stores them: ``[[key, type, text], ...]``."""
     try:
-        data = json.loads(text)
+        data = json.loads(text) if text else []
     except ValueError:
         return [Attribute("value", ATTR_STRING, text)]
-    if isinstance(data, dict):
-        items = list(data.items())
-    elif isinstance(data, list):
-        items = [(d.get("key", ""), d.get("value")) for d in data if isinstance(d, dict)]
-    else:
+    if not isinstance(data, list):
         return [Attribute("value", ATTR_STRING, text)]
-    return [_attribute_from_json(str(k), v) for k, v in items]
+    return [
+        Attribute(str(item[0]), int(item[1]), str(item[2]))
+        for item in data
+        if isinstance(item, list) and len(item) == 3 and isinstance(item[1], int)
+    ]
 
 
-def _attribute_from_json(key: str, value: Any) -> Attribute:
-    if isinstance(value, dict) and len(value) == 1:  # OTLP JSON AnyValue, e.g. {"stringValue": "x"}
-        ((kind, inner),) = value.items()
-        value = inner if kind != "intValue" else int(inner)
-    if isinstance(value, bool):
-        return Attribute(key, ATTR_BOOL, "true" if value else "false")
-    if isinstance(value, int):
-        return Attribute(key, ATTR_INT, str(value))
-    if isinstance(value, float):
-        return Attribute(key, ATTR_DOUBLE, repr(value))
-    if isinstance(value, str):
-        return Attribute(key, ATTR_STRING, value)
-    return Attribute(key, ATTR_ARRAY if isinstance(value, list) else ATTR_KVLIST, json.dumps(value))
+def _plain(value: Any) -> Any:
+    """An OTLP JSON AnyValue (``{"stringValue": "x"}``, arrays, kvlists) as plain JSON."""
+    if not isinstance(value, dict) or len(value) != 1:
+        return value
+    ((kind, inner),) = value.items()
+    if kind == "intValue":
+        return int(inner)
+    if kind == "arrayValue":
+        return [_plain(v) for v in inner.get("values", [])]
+    if kind == "kvlistValue":
+        return {kv.get("key", ""): _plain(kv.get("value")) for kv in inner.get("values", [])}
+    return inner
 
 
 def _attrs(keys: Any, types: Any, values: Any) -> list[Attribute]:

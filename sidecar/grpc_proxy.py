@@ -130,6 +130,10 @@ class GrpcBridge(grpc.GenericRpcHandler):
             code = exc.code()  # type: ignore[attr-defined]
             details = exc.details()  # type: ignore[attr-defined]
             trailing = exc.trailing_metadata()  # type: ignore[attr-defined]
+        except GeneratorExit:  # the caller went away mid-stream
+            code = grpc.StatusCode.CANCELLED
+            call.cancel()
+            raise
         finally:
             self._record(span, kind, method, code, target, client, user_agent, start_ns)
         context.set_trailing_metadata(_forwardable(trailing))

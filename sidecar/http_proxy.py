@@ -20,6 +20,7 @@ from dataclasses import dataclass, field
 import httptools
 
 from sidecar.config import SidecarConfig
+from sidecar.hostport import split_host_port
 from sidecar.original_dst import original_destination
 from sidecar.propagation import TRACE_HEADERS, Propagator, SpanStart
 from sidecar.red_metrics import ProxyCounters
@@ -158,23 +159,6 @@ def _drop_connection_listed(lines: list[bytes], connection_values: list[bytes]) 
     if not listed:
         return lines
     return [line for line in lines if line.split(b":", 1)[0].lower() not in listed]
-
-
-def _split_host(host: bytes, default_port: int) -> Address | None:
-    text = host.decode("latin-1").strip()
-    if not text:
-        return None
-    if text.startswith("["):
-        end = text.find("]")
-        name, rest = text[1:end], text[end + 1 :]
-        port_text = rest[1:] if rest.startswith(":") else ""
-    else:
-        name, _, port_text = text.partition(":")
-    try:
-        port = int(port_text) if port_text else default_port
-    except ValueError:
-        return None
-    return (name, port) if 0 < port < 65536 else None
 
 
 class DownstreamConnection(asyncio.Protocol):
@@ -539,7 +523,7 @@ class DownstreamConnection(asyncio.Protocol):
         if ctx.kind == SERVER:
             return (ctx.config.app_host, self.target_port)
         if ex.method == "CONNECT":
-            return _split_host(ex.target, 443)
+            return split_host_port(ex.target.decode("latin-1"), 443)
         if ex.target.startswith(b"http://"):
             try:
                 url = httptools.parse_url(ex.target)
@@ -551,7 +535,7 @@ class DownstreamConnection(asyncio.Protocol):
                 return (url.host.decode("latin-1"), port)
         if self.original is not None:
             return self.original
-        return _split_host(ex.host, 80) if ex.host else None
+        return split_host_port(ex.host.decode("latin-1"), 80)
 
     def _send_up(self, ex: Exchange, data: bytes) -> None:
         pending = ex.pending
@@ -703,6 +687,7 @@ class DownstreamConnection(asyncio.Protocol):
             self.mode = CLOSED
             self._close()
             return
+        self.resume_reading("upstream")
         self.resume_reading("pipeline")
         if self.exchanges:
             nxt = self.exchanges[0]

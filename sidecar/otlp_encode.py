@@ -21,6 +21,7 @@ from opentelemetry.proto.common.v1.common_pb2 import AnyValue, InstrumentationSc
 from opentelemetry.proto.metrics.v1 import metrics_pb2
 from opentelemetry.proto.resource.v1.resource_pb2 import Resource
 
+from sidecar.hostport import split_host_port
 from sidecar.red_metrics import DURATION_BUCKETS_S, LABELS, RedKey
 from sidecar.telemetry_record import GRPC, HTTP, SERVER, TCP, Record
 
@@ -77,7 +78,7 @@ def span_fields(rec: Record, route: str) -> tuple[str, Attributes, bool]:
         name = f"tcp {rec.server_port}"
     address, port = rec.server_address, rec.server_port
     if port == 0:
-        address, port = split_host_header(address)
+        address, port = split_host_port(address, 80) or (address, 80)
     attrs["server.address"] = address
     attrs["server.port"] = port
     if rec.client_address:
@@ -89,18 +90,6 @@ def span_fields(rec: Record, route: str) -> tuple[str, Attributes, bool]:
     if rec.error_type:
         attrs["error.type"] = rec.error_type
     return name, attrs, error
-
-
-def split_host_header(value: str, default_port: int = 80) -> tuple[str, int]:
-    """``host[:port]`` or ``[v6]:port`` from a Host header; a bad port keeps the default."""
-    host, port_text = value, ""
-    if value.startswith("["):
-        end = value.find("]")
-        host, rest = value[1:end], value[end + 1 :]
-        port_text = rest[1:] if rest.startswith(":") else ""
-    elif value.count(":") == 1:
-        host, _, port_text = value.partition(":")
-    return host, int(port_text) if port_text.isdigit() else default_port
 
 
 def _varint(value: int) -> bytes:

@@ -165,6 +165,9 @@ class UpstreamPool:
         conn.pooled = True
         conn.downstream = None
         conn.exchange = None
+        transport = conn.transport
+        if transport is not None and not transport.is_closing() and not transport.is_reading():
+            transport.resume_reading()  # its last client may have paused it for backpressure
         idle = self._idle.setdefault(conn.address, [])
         if len(idle) >= MAX_IDLE_PER_ADDRESS or conn.closed:
             conn.close()

@@ -34,7 +34,10 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     demo.add_argument("--reset", action="store_true", help="start from an empty store")
     demo.add_argument("--rate", type=positive, default=10.0, help="requests per second to frontend")
     demo.add_argument(
-        "--incident-start", type=float, default=30.0, help="first payments incident after SECONDS"
+        "--incident-start",
+        type=float,
+        default=30.0,
+        help="first payments incident SECONDS after the sample system starts",
     )
     demo.add_argument(
         "--incident-every", type=float, default=180.0, help="payments incident period (0: none)"
@@ -45,9 +48,9 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     demo.add_argument(
         "--slo-time-scale",
         type=positive,
-        default=12.0,
+        default=20.0,
         help="divide SLO windows and alert timers by this, so a 1 h burn-rate window "
-        "plays out in 5 min and the page alert fires and resolves during the demo",
+        "lasts 3 min and the page alert fires and resolves with each incident",
     )
     demo.set_defaults(handler=run_demo_command)
 

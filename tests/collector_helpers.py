@@ -138,15 +138,17 @@ def collector_process(
         *extra,
     ]
     env = {**os.environ, "PYTHONPATH": str(ROOT)}
-    process = subprocess.Popen(
-        command, cwd=ROOT, env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True
-    )
+    log = spool_dir.parent / "collector.log"
+    with open(log, "ab") as stderr:  # a file, not a pipe nobody reads: it never blocks
+        process = subprocess.Popen(
+            command, cwd=ROOT, env=env, stdout=subprocess.PIPE, stderr=stderr, text=True
+        )
     assert process.stdout is not None
     line = process.stdout.readline()
     if "collector ready" not in line:
         process.kill()
-        _, err = process.communicate(timeout=10)
-        raise AssertionError(f"collector did not start: {line!r} {err[-2000:]}")
+        process.wait(10)
+        raise AssertionError(f"collector did not start: {line!r} {log.read_text()[-2000:]}")
     return process
 
 

@@ -82,6 +82,11 @@ def test_percentiles_from_rollups_within_one_percent(store):
         {"a": start, "b": end},
     )[0][0]
     assert table["api"]["calls"] == calls
+    # Past six hours a range is widened to whole hours: the same figures from hours alone.
+    wide = {r["service"]: r for r in aq.services(store, base + 600, base + 7 * HOUR + 300)}
+    exact = _exact(store, "api", base, base + 8 * HOUR)
+    assert wide["api"]["calls"] == 15_000
+    assert _close(wide["api"]["p99"], exact[3]) and _close(wide["api"]["p50"], exact[0])
     for step in (600, HOUR):
         series = aq.latency_series(store, "api", base, base + 3 * HOUR, step, QS)
         assert len(series["points"]) == 3 * HOUR // step
@@ -222,7 +227,8 @@ def test_hourly_edges_equal_their_minutes(store):
     traffic = Traffic(TOPOLOGY, NAMESPACES, rng=random.Random(12))
     hour = int(time.time()) // HOUR * HOUR - 2 * HOUR
     for m in range(-3, 63):
-        traffic.trace("frontend", (hour + 60 * m + 7) * 10**9, lambda c, m=m: 2_000_000 + 50_000 * m, 0.1)
+        start_ns = (hour + 60 * m + 7) * 10**9
+        traffic.trace("frontend", start_ns, lambda c, m=m: 2_000_000 + 50_000 * m, 0.1)
     store.insert("spans", traffic.columns)
     compute_edges(store, hour - 180, hour + 63 * 60)
     totals = traffic.expected_totals()

@@ -78,8 +78,27 @@ def test_latency_graph_and_dependencies(client):
     ]
 
 
-def test_pages_render(client):
+def test_pages_render(client, store):
     assert "db-svc" in client.get("/services?lookback=15m").text
+    now = int(time.time())
+    store.insert(
+        "metric_points",
+        {
+            "ts": [now - 120, now - 60],
+            "time_ns": [(now - 120) * 10**9, (now - 60) * 10**9],
+            "start_time_ns": [(now - 900) * 10**9] * 2,
+            "service_name": ["api", "api"],
+            "metric_name": ["sidetrace.request.duration"] * 2,
+            "metric_type": [3, 3],
+            "temporality": [2, 2],
+            "attr_keys": [["sidetrace.direction", "status_class"]] * 2,
+            "attr_values": [["inbound", "2xx"]] * 2,
+            "count": [100, 160],
+            "sum": [0.3, 0.48],
+        },
+    )
+    table = client.get("/services?lookback=15m").text
+    assert "Sidecar req/s" in table and "50.0%" in table  # 30 spans of 60 requests
     page = client.get("/services/api?lookback=15m").text
     assert "Operations" in page and "call db-svc" in page
     assert 'data-id="redis"' in client.get("/services/map?lookback=15m").text

@@ -7,6 +7,7 @@ Every acknowledged span must arrive, and none may be stored twice (the raw
 from __future__ import annotations
 
 import datetime as dt
+import json
 import random
 import signal
 import subprocess
@@ -104,6 +105,18 @@ def _ports() -> dict[str, int]:
     return {"grpc": free_port(), "http": free_port(), "admin": free_port()}
 
 
+def _wait_until_inserting(spool_dir) -> None:
+    """Return while a batch is in flight (marked, not yet committed): the worst moment."""
+    deadline = time.monotonic() + 10
+    while time.monotonic() < deadline:
+        try:
+            if json.loads((spool_dir / "state.json").read_text()).get("inflight"):
+                return
+        except (FileNotFoundError, json.JSONDecodeError):
+            pass
+        time.sleep(0.005)
+
+
 def _stop(process: subprocess.Popen) -> None:
     if process.poll() is None:
         process.kill()
@@ -124,7 +137,8 @@ def test_sigkill_mid_stream_then_restart_keeps_every_acknowledged_span_once(
     sender.start()
     try:
         for _ in range(2):
-            time.sleep(4)
+            time.sleep(3)
+            _wait_until_inserting(tmp_path / "spool")
             process.send_signal(signal.SIGKILL)
             process.wait(30)
             acknowledged_at_kill = len(sender.acknowledged)

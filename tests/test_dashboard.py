@@ -258,7 +258,7 @@ def test_dashboard_command_serves(clickhouse_server, chdb_path):
     process = subprocess.Popen(command, stdout=subprocess.PIPE, stderr=subprocess.STDOUT)
     try:
         base = f"http://127.0.0.1:{port}"
-        deadline = time.monotonic() + 60
+        deadline = time.monotonic() + 120
         while True:
             try:
                 if httpx.get(base + "/healthz", timeout=2).status_code == 200:

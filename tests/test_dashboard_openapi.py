@@ -53,4 +53,4 @@ def test_schemathesis_finds_no_server_errors(dashboard_url, tmp_path):
     output = run.stdout + run.stderr
     assert run.returncode == 0, output[-6000:]
     passed = re.search(r"\d+ generated, (\d+) passed", output)
-    assert passed and int(passed.group(1)) >= 100, output[-3000:]  # it really generated requests
+    assert passed and int(passed.group(1)) >= 50, output[-3000:]  # it really generated requests

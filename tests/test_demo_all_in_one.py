@@ -2,55 +2,20 @@
 
 from __future__ import annotations
 
-import os
 import signal
-import subprocess
-import sys
 import time
-from collections.abc import Iterator
-from contextlib import contextmanager
 from pathlib import Path
 
 import httpx
 import pytest
+from demo_processes import all_in_one
 from opentelemetry.exporter.otlp.proto.grpc.trace_exporter import OTLPSpanExporter
 from opentelemetry.sdk.resources import Resource
 from opentelemetry.sdk.trace import TracerProvider
 from opentelemetry.sdk.trace.export import SimpleSpanProcessor
 from opentelemetry.trace import SpanKind
 
-from sidetrace.local_server import free_port
-
 pytestmark = pytest.mark.slow
-
-
-@contextmanager
-def all_in_one(data: Path) -> Iterator[tuple[subprocess.Popen[str], dict[str, int]]]:
-    ports = {"--port": free_port(), "--grpc-port": free_port(), "--http-port": free_port()}
-    ports["--admin-port"] = free_port()
-    flags = [str(x) for pair in ports.items() for x in pair]
-    process = subprocess.Popen(
-        [sys.executable, "-m", "sidetrace", "all-in-one", "--data", str(data), *flags],
-        stdout=subprocess.PIPE,
-        stderr=subprocess.STDOUT,
-        text=True,
-        start_new_session=True,
-    )
-    try:
-        deadline = time.monotonic() + 120
-        while time.monotonic() < deadline:
-            assert process.poll() is None, process.communicate()[0]
-            try:
-                url = f"http://127.0.0.1:{ports['--port']}/healthz"
-                if httpx.get(url, timeout=2).status_code == 200:
-                    break
-            except httpx.HTTPError:
-                time.sleep(0.3)
-        yield process, ports
-    finally:
-        if process.poll() is None:
-            os.killpg(process.pid, signal.SIGKILL)
-            process.wait()
 
 
 def trace_services(dashboard: int, trace_id: str) -> set[str]:

@@ -76,6 +76,8 @@ def test_100mb_upload_and_download_stream_with_flat_memory(app, sidecar_factory)
     while data := response.read(MB):
         received += len(data)
     assert received == 100 * MB
+    conn.request("GET", "/")  # the upstream connection paused for backpressure is usable again
+    assert conn.getresponse().read().startswith(b"{")
     conn.close()
     growth = _peak_rss_mb(sidecar) - baseline
     assert growth < 30, f"sidecar peak RSS grew {growth:.1f} MB for 100 MB each way"

@@ -9,13 +9,13 @@ from opentelemetry.sdk.trace import ReadableSpan
 from opentelemetry.sdk.util.instrumentation import InstrumentationScope
 from opentelemetry.trace import SpanContext, SpanKind, Status, StatusCode, TraceFlags
 
+from sidecar.hostport import split_host_port
 from sidecar.otlp_encode import (
     SCOPE_NAME,
     SCOPE_VERSION,
     SpanEncoder,
     encode_red_metrics,
     span_fields,
-    split_host_header,
 )
 from sidecar.telemetry_record import CLIENT, GRPC, HTTP, SERVER, TCP, Record
 
@@ -112,9 +112,11 @@ def test_red_metrics_request_shape() -> None:
         ("api.local", ("api.local", 80)),
         ("[::1]:9000", ("::1", 9000)),
         ("[::1]", ("::1", 80)),
-        ("host:bad", ("host", 80)),
-        ("", ("", 80)),
+        ("host:bad", None),
+        ("host:70000", None),
+        ("[::1", None),
+        ("", None),
     ],
 )
-def test_split_host_header(value: str, expected: tuple) -> None:
-    assert split_host_header(value) == expected
+def test_split_host_port(value: str, expected: tuple | None) -> None:
+    assert split_host_port(value, 80) == expected

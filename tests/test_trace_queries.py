@@ -5,7 +5,10 @@ from __future__ import annotations
 import random
 
 import pytest
+from opentelemetry.proto.collector.trace.v1.trace_service_pb2 import ExportTraceServiceRequest
+from opentelemetry.proto.common.v1.common_pb2 import AnyValue, ArrayValue, KeyValue
 
+from collector.otlp_columns import Limits, TraceColumns
 from dashboard import trace_queries as tq
 from dashboard.trace_analysis import analyze
 from tests import trace_generator as gen
@@ -196,3 +199,54 @@ def test_services_and_operations(store):
 def test_search_validation(query):
     with pytest.raises(tq.BadQuery):
         query.validate()
+
+
+def test_attribute_values_decode():
+    array = '{"values":[{"stringValue":"x"},{"intValue":"5"}]}'
+    assert tq.Attribute("a", tq.ATTR_ARRAY, array).typed() == ["x", 5]
+    kvlist = '{"values":[{"key":"a","value":{"boolValue":true}}]}'
+    assert tq.Attribute("k", tq.ATTR_KVLIST, kvlist).typed() == {"a": True}
+    assert tq.Attribute("b", tq.ATTR_BYTES, "AAE=").typed() == "AAE="
+    assert tq.Attribute("i", tq.ATTR_INT, "nope").typed() == "nope"  # shown as stored
+
+
+def test_spans_written_by_the_collector_read_back(store):
+    """The collector's own OTLP -> columns conversion, then this module's reading of it."""
+    now = gen.now_ns()
+    request = ExportTraceServiceRequest()
+    rs = request.resource_spans.add()
+    rs.resource.attributes.append(KeyValue(key="service.name", value=AnyValue(string_value="api")))
+    span = rs.scope_spans.add().spans.add(
+        trace_id=bytes.fromhex("ab" * 16),
+        span_id=bytes.fromhex("cd" * 8),
+        name="GET /x",
+        kind=2,
+        start_time_unix_nano=now - 10**9,
+        end_time_unix_nano=now - 10**9 + 5_000_000,
+    )
+    values = {
+        "s": AnyValue(string_value="v"),
+        "b": AnyValue(bool_value=True),
+        "i": AnyValue(int_value=42),
+        "d": AnyValue(double_value=1.5),
+        "raw": AnyValue(bytes_value=b"\x00\x01"),
+        "arr": AnyValue(array_value=ArrayValue(values=[AnyValue(int_value=1)])),
+    }
+    span.attributes.extend(KeyValue(key=k, value=v) for k, v in values.items())
+    event = span.events.add(time_unix_nano=now - 10**9 + 1000, name="retry")
+    event.attributes.append(KeyValue(key="attempt", value=AnyValue(int_value=2)))
+    span.links.add(trace_id=bytes.fromhex("ef" * 16), span_id=bytes.fromhex("12" * 8))
+    columns = TraceColumns(Limits())
+    columns.add(request.SerializeToString(), now)
+    store.insert("spans", columns.columns)
+
+    trace = tq.load_trace(store, "ab" * 16, max_spans=10)
+    assert trace is not None and len(trace.spans) == 1
+    loaded = trace.spans[0]
+    assert loaded.service == "api" and loaded.kind == 2
+    typed = {a.key: a.typed() for a in loaded.attributes}
+    assert typed == {"s": "v", "b": True, "i": 42, "d": 1.5, "raw": "AAE=", "arr": [1]}
+    assert [(e["name"], e["attributes"]) for e in loaded.events] == [
+        ("retry", [tq.Attribute("attempt", tq.ATTR_INT, "2")])
+    ]
+    assert [(lk["trace_id"], lk["span_id"]) for lk in loaded.links] == [("ef" * 16, "12" * 8)]

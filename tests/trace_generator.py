@@ -51,6 +51,11 @@ def _typed(value: str | int | float | bool) -> tuple[int, str]:
     return STRING, str(value)
 
 
+def _json_attributes(attrs: dict) -> str:
+    """Event / link attributes as the collector stores them: JSON [[key, type, text], ...]."""
+    return json.dumps([[key, *_typed(value)] for key, value in attrs.items()])
+
+
 class Ids:
     """Deterministic hex ids from a seeded generator."""
 
@@ -91,12 +96,12 @@ def columns(spans: Sequence[GenSpan]) -> dict[str, list]:
         "resource_attr_values": [[s.service, *s.resource.values()] for s in spans],
         "event_times_ns": [[e[0] for e in s.events] for s in spans],
         "event_names": [[e[1] for e in s.events] for s in spans],
-        "event_attrs": [[json.dumps(e[2]) for e in s.events] for s in spans],
+        "event_attrs": [[_json_attributes(e[2]) for e in s.events] for s in spans],
         "event_dropped_attributes_counts": [[0] * len(s.events) for s in spans],
         "link_trace_ids": [[lk[0] for lk in s.links] for s in spans],
         "link_span_ids": [[lk[1] for lk in s.links] for s in spans],
         "link_trace_states": [[""] * len(s.links) for s in spans],
-        "link_attrs": [["{}"] * len(s.links) for s in spans],
+        "link_attrs": [["[]"] * len(s.links) for s in spans],
         "link_dropped_attributes_counts": [[0] * len(s.links) for s in spans],
         "link_flags": [[0] * len(s.links) for s in spans],
         "dropped_attributes_count": [0 for _ in spans],

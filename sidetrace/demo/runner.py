@@ -43,7 +43,7 @@ class DemoOptions:
     incident_every: float = 180.0
     incident_length: float = 45.0
     slo_files: list[str] = field(default_factory=list)
-    slo_time_scale: float = 12.0
+    slo_time_scale: float = 20.0
 
 
 class Stop(Exception):
