@@ -130,7 +130,9 @@ def main() -> int:
     parser.add_argument("--spans", type=int, default=None, help="spans in total")
     parser.add_argument("--spans-per-request", type=int, default=500)
     parser.add_argument("--senders", type=int, default=2)
-    parser.add_argument("--profile", default=None, help="py-spy the collector into this file")
+    parser.add_argument(
+        "--profile", default=None, help="py-spy (GIL holders only) the collector into this file"
+    )
     args = parser.parse_args()
     total = args.spans or (200_000 if args.quick else 2_000_000)
     per_request = args.spans_per_request
@@ -197,7 +199,8 @@ def main() -> int:
         py_spy = shutil.which("py-spy") or str(Path(sys.executable).with_name("py-spy"))
         if args.profile and Path(py_spy).exists():
             profiler = subprocess.Popen(
-                [py_spy, "record", "--gil", "-f", "raw", "-o", args.profile, "-p", str(collector.pid)],
+                [py_spy, "record", "--gil", "-f", "raw", "-o", args.profile]
+                + ["-p", str(collector.pid)],
                 stdout=subprocess.DEVNULL,
                 stderr=subprocess.DEVNULL,
             )

@@ -7,7 +7,9 @@ far faster than shipping 10M rows from Python; the materialized views fill
 spans_by_trace, trace_index and the rollups exactly as for collector inserts), then
 times the dashboard's own query functions:
 ``load_trace`` for 1,000 random trace ids, and ``search`` for a set of typical
-searches. Prints ``name=value`` lines, ``trace_by_id_p99_ms`` last.
+searches. Both are measured twice: right after loading (``fresh_*``, many new
+parts) and after ``OPTIMIZE ... FINAL`` (the steady state background merges
+reach). Prints ``name=value`` lines, ``trace_by_id_p99_ms`` last.
 
     python bench/query.py [--quick] [--spans N]
 """
@@ -16,6 +18,7 @@ from __future__ import annotations
 
 import argparse
 import hashlib
+import os
 import random
 import statistics
 import sys
@@ -102,6 +105,51 @@ def timed(call: Callable[[], object]) -> float:
     return (time.perf_counter() - began) * 1000
 
 
+def measure(store: Store, traces: int, lookups: int, now_ns: int) -> dict[str, float]:
+    """Trace-by-id latencies for random ids and a set of typical searches, in ms."""
+    rng = random.Random(11)
+    ids = [trace_id_of(rng.randrange(traces)) for _ in range(lookups)]
+    for trace_id in ids[:50]:  # warm the mark cache as a running dashboard would be
+        tq.load_trace(store, trace_id, 10_000)
+    by_id = [timed(lambda t=trace_id: tq.load_trace(store, t, 10_000)) for trace_id in ids]
+    figures = {"trace_missing_ms": timed(lambda: tq.load_trace(store, "f" * 32, 10_000))}
+
+    searches: dict[str, list[float]] = {}
+
+    def run(name: str, q: tq.SearchQuery) -> None:
+        searches.setdefault(name, []).append(timed(lambda: tq.search(store, q)))
+
+    for i in range(20):
+        end = now_ns - rng.randrange(DAY_NS - HOUR_NS)
+        start = end - HOUR_NS
+        service = SERVICES[i % 3]
+        run("service_1h", tq.SearchQuery(start, end, service=service))
+        run("service_op_1h", tq.SearchQuery(start, end, service=service, operation="op-3"))
+        slow = tq.SearchQuery(start, end, service=SERVICES[i % 20], min_duration_ns=300_000_000)
+        run("service_min_duration_1h", slow)
+        run("service_errors_1h", tq.SearchQuery(start, end, service=service, errors_only=True))
+        attr = tq.AttributeFilter("user.id", "=", f"u{rng.randrange(10_000)}")
+        run("service_attribute_1h", tq.SearchQuery(start, end, service=service, attributes=[attr]))
+        run("any_service_15m", tq.SearchQuery(end - HOUR_NS // 4, end))
+    for name, values in searches.items():
+        figures[f"search_{name}_p50_ms"] = statistics.median(values)
+    all_searches = [v for values in searches.values() for v in values]
+    figures["search_p50_ms"] = statistics.median(all_searches)
+    figures["search_p99_ms"] = percentile(all_searches, 0.99)
+    figures["trace_by_id_p50_ms"] = statistics.median(by_id)
+    figures["trace_by_id_p99_ms"] = percentile(by_id, 0.99)
+    return figures
+
+
+def parts(store: Store) -> int:
+    rows = store.query(
+        "SELECT count() FROM system.parts WHERE active AND database = %(db)s "
+        "AND table IN ('spans', 'spans_by_trace', 'trace_index')",
+        {"db": store.database},
+    )
+    return int(rows[0][0])
+
+
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--quick", action="store_true", help="100,000 spans instead of 10,000,000")
@@ -109,6 +157,7 @@ def main() -> int:
     parser.add_argument("--lookups", type=int, default=1000)
     args = parser.parse_args()
     spans = args.spans or (100_000 if args.quick else 10_000_000)
+    traces = spans // SPANS_PER_TRACE
 
     server = ClickHouseServer()
     server.start()
@@ -118,51 +167,24 @@ def main() -> int:
         now_ns = time.time_ns()
         load_s = load(store, spans, now_ns)
         print(f"spans_loaded={spans}")
-        print(f"traces_loaded={spans // SPANS_PER_TRACE}")
+        print(f"traces_loaded={traces}")
         print(f"load_spans_per_s={spans / load_s:.0f}")
-        store.execute("OPTIMIZE TABLE trace_index")  # what background merges do over time
+        print(f"load_average_1m={os.getloadavg()[0]:.1f}")
 
-        rng = random.Random(11)
-        traces = spans // SPANS_PER_TRACE
-        ids = [trace_id_of(rng.randrange(traces)) for _ in range(args.lookups)]
-        for trace_id in ids[:50]:  # warm the mark cache as a running dashboard would be
-            tq.load_trace(store, trace_id, 10_000)
-        by_id = []
-        for trace_id in ids:
-            by_id.append(timed(lambda t=trace_id: tq.load_trace(store, t, 10_000)))
-        missing = timed(lambda: tq.load_trace(store, "f" * 32, 10_000))
+        # Right after loading: many fresh parts per partition.
+        print(f"parts_fresh={parts(store)}")
+        for name, value in measure(store, traces, args.lookups, now_ns).items():
+            print(f"fresh_{name}={value:.1f}")
 
-        searches: dict[str, list[float]] = {}
-
-        def run(name: str, q: tq.SearchQuery) -> None:
-            searches.setdefault(name, []).append(timed(lambda: tq.search(store, q)))
-
-        for i in range(20):
-            end = now_ns - rng.randrange(DAY_NS - HOUR_NS)
-            start = end - HOUR_NS
-            service = SERVICES[i % 3]
-            run("service_1h", tq.SearchQuery(start, end, service=service))
-            run("service_op_1h", tq.SearchQuery(start, end, service=service, operation="op-3"))
-            run(
-                "service_min_duration_1h",
-                tq.SearchQuery(start, end, service=SERVICES[i % 20], min_duration_ns=300_000_000),
-            )
-            run("service_errors_1h", tq.SearchQuery(start, end, service=service, errors_only=True))
-            attr = tq.AttributeFilter("user.id", "=", f"u{rng.randrange(10_000)}")
-            run(
-                "service_attribute_1h",
-                tq.SearchQuery(start, end, service=service, attributes=[attr]),
-            )
-            run("any_service_15m", tq.SearchQuery(end - HOUR_NS // 4, end))
-        all_searches = [v for values in searches.values() for v in values]
-
-        for name, values in searches.items():
-            print(f"search_{name}_p50_ms={statistics.median(values):.1f}")
-        print(f"trace_missing_ms={missing:.1f}")
-        print(f"search_p50_ms={statistics.median(all_searches):.1f}")
-        print(f"search_p99_ms={percentile(all_searches, 0.99):.1f}")
-        print(f"trace_by_id_p50_ms={statistics.median(by_id):.1f}")
-        print(f"trace_by_id_p99_ms={percentile(by_id, 0.99):.1f}")
+        # Steady state: background merges leave few parts per day partition.
+        began = time.monotonic()
+        for table in ("spans", "spans_by_trace", "trace_index"):
+            store.execute(f"OPTIMIZE TABLE {table} FINAL")
+        print(f"merge_s={time.monotonic() - began:.1f}")
+        print(f"parts_merged={parts(store)}")
+        print(f"load_average_1m={os.getloadavg()[0]:.1f}")
+        for name, value in measure(store, traces, args.lookups, now_ns).items():
+            print(f"{name}={value:.1f}")
         store.close()
     finally:
         server.remove()

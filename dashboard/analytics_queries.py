@@ -206,9 +206,16 @@ class Figures:
 
 
 def _service_figures(store: Store, span: TimeRange) -> dict[str, Figures]:
-    """Per service: entry spans (server, consumer) when there are any, else every span."""
-    elements = elements_from_rows(service_source(span))
-    rows = store.query(figures_sql("service_name, entry", elements))
+    """Per service: entry spans (server, consumer) when there are any, else every span.
+
+    Services with entry spans skip their other rows before the quantiles (half the work).
+    """
+    with_entry = f"(SELECT service_name FROM {service_source(span, 'entry = 1')})"
+    rows_needed = (
+        f"(SELECT * FROM {service_source(span)} "
+        f"WHERE entry = 1 OR service_name NOT IN {with_entry})"
+    )
+    rows = store.query(figures_sql("service_name, entry", elements_from_rows(rows_needed)))
     per: dict[str, dict[int, Figures]] = defaultdict(dict)
     for service, entry, *figures in rows:
         per[str(service)][int(entry)] = Figures.of(figures)
@@ -353,9 +360,8 @@ def edges(store: Store, start_s: float, end_s: float) -> list[Edge]:
     ]
 
 
-def peer_figures(store: Store, start_s: float, end_s: float) -> dict[str, Figures]:
+def peer_figures(store: Store, span: TimeRange) -> dict[str, Figures]:
     """Calls into each uninstrumented peer, over all its callers."""
-    span = TimeRange.summary(start_s, end_s)
     source = f"(SELECT * FROM {edges_source(span)} WHERE child_kind != 'service')"
     rows = store.query(figures_sql("child_service", elements_from_arrays(source)))
     return {str(child): Figures.of(figures) for child, *figures in rows}
@@ -396,15 +402,17 @@ def graph(store: Store, start_s: float, end_s: float) -> dict[str, Any]:
             ends.append((e.child, e.child_namespace))
         for name, ns in ends:
             nodes.setdefault(name, _node(name, "service", ns, Figures(), span))
-    peers: dict[str, tuple[str, set[str]]] = {}
+    callers: dict[str, list[Edge]] = defaultdict(list)
     for e in found:
         if e.child_kind != "service" and e.child not in nodes:
-            peers.setdefault(e.child, (e.child_kind, set()))[1].add(nodes[e.parent]["namespace"])
-    if peers:
-        into = peer_figures(store, span.start_s, span.end_s)
-        for name, (kind, caller_namespaces) in peers.items():
-            ns = caller_namespaces.pop() if len(caller_namespaces) == 1 else ""
-            nodes[name] = _node(name, kind, ns, into.get(name, Figures()), span)
+            callers[e.child].append(e)
+    # A peer with one caller has that edge's figures; others need their calls merged.
+    into = peer_figures(store, span) if any(len(v) > 1 for v in callers.values()) else {}
+    for name, calls in callers.items():
+        caller_namespaces = {nodes[e.parent]["namespace"] for e in calls}
+        ns = caller_namespaces.pop() if len(caller_namespaces) == 1 else ""
+        f = calls[0].figures if len(calls) == 1 else into.get(name, Figures())
+        nodes[name] = _node(name, calls[0].child_kind, ns, f, span)
     edge_rows = [
         {
             "parent": e.parent,

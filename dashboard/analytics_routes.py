@@ -188,10 +188,8 @@ def routes(ctx: DashboardContext) -> list[BaseRoute]:
         except BadQuery as exc:
             return bad_page(request, exc)
         nodes = {n["id"]: n for n in g["nodes"]}
-        placed = layout(
-            {n: node_label(node) for n, node in nodes.items()},
-            [(e["parent"], e["child"]) for e in g["edges"]],
-        )
+        labels = {n: node_label(node) for n, node in nodes.items()}
+        placed = layout(labels, [(e["parent"], e["child"]) for e in g["edges"]])
         edges = [
             {
                 **e,
@@ -208,7 +206,7 @@ def routes(ctx: DashboardContext) -> list[BaseRoute]:
             {
                 "graph": g,
                 "nodes": nodes,
-                "labels": {n: node_label(node) for n, node in nodes.items()},
+                "labels": labels,
                 "placed": placed,
                 "edges": edges,
                 "form": range_form(qp),

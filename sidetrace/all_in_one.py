@@ -8,11 +8,14 @@ demo`` runs it beside the sample system.
 
 from __future__ import annotations
 
+import fcntl
+import shutil
 import socket
 import threading
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import TextIO
 
 import httpx
 
@@ -22,6 +25,10 @@ from sidetrace.store import Store, open_store
 
 class PortTaken(Exception):
     """A port the user chose (or left at its default) is already in use."""
+
+
+class DataInUse(Exception):
+    """Another sidetrace process owns the data folder (chDB allows one process per path)."""
 
 
 @dataclass(frozen=True)
@@ -76,6 +83,25 @@ class DataLayout:
     def store_url(self) -> str:
         return f"chdb:{self.clickhouse}"
 
+    def lock(self) -> TextIO:
+        """Hold the folder for this process; keep the returned handle open while running."""
+        self.root.mkdir(parents=True, exist_ok=True)
+        handle = open(self.root / ".lock", "w")  # noqa: SIM115 - held for the process lifetime
+        try:
+            fcntl.flock(handle, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except OSError:
+            handle.close()
+            raise DataInUse(
+                f"{self.root} is in use by another sidetrace process (demo or all-in-one); "
+                "stop it or choose another --data"
+            ) from None
+        return handle
+
+    def reset(self) -> None:
+        """Empty the store, spool and logs; only what sidetrace put there is removed."""
+        for folder in (self.clickhouse, self.spool, self.logs):
+            shutil.rmtree(folder, ignore_errors=True)
+
 
 @dataclass
 class EmbeddedStack:
@@ -85,6 +111,7 @@ class EmbeddedStack:
     ports: StackPorts
     slo_files: list[str] = field(default_factory=list)
     store: Store | None = None
+    _lock: TextIO | None = None
     _collector: object | None = None
     _server: object | None = None
     _thread: threading.Thread | None = None
@@ -100,12 +127,13 @@ class EmbeddedStack:
     def start(self, timeout: float = 60.0) -> None:
         """Open and migrate the store, start the collector, serve the dashboard."""
         import uvicorn
-        from collector.service import Collector, CollectorConfig
 
+        from collector.service import Collector, CollectorConfig
         from dashboard.app import create_app
         from dashboard.context import DashboardContext
 
-        self.data.root.mkdir(parents=True, exist_ok=True)
+        if self._lock is None:
+            self._lock = self.data.lock()
         self.store = open_store(self.data.store_url)
         migrate(self.store)
         self._collector = Collector(
@@ -161,3 +189,12 @@ class EmbeddedStack:
         if self.store is not None:
             self.store.close()
             self.store = None
+        if self._lock is not None:
+            self._lock.close()
+            self._lock = None
+
+    def take_data_folder(self, reset: bool = False) -> None:
+        """Lock the data folder before anything touches it; ``reset`` then empties it."""
+        self._lock = self.data.lock()
+        if reset:
+            self.data.reset()

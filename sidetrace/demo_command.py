@@ -10,7 +10,14 @@ import threading
 from importlib import resources
 from pathlib import Path
 
-from sidetrace.all_in_one import DataLayout, EmbeddedStack, PortTaken, StackPorts, check_ports_free
+from sidetrace.all_in_one import (
+    DataInUse,
+    DataLayout,
+    EmbeddedStack,
+    PortTaken,
+    StackPorts,
+    check_ports_free,
+)
 
 DEMO_SLO = "examples/slo-demo.yaml"
 
@@ -113,7 +120,7 @@ def run_demo_command(args: argparse.Namespace) -> int:
     )
     try:
         return run_demo(options)
-    except (PortTaken, StartupError, RuntimeError) as exc:
+    except (PortTaken, DataInUse, StartupError, RuntimeError) as exc:
         print(f"sidetrace demo: {exc}", file=sys.stderr)
         return 1
 
@@ -124,8 +131,9 @@ def run_all_in_one(args: argparse.Namespace) -> int:
     stack = EmbeddedStack(DataLayout(Path(args.data)), ports, list(args.slo or []))
     try:
         check_ports_free(ports)
+        stack.take_data_folder()
         stack.start()
-    except (PortTaken, RuntimeError) as exc:
+    except (PortTaken, DataInUse, RuntimeError) as exc:
         stack.stop()
         print(f"sidetrace all-in-one: {exc}", file=sys.stderr)
         return 1

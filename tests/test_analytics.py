@@ -171,7 +171,11 @@ TOPOLOGY = {
     "payments": [
         ("messaging", {"messaging.system": "kafka", "messaging.destination.name": "paid"})
     ],
-    "users": [("external", {"server.address": "auth.example.com"}), "orders"],
+    "users": [
+        ("external", {"server.address": "auth.example.com"}),
+        "orders",
+        ("database", {"db.system": "postgresql", "db.name": "orders"}),
+    ],
 }
 NAMESPACES = {"frontend": "web", "orders": "shop", "payments": "shop", "users": "web"}
 
@@ -305,8 +309,9 @@ def test_graph_nodes_namespaces_and_edge_figures(store):
     nodes = {n["id"]: n for n in g["nodes"]}
     assert nodes["frontend"]["namespace"] == "web"
     assert nodes["payments"]["namespace"] == "shop"
-    assert nodes["postgresql/orders"]["kind"] == "database"
-    assert nodes["postgresql/orders"]["namespace"] == "shop"
+    db = nodes["postgresql/orders"]  # called from two namespaces: its calls merged, no namespace
+    assert (db["kind"], db["namespace"], db["calls"]) == ("database", "", 20 * 2 + 20)
+    assert nodes["kafka/paid"]["namespace"] == "shop"
     assert nodes["auth.example.com"]["kind"] == "external"
     assert nodes["frontend"]["calls"] == 20
     edge = next(e for e in g["edges"] if (e["parent"], e["child"]) == ("frontend", "orders"))

@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import signal
+import subprocess
+import sys
 import time
 from pathlib import Path
 
@@ -14,6 +16,8 @@ from opentelemetry.sdk.resources import Resource
 from opentelemetry.sdk.trace import TracerProvider
 from opentelemetry.sdk.trace.export import SimpleSpanProcessor
 from opentelemetry.trace import SpanKind
+
+from sidetrace.local_server import free_port
 
 pytestmark = pytest.mark.slow
 
@@ -45,6 +49,17 @@ def test_otlp_exporter_to_all_in_one_then_reopen_the_same_data(tmp_path: Path) -
         while trace_services(ports["--port"], trace_id) != {"my-app"}:
             assert time.monotonic() < deadline, "the trace never became readable"
             time.sleep(0.5)
+
+        # chDB allows one process per folder: a second one is refused, by name.
+        second = subprocess.run(
+            [sys.executable, "-m", "sidetrace", "demo", "--reset", "--data", str(data),
+             "--port", str(free_port()), "--grpc-port", str(free_port()),
+             "--http-port", str(free_port()), "--admin-port", str(free_port())],
+            capture_output=True, text=True, timeout=120,
+        )  # fmt: skip
+        assert second.returncode == 1
+        assert f"{data} is in use by another sidetrace process" in second.stderr
+        assert trace_services(ports["--port"], trace_id) == {"my-app"}, "--reset must not run"
 
         process.send_signal(signal.SIGTERM)
         output, _ = process.communicate(timeout=60)

@@ -8,7 +8,6 @@ sidecars (which flush their last spans to the collector), then the collector
 from __future__ import annotations
 
 import os
-import shutil
 import signal
 import time
 from dataclasses import dataclass, field
@@ -58,12 +57,12 @@ def run_demo(options: DemoOptions, progress: Progress | None = None) -> int:
     progress = progress or Progress()
     check_ports_free(options.ports)  # PortTaken names the port; nothing started yet
     layout = DataLayout(options.data)
-    if options.reset and layout.root.exists():
-        shutil.rmtree(layout.root)
-        progress.say(f"--reset: removed {layout.root}")
+    stack = EmbeddedStack(layout, options.ports, options.slo_files)
+    stack.take_data_folder(reset=options.reset)  # DataInUse if another process has it
+    if options.reset:
+        progress.say(f"--reset: emptied {layout.root}")
     signal.signal(signal.SIGTERM, _raise_stop)
     compress_slo_time(options.slo_time_scale)
-    stack = EmbeddedStack(layout, options.ports, options.slo_files)
     supervisor = Supervisor(layout.logs)
     load: LoadGenerator | None = None
     code = 0

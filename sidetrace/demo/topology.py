@@ -25,7 +25,7 @@ class ServiceSpec:
 
 # Leaves first: a service starts after everything it calls.
 SERVICES: tuple[ServiceSpec, ...] = (
-    ServiceSpec("payments", "grpc", (), median_ms=25, sigma=0.45, error_rate=0.003),
+    ServiceSpec("payments", "grpc", (), median_ms=25, sigma=0.45, error_rate=0.001),
     ServiceSpec("inventory", "http", (), median_ms=3, sigma=0.5, error_rate=0.004),
     ServiceSpec("catalog", "http", (), median_ms=8, sigma=0.7, error_rate=0.004),
     ServiceSpec(
