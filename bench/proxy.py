@@ -5,7 +5,8 @@ three ways in one run: directly; through the sidecar (CPU 0, tracing on, 100%
 sampled, spans exported over OTLP/gRPC to a real ``sidetrace collector`` writing
 into a real clickhouse-server, both on CPU 1); and through nginx (one worker,
 reverse proxy with upstream keep-alive, CPU 0). Throughput is wrk's
-``Requests/sec`` at ``--connections`` connections.
+``Requests/sec`` at ``--connections`` connections: the median of interleaved
+rounds (one round of 3 s with ``--quick``, else three of 5 s).
 
 Added latency at a fixed 1,000 req/s: wrk2 is not available, so wrk runs with a
 Lua ``delay()`` of 10 ms per request on 10 connections (about 1,000 req/s,
@@ -22,6 +23,7 @@ import argparse
 import os
 import re
 import shutil
+import statistics
 import subprocess
 import sys
 import tempfile
@@ -167,7 +169,7 @@ def main() -> None:
     parser.add_argument("--quick", action="store_true", help="short runs")
     parser.add_argument("--connections", type=int, default=32)
     args = parser.parse_args()
-    seconds = 3 if args.quick else 10
+    seconds, rounds = (3, 1) if args.quick else (5, 3)
     for tool in ("wrk", "nginx", "taskset"):
         if shutil.which(tool) is None:
             raise SystemExit(f"{tool} is not installed")
@@ -196,14 +198,22 @@ def main() -> None:
         for port in (app_port, nginx_port, sidecar.inbound):
             wait_http(port)
             wrk(port, 1, args.connections)  # warm up
-        direct = wrk(app_port, seconds, args.connections)
-        before = cpu_seconds(sidecar.process.pid)  # type: ignore[union-attr]
-        through_sidecar = wrk(sidecar.inbound, seconds, args.connections)
-        sidecar_cpu = cpu_seconds(sidecar.process.pid) - before  # type: ignore[union-attr]
+        # Interleaved rounds, medians: other load on the machine comes and goes.
         nginx_pid = int((workdir / "proxy.pid").read_text())
-        before = cpu_seconds(nginx_pid)
-        through_nginx = wrk(nginx_port, seconds, args.connections)
-        nginx_cpu = cpu_seconds(nginx_pid) - before
+        rps: dict[str, list[float]] = {"direct": [], "sidecar": [], "nginx": []}
+        cpu_us: dict[str, list[float]] = {"sidecar": [], "nginx": []}
+        errors = {"sidecar": 0, "nginx": 0}
+        for _ in range(rounds):
+            rps["direct"].append(wrk(app_port, seconds, args.connections)["rps"])
+            for name, port, pid in (
+                ("sidecar", sidecar.inbound, sidecar.process.pid),  # type: ignore[union-attr]
+                ("nginx", nginx_port, nginx_pid),
+            ):
+                before = cpu_seconds(pid)
+                result = wrk(port, seconds, args.connections)
+                rps[name].append(result["rps"])
+                errors[name] += result["errors"]
+                cpu_us[name].append((cpu_seconds(pid) - before) / (result["rps"] * seconds) * 1e6)
         paced_direct = wrk(app_port, seconds, 10, paced)
         paced_sidecar = wrk(sidecar.inbound, seconds, 10, paced)
         paced_nginx = wrk(nginx_port, seconds, 10, paced)
@@ -228,15 +238,14 @@ def main() -> None:
             process.wait(30)
         clickhouse.remove()
         shutil.rmtree(workdir, ignore_errors=True)
-    print(f"direct_rps={direct['rps']:.0f}")
-    print(f"sidecar_rps={through_sidecar['rps']:.0f}")
-    print(f"nginx_rps={through_nginx['rps']:.0f}")
-    print(f"sidecar_non_2xx={through_sidecar['errors']}")
-    sidecar_us = sidecar_cpu / (through_sidecar["rps"] * seconds) * 1e6
-    nginx_us = nginx_cpu / (through_nginx["rps"] * seconds) * 1e6
-    print(f"sidecar_cpu_us_per_request={sidecar_us:.1f}")
-    print(f"nginx_cpu_us_per_request={nginx_us:.1f}")
-    print(f"cpu_based_rps_ratio={nginx_us / sidecar_us:.2f}")
+    median = statistics.median
+    print(f"direct_rps={median(rps['direct']):.0f}")
+    print(f"sidecar_rps={median(rps['sidecar']):.0f}")
+    print(f"nginx_rps={median(rps['nginx']):.0f}")
+    print(f"sidecar_non_2xx={errors['sidecar']}")
+    print(f"sidecar_cpu_us_per_request={median(cpu_us['sidecar']):.1f}")
+    print(f"nginx_cpu_us_per_request={median(cpu_us['nginx']):.1f}")
+    print(f"cpu_based_rps_ratio={median(cpu_us['nginx']) / median(cpu_us['sidecar']):.2f}")
     print(f"paced_rps={paced_sidecar['rps']:.0f}")
     print(f"direct_p50_us_at_1000rps={paced_direct['p50_us']:.0f}")
     print(f"sidecar_p50_us_at_1000rps={paced_sidecar['p50_us']:.0f}")
@@ -257,7 +266,8 @@ def main() -> None:
     print(f"spans_dropped={dropped:.0f}")
     print(f"spans_in_clickhouse={stored}")
     print(f"sidecar_rss_mb={rss:.1f}")
-    print(f"sidecar_vs_nginx_rps_ratio={through_sidecar['rps'] / through_nginx['rps']:.2f}")
+    ratios = [s / n for s, n in zip(rps["sidecar"], rps["nginx"], strict=True)]
+    print(f"sidecar_vs_nginx_rps_ratio={median(ratios):.2f}")
 
 
 if __name__ == "__main__":

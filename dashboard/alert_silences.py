@@ -20,6 +20,7 @@ from sidetrace.store import Store
 OPERATORS = ("=", "!=", "=~", "!~")
 _MATCHER = re.compile(r'^\s*([A-Za-z_][A-Za-z0-9_]*)\s*(=~|!~|!=|=)\s*"((?:[^"\\]|\\.)*)"\s*$')
 _NAME = re.compile(r"^[A-Za-z_][A-Za-z0-9_]*$")
+LATEST = 7_258_118_400.0  # 2200-01-01: later (or NaN) times are mistakes
 
 
 class SilenceError(ValueError):
@@ -132,6 +133,9 @@ def new_silence(
     now: float | None = None,
 ) -> Silence:
     now = time.time() if now is None else now
+    for moment in (starts_at, ends_at):
+        if not (isinstance(moment, int | float) and 0 <= moment <= LATEST):
+            raise SilenceError(f"time {moment!r} is out of range (1970 to 2200)")
     if not matchers:
         raise SilenceError("a silence needs at least one matcher")
     if ends_at <= starts_at:

@@ -11,7 +11,9 @@ Windows up to ``MINUTE_HORIZON_S`` (3 days: every alert window of the SRE
 workbook) are summed from per-minute slots, from the minute holding
 ``now - window`` to the current one; longer windows (the 30-day budget) from
 per-hour slots, from the hour holding ``now - window``, so they cover up to
-one hour more than asked.
+one hour more than asked. Hours before the minute horizon are loaded from the
+hourly rollup ``latency_hour`` (same columns, fed from spans like
+``latency_minute``), so a restart reads 3 days of minute rows, not 30.
 """
 
 from __future__ import annotations
@@ -21,7 +23,7 @@ from collections.abc import Mapping, Sequence
 
 import numpy as np
 
-from dashboard.slo_queries import Counts, SeriesKey, range_counts
+from dashboard.slo_queries import Counts, SeriesKey, range_counts, range_rows
 from sidetrace.store import Store
 
 MINUTE_HORIZON_S = 3 * 86400
@@ -116,23 +118,26 @@ class RollupCache:
     def _load(
         self, store: Store, cuts: dict[str, tuple[int, ...]], longest: float, now: float
     ) -> None:
+        """Read the windows afresh: minutes of the horizon, hours before it from latency_hour."""
         widths = {service: len(values) for service, values in cuts.items()}
         current = math.floor(now / 60) * 60
-        minute_span = min(longest, MINUTE_HORIZON_S)
-        self._minutes = _Ring(int(minute_span // 60) + LATE_MINUTES + 3, 60, widths)
-        start = math.floor((now - minute_span) / 60) * 60
-        for key, steps in range_counts(store, cuts, start, current, 60).items():
-            for i, counts in enumerate(steps):
-                if counts.calls:
-                    self._minutes.put(key, start + i * 60, _row(counts))
+        # The minute slots start on an hour, so hours from there on are sums of minutes.
+        first_hour = math.floor((now - min(longest, MINUTE_HORIZON_S)) / 3600) * 3600
+        self._minutes = _Ring((current - first_hour) // 60 + LATE_MINUTES + 63, 60, widths)
         self._hours = None
         if longest > MINUTE_HORIZON_S:
             self._hours = _Ring(int(longest // 3600) + 3, 3600, widths)
-            hour = math.floor((now - longest) / 3600) * 3600
-            for key, steps in range_counts(store, cuts, hour, current, 3600).items():
-                for i, counts in enumerate(steps):
-                    if counts.calls:
-                        self._hours.put(key, hour + i * 3600, _row(counts))
+            oldest = math.floor((now - longest) / 3600) * 3600
+            if oldest < first_hour:
+                older = range_rows(store, cuts, oldest, first_hour - 3600, 3600, "latency_hour")
+                for (key, i), values in sorted(older.items(), key=lambda kv: kv[0][1]):
+                    self._hours.put(key, oldest + i * 3600, np.array(values, np.int64))
+        recent = range_rows(store, cuts, first_hour, current, 60)
+        for (key, i), values in sorted(recent.items(), key=lambda kv: kv[0][1]):
+            minute = first_hour + i * 60
+            delta = self._minutes.put(key, minute, np.array(values, np.int64))
+            if self._hours is not None:
+                self._hours.add(key, minute // 3600 * 3600, delta)
         self._cuts, self._longest, self._read_upto = cuts, longest, current
 
     def _refresh(self, store: Store, now: float) -> None:

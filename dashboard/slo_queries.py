@@ -41,7 +41,7 @@ FROM (
         finalizeAggregation(buckets) AS b,
         finalizeAggregation(ok_buckets) AS ob,
         arrayElement(%(cuts)s, indexOf(%(services)s, svc)) AS cs
-    FROM latency_minute
+    FROM {table}
     WHERE service_name IN %(service_set)s
       AND minute >= toDateTime(%(start)s) AND minute <= toDateTime(%(end)s)
 )
@@ -95,20 +95,34 @@ def _range_sql(column: str, starts: Sequence[str]) -> str:
     return f"multiIf({arms}, {len(starts) - 1})"
 
 
+def _sparse(
+    rows: Sequence[tuple], cuts: Mapping[str, Sequence[int]]
+) -> dict[tuple[SeriesKey, int], list[int]]:
+    """Rows ``(svc, op, kind, range, cut number, calls, errors, good, ok good)`` -> per
+    (series, range): ``[calls, errors, good per cut..., ok good per cut...]``."""
+    out: dict[tuple[SeriesKey, int], list[int]] = {}
+    for svc, op, kind, r, ci, calls, errors, good, ok_good in rows:
+        width = len(cuts[svc])
+        key = ((str(svc), str(op), int(kind)), int(r))
+        row = out.get(key)
+        if row is None:
+            row = out[key] = [0] * (2 + 2 * width)
+        row[0], row[1] = int(calls), int(errors)
+        row[1 + int(ci)], row[1 + width + int(ci)] = int(good), int(ok_good)
+    return out
+
+
 def _assemble(
     rows: Sequence[tuple], count: int, cuts: Mapping[str, Sequence[int]]
 ) -> dict[SeriesKey, list[Counts]]:
-    """Rows ``(svc, op, kind, range, cut number, calls, errors, good, ok good)`` -> per
-    series, one (not cumulative) Counts per range."""
+    """Per series, one (not cumulative) Counts per range, ``count`` ranges."""
     table: dict[SeriesKey, list[list[int]]] = {}
-    for svc, op, kind, r, ci, calls, errors, good, ok_good in rows:
-        width = len(cuts[svc])
-        ranges = table.setdefault(
-            (str(svc), str(op), int(kind)), [[0] * (2 + 2 * width) for _ in range(count)]
-        )
-        row = ranges[min(int(r), count - 1)]
-        row[0], row[1] = int(calls), int(errors)
-        row[1 + int(ci)], row[1 + width + int(ci)] = int(good), int(ok_good)
+    for (key, r), row in _sparse(rows, cuts).items():
+        width = len(cuts[key[0]])
+        ranges = table.get(key)
+        if ranges is None:
+            ranges = table[key] = [[0] * (2 + 2 * width) for _ in range(count)]
+        ranges[min(r, count - 1)] = row
     return {key: [_counts(row, len(cuts[key[0]])) for row in rows] for key, rows in table.items()}
 
 
@@ -149,7 +163,7 @@ def window_counts(
         starts = [math.floor((now - w) / 60) * 60 for w in minute_windows]
         params = {**base, "start": starts[-1], "end": current}
         literals = [f"toDateTime({int(s)})" for s in starts]
-        sql = _ROLLUP_SQL.format(range=_range_sql("minute", literals))
+        sql = _ROLLUP_SQL.format(range=_range_sql("minute", literals), table="latency_minute")
         per_series = _cumulative(_assemble(store.query(sql, params), len(starts), cuts))
         for i, w in enumerate(minute_windows):
             result[w] = {key: counts[i] for key, counts in per_series.items()}
@@ -166,17 +180,44 @@ def window_counts(
     return result
 
 
+ROLLUP_TABLES = ("latency_minute", "latency_hour")  # same columns; `minute` starts the row
+
+
+def range_rows(
+    store: Store,
+    cuts: Mapping[str, Sequence[int]],
+    start: int,
+    end: int,
+    step_s: int,
+    table: str = "latency_minute",
+) -> dict[tuple[SeriesKey, int], list[int]]:
+    """Like ``range_counts``, but only the (series, step) pairs that have rows, as
+    ``[calls, errors, good per cut..., ok good per cut...]``."""
+    if table not in ROLLUP_TABLES:
+        raise ValueError(f"not a latency rollup: {table!r}")
+    params = {**_params(cuts), "start": start, "end": end}
+    range_sql = f"intDiv(toUInt32(minute) - {int(start)}, {int(step_s)})"
+    return _sparse(store.query(_ROLLUP_SQL.format(range=range_sql, table=table), params), cuts)
+
+
 def range_counts(
-    store: Store, cuts: Mapping[str, Sequence[int]], start: int, end: int, step_s: int
+    store: Store,
+    cuts: Mapping[str, Sequence[int]],
+    start: int,
+    end: int,
+    step_s: int,
+    table: str = "latency_minute",
 ) -> dict[SeriesKey, list[Counts]]:
-    """Per-step counts of the minute rows from ``start`` to ``end`` (minute starts).
+    """Per-step counts of the rollup rows from ``start`` to ``end`` (row starts).
 
     Step ``i`` of each series holds the rows of ``[start + i * step_s, start + (i + 1) * step_s)``.
     """
+    if table not in ROLLUP_TABLES:
+        raise ValueError(f"not a latency rollup: {table!r}")
     count = (end - start) // step_s + 1
     params = {**_params(cuts), "start": start, "end": end}
     range_sql = f"intDiv(toUInt32(minute) - {int(start)}, {int(step_s)})"
-    rows = store.query(_ROLLUP_SQL.format(range=range_sql), params)
+    rows = store.query(_ROLLUP_SQL.format(range=range_sql, table=table), params)
     return _assemble(rows, count, cuts)
 
 

@@ -170,6 +170,8 @@ def _charts(ctx: DashboardContext, snapshot: Snapshot) -> dict[str, dict[str, An
 
 
 def _geometry(points: list[tuple[float, float]], start: float, window: float) -> dict[str, Any]:
+    """Polyline points; an overspent budget is drawn down to -100% at most."""
+    points = [(t, max(v, -1.0)) for t, v in points]
     low = min([0.0, *(v for _, v in points)])
     span = 1.0 - low or 1.0
 

@@ -206,3 +206,18 @@ def test_max_connections_rejects_extra_connections(app, sidecar_factory) -> None
         for sock in held:
             sock.close()
     wait_port(sidecar.inbound)
+
+
+def test_idle_keep_alive_connection_is_closed_after_idle_timeout(app, sidecar_factory) -> None:
+    sidecar = sidecar_factory(app.port, "--idle-timeout", "1")
+    with socket.create_connection(("127.0.0.1", sidecar.inbound), timeout=10) as sock:
+        sock.sendall(b"GET / HTTP/1.1\r\nHost: x\r\n\r\n")
+        reply = b""
+        while not reply.endswith(b"}"):  # the whole JSON response
+            chunk = sock.recv(65536)
+            assert chunk
+            reply += chunk
+        assert reply.startswith(b"HTTP/1.1 200")
+        started = time.monotonic()
+        assert sock.recv(1024) == b""  # closed by the sidecar, not by us
+        assert 0.8 < time.monotonic() - started < 5

@@ -258,3 +258,40 @@ def test_pages_and_api(store: Store, tmp_path: Path, monkeypatch: pytest.MonkeyP
         assert {e["to"] for e in history} >= {"firing"}
         assert client.get("/api/v1/alerts/history?limit=x").status_code == 400
         assert "/api/v1/silences" in client.get("/api/v1/openapi.json").json()["paths"]
+
+
+def test_cache_reads_incrementally_and_matches_fresh_queries(store: Store) -> None:
+    from dashboard.slo_cache import RollupCache
+
+    now = time.time()
+    first = [
+        (
+            now - 5 - i * 4,
+            (80, 350, 900)[i % 3],
+            2 if i % 5 == 0 else 0,
+            ("GET /a", "GET /b")[i % 2],
+        )
+        for i in range(300)
+    ]  # the last 20 minutes
+    insert_spans(store, first)
+    cuts = {"payments": [bucket_cut(300 * MS), bucket_cut(1000 * MS)]}
+    minute_windows = [300.0, 900.0, 3600.0]
+    long_window = 5 * 86400.0  # beyond the minute horizon: hourly slots
+    cache = RollupCache()
+
+    def check(at: float, spans: list) -> None:
+        got = cache.window_counts(store, cuts, [*minute_windows, long_window], at)
+        fresh = window_counts(store, cuts, minute_windows, at)
+        for window in minute_windows:
+            assert got[window] == fresh[window], window
+        totals = {}
+        for _, _, _, name in spans:
+            totals[name] = totals.get(name, 0) + 1
+        assert {key[1]: c.calls for key, c in got[long_window].items()} == totals
+
+    check(now, first)
+    # late spans in the last minute, a new operation, and time moves on
+    later = [(now - 30 + i * 0.5, 120, 0, ("GET /a", "GET /c")[i % 2]) for i in range(50)]
+    insert_spans(store, later)
+    check(now + 70, first + later)
+    check(now + 200, first + later)

@@ -11,14 +11,10 @@ from __future__ import annotations
 import asyncio
 import random
 
-from opentelemetry.exporter.otlp.proto.grpc.trace_exporter import OTLPSpanExporter
-from opentelemetry.sdk.resources import Resource
-from opentelemetry.sdk.trace import TracerProvider
-from opentelemetry.sdk.trace.export import BatchSpanProcessor
-from opentelemetry.trace import SpanKind, Status, StatusCode
-from opentelemetry.trace.propagation.tracecontext import TraceContextTextMapPropagator
+from opentelemetry.trace import SpanKind, Status, StatusCode, Tracer
 from starlette.requests import Request
 
+from sidetrace.demo.app_tracing import inbound_context
 from sidetrace.demo.behaviour import Behaviour, Latency
 from sidetrace.demo.topology import DATABASE
 
@@ -28,18 +24,14 @@ QUERY_LATENCY = Latency(median_ms=2.0, sigma=0.9)
 class DatabaseSpans:
     """Simulated queries, each recorded as an OpenTelemetry client span."""
 
-    def __init__(self, collector: str, behaviour: Behaviour, rng: random.Random) -> None:
-        self.provider = TracerProvider(resource=Resource.create({"service.name": "inventory"}))
-        exporter = OTLPSpanExporter(endpoint=collector, insecure=True)
-        self.provider.add_span_processor(BatchSpanProcessor(exporter, schedule_delay_millis=1000))
-        self.tracer = self.provider.get_tracer("sidetrace.demo.database")
+    def __init__(self, tracer: Tracer, behaviour: Behaviour, rng: random.Random) -> None:
+        self.tracer = tracer
         self.behaviour = behaviour
         self.rng = rng
-        self.propagator = TraceContextTextMapPropagator()
 
     async def query(self, request: Request, statement: str) -> bool:
         """Run (pretend) one statement; False when the database failed it."""
-        parent = self.propagator.extract(dict(request.headers))
+        parent = inbound_context(request.headers)
         operation = statement.split()[0]
         attributes = {
             "db.system": DATABASE["db.system"],
@@ -59,6 +51,3 @@ class DatabaseSpans:
                 span.set_attribute("error.type", "40P01")
                 return False
         return True
-
-    def close(self) -> None:
-        self.provider.shutdown()

@@ -21,6 +21,7 @@ from starlette.requests import Request
 from starlette.responses import JSONResponse, Response
 from starlette.routing import Route
 
+from sidetrace.demo.app_tracing import tracer_provider
 from sidetrace.demo.topology import AppConfig
 
 CONTEXT_HEADERS = ("traceparent", "tracestate", "baggage")
@@ -175,14 +176,19 @@ def build_app(config: AppConfig) -> Starlette:
     elif config.service == "orders":
         from sidetrace.demo.payments import PaymentsClient
 
-        payments = PaymentsClient(config.proxy_port, config.upstreams["payments"])
-        on_shutdown.append(payments.close)
+        provider = tracer_provider(config.service, config.collector)
+        tracer = provider.get_tracer("sidetrace.demo.payments_client")
+        payments = PaymentsClient(config.proxy_port, config.upstreams["payments"], tracer)
+        on_shutdown += [payments.close, provider.shutdown]
         routes = orders_routes(service, payments.charge)
     elif config.service == "inventory":
         from sidetrace.demo.database import DatabaseSpans
 
-        database = DatabaseSpans(config.collector, service.behaviour, service.rng)
-        on_shutdown.append(database.close)
+        provider = tracer_provider(config.service, config.collector)
+        database = DatabaseSpans(
+            provider.get_tracer("sidetrace.demo.database"), service.behaviour, service.rng
+        )
+        on_shutdown.append(provider.shutdown)
         routes = inventory_routes(service, database.query)
     else:
         raise ValueError(f"no HTTP app named {config.service!r}")

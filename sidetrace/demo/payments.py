@@ -12,8 +12,10 @@ import time
 
 import grpc
 from google.protobuf import json_format, struct_pb2
+from opentelemetry.trace import SpanKind, Status, StatusCode, Tracer
 from starlette.requests import Request
 
+from sidetrace.demo.app_tracing import inbound_context, outbound_headers
 from sidetrace.demo.http_apps import CONTEXT_HEADERS, UpstreamError
 from sidetrace.demo.topology import AppConfig
 
@@ -72,12 +74,14 @@ class PaymentsClient:
 
     grpcio reaches a proxy only by HTTP ``CONNECT`` (the ``grpc.http_proxy``
     channel option), so the call goes to the orders sidecar's outbound port, which
-    opens the tunnel to the payments sidecar.
+    opens the tunnel to the payments sidecar. Each call records its own client
+    span (see ``sidetrace.demo.app_tracing`` for why).
     """
 
-    def __init__(self, proxy_port: int, payments_port: int) -> None:
+    def __init__(self, proxy_port: int, payments_port: int, tracer: Tracer) -> None:
         self.proxy_port = proxy_port
         self.payments_port = payments_port
+        self.tracer = tracer
         self.channel: grpc.aio.Channel | None = None
 
     def _charge_call(self) -> grpc.aio.UnaryUnaryMultiCallable:
@@ -94,13 +98,34 @@ class PaymentsClient:
         )
 
     async def charge(self, request: Request, amount: int) -> dict:
-        metadata = tuple((h, request.headers[h]) for h in CONTEXT_HEADERS if h in request.headers)
-        try:
-            reply = await self._charge_call()(
-                _struct({"amount": amount, "currency": "EUR"}), metadata=metadata, timeout=5.0
-            )
-        except grpc.aio.AioRpcError as exc:
-            raise UpstreamError(f"payments: {exc.code().name}") from exc
+        attributes = {
+            "rpc.system": "grpc",
+            "rpc.service": SERVICE,
+            "rpc.method": "Charge",
+            "server.address": "127.0.0.1",
+            "server.port": self.payments_port,
+        }
+        with self.tracer.start_as_current_span(
+            f"{SERVICE}/Charge",
+            context=inbound_context(request.headers),
+            kind=SpanKind.CLIENT,
+            attributes=attributes,
+            record_exception=False,
+            set_status_on_exception=False,
+        ) as span:
+            metadata = {h: request.headers[h] for h in CONTEXT_HEADERS if h in request.headers}
+            metadata.update(outbound_headers())
+            try:
+                reply = await self._charge_call()(
+                    _struct({"amount": amount, "currency": "EUR"}),
+                    metadata=tuple(metadata.items()),
+                    timeout=5.0,
+                )
+            except grpc.aio.AioRpcError as exc:
+                span.set_attribute("rpc.grpc.status_code", exc.code().value[0])
+                span.set_status(Status(StatusCode.ERROR, exc.code().name))
+                raise UpstreamError(f"payments: {exc.code().name}") from exc
+            span.set_attribute("rpc.grpc.status_code", 0)
         return {"payment": json_format.MessageToDict(reply)}
 
     async def close(self) -> None:

@@ -1,0 +1,75 @@
+"""Pure parts of the sidecar: resource attributes, route detection, RED metrics text."""
+
+from __future__ import annotations
+
+import pytest
+
+from sidecar.red_metrics import RedMetrics, status_class
+from sidecar.resource import RESOURCE_ENV, resource_attributes
+from sidecar.routes import RouteMatcher
+
+
+def test_resource_from_downward_api_environment_and_flags() -> None:
+    environ = {
+        "SIDETRACE_SERVICE_NAME": "checkout",
+        "SIDETRACE_POD_NAME": "checkout-7d9f-abcde",
+        "SIDETRACE_POD_NAMESPACE": "shop",
+        "SIDETRACE_NODE_NAME": "node-3",
+    }
+    attrs = resource_attributes({"service.version": "1.4.2"}, environ)
+    assert attrs["service.name"] == "checkout"
+    assert attrs["service.version"] == "1.4.2"
+    assert attrs["k8s.pod.name"] == "checkout-7d9f-abcde"
+    assert attrs["k8s.namespace.name"] == "shop"
+    assert attrs["k8s.node.name"] == "node-3"
+    assert resource_attributes({"service.name": "flag"}, environ)["service.name"] == "flag"
+    assert resource_attributes({}, {})["service.name"] == "unknown_service"
+
+
+def test_resource_env_table_names_the_downward_api_fields() -> None:
+    fields = {key: field for key, (_env, field) in RESOURCE_ENV.items()}
+    assert fields["k8s.pod.name"] == "metadata.name"
+    assert fields["k8s.namespace.name"] == "metadata.namespace"
+    assert fields["k8s.node.name"] == "spec.nodeName"
+    assert all(env.startswith("SIDETRACE_") for env, _ in RESOURCE_ENV.values())
+
+
+@pytest.mark.parametrize(
+    ("path", "expected"),
+    [
+        ("/users/42", "/users/{uid}"),  # configured template wins
+        ("/orders/123/items", "/orders/{id}/items"),
+        ("/orders/3fa85f64-5717-4562-b3fc-2c963f66afa6", "/orders/{id}"),
+        ("/blobs/0123456789abcdef0123", "/blobs/{id}"),
+        ("/health", "/health"),
+        ("/", "/"),
+        ("/static/app.js", "/static/app.js"),
+    ],
+)
+def test_route_matcher(path: str, expected: str) -> None:
+    assert RouteMatcher(["/users/{uid}"]).route(path) == expected
+
+
+def test_route_detection_can_be_switched_off() -> None:
+    assert RouteMatcher([], detect=False).route("/orders/123") == ""
+
+
+@pytest.mark.parametrize(
+    ("status", "klass"), [(200, "2xx"), (404, "4xx"), (503, "5xx"), (0, "error")]
+)
+def test_status_class(status: int, klass: str) -> None:
+    assert status_class(status) == klass
+
+
+def test_red_metrics_prometheus_histogram_is_cumulative() -> None:
+    red = RedMetrics()
+    key = ("inbound", "GET", "/a", "2xx", 'pe"er')
+    red.observe([(key, 0.0004), (key, 0.003), (key, 20.0)])
+    text = red.prometheus()
+    labels = 'direction="inbound",method="GET",route="/a",status_class="2xx",peer="pe\\"er"'
+    assert f"sidetrace_requests_total{{{labels}}} 3" in text
+    assert f'sidetrace_request_duration_seconds_bucket{{{labels},le="0.0005"}} 1' in text
+    assert f'sidetrace_request_duration_seconds_bucket{{{labels},le="0.005"}} 2' in text
+    assert f'sidetrace_request_duration_seconds_bucket{{{labels},le="10.0"}} 2' in text
+    assert f'sidetrace_request_duration_seconds_bucket{{{labels},le="+Inf"}} 3' in text
+    assert f"sidetrace_request_duration_seconds_count{{{labels}}} 3" in text
