@@ -139,42 +139,51 @@ def quantiles_sql(qs: Sequence[float]) -> str:
     return f"arrayMap(b -> exp2((b + 0.5) / 64) / 1e6, quantilesExactWeighted({levels})(k, c))"
 
 
-def elements_from_rows(source: str) -> str:
-    """Bucket rows (``service_buckets_*``) as element rows: k, c and per-row totals."""
+# Each *_figures_sql returns, per group: the key columns, calls, errors,
+# duration_sum and an array of quantiles (ms). Groups go by a 64-bit hash of the
+# keys: on 18.16, grouping by String columns costs several times more.
+
+
+def _any(keys: str) -> str:
+    return ", ".join(f"any({k.strip()})" for k in keys.split(","))
+
+
+def rows_figures_sql(keys: str, source: str, qs: Sequence[float] = SUMMARY_QUANTILES) -> str:
+    """Over bucket rows (``service_buckets_*``), one bucket per row."""
     return (
-        f"(SELECT *, bucket AS k, calls AS c, calls AS n0, errors AS e0, duration_sum AS d0, "
-        f"toUInt8(1) AS first FROM {source})"
+        f"SELECT {_any(keys)}, sum(calls), sum(errors), sum(duration_sum), {quantiles_sql(qs)} "
+        f"FROM (SELECT *, cityHash64({keys}) AS gk, bucket AS k, calls AS c FROM {source}) "
+        "GROUP BY gk"
     )
 
 
-def elements_from_arrays(source: str) -> str:
-    """Rows with bucket arrays (``edges_*``) as element rows; totals count once per row."""
+def arrays_figures_sql(keys: str, source: str, qs: Sequence[float] = SUMMARY_QUANTILES) -> str:
+    """Over rows holding bucket arrays (``edges_*``).
+
+    Only a hash and numbers go through ARRAY JOIN (copying the key strings to
+    every bucket costs more than joining the names back afterwards).
+    """
+    gk = f"cityHash64({keys})"
     return (
-        "(SELECT *, k, c, calls AS n0, errors AS e0, duration_sum AS d0, "
-        f"toUInt8(idx = 1) AS first FROM {source} "
-        "ARRAY JOIN bucket_keys AS k, bucket_counts AS c, arrayEnumerate(bucket_keys) AS idx)"
+        f"SELECT {keys}, n, errs, dsum, qs FROM ("
+        "SELECT gk, sumIf(n0, idx = 1) AS n, sumIf(e0, idx = 1) AS errs, "
+        f"sumIf(d0, idx = 1) AS dsum, {quantiles_sql(qs)} AS qs FROM ("
+        f"SELECT {gk} AS gk, calls AS n0, errors AS e0, duration_sum AS d0, bucket_keys, "
+        f"bucket_counts FROM {source}) "
+        "ARRAY JOIN bucket_keys AS k, bucket_counts AS c, arrayEnumerate(bucket_keys) AS idx "
+        f"GROUP BY gk) AS figures ANY LEFT JOIN (SELECT DISTINCT {gk} AS gk, {keys} "
+        f"FROM {source}) AS names USING gk"
     )
 
 
-def elements_from_states(source: str, keys: str) -> str:
-    """Latency states (``latency_*``) merged per group, then as element rows."""
+def states_figures_sql(keys: str, source: str, qs: Sequence[float] = SUMMARY_QUANTILES) -> str:
+    """Over latency states (``latency_*``): merged per group first (few groups)."""
     return (
-        f"(SELECT {keys}, k, c, n0, e0, d0, toUInt8(idx = 1) AS first FROM ("
-        f"SELECT {keys}, countMerge(calls) AS n0, sumMerge(errors) AS e0, "
-        f"sumMerge(duration_sum) AS d0, sumMapMerge(buckets) AS bm FROM {source} "
-        f"GROUP BY {keys}) ARRAY JOIN tupleElement(bm, 1) AS k, tupleElement(bm, 2) AS c, "
-        "arrayEnumerate(tupleElement(bm, 1)) AS idx)"
-    )
-
-
-def figures_sql(
-    keys: str, elements: str, qs: Sequence[float] = SUMMARY_QUANTILES, extra: str = ""
-) -> str:
-    """SELECT keys, [extra,] calls, errors, duration_sum, [quantiles in ms] per group."""
-    extra = f"{extra}, " if extra else ""
-    return (
-        f"SELECT {keys}, {extra}sumIf(n0, first), sumIf(e0, first), sumIf(d0, first), "
-        f"{quantiles_sql(qs)} FROM {elements} GROUP BY {keys}"
+        f"SELECT {_any(keys)}, any(n0), any(e0), any(d0), {quantiles_sql(qs)} FROM ("
+        f"SELECT cityHash64({keys}) AS gk, {keys}, countMerge(calls) AS n0, "
+        "sumMerge(errors) AS e0, sumMerge(duration_sum) AS d0, sumMapMerge(buckets) AS bm "
+        f"FROM {source} GROUP BY {keys}) "
+        "ARRAY JOIN tupleElement(bm, 1) AS k, tupleElement(bm, 2) AS c GROUP BY gk"
     )
 
 
@@ -189,7 +198,7 @@ class Figures:
 
     @classmethod
     def of(cls, row: Sequence[Any]) -> Figures:
-        """From figures_sql's columns after the keys."""
+        """From the columns a *_figures_sql query returns after the keys."""
         calls, errors, dsum, qs = row
         return cls(int(calls), int(errors), int(dsum), tuple(float(q) for q in qs))
 
@@ -215,7 +224,7 @@ def _service_figures(store: Store, span: TimeRange) -> dict[str, Figures]:
         f"(SELECT * FROM {service_source(span)} "
         f"WHERE entry = 1 OR service_name NOT IN {with_entry})"
     )
-    rows = store.query(figures_sql("service_name, entry", elements_from_rows(rows_needed)))
+    rows = store.query(rows_figures_sql("service_name, entry", rows_needed))
     per: dict[str, dict[int, Figures]] = defaultdict(dict)
     for service, entry, *figures in rows:
         per[str(service)][int(entry)] = Figures.of(figures)
@@ -266,14 +275,14 @@ def latency_series(
         params["entry"] = int(_has_entry_spans(store, service, span))
         where = "service_name = %(service)s AND entry = %(entry)s"
         source = service_source(span, where, hourly)
-        elements = elements_from_rows(f"(SELECT *, {step} AS t FROM {source})")
+        sql = rows_figures_sql("t, entry", f"(SELECT *, {step} AS t FROM {source})", qs)
     else:
         params["operation"] = operation
         where = "service_name = %(service)s AND span_name = %(operation)s"
         source = latency_source(span, where, hourly)
         stepped = f"(SELECT *, {step} AS t, toUInt8(1) AS entry FROM {source})"
-        elements = elements_from_states(stepped, "t, entry")
-    rows = store.query(figures_sql("t, entry", elements, qs), params)
+        sql = states_figures_sql("t, entry", stepped, qs)
+    rows = store.query(sql, params)
     use_entry = any(int(r[1]) and int(r[2]) for r in rows)
     steps = {int(r[0]): r[2:] for r in rows if int(r[1]) == int(use_entry)}
     points = []
@@ -315,8 +324,8 @@ def operations(store: Store, service: str, start_s: float, end_s: float) -> list
     """One row per (operation, kind) of a service; ``impact`` is its share of the total time."""
     span = TimeRange.summary(start_s, end_s)
     source = latency_source(span, "service_name = %(service)s")
-    elements = elements_from_states(source, "span_name, span_kind")
-    rows = store.query(figures_sql("span_name, span_kind", elements), {"service": service})
+    sql = states_figures_sql("span_name, span_kind", source)
+    rows = store.query(sql, {"service": service})
     total_time = sum(int(r[4]) for r in rows) or 1
     out = []
     for name, kind, *figures in rows:
@@ -339,31 +348,21 @@ class Edge:
     parent: str
     child: str
     child_kind: str
-    parent_namespace: str
-    child_namespace: str
     figures: Figures
 
 
 def edges(store: Store, start_s: float, end_s: float) -> list[Edge]:
     """Edges over whole minutes, each minute (or hour) from its latest rollup run."""
     span = TimeRange.summary(start_s, end_s)
-    sql = figures_sql(
-        "parent_service, child_service, child_kind",
-        elements_from_arrays(edges_source(span)),
-        extra="any(parent_namespace), any(child_namespace)",
-    )
-    return [
-        Edge(str(p), str(c), str(k), str(pns), str(cns), Figures.of(figures))
-        for p, c, k, pns, cns, *figures in store.query(
-            sql + " ORDER BY parent_service, child_service"
-        )
-    ]
+    sql = arrays_figures_sql("parent_service, child_service, child_kind", edges_source(span))
+    rows = store.query(sql + " ORDER BY parent_service, child_service")
+    return [Edge(str(p), str(c), str(k), Figures.of(figures)) for p, c, k, *figures in rows]
 
 
 def peer_figures(store: Store, span: TimeRange) -> dict[str, Figures]:
     """Calls into each uninstrumented peer, over all its callers."""
     source = f"(SELECT * FROM {edges_source(span)} WHERE child_kind != 'service')"
-    rows = store.query(figures_sql("child_service", elements_from_arrays(source)))
+    rows = store.query(arrays_figures_sql("child_service", source))
     return {str(child): Figures.of(figures) for child, *figures in rows}
 
 
@@ -397,10 +396,8 @@ def graph(store: Store, start_s: float, end_s: float) -> dict[str, Any]:
     for service, figures in _service_figures(store, span).items():
         nodes[service] = _node(service, "service", namespaces.get(service, ""), figures, span)
     for e in found:  # services seen only in edges (e.g. spans older than the latency rollups)
-        ends = [(e.parent, e.parent_namespace)]
-        if e.child_kind == "service":
-            ends.append((e.child, e.child_namespace))
-        for name, ns in ends:
+        for name in [e.parent] + ([e.child] if e.child_kind == "service" else []):
+            ns = namespaces.get(name, "")
             nodes.setdefault(name, _node(name, "service", ns, Figures(), span))
     callers: dict[str, list[Edge]] = defaultdict(list)
     for e in found:

@@ -23,7 +23,7 @@ from collections.abc import Mapping, Sequence
 
 import numpy as np
 
-from dashboard.slo_queries import Counts, SeriesKey, range_counts, range_rows
+from dashboard.slo_queries import Counts, SeriesKey, range_rows
 from sidetrace.store import Store
 
 MINUTE_HORIZON_S = 3 * 86400
@@ -31,53 +31,65 @@ LATE_MINUTES = 2
 
 
 class _Ring:
-    """Per-series slots of one resolution, each slot labelled with the time it holds."""
+    """Slots of one resolution for every series, each slot labelled with the time it holds.
 
-    def __init__(self, slots: int, step: int, widths: Mapping[str, int]) -> None:
+    One array ``[series, slot, field]``, so a window is one masked sum. Fields are
+    ``calls, errors, good per cut..., ok good per cut...`` with room for ``cuts``
+    cuts (a service with fewer leaves the rest 0).
+    """
+
+    def __init__(self, slots: int, step: int, cuts: int) -> None:
         self.step = step
+        self.cuts = cuts
         self.labels = np.full(slots, -1, dtype=np.int64)
-        self.widths = widths
-        self.series: dict[SeriesKey, np.ndarray] = {}
+        self.rows: dict[SeriesKey, int] = {}
+        self.data = np.zeros((16, slots, 2 + 2 * cuts), np.int64)
 
-    def _array(self, key: SeriesKey) -> np.ndarray:
-        array = self.series.get(key)
-        if array is None:
-            width = self.widths[key[0]]
-            array = self.series[key] = np.zeros((len(self.labels), 2 + 2 * width), np.int64)
-        return array
+    def _row(self, key: SeriesKey) -> int:
+        row = self.rows.get(key)
+        if row is None:
+            row = self.rows[key] = len(self.rows)
+            if row >= len(self.data):
+                self.data = np.concatenate([self.data, np.zeros_like(self.data)])
+        return row
 
     def claim(self, when: int) -> int:
         """The slot for time ``when``, emptied if it held an older time."""
         index = (when // self.step) % len(self.labels)
         if self.labels[index] != when:
             self.labels[index] = when
-            for array in self.series.values():
-                array[index] = 0
+            self.data[:, index] = 0
         return index
 
     def put(self, key: SeriesKey, when: int, row: np.ndarray) -> np.ndarray:
         """Set the slot of ``when`` for one series; returns the change."""
-        index = self.claim(when)
-        array = self._array(key)
-        delta = row - array[index]
-        array[index] = row
+        index, series = self.claim(when), self._row(key)
+        delta = row - self.data[series, index]
+        self.data[series, index] = row
         return delta
 
     def add(self, key: SeriesKey, when: int, delta: np.ndarray) -> None:
-        self._array(key)[self.claim(when)] += delta
+        index, series = self.claim(when), self._row(key)  # _row may grow self.data
+        self.data[series, index] += delta
 
     def total(self, start: int, end: int) -> dict[SeriesKey, np.ndarray]:
         mask = (self.labels >= start) & (self.labels <= end)
-        return {key: array[mask].sum(axis=0) for key, array in self.series.items()}
+        sums = self.data[: len(self.rows), mask].sum(axis=1)
+        return {key: sums[row] for key, row in self.rows.items()}
 
+    def widen(self, values: Sequence[int], width: int) -> np.ndarray:
+        """``[calls, errors, good * width, ok * width]`` in this ring's field layout."""
+        row = np.zeros(2 + 2 * self.cuts, np.int64)
+        row[:2] = values[:2]
+        row[2 : 2 + width] = values[2 : 2 + width]
+        row[2 + self.cuts : 2 + self.cuts + width] = values[2 + width :]
+        return row
 
-def _row(counts: Counts) -> np.ndarray:
-    return np.array([counts.calls, counts.errors, *counts.good, *counts.ok_good], np.int64)
-
-
-def _counts(row: np.ndarray, width: int) -> Counts:
-    values = [int(v) for v in row]
-    return Counts(values[0], values[1], tuple(values[2 : 2 + width]), tuple(values[2 + width :]))
+    def counts(self, row: np.ndarray, width: int) -> Counts:
+        values = [int(v) for v in row]
+        good = values[2 : 2 + width]
+        ok_good = values[2 + self.cuts : 2 + self.cuts + width]
+        return Counts(values[0], values[1], tuple(good), tuple(ok_good))
 
 
 class RollupCache:
@@ -103,7 +115,6 @@ class RollupCache:
         else:
             self._refresh(store, now)
         current = math.floor(now / 60) * 60
-        widths = {service: len(values) for service, values in frozen.items()}
         out: dict[float, dict[SeriesKey, Counts]] = {}
         for window in windows:
             if window <= MINUTE_HORIZON_S:
@@ -111,49 +122,53 @@ class RollupCache:
             else:
                 ring, start = self._hours, math.floor((now - window) / 3600) * 3600
             assert ring is not None
-            totals = ring.total(start, current)
-            out[window] = {key: _counts(row, widths[key[0]]) for key, row in totals.items()}
+            out[window] = {
+                key: ring.counts(row, len(frozen[key[0]]))
+                for key, row in ring.total(start, current).items()
+            }
         return out
 
     def _load(
         self, store: Store, cuts: dict[str, tuple[int, ...]], longest: float, now: float
     ) -> None:
         """Read the windows afresh: minutes of the horizon, hours before it from latency_hour."""
-        widths = {service: len(values) for service, values in cuts.items()}
+        most = max(len(values) for values in cuts.values())
         current = math.floor(now / 60) * 60
         # The minute slots start on an hour, so hours from there on are sums of minutes.
         first_hour = math.floor((now - min(longest, MINUTE_HORIZON_S)) / 3600) * 3600
-        self._minutes = _Ring((current - first_hour) // 60 + LATE_MINUTES + 63, 60, widths)
-        self._hours = None
+        minutes = _Ring((current - first_hour) // 60 + LATE_MINUTES + 63, 60, most)
+        hours = None
         if longest > MINUTE_HORIZON_S:
-            self._hours = _Ring(int(longest // 3600) + 3, 3600, widths)
+            hours = _Ring(int(longest // 3600) + 3, 3600, most)
             oldest = math.floor((now - longest) / 3600) * 3600
             if oldest < first_hour:
                 older = range_rows(store, cuts, oldest, first_hour - 3600, 3600, "latency_hour")
                 for (key, i), values in sorted(older.items(), key=lambda kv: kv[0][1]):
-                    self._hours.put(key, oldest + i * 3600, np.array(values, np.int64))
+                    hours.put(key, oldest + i * 3600, hours.widen(values, len(cuts[key[0]])))
         recent = range_rows(store, cuts, first_hour, current, 60)
         for (key, i), values in sorted(recent.items(), key=lambda kv: kv[0][1]):
             minute = first_hour + i * 60
-            delta = self._minutes.put(key, minute, np.array(values, np.int64))
-            if self._hours is not None:
-                self._hours.add(key, minute // 3600 * 3600, delta)
+            delta = minutes.put(key, minute, minutes.widen(values, len(cuts[key[0]])))
+            if hours is not None:
+                hours.add(key, minute // 3600 * 3600, delta)
+        self._minutes, self._hours = minutes, hours
         self._cuts, self._longest, self._read_upto = cuts, longest, current
 
     def _refresh(self, store: Store, now: float) -> None:
         """Re-read the minutes since the last read (and a few before) and apply the changes."""
-        assert self._minutes is not None
+        minutes = self._minutes
+        assert minutes is not None
         current = math.floor(now / 60) * 60
         start = self._read_upto - LATE_MINUTES * 60
-        fresh = range_counts(store, self._cuts, start, current, 60)
-        keys = set(self._minutes.series) | set(fresh)
+        fresh = range_rows(store, self._cuts, start, current, 60)
+        keys = set(minutes.rows) | {key for key, _ in fresh}
+        empty = np.zeros(2 + 2 * minutes.cuts, np.int64)
         for minute in range(start, current + 1, 60):
             i = (minute - start) // 60
             for key in keys:
-                steps = fresh.get(key)
-                width = len(self._cuts[key[0]])
-                row = _row(steps[i]) if steps else np.zeros(2 + 2 * width, np.int64)
-                delta = self._minutes.put(key, minute, row)
+                values = fresh.get((key, i))
+                row = empty if values is None else minutes.widen(values, len(self._cuts[key[0]]))
+                delta = minutes.put(key, minute, row)
                 if self._hours is not None and delta.any():
                     self._hours.add(key, minute // 3600 * 3600, delta)
         self._read_upto = current

@@ -43,7 +43,7 @@ from dashboard.slo_math import (
     time_to_exhaustion,
     windows_exceed,
 )
-from dashboard.slo_queries import is_whole_minutes, window_counts
+from dashboard.slo_queries import Counts, is_whole_minutes, window_counts
 from sidetrace.store import Store, StoreError
 
 log = logging.getLogger(__name__)
@@ -173,13 +173,18 @@ class SloEvaluator:
         raw_windows = sorted(w for w in plan.windows if not is_whole_minutes(w))
         counts.update(window_counts(self.store, plan.cuts, raw_windows, now))
 
+        by_service: dict[tuple[float, str], list[tuple[str, int, Counts]]] = {}
+        for window, series in counts.items():
+            for (service, name, kind), c in series.items():
+                by_service.setdefault((window, service), []).append((name, kind, c))
+
         def tally(
             window: float, filters: Filters, threshold_ns: float, ok: bool
         ) -> tuple[int, int]:
             index = plan.cut(filters.service, threshold_ns)
             good = total = 0
-            for (service, name, kind), c in counts.get(window, {}).items():
-                if service == filters.service and filters.matches(name, kind):
+            for name, kind, c in by_service.get((window, filters.service), ()):
+                if filters.matches(name, kind):
                     good += (c.ok_good if ok else c.good)[index]
                     total += c.calls
             return good, total

@@ -854,7 +854,9 @@ class DownstreamConnection(asyncio.Protocol):
             return
         # The finished exchange is never touched again, so building its Record is
         # left to the telemetry thread.
-        ctx.telemetry.submit((exchange_record, ex, ctx.kind, self.client, time.time_ns()))
+        ctx.telemetry.submit(
+            (exchange_record, ex, ctx.kind, self.client, time.time_ns()), ex.span.sampled
+        )
 
     def _record_tcp(self, address: Address, start_ns: int, error: str, bytes_out: int) -> None:
         ctx = self.ctx

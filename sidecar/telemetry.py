@@ -60,17 +60,18 @@ class Telemetry:
     def start(self) -> None:
         self._thread.start()
 
-    def submit(self, item: Record | Deferred) -> None:
+    def submit(self, item: Record | Deferred, sampled: bool = False) -> None:
         """Hot path: enqueue or count a drop. Safe from any thread.
 
         ``item`` is a ``Record`` or ``(build, *args)`` whose ``build(*args)`` makes one
-        later, on the telemetry thread. A dropped item counts as a dropped span (the
-        sampling decision is not looked at, to keep this path short).
+        later, on the telemetry thread; for those, ``sampled`` says whether a span
+        would be lost with it.
         """
         if len(self._queue) < self._max_queue:
             self._queue.append(item)
-        else:
-            self.counters.records_dropped_total += 1
+            return
+        self.counters.records_dropped_total += 1
+        if item.trace_id if type(item) is Record else sampled:
             self.counters.spans_dropped_total += 1
 
     def stop(self, timeout: float = 10.0) -> None:

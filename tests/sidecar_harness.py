@@ -188,12 +188,15 @@ class BannerServer:
 class CannedHttpServer:
     """An HTTP/1.x upstream that answers every request head with fixed bytes.
 
-    ``close`` makes it close after answering (a close-delimited body).
+    ``close`` makes it close after answering (a close-delimited body);
+    ``answers_per_connection`` makes it drop the connection, unanswered, at the
+    next request (a keep-alive connection that went stale).
     """
 
-    def __init__(self, response: bytes, close: bool = False):
+    def __init__(self, response: bytes, close: bool = False, answers_per_connection: int = 0):
         self.response = response
         self.close = close
+        self.answers_per_connection = answers_per_connection
         self.requests: list[bytes] = []
         self.listener = socket.create_server(("127.0.0.1", 0))
         self.port = self.listener.getsockname()[1]
@@ -210,11 +213,15 @@ class CannedHttpServer:
     def _serve(self, conn: socket.socket) -> None:
         with conn:
             buffer = b""
+            answered = 0
             while data := conn.recv(65536):
                 buffer += data
                 while b"\r\n\r\n" in buffer:
                     head, buffer = buffer.split(b"\r\n\r\n", 1)
                     self.requests.append(head)
+                    answered += 1
+                    if self.answers_per_connection and answered > self.answers_per_connection:
+                        return
                     conn.sendall(self.response)
                     if self.close:
                         return

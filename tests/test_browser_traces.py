@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import random
+import uuid
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -11,7 +12,6 @@ import pytest
 from sidetrace.migrate import migrate
 from sidetrace.store import open_store
 from tests import trace_generator as gen
-from tests.conftest import fresh_store_url
 from tests.dashboard_client import live_dashboard
 
 pytestmark = pytest.mark.browser
@@ -54,8 +54,8 @@ class Data:
 
 
 @pytest.fixture(scope="module")
-def site(clickhouse_server, chdb_path) -> Iterator[tuple[str, Data]]:
-    store = open_store(fresh_store_url("native", clickhouse_server, chdb_path))
+def site(clickhouse_server) -> Iterator[tuple[str, Data]]:
+    store = open_store(clickhouse_server.url(database=f"browser_{uuid.uuid4().hex[:12]}"))
     migrate(store)
     data = Data()
     gen.insert(store, data.spans())

@@ -6,6 +6,7 @@ import base64
 import subprocess
 import sys
 import time
+import uuid
 
 import httpx
 import pytest
@@ -19,7 +20,6 @@ from sidetrace.local_server import free_port
 from sidetrace.migrate import migrate
 from sidetrace.store import open_store
 from tests import trace_generator as gen
-from tests.conftest import fresh_store_url
 from tests.dashboard_client import dashboard_client
 
 
@@ -248,9 +248,9 @@ def test_openapi_document(store):
         assert "get" in doc["paths"][path]
 
 
-def test_dashboard_command_serves(clickhouse_server, chdb_path):
+def test_dashboard_command_serves(clickhouse_server):
     """``sidetrace dashboard`` as its own process on a migrated native store, with a token."""
-    url = fresh_store_url("native", clickhouse_server, chdb_path)
+    url = clickhouse_server.url(database=f"dash_{uuid.uuid4().hex[:12]}")
     migrate(open_store(url))
     port = free_port()
     command = [sys.executable, "-m", "sidetrace", "dashboard", "--clickhouse", url,

@@ -6,11 +6,14 @@ import os
 import re
 import subprocess
 import sys
+import uuid
 from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
 
+from sidetrace.migrate import migrate
+from sidetrace.store import open_store
 from tests import trace_generator as gen
 from tests.dashboard_client import live_dashboard
 
@@ -18,7 +21,10 @@ SCHEMATHESIS = Path(sys.executable).with_name("schemathesis")
 
 
 @pytest.fixture
-def dashboard_url(store) -> Iterator[str]:
+def dashboard_url(clickhouse_server) -> Iterator[str]:
+    """A live dashboard on the native server (the query paths run on chDB in the other tests)."""
+    store = open_store(clickhouse_server.url(database=f"openapi_{uuid.uuid4().hex[:12]}"))
+    migrate(store)
     ids = gen.Ids(31)
     gen.insert(store, gen.clock_skew(ids) + gen.missing_parent(ids) + gen.wide(ids, 5))
     with live_dashboard(store) as url:

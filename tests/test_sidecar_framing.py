@@ -15,8 +15,10 @@ from tests.sidecar_harness import CannedHttpServer
 def through() -> Iterator:
     parts: list = []
 
-    def make(response: bytes, close: bool = False) -> tuple[CannedHttpServer, SidecarProcess]:
-        upstream = CannedHttpServer(response, close)
+    def make(
+        response: bytes, close: bool = False, answers: int = 0
+    ) -> tuple[CannedHttpServer, SidecarProcess]:
+        upstream = CannedHttpServer(response, close, answers)
         sidecar = SidecarProcess(upstream.port).start()
         parts.extend([upstream, sidecar])
         return upstream, sidecar
@@ -96,3 +98,17 @@ def test_request_host_added_for_http10_without_host(through) -> None:
     assert reply.startswith(b"HTTP/1.1 204")
     assert b"host: 127.0.0.1:%d" % upstream.port in upstream.requests[0].lower()
     assert b"traceparent: 00-" in upstream.requests[0]
+
+
+def test_stale_pooled_connection_is_retried_for_idempotent_requests(through) -> None:
+    upstream, sidecar = through(b"HTTP/1.1 200 OK\r\nContent-Length: 2\r\n\r\nok", answers=1)
+    with socket.create_connection(("127.0.0.1", sidecar.inbound), timeout=10) as sock:
+        for _ in range(3):  # each later one finds the pooled connection dropped
+            sock.sendall(b"GET / HTTP/1.1\r\nHost: a\r\n\r\n")
+            reply = b""
+            while not reply.endswith(b"ok"):
+                chunk = sock.recv(65536)
+                assert chunk, "the sidecar gave up instead of retrying"
+                reply += chunk
+            assert reply.startswith(b"HTTP/1.1 200")
+    assert len(upstream.requests) == 5  # 3 answered + 2 dropped and retried

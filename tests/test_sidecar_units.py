@@ -1,12 +1,14 @@
-"""Pure parts of the sidecar: resource attributes, route detection, RED metrics text."""
+"""Sidecar parts without sockets: resource, routes, RED metrics, the telemetry queue."""
 
 from __future__ import annotations
 
 import pytest
 
-from sidecar.red_metrics import RedMetrics, status_class
+from sidecar.red_metrics import ProxyCounters, RedMetrics, status_class
 from sidecar.resource import RESOURCE_ENV, resource_attributes
 from sidecar.routes import RouteMatcher
+from sidecar.telemetry import Telemetry
+from sidecar.telemetry_record import HTTP, SERVER, Record
 
 
 def test_resource_from_downward_api_environment_and_flags() -> None:
@@ -73,3 +75,16 @@ def test_red_metrics_prometheus_histogram_is_cumulative() -> None:
     assert f'sidetrace_request_duration_seconds_bucket{{{labels},le="10.0"}} 2' in text
     assert f'sidetrace_request_duration_seconds_bucket{{{labels},le="+Inf"}} 3' in text
     assert f"sidetrace_request_duration_seconds_count{{{labels}}} 3" in text
+
+
+def test_full_queue_drops_and_counts_only_sampled_spans() -> None:
+    counters = ProxyCounters()
+    telemetry = Telemetry({"service.name": "t"}, counters, RouteMatcher(), max_queue=1)
+    rec = Record(HTTP, SERVER, "a" * 32, "b" * 16, "", False, 1, 2, "GET", "/", 200,
+                 "h", 80, "", 0, "1.1", "", "", "", 0, 0)  # fmt: skip
+    telemetry.submit(rec)  # queued, never blocks
+    telemetry.submit(rec)  # queue full: a sampled span is lost
+    telemetry.submit(rec._replace(trace_id=""))  # unsampled: a record, not a span
+    telemetry.submit((lambda: rec,), sampled=False)
+    assert counters.records_dropped_total == 3
+    assert counters.spans_dropped_total == 1

@@ -295,3 +295,17 @@ def test_cache_reads_incrementally_and_matches_fresh_queries(store: Store) -> No
     insert_spans(store, later)
     check(now + 70, first + later)
     check(now + 200, first + later)
+
+
+def test_ring_holds_many_series_and_forgets_old_slots() -> None:
+    import numpy as np
+
+    from dashboard.slo_cache import _Ring
+
+    ring = _Ring(slots=4, step=60, cuts=2)
+    for n in range(40):  # more series than the first allocation
+        ring.add(("svc", f"op{n}", 2), 0, ring.widen([n, 0, 1, 1], 1))
+    assert ring.total(0, 0)[("svc", "op39", 2)].tolist() == [39, 0, 1, 0, 1, 0]
+    ring.put(("svc", "op0", 2), 240, np.array([5, 1, 4, 3, 2, 1]))  # same slot, 4 min later
+    assert ring.total(0, 0)[("svc", "op1", 2)].tolist() == [0] * 6  # the old minute is gone
+    assert ring.total(240, 240)[("svc", "op0", 2)].tolist() == [5, 1, 4, 3, 2, 1]

@@ -121,6 +121,10 @@ def _announce_stack(progress: Progress, stack: EmbeddedStack, options: DemoOptio
         f"admin http://127.0.0.1:{p.admin}/metrics"
     )
     progress.say(f"  dashboard  {stack.dashboard_url}")
+    progress.say(
+        f"             {stack.dashboard_url}/services/map  {stack.dashboard_url}/slos  "
+        f"{stack.dashboard_url}/alerts"
+    )
     for slo in options.slo_files:
         progress.say(f"  SLOs       {slo}")
     if options.slo_files and options.slo_time_scale != 1:
