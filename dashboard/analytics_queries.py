@@ -2,10 +2,13 @@
 
 Percentiles come from the fixed log buckets (``sidetrace/latency_buckets.py``), so
 they are within 0.55% of the exact value over the raw spans whatever the range.
-Ranges are whole minutes: whole hours inside a range are read from the ``*_hour``
-rollups, the ragged ends from the ``*_minute`` ones. Service figures and series
-read the plain bucket rows (``service_buckets_*``), operations the latency states
-(``latency_*``), edges the job's rows (``edges_*``, latest run per period).
+They are computed in ClickHouse (``quantiles_sql``, the same rank rule as
+``latency_buckets.quantiles``), so results stay small. Ranges are whole minutes:
+whole hours inside a range are read from the ``*_hour`` rollups, the ragged ends
+from the ``*_minute`` ones; a single figure over more than six hours is read at
+whole hours (``TimeRange.summary``). Service figures and series read the plain
+bucket rows (``service_buckets_*``), operations the latency states (``latency_*``),
+edges the job's rows (``edges_*``, latest run per period).
 A service's own figures count its entry spans (server and consumer kinds) — or
 every span when it has none, as for a job that only makes calls. Times are unix
 seconds; durations in the results are milliseconds.

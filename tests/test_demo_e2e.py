@@ -145,7 +145,7 @@ def demo(tmp_path_factory: pytest.TempPathFactory) -> Iterator[RunningDemo]:
         "--duration", str(DURATION_S),
         # One payments incident, early; SLO time compressed 60x (1 h -> 1 min, 30 min -> 30 s)
         # so the page alert both fires and resolves within the run.
-        "--incident-start", "15", "--incident-every", "600", "--incident-length", "25",
+        "--incident-start", "12", "--incident-every", "600", "--incident-length", "20",
         "--slo-time-scale", "60",
     )  # fmt: skip
     try:
