@@ -66,16 +66,20 @@ def load_evaluator(ctx: DashboardContext) -> SloEvaluator:
 
 
 async def startup(ctx: DashboardContext) -> None:
-    if not ctx.slo_files:
-        return
-    try:
-        evaluator = await run_in_threadpool(load_evaluator, ctx)
-    except SloConfigError as exc:
-        for line in exc.errors:
-            log.error("invalid SLO file: %s", line)
-        raise
+    """Start the evaluator; a command may have loaded it already (``load_evaluator``) to
+    refuse invalid files with a clean exit before serving."""
+    evaluator: SloEvaluator | None = ctx.state.get(STATE_KEY)
+    if evaluator is None:
+        if not ctx.slo_files:
+            return
+        try:
+            evaluator = await run_in_threadpool(load_evaluator, ctx)
+        except SloConfigError as exc:
+            for line in exc.errors:
+                log.error("invalid SLO file: %s", line)
+            raise
+        ctx.state[STATE_KEY] = evaluator
     evaluator.start(interval_from_env())
-    ctx.state[STATE_KEY] = evaluator
 
 
 async def shutdown(ctx: DashboardContext) -> None:

@@ -375,3 +375,53 @@ def bump_mtime(*paths: str) -> None:
     for path in paths:
         info = os.stat(path)
         os.utime(path, (info.st_atime, info.st_mtime + 5))
+
+
+def test_alerter_refuses_bad_files_at_start(clickhouse_server, tmp_path: Path) -> None:
+    import subprocess
+    import sys
+
+    bad = write(tmp_path, GOOD.format(name="a").replace("99.5", "150"))
+    url = clickhouse_server.url(database=f"slo_cli_{os.getpid()}")
+    run = subprocess.run(
+        [
+            sys.executable,
+            "-m",
+            "sidetrace",
+            "alerter",
+            "--clickhouse",
+            url,
+            "--slo",
+            bad,
+            "--check",
+        ],
+        capture_output=True,
+        text=True,
+        timeout=120,
+        cwd=Path(__file__).resolve().parent.parent,
+    )
+    assert run.returncode == 2
+    assert run.stderr.strip() == (
+        f"sidetrace alerter: {bad}:5: slos[0].target: 150 is out of range: target is a "
+        "percentage between 0 and 100 (exclusive), e.g. 99.5"
+    )
+    good = write(tmp_path, GOOD.format(name="a"), "good.yaml")
+    run = subprocess.run(
+        [
+            sys.executable,
+            "-m",
+            "sidetrace",
+            "alerter",
+            "--clickhouse",
+            url,
+            "--slo",
+            good,
+            "--check",
+        ],
+        capture_output=True,
+        text=True,
+        timeout=120,
+        cwd=Path(__file__).resolve().parent.parent,
+    )
+    assert run.returncode == 0, run.stderr
+    assert run.stdout.strip() == "ok: 1 SLO(s), 0 threshold alert(s)"

@@ -309,3 +309,19 @@ def test_ring_holds_many_series_and_forgets_old_slots() -> None:
     ring.put(("svc", "op0", 2), 240, np.array([5, 1, 4, 3, 2, 1]))  # same slot, 4 min later
     assert ring.total(0, 0)[("svc", "op1", 2)].tolist() == [0] * 6  # the old minute is gone
     assert ring.total(240, 240)[("svc", "op0", 2)].tolist() == [5, 1, 4, 3, 2, 1]
+
+
+def test_dashboard_refuses_invalid_slo_files_at_start(store: Store, tmp_path: Path) -> None:
+    from dashboard.app import create_app
+    from dashboard.context import DashboardContext
+    from dashboard.slo_config import SloConfigError
+
+    path = tmp_path / "slo.yaml"
+    path.write_text(SLO_FILE.format(url="http://127.0.0.1:1/x").replace("target: 99", "target: 0"))
+    ctx = DashboardContext(store=store, slo_files=[str(path)])
+    with pytest.raises(SloConfigError) as info, TestClient(create_app(ctx)):
+        pass
+    assert info.value.errors == [
+        f"{path}:6: slos[0].target: 0 is out of range: target is a percentage between 0 and "
+        "100 (exclusive), e.g. 99.5"
+    ]
