@@ -218,16 +218,8 @@ class Figures:
 
 
 def _service_figures(store: Store, span: TimeRange) -> dict[str, Figures]:
-    """Per service: entry spans (server, consumer) when there are any, else every span.
-
-    Services with entry spans skip their other rows before the quantiles (half the work).
-    """
-    with_entry = f"(SELECT service_name FROM {service_source(span, 'entry = 1')})"
-    rows_needed = (
-        f"(SELECT * FROM {service_source(span)} "
-        f"WHERE entry = 1 OR service_name NOT IN {with_entry})"
-    )
-    rows = store.query(rows_figures_sql("service_name, entry", rows_needed))
+    """Per service: entry spans (server, consumer) when there are any, else every span."""
+    rows = store.query(rows_figures_sql("service_name, entry", service_source(span)))
     per: dict[str, dict[int, Figures]] = defaultdict(dict)
     for service, entry, *figures in rows:
         per[str(service)][int(entry)] = Figures.of(figures)
