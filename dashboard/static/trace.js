@@ -107,8 +107,10 @@
   }
 
   function render() {
-    const first = Math.max(0, Math.floor(viewport.scrollTop / ROW_H) - OVERSCAN);
-    const last = Math.min(visible.length, Math.ceil((viewport.scrollTop + viewport.clientHeight) / ROW_H) + OVERSCAN);
+    // The list may just have shrunk (collapse) before the browser clamped scrollTop.
+    const top = Math.min(viewport.scrollTop, Math.max(0, visible.length * ROW_H - viewport.clientHeight));
+    const first = Math.max(0, Math.floor(top / ROW_H) - OVERSCAN);
+    const last = Math.min(visible.length, Math.ceil((top + viewport.clientHeight) / ROW_H) + OVERSCAN);
     const frag = document.createDocumentFragment();
     for (let pos = first; pos < last; pos++) frag.appendChild(rowFor(visible[pos], pos));
     rowsBox.replaceChildren(frag);
