@@ -79,9 +79,11 @@ def render(sql: str, features: Features, retention: Retention, cluster: str | No
             column = {"ttl": "ts", "ttl_day": "day", "ttl_minute": "minute"}[name]
             return f"TTL {column} + INTERVAL {retention.days(arg)} DAY"
         if name == "settings":
+            # Tables read by point lookups (a trace by id) take a finer granule as arg.
+            granularity = int(arg or 8192)
             if features.ttl_only_drop_parts:
-                return "SETTINGS index_granularity = 8192, ttl_only_drop_parts = 1"
-            return "SETTINGS index_granularity = 8192"
+                return f"SETTINGS index_granularity = {granularity}, ttl_only_drop_parts = 1"
+            return f"SETTINGS index_granularity = {granularity}"
         raise StoreError(f"unknown migration placeholder {{{{{name}}}}}")
 
     return _PLACEHOLDER.sub(fill, sql)

@@ -57,7 +57,7 @@ ENGINE = {{engine:ReplacingMergeTree()}}
 PARTITION BY toDate(ts)
 ORDER BY (trace_id, span_id)
 {{ttl:spans}}
-{{settings}};
+{{settings:1024}};
 
 CREATE MATERIALIZED VIEW IF NOT EXISTS spans_by_trace_mv {{on_cluster}} TO spans_by_trace
 AS SELECT * FROM spans;
@@ -80,7 +80,7 @@ CREATE TABLE IF NOT EXISTS trace_index {{on_cluster}} (
 PARTITION BY day
 ORDER BY trace_id
 {{ttl_day:spans}}
-{{settings}};
+{{settings:1024}};
 
 CREATE MATERIALIZED VIEW IF NOT EXISTS trace_index_mv {{on_cluster}} TO trace_index
 AS SELECT
