@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import argparse
+import sys
 
 from sidetrace.cli import add_clickhouse_flag
 
@@ -33,15 +34,17 @@ def run(args: argparse.Namespace) -> int:
 
     from dashboard.app import create_app
     from dashboard.context import DEFAULT_MAX_TRACE_SPANS, AuthSettings, DashboardContext
-    from sidetrace.store import StoreError, open_store
+    from dashboard.slo_config import SloConfigError
+    from dashboard.slo_routes import STATE_KEY, load_evaluator
+    from sidetrace.migrate import migrate
+    from sidetrace.store import open_store
 
     try:
         auth = AuthSettings.from_flags(args.auth_token, args.basic_auth)
     except ValueError as exc:
         raise SystemExit(f"sidetrace dashboard: {exc}") from None
     store = open_store(args.clickhouse)
-    if not store.query("EXISTS TABLE spans")[0][0]:
-        raise StoreError(f"no sidetrace schema in {args.clickhouse}: run `sidetrace migrate` first")
+    migrate(store)
     ctx = DashboardContext(
         store=store,
         external_url=args.external_url or f"http://127.0.0.1:{args.port}",
@@ -49,5 +52,13 @@ def run(args: argparse.Namespace) -> int:
         slo_files=list(args.slo),
         max_trace_spans=args.max_trace_spans or DEFAULT_MAX_TRACE_SPANS,
     )
+    if ctx.slo_files:
+        # Refuse invalid SLO files with one line each, before serving anything.
+        try:
+            ctx.state[STATE_KEY] = load_evaluator(ctx)
+        except SloConfigError as exc:
+            for line in exc.errors:
+                print(f"sidetrace dashboard: {line}", file=sys.stderr)
+            return 2
     uvicorn.run(create_app(ctx), host=args.host, port=args.port, log_level="warning")
     return 0

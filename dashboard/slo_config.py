@@ -84,6 +84,7 @@ class SloConfigError(Exception):
     """One or more SLO files are invalid; ``errors`` are ``FILE:LINE: FIELD: message``."""
 
     def __init__(self, errors: list[str]) -> None:
+        errors = list(dict.fromkeys(errors))  # two checks may report the same problem
         super().__init__("\n".join(errors))
         self.errors = errors
 

@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import struct
 from collections.abc import Iterable
+from typing import NamedTuple
 
 from opentelemetry.proto.collector.metrics.v1.metrics_service_pb2 import (
     ExportMetricsServiceRequest,
@@ -30,8 +31,16 @@ STATUS_UNSET, STATUS_ERROR = 0, 2
 # Span.flags: W3C sampled bit, plus "has is_remote" (0x100) and "is_remote" (0x200).
 FLAGS_LOCAL_PARENT, FLAGS_REMOTE_PARENT = 0x101, 0x301
 _CACHE_LIMIT = 20_000
+_TIMES = struct.Struct("<BQBQ")
 _KIND_FIELDS = {kind: bytes((6 << 3, kind)) for kind in range(6)}
 Attributes = dict[str, str | int]
+
+
+class EncodedSpans(NamedTuple):
+    """An ``ExportTraceServiceRequest`` as wire bytes, and how many spans it holds."""
+
+    payload: bytes
+    count: int
 
 
 def span_fields(rec: Record, route: str) -> tuple[str, Attributes, bool]:
@@ -142,23 +151,19 @@ class SpanEncoder:
         return encoded
 
     def encode_span(self, rec: Record, route: str) -> bytes:
-        ids = b"\x0a\x10" + bytes.fromhex(rec.trace_id) + b"\x12\x08" + bytes.fromhex(rec.span_id)
-        if rec.parent_id:
-            ids += b"\x22\x08" + bytes.fromhex(rec.parent_id)
-        times = struct.pack("<BQBQ", 0x39, rec.start_ns, 0x41, rec.end_ns)
-        # Everything else depends only on the record's non-id, non-time fields, which
+        # Everything but ids and times depends only on the record's other fields, which
         # repeat a lot (same route, peer, connection): encode once, reuse.
         key = (route, *rec[:2], rec[5], *rec[8:])
         rest = self._rest_cache.get(key)
         if rest is None:
-            rest = self._encode_rest(rec, route)
+            rest = self.encode_rest(rec, route)
             if len(self._rest_cache) >= _CACHE_LIMIT:
                 self._rest_cache.clear()
             self._rest_cache[key] = rest
-        return _field(2, ids + times + rest)
+        return span_with_ids(rec, rest)
 
-    def _encode_rest(self, rec: Record, route: str) -> bytes:
-        """Name, kind, attributes, status and flags of a span."""
+    def encode_rest(self, rec: Record, route: str) -> bytes:
+        """Name, kind, attributes, status and flags of a span: all but its ids and times."""
         name, attrs, error = span_fields(rec, route)
         attribute = self._attribute
         parts = [_field(5, name.encode()), _KIND_FIELDS[rec.kind]]
@@ -174,12 +179,25 @@ class SpanEncoder:
         parts.append(b"\x85\x01" + struct.pack("<I", flags))
         return b"".join(parts)
 
+    def request_bytes(self, encoded_spans: Iterable[bytes]) -> bytes:
+        """The wire bytes of an ``ExportTraceServiceRequest`` holding these encoded spans."""
+        scope_spans = _field(2, self._scope_field + b"".join(encoded_spans))
+        return _field(1, self._resource_field + scope_spans)
+
     def encode(self, spans: Iterable[tuple[Record, str]]) -> ExportTraceServiceRequest:
-        scope_spans = _field(
-            2, self._scope_field + b"".join(self.encode_span(r, route) for r, route in spans)
-        )
-        resource_spans = _field(1, self._resource_field + scope_spans)
-        return ExportTraceServiceRequest.FromString(resource_spans)
+        encoded = self.request_bytes(self.encode_span(r, route) for r, route in spans)
+        return ExportTraceServiceRequest.FromString(encoded)
+
+
+def span_with_ids(rec: Record, rest: bytes) -> bytes:
+    """One encoded ``Span`` field: the record's ids and times, then its ``encode_rest``."""
+    if rec.parent_id:
+        ids = bytes.fromhex(rec.trace_id + rec.span_id + rec.parent_id)
+        head = b"\x0a\x10%b\x12\x08%b\x22\x08%b" % (ids[:16], ids[16:24], ids[24:])
+    else:
+        ids = bytes.fromhex(rec.trace_id + rec.span_id)
+        head = b"\x0a\x10%b\x12\x08%b" % (ids[:16], ids[16:])
+    return _field(2, head + _TIMES.pack(0x39, rec.start_ns, 0x41, rec.end_ns) + rest)
 
 
 def encode_red_metrics(

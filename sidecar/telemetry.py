@@ -15,14 +15,15 @@ import logging
 import threading
 import time
 
-from sidecar.otlp_encode import SpanEncoder, encode_red_metrics
-from sidecar.red_metrics import ProxyCounters, RedMetrics, status_class
+from sidecar.otlp_encode import EncodedSpans, SpanEncoder, encode_red_metrics, span_with_ids
+from sidecar.red_metrics import ProxyCounters, RedKey, RedMetrics, status_class
 from sidecar.routes import RouteMatcher
 from sidecar.telemetry_record import GRPC, HTTP, SERVER, Record
 
 log = logging.getLogger(__name__)
 Deferred = tuple  # (build: Callable[..., Record], *args)
 _DIRECTION = {SERVER: "inbound"}
+_SUMMARY_CACHE_LIMIT = 20_000
 
 
 class Telemetry:
@@ -47,6 +48,7 @@ class Telemetry:
         self._span_exporter = span_exporter
         self._metric_exporter = metric_exporter
         self._routes = routes
+        self._summaries: dict[tuple, tuple[RedKey, bytes]] = {}
         self._queue: collections.deque[Record | Deferred] = collections.deque()
         self._max_queue = max_queue
         self._batch_size = batch_size
@@ -106,34 +108,49 @@ class Telemetry:
                 self._stop.wait(self._interval_s)
 
     def _process(self, batch: list[Record | Deferred]) -> None:
-        sampled = []
-        route_of = self._routes.route
-        observations = []
+        summaries = self._summaries
+        observations: list[tuple[RedKey, float]] = []
         observe = observations.append
+        spans: list[bytes] = []
+        add_span = spans.append
         for item in batch:
             rec = item if type(item) is Record else item[0](*item[1:])
-            path = rec.target.partition("?")[0] if rec.protocol == HTTP else ""
-            route = route_of(path) if path else ""
-            if rec.protocol == GRPC:
-                klass = f"grpc_{rec.status}"
-            elif rec.protocol == HTTP:
-                klass = status_class(rec.status)
-            else:
-                klass = "error" if rec.error_type else "ok"
-            direction = _DIRECTION.get(rec.kind, "outbound")
-            key = (direction, rec.method or "TCP", route, klass, rec.peer)
-            observe((key, (rec.end_ns - rec.start_ns) / 1e9))
+            # Records differing only in ids and times share their metric key and
+            # their encoded span body: work those out once per distinct rest.
+            signature = (rec[0], rec[1], rec[5], *rec[8:])
+            summary = summaries.get(signature)
+            if summary is None:
+                summary = self._summarize(rec, signature)
+            observe((summary[0], (rec.end_ns - rec.start_ns) / 1e9))
             if rec.trace_id:
-                sampled.append((rec, route))
+                add_span(span_with_ids(rec, summary[1]))
         self.red.observe(observations)
-        if not sampled or self._span_exporter is None:
+        if not spans or self._span_exporter is None:
             return
-        request = self._encoder.encode(sampled)
-        if self._span_exporter.export(request).name == "SUCCESS":
-            self.counters.spans_exported_total += len(sampled)
+        encoded = EncodedSpans(self._encoder.request_bytes(spans), len(spans))
+        if self._span_exporter.export(encoded).name == "SUCCESS":
+            self.counters.spans_exported_total += len(spans)
         else:
-            self.counters.spans_dropped_total += len(sampled)
+            self.counters.spans_dropped_total += len(spans)
             self.counters.export_failures_total += 1
+
+    def _summarize(self, rec: Record, signature: tuple) -> tuple[RedKey, bytes]:
+        """The RED key and the encoded span body (all but ids and times) of a record."""
+        path = rec.target.partition("?")[0] if rec.protocol == HTTP else ""
+        route = self._routes.route(path) if path else ""
+        if rec.protocol == GRPC:
+            klass = f"grpc_{rec.status}"
+        elif rec.protocol == HTTP:
+            klass = status_class(rec.status)
+        else:
+            klass = "error" if rec.error_type else "ok"
+        direction = _DIRECTION.get(rec.kind, "outbound")
+        key = (direction, rec.method or "TCP", route, klass, rec.peer)
+        rest = self._encoder.encode_rest(rec, route) if self._span_exporter is not None else b""
+        if len(self._summaries) >= _SUMMARY_CACHE_LIMIT:
+            self._summaries.clear()
+        summary = self._summaries[signature] = (key, rest)
+        return summary
 
     def _export_metrics(self) -> None:
         self._next_metrics = time.monotonic() + self._metric_interval_s

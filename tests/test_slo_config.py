@@ -425,3 +425,34 @@ def test_alerter_refuses_bad_files_at_start(clickhouse_server, tmp_path: Path) -
     )
     assert run.returncode == 0, run.stderr
     assert run.stdout.strip() == "ok: 1 SLO(s), 0 threshold alert(s)"
+
+
+def test_dashboard_refuses_a_bad_slo_file_with_one_line_per_problem(tmp_path: Path):
+    import subprocess
+    import sys
+
+    from sidetrace.local_server import free_port
+
+    bad = tmp_path / "bad.yaml"
+    bad.write_text("slos:\n  - name: x\n    service: a\n    bogus: 1\n")
+    result = subprocess.run(
+        [
+            sys.executable,
+            "-m",
+            "sidetrace",
+            "dashboard",
+            "--clickhouse",
+            f"chdb:{tmp_path / 'store'}",
+            "--slo",
+            str(bad),
+            "--port",
+            str(free_port()),
+        ],
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
+    assert result.returncode == 2
+    assert "Traceback" not in result.stderr
+    assert f"{bad}:4: slos[0].bogus: unknown field" in result.stderr
+    assert f"{bad}:2: slos[0]: missing required field 'target'" in result.stderr
