@@ -142,11 +142,11 @@ FROM (
 """
 
 
-def latest_rows_sql(table: str, start_s: int, end_s: int) -> str:
+def latest_rows_sql(table: str, start_s: int, end_s: int, columns: str = "*") -> str:
     """Rows of ``edges_minute`` or ``edges_hour`` in [start_s, end_s), latest run per period."""
     within = f"minute >= toDateTime({int(start_s)}) AND minute < toDateTime({int(end_s)})"
     return (
-        f"(SELECT * FROM {table} WHERE {within} AND (minute, version) IN "
+        f"(SELECT {columns} FROM {table} WHERE {within} AND (minute, version) IN "
         f"(SELECT minute, max(version) FROM {table} WHERE {within} GROUP BY minute))"
     )
 

@@ -35,6 +35,8 @@ DEFAULT_QUANTILES = (0.5, 0.9, 0.95, 0.99)
 SIDECAR_METRIC = "sidetrace.request.duration"
 HOUR = 3600
 WIDEN_AFTER_S = 6 * HOUR
+EDGE_KEYS = "parent_service, child_service, child_kind"
+EDGE_COLUMNS = f"{EDGE_KEYS}, calls, errors, duration_sum, bucket_keys, bucket_counts"
 
 
 def quantile_name(q: float) -> str:
@@ -118,10 +120,14 @@ def service_source(span: TimeRange, where: str = "1", hourly: bool = True) -> st
     return "(" + " UNION ALL ".join(selects) + ")"
 
 
-def edges_source(span: TimeRange) -> str:
-    """Edge rows covering ``span``, each period from its latest rollup run."""
+def edges_source(span: TimeRange, columns: str = EDGE_COLUMNS, where: str = "1") -> str:
+    """Edge rows covering ``span``, each period from its latest rollup run.
+
+    Only ``columns`` are read: ClickHouse 18.16 does not prune columns through
+    these nested subqueries, and the bucket arrays are most of the bytes.
+    """
     selects = [
-        f"SELECT * FROM {latest_rows_sql(f'edges_{suffix}', lo, hi)}"
+        f"SELECT {columns} FROM {latest_rows_sql(f'edges_{suffix}', lo, hi, columns)} WHERE {where}"
         for suffix, lo, hi in pieces(span)
     ]
     return "(" + " UNION ALL ".join(selects) + ")"
@@ -160,8 +166,10 @@ def rows_figures_sql(keys: str, source: str, qs: Sequence[float] = SUMMARY_QUANT
     )
 
 
-def arrays_figures_sql(keys: str, source: str, qs: Sequence[float] = SUMMARY_QUANTILES) -> str:
-    """Over rows holding bucket arrays (``edges_*``).
+def arrays_figures_sql(
+    keys: str, source: str, names: str, qs: Sequence[float] = SUMMARY_QUANTILES
+) -> str:
+    """Over rows holding bucket arrays (``edges_*``); ``names`` holds just the keys.
 
     Only a hash and numbers go through ARRAY JOIN (copying the key strings to
     every bucket costs more than joining the names back afterwards).
@@ -175,7 +183,7 @@ def arrays_figures_sql(keys: str, source: str, qs: Sequence[float] = SUMMARY_QUA
         f"bucket_counts FROM {source}) "
         "ARRAY JOIN bucket_keys AS k, bucket_counts AS c, arrayEnumerate(bucket_keys) AS idx "
         f"GROUP BY gk) AS figures ANY LEFT JOIN (SELECT DISTINCT {gk} AS gk, {keys} "
-        f"FROM {source}) AS names USING gk"
+        f"FROM {names}) AS names USING gk"
     )
 
 
@@ -349,15 +357,18 @@ class Edge:
 def edges(store: Store, start_s: float, end_s: float) -> list[Edge]:
     """Edges over whole minutes, each minute (or hour) from its latest rollup run."""
     span = TimeRange.summary(start_s, end_s)
-    sql = arrays_figures_sql("parent_service, child_service, child_kind", edges_source(span))
+    sql = arrays_figures_sql(EDGE_KEYS, edges_source(span), edges_source(span, EDGE_KEYS))
     rows = store.query(sql + " ORDER BY parent_service, child_service")
     return [Edge(str(p), str(c), str(k), Figures.of(figures)) for p, c, k, *figures in rows]
 
 
 def peer_figures(store: Store, span: TimeRange) -> dict[str, Figures]:
     """Calls into each uninstrumented peer, over all its callers."""
-    source = f"(SELECT * FROM {edges_source(span)} WHERE child_kind != 'service')"
-    rows = store.query(arrays_figures_sql("child_service", source))
+    peers = "child_kind != 'service'"
+    source = edges_source(span, where=peers)
+    rows = store.query(
+        arrays_figures_sql("child_service", source, edges_source(span, EDGE_KEYS, peers))
+    )
     return {str(child): Figures.of(figures) for child, *figures in rows}
 
 

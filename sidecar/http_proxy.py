@@ -67,7 +67,29 @@ _RESPONSE_FIELDS = {
     b"upgrade": _UPGRADE,
     b"content-length": _CONTENT_LENGTH,
 }
+_ROLE_CACHE_LIMIT = 4096
+
+
+class _Roles(dict):
+    """Field name as received -> role (``None``: copy as is), remembering each spelling so
+    the case-folding lookup runs once per name rather than once per header."""
+
+    def __init__(self, by_lowercase_name: dict[bytes, int]):
+        super().__init__()
+        self._by_lowercase_name = by_lowercase_name
+
+    def __missing__(self, name: bytes) -> int | None:
+        role = self._by_lowercase_name.get(name.lower())
+        if len(self) < _ROLE_CACHE_LIMIT:
+            self[name] = role
+        return role
+
+
+_REQUEST_ROLES = _Roles(_REQUEST_FIELDS)
+_RESPONSE_ROLES = _Roles(_RESPONSE_FIELDS)
 _STANDARD_TOKENS = frozenset((b"keep-alive", b"close", b"upgrade"))
+_METHODS = {m.encode(): m for m in ("GET", "HEAD", "POST", "PUT", "DELETE", "PATCH", "OPTIONS")}
+_RETRYABLE = frozenset((b"GET", b"HEAD", b"OPTIONS"))  # safe to resend on a stale connection
 MAX_PENDING_BYTES = 256 * 1024
 _REASONS = {
     400: b"Bad Request",
@@ -281,7 +303,7 @@ class DownstreamConnection(asyncio.Protocol):
     def flush(self) -> None:
         out, self.out = self.out, None
         if out and not self.transport.is_closing():
-            self.transport.write(b"".join(out))
+            self.transport.write(out[0] if len(out) == 1 else b"".join(out))
 
     def _close(self) -> None:
         self.flush()
@@ -393,11 +415,11 @@ class DownstreamConnection(asyncio.Protocol):
 
     # -- httptools request callbacks ---------------------------------------------
     def on_message_begin(self) -> None:
-        ex = Exchange()
-        self.parsing = ex
+        ex = self.parsing = Exchange()
         self.exchanges.append(ex)
         self.header_seen = 0
-        self._set_deadline(HEADERS, self.ctx.config.header_timeout_s)
+        self.deadline_kind = HEADERS
+        self.deadline = self.ctx.now + self.ctx.config.header_timeout_s
 
     def on_url(self, url: bytes) -> None:
         ex = self.parsing
@@ -443,18 +465,18 @@ class DownstreamConnection(asyncio.Protocol):
     def _request_head(self, ex: Exchange) -> None:
         ctx = self.ctx
         parser = self.parser
-        ex.method = parser.get_method().decode("latin-1")
+        method = parser.get_method()
+        ex.method = _METHODS.get(method) or method.decode("latin-1")
         ex.version = parser.get_http_version()
         ex.keep_alive = parser.should_keep_alive() and not ctx.draining
         replaced = ctx.replaced_names
-        special = _REQUEST_FIELDS
+        roles = _REQUEST_ROLES
         lines: list[bytes] = []
         tokens: list[bytes] = []
         trace_headers: dict[str, list[str]] = {}
         trace_lines: list[bytes] = []
         for name, value in ex.headers:
-            lname = name.lower()
-            role = special.get(lname)
+            role = roles[name]
             if role is None:
                 lines.append(name + b": " + value + b"\r\n")
             elif role == _HOST:
@@ -464,6 +486,7 @@ class DownstreamConnection(asyncio.Protocol):
                 ex.user_agent = value
                 lines.append(name + b": " + value + b"\r\n")
             elif role == _TRACE:
+                lname = name.lower()
                 trace_headers.setdefault(_TRACE_NAMES[lname], []).append(value.decode("latin-1"))
                 if lname in replaced:
                     trace_lines.append(name + b": " + value + b"\r\n")
@@ -506,16 +529,26 @@ class DownstreamConnection(asyncio.Protocol):
             lines.append(b"transfer-encoding: chunked\r\n")
         if ex.upgrade:
             lines.append(b"connection: upgrade\r\nupgrade: " + ex.upgrade + b"\r\n")
-        head = b"%s %s HTTP/1.1\r\n%s\r\n" % (ex.method.encode(), ex.target, b"".join(lines))
-        if ex.method in ("GET", "HEAD", "OPTIONS") and not ex.chunked_request:
+        lines.append(b"\r\n")
+        head = b"".join((method, b" ", ex.target, b" HTTP/1.1\r\n", *lines))
+        if method in _RETRYABLE and not ex.chunked_request:
             ex.retry_head = head
         ex.start_ns = time.time_ns()
         if ctx.kind == SERVER:
             ex.counted_inflight = True
             ctx.counters.requests_in_flight_inbound += 1
-        self._send_up(ex, head)
-        if self.exchanges[0] is ex:
-            self._start_upstream(ex)
+        if self.exchanges[0] is not ex:  # pipelined: waits for the ones before it
+            self._send_up(ex, head)
+            return
+        conn = ctx.pool.take(address)
+        if conn is None:
+            self._send_up(ex, head)
+            ctx.loop.create_task(self._connect_upstream(ex, retry=False))
+            return
+        conn.attach(self, ex)
+        ex.upstream = conn
+        ex.pending = None
+        conn.transport.write(head)  # type: ignore[union-attr]
 
     def _route(self, ex: Exchange) -> Address | None:
         """Where this request goes: the app, the original destination, or its URL/Host."""
@@ -580,7 +613,8 @@ class DownstreamConnection(asyncio.Protocol):
         if pending:
             conn.transport.write(b"".join(pending))  # type: ignore[union-attr]
         ex.pending_bytes = 0
-        self.resume_reading("pending")
+        if self.paused_by:
+            self.resume_reading("pending")
 
     def _fail(self, ex: Exchange, status: int, error: str) -> None:
         """The upstream could not be reached or broke before answering: 502/504 and close."""
@@ -608,10 +642,9 @@ class DownstreamConnection(asyncio.Protocol):
         has_length = chunked = False
         upgrade = b""
         tokens: list[bytes] = []
-        special = _RESPONSE_FIELDS
+        roles = _RESPONSE_ROLES
         for name, value in headers:
-            lname = name.lower()
-            role = special.get(lname)
+            role = roles[name]
             if role is None:
                 lines.append(name + b": " + value + b"\r\n")
             elif role == _CONTENT_LENGTH:
@@ -687,15 +720,18 @@ class DownstreamConnection(asyncio.Protocol):
             self.mode = CLOSED
             self._close()
             return
-        self.resume_reading("upstream")
-        self.resume_reading("pipeline")
+        if self.paused_by:
+            self.resume_reading("upstream")
+            self.resume_reading("pipeline")
         if self.exchanges:
             nxt = self.exchanges[0]
             if nxt.start_ns:
                 self._start_upstream(nxt)
         else:
-            self._set_deadline(IDLE, self.ctx.config.idle_timeout_s)
-            if self.ctx.draining:
+            ctx = self.ctx
+            self.deadline_kind = IDLE
+            self.deadline = ctx.now + ctx.config.idle_timeout_s
+            if ctx.draining:
                 self._close()
 
     def upstream_failed(self, conn: UpstreamConnection, error: str) -> None:

@@ -65,23 +65,26 @@ class Propagator:
     def start(self, headers: dict[str, list[str]]) -> SpanStart:
         """The span for a request carrying ``headers`` (only trace headers are looked at)."""
         span_id = self.new_span_id()
-        parent = parse_traceparent(headers.get("traceparent")) if headers else None
+        if not headers:  # most requests: nothing to parse
+            return self._new_root(span_id)
+        parent = parse_traceparent(headers.get("traceparent"))
         if parent is not None:
             tracestate = format_tracestate(parse_tracestate(headers.get("tracestate")))
             return SpanStart(
                 parent.trace_id, span_id, parent.parent_id, parent.sampled, tracestate, True
             )
-        b3 = None
-        if headers:
-            b3 = parse_b3_single(_first(headers, "b3")) or parse_b3_multi(
-                _first(headers, "x-b3-traceid"),
-                _first(headers, "x-b3-spanid"),
-                _first(headers, "x-b3-sampled"),
-                _first(headers, "x-b3-flags"),
-            )
+        b3 = parse_b3_single(_first(headers, "b3")) or parse_b3_multi(
+            _first(headers, "x-b3-traceid"),
+            _first(headers, "x-b3-spanid"),
+            _first(headers, "x-b3-sampled"),
+            _first(headers, "x-b3-flags"),
+        )
         if b3 is not None:
             sampled = self._sample_root(b3.trace_id) if b3.sampled is None else b3.sampled
             return SpanStart(b3.trace_id, span_id, b3.span_id, sampled, "", True)
+        return self._new_root(span_id)
+
+    def _new_root(self, span_id: str) -> SpanStart:
         trace_id = f"{self._rand(128) or 1:032x}"
         return SpanStart(trace_id, span_id, "", self._sample_root(trace_id), "", False)
 

@@ -168,7 +168,9 @@ class UpstreamPool:
         transport = conn.transport
         if transport is not None and not transport.is_closing() and not transport.is_reading():
             transport.resume_reading()  # its last client may have paused it for backpressure
-        idle = self._idle.setdefault(conn.address, [])
+        idle = self._idle.get(conn.address)
+        if idle is None:
+            idle = self._idle[conn.address] = []
         if len(idle) >= MAX_IDLE_PER_ADDRESS or conn.closed:
             conn.close()
             return
