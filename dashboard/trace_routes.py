@@ -130,16 +130,6 @@ def routes(ctx: DashboardContext) -> list[BaseRoute]:
             }
         )
 
-    async def services_api(request: Request) -> Response:
-        try:
-            start_ns, end_ns = params.time_range(
-                None, None, request.query_params.get("lookback") or "7d"
-            )
-        except tq.BadQuery as exc:
-            return JSONResponse({"error": str(exc)}, status_code=400)
-        names = await run_in_threadpool(tq.services, store, start_ns, end_ns)
-        return JSONResponse({"services": names})
-
     async def operations_api(request: Request) -> Response:
         try:
             start_ns, end_ns = params.time_range(
@@ -193,7 +183,6 @@ def routes(ctx: DashboardContext) -> list[BaseRoute]:
         Route("/search", search_page),
         Route("/api/v1/traces/{trace_id}", trace_api),
         Route("/api/v1/search", search_api),
-        Route("/api/v1/services", services_api),
         Route("/api/v1/services/{service}/operations", operations_api),
     ]
 
@@ -227,13 +216,6 @@ OPENAPI_PATHS: dict[str, Any] = {
                 query_param("limit", {"type": "integer", "minimum": 1, "maximum": 1500}),
             ],
             "responses": {"200": json_response("matching traces"), **ERROR_RESPONSES},
-        }
-    },
-    "/api/v1/services": {
-        "get": {
-            "summary": "Services seen in the lookback",
-            "parameters": [_LOOKBACK],
-            "responses": {"200": json_response("service names"), **ERROR_RESPONSES},
         }
     },
     "/api/v1/services/{service}/operations": {
