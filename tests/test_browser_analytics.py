@@ -18,17 +18,10 @@ from dashboard.context import DashboardContext
 from sidetrace.local_server import free_port
 from sidetrace.migrate import migrate
 from sidetrace.store import open_store
+from tests.browser import launch_chromium
 
 pytestmark = pytest.mark.browser
 
-CHROMIUM_ARGS = [
-    "--no-sandbox",
-    "--disable-gpu",
-    "--disable-background-networking",
-    "--disable-component-update",
-    "--disable-sync",
-    "--no-first-run",
-]
 SERVICES = 30
 
 
@@ -89,7 +82,7 @@ def base_url(clickhouse_server, topology) -> Iterator[str]:
 def browser():
     sync_api = pytest.importorskip("playwright.sync_api")
     with sync_api.sync_playwright() as p:
-        chromium = p.chromium.launch(executable_path="/usr/bin/chromium", args=CHROMIUM_ARGS)
+        chromium = launch_chromium(p)
         yield chromium
         chromium.close()
 
