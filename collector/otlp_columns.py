@@ -359,20 +359,30 @@ LINK_COLUMNS = (
 )
 
 
-class TraceColumns:
-    """Accumulates spans of many requests as one list per ``spans`` column."""
+class _Columns:
+    """One list per column of a table, filled request by request."""
+
+    COLUMNS: tuple[str, ...] = ()
+    ROW_COLUMN = ""
 
     def __init__(self, limits: Limits) -> None:
         self.limits = limits
         self.encoder = _Encoder(limits.max_attribute_length)
-        self.columns: dict[str, list] = {name: [] for name in SPAN_COLUMNS}
+        self.columns: dict[str, list] = {name: [] for name in self.COLUMNS}
 
     @property
     def stats(self) -> ConversionStats:
         return self.encoder.stats
 
     def __len__(self) -> int:
-        return len(self.columns["span_id"])
+        return len(self.columns[self.ROW_COLUMN])
+
+
+class TraceColumns(_Columns):
+    """Accumulates spans of many requests as one list per ``spans`` column."""
+
+    COLUMNS = SPAN_COLUMNS
+    ROW_COLUMN = "span_id"
 
     def add(self, payload: bytes, received_ns: int) -> None:
         request = decode(ExportTraceServiceRequest, payload)
@@ -474,20 +484,11 @@ class TraceColumns:
         )
 
 
-class MetricColumns:
+class MetricColumns(_Columns):
     """Accumulates data points of many requests as one list per ``metric_points`` column."""
 
-    def __init__(self, limits: Limits) -> None:
-        self.limits = limits
-        self.encoder = _Encoder(limits.max_attribute_length)
-        self.columns: dict[str, list] = {name: [] for name in METRIC_COLUMNS}
-
-    @property
-    def stats(self) -> ConversionStats:
-        return self.encoder.stats
-
-    def __len__(self) -> int:
-        return len(self.columns["time_ns"])
+    COLUMNS = METRIC_COLUMNS
+    ROW_COLUMN = "time_ns"
 
     def add(self, payload: bytes, received_ns: int) -> None:
         request = decode(ExportMetricsServiceRequest, payload)
