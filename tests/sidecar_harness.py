@@ -158,11 +158,10 @@ class OtlpSink(trace_service_pb2_grpc.TraceServiceServicer):
         raise AssertionError(f"spans not seen in time; have {len(snapshot)}")
 
 
-class BannerServer:
-    """A server-speaks-first TCP service (like SMTP): greets, then echoes lines back."""
+class ThreadedTcpServer:
+    """A loopback listener serving each connection in its own thread with ``_serve``."""
 
-    def __init__(self, banner: bytes = b"220 banner ready\r\n"):
-        self.banner = banner
+    def __init__(self) -> None:
         self.listener = socket.create_server(("127.0.0.1", 0))
         self.port = self.listener.getsockname()[1]
         threading.Thread(target=self._accept, daemon=True).start()
@@ -176,16 +175,27 @@ class BannerServer:
             threading.Thread(target=self._serve, args=(conn,), daemon=True).start()
 
     def _serve(self, conn: socket.socket) -> None:
-        with conn:
-            conn.sendall(self.banner)
-            while data := conn.recv(65536):
-                conn.sendall(data)
+        raise NotImplementedError
 
     def stop(self) -> None:
         self.listener.close()
 
 
-class CannedHttpServer:
+class BannerServer(ThreadedTcpServer):
+    """A server-speaks-first TCP service (like SMTP): greets, then echoes lines back."""
+
+    def __init__(self, banner: bytes = b"220 banner ready\r\n"):
+        self.banner = banner
+        super().__init__()
+
+    def _serve(self, conn: socket.socket) -> None:
+        with conn:
+            conn.sendall(self.banner)
+            while data := conn.recv(65536):
+                conn.sendall(data)
+
+
+class CannedHttpServer(ThreadedTcpServer):
     """An HTTP/1.x upstream that answers every request head with fixed bytes.
 
     ``close`` makes it close after answering (a close-delimited body);
@@ -198,17 +208,7 @@ class CannedHttpServer:
         self.close = close
         self.answers_per_connection = answers_per_connection
         self.requests: list[bytes] = []
-        self.listener = socket.create_server(("127.0.0.1", 0))
-        self.port = self.listener.getsockname()[1]
-        threading.Thread(target=self._accept, daemon=True).start()
-
-    def _accept(self) -> None:
-        while True:
-            try:
-                conn, _ = self.listener.accept()
-            except OSError:
-                return
-            threading.Thread(target=self._serve, args=(conn,), daemon=True).start()
+        super().__init__()
 
     def _serve(self, conn: socket.socket) -> None:
         with conn:
@@ -225,9 +225,6 @@ class CannedHttpServer:
                     conn.sendall(self.response)
                     if self.close:
                         return
-
-    def stop(self) -> None:
-        self.listener.close()
 
 
 def attributes(span) -> dict:
