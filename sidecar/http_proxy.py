@@ -888,10 +888,11 @@ class DownstreamConnection(asyncio.Protocol):
             ctx.counters.requests_in_flight_inbound -= 1
         if not ex.traced or not ex.start_ns:
             return
-        # The finished exchange is never touched again, so building its Record is
-        # left to the telemetry thread.
+        # Building its Record is left to the telemetry thread. Of the exchange's fields
+        # only ``start_ns`` changes later (zeroed so it is not recorded twice): pass it.
         ctx.telemetry.submit(
-            (exchange_record, ex, ctx.kind, self.client, time.time_ns()), ex.span.sampled
+            (EXCHANGE_RECORDS, ex, ctx.kind, self.client, ex.start_ns, time.time_ns()),
+            ex.span.sampled,
         )
 
     def _record_tcp(self, address: Address, start_ns: int, error: str, bytes_out: int) -> None:
@@ -924,35 +925,55 @@ class DownstreamConnection(asyncio.Protocol):
         )
 
 
-def exchange_record(ex: Exchange, kind: int, client: Address, end_ns: int) -> Record:
-    """The telemetry record of a finished HTTP exchange (runs on the telemetry thread)."""
-    span = ex.span
-    assert span is not None
-    # Inbound: the Host header as sent, port 0 (span_fields splits it).
-    server = ex.address if kind == CLIENT else (ex.host.decode("latin-1"), 0)
-    return Record(
-        HTTP,
-        kind,
-        span.trace_id if span.sampled else "",
-        span.span_id,
-        span.parent_id,
-        kind == SERVER,
-        ex.start_ns,
-        end_ns,
-        ex.method,
-        ex.target.decode("latin-1"),
-        ex.status,
-        server[0],
-        server[1],
-        client[0] if kind == SERVER else "",
-        client[1] if kind == SERVER else 0,
-        ex.version,
-        ex.user_agent.decode("latin-1"),
-        ex.error,
-        ex.peer if kind == SERVER else f"{ex.address[0]}:{ex.address[1]}",
-        0,
-        0,
-    )
+class ExchangeRecords:
+    """The telemetry of finished HTTP exchanges (a ``RecordSource``; telemetry thread)."""
+
+    def digest(
+        self, ex: Exchange, kind: int, client: Address, start_ns: int, end_ns: int
+    ) -> tuple[tuple, str, str, str, int, int]:
+        span = ex.span
+        assert span is not None
+        # Every exchange field ``record`` reads, except the ids and times.
+        signature = (
+            self, kind, ex.method, ex.target, ex.status, ex.host, ex.address, ex.version,
+            ex.user_agent, ex.error, ex.peer, client,
+        )  # fmt: skip
+        trace_id = span.trace_id if span.sampled else ""
+        return signature, trace_id, span.span_id, span.parent_id, start_ns, end_ns
+
+    def record(
+        self, ex: Exchange, kind: int, client: Address, start_ns: int, end_ns: int
+    ) -> Record:
+        span = ex.span
+        assert span is not None
+        # Inbound: the Host header as sent, port 0 (span_fields splits it).
+        server = ex.address if kind == CLIENT else (ex.host.decode("latin-1"), 0)
+        return Record(
+            HTTP,
+            kind,
+            span.trace_id if span.sampled else "",
+            span.span_id,
+            span.parent_id,
+            kind == SERVER,
+            start_ns,
+            end_ns,
+            ex.method,
+            ex.target.decode("latin-1"),
+            ex.status,
+            server[0],
+            server[1],
+            client[0] if kind == SERVER else "",
+            client[1] if kind == SERVER else 0,
+            ex.version,
+            ex.user_agent.decode("latin-1"),
+            ex.error,
+            ex.peer if kind == SERVER else f"{ex.address[0]}:{ex.address[1]}",
+            0,
+            0,
+        )
+
+
+EXCHANGE_RECORDS = ExchangeRecords()
 
 
 def _error_response(status: int) -> bytes:

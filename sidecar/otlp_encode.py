@@ -160,7 +160,9 @@ class SpanEncoder:
             if len(self._rest_cache) >= _CACHE_LIMIT:
                 self._rest_cache.clear()
             self._rest_cache[key] = rest
-        return span_with_ids(rec, rest)
+        return span_with_ids(
+            rec.trace_id, rec.span_id, rec.parent_id, rec.start_ns, rec.end_ns, rest
+        )
 
     def encode_rest(self, rec: Record, route: str) -> bytes:
         """Name, kind, attributes, status and flags of a span: all but its ids and times."""
@@ -189,15 +191,17 @@ class SpanEncoder:
         return ExportTraceServiceRequest.FromString(encoded)
 
 
-def span_with_ids(rec: Record, rest: bytes) -> bytes:
-    """One encoded ``Span`` field: the record's ids and times, then its ``encode_rest``."""
-    if rec.parent_id:
-        ids = bytes.fromhex(rec.trace_id + rec.span_id + rec.parent_id)
+def span_with_ids(
+    trace_id: str, span_id: str, parent_id: str, start_ns: int, end_ns: int, rest: bytes
+) -> bytes:
+    """One encoded ``Span`` field: ids (hex) and times, then the span's ``encode_rest``."""
+    if parent_id:
+        ids = bytes.fromhex(trace_id + span_id + parent_id)
         head = b"\x0a\x10%b\x12\x08%b\x22\x08%b" % (ids[:16], ids[16:24], ids[24:])
     else:
-        ids = bytes.fromhex(rec.trace_id + rec.span_id)
+        ids = bytes.fromhex(trace_id + span_id)
         head = b"\x0a\x10%b\x12\x08%b" % (ids[:16], ids[16:])
-    return _field(2, head + _TIMES.pack(0x39, rec.start_ns, 0x41, rec.end_ns) + rest)
+    return _field(2, head + _TIMES.pack(0x39, start_ns, 0x41, end_ns) + rest)
 
 
 def encode_red_metrics(

@@ -14,6 +14,7 @@ import collections
 import logging
 import threading
 import time
+from collections.abc import Hashable
 
 from sidecar.otlp_encode import EncodedSpans, SpanEncoder, encode_red_metrics, span_with_ids
 from sidecar.red_metrics import ProxyCounters, RedKey, RedMetrics, status_class
@@ -21,7 +22,7 @@ from sidecar.routes import RouteMatcher
 from sidecar.telemetry_record import GRPC, HTTP, SERVER, Record
 
 log = logging.getLogger(__name__)
-Deferred = tuple  # (build: Callable[..., Record], *args)
+Deferred = tuple  # (source: telemetry_record.RecordSource, *args)
 _DIRECTION = {SERVER: "inbound"}
 _SUMMARY_CACHE_LIMIT = 20_000
 
@@ -48,7 +49,7 @@ class Telemetry:
         self._span_exporter = span_exporter
         self._metric_exporter = metric_exporter
         self._routes = routes
-        self._summaries: dict[tuple, tuple[RedKey, bytes]] = {}
+        self._summaries: dict[Hashable, tuple[RedKey, bytes]] = {}
         self._queue: collections.deque[Record | Deferred] = collections.deque()
         self._max_queue = max_queue
         self._batch_size = batch_size
@@ -65,8 +66,8 @@ class Telemetry:
     def submit(self, item: Record | Deferred, sampled: bool = False) -> None:
         """Hot path: enqueue or count a drop. Safe from any thread.
 
-        ``item`` is a ``Record`` or ``(build, *args)`` whose ``build(*args)`` makes one
-        later, on the telemetry thread; for those, ``sampled`` says whether a span
+        ``item`` is a ``Record`` or ``(source, *args)`` for a ``RecordSource`` that makes
+        one later, on the telemetry thread; for those, ``sampled`` says whether a span
         would be lost with it.
         """
         if len(self._queue) < self._max_queue:
@@ -114,16 +115,23 @@ class Telemetry:
         spans: list[bytes] = []
         add_span = spans.append
         for item in batch:
-            rec = item if type(item) is Record else item[0](*item[1:])
             # Records differing only in ids and times share their metric key and
-            # their encoded span body: work those out once per distinct rest.
-            signature = (rec[0], rec[1], rec[5], *rec[8:])
+            # their encoded span body: work those out once per distinct signature.
+            if type(item) is Record:
+                signature = (item[0], item[1], item[5], *item[8:])
+                trace_id, span_id, parent_id = item[2:5]
+                start_ns, end_ns = item[6:8]
+            else:
+                signature, trace_id, span_id, parent_id, start_ns, end_ns = item[0].digest(
+                    *item[1:]
+                )
             summary = summaries.get(signature)
             if summary is None:
+                rec = item if type(item) is Record else item[0].record(*item[1:])
                 summary = self._summarize(rec, signature)
-            observe((summary[0], (rec.end_ns - rec.start_ns) / 1e9))
-            if rec.trace_id:
-                add_span(span_with_ids(rec, summary[1]))
+            observe((summary[0], (end_ns - start_ns) / 1e9))
+            if trace_id:
+                add_span(span_with_ids(trace_id, span_id, parent_id, start_ns, end_ns, summary[1]))
         self.red.observe(observations)
         if not spans or self._span_exporter is None:
             return
@@ -134,7 +142,7 @@ class Telemetry:
             self.counters.spans_dropped_total += len(spans)
             self.counters.export_failures_total += 1
 
-    def _summarize(self, rec: Record, signature: tuple) -> tuple[RedKey, bytes]:
+    def _summarize(self, rec: Record, signature: Hashable) -> tuple[RedKey, bytes]:
         """The RED key and the encoded span body (all but ids and times) of a record."""
         path = rec.target.partition("?")[0] if rec.protocol == HTTP else ""
         route = self._routes.route(path) if path else ""

@@ -2,7 +2,8 @@
 
 from __future__ import annotations
 
-from typing import NamedTuple
+from collections.abc import Hashable
+from typing import Any, NamedTuple, Protocol
 
 HTTP, GRPC, TCP = 1, 2, 3
 SERVER, CLIENT = 2, 3  # OTLP span kinds
@@ -40,3 +41,18 @@ class Record(NamedTuple):
     peer: str
     bytes_in: int
     bytes_out: int
+
+
+class RecordSource(Protocol):
+    """Makes records on the telemetry thread from what the proxy queued as ``(source, *args)``.
+
+    ``digest`` is the cheap part run for every item; ``record`` only runs for the
+    first item of each signature, since telemetry reuses what it worked out then.
+    """
+
+    def record(self, *args: Any) -> Record: ...
+
+    def digest(self, *args: Any) -> tuple[Hashable, str, str, str, int, int]:
+        """``(signature, trace_id, span_id, parent_id, start_ns, end_ns)``; ``trace_id`` is
+        empty when unsampled. Equal signatures mean records equal but for ids and times."""
+        ...
