@@ -297,6 +297,53 @@ def test_cache_reads_incrementally_and_matches_fresh_queries(store: Store) -> No
     check(now + 200, first + later)
 
 
+def test_raw_span_rows_equal_the_rollup_rows(store: Store) -> None:
+    """The cold-start load reads minutes from raw spans: the numbers must be the rollup's."""
+    from dashboard.slo_queries import SPANS, range_rows
+    from sidetrace.latency_buckets import bucket_of, edge_ns
+
+    now = time.time()
+    cuts = {"payments": [bucket_cut(300 * MS), bucket_cut(1000 * MS)], "search": [bucket_cut(MS)]}
+    edges = [edge_ns(c) for cut in cuts.values() for c in cut]  # durations right at the cuts
+    durations = [int(e) + d for e in edges for d in (-1, 0, 1)] + [0, 1, 5 * 10**9]
+    rows = 2000
+    spans = {
+        "ts": [],
+        "start_ns": [],
+        "duration_ns": [],
+        "service_name": [],
+        "span_name": [],
+        "span_kind": [],
+        "status_code": [],
+    }
+    for i in range(rows):  # two hours, three services (one without an SLO), two kinds
+        start = now - 7200 + i * 3.6
+        spans["ts"].append(int(start))
+        spans["start_ns"].append(int(start * 1e9))
+        spans["duration_ns"].append(durations[i // 3 % len(durations)])
+        spans["service_name"].append(("payments", "search", "other")[i % 3])
+        spans["span_name"].append(("GET /a", "GET /b")[i % 2])
+        spans["span_kind"].append((2, 3)[i % 5 == 0])
+        spans["status_code"].append((0, 1, 2)[i % 4 % 3])
+    spans["trace_id"] = [f"{i:032x}" for i in range(rows)]
+    spans["span_id"] = [f"{i:016x}" for i in range(rows)]
+    store.insert("spans", spans)
+    start = math.floor((now - 7200) / 3600) * 3600
+    end = math.floor(now / 60) * 60
+    for step in (60, 3600):
+        raw = range_rows(store, cuts, start, end, step, SPANS)
+        assert raw == range_rows(store, cuts, start, end, step, "latency_minute"), step
+    minutes = range_rows(store, cuts, start, end, 60, SPANS)
+    assert sum(v[0] for v in minutes.values()) == 2 * rows // 3 + 1
+    good = sum(v[2] for (key, _), v in minutes.items() if key[0] == "search")
+    below = [
+        d
+        for i, d in enumerate(spans["duration_ns"])
+        if spans["service_name"][i] == "search" and bucket_of(d) < cuts["search"][0]
+    ]
+    assert good == len(below) > 0
+
+
 def test_ring_holds_many_series_and_forgets_old_slots() -> None:
     import numpy as np
 
