@@ -14,6 +14,18 @@ from pathlib import Path
 from sidetrace.local_server import free_port
 
 
+def sidecar_command(app: int, inbound: int, outbound: int, admin: int) -> list[str]:
+    """The command line of a sidecar beside an app on 127.0.0.1, listening on loopback."""
+    return [
+        sys.executable, "-m", "sidetrace", "sidecar",
+        "--app-port", str(app),
+        "--inbound-port", str(inbound),
+        "--outbound-port", str(outbound),
+        "--admin-port", str(admin),
+        "--bind", "127.0.0.1",
+    ]  # fmt: skip
+
+
 class SidecarProcess:
     """One sidecar process; ``inbound``/``outbound``/``admin`` are its ports on 127.0.0.1."""
 
@@ -26,15 +38,8 @@ class SidecarProcess:
         self.process: subprocess.Popen[bytes] | None = None
 
     def start(self, timeout: float = 30.0) -> SidecarProcess:
-        command = [
-            sys.executable, "-m", "sidetrace", "sidecar",
-            "--app-port", str(self.app_port),
-            "--inbound-port", str(self.inbound),
-            "--outbound-port", str(self.outbound),
-            "--admin-port", str(self.admin),
-            "--bind", "127.0.0.1",
-            *self.extra,
-        ]  # fmt: skip
+        command = sidecar_command(self.app_port, self.inbound, self.outbound, self.admin)
+        command += self.extra
         if self.cpu is not None:
             command = ["taskset", "-c", str(self.cpu), *command]
         out = open(self.log, "ab") if self.log else subprocess.DEVNULL  # noqa: SIM115

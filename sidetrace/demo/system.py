@@ -11,6 +11,7 @@ from dataclasses import dataclass
 
 import httpx
 
+from sidecar.launch import sidecar_command
 from sidetrace.demo.behaviour import IncidentSchedule
 from sidetrace.demo.supervisor import Supervisor, log_tail
 from sidetrace.demo.topology import SERVICES, ServicePorts, ServiceSpec, app_configs
@@ -40,17 +41,9 @@ class SampleSystem:
 
     def sidecar_command(self, spec: ServiceSpec) -> list[str]:
         p = self.ports[spec.name]
-        command = [
-            sys.executable, "-m", "sidetrace", "sidecar",
-            "--app-port", str(p.app),
-            "--inbound-port", str(p.inbound),
-            "--outbound-port", str(p.outbound),
-            "--admin-port", str(p.admin),
-            "--collector", self.collector,
-            "--service-name", spec.name,
-            "--bind", "127.0.0.1",
-            "--drain-grace", "5",
-        ]  # fmt: skip
+        command = sidecar_command(p.app, p.inbound, p.outbound, p.admin)
+        command += ["--collector", self.collector, "--service-name", spec.name]
+        command += ["--drain-grace", "5"]
         grpc_ports = [self.ports[name].inbound for name in spec.calls if _is_grpc(name)]
         if spec.protocol == "grpc":
             grpc_ports.append(p.app)
