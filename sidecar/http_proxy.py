@@ -19,6 +19,7 @@ from dataclasses import dataclass, field
 
 import httptools
 
+from sidecar._http1scan import scan_request
 from sidecar.config import SidecarConfig
 from sidecar.hostport import split_host_port
 from sidecar.original_dst import original_destination
@@ -209,6 +210,7 @@ class DownstreamConnection(asyncio.Protocol):
         self.out: list[bytes] | None = None
         self.client_eof = False
         self.feeding = 0
+        self.max_fast_bytes = ctx.config.max_header_bytes
 
     # -- connection lifecycle ---------------------------------------------------
     def connection_made(self, transport: asyncio.BaseTransport) -> None:
@@ -385,6 +387,11 @@ class DownstreamConnection(asyncio.Protocol):
             self._open_tunnel(self.buffer)
 
     def _feed(self, data: bytes) -> None:
+        if self.parsing is None and not self.exchanges and len(data) <= self.max_fast_bytes:
+            scanned = scan_request(data)  # the common case, without parser callbacks
+            if scanned is not None:
+                self._fast_request(data, scanned)
+                return
         self.feeding = len(data)
         try:
             self.parser.feed_data(data)
@@ -503,6 +510,37 @@ class DownstreamConnection(asyncio.Protocol):
                 ex.peer = value.decode("latin-1")
         if tokens:
             lines = _drop_connection_listed(lines, tokens)
+        self._dispatch(ex, method, b"".join(lines), trace_headers, b"".join(trace_lines))
+
+    def _fast_request(self, data: bytes, scanned: tuple) -> None:
+        """A whole bodiless request that ``scan_request`` vouched for: no parsing callbacks,
+        its field lines forwarded as received."""
+        method, target, fields_start, host, user_agent = scanned
+        ex = Exchange()
+        ex.method = _METHODS[method]
+        ex.target = target
+        ex.host = host
+        ex.user_agent = user_agent
+        ex.request_done = True
+        ex.keep_alive = not self.ctx.draining
+        self.exchanges.append(ex)
+        self.deadline_kind = ACTIVE
+        self._dispatch(ex, method, data[fields_start:-2], {}, b"")
+
+    def _dispatch(
+        self,
+        ex: Exchange,
+        method: bytes,
+        fields: bytes,
+        trace_headers: dict[str, list[str]],
+        trace_fields: bytes,
+    ) -> None:
+        """Route a parsed request head, start its span and send it upstream.
+
+        ``fields`` are the header lines to pass on, without hop-by-hop ones and without
+        ``trace_fields``, the trace context lines that only an untraced request keeps.
+        """
+        ctx = self.ctx
         address = self._route(ex)
         if address is None:
             self._reject(400, "bad_request")
@@ -511,6 +549,7 @@ class DownstreamConnection(asyncio.Protocol):
         if ex.method == "CONNECT":
             self._connect_tunnel(ex)
             return
+        lines = [method, b" ", ex.target, b" HTTP/1.1\r\n", fields]
         if not ex.host:
             lines.append(b"host: %s:%d\r\n" % (address[0].encode(), address[1]))
         if ctx.kind == SERVER and not ctx.config.trace_probes:
@@ -524,13 +563,13 @@ class DownstreamConnection(asyncio.Protocol):
                     ctx.counters.broken_propagation_total += 1
             lines.append(ctx.propagator.header_lines(span))
         else:
-            lines.extend(trace_lines)
+            lines.append(trace_fields)
         if ex.chunked_request:
             lines.append(b"transfer-encoding: chunked\r\n")
         if ex.upgrade:
             lines.append(b"connection: upgrade\r\nupgrade: " + ex.upgrade + b"\r\n")
         lines.append(b"\r\n")
-        head = b"".join((method, b" ", ex.target, b" HTTP/1.1\r\n", *lines))
+        head = b"".join(lines)
         if method in _RETRYABLE and not ex.chunked_request:
             ex.retry_head = head
         ex.start_ns = time.time_ns()
@@ -695,6 +734,20 @@ class DownstreamConnection(asyncio.Protocol):
             keep = conn.parser.should_keep_alive()
             conn.reset_parser()
             self.response_complete(conn, keep)
+
+    def response_whole(self, conn: UpstreamConnection, status: int, data: bytes) -> bool:
+        """A whole response ``scan_response`` vouched for, forwarded as is when this exchange
+        needs no rewriting of it (False: the caller takes the full path)."""
+        ex = conn.exchange
+        if ex is None or ex.method == "HEAD" or not ex.keep_alive or ex.version != "1.1":
+            return False
+        if self.ctx.draining or self.mode == CLOSED:
+            return False
+        ex.status = status
+        ex.response_started = True
+        self.write(data)
+        self.response_complete(conn, True)
+        return True
 
     def response_body(self, ex: Exchange, body: bytes) -> None:
         if ex.chunked_response:

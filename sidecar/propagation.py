@@ -27,6 +27,7 @@ B3_HEADERS = frozenset(
 W3C_HEADERS = frozenset(("traceparent", "tracestate"))
 TRACE_HEADERS = B3_HEADERS | W3C_HEADERS
 _MAX_64 = (1 << 64) - 1
+_INVALID_TRACE_ID, _INVALID_SPAN_ID = "0" * 32, "0" * 16
 
 
 class SpanStart(NamedTuple):
@@ -38,6 +39,9 @@ class SpanStart(NamedTuple):
     sampled: bool
     tracestate: str
     had_context: bool
+
+
+_new_span_start = tuple.__new__  # SpanStart without NamedTuple's Python-level __new__
 
 
 def _first(headers: dict[str, list[str]], name: str) -> str | None:
@@ -54,6 +58,7 @@ class Propagator:
         self.b3_emit = b3_emit
         self._bits = random.SystemRandom().getrandbits(64) ^ random.getrandbits(64)
         self._rand = random.Random(self._bits).getrandbits
+        self._randbytes = random.Random(self._bits ^ 1).randbytes
 
     def _sample_root(self, trace_id: str) -> bool:
         # Same rule as OpenTelemetry's TraceIdRatioBased: the low 64 bits against ratio * 2^64.
@@ -64,9 +69,9 @@ class Propagator:
 
     def start(self, headers: dict[str, list[str]]) -> SpanStart:
         """The span for a request carrying ``headers`` (only trace headers are looked at)."""
-        span_id = self.new_span_id()
         if not headers:  # most requests: nothing to parse
-            return self._new_root(span_id)
+            return self._new_root()
+        span_id = self.new_span_id()
         parent = parse_traceparent(headers.get("traceparent"))
         if parent is not None:
             tracestate = format_tracestate(parse_tracestate(headers.get("tracestate")))
@@ -82,11 +87,16 @@ class Propagator:
         if b3 is not None:
             sampled = self._sample_root(b3.trace_id) if b3.sampled is None else b3.sampled
             return SpanStart(b3.trace_id, span_id, b3.span_id, sampled, "", True)
-        return self._new_root(span_id)
+        return self._new_root()
 
-    def _new_root(self, span_id: str) -> SpanStart:
-        trace_id = f"{self._rand(128) or 1:032x}"
-        return SpanStart(trace_id, span_id, "", self._sample_root(trace_id), "", False)
+    def _new_root(self) -> SpanStart:
+        """A new trace: trace and span id from one draw of 192 random bits (hot path)."""
+        ids = self._randbytes(24).hex()
+        trace_id, span_id = ids[:32], ids[32:]
+        if trace_id == _INVALID_TRACE_ID or span_id == _INVALID_SPAN_ID:
+            return self._new_root()
+        sampled = self._sample_root(trace_id)
+        return _new_span_start(SpanStart, (trace_id, span_id, "", sampled, "", False))
 
     def header_pairs(self, span: SpanStart) -> list[tuple[str, str]]:
         """``traceparent`` (+ ``tracestate``, + ``b3`` when emitting) for the next hop."""

@@ -13,6 +13,8 @@ from typing import TYPE_CHECKING
 
 import httptools
 
+from sidecar._http1scan import scan_response
+
 if TYPE_CHECKING:
     from sidecar.http_proxy import DownstreamConnection, Exchange
 
@@ -30,6 +32,7 @@ class UpstreamConnection(asyncio.Protocol):
         self.downstream: DownstreamConnection | None = None
         self.exchange: Exchange | None = None
         self.parser = httptools.HttpResponseParser(self)
+        self.in_message = False  # the parser is inside a response
         self.tunnel = False
         self.closed = False
         self.reused = False
@@ -58,6 +61,11 @@ class UpstreamConnection(asyncio.Protocol):
             downstream.transport.write(data)
             return
         downstream.out = []
+        if not self.in_message and self.exchange is not None:
+            scanned = scan_response(data)  # the common case, without parser callbacks
+            if scanned is not None and downstream.response_whole(self, *scanned):
+                downstream.flush()
+                return
         try:
             self.parser.feed_data(data)
         except httptools.HttpParserUpgrade as upgrade:
@@ -98,6 +106,7 @@ class UpstreamConnection(asyncio.Protocol):
 
     # -- httptools callbacks ----------------------------------------------------
     def on_message_begin(self) -> None:
+        self.in_message = True
         self._headers = []
 
     def on_status(self, reason: bytes) -> None:
@@ -117,6 +126,7 @@ class UpstreamConnection(asyncio.Protocol):
             self.downstream.response_body(self.exchange, body)
 
     def on_message_complete(self) -> None:
+        self.in_message = False
         status = self.parser.get_status_code()
         if 100 <= status < 200 and status != 101:
             return  # an interim response; the final one follows
@@ -131,6 +141,7 @@ class UpstreamConnection(asyncio.Protocol):
     def reset_parser(self) -> None:
         """Start a fresh response parser (after a HEAD response, whose body never comes)."""
         self.parser = httptools.HttpResponseParser(self)
+        self.in_message = False
 
     def start_tunnel(self) -> None:
         self.tunnel = True
