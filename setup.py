@@ -1,9 +1,10 @@
-"""The one compiled part: the sidecar's HTTP/1.1 head scanner (everything else is in pyproject)."""
+"""The compiled parts of the sidecar's hot path (everything else is in pyproject.toml)."""
 
 from setuptools import Extension, setup
 
 setup(
     ext_modules=[
-        Extension("sidecar._http1scan", ["sidecar/_http1scan.c"], extra_compile_args=["-O2"])
+        Extension("sidecar._http1scan", ["sidecar/_http1scan.c"], extra_compile_args=["-O2"]),
+        Extension("sidecar._otlpspan", ["sidecar/_otlpspan.c"], extra_compile_args=["-O2"]),
     ]
 )

@@ -22,6 +22,7 @@ from opentelemetry.proto.common.v1.common_pb2 import AnyValue, InstrumentationSc
 from opentelemetry.proto.metrics.v1 import metrics_pb2
 from opentelemetry.proto.resource.v1.resource_pb2 import Resource
 
+from sidecar._otlpspan import span_with_ids
 from sidecar.hostport import split_host_port
 from sidecar.red_metrics import DURATION_BUCKETS_S, LABELS, RedKey
 from sidecar.telemetry_record import GRPC, HTTP, SERVER, TCP, Record
@@ -31,7 +32,6 @@ STATUS_UNSET, STATUS_ERROR = 0, 2
 # Span.flags: W3C sampled bit, plus "has is_remote" (0x100) and "is_remote" (0x200).
 FLAGS_LOCAL_PARENT, FLAGS_REMOTE_PARENT = 0x101, 0x301
 _CACHE_LIMIT = 20_000
-_TIMES = struct.Struct("<BQBQ")
 _KIND_FIELDS = {kind: bytes((6 << 3, kind)) for kind in range(6)}
 Attributes = dict[str, str | int]
 
@@ -118,6 +118,11 @@ def _field(number: int, payload: bytes) -> bytes:
     return _varint(number << 3 | 2) + _varint(size) + payload
 
 
+def _tag_size(number: int, size: int) -> int:
+    """Bytes taken by the tag and length of a length-delimited field of ``size`` bytes."""
+    return len(_varint(number << 3 | 2)) + len(_varint(size))
+
+
 def _any_value(value: str | int) -> bytes:
     if isinstance(value, int):
         return _varint(3 << 3) + _varint(value & 0xFFFFFFFFFFFFFFFF)
@@ -182,26 +187,29 @@ class SpanEncoder:
         return b"".join(parts)
 
     def request_bytes(self, encoded_spans: Iterable[bytes]) -> bytes:
-        """The wire bytes of an ``ExportTraceServiceRequest`` holding these encoded spans."""
-        scope_spans = _field(2, self._scope_field + b"".join(encoded_spans))
-        return _field(1, self._resource_field + scope_spans)
+        """The wire bytes of an ``ExportTraceServiceRequest`` holding these encoded spans.
+
+        Built with one join: wrapping the spans field by field would copy them once per
+        enclosing message.
+        """
+        spans = list(encoded_spans)
+        scope_size = len(self._scope_field) + sum(map(len, spans))
+        resource_spans_size = len(self._resource_field) + _tag_size(2, scope_size) + scope_size
+        return b"".join(
+            (
+                _varint(1 << 3 | 2),
+                _varint(resource_spans_size),
+                self._resource_field,
+                _varint(2 << 3 | 2),
+                _varint(scope_size),
+                self._scope_field,
+                *spans,
+            )
+        )
 
     def encode(self, spans: Iterable[tuple[Record, str]]) -> ExportTraceServiceRequest:
         encoded = self.request_bytes(self.encode_span(r, route) for r, route in spans)
         return ExportTraceServiceRequest.FromString(encoded)
-
-
-def span_with_ids(
-    trace_id: str, span_id: str, parent_id: str, start_ns: int, end_ns: int, rest: bytes
-) -> bytes:
-    """One encoded ``Span`` field: ids (hex) and times, then the span's ``encode_rest``."""
-    if parent_id:
-        ids = bytes.fromhex(trace_id + span_id + parent_id)
-        head = b"\x0a\x10%b\x12\x08%b\x22\x08%b" % (ids[:16], ids[16:24], ids[24:])
-    else:
-        ids = bytes.fromhex(trace_id + span_id)
-        head = b"\x0a\x10%b\x12\x08%b" % (ids[:16], ids[16:])
-    return _field(2, head + _TIMES.pack(0x39, start_ns, 0x41, end_ns) + rest)
 
 
 def encode_red_metrics(
