@@ -12,6 +12,7 @@
  */
 #define PY_SSIZE_T_CLEAN
 #include <Python.h>
+#include <stdint.h>
 #include <string.h>
 
 static unsigned char TCHAR[256];
@@ -123,6 +124,69 @@ known_method(const unsigned char *m, Py_ssize_t n)
            (n == 6 && memcmp(m, "DELETE", 6) == 0) || (n == 7 && memcmp(m, "OPTIONS", 7) == 0);
 }
 
+typedef struct {
+    const unsigned char *method, *target, *host, *agent;
+    Py_ssize_t method_len, target_len, fields_start, fields_end, host_len, agent_len;
+} Request;
+
+/* 1 when `buf[0:size]` is exactly one simple request (see scan_request), else 0. */
+static int
+scan(const unsigned char *buf, Py_ssize_t size, Request *r)
+{
+    const unsigned char *p, *end = buf + size;
+    Field f;
+    int hosts = 0, agents = 0;
+
+    p = r->method = buf;
+    while (p < end && *p >= 'A' && *p <= 'Z')
+        p++;
+    r->method_len = p - r->method;
+    if (!known_method(r->method, r->method_len) || p >= end || *p != ' ')
+        return 0;
+    r->target = ++p;
+    if (p >= end || *p != '/')
+        return 0;
+    while (p < end && *p > ' ' && *p < 0x7f)
+        p++;
+    r->target_len = p - r->target;
+    if (end - p < 11 || memcmp(p, " HTTP/1.1\r\n", 11) != 0)
+        return 0;
+    p += 11;
+    r->fields_start = p - buf;
+    r->agent = (const unsigned char *)"";
+    r->agent_len = 0;
+    while (!head_ends_at(p, end)) {
+        p = field_line(p, end, &f);
+        if (p == NULL)
+            return 0;
+        switch (request_field(&f)) {
+        case F_HOST:
+            r->host = f.value;
+            r->host_len = f.value_len;
+            hosts++;
+            break;
+        case F_USER_AGENT:
+            r->agent = f.value;
+            r->agent_len = f.value_len;
+            agents++;
+            break;
+        case F_SPECIAL:
+            return 0;
+        }
+    }
+    r->fields_end = p - buf;
+    return p + 2 == end && hosts == 1 && agents <= 1;
+}
+
+static int
+bytes_arg(PyObject *arg, const char *function)
+{
+    if (PyBytes_Check(arg))
+        return 1;
+    PyErr_Format(PyExc_TypeError, "%s() needs bytes", function);
+    return 0;
+}
+
 PyDoc_STRVAR(scan_request_doc,
 "scan_request(data: bytes) -> (method, target, fields_start, host, user_agent) | None\n\n"
 "``data`` as exactly one bodiless HTTP/1.1 request (GET, HEAD, DELETE, OPTIONS with an\n"
@@ -132,55 +196,139 @@ PyDoc_STRVAR(scan_request_doc,
 static PyObject *
 scan_request(PyObject *module, PyObject *arg)
 {
-    const unsigned char *buf, *p, *end, *method, *target;
-    Py_ssize_t method_len, target_len, fields_start;
-    Field f, host = {0}, agent = {0};
-    int hosts = 0, agents = 0;
+    Request r;
+    if (!bytes_arg(arg, "scan_request"))
+        return NULL;
+    if (!scan((const unsigned char *)PyBytes_AS_STRING(arg), PyBytes_GET_SIZE(arg), &r))
+        Py_RETURN_NONE;
+    return Py_BuildValue("(y#y#ny#y#)", r.method, r.method_len, r.target, r.target_len,
+                         r.fields_start, r.host, r.host_len, r.agent, r.agent_len);
+}
 
-    if (!PyBytes_Check(arg)) {
-        PyErr_SetString(PyExc_TypeError, "scan_request() needs bytes");
+/* Trace and span ids: xoshiro256** seeded from os.urandom at import. Like the
+   OpenTelemetry SDK's generator they are random, not secret. Only called with the
+   GIL held. */
+static uint64_t rng[4];
+
+static uint64_t
+rotl(uint64_t x, int k)
+{
+    return (x << k) | (x >> (64 - k));
+}
+
+static uint64_t
+next_random(void)
+{
+    uint64_t result = rotl(rng[1] * 5, 7) * 9, t = rng[1] << 17;
+    rng[2] ^= rng[0];
+    rng[3] ^= rng[1];
+    rng[1] ^= rng[2];
+    rng[0] ^= rng[3];
+    rng[2] ^= t;
+    rng[3] = rotl(rng[3], 45);
+    return result;
+}
+
+/* 16 hex digits of a trace id half or span id; never all zero together (W3C). */
+static void
+put_hex64(char *out, uint64_t value)
+{
+    static const char digits[] = "0123456789abcdef";
+    int i;
+    for (i = 15; i >= 0; i--, value >>= 4)
+        out[i] = digits[value & 0xf];
+}
+
+static void
+new_ids(uint64_t *trace_high, uint64_t *trace_low, uint64_t *span)
+{
+    do {
+        *trace_high = next_random();
+        *trace_low = next_random();
+    } while (*trace_high == 0 && *trace_low == 0);
+    do {
+        *span = next_random();
+    } while (*span == 0);
+}
+
+PyDoc_STRVAR(new_root_ids_doc,
+"new_root_ids() -> (trace_id, span_id)\n\n"
+"Random ids (lowercase hex, 32 and 16 digits, never all zero) for a new trace.");
+
+static PyObject *
+new_root_ids(PyObject *module, PyObject *unused)
+{
+    uint64_t high, low, span;
+    char text[48];
+    new_ids(&high, &low, &span);
+    put_hex64(text, high);
+    put_hex64(text + 16, low);
+    put_hex64(text + 32, span);
+    return Py_BuildValue("(s#s#)", text, (Py_ssize_t)32, text + 32, (Py_ssize_t)16);
+}
+
+PyDoc_STRVAR(root_request_head_doc,
+"root_request_head(data, extra, sample_bound) -> (head, trace_id, span_id, sampled,\n"
+"    method, target, host, user_agent) | None\n\n"
+"For a request ``scan_request`` accepts: a new trace (``new_root_ids``), sampled when\n"
+"the low 64 bits of its trace id are below ``sample_bound`` (2**64 - 1: always),\n"
+"and the head to send upstream: ``data``'s request line and fields, then ``extra``,\n"
+"then the ``traceparent`` naming the new span.");
+
+static PyObject *
+root_request_head(PyObject *module, PyObject *const *args, Py_ssize_t nargs)
+{
+    static const char traceparent[] = "traceparent: 00-";
+    const Py_ssize_t traceparent_len = sizeof(traceparent) - 1 + 32 + 1 + 16 + 5;
+    Request r;
+    const char *data, *extra;
+    Py_ssize_t extra_len, size;
+    uint64_t high, low, span;
+    unsigned long long bound;
+    int sampled;
+    char *p, ids[48];
+    PyObject *head, *result;
+
+    if (nargs != 3) {
+        PyErr_SetString(PyExc_TypeError, "root_request_head() takes 3 arguments");
         return NULL;
     }
-    buf = (const unsigned char *)PyBytes_AS_STRING(arg);
-    end = buf + PyBytes_GET_SIZE(arg);
-    p = method = buf;
-    while (p < end && *p >= 'A' && *p <= 'Z')
-        p++;
-    method_len = p - method;
-    if (!known_method(method, method_len) || p >= end || *p != ' ')
+    if (!bytes_arg(args[0], "root_request_head") || !bytes_arg(args[1], "root_request_head"))
+        return NULL;
+    data = PyBytes_AS_STRING(args[0]);
+    if (!scan((const unsigned char *)data, PyBytes_GET_SIZE(args[0]), &r))
         Py_RETURN_NONE;
-    target = ++p;
-    if (p >= end || *p != '/')
-        Py_RETURN_NONE;
-    while (p < end && *p > ' ' && *p < 0x7f)
-        p++;
-    target_len = p - target;
-    if (end - p < 11 || memcmp(p, " HTTP/1.1\r\n", 11) != 0)
-        Py_RETURN_NONE;
-    p += 11;
-    fields_start = p - buf;
-    while (!head_ends_at(p, end)) {
-        p = field_line(p, end, &f);
-        if (p == NULL)
-            Py_RETURN_NONE;
-        switch (request_field(&f)) {
-        case F_HOST:
-            host = f;
-            hosts++;
-            break;
-        case F_USER_AGENT:
-            agent = f;
-            agents++;
-            break;
-        case F_SPECIAL:
-            Py_RETURN_NONE;
-        }
-    }
-    if (p + 2 != end || hosts != 1 || agents > 1)
-        Py_RETURN_NONE;
-    return Py_BuildValue("(y#y#ny#y#)", method, method_len, target, target_len, fields_start,
-                         host.value, host.value_len, agents ? (const char *)agent.value : "",
-                         agent.value_len);
+    bound = PyLong_AsUnsignedLongLong(args[2]);
+    if (bound == (unsigned long long)-1 && PyErr_Occurred())
+        return NULL;
+    new_ids(&high, &low, &span);
+    sampled = bound == UINT64_MAX || low < bound;
+    put_hex64(ids, high);
+    put_hex64(ids + 16, low);
+    put_hex64(ids + 32, span);
+    extra = PyBytes_AS_STRING(args[1]);
+    extra_len = PyBytes_GET_SIZE(args[1]);
+    size = r.fields_end + extra_len + traceparent_len + 2;
+    head = PyBytes_FromStringAndSize(NULL, size);
+    if (head == NULL)
+        return NULL;
+    p = PyBytes_AS_STRING(head);
+    memcpy(p, data, r.fields_end);
+    p += r.fields_end;
+    memcpy(p, extra, extra_len);
+    p += extra_len;
+    memcpy(p, traceparent, sizeof(traceparent) - 1);
+    p += sizeof(traceparent) - 1;
+    memcpy(p, ids, 32);
+    p += 32;
+    *p++ = '-';
+    memcpy(p, ids + 32, 16);
+    p += 16;
+    memcpy(p, sampled ? "-01\r\n\r\n" : "-00\r\n\r\n", 7);
+    result = Py_BuildValue("(Ns#s#Oy#y#y#y#)", head, ids, (Py_ssize_t)32, ids + 32,
+                           (Py_ssize_t)16, sampled ? Py_True : Py_False, r.method, r.method_len,
+                           r.target, r.target_len, r.host, r.host_len, r.agent, r.agent_len);
+    return result;
 }
 
 PyDoc_STRVAR(scan_response_doc,
@@ -260,8 +408,28 @@ scan_response(PyObject *module, PyObject *arg)
     return Py_BuildValue("(iN)", status, forward);
 }
 
+static int
+seed_random(void)
+{
+    PyObject *os = PyImport_ImportModule("os"), *seed;
+    if (os == NULL)
+        return -1;
+    seed = PyObject_CallMethod(os, "urandom", "i", (int)sizeof(rng));
+    Py_DECREF(os);
+    if (seed == NULL)
+        return -1;
+    memcpy(rng, PyBytes_AS_STRING(seed), sizeof(rng));
+    Py_DECREF(seed);
+    if (rng[0] == 0 && rng[1] == 0 && rng[2] == 0 && rng[3] == 0)
+        rng[0] = 1;
+    return 0;
+}
+
 static PyMethodDef methods[] = {
     {"scan_request", scan_request, METH_O, scan_request_doc},
+    {"root_request_head", (PyCFunction)(void (*)(void))root_request_head, METH_FASTCALL,
+     root_request_head_doc},
+    {"new_root_ids", new_root_ids, METH_NOARGS, new_root_ids_doc},
     {"scan_response", scan_response, METH_O, scan_response_doc},
     {NULL, NULL, 0, NULL},
 };
@@ -276,7 +444,7 @@ exec_module(PyObject *module)
                    (c != 0 && strchr(extra, c) != NULL);
         FIELD_VCHAR[c] = c == '\t' || (c >= ' ' && c < 0x7f) || c >= 0x80;
     }
-    return 0;
+    return seed_random();
 }
 
 static PyModuleDef_Slot slots[] = {

@@ -11,6 +11,7 @@ from __future__ import annotations
 import random
 from typing import NamedTuple
 
+from sidecar._http1scan import new_root_ids
 from sidecar.trace_context import (
     format_b3_single,
     format_traceparent,
@@ -27,7 +28,6 @@ B3_HEADERS = frozenset(
 W3C_HEADERS = frozenset(("traceparent", "tracestate"))
 TRACE_HEADERS = B3_HEADERS | W3C_HEADERS
 _MAX_64 = (1 << 64) - 1
-_INVALID_TRACE_ID, _INVALID_SPAN_ID = "0" * 32, "0" * 16
 
 
 class SpanStart(NamedTuple):
@@ -44,6 +44,11 @@ class SpanStart(NamedTuple):
 _new_span_start = tuple.__new__  # SpanStart without NamedTuple's Python-level __new__
 
 
+def new_root_span(trace_id: str, span_id: str, sampled: bool) -> SpanStart:
+    """The span of a request that starts a trace."""
+    return _new_span_start(SpanStart, (trace_id, span_id, "", sampled, "", False))
+
+
 def _first(headers: dict[str, list[str]], name: str) -> str | None:
     values = headers.get(name)
     return values[0] if values else None
@@ -58,7 +63,6 @@ class Propagator:
         self.b3_emit = b3_emit
         self._bits = random.SystemRandom().getrandbits(64) ^ random.getrandbits(64)
         self._rand = random.Random(self._bits).getrandbits
-        self._randbytes = random.Random(self._bits ^ 1).randbytes
 
     def _sample_root(self, trace_id: str) -> bool:
         # Same rule as OpenTelemetry's TraceIdRatioBased: the low 64 bits against ratio * 2^64.
@@ -90,13 +94,16 @@ class Propagator:
         return self._new_root()
 
     def _new_root(self) -> SpanStart:
-        """A new trace: trace and span id from one draw of 192 random bits (hot path)."""
-        ids = self._randbytes(24).hex()
-        trace_id, span_id = ids[:32], ids[32:]
-        if trace_id == _INVALID_TRACE_ID or span_id == _INVALID_SPAN_ID:
-            return self._new_root()
-        sampled = self._sample_root(trace_id)
-        return _new_span_start(SpanStart, (trace_id, span_id, "", sampled, "", False))
+        trace_id, span_id = new_root_ids()
+        return new_root_span(trace_id, span_id, self._sample_root(trace_id))
+
+    def root_sample_bound(self) -> int | None:
+        """The sampling rule of new traces for ``root_request_head``: sampled when the low
+        64 bits of the trace id are below it (2**64 - 1: always). None when new traces'
+        requests need more than a ``traceparent`` (B3 emission)."""
+        if self.b3_emit:
+            return None
+        return _MAX_64 if self.sampling_ratio >= 1.0 else self._bound
 
     def header_pairs(self, span: SpanStart) -> list[tuple[str, str]]:
         """``traceparent`` (+ ``tracestate``, + ``b3`` when emitting) for the next hop."""

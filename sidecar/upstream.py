@@ -60,12 +60,11 @@ class UpstreamConnection(asyncio.Protocol):
             self.bytes_in += len(data)
             downstream.transport.write(data)
             return
-        downstream.out = []
         if not self.in_message and self.exchange is not None:
             scanned = scan_response(data)  # the common case, without parser callbacks
             if scanned is not None and downstream.response_whole(self, *scanned):
-                downstream.flush()
                 return
+        downstream.out = []
         try:
             self.parser.feed_data(data)
         except httptools.HttpParserUpgrade as upgrade:

@@ -295,11 +295,11 @@ def test_scan_request_refuses(data: bytes) -> None:
             (404, b"HTTP/1.1 404 \r\nContent-Length: 0\r\n\r\n"),
         ),
         (  # the body is opaque bytes, even when it looks like another message
-            b"HTTP/1.1 599 A\tb\x80\r\nX-Te: 1\r\nContent-Length: 000000000000029\r\n\r\n"
+            b"HTTP/1.1 599 A\tb\x80\r\nX-Te: 1\r\nContent-Length: 000000000000026\r\n\r\n"
             b"HTTP/1.1 200 OK\r\nX: 1\r\n\r\n\x00",
             (
                 599,
-                b"HTTP/1.1 599 A\tb\x80\r\nX-Te: 1\r\nContent-Length: 000000000000029\r\n\r\n"
+                b"HTTP/1.1 599 A\tb\x80\r\nX-Te: 1\r\nContent-Length: 000000000000026\r\n\r\n"
                 b"HTTP/1.1 200 OK\r\nX: 1\r\n\r\n\x00",
             ),
         ),
@@ -534,7 +534,7 @@ def response_heads(draw) -> bytes:
     return head + lines + eol + body
 
 
-PROPERTY = settings(max_examples=300, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+PROPERTY = settings(max_examples=200, deadline=None, suppress_health_check=[HealthCheck.too_slow])
 
 
 @PROPERTY
@@ -551,13 +551,13 @@ def test_valid_responses_take_the_fast_path(case: tuple[bytes, tuple]) -> None:
     assert check_response_agrees(data) == expected
 
 
-@settings(PROPERTY, max_examples=1500)
+@settings(PROPERTY, max_examples=600)
 @given(mutated(request_heads() | valid_requests().map(lambda case: case[0])))
 def test_any_request_the_scanner_takes_httptools_reads_the_same(data: bytes) -> None:
     check_request_agrees(data)
 
 
-@settings(PROPERTY, max_examples=1500)
+@settings(PROPERTY, max_examples=600)
 @given(mutated(response_heads() | valid_responses().map(lambda case: case[0])))
 def test_any_response_the_scanner_takes_httptools_reads_the_same(data: bytes) -> None:
     check_response_agrees(data)
@@ -606,11 +606,26 @@ def _server_span(otlp, seen_traceparent: str) -> dict:
     return {"name": span.name, "kind": span.kind, "status": span.status.code, **found}
 
 
-def test_inbound_request_is_handled_alike_on_both_paths(stack, sink) -> None:
+@pytest.mark.parametrize(
+    "user_agent",
+    [
+        b"fastpath-test/1",
+        pytest.param(
+            b"fastpath-test/1\t",
+            marks=pytest.mark.xfail(
+                strict=True,
+                raises=AssertionError,
+                reason="httptools keeps trailing OWS in a value, so the httptools path records "
+                "user_agent.original 'fastpath-test/1\\t' where the scanner trims it",
+            ),
+        ),
+    ],
+)
+def test_inbound_request_is_handled_alike_on_both_paths(stack, sink, user_agent: bytes) -> None:
     sidecar, _ = stack
     request = (
-        b"GET /users/42?q=1 HTTP/1.1\r\nHost: svc-a:8080\r\nUser-Agent: fastpath-test/1\r\n"
-        b"Accept: application/json\r\nX-Custom: a b\r\nbaggage: k=v\r\n\r\n"
+        b"GET /users/42?q=1 HTTP/1.1\r\nHost: svc-a:8080\r\nUser-Agent: %s\r\n"
+        b"Accept: application/json\r\nX-Custom: a b\r\nbaggage: k=v\r\n\r\n" % user_agent
     )
     fast, full = _both_paths(sidecar.inbound, request)
     assert fast.parser.get_status_code() == full.parser.get_status_code() == 200
@@ -643,22 +658,32 @@ def test_outbound_request_is_forwarded_alike_on_both_paths(stack, canned) -> Non
     sidecar, _ = stack
     request = (
         b"DELETE /items/7?force=1 HTTP/1.1\r\nHost: 127.0.0.1:%d\r\nUser-Agent: client/2\r\n"
-        b"Accept: */*\r\n\r\n" % canned.port
+        b"Accept:\t*/*\r\n\r\n" % canned.port
     )
     before = len(canned.requests)
     fast, full = _both_paths(sidecar.outbound, request)
     heads = canned.requests[before:]
     assert len(heads) == 2
+    # Which path each took shows in the bytes: the fast path forwards field lines as
+    # received, the httptools path writes them again as ``name: value``.
+    assert b"\r\nAccept:\t*/*\r\n" in heads[0] and b"\r\nAccept: */*\r\n" in heads[1]
     forwarded = []
     for head in heads:
-        lines = head.split(b"\r\n")
-        [traceparent] = [line for line in lines if line.lower().startswith(b"traceparent:")]
+        request_line, fields = head.split(b"\r\n", 1)
+        pairs = _field_lines(fields + b"\r\n")
+        [traceparent] = _value_of(pairs, b"traceparent")
         assert len(traceparent.split(b"-")) == 4
-        forwarded.append([line for line in lines if line != traceparent])
+        forwarded.append((request_line, _without(pairs, b"traceparent")))
     assert forwarded[0] == forwarded[1]
-    assert forwarded[0][0] == b"DELETE /items/7?force=1 HTTP/1.1"
-    assert forwarded[0][1] == b"Host: 127.0.0.1:%d" % canned.port
-    assert b"x-sidetrace-peer: svc-a" in forwarded[0]
+    assert forwarded[0] == (
+        b"DELETE /items/7?force=1 HTTP/1.1",
+        [
+            (b"Host", b"127.0.0.1:%d" % canned.port),
+            (b"User-Agent", b"client/2"),
+            (b"Accept", b"*/*"),
+            (b"x-sidetrace-peer", b"svc-a"),
+        ],
+    )
     for reply in (fast, full):
         assert reply.parser.get_status_code() == 200
         assert reply.headers == [(b"Content-Type", b"text/plain"), (b"Content-Length", b"5")]
