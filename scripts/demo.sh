@@ -4,5 +4,6 @@
 set -euo pipefail
 cd "$(dirname "$0")/.."
 source scripts/setup.sh
+setup_system_packages gcc python3-dev
 setup_venv ""
 exec .venv/bin/sidetrace demo "$@"

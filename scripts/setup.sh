@@ -23,7 +23,9 @@ setup_venv() {
         python3 -m venv .venv
     fi
     local stamp=".venv/.installed-${extras:-base}"
-    if [ ! -f "$stamp" ] || [ pyproject.toml -nt "$stamp" ]; then
+    # Reinstall when the packaging or the C sources changed (they are compiled then).
+    if [ ! -f "$stamp" ] || [ -n "$(find pyproject.toml setup.py sidecar -maxdepth 1 \
+            -newer "$stamp" \( -name '*.toml' -o -name setup.py -o -name '*.c' \) -print -quit)" ]; then
         .venv/bin/python -m pip install -q --upgrade pip >/dev/null
         if [ -n "$extras" ]; then
             .venv/bin/python -m pip install -q -e ".[$extras]"

@@ -170,8 +170,10 @@ def test_cluster_layout_is_consistent() -> None:
 
 def test_dockerfile_is_pinned_non_root_and_ships_every_package() -> None:
     text = (DEPLOY / "Dockerfile").read_text()
-    [base] = re.findall(r"^FROM (\S+)", text, re.MULTILINE)
-    assert re.match(r"^python:\d+\.\d+\.\d+-slim-\w+$", base)
+    bases = re.findall(r"^FROM (\S+)", text, re.MULTILINE)
+    assert len(bases) == 2  # a build stage with a compiler, then the runtime image
+    assert all(re.match(r"^python:\d+\.\d+\.\d+-slim-\w+$", base) for base in bases)
+    assert re.search(r"^COPY pyproject\.toml setup\.py ", text, re.MULTILINE)
     [user] = re.findall(r"^USER (\S+)", text, re.MULTILINE)
     assert not user.startswith(("0", "root"))
     assert 'ENTRYPOINT ["sidetrace"]' in text
