@@ -164,6 +164,7 @@ class Exchange:
     status = 0
     error = ""
     host = b""
+    has_host = False
     user_agent = b""
     peer = ""
     retry_head: bytes | None = None
@@ -496,11 +497,12 @@ class DownstreamConnection(asyncio.Protocol):
             role = roles[name]
             if role is None:
                 lines.append(name + b": " + value + b"\r\n")
-            elif role == _HOST:
-                ex.host = value
+            elif role == _HOST:  # httptools keeps trailing whitespace, not part of a value
+                ex.host = value.rstrip(b" \t")
+                ex.has_host = True
                 lines.append(name + b": " + value + b"\r\n")
             elif role == _USER_AGENT:
-                ex.user_agent = value
+                ex.user_agent = value.rstrip(b" \t")
                 lines.append(name + b": " + value + b"\r\n")
             elif role == _TRACE:
                 lname = name.lower()
@@ -573,7 +575,7 @@ class DownstreamConnection(asyncio.Protocol):
             self._connect_tunnel(ex)
             return
         lines = [method, b" ", ex.target, b" HTTP/1.1\r\n", fields]
-        if not ex.host:
+        if not ex.has_host:  # an empty Host is valid (RFC 9112 3.2): only add a missing one
             lines.append(b"host: %s:%d\r\n" % (address[0].encode(), address[1]))
         if ctx.kind == SERVER and not ctx.config.trace_probes:
             ex.traced = not ex.user_agent.startswith(b"kube-probe/")

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import http.client
 import json
+import re
 import socket
 import time
 from collections.abc import Iterator
@@ -71,9 +72,18 @@ def _raw(port: int, data: bytes, timeout: float = 5.0, wait_close: bool = True) 
             if not chunk:
                 break
             received += chunk
-            if not wait_close and b"\r\n\r\n" in received:
+            if not wait_close and _whole_response(received):
                 break
         return received
+
+
+def _whole_response(data: bytes) -> bool:
+    """A head and, when it announces a Content-Length, that much body."""
+    head, found, body = data.partition(b"\r\n\r\n")
+    if not found:
+        return False
+    length = re.search(rb"(?im)^content-length:\s*(\d+)\s*$", head)
+    return length is None or len(body) >= int(length.group(1))
 
 
 def _spans_named(sink: OtlpSink, trace_id: str, count: int) -> list:
