@@ -6,12 +6,13 @@ sampled, spans exported over OTLP/gRPC to a real ``sidetrace collector`` writing
 into a real clickhouse-server, both on CPU 1); and through nginx (one worker,
 reverse proxy with upstream keep-alive, CPU 0). Throughput is wrk's
 ``Requests/sec`` at ``--connections`` connections: the median of interleaved
-rounds (one round of 3 s with ``--quick``, else three of 5 s).
+rounds (one round of 3 s with ``--quick``, else five of 5 s).
 
 Added latency at a fixed 1,000 req/s: wrk2 is not available, so wrk runs with a
 Lua ``delay()`` of 10 ms per request on 10 connections (about 1,000 req/s,
 open-loop enough while latency is far below 10 ms) and ``--latency`` gives
-p50/p99; the added figure is (through the sidecar) minus (direct).
+p50/p99, each the median over interleaved rounds as above; the added figure is
+(through the sidecar) minus (direct).
 
 Prints ``name=value`` lines; the last is ``sidecar_vs_nginx_rps_ratio``.
 Usage: ``python bench/proxy.py [--quick] [--connections N]``.
@@ -126,6 +127,22 @@ def wrk(
     return result
 
 
+def paced_latency(
+    targets: dict[str, int], seconds: float, rounds: int, script: Path, rt: bool = False
+) -> list[dict[str, float]]:
+    """Median p50 and p99 per target over interleaved paced runs (one run's p99 is the
+    30th worst of ~3,000 requests: a single hiccup of the machine moves it)."""
+    runs: dict[str, list[dict]] = {name: [] for name in targets}
+    for _ in range(rounds):
+        for name, port in targets.items():
+            runs[name].append(wrk(port, seconds, 10, script, rt=rt))
+    return [
+        {pct: statistics.median(run[pct] for run in runs[name]) for pct in ("p50_us", "p99_us")}
+        | {"rps": statistics.median(run["rps"] for run in runs[name])}
+        for name in targets
+    ]
+
+
 def start_collector(store_url: str, workdir: Path) -> tuple[subprocess.Popen, int]:
     grpc_port, admin_port = free_port(), free_port()
     process = subprocess.Popen(
@@ -169,7 +186,7 @@ def main() -> None:
     parser.add_argument("--quick", action="store_true", help="short runs")
     parser.add_argument("--connections", type=int, default=32)
     args = parser.parse_args()
-    seconds, rounds = (3, 1) if args.quick else (5, 3)
+    seconds, rounds = (3, 1) if args.quick else (5, 5)
     for tool in ("wrk", "nginx", "taskset"):
         if shutil.which(tool) is None:
             raise SystemExit(f"{tool} is not installed")
@@ -214,17 +231,16 @@ def main() -> None:
                 rps[name].append(result["rps"])
                 errors[name] += result["errors"]
                 cpu_us[name].append((cpu_seconds(pid) - before) / (result["rps"] * seconds) * 1e6)
-        paced_direct = wrk(app_port, seconds, 10, paced)
-        paced_sidecar = wrk(sidecar.inbound, seconds, 10, paced)
-        paced_nginx = wrk(nginx_port, seconds, 10, paced)
+        targets = {"direct": app_port, "sidecar": sidecar.inbound, "nginx": nginx_port}
+        paced_direct, paced_sidecar, paced_nginx = paced_latency(targets, seconds, rounds, paced)
         # Again with every process on the path under SCHED_FIFO (light load, so nothing
         # starves): other work on a shared machine can no longer delay the proxies.
         app_pid, proxy_pid = (int((workdir / f"{n}.pid").read_text()) for n in ("app", "proxy"))
         rt = all(make_realtime(pid) for pid in (app_pid, proxy_pid, sidecar.process.pid))  # type: ignore[union-attr]
         if rt:
-            rt_direct = wrk(app_port, seconds, 10, paced, rt=True)
-            rt_sidecar = wrk(sidecar.inbound, seconds, 10, paced, rt=True)
-            rt_nginx = wrk(nginx_port, seconds, 10, paced, rt=True)
+            rt_direct, rt_sidecar, rt_nginx = paced_latency(
+                targets, seconds, rounds, paced, rt=True
+            )
         exported, dropped = wait_exported(sidecar)
         rss = sidecar.rss_mb()
         stored = open_store(store_url).query(
