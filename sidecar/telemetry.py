@@ -25,7 +25,6 @@ log = logging.getLogger(__name__)
 Deferred = tuple  # (source: telemetry_record.RecordSource, *args)
 _DIRECTION = {SERVER: "inbound"}
 _SUMMARY_CACHE_LIMIT = 20_000
-_YIELD_EVERY = 31  # records (~0.1 ms of work) between chances for the proxy to take the GIL
 
 
 class Telemetry:
@@ -115,9 +114,7 @@ class Telemetry:
         observe = observations.append
         spans: list[bytes] = []
         add_span = spans.append
-        for index, item in enumerate(batch):
-            if index & _YIELD_EVERY == _YIELD_EVERY:
-                time.sleep(0)  # the event loop may be waiting for the GIL: let it run
+        for item in batch:
             # Records differing only in ids and times share their metric key and
             # their encoded span body: work those out once per distinct signature.
             if type(item) is Record:
