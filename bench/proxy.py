@@ -3,7 +3,7 @@
 A fast app (nginx answering ``return 200``, CPU 1) is loaded by ``wrk`` (CPU 1)
 three ways in one run: directly; through the sidecar (CPU 0, tracing on, 100%
 sampled, spans exported over OTLP/gRPC to a real ``sidetrace collector`` writing
-into a real clickhouse-server, both on CPU 1, reniced to 19 for the latency
+into a real clickhouse-server, both on CPU 1, at idle priority for the latency
 runs); and through nginx (one worker, reverse proxy with upstream keep-alive,
 CPU 0). Throughput is wrk's
 ``Requests/sec`` at ``--connections`` connections: the median of interleaved
@@ -99,11 +99,12 @@ def cpu_seconds(pid: int) -> float:
     return total + sum(cpu_seconds(int(child)) for child in children)
 
 
-def make_nicest(pid: int) -> None:
-    """Nice 19 for every thread of ``pid`` (Linux nice values are per thread)."""
+def make_idle_priority(pid: int) -> None:
+    """SCHED_IDLE for every thread of ``pid`` (scheduling policies are per thread): it runs
+    only when nothing else wants the core, and anything waking preempts it at once."""
     for tid in os.listdir(f"/proc/{pid}/task"):
         with contextlib.suppress(ProcessLookupError, PermissionError):  # a thread just ended
-            os.setpriority(os.PRIO_PROCESS, int(tid), 19)
+            os.sched_setscheduler(int(tid), os.SCHED_IDLE, os.sched_param(0))
 
 
 def make_realtime(pid: int) -> bool:
@@ -253,11 +254,11 @@ def main() -> None:
         # The throughput rounds left the collector and ClickHouse (on the load core) a backlog:
         # let them finish it, or it would be timed as the sidecar's latency.
         wait_stored(open_store(store_url), wait_exported(sidecar)[0])
-        # Ingesting stays on the load core during the latency runs, at the lowest priority:
+        # Ingesting stays on the load core during the latency runs, at idle priority:
         # in a cluster the collector is not on the app's CPU, and its bursts every 0.2 s
         # would otherwise delay wrk and the app (the request path under test is not theirs).
         for pid in (collector.pid, clickhouse.process.pid):  # type: ignore[union-attr]
-            make_nicest(pid)
+            make_idle_priority(pid)
         targets = {"direct": app_port, "sidecar": sidecar.inbound, "nginx": nginx_port}
         paced_direct, paced_sidecar, paced_nginx = paced_latency(targets, seconds, rounds, paced)
         # Again with every process on the path under SCHED_FIFO (light load, so nothing
