@@ -123,6 +123,7 @@ class ListenerContext:
     replaced_names: frozenset[bytes] = frozenset()
     root_extra: bytes = b""  # fields a new trace's request gets besides its traceparent
     root_sample_bound: int | None = None  # None: requests never take the fast path
+    skip_probes: bool = False
 
     def __post_init__(self) -> None:
         self.now = time.monotonic()
@@ -130,6 +131,11 @@ class ListenerContext:
         self.replaced_names = frozenset(n.encode() for n in self.propagator.replaced())
         self.root_extra = self.peer_line if self.kind == CLIENT else b""
         self.root_sample_bound = self.propagator.root_sample_bound()
+        self.skip_probes = self.kind == SERVER and not self.config.trace_probes
+
+    def untraced_probe(self, user_agent: bytes) -> bool:
+        """A kubelet probe to the app, which is not traced unless asked for."""
+        return self.skip_probes and user_agent.startswith(b"kube-probe/")
 
     def sweep(self) -> None:
         """Enforce header, idle and keep-alive deadlines (called twice a second)."""
@@ -215,7 +221,9 @@ class DownstreamConnection(asyncio.Protocol):
         self.out: list[bytes] | None = None
         self.client_eof = False
         self.feeding = 0
-        self.fixed_address: Address | None = None  # where every request goes, when known
+        # Where this connection's requests and tunnels go, when that is known up front: the
+        # app inbound, the original destination outbound.
+        self.fixed_address: Address | None = None
 
     # -- connection lifecycle ---------------------------------------------------
     def connection_made(self, transport: asyncio.BaseTransport) -> None:
@@ -531,8 +539,7 @@ class DownstreamConnection(asyncio.Protocol):
         latency. False: the request is not for this path (a kubelet probe)."""
         head, trace_id, span_id, sampled, method, target, host, user_agent = prepared
         ctx = self.ctx
-        probe = ctx.kind == SERVER and user_agent.startswith(b"kube-probe/")
-        if probe and not ctx.config.trace_probes:
+        if ctx.untraced_probe(user_agent):
             return False
         start_ns = time.time_ns()
         address = self.fixed_address
@@ -577,8 +584,7 @@ class DownstreamConnection(asyncio.Protocol):
         lines = [method, b" ", ex.target, b" HTTP/1.1\r\n", fields]
         if not ex.has_host:  # an empty Host is valid (RFC 9112 3.2): only add a missing one
             lines.append(b"host: %s:%d\r\n" % (address[0].encode(), address[1]))
-        if ctx.kind == SERVER and not ctx.config.trace_probes:
-            ex.traced = not ex.user_agent.startswith(b"kube-probe/")
+        ex.traced = not ctx.untraced_probe(ex.user_agent)
         if ex.traced:
             span = ctx.propagator.start(trace_headers)
             ex.span = span
@@ -634,7 +640,7 @@ class DownstreamConnection(asyncio.Protocol):
         """Where this request goes: the app, the original destination, or its URL/Host."""
         ctx = self.ctx
         if ctx.kind == SERVER:
-            return (ctx.config.app_host, self.target_port)
+            return self.fixed_address
         if ex.method == "CONNECT":
             return split_host_port(ex.target.decode("latin-1"), 443)
         if ex.target.startswith(b"http://"):
@@ -921,10 +927,8 @@ class DownstreamConnection(asyncio.Protocol):
         self.pause_reading("connect")
         if grpc:
             address: Address | None = ("127.0.0.1", self.ctx.grpc_bridge.port)  # type: ignore[attr-defined]
-        elif self.ctx.kind == SERVER:
-            address = (self.ctx.config.app_host, self.target_port)
         else:
-            address = self.original
+            address = self.fixed_address
         if address is None:
             self.transport.close()
             return
@@ -954,10 +958,7 @@ class DownstreamConnection(asyncio.Protocol):
         self.tunnel_upstream = conn
         if grpc:
             sockname = conn.transport.get_extra_info("sockname")  # type: ignore[union-attr]
-            target = (
-                (ctx.config.app_host, self.target_port) if ctx.kind == SERVER else self.original
-            )
-            ctx.grpc_bridge.register(sockname[1], ctx.kind, target, self.client)  # type: ignore[attr-defined]
+            ctx.grpc_bridge.register(sockname[1], ctx.kind, self.fixed_address, self.client)  # type: ignore[attr-defined]
             port = sockname[1]
             self.tunnel_record = lambda: ctx.grpc_bridge.unregister(port)  # type: ignore[attr-defined]
         else:

@@ -110,17 +110,16 @@ def _varint(value: int) -> bytes:
     return bytes(out)
 
 
+def _field_head(number: int, size: int) -> bytes:
+    """Tag and length of a length-delimited field (wire type 2) of ``size`` bytes."""
+    if size < 128 and number < 16:
+        return bytes((number << 3 | 2, size))
+    return _varint(number << 3 | 2) + _varint(size)
+
+
 def _field(number: int, payload: bytes) -> bytes:
     """A length-delimited field (wire type 2)."""
-    size = len(payload)
-    if size < 128 and number < 16:
-        return bytes((number << 3 | 2, size)) + payload
-    return _varint(number << 3 | 2) + _varint(size) + payload
-
-
-def _tag_size(number: int, size: int) -> int:
-    """Bytes taken by the tag and length of a length-delimited field of ``size`` bytes."""
-    return len(_varint(number << 3 | 2)) + len(_varint(size))
+    return _field_head(number, len(payload)) + payload
 
 
 def _any_value(value: str | int) -> bytes:
@@ -193,15 +192,14 @@ class SpanEncoder:
         enclosing message.
         """
         spans = list(encoded_spans)
-        scope_size = len(self._scope_field) + sum(map(len, spans))
-        resource_spans_size = len(self._resource_field) + _tag_size(2, scope_size) + scope_size
+        scope_spans_size = len(self._scope_field) + sum(map(len, spans))
+        scope_spans_head = _field_head(2, scope_spans_size)
+        resource_spans_size = len(self._resource_field) + len(scope_spans_head) + scope_spans_size
         return b"".join(
             (
-                _varint(1 << 3 | 2),
-                _varint(resource_spans_size),
+                _field_head(1, resource_spans_size),
                 self._resource_field,
-                _varint(2 << 3 | 2),
-                _varint(scope_size),
+                scope_spans_head,
                 self._scope_field,
                 *spans,
             )

@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import os
+import subprocess
+import sys
 import textwrap
 from pathlib import Path
 
@@ -377,60 +379,34 @@ def bump_mtime(*paths: str) -> None:
         os.utime(path, (info.st_atime, info.st_mtime + 5))
 
 
-def test_alerter_refuses_bad_files_at_start(clickhouse_server, tmp_path: Path) -> None:
-    import subprocess
-    import sys
-
-    bad = write(tmp_path, GOOD.format(name="a").replace("99.5", "150"))
-    url = clickhouse_server.url(database=f"slo_cli_{os.getpid()}")
-    run = subprocess.run(
-        [
-            sys.executable,
-            "-m",
-            "sidetrace",
-            "alerter",
-            "--clickhouse",
-            url,
-            "--slo",
-            bad,
-            "--check",
-        ],
+def _alerter_check(url: str, slo_file: str) -> subprocess.CompletedProcess[str]:
+    """``sidetrace alerter --check`` on one SLO file, as a separate process."""
+    command = [sys.executable, "-m", "sidetrace", "alerter", "--clickhouse", url]
+    return subprocess.run(
+        [*command, "--slo", slo_file, "--check"],
         capture_output=True,
         text=True,
         timeout=120,
         cwd=Path(__file__).resolve().parent.parent,
     )
+
+
+def test_alerter_refuses_bad_files_at_start(clickhouse_server, tmp_path: Path) -> None:
+    bad = write(tmp_path, GOOD.format(name="a").replace("99.5", "150"))
+    url = clickhouse_server.url(database=f"slo_cli_{os.getpid()}")
+    run = _alerter_check(url, bad)
     assert run.returncode == 2
     assert run.stderr.strip() == (
         f"sidetrace alerter: {bad}:5: slos[0].target: 150 is out of range: target is a "
         "percentage between 0 and 100 (exclusive), e.g. 99.5"
     )
     good = write(tmp_path, GOOD.format(name="a"), "good.yaml")
-    run = subprocess.run(
-        [
-            sys.executable,
-            "-m",
-            "sidetrace",
-            "alerter",
-            "--clickhouse",
-            url,
-            "--slo",
-            good,
-            "--check",
-        ],
-        capture_output=True,
-        text=True,
-        timeout=120,
-        cwd=Path(__file__).resolve().parent.parent,
-    )
+    run = _alerter_check(url, good)
     assert run.returncode == 0, run.stderr
     assert run.stdout.strip() == "ok: 1 SLO(s), 0 threshold alert(s)"
 
 
 def test_dashboard_refuses_a_bad_slo_file_with_one_line_per_problem(tmp_path: Path):
-    import subprocess
-    import sys
-
     from sidetrace.local_server import free_port
 
     bad = tmp_path / "bad.yaml"
