@@ -14,6 +14,8 @@
 #include <Python.h>
 #include <stdint.h>
 #include <string.h>
+#include <time.h>
+#include <structmember.h>
 
 static unsigned char TCHAR[256];
 static unsigned char FIELD_VCHAR[256]; /* HTAB, SP, VCHAR, obs-text */
@@ -267,6 +269,49 @@ new_root_ids(PyObject *module, PyObject *unused)
     return Py_BuildValue("(s#s#)", text, (Py_ssize_t)32, text + 32, (Py_ssize_t)16);
 }
 
+/* A request that starts a trace, as root_request_head describes it. */
+typedef struct {
+    Request r;
+    PyObject *head; /* new reference */
+    char ids[48];   /* trace id (32 hex digits) then span id (16) */
+    int sampled;
+} RootRequest;
+
+/* The head sent upstream for a scanned request: its request line and fields, then
+   `extra`, then the traceparent of new ids. 0, or -1 with an exception set. */
+static int
+build_root_head(const char *data, const char *extra, Py_ssize_t extra_len, uint64_t bound,
+                RootRequest *out)
+{
+    static const char traceparent[] = "traceparent: 00-";
+    const Py_ssize_t traceparent_len = sizeof(traceparent) - 1 + 32 + 1 + 16 + 5;
+    uint64_t high, low, span;
+    char *p;
+
+    new_ids(&high, &low, &span);
+    out->sampled = bound == UINT64_MAX || low < bound;
+    put_hex64(out->ids, high);
+    put_hex64(out->ids + 16, low);
+    put_hex64(out->ids + 32, span);
+    out->head = PyBytes_FromStringAndSize(NULL, out->r.fields_end + extra_len + traceparent_len + 2);
+    if (out->head == NULL)
+        return -1;
+    p = PyBytes_AS_STRING(out->head);
+    memcpy(p, data, out->r.fields_end);
+    p += out->r.fields_end;
+    memcpy(p, extra, extra_len);
+    p += extra_len;
+    memcpy(p, traceparent, sizeof(traceparent) - 1);
+    p += sizeof(traceparent) - 1;
+    memcpy(p, out->ids, 32);
+    p += 32;
+    *p++ = '-';
+    memcpy(p, out->ids + 32, 16);
+    p += 16;
+    memcpy(p, out->sampled ? "-01\r\n\r\n" : "-00\r\n\r\n", 7);
+    return 0;
+}
+
 PyDoc_STRVAR(root_request_head_doc,
 "root_request_head(data, extra, sample_bound) -> (head, trace_id, span_id, sampled,\n"
 "    method, target, host, user_agent) | None\n\n"
@@ -278,16 +323,9 @@ PyDoc_STRVAR(root_request_head_doc,
 static PyObject *
 root_request_head(PyObject *module, PyObject *const *args, Py_ssize_t nargs)
 {
-    static const char traceparent[] = "traceparent: 00-";
-    const Py_ssize_t traceparent_len = sizeof(traceparent) - 1 + 32 + 1 + 16 + 5;
-    Request r;
-    const char *data, *extra;
-    Py_ssize_t extra_len, size;
-    uint64_t high, low, span;
+    RootRequest root;
     unsigned long long bound;
-    int sampled;
-    char *p, ids[48];
-    PyObject *head, *result;
+    const char *data;
 
     if (nargs != 3) {
         PyErr_SetString(PyExc_TypeError, "root_request_head() takes 3 arguments");
@@ -296,69 +334,39 @@ root_request_head(PyObject *module, PyObject *const *args, Py_ssize_t nargs)
     if (!bytes_arg(args[0], "root_request_head") || !bytes_arg(args[1], "root_request_head"))
         return NULL;
     data = PyBytes_AS_STRING(args[0]);
-    if (!scan((const unsigned char *)data, PyBytes_GET_SIZE(args[0]), &r))
+    if (!scan((const unsigned char *)data, PyBytes_GET_SIZE(args[0]), &root.r))
         Py_RETURN_NONE;
     bound = PyLong_AsUnsignedLongLong(args[2]);
     if (bound == (unsigned long long)-1 && PyErr_Occurred())
         return NULL;
-    new_ids(&high, &low, &span);
-    sampled = bound == UINT64_MAX || low < bound;
-    put_hex64(ids, high);
-    put_hex64(ids + 16, low);
-    put_hex64(ids + 32, span);
-    extra = PyBytes_AS_STRING(args[1]);
-    extra_len = PyBytes_GET_SIZE(args[1]);
-    size = r.fields_end + extra_len + traceparent_len + 2;
-    head = PyBytes_FromStringAndSize(NULL, size);
-    if (head == NULL)
+    if (build_root_head(data, PyBytes_AS_STRING(args[1]), PyBytes_GET_SIZE(args[1]), bound,
+                        &root) < 0)
         return NULL;
-    p = PyBytes_AS_STRING(head);
-    memcpy(p, data, r.fields_end);
-    p += r.fields_end;
-    memcpy(p, extra, extra_len);
-    p += extra_len;
-    memcpy(p, traceparent, sizeof(traceparent) - 1);
-    p += sizeof(traceparent) - 1;
-    memcpy(p, ids, 32);
-    p += 32;
-    *p++ = '-';
-    memcpy(p, ids + 32, 16);
-    p += 16;
-    memcpy(p, sampled ? "-01\r\n\r\n" : "-00\r\n\r\n", 7);
-    result = Py_BuildValue("(Ns#s#Oy#y#y#y#)", head, ids, (Py_ssize_t)32, ids + 32,
-                           (Py_ssize_t)16, sampled ? Py_True : Py_False, r.method, r.method_len,
-                           r.target, r.target_len, r.host, r.host_len, r.agent, r.agent_len);
-    return result;
+    return Py_BuildValue("(Ns#s#Oy#y#y#y#)", root.head, root.ids, (Py_ssize_t)32,
+                         root.ids + 32, (Py_ssize_t)16, root.sampled ? Py_True : Py_False,
+                         root.r.method, root.r.method_len, root.r.target, root.r.target_len,
+                         root.r.host, root.r.host_len, root.r.agent, root.r.agent_len);
 }
 
-PyDoc_STRVAR(scan_response_doc,
-"scan_response(data: bytes) -> (status, forward) | None\n\n"
-"``data`` as exactly one HTTP/1.1 response, status 2xx-5xx but 204/304, with one\n"
-"Content-Length matching its body and no hop-by-hop field but `Connection: keep-alive`.\n"
-"``forward`` is ``data`` without that Connection line.");
-
+/* `data` to forward when it is one whole simple response (see scan_response), with its
+   status; Py_None when it is not (both new references); NULL with an exception set. */
 static PyObject *
-scan_response(PyObject *module, PyObject *arg)
+response_forward(PyObject *arg, int *status)
 {
     const unsigned char *buf, *p, *end;
     const unsigned char *cut_start = NULL, *cut_end = NULL;
     Py_ssize_t size, body_length = -1, i;
-    int status;
     Field f;
     PyObject *forward;
 
-    if (!PyBytes_Check(arg)) {
-        PyErr_SetString(PyExc_TypeError, "scan_response() needs bytes");
-        return NULL;
-    }
     buf = (const unsigned char *)PyBytes_AS_STRING(arg);
     size = PyBytes_GET_SIZE(arg);
     end = buf + size;
     if (size < 13 || memcmp(buf, "HTTP/1.1 ", 9) != 0 || buf[9] < '2' || buf[9] > '5' ||
         buf[10] < '0' || buf[10] > '9' || buf[11] < '0' || buf[11] > '9' || buf[12] != ' ')
         Py_RETURN_NONE;
-    status = (buf[9] - '0') * 100 + (buf[10] - '0') * 10 + (buf[11] - '0');
-    if (status == 204 || status == 304)
+    *status = (buf[9] - '0') * 100 + (buf[10] - '0') * 10 + (buf[11] - '0');
+    if (*status == 204 || *status == 304)
         Py_RETURN_NONE;
     p = buf + 13;
     while (p < end && FIELD_VCHAR[*p])
@@ -397,16 +405,344 @@ scan_response(PyObject *module, PyObject *arg)
         Py_RETURN_NONE;
     if (cut_start == NULL) {
         Py_INCREF(arg);
-        forward = arg;
-    } else {
-        forward = PyBytes_FromStringAndSize(NULL, size - (cut_end - cut_start));
-        if (forward == NULL)
-            return NULL;
-        memcpy(PyBytes_AS_STRING(forward), buf, cut_start - buf);
-        memcpy(PyBytes_AS_STRING(forward) + (cut_start - buf), cut_end, end - cut_end);
+        return arg;
     }
+    forward = PyBytes_FromStringAndSize(NULL, size - (cut_end - cut_start));
+    if (forward == NULL)
+        return NULL;
+    memcpy(PyBytes_AS_STRING(forward), buf, cut_start - buf);
+    memcpy(PyBytes_AS_STRING(forward) + (cut_start - buf), cut_end, end - cut_end);
+    return forward;
+}
+
+PyDoc_STRVAR(scan_response_doc,
+"scan_response(data: bytes) -> (status, forward) | None\n\n"
+"``data`` as exactly one HTTP/1.1 response, status 2xx-5xx but 204/304, with one\n"
+"Content-Length matching its body and no hop-by-hop field but `Connection: keep-alive`.\n"
+"``forward`` is ``data`` without that Connection line.");
+
+static PyObject *
+scan_response(PyObject *module, PyObject *arg)
+{
+    int status = 0;
+    PyObject *forward;
+    if (!bytes_arg(arg, "scan_response"))
+        return NULL;
+    forward = response_forward(arg, &status);
+    if (forward == NULL || forward == Py_None)
+        return forward;
     return Py_BuildValue("(iN)", status, forward);
 }
+
+/* ---- Lane: one keep-alive client connection paired with one upstream connection ----
+
+After a first simple exchange the proxy may pair the two connections. While
+paired, each whole simple request that starts a trace is rewritten and written
+upstream, and each whole simple response written back, from these two calls
+alone: no Python frame runs between a read and its write, and the finished
+exchange is queued for the telemetry thread as one tuple. The first message a
+lane does not take (or the first event it does not know) makes the proxy take the
+exchange in flight, if any, onto its full path and unpair the connections. */
+
+enum { SERVER_KIND = 2 };
+
+typedef struct {
+    PyObject_HEAD
+    PyObject *down_write, *up_write;   /* the two transports' bound write methods */
+    PyObject *append, *queue, *counters, *extra, *source, *client, *address;
+    Py_ssize_t max_queue, max_head;
+    unsigned long long sample_bound;
+    int skip_probes, kind;
+    /* the exchange in flight */
+    int busy, sampled;
+    PyObject *head, *trace_id, *span_id, *method, *target, *host, *user_agent;
+    long long start_ns;
+    double done_at; /* time.monotonic() when the last exchange ended */
+} Lane;
+
+static PyObject *IN_FLIGHT, *BROKEN, *RECORDS_DROPPED, *SPANS_DROPPED;
+
+static long long
+clock_ns(clockid_t clock)
+{
+    struct timespec ts;
+    clock_gettime(clock, &ts);
+    return (long long)ts.tv_sec * 1000000000LL + ts.tv_nsec;
+}
+
+/* counters.<name> += delta; its value before, or -1 with an exception set. */
+static long
+add_counter(PyObject *counters, PyObject *name, long delta)
+{
+    PyObject *value = PyObject_GetAttr(counters, name), *updated;
+    long before;
+    if (value == NULL)
+        return -1;
+    before = PyLong_AsLong(value);
+    Py_DECREF(value);
+    if (before == -1 && PyErr_Occurred())
+        return -1;
+    if (delta == 0)
+        return before;
+    updated = PyLong_FromLong(before + delta);
+    if (updated == NULL || PyObject_SetAttr(counters, name, updated) < 0) {
+        Py_XDECREF(updated);
+        return -1;
+    }
+    Py_DECREF(updated);
+    return before;
+}
+
+static void
+lane_forget_exchange(Lane *self)
+{
+    self->busy = 0;
+    Py_CLEAR(self->head);
+    Py_CLEAR(self->trace_id);
+    Py_CLEAR(self->span_id);
+    Py_CLEAR(self->method);
+    Py_CLEAR(self->target);
+    Py_CLEAR(self->host);
+    Py_CLEAR(self->user_agent);
+}
+
+static int
+lane_traverse(Lane *self, visitproc visit, void *arg)
+{
+    Py_VISIT(self->down_write);
+    Py_VISIT(self->up_write);
+    Py_VISIT(self->append);
+    Py_VISIT(self->queue);
+    Py_VISIT(self->counters);
+    Py_VISIT(self->source);
+    return 0;
+}
+
+static int
+lane_clear(Lane *self)
+{
+    Py_CLEAR(self->down_write);
+    Py_CLEAR(self->up_write);
+    Py_CLEAR(self->append);
+    Py_CLEAR(self->queue);
+    Py_CLEAR(self->counters);
+    Py_CLEAR(self->extra);
+    Py_CLEAR(self->source);
+    Py_CLEAR(self->client);
+    Py_CLEAR(self->address);
+    lane_forget_exchange(self);
+    return 0;
+}
+
+static void
+lane_dealloc(Lane *self)
+{
+    PyObject_GC_UnTrack(self);
+    lane_clear(self);
+    Py_TYPE(self)->tp_free((PyObject *)self);
+}
+
+static int
+lane_init(Lane *self, PyObject *args, PyObject *kwargs)
+{
+    PyObject *down_write, *up_write, *shared, *client, *address;
+    PyObject *append, *queue, *counters, *extra, *source;
+    Py_ssize_t max_queue, max_head;
+    unsigned long long bound;
+    int skip_probes, kind;
+
+    if (!PyArg_ParseTuple(args, "OOO!O!O!:Lane", &down_write, &up_write, &PyTuple_Type, &shared,
+                          &PyTuple_Type, &client, &PyTuple_Type, &address))
+        return -1;
+    if (!PyArg_ParseTuple(shared, "OOnOSKpniO:Lane shared settings", &append, &queue,
+                          &max_queue, &counters, &extra, &bound, &skip_probes, &max_head, &kind,
+                          &source))
+        return -1;
+    lane_clear(self);
+    self->down_write = Py_NewRef(down_write);
+    self->up_write = Py_NewRef(up_write);
+    self->append = Py_NewRef(append);
+    self->queue = Py_NewRef(queue);
+    self->counters = Py_NewRef(counters);
+    self->extra = Py_NewRef(extra);
+    self->source = Py_NewRef(source);
+    self->client = Py_NewRef(client);
+    self->address = Py_NewRef(address);
+    self->max_queue = max_queue;
+    self->max_head = max_head;
+    self->sample_bound = bound;
+    self->skip_probes = skip_probes;
+    self->kind = kind;
+    self->done_at = clock_ns(CLOCK_MONOTONIC) / 1e9;
+    return 0;
+}
+
+PyDoc_STRVAR(lane_request_doc,
+"request(data) -> bool\n\n"
+"Take ``data`` when no exchange is in flight and it is one whole simple request that\n"
+"starts a trace (``root_request_head``), not a HEAD and not an untraced kubelet\n"
+"probe: write its head upstream and hold the exchange until ``response``.");
+
+static PyObject *
+lane_request(Lane *self, PyObject *data)
+{
+    RootRequest root;
+    PyObject *written;
+    long before;
+
+    if (!bytes_arg(data, "request"))
+        return NULL;
+    if (self->busy || self->up_write == NULL || PyBytes_GET_SIZE(data) > self->max_head ||
+        !scan((const unsigned char *)PyBytes_AS_STRING(data), PyBytes_GET_SIZE(data), &root.r))
+        Py_RETURN_FALSE;
+    if (root.r.method_len == 4 || /* HEAD: its response has no body to scan */
+        (self->skip_probes && root.r.agent_len >= 11 &&
+         memcmp(root.r.agent, "kube-probe/", 11) == 0))
+        Py_RETURN_FALSE;
+    if (build_root_head(PyBytes_AS_STRING(data), PyBytes_AS_STRING(self->extra),
+                        PyBytes_GET_SIZE(self->extra), self->sample_bound, &root) < 0)
+        return NULL;
+    self->start_ns = clock_ns(CLOCK_REALTIME);
+    written = PyObject_CallOneArg(self->up_write, root.head);
+    if (written == NULL) { /* the upstream is closing: the full path finds another */
+        PyErr_Clear();
+        Py_DECREF(root.head);
+        Py_RETURN_FALSE;
+    }
+    Py_DECREF(written);
+    self->busy = 1;
+    self->sampled = root.sampled;
+    self->head = root.head;
+    self->trace_id = PyUnicode_FromStringAndSize(root.ids, 32);
+    self->span_id = PyUnicode_FromStringAndSize(root.ids + 32, 16);
+    self->method = PyBytes_FromStringAndSize((const char *)root.r.method, root.r.method_len);
+    self->target = PyBytes_FromStringAndSize((const char *)root.r.target, root.r.target_len);
+    self->host = PyBytes_FromStringAndSize((const char *)root.r.host, root.r.host_len);
+    self->user_agent = PyBytes_FromStringAndSize((const char *)root.r.agent, root.r.agent_len);
+    if (self->trace_id == NULL || self->span_id == NULL || self->method == NULL ||
+        self->target == NULL || self->host == NULL || self->user_agent == NULL)
+        return NULL;
+    if (self->kind == SERVER_KIND) {
+        if (add_counter(self->counters, IN_FLIGHT, 1) < 0)
+            return NULL;
+    } else {
+        before = add_counter(self->counters, IN_FLIGHT, 0);
+        if (before < 0 || (before > 0 && add_counter(self->counters, BROKEN, 1) < 0))
+            return NULL;
+    }
+    Py_RETURN_TRUE;
+}
+
+PyDoc_STRVAR(lane_response_doc,
+"response(data) -> bool\n\n"
+"Take ``data`` when an exchange is in flight and it is one whole simple response\n"
+"(``scan_response``): write it to the client and queue the finished exchange as\n"
+"``(source, kind, client, address, method, target, host, user_agent, status, error,\n"
+"trace_id, span_id, sampled, start_ns, end_ns)``, or count it dropped when the queue\n"
+"is full.");
+
+static PyObject *
+lane_response(Lane *self, PyObject *data)
+{
+    PyObject *forward, *written, *item, *appended;
+    const char *error = "";
+    int status = 0;
+
+    if (!bytes_arg(data, "response"))
+        return NULL;
+    if (!self->busy)
+        Py_RETURN_FALSE;
+    forward = response_forward(data, &status);
+    if (forward == NULL)
+        return NULL;
+    if (forward == Py_None) {
+        Py_DECREF(forward);
+        Py_RETURN_FALSE;
+    }
+    written = PyObject_CallOneArg(self->down_write, forward);
+    Py_DECREF(forward);
+    if (written == NULL) { /* the client went away; its connection_lost follows */
+        PyErr_Clear();
+        error = "client_closed";
+    }
+    Py_XDECREF(written);
+    if (PyObject_Length(self->queue) < self->max_queue) {
+        item = Py_BuildValue("(OiOOOOOOisOOiLL)", self->source, self->kind, self->client,
+                             self->address, self->method, self->target, self->host,
+                             self->user_agent, status, error, self->trace_id, self->span_id,
+                             self->sampled, self->start_ns, clock_ns(CLOCK_REALTIME));
+        if (item == NULL)
+            return NULL;
+        appended = PyObject_CallOneArg(self->append, item);
+        Py_DECREF(item);
+        if (appended == NULL)
+            return NULL;
+        Py_DECREF(appended);
+    } else if (add_counter(self->counters, RECORDS_DROPPED, 1) < 0 ||
+               (self->sampled && add_counter(self->counters, SPANS_DROPPED, 1) < 0)) {
+        return NULL;
+    }
+    if (self->kind == SERVER_KIND && add_counter(self->counters, IN_FLIGHT, -1) < 0)
+        return NULL;
+    lane_forget_exchange(self);
+    self->done_at = clock_ns(CLOCK_MONOTONIC) / 1e9;
+    Py_RETURN_TRUE;
+}
+
+PyDoc_STRVAR(lane_forget_doc,
+"forget()\n\n"
+"Drop the exchange in flight without recording it: the proxy has taken it over.");
+
+static PyObject *
+lane_forget(Lane *self, PyObject *unused)
+{
+    lane_forget_exchange(self);
+    Py_RETURN_NONE;
+}
+
+static PyMethodDef lane_methods[] = {
+    {"request", (PyCFunction)lane_request, METH_O, lane_request_doc},
+    {"response", (PyCFunction)lane_response, METH_O, lane_response_doc},
+    {"forget", (PyCFunction)lane_forget, METH_NOARGS, lane_forget_doc},
+    {NULL, NULL, 0, NULL},
+};
+
+static PyMemberDef lane_members[] = {
+    {"busy", T_INT, offsetof(Lane, busy), READONLY, "an exchange is in flight"},
+    {"sampled", T_BOOL, offsetof(Lane, sampled), READONLY, NULL},
+    {"head", T_OBJECT, offsetof(Lane, head), READONLY, "the head written upstream"},
+    {"trace_id", T_OBJECT, offsetof(Lane, trace_id), READONLY, NULL},
+    {"span_id", T_OBJECT, offsetof(Lane, span_id), READONLY, NULL},
+    {"method", T_OBJECT, offsetof(Lane, method), READONLY, NULL},
+    {"target", T_OBJECT, offsetof(Lane, target), READONLY, NULL},
+    {"host", T_OBJECT, offsetof(Lane, host), READONLY, NULL},
+    {"user_agent", T_OBJECT, offsetof(Lane, user_agent), READONLY, NULL},
+    {"start_ns", T_LONGLONG, offsetof(Lane, start_ns), READONLY, NULL},
+    {"done_at", T_DOUBLE, offsetof(Lane, done_at), READONLY,
+     "time.monotonic() when the last exchange ended (or the lane began)"},
+    {NULL, 0, 0, 0, NULL},
+};
+
+PyDoc_STRVAR(lane_doc,
+"Lane(down_write, up_write, shared, client, address)\n\n"
+"A paired client and upstream connection carrying simple exchanges without Python\n"
+"frames. ``shared`` is ``(queue_append, queue, max_queue, counters, extra,\n"
+"sample_bound, skip_probes, max_head, kind, record_source)``.");
+
+static PyTypeObject LaneType = {
+    PyVarObject_HEAD_INIT(NULL, 0)
+    .tp_name = "sidecar._http1scan.Lane",
+    .tp_basicsize = sizeof(Lane),
+    .tp_flags = Py_TPFLAGS_DEFAULT | Py_TPFLAGS_HAVE_GC,
+    .tp_doc = lane_doc,
+    .tp_new = PyType_GenericNew,
+    .tp_init = (initproc)lane_init,
+    .tp_dealloc = (destructor)lane_dealloc,
+    .tp_traverse = (traverseproc)lane_traverse,
+    .tp_clear = (inquiry)lane_clear,
+    .tp_methods = lane_methods,
+    .tp_members = lane_members,
+};
 
 static int
 seed_random(void)
@@ -444,6 +780,14 @@ exec_module(PyObject *module)
                    (c != 0 && strchr(extra, c) != NULL);
         FIELD_VCHAR[c] = c == '\t' || (c >= ' ' && c < 0x7f) || c >= 0x80;
     }
+    IN_FLIGHT = PyUnicode_InternFromString("requests_in_flight_inbound");
+    BROKEN = PyUnicode_InternFromString("broken_propagation_total");
+    RECORDS_DROPPED = PyUnicode_InternFromString("records_dropped_total");
+    SPANS_DROPPED = PyUnicode_InternFromString("spans_dropped_total");
+    if (IN_FLIGHT == NULL || BROKEN == NULL || RECORDS_DROPPED == NULL || SPANS_DROPPED == NULL)
+        return -1;
+    if (PyModule_AddType(module, &LaneType) < 0)
+        return -1;
     return seed_random();
 }
 

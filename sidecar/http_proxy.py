@@ -19,7 +19,7 @@ from dataclasses import dataclass, field
 
 import httptools
 
-from sidecar._http1scan import root_request_head
+from sidecar._http1scan import Lane, root_request_head
 from sidecar.config import SidecarConfig
 from sidecar.hostport import split_host_port
 from sidecar.original_dst import original_destination
@@ -124,6 +124,7 @@ class ListenerContext:
     root_extra: bytes = b""  # fields a new trace's request gets besides its traceparent
     root_sample_bound: int | None = None  # None: requests never take the fast path
     skip_probes: bool = False
+    lane_settings: tuple | None = None  # what every Lane of this listener shares
 
     def __post_init__(self) -> None:
         self.now = time.monotonic()
@@ -132,6 +133,13 @@ class ListenerContext:
         self.root_extra = self.peer_line if self.kind == CLIENT else b""
         self.root_sample_bound = self.propagator.root_sample_bound()
         self.skip_probes = self.kind == SERVER and not self.config.trace_probes
+        if self.root_sample_bound is not None:
+            append, queue, max_queue = self.telemetry.queue_handles()
+            self.lane_settings = (
+                append, queue, max_queue, self.counters, self.root_extra,
+                self.root_sample_bound, self.skip_probes, self.config.max_header_bytes,
+                self.kind, LANE_RECORDS,
+            )  # fmt: skip
 
     def untraced_probe(self, user_agent: bytes) -> bool:
         """A kubelet probe to the app, which is not traced unless asked for."""
@@ -176,6 +184,7 @@ class Exchange:
     retry_head: bytes | None = None
     upgrade = b""
     counted_inflight = False
+    fast = False  # a simple request starting a trace: its connection may become a Lane
 
     def __init__(self) -> None:
         self.headers: list[tuple[bytes, bytes]] = []
@@ -224,6 +233,9 @@ class DownstreamConnection(asyncio.Protocol):
         # Where this connection's requests and tunnels go, when that is known up front: the
         # app inbound, the original destination outbound.
         self.fixed_address: Address | None = None
+        # Paired with an upstream connection, simple exchanges go through C alone.
+        self.lane: Lane | None = None
+        self.lane_conn: UpstreamConnection | None = None
 
     # -- connection lifecycle ---------------------------------------------------
     def connection_made(self, transport: asyncio.BaseTransport) -> None:
@@ -271,6 +283,8 @@ class DownstreamConnection(asyncio.Protocol):
         if self.tunnel_upstream is not None:
             self.tunnel_upstream.close()
             self._finish_tunnel()
+        if self.lane is not None:
+            self.leave_lane()
         while self.exchanges:
             ex = self.exchanges.popleft()
             if ex.upstream is not None:
@@ -292,14 +306,20 @@ class DownstreamConnection(asyncio.Protocol):
         return True
 
     def pause_writing(self) -> None:
-        upstream = self.tunnel_upstream or (self.exchanges[0].upstream if self.exchanges else None)
+        upstream = self._upstream_now()
         if upstream is not None and upstream.transport is not None:
             upstream.transport.pause_reading()
 
     def resume_writing(self) -> None:
-        upstream = self.tunnel_upstream or (self.exchanges[0].upstream if self.exchanges else None)
+        upstream = self._upstream_now()
         if upstream is not None and upstream.transport is not None:
             upstream.transport.resume_reading()
+
+    def _upstream_now(self) -> UpstreamConnection | None:
+        """The upstream connection whose bytes this client receives now, if any."""
+        if self.tunnel_upstream is not None or self.lane_conn is not None:
+            return self.tunnel_upstream or self.lane_conn
+        return self.exchanges[0].upstream if self.exchanges else None
 
     def pause_reading(self, reason: str) -> None:
         if not self.paused_by:
@@ -336,6 +356,15 @@ class DownstreamConnection(asyncio.Protocol):
         cfg = self.ctx.config
         if self.mode == CLOSED:
             return
+        lane = self.lane
+        if lane is not None:
+            if not self.ctx.draining:
+                if lane.busy and now - self.last_activity > cfg.idle_timeout_s:
+                    self.transport.abort()
+                elif not lane.busy and now > lane.done_at + cfg.idle_timeout_s:
+                    self.transport.close()
+                return
+            self.leave_lane()  # the full path ends the connection after its exchange
         if self.mode in (TUNNEL,) or self.exchanges:
             if self.deadline_kind == HEADERS and self.parsing is not None and now > self.deadline:
                 self._reject(408, "header_timeout")
@@ -355,6 +384,11 @@ class DownstreamConnection(asyncio.Protocol):
         self.last_activity = self.ctx.now
         mode = self.mode
         if mode == HTTP_MODE:
+            lane = self.lane
+            if lane is not None:
+                if lane.request(data):
+                    return
+                self.leave_lane()
             self._feed(data)
         elif mode == TUNNEL:
             self.bytes_in += len(data)
@@ -546,18 +580,75 @@ class DownstreamConnection(asyncio.Protocol):
         conn = ctx.pool.take(address)  # type: ignore[arg-type]
         if conn is not None:
             conn.transport.write(head)  # type: ignore[union-attr]
+        ex = self._root_exchange(method, target, host, user_agent, trace_id, span_id, sampled)
+        self._sent(ex, method, head, address, start_ns, conn)  # type: ignore[arg-type]
+        return True
+
+    def _root_exchange(
+        self,
+        method: bytes,
+        target: bytes,
+        host: bytes,
+        user_agent: bytes,
+        trace_id: str,
+        span_id: str,
+        sampled: bool,
+    ) -> Exchange:
+        """The exchange of a whole simple request starting a trace, now in flight."""
         ex = Exchange()
         ex.method = _METHODS[method]
         ex.target = target
         ex.host = host
         ex.user_agent = user_agent
         ex.request_done = True
-        ex.keep_alive = not ctx.draining
+        ex.keep_alive = not self.ctx.draining
         ex.span = new_root_span(trace_id, span_id, sampled)
+        ex.fast = True
         self.exchanges.append(ex)
         self.deadline_kind = ACTIVE
-        self._sent(ex, method, head, address, start_ns, conn)  # type: ignore[arg-type]
+        return ex
+
+    def _enter_lane(self, conn: UpstreamConnection, ex: Exchange) -> bool:
+        """Pair this connection with ``conn``, whose simple exchange ``ex`` just ended, when
+        nothing else is going on: the next simple exchanges then take no Python frame."""
+        ctx = self.ctx
+        if not ex.fast or ctx.lane_settings is None or not ex.keep_alive or ctx.draining:
+            return False
+        if self.exchanges or self.parsing is not None or self.paused_by or self.mode != HTTP_MODE:
+            return False
+        self.lane = conn.lane = Lane(
+            self.transport.write, conn.transport.write, ctx.lane_settings, self.client, ex.address
+        )
+        self.lane_conn = conn
+        conn.attach(self, None)
+        conn.reused = True
+        ctx.counters.lane_pairings_total += 1
         return True
+
+    def leave_lane(self) -> None:
+        """Unpair: the exchange in flight, if any, goes on along the full path."""
+        lane, conn = self.lane, self.lane_conn
+        assert lane is not None and conn is not None
+        self.lane = self.lane_conn = conn.lane = None
+        ctx = self.ctx
+        if not lane.busy:
+            self._set_deadline(IDLE, lane.done_at - ctx.now + ctx.config.idle_timeout_s)
+            ctx.pool.put(conn)
+            return
+        method = lane.method
+        ex = self._root_exchange(
+            method, lane.target, lane.host, lane.user_agent, lane.trace_id, lane.span_id,
+            lane.sampled,
+        )  # fmt: skip
+        ex.address = conn.address
+        ex.start_ns = lane.start_ns
+        ex.counted_inflight = ctx.kind == SERVER
+        if method in _RETRYABLE:
+            ex.retry_head = lane.head
+        ex.upstream = conn
+        ex.pending = None
+        lane.forget()
+        conn.attach(self, ex)
 
     def _dispatch(
         self,
@@ -814,7 +905,8 @@ class DownstreamConnection(asyncio.Protocol):
             self.exchanges.popleft()
         ex.upstream = None
         if upstream_keep_alive and ex.request_done and not ex.close_delimited:
-            self.ctx.pool.put(conn)
+            if not self._enter_lane(conn, ex):
+                self.ctx.pool.put(conn)
         else:
             conn.close()
         if not ex.keep_alive or not ex.request_done:
@@ -842,6 +934,8 @@ class DownstreamConnection(asyncio.Protocol):
             self._fail(ex, 502, error)
 
     def upstream_lost(self, conn: UpstreamConnection) -> None:
+        if conn.lane is not None:
+            self.leave_lane()
         if conn is self.tunnel_upstream:
             self.tunnel_upstream = None
             self._finish_tunnel()
@@ -1042,34 +1136,71 @@ class ExchangeRecords:
     ) -> Record:
         span = ex.span
         assert span is not None
-        # Inbound: the Host header as sent, port 0 (span_fields splits it).
-        server = ex.address if kind == CLIENT else (ex.host.decode("latin-1"), 0)
-        return Record(
-            HTTP,
-            kind,
-            span.trace_id if span.sampled else "",
-            span.span_id,
-            span.parent_id,
-            kind == SERVER,
-            start_ns,
-            end_ns,
-            ex.method,
-            ex.target.decode("latin-1"),
-            ex.status,
-            server[0],
-            server[1],
-            client[0] if kind == SERVER else "",
-            client[1] if kind == SERVER else 0,
-            ex.version,
-            ex.user_agent.decode("latin-1"),
-            ex.error,
-            ex.peer if kind == SERVER else f"{ex.address[0]}:{ex.address[1]}",
-            0,
-            0,
-        )
+        return http_record(
+            kind, span.trace_id if span.sampled else "", span.span_id, span.parent_id,
+            start_ns, end_ns, ex.method, ex.target, ex.status, ex.host, ex.address,
+            ex.version, ex.user_agent, ex.error, ex.peer, client,
+        )  # fmt: skip
+
+
+class LaneRecords:
+    """The telemetry of exchanges a ``Lane`` carried (a ``RecordSource``; telemetry thread):
+    new traces over HTTP/1.1, with no peer header."""
+
+    def digest(
+        self, kind: int, client: Address, address: Address, method: bytes, target: bytes,
+        host: bytes, user_agent: bytes, status: int, error: str, trace_id: str, span_id: str,
+        sampled: bool, start_ns: int, end_ns: int,
+    ) -> tuple[tuple, str, str, str, int, int]:  # fmt: skip
+        signature = (self, kind, method, target, status, host, address, user_agent, error, client)
+        return signature, trace_id if sampled else "", span_id, "", start_ns, end_ns
+
+    def record(
+        self, kind: int, client: Address, address: Address, method: bytes, target: bytes,
+        host: bytes, user_agent: bytes, status: int, error: str, trace_id: str, span_id: str,
+        sampled: bool, start_ns: int, end_ns: int,
+    ) -> Record:  # fmt: skip
+        return http_record(
+            kind, trace_id if sampled else "", span_id, "", start_ns, end_ns, _METHODS[method],
+            target, status, host, address, "1.1", user_agent, error, "", client,
+        )  # fmt: skip
+
+
+def http_record(
+    kind: int, trace_id: str, span_id: str, parent_id: str, start_ns: int, end_ns: int,
+    method: str, target: bytes, status: int, host: bytes, address: Address, version: str,
+    user_agent: bytes, error: str, peer: str, client: Address,
+) -> Record:  # fmt: skip
+    """The record of one HTTP exchange. Inbound, the server is the Host header as sent,
+    port 0 (span_fields splits it); outbound, the address the request went to."""
+    server = address if kind == CLIENT else (host.decode("latin-1"), 0)
+    return Record(
+        HTTP,
+        kind,
+        trace_id,
+        span_id,
+        parent_id,
+        kind == SERVER,
+        start_ns,
+        end_ns,
+        method,
+        target.decode("latin-1"),
+        status,
+        server[0],
+        server[1],
+        client[0] if kind == SERVER else "",
+        client[1] if kind == SERVER else 0,
+        version,
+        user_agent.decode("latin-1"),
+        error,
+        peer if kind == SERVER else f"{address[0]}:{address[1]}",
+        0,
+        0,
+    )
 
 
 EXCHANGE_RECORDS = ExchangeRecords()
+LANE_RECORDS = LaneRecords()
 
 
 def _error_response(status: int) -> bytes:

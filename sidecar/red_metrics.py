@@ -28,6 +28,7 @@ class ProxyCounters:
     connections_rejected_total: int = 0
     requests_in_flight_inbound: int = 0
     broken_propagation_total: int = 0
+    lane_pairings_total: int = 0  # client connections paired with an upstream (the C lane)
     protocol_detect_timeouts_total: int = 0
     bad_requests_total: int = 0
     upstream_errors_total: int = 0

@@ -14,7 +14,7 @@ import collections
 import logging
 import threading
 import time
-from collections.abc import Hashable
+from collections.abc import Callable, Hashable, Sized
 
 from sidecar.otlp_encode import EncodedSpans, SpanEncoder, encode_red_metrics, span_with_ids
 from sidecar.red_metrics import ProxyCounters, RedKey, RedMetrics, status_class
@@ -76,6 +76,11 @@ class Telemetry:
         self.counters.records_dropped_total += 1
         if item.trace_id if type(item) is Record else sampled:
             self.counters.spans_dropped_total += 1
+
+    def queue_handles(self) -> tuple[Callable[[Deferred], None], Sized, int]:
+        """The queue's ``append``, the queue and its bound, for C code that enqueues
+        ``(source, *args)`` items as ``submit`` does (and counts its own drops)."""
+        return self._queue.append, self._queue, self._max_queue
 
     def stop(self, timeout: float = 10.0) -> None:
         """Drain what is queued, export metrics once more, shut the exporters down."""

@@ -13,7 +13,7 @@ from typing import TYPE_CHECKING
 
 import httptools
 
-from sidecar._http1scan import scan_response
+from sidecar._http1scan import Lane, scan_response
 
 if TYPE_CHECKING:
     from sidecar.http_proxy import DownstreamConnection, Exchange
@@ -42,12 +42,18 @@ class UpstreamConnection(asyncio.Protocol):
         self.bytes_in = 0
         self._reason = b""
         self._headers: list[tuple[bytes, bytes]] = []
+        self.lane: Lane | None = None  # paired with its downstream (see DownstreamConnection)
 
     # -- asyncio.Protocol -------------------------------------------------------
     def connection_made(self, transport: asyncio.BaseTransport) -> None:
         self.transport = transport  # type: ignore[assignment]
 
     def data_received(self, data: bytes) -> None:
+        lane = self.lane
+        if lane is not None:
+            if lane.response(data):
+                return
+            self.downstream.leave_lane()  # type: ignore[union-attr]
         downstream = self.downstream
         if downstream is None:
             if self.pooled:  # an idle pooled connection must not talk

@@ -7,6 +7,7 @@ receives, so tests can read the spans a sidecar exported without ClickHouse.
 from __future__ import annotations
 
 import asyncio
+import re
 import socket
 import threading
 import time
@@ -225,6 +226,63 @@ class CannedHttpServer(ThreadedTcpServer):
                     conn.sendall(self.response)
                     if self.close:
                         return
+
+
+class ScriptedHttpServer(ThreadedTcpServer):
+    """An HTTP/1.1 upstream whose answer depends on the request path.
+
+    ``/chunked``: a chunked body; ``/slow``: a simple answer after 0.5 s; ``/last``: a
+    simple answer, then it closes the connection (a keep-alive connection gone stale);
+    ``/reset``: no answer, it closes the connection. Anything else: a Content-Length body
+    naming the connection (``conn-N``), so tests see which connection carried a request.
+    Request heads are kept in ``heads``.
+    """
+
+    def __init__(self) -> None:
+        self.heads: list[bytes] = []
+        self.connections = 0
+        self._lock = threading.Lock()
+        super().__init__()
+
+    def _serve(self, conn: socket.socket) -> None:
+        with self._lock:
+            self.connections += 1
+            number = self.connections
+        with conn:
+            buffer = b""
+            while data := conn.recv(65536):
+                buffer += data
+                while b"\r\n\r\n" in buffer:
+                    head, buffer = buffer.split(b"\r\n\r\n", 1)
+                    length = re.search(rb"(?im)^content-length:\s*(\d+)", head)
+                    need = int(length.group(1)) if length else 0
+                    while len(buffer) < need and (more := conn.recv(65536)):
+                        buffer += more
+                    buffer = buffer[need:]
+                    self.heads.append(head)
+                    if not self._answer(conn, head, number):
+                        return
+
+    @staticmethod
+    def _answer(conn: socket.socket, head: bytes, number: int) -> bool:
+        """Answer one request; False: the connection ends here."""
+        method, path = head.split(b" ", 2)[:2]
+        if path == b"/reset":
+            return False
+        if path == b"/slow":
+            time.sleep(0.5)
+        if path == b"/chunked":
+            conn.sendall(
+                b"HTTP/1.1 200 OK\r\nTransfer-Encoding: chunked\r\n\r\n5\r\nchunk\r\n0\r\n\r\n"
+            )
+            return True
+        body = b"conn-%d" % number
+        head_only = method == b"HEAD"
+        conn.sendall(
+            b"HTTP/1.1 200 OK\r\nContent-Length: %d\r\n\r\n%s"
+            % (len(body), b"" if head_only else body)
+        )
+        return path != b"/last"
 
 
 def attributes(span) -> dict:
