@@ -3,9 +3,10 @@
  *
  * Most service traffic is a bodiless request answered by one response with a
  * Content-Length body, each arriving in a single read. For those the sidecar
- * needs only a handful of facts (method, target, Host, User-Agent; status and
- * body length) and may forward the bytes almost untouched, so this scanner
- * checks the RFC 9112 grammar and proves that no field needs rewriting. Any
+ * needs only a handful of facts (method, target, Host, User-Agent, the incoming
+ * traceparent; status and body length) and may forward the bytes almost untouched,
+ * so this scanner checks the RFC 9112 grammar and proves that no field but the
+ * trace context needs rewriting. Any
  * other message makes it return None and the caller takes the full httptools
  * path, which stays the reference behaviour (tests/test_sidecar_fastpath.py
  * checks the two agree).
@@ -20,7 +21,8 @@
 static unsigned char TCHAR[256];
 static unsigned char FIELD_VCHAR[256]; /* HTAB, SP, VCHAR, obs-text */
 
-enum { F_OTHER, F_SPECIAL, F_HOST, F_USER_AGENT, F_CONTENT_LENGTH, F_CONNECTION };
+enum { F_OTHER, F_SPECIAL, F_HOST, F_USER_AGENT, F_CONTENT_LENGTH, F_CONNECTION, F_TRACEPARENT,
+       F_PEER };
 
 typedef struct {
     const unsigned char *name;
@@ -46,11 +48,11 @@ equals_lower(const unsigned char *s, Py_ssize_t n, const char *lower)
 }
 
 /* Fields the full path rewrites, drops or must act on: RFC 9110 7.6.1 hop-by-hop,
-   framing, Expect, and the trace context the sidecar replaces. */
+   framing, Expect, and trace context other than one version-00 traceparent. */
 static const char *const SPECIAL_REQUEST[] = {
     "connection", "keep-alive", "proxy-connection", "te", "trailer", "transfer-encoding",
     "upgrade", "proxy-authorization", "proxy-authenticate", "content-length", "expect",
-    "traceparent", "tracestate", "b3", "x-sidetrace-peer", NULL};
+    "tracestate", "b3", NULL};
 static const char *const SPECIAL_RESPONSE[] = {
     "keep-alive", "proxy-connection", "te", "trailer", "transfer-encoding", "upgrade",
     "proxy-authorization", "proxy-authenticate", NULL};
@@ -71,6 +73,10 @@ request_field(const Field *f)
         return F_HOST;
     if (equals_lower(f->name, f->name_len, "user-agent"))
         return F_USER_AGENT;
+    if (equals_lower(f->name, f->name_len, "traceparent"))
+        return F_TRACEPARENT;
+    if (equals_lower(f->name, f->name_len, "x-sidetrace-peer"))
+        return F_PEER;
     if (f->name_len >= 5 && equals_lower(f->name, 5, "x-b3-"))
         return F_SPECIAL;
     return listed(f, SPECIAL_REQUEST) ? F_SPECIAL : F_OTHER;
@@ -127,17 +133,47 @@ known_method(const unsigned char *m, Py_ssize_t n)
 }
 
 typedef struct {
-    const unsigned char *method, *target, *host, *agent;
-    Py_ssize_t method_len, target_len, fields_start, fields_end, host_len, agent_len;
+    const unsigned char *method, *target, *host, *agent, *parent, *peer;
+    Py_ssize_t method_len, target_len, fields_start, fields_end, host_len, agent_len, peer_len;
+    Py_ssize_t cut_start[2], cut_end[2]; /* the context lines, not forwarded */
+    int cuts;
 } Request;
+
+static int
+lower_hex(const unsigned char *s, Py_ssize_t n, int *all_zero)
+{
+    Py_ssize_t i;
+    *all_zero = 1;
+    for (i = 0; i < n; i++) {
+        if (!((s[i] >= '0' && s[i] <= '9') || (s[i] >= 'a' && s[i] <= 'f')))
+            return 0;
+        if (s[i] != '0')
+            *all_zero = 0;
+    }
+    return 1;
+}
+
+/* A version-00 traceparent value the full path would continue (W3C Trace Context:
+   exactly 55 characters, lowercase hex, trace and parent ids not all zero). Other
+   versions and invalid values are left to the full path and its parser. */
+static int
+continuable_traceparent(const unsigned char *v, Py_ssize_t n)
+{
+    int zero_trace, zero_parent, zero_flags;
+    return n == 55 && v[0] == '0' && v[1] == '0' && v[2] == '-' && v[35] == '-' &&
+           v[52] == '-' && lower_hex(v + 3, 32, &zero_trace) &&
+           lower_hex(v + 36, 16, &zero_parent) && lower_hex(v + 53, 2, &zero_flags) &&
+           !zero_trace && !zero_parent;
+}
 
 /* 1 when `buf[0:size]` is exactly one simple request (see scan_request), else 0. */
 static int
 scan(const unsigned char *buf, Py_ssize_t size, Request *r)
 {
     const unsigned char *p, *end = buf + size;
+    const unsigned char *line;
     Field f;
-    int hosts = 0, agents = 0;
+    int hosts = 0, agents = 0, parents = 0, peers = 0;
 
     p = r->method = buf;
     while (p < end && *p >= 'A' && *p <= 'Z')
@@ -155,9 +191,12 @@ scan(const unsigned char *buf, Py_ssize_t size, Request *r)
         return 0;
     p += 11;
     r->fields_start = p - buf;
-    r->agent = (const unsigned char *)"";
-    r->agent_len = 0;
+    r->agent = r->peer = (const unsigned char *)"";
+    r->agent_len = r->peer_len = 0;
+    r->parent = NULL;
+    r->cuts = 0;
     while (!head_ends_at(p, end)) {
+        line = p;
         p = field_line(p, end, &f);
         if (p == NULL)
             return 0;
@@ -171,6 +210,21 @@ scan(const unsigned char *buf, Py_ssize_t size, Request *r)
             r->agent = f.value;
             r->agent_len = f.value_len;
             agents++;
+            break;
+        case F_TRACEPARENT:
+            if (parents++ || !continuable_traceparent(f.value, f.value_len))
+                return 0;
+            r->parent = f.value;
+            r->cut_start[r->cuts] = line - buf;
+            r->cut_end[r->cuts++] = p - buf;
+            break;
+        case F_PEER:
+            if (peers++)
+                return 0;
+            r->peer = f.value;
+            r->peer_len = f.value_len;
+            r->cut_start[r->cuts] = line - buf;
+            r->cut_end[r->cuts++] = p - buf;
             break;
         case F_SPECIAL:
             return 0;
@@ -190,10 +244,12 @@ bytes_arg(PyObject *arg, const char *function)
 }
 
 PyDoc_STRVAR(scan_request_doc,
-"scan_request(data: bytes) -> (method, target, fields_start, host, user_agent) | None\n\n"
+"scan_request(data: bytes) -> (method, target, fields_start, host, user_agent,\n"
+"    traceparent, peer) | None\n\n"
 "``data`` as exactly one bodiless HTTP/1.1 request (GET, HEAD, DELETE, OPTIONS with an\n"
-"origin-form target) with one Host, at most one User-Agent and no hop-by-hop, framing,\n"
-"Expect or trace-context field. ``data[fields_start:-2]`` are its field lines.");
+"origin-form target) with one Host, at most one User-Agent, at most one valid version-00\n"
+"traceparent, at most one x-sidetrace-peer and no hop-by-hop, framing, Expect or other\n"
+"trace-context field. ``data[fields_start:-2]`` are its field lines; absent values are b\"\".");
 
 static PyObject *
 scan_request(PyObject *module, PyObject *arg)
@@ -203,8 +259,10 @@ scan_request(PyObject *module, PyObject *arg)
         return NULL;
     if (!scan((const unsigned char *)PyBytes_AS_STRING(arg), PyBytes_GET_SIZE(arg), &r))
         Py_RETURN_NONE;
-    return Py_BuildValue("(y#y#ny#y#)", r.method, r.method_len, r.target, r.target_len,
-                         r.fields_start, r.host, r.host_len, r.agent, r.agent_len);
+    return Py_BuildValue("(y#y#ny#y#y#y#)", r.method, r.method_len, r.target, r.target_len,
+                         r.fields_start, r.host, r.host_len, r.agent, r.agent_len,
+                         r.parent ? (const char *)r.parent : "", (Py_ssize_t)(r.parent ? 55 : 0),
+                         r.peer, r.peer_len);
 }
 
 /* Trace and span ids: xoshiro256** seeded from os.urandom at import. Like the
@@ -269,36 +327,63 @@ new_root_ids(PyObject *module, PyObject *unused)
     return Py_BuildValue("(s#s#)", text, (Py_ssize_t)32, text + 32, (Py_ssize_t)16);
 }
 
-/* A request that starts a trace, as root_request_head describes it. */
+/* A scanned request with its span: a new trace's, or a child of its traceparent's. */
 typedef struct {
     Request r;
     PyObject *head; /* new reference */
-    char ids[48];   /* trace id (32 hex digits) then span id (16) */
+    char ids[64];   /* trace id (32 hex digits), span id (16), parent id (16 when continued) */
     int sampled;
-} RootRequest;
+} TracedRequest;
 
-/* The head sent upstream for a scanned request: its request line and fields, then
-   `extra`, then the traceparent of new ids. 0, or -1 with an exception set. */
 static int
-build_root_head(const char *data, const char *extra, Py_ssize_t extra_len, uint64_t bound,
-                RootRequest *out)
+hex_value(unsigned char c)
+{
+    return c <= '9' ? c - '0' : c - 'a' + 10;
+}
+
+/* The span's ids and the head sent upstream for a scanned request: its request line and
+   fields but the context lines, then `extra`, then the traceparent naming the span (a
+   child of the incoming traceparent, sampled as it says; else a new trace, sampled when
+   the low 64 bits of its id are below `bound`). 0, or -1 with an exception set. */
+static int
+build_head(const char *data, const char *extra, Py_ssize_t extra_len, uint64_t bound,
+           TracedRequest *out)
 {
     static const char traceparent[] = "traceparent: 00-";
     const Py_ssize_t traceparent_len = sizeof(traceparent) - 1 + 32 + 1 + 16 + 5;
+    const Request *r = &out->r;
     uint64_t high, low, span;
+    Py_ssize_t size = r->fields_end + extra_len + traceparent_len + 2, from = 0;
     char *p;
+    int i;
 
-    new_ids(&high, &low, &span);
-    out->sampled = bound == UINT64_MAX || low < bound;
-    put_hex64(out->ids, high);
-    put_hex64(out->ids + 16, low);
+    if (r->parent != NULL) {
+        do {
+            span = next_random();
+        } while (span == 0);
+        memcpy(out->ids, r->parent + 3, 32);
+        memcpy(out->ids + 48, r->parent + 36, 16);
+        out->sampled = hex_value(r->parent[54]) & 1;
+    } else {
+        new_ids(&high, &low, &span);
+        out->sampled = bound == UINT64_MAX || low < bound;
+        put_hex64(out->ids, high);
+        put_hex64(out->ids + 16, low);
+    }
     put_hex64(out->ids + 32, span);
-    out->head = PyBytes_FromStringAndSize(NULL, out->r.fields_end + extra_len + traceparent_len + 2);
+    for (i = 0; i < r->cuts; i++)
+        size -= r->cut_end[i] - r->cut_start[i];
+    out->head = PyBytes_FromStringAndSize(NULL, size);
     if (out->head == NULL)
         return -1;
     p = PyBytes_AS_STRING(out->head);
-    memcpy(p, data, out->r.fields_end);
-    p += out->r.fields_end;
+    for (i = 0; i < r->cuts; i++) {
+        memcpy(p, data + from, r->cut_start[i] - from);
+        p += r->cut_start[i] - from;
+        from = r->cut_end[i];
+    }
+    memcpy(p, data + from, r->fields_end - from);
+    p += r->fields_end - from;
     memcpy(p, extra, extra_len);
     p += extra_len;
     memcpy(p, traceparent, sizeof(traceparent) - 1);
@@ -312,40 +397,44 @@ build_root_head(const char *data, const char *extra, Py_ssize_t extra_len, uint6
     return 0;
 }
 
-PyDoc_STRVAR(root_request_head_doc,
-"root_request_head(data, extra, sample_bound) -> (head, trace_id, span_id, sampled,\n"
-"    method, target, host, user_agent) | None\n\n"
-"For a request ``scan_request`` accepts: a new trace (``new_root_ids``), sampled when\n"
-"the low 64 bits of its trace id are below ``sample_bound`` (2**64 - 1: always),\n"
-"and the head to send upstream: ``data``'s request line and fields, then ``extra``,\n"
-"then the ``traceparent`` naming the new span.");
+PyDoc_STRVAR(request_head_doc,
+"request_head(data, extra, sample_bound) -> (head, trace_id, span_id, parent_id,\n"
+"    sampled, method, target, host, user_agent, peer) | None\n\n"
+"For a request ``scan_request`` accepts, its span and the head to send upstream. With a\n"
+"traceparent, the span is its child and sampled as its flags say; without, a new trace\n"
+"(ids as ``new_root_ids``, ``parent_id`` empty) sampled when the low 64 bits of its\n"
+"trace id are below ``sample_bound`` (2**64 - 1: always). The head is ``data``'s request\n"
+"line and fields without traceparent and x-sidetrace-peer, then ``extra``, then the\n"
+"``traceparent`` naming the span.");
 
 static PyObject *
-root_request_head(PyObject *module, PyObject *const *args, Py_ssize_t nargs)
+request_head(PyObject *module, PyObject *const *args, Py_ssize_t nargs)
 {
-    RootRequest root;
+    TracedRequest traced;
+    const Request *r = &traced.r;
     unsigned long long bound;
     const char *data;
 
     if (nargs != 3) {
-        PyErr_SetString(PyExc_TypeError, "root_request_head() takes 3 arguments");
+        PyErr_SetString(PyExc_TypeError, "request_head() takes 3 arguments");
         return NULL;
     }
-    if (!bytes_arg(args[0], "root_request_head") || !bytes_arg(args[1], "root_request_head"))
+    if (!bytes_arg(args[0], "request_head") || !bytes_arg(args[1], "request_head"))
         return NULL;
     data = PyBytes_AS_STRING(args[0]);
-    if (!scan((const unsigned char *)data, PyBytes_GET_SIZE(args[0]), &root.r))
+    if (!scan((const unsigned char *)data, PyBytes_GET_SIZE(args[0]), &traced.r))
         Py_RETURN_NONE;
     bound = PyLong_AsUnsignedLongLong(args[2]);
     if (bound == (unsigned long long)-1 && PyErr_Occurred())
         return NULL;
-    if (build_root_head(data, PyBytes_AS_STRING(args[1]), PyBytes_GET_SIZE(args[1]), bound,
-                        &root) < 0)
+    if (build_head(data, PyBytes_AS_STRING(args[1]), PyBytes_GET_SIZE(args[1]), bound,
+                   &traced) < 0)
         return NULL;
-    return Py_BuildValue("(Ns#s#Oy#y#y#y#)", root.head, root.ids, (Py_ssize_t)32,
-                         root.ids + 32, (Py_ssize_t)16, root.sampled ? Py_True : Py_False,
-                         root.r.method, root.r.method_len, root.r.target, root.r.target_len,
-                         root.r.host, root.r.host_len, root.r.agent, root.r.agent_len);
+    return Py_BuildValue("(Ns#s#s#Oy#y#y#y#y#)", traced.head, traced.ids, (Py_ssize_t)32,
+                         traced.ids + 32, (Py_ssize_t)16, traced.ids + 48,
+                         (Py_ssize_t)(r->parent ? 16 : 0), traced.sampled ? Py_True : Py_False,
+                         r->method, r->method_len, r->target, r->target_len, r->host,
+                         r->host_len, r->agent, r->agent_len, r->peer, r->peer_len);
 }
 
 /* `data` to forward when it is one whole simple response (see scan_response), with its
@@ -437,8 +526,7 @@ scan_response(PyObject *module, PyObject *arg)
 /* ---- Lane: one keep-alive client connection paired with one upstream connection ----
 
 After a first simple exchange the proxy may pair the two connections. While
-paired, each whole simple request that starts a trace is rewritten and written
-upstream, and each whole simple response written back, from these two calls
+paired, each whole simple request is rewritten and written upstream, and each whole simple response written back, from these two calls
 alone: no Python frame runs between a read and its write, and the finished
 exchange is queued for the telemetry thread as one tuple. The first message a
 lane does not take (or the first event it does not know) makes the proxy take the
@@ -455,7 +543,8 @@ typedef struct {
     int skip_probes, kind;
     /* the exchange in flight */
     int busy, sampled;
-    PyObject *head, *trace_id, *span_id, *method, *target, *host, *user_agent;
+    PyObject *head, *trace_id, *span_id, *parent_id, *peer, *method, *target, *host,
+        *user_agent;
     long long start_ns;
     double done_at; /* time.monotonic() when the last exchange ended */
 } Lane;
@@ -500,6 +589,8 @@ lane_forget_exchange(Lane *self)
     Py_CLEAR(self->head);
     Py_CLEAR(self->trace_id);
     Py_CLEAR(self->span_id);
+    Py_CLEAR(self->parent_id);
+    Py_CLEAR(self->peer);
     Py_CLEAR(self->method);
     Py_CLEAR(self->target);
     Py_CLEAR(self->host);
@@ -579,14 +670,14 @@ lane_init(Lane *self, PyObject *args, PyObject *kwargs)
 
 PyDoc_STRVAR(lane_request_doc,
 "request(data) -> bool\n\n"
-"Take ``data`` when no exchange is in flight and it is one whole simple request that\n"
-"starts a trace (``root_request_head``), not a HEAD and not an untraced kubelet\n"
-"probe: write its head upstream and hold the exchange until ``response``.");
+"Take ``data`` when no exchange is in flight and it is one whole simple request\n"
+"(``request_head``), not a HEAD and not an untraced kubelet probe: write its head\n"
+"upstream and hold the exchange until ``response``.");
 
 static PyObject *
 lane_request(Lane *self, PyObject *data)
 {
-    RootRequest root;
+    TracedRequest root;
     PyObject *written;
     long before;
 
@@ -599,8 +690,8 @@ lane_request(Lane *self, PyObject *data)
         (self->skip_probes && root.r.agent_len >= 11 &&
          memcmp(root.r.agent, "kube-probe/", 11) == 0))
         Py_RETURN_FALSE;
-    if (build_root_head(PyBytes_AS_STRING(data), PyBytes_AS_STRING(self->extra),
-                        PyBytes_GET_SIZE(self->extra), self->sample_bound, &root) < 0)
+    if (build_head(PyBytes_AS_STRING(data), PyBytes_AS_STRING(self->extra),
+                   PyBytes_GET_SIZE(self->extra), self->sample_bound, &root) < 0)
         return NULL;
     self->start_ns = clock_ns(CLOCK_REALTIME);
     written = PyObject_CallOneArg(self->up_write, root.head);
@@ -615,17 +706,20 @@ lane_request(Lane *self, PyObject *data)
     self->head = root.head;
     self->trace_id = PyUnicode_FromStringAndSize(root.ids, 32);
     self->span_id = PyUnicode_FromStringAndSize(root.ids + 32, 16);
+    self->parent_id = PyUnicode_FromStringAndSize(root.ids + 48, root.r.parent ? 16 : 0);
+    self->peer = PyUnicode_DecodeLatin1((const char *)root.r.peer, root.r.peer_len, NULL);
     self->method = PyBytes_FromStringAndSize((const char *)root.r.method, root.r.method_len);
     self->target = PyBytes_FromStringAndSize((const char *)root.r.target, root.r.target_len);
     self->host = PyBytes_FromStringAndSize((const char *)root.r.host, root.r.host_len);
     self->user_agent = PyBytes_FromStringAndSize((const char *)root.r.agent, root.r.agent_len);
-    if (self->trace_id == NULL || self->span_id == NULL || self->method == NULL ||
-        self->target == NULL || self->host == NULL || self->user_agent == NULL)
+    if (self->trace_id == NULL || self->span_id == NULL || self->parent_id == NULL ||
+        self->peer == NULL || self->method == NULL || self->target == NULL ||
+        self->host == NULL || self->user_agent == NULL)
         return NULL;
     if (self->kind == SERVER_KIND) {
         if (add_counter(self->counters, IN_FLIGHT, 1) < 0)
             return NULL;
-    } else {
+    } else if (root.r.parent == NULL) { /* the app did not forward its context */
         before = add_counter(self->counters, IN_FLIGHT, 0);
         if (before < 0 || (before > 0 && add_counter(self->counters, BROKEN, 1) < 0))
             return NULL;
@@ -637,9 +731,9 @@ PyDoc_STRVAR(lane_response_doc,
 "response(data) -> bool\n\n"
 "Take ``data`` when an exchange is in flight and it is one whole simple response\n"
 "(``scan_response``): write it to the client and queue the finished exchange as\n"
-"``(source, kind, client, address, method, target, host, user_agent, status, error,\n"
-"trace_id, span_id, sampled, start_ns, end_ns)``, or count it dropped when the queue\n"
-"is full.");
+"``(source, kind, client, address, method, target, host, user_agent, peer, status,\n"
+"error, trace_id, span_id, parent_id, sampled, start_ns, end_ns)``, or count it\n"
+"dropped when the queue is full.");
 
 static PyObject *
 lane_response(Lane *self, PyObject *data)
@@ -667,9 +761,10 @@ lane_response(Lane *self, PyObject *data)
     }
     Py_XDECREF(written);
     if (PyObject_Length(self->queue) < self->max_queue) {
-        item = Py_BuildValue("(OiOOOOOOisOOiLL)", self->source, self->kind, self->client,
+        item = Py_BuildValue("(OiOOOOOOOisOOOiLL)", self->source, self->kind, self->client,
                              self->address, self->method, self->target, self->host,
-                             self->user_agent, status, error, self->trace_id, self->span_id,
+                             self->user_agent, self->peer, status, error, self->trace_id,
+                             self->span_id, self->parent_id,
                              self->sampled, self->start_ns, clock_ns(CLOCK_REALTIME));
         if (item == NULL)
             return NULL;
@@ -713,6 +808,8 @@ static PyMemberDef lane_members[] = {
     {"head", T_OBJECT, offsetof(Lane, head), READONLY, "the head written upstream"},
     {"trace_id", T_OBJECT, offsetof(Lane, trace_id), READONLY, NULL},
     {"span_id", T_OBJECT, offsetof(Lane, span_id), READONLY, NULL},
+    {"parent_id", T_OBJECT, offsetof(Lane, parent_id), READONLY, "'' for a new trace"},
+    {"peer", T_OBJECT, offsetof(Lane, peer), READONLY, "the x-sidetrace-peer value or ''"},
     {"method", T_OBJECT, offsetof(Lane, method), READONLY, NULL},
     {"target", T_OBJECT, offsetof(Lane, target), READONLY, NULL},
     {"host", T_OBJECT, offsetof(Lane, host), READONLY, NULL},
@@ -763,8 +860,8 @@ seed_random(void)
 
 static PyMethodDef methods[] = {
     {"scan_request", scan_request, METH_O, scan_request_doc},
-    {"root_request_head", (PyCFunction)(void (*)(void))root_request_head, METH_FASTCALL,
-     root_request_head_doc},
+    {"request_head", (PyCFunction)(void (*)(void))request_head, METH_FASTCALL,
+     request_head_doc},
     {"new_root_ids", new_root_ids, METH_NOARGS, new_root_ids_doc},
     {"scan_response", scan_response, METH_O, scan_response_doc},
     {NULL, NULL, 0, NULL},

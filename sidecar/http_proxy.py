@@ -19,11 +19,11 @@ from dataclasses import dataclass, field
 
 import httptools
 
-from sidecar._http1scan import Lane, root_request_head
+from sidecar._http1scan import Lane, request_head
 from sidecar.config import SidecarConfig
 from sidecar.hostport import split_host_port
 from sidecar.original_dst import original_destination
-from sidecar.propagation import TRACE_HEADERS, Propagator, SpanStart, new_root_span
+from sidecar.propagation import TRACE_HEADERS, Propagator, SpanStart, span_start
 from sidecar.red_metrics import ProxyCounters
 from sidecar.telemetry import Telemetry
 from sidecar.telemetry_record import CLIENT, HTTP, SERVER, TCP, Record
@@ -184,7 +184,7 @@ class Exchange:
     retry_head: bytes | None = None
     upgrade = b""
     counted_inflight = False
-    fast = False  # a simple request starting a trace: its connection may become a Lane
+    fast = False  # a simple request (request_head): its connection may become a Lane
 
     def __init__(self) -> None:
         self.headers: list[tuple[bytes, bytes]] = []
@@ -441,8 +441,8 @@ class DownstreamConnection(asyncio.Protocol):
         if self.parsing is None and not self.exchanges and self.fixed_address is not None:
             ctx = self.ctx
             if ctx.root_sample_bound is not None and len(data) <= ctx.config.max_header_bytes:
-                # The common case, a whole simple request starting a trace: no parser callbacks.
-                prepared = root_request_head(data, ctx.root_extra, ctx.root_sample_bound)
+                # The common case, a whole simple request: no parser callbacks.
+                prepared = request_head(data, ctx.root_extra, ctx.root_sample_bound)
                 if prepared is not None and self._fast_request(prepared):
                     return
         self.feeding = len(data)
@@ -561,17 +561,19 @@ class DownstreamConnection(asyncio.Protocol):
             elif role == _UPGRADE:
                 ex.upgrade = value
             elif role == _PEER:
-                ex.peer = value.decode("latin-1")
+                ex.peer = value.rstrip(b" \t").decode("latin-1")
         if tokens:
             lines = _drop_connection_listed(lines, tokens)
         self._dispatch(ex, method, b"".join(lines), trace_headers, b"".join(trace_lines))
 
     def _fast_request(self, prepared: tuple) -> bool:
-        """A whole simple request ``root_request_head`` vouched for and rewrote, starting a
-        trace. Written upstream before any bookkeeping when a pooled connection is at hand:
-        on a virtual machine every microsecond before that write costs several in wake-up
-        latency. False: the request is not for this path (a kubelet probe)."""
-        head, trace_id, span_id, sampled, method, target, host, user_agent = prepared
+        """A whole simple request ``request_head`` vouched for and rewrote. Written upstream
+        before any bookkeeping when a pooled connection is at hand: on a virtual machine
+        every microsecond before that write costs several in wake-up latency. False: the
+        request is not for this path (a kubelet probe)."""
+        head, trace_id, span_id, parent_id, sampled, method, target, host, user_agent, peer = (
+            prepared
+        )
         ctx = self.ctx
         if ctx.untraced_probe(user_agent):
             return False
@@ -580,29 +582,30 @@ class DownstreamConnection(asyncio.Protocol):
         conn = ctx.pool.take(address)  # type: ignore[arg-type]
         if conn is not None:
             conn.transport.write(head)  # type: ignore[union-attr]
-        ex = self._root_exchange(method, target, host, user_agent, trace_id, span_id, sampled)
+        span = span_start(trace_id, span_id, parent_id, sampled)
+        ex = self._simple_exchange(method, target, host, user_agent, peer.decode("latin-1"), span)
         self._sent(ex, method, head, address, start_ns, conn)  # type: ignore[arg-type]
         return True
 
-    def _root_exchange(
+    def _simple_exchange(
         self,
         method: bytes,
         target: bytes,
         host: bytes,
         user_agent: bytes,
-        trace_id: str,
-        span_id: str,
-        sampled: bool,
+        peer: str,
+        span: SpanStart,
     ) -> Exchange:
-        """The exchange of a whole simple request starting a trace, now in flight."""
+        """The exchange of a whole simple request, now in flight."""
         ex = Exchange()
         ex.method = _METHODS[method]
         ex.target = target
         ex.host = host
         ex.user_agent = user_agent
+        ex.peer = peer
         ex.request_done = True
         ex.keep_alive = not self.ctx.draining
-        ex.span = new_root_span(trace_id, span_id, sampled)
+        ex.span = span
         ex.fast = True
         self.exchanges.append(ex)
         self.deadline_kind = ACTIVE
@@ -636,10 +639,10 @@ class DownstreamConnection(asyncio.Protocol):
             ctx.pool.put(conn)
             return
         method = lane.method
-        ex = self._root_exchange(
-            method, lane.target, lane.host, lane.user_agent, lane.trace_id, lane.span_id,
-            lane.sampled,
-        )  # fmt: skip
+        span = span_start(lane.trace_id, lane.span_id, lane.parent_id, lane.sampled)
+        ex = self._simple_exchange(
+            method, lane.target, lane.host, lane.user_agent, lane.peer, span
+        )
         ex.address = conn.address
         ex.start_ns = lane.start_ns
         ex.counted_inflight = ctx.kind == SERVER
@@ -1144,25 +1147,27 @@ class ExchangeRecords:
 
 
 class LaneRecords:
-    """The telemetry of exchanges a ``Lane`` carried (a ``RecordSource``; telemetry thread):
-    new traces over HTTP/1.1, with no peer header."""
+    """The telemetry of exchanges a ``Lane`` carried (a ``RecordSource``; telemetry thread)."""
 
     def digest(
         self, kind: int, client: Address, address: Address, method: bytes, target: bytes,
-        host: bytes, user_agent: bytes, status: int, error: str, trace_id: str, span_id: str,
-        sampled: bool, start_ns: int, end_ns: int,
+        host: bytes, user_agent: bytes, peer: str, status: int, error: str, trace_id: str,
+        span_id: str, parent_id: str, sampled: bool, start_ns: int, end_ns: int,
     ) -> tuple[tuple, str, str, str, int, int]:  # fmt: skip
-        signature = (self, kind, method, target, status, host, address, user_agent, error, client)
-        return signature, trace_id if sampled else "", span_id, "", start_ns, end_ns
+        signature = (
+            self, kind, method, target, status, host, address, user_agent, peer, error, client
+        )  # fmt: skip
+        return signature, trace_id if sampled else "", span_id, parent_id, start_ns, end_ns
 
     def record(
         self, kind: int, client: Address, address: Address, method: bytes, target: bytes,
-        host: bytes, user_agent: bytes, status: int, error: str, trace_id: str, span_id: str,
-        sampled: bool, start_ns: int, end_ns: int,
+        host: bytes, user_agent: bytes, peer: str, status: int, error: str, trace_id: str,
+        span_id: str, parent_id: str, sampled: bool, start_ns: int, end_ns: int,
     ) -> Record:  # fmt: skip
         return http_record(
-            kind, trace_id if sampled else "", span_id, "", start_ns, end_ns, _METHODS[method],
-            target, status, host, address, "1.1", user_agent, error, "", client,
+            kind, trace_id if sampled else "", span_id, parent_id, start_ns, end_ns,
+            _METHODS[method], target, status, host, address, "1.1", user_agent, error, peer,
+            client,
         )  # fmt: skip
 
 

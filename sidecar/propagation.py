@@ -44,9 +44,10 @@ class SpanStart(NamedTuple):
 _new_span_start = tuple.__new__  # SpanStart without NamedTuple's Python-level __new__
 
 
-def new_root_span(trace_id: str, span_id: str, sampled: bool) -> SpanStart:
-    """The span of a request that starts a trace."""
-    return _new_span_start(SpanStart, (trace_id, span_id, "", sampled, "", False))
+def span_start(trace_id: str, span_id: str, parent_id: str, sampled: bool) -> SpanStart:
+    """The span of a request without tracestate: a new trace's (``parent_id`` empty) or
+    a child of the request's traceparent."""
+    return _new_span_start(SpanStart, (trace_id, span_id, parent_id, sampled, "", bool(parent_id)))
 
 
 def _first(headers: dict[str, list[str]], name: str) -> str | None:
@@ -95,10 +96,10 @@ class Propagator:
 
     def _new_root(self) -> SpanStart:
         trace_id, span_id = new_root_ids()
-        return new_root_span(trace_id, span_id, self._sample_root(trace_id))
+        return span_start(trace_id, span_id, "", self._sample_root(trace_id))
 
     def root_sample_bound(self) -> int | None:
-        """The sampling rule of new traces for ``root_request_head``: sampled when the low
+        """The sampling rule of new traces for ``request_head``: sampled when the low
         64 bits of the trace id are below it (2**64 - 1: always). None when new traces'
         requests need more than a ``traceparent`` (B3 emission)."""
         if self.b3_emit:

@@ -1,6 +1,6 @@
 """The C fast path (``sidecar._http1scan``) against httptools, the reference parser.
 
-``scan_request``/``root_request_head``/``scan_response`` may only vouch for a
+``scan_request``/``request_head``/``scan_response`` may only vouch for a
 message that httptools reads the same way and that the proxy may forward
 without rewriting; anything else must fall back to the httptools path. Table
 tests pin the grammar edges, hypothesis compares both parsers on generated and
@@ -20,9 +20,10 @@ import httptools
 import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
-from sidecar._http1scan import new_root_ids, root_request_head, scan_request, scan_response
+from sidecar._http1scan import new_root_ids, request_head, scan_request, scan_response
 
 from sidecar.propagation import Propagator
+from sidecar.trace_context import parse_traceparent
 from tests import test_sidecar_http, test_sidecar_original_dst
 from tests.sidecar_harness import CannedHttpServer, attributes
 from tests.test_sidecar_http import _spans_named
@@ -37,8 +38,10 @@ FAST_METHODS = (b"GET", b"HEAD", b"DELETE", b"OPTIONS")
 REQUEST_SPECIAL = (
     b"connection", b"keep-alive", b"proxy-connection", b"te", b"trailer", b"transfer-encoding",
     b"upgrade", b"proxy-authorization", b"proxy-authenticate", b"content-length", b"expect",
-    b"traceparent", b"tracestate", b"b3", b"x-sidetrace-peer",
+    b"tracestate", b"b3",
 )  # fmt: skip
+CONTEXT = (b"traceparent", b"x-sidetrace-peer")  # taken once each, not forwarded as received
+PARENT = b"00-0af7651916cd43dd8448eb211c80319c-b7ad6b7169203331-01"
 RESPONSE_SPECIAL = (
     b"keep-alive", b"proxy-connection", b"te", b"trailer", b"transfer-encoding", b"upgrade",
     b"proxy-authorization", b"proxy-authenticate",
@@ -122,13 +125,13 @@ def _value_of(headers: list[tuple[bytes, bytes]], name: bytes) -> list[bytes]:
 
 def check_request_agrees(data: bytes) -> tuple | None:
     """Scan ``data``; if the scanner vouches for it, httptools must read it the same way
-    and it must meet every condition of the fast path (and ``root_request_head`` must
+    and it must meet every condition of the fast path (and ``request_head`` must
     take exactly the requests ``scan_request`` takes)."""
     scanned = scan_request(data)
     if scanned is None:
-        assert root_request_head(data, PEER_LINE, ALWAYS) is None
+        assert request_head(data, PEER_LINE, ALWAYS) is None
         return None
-    method, target, fields_start, host, user_agent = scanned
+    method, target, fields_start, host, user_agent, traceparent, peer = scanned
     parsed = Parsed(data, response=False)
     assert parsed.one_whole_message(), (data, parsed.error)
     assert parsed.parser.get_method() == method and method in FAST_METHODS
@@ -140,30 +143,47 @@ def check_request_agrees(data: bytes) -> tuple | None:
     headers = parsed.trimmed_headers()
     assert _field_lines(data[fields_start:-2]) == headers
     assert _value_of(headers, b"host") == [host]
-    agents = _value_of(headers, b"user-agent")
-    assert agents == [user_agent] or (agents == [] and user_agent == b"")
+    for name, value in [(b"user-agent", user_agent), (b"x-sidetrace-peer", peer)]:
+        found = _value_of(headers, name)
+        assert found == [value] or (found == [] and value == b"")
+    found = _value_of(headers, b"traceparent")
+    assert found == [traceparent] or (found == [] and traceparent == b"")
+    if traceparent:  # one the full path continues, in the version the fast path writes
+        parsed_parent = parse_traceparent(traceparent.decode())
+        assert parsed_parent is not None and traceparent.startswith(b"00-")
     for name, _ in headers:
         assert name.lower() not in REQUEST_SPECIAL and not name.lower().startswith(b"x-b3-")
-    check_root_head(data, scanned)
+    check_request_head(data, scanned)
     return scanned
 
 
-def check_root_head(data: bytes, scanned: tuple, extra: bytes = PEER_LINE) -> tuple:
-    """``root_request_head`` on a request ``scan_request`` took: the same facts, and a head
-    that is ``data`` with ``extra`` and a traceparent for the new root span added last."""
-    method, target, _, host, user_agent = scanned
-    prepared = root_request_head(data, extra, ALWAYS)
+def check_request_head(data: bytes, scanned: tuple, extra: bytes = PEER_LINE) -> tuple:
+    """``request_head`` on a request ``scan_request`` took: the same facts, the span the
+    full path would start (a child of the traceparent, or a new sampled root), and a head
+    that is ``data`` without its context lines, with ``extra`` and the span's traceparent
+    added last."""
+    method, target, _, host, user_agent, incoming, peer = scanned
+    prepared = request_head(data, extra, ALWAYS)
     assert prepared is not None
-    head, trace_id, span_id, sampled, *facts = prepared
-    assert facts == [method, target, host, user_agent]
-    assert sampled is True
+    head, trace_id, span_id, parent_id, sampled, *facts = prepared
+    assert facts == [method, target, host, user_agent, peer]
     assert _is_id(trace_id, 32) and _is_id(span_id, 16)
-    traceparent = b"traceparent: 00-%s-%s-01\r\n" % (trace_id.encode(), span_id.encode())
-    assert head == data[:-2] + extra + traceparent + b"\r\n"
+    if incoming:
+        parent = parse_traceparent(incoming.decode())
+        assert parent is not None
+        assert (trace_id, parent_id, sampled) == (parent.trace_id, parent.parent_id, parent.sampled)
+    else:
+        assert parent_id == "" and sampled is True
+    flags = b"01" if sampled else b"00"
+    traceparent = b"traceparent: 00-%s-%s-%s\r\n" % (trace_id.encode(), span_id.encode(), flags)
+    lines = data[:-4].split(b"\r\n")
+    kept = [line for line in lines if line.split(b":", 1)[0].lower() not in CONTEXT]
+    assert head == b"\r\n".join(kept) + b"\r\n" + extra + traceparent + b"\r\n"
     forwarded = Parsed(head, response=False)
     assert forwarded.one_whole_message(), (head, forwarded.error)
-    expected = Parsed(data, response=False).trimmed_headers() + _field_lines(extra + traceparent)
-    assert forwarded.trimmed_headers() == expected
+    received = Parsed(data, response=False).trimmed_headers()
+    expected = [h for h in received if h[0].lower() not in CONTEXT]
+    assert forwarded.trimmed_headers() == expected + _field_lines(extra + traceparent)
     return prepared
 
 
@@ -207,34 +227,81 @@ def check_response_agrees(data: bytes) -> tuple | None:
 @pytest.mark.parametrize(
     ("data", "expected"),
     [
-        (b"GET / HTTP/1.1\r\nHost: example\r\n\r\n", (b"GET", b"/", 16, b"example", b"")),
+        (b"GET / HTTP/1.1\r\nHost: example\r\n\r\n", (b"GET", b"/", 16, b"example", b"", b"", b"")),
         (
             b"HEAD /a/b?c=d&e=%20 HTTP/1.1\r\nhost:\t svc:8080 \t\r\n"
             b"User-Agent:  curl/8.5  \r\nAccept: */*\r\n\r\n",
-            (b"HEAD", b"/a/b?c=d&e=%20", 30, b"svc:8080", b"curl/8.5"),
+            (b"HEAD", b"/a/b?c=d&e=%20", 30, b"svc:8080", b"curl/8.5", b"", b""),
         ),
         (  # names that only look special are ordinary fields
             b"DELETE /x HTTP/1.1\r\nX-B3: 1\r\nB3-Flags: 1\r\nTEE: 1\r\nHOST: h\r\n"
             b"Content-Lengths: 2\r\nx-sidetrace: p\r\nbaggage: k=v\r\n\r\n",
-            (b"DELETE", b"/x", 20, b"h", b""),
+            (b"DELETE", b"/x", 20, b"h", b"", b"", b""),
         ),
         (  # empty Host, obs-text and inner whitespace in values, every tchar in a name
             b"OPTIONS /!$&'()*+,;=:@~\"<>\\^`{|}# HTTP/1.1\r\nHost:\r\nUser-Agent: a \t b\r\n"
             b"X-Bin: \x80\xff\r\n!#$%&'*+-.^_`|~09azAZ:v\r\n\r\n",
-            (b"OPTIONS", b"/!$&'()*+,;=:@~\"<>\\^`{|}#", 44, b"", b"a \t b"),
+            (b"OPTIONS", b"/!$&'()*+,;=:@~\"<>\\^`{|}#", 44, b"", b"a \t b", b"", b""),
         ),
     ],
 )
 def test_scan_request_accepts(data: bytes, expected: tuple) -> None:
     assert scan_request(data) == expected
     assert check_request_agrees(data) == expected
-    check_root_head(data, expected, extra=b"")  # as the inbound listener calls it
+    check_request_head(data, expected, extra=b"")  # as the inbound listener calls it
+
+
+@pytest.mark.parametrize(
+    ("data", "expected"),
+    [
+        (
+            REQUEST_HEAD + b"traceparent: " + PARENT + b"\r\n\r\n",
+            (b"GET", b"/", 16, b"a", b"", PARENT, b""),
+        ),
+        (  # any case of the names, OWS around values, context lines anywhere
+            b"GET /x HTTP/1.1\r\nX-Sidetrace-Peer:\tsvc-a \r\nHost: a\r\n"
+            b"TraceParent:  " + PARENT[:-2] + b"00\t\r\nbaggage: k=v\r\n\r\n",
+            (b"GET", b"/x", 17, b"a", b"", PARENT[:-2] + b"00", b"svc-a"),
+        ),
+        (  # unknown flags are kept out of the span; only "sampled" is read
+            REQUEST_HEAD + b"traceparent: " + PARENT[:-2] + b"fe\r\n\r\n",
+            (b"GET", b"/", 16, b"a", b"", PARENT[:-2] + b"fe", b""),
+        ),
+    ],
+)
+def test_scan_request_takes_one_traceparent_and_peer(data: bytes, expected: tuple) -> None:
+    assert scan_request(data) == expected
+    assert check_request_agrees(data) == expected
+    head, trace_id, _, parent_id, sampled, *_ = request_head(data, b"", ALWAYS)
+    assert trace_id == "0af7651916cd43dd8448eb211c80319c" and parent_id == "b7ad6b7169203331"
+    assert sampled is (expected[5][-1:] in b"13579bdf")
+    assert b"b7ad6b7169203331" not in head and b"svc-a" not in head
+
+
+@pytest.mark.parametrize(
+    "value",
+    [
+        PARENT.upper(),
+        PARENT.replace(b"0af7", b"0AF7"),
+        b"01" + PARENT[2:],  # a later version: the full path parses those leniently
+        b"ff" + PARENT[2:],
+        PARENT + b"-extra",
+        PARENT[:-1],
+        PARENT.replace(b"0af7651916cd43dd8448eb211c80319c", b"0" * 32),
+        PARENT.replace(b"b7ad6b7169203331", b"0" * 16),
+        PARENT.replace(b"-", b"_"),
+        PARENT.replace(b"-01", b"-0g"),
+        b"",
+    ],
+)
+def test_scan_request_leaves_other_traceparents_to_the_full_path(value: bytes) -> None:
+    assert scan_request(REQUEST_HEAD + b"traceparent: " + value + b"\r\n\r\n") is None
 
 
 _REQUEST_SPECIAL_IN_ODD_CASE = [
     _odd_case(name)
     for name in (*REQUEST_SPECIAL, b"x-b3-traceid", b"x-b3-", b"x-b3-sampled", b"X-B3-TraceId")
-] + [b"TE", b"Transfer-Encoding", b"CONNECTION", b"Expect", b"X-Sidetrace-Peer", b"B3"]
+] + [b"TE", b"Transfer-Encoding", b"CONNECTION", b"Expect", b"TraceState", b"B3"]
 
 
 @pytest.mark.parametrize(
@@ -288,6 +355,9 @@ _REQUEST_SPECIAL_IN_ODD_CASE = [
         b"GET / HTTP/1.1\r\n\r\n",
         b"GET / HTTP/1.1\r\nHosts: a\r\n\r\n",
         REQUEST_HEAD + b"User-Agent: a\r\nuser-agent: b\r\n\r\n",
+        REQUEST_HEAD + b"traceparent: " + PARENT + b"\r\nTraceparent: " + PARENT + b"\r\n\r\n",
+        REQUEST_HEAD + b"traceparent: " + PARENT + b"\r\ntracestate: a=b\r\n\r\n",
+        REQUEST_HEAD + b"x-sidetrace-peer: a\r\nX-Sidetrace-Peer: b\r\n\r\n",
         *[REQUEST_HEAD + name + b": x\r\n\r\n" for name in _REQUEST_SPECIAL_IN_ODD_CASE],
         REQUEST_HEAD + b"Connection: keep-alive\r\n\r\n",
         REQUEST_HEAD + b"Content-Length: 0\r\n\r\n",
@@ -305,7 +375,7 @@ _REQUEST_SPECIAL_IN_ODD_CASE = [
 )
 def test_scan_request_refuses(data: bytes) -> None:
     assert scan_request(data) is None
-    assert root_request_head(data, PEER_LINE, ALWAYS) is None
+    assert request_head(data, PEER_LINE, ALWAYS) is None
 
 
 @pytest.mark.parametrize(
@@ -422,15 +492,15 @@ def test_scanners_need_bytes(scan, data) -> None:
         scan(data)
 
 
-def test_root_request_head_arguments_are_checked() -> None:
+def test_request_head_arguments_are_checked() -> None:
     good = b"GET / HTTP/1.1\r\nHost: a\r\n\r\n"
     for args in [(good, b""), (good, b"", ALWAYS, 1), ("GET", b"", ALWAYS), (good, "", ALWAYS)]:
         with pytest.raises(TypeError):
-            root_request_head(*args)
+            request_head(*args)
     for bound in (-1, 2**64):
         with pytest.raises(OverflowError):
-            root_request_head(good, b"", bound)
-    assert root_request_head(b"POST / HTTP/1.1\r\n\r\n", b"", ALWAYS) is None
+            request_head(good, b"", bound)
+    assert request_head(b"POST / HTTP/1.1\r\n\r\n", b"", ALWAYS) is None
 
 
 def _sampled_as_the_rule_says(trace_id: str, sampled: bool, bound: int) -> bool:
@@ -447,7 +517,8 @@ def test_root_sampling_matches_the_propagator(ratio: float) -> None:
     data = b"GET / HTTP/1.1\r\nHost: a\r\n\r\n"
     decisions = set()
     for _ in range(200):
-        head, trace_id, span_id, sampled, *_ = root_request_head(data, b"", bound)
+        head, trace_id, span_id, parent_id, sampled, *_ = request_head(data, b"", bound)
+        assert parent_id == ""
         assert _sampled_as_the_rule_says(trace_id, sampled, bound)
         assert head.endswith(b"-%s-%s\r\n\r\n" % (span_id.encode(), b"01" if sampled else b"00"))
         decisions.add(sampled)
@@ -474,6 +545,20 @@ targets = st.text("".join(map(chr, range(0x21, 0x7F))), max_size=20).map(
 )
 
 
+def _hex_id(digits: int) -> st.SearchStrategy[str]:
+    """Lowercase hex ids of ``digits`` digits, not all zero (W3C: those are invalid)."""
+    return (
+        st.binary(min_size=digits // 2, max_size=digits // 2)
+        .map(bytes.hex)
+        .filter(lambda h: set(h) != {"0"})
+    )
+
+
+traceparents = st.tuples(_hex_id(32), _hex_id(16), st.binary(min_size=1, max_size=1)).map(
+    lambda ids: b"00-%s-%s-%s" % (ids[0].encode(), ids[1].encode(), ids[2].hex().encode())
+)
+
+
 @st.composite
 def valid_requests(draw) -> tuple[bytes, tuple]:
     """A request the fast path must take, and the tuple ``scan_request`` must return."""
@@ -481,7 +566,7 @@ def valid_requests(draw) -> tuple[bytes, tuple]:
     target = draw(targets)
     ordinary = names.filter(
         lambda n: (
-            n.lower() not in (*REQUEST_SPECIAL, b"host", b"user-agent")
+            n.lower() not in (*REQUEST_SPECIAL, *CONTEXT, b"host", b"user-agent")
             and not n.lower().startswith(b"x-b3-")
         )
     )
@@ -491,10 +576,16 @@ def valid_requests(draw) -> tuple[bytes, tuple]:
     agent = draw(st.one_of(st.none(), trimmed_values))
     if agent is not None:
         fields.insert(draw(st.integers(0, len(fields))), (b"User-Agent", agent))
+    parent = draw(st.one_of(st.none(), traceparents))
+    if parent is not None:
+        fields.insert(draw(st.integers(0, len(fields))), (b"traceparent", parent))
+    peer = draw(st.one_of(st.none(), trimmed_values))
+    if peer is not None:
+        fields.insert(draw(st.integers(0, len(fields))), (b"x-sidetrace-peer", peer))
     spelled = [(draw(st.sampled_from([n, n.lower(), n.upper()])), v) for n, v in fields]
     lines = b"".join(n + b":" + draw(ows) + v + draw(ows) + b"\r\n" for n, v in spelled)
     request_line = method + b" " + target + b" HTTP/1.1\r\n"
-    expected = (method, target, len(request_line), host, agent or b"")
+    expected = (method, target, len(request_line), host, agent or b"", parent or b"", peer or b"")
     return request_line + lines + b"\r\n", expected
 
 
@@ -532,7 +623,7 @@ INTERESTING_NAMES = [
 INTERESTING_VALUES = [
     b"", b"a", b"keep-alive", b"Keep-Alive", b"close", b"keep-alive, foo", b"chunked", b"0",
     b"2", b"02", b"-1", b"+2", b"2 2", b"999999999999999", b"1234567890123456", b"\x80\xff",
-    b"a\tb", b"trailers",
+    b"a\tb", b"trailers", PARENT, PARENT.upper(), b"01" + PARENT[2:], PARENT[:-1],
 ]  # fmt: skip
 INTERESTING_BYTES = b"\r\n \t:\x00\x01\x7f\x80\xff/aA0-"
 

@@ -1,6 +1,6 @@
 """The C lane: a keep-alive client connection paired with one upstream connection.
 
-After a first simple exchange (``_http1scan.root_request_head`` / ``scan_response``)
+After a first simple exchange (``_http1scan.request_head`` / ``scan_response``)
 the proxy pairs the client's connection with its upstream connection, and the next
 simple exchanges go through ``_http1scan.Lane`` alone. These tests drive a real
 sidecar in front of a scripted upstream through every way out of a lane (a request
@@ -131,6 +131,34 @@ def test_simple_exchanges_share_one_upstream_and_each_start_a_trace(sidecar, ups
         assert span.parent_span_id == b""
         assert span.end_time_unix_nano > span.start_time_unix_nano > 0
     assert sidecar.metric("sidetrace_sidecar_requests_in_flight_inbound") == 0
+
+
+def test_continued_traces_stay_in_the_lane(sidecar, upstream, sink):
+    """As in a mesh: each request carries its caller's traceparent and peer name."""
+    before = _pairings(sidecar)
+    conn = http.client.HTTPConnection("127.0.0.1", sidecar.inbound, timeout=10)
+    parents = [f"00-{i + 1:032x}-{i + 1:016x}-{'01' if i % 2 == 0 else '00'}" for i in range(5)]
+    for i, parent in enumerate(parents):
+        headers = {"traceparent": parent, "x-sidetrace-peer": "svc-a", "baggage": "k=v"}
+        assert _get(conn, f"/chain/{i}", headers=headers) == (200, b"conn-1")
+    conn.close()
+    assert _pairings(sidecar) == before + 1
+    for head in upstream.heads:
+        assert b"x-sidetrace-peer" not in head.lower() and b"\r\nbaggage: k=v" in head
+    sent = _traceparents(upstream)
+    for i, (parent, forwarded) in enumerate(zip(parents, sent, strict=True)):
+        version, trace_id, parent_id, flags = parent.split("-")
+        assert forwarded.split("-")[1] == trace_id and forwarded.split("-")[3] == flags
+        assert forwarded.split("-")[2] != parent_id
+        if flags == "01":  # sampled by the caller: recorded as its child
+            span = _server_span(sink, forwarded)
+            assert span.parent_span_id.hex() == parent_id
+            assert attributes(span)["url.path"] == f"/chain/{i}"
+    unsampled = [tp.split("-")[1] for tp in sent[1::2]]
+    assert not any(span.trace_id.hex() in unsampled for _, span in sink.spans)
+    metrics = sidecar.get("/metrics")[1]
+    assert 'peer="svc-a"' in metrics
+    assert sidecar.metric("sidetrace_requests_total", peer="svc-a", direction="inbound") == 5
 
 
 def test_requests_the_lane_refuses_take_the_full_path_in_order(sidecar, upstream, sink):
