@@ -640,9 +640,7 @@ class DownstreamConnection(asyncio.Protocol):
             return
         method = lane.method
         span = span_start(lane.trace_id, lane.span_id, lane.parent_id, lane.sampled)
-        ex = self._simple_exchange(
-            method, lane.target, lane.host, lane.user_agent, lane.peer, span
-        )
+        ex = self._simple_exchange(method, lane.target, lane.host, lane.user_agent, lane.peer, span)
         ex.address = conn.address
         ex.start_ns = lane.start_ns
         ex.counted_inflight = ctx.kind == SERVER
