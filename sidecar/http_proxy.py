@@ -121,8 +121,8 @@ class ListenerContext:
     draining: bool = False
     peer_line: bytes = b""
     replaced_names: frozenset[bytes] = frozenset()
-    root_extra: bytes = b""  # fields a new trace's request gets besides its traceparent
-    root_sample_bound: int | None = None  # None: requests never take the fast path
+    root_extra: bytes = b""  # fields a fast-path request gets besides its traceparent
+    root_sample_bound: int | None = None  # new traces' sampling; None: no fast path
     skip_probes: bool = False
     lane_settings: tuple | None = None  # what every Lane of this listener shares
 
@@ -317,9 +317,8 @@ class DownstreamConnection(asyncio.Protocol):
 
     def _upstream_now(self) -> UpstreamConnection | None:
         """The upstream connection whose bytes this client receives now, if any."""
-        if self.tunnel_upstream is not None or self.lane_conn is not None:
-            return self.tunnel_upstream or self.lane_conn
-        return self.exchanges[0].upstream if self.exchanges else None
+        active = self.exchanges[0].upstream if self.exchanges else None
+        return self.tunnel_upstream or self.lane_conn or active
 
     def pause_reading(self, reason: str) -> None:
         if not self.paused_by:
