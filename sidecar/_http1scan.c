@@ -1,8 +1,8 @@
 /*
  * sidecar._http1scan: whole small HTTP/1.1 heads recognised in one pass.
  *
- * Most service traffic is a bodiless request answered by one response with a
- * Content-Length body, each arriving in a single read. For those the sidecar
+ * Most service traffic is a request with no body or a small Content-Length one,
+ * answered by one response with a Content-Length body, each arriving in a single read. For those the sidecar
  * needs only a handful of facts (method, target, Host, User-Agent, the incoming
  * traceparent; status and body length) and may forward the bytes almost untouched,
  * so this scanner checks the RFC 9112 grammar and proves that no field but the
@@ -48,11 +48,10 @@ equals_lower(const unsigned char *s, Py_ssize_t n, const char *lower)
 }
 
 /* Fields the full path rewrites, drops or must act on: RFC 9110 7.6.1 hop-by-hop,
-   framing, Expect, and trace context other than one version-00 traceparent. */
+   chunked framing, Expect, and trace context other than one version-00 traceparent. */
 static const char *const SPECIAL_REQUEST[] = {
     "connection", "keep-alive", "proxy-connection", "te", "trailer", "transfer-encoding",
-    "upgrade", "proxy-authorization", "proxy-authenticate", "content-length", "expect",
-    "tracestate", "b3", NULL};
+    "upgrade", "proxy-authorization", "proxy-authenticate", "expect", "tracestate", "b3", NULL};
 static const char *const SPECIAL_RESPONSE[] = {
     "keep-alive", "proxy-connection", "te", "trailer", "transfer-encoding", "upgrade",
     "proxy-authorization", "proxy-authenticate", NULL};
@@ -73,6 +72,8 @@ request_field(const Field *f)
         return F_HOST;
     if (equals_lower(f->name, f->name_len, "user-agent"))
         return F_USER_AGENT;
+    if (equals_lower(f->name, f->name_len, "content-length"))
+        return F_CONTENT_LENGTH;
     if (equals_lower(f->name, f->name_len, "traceparent"))
         return F_TRACEPARENT;
     if (equals_lower(f->name, f->name_len, "x-sidetrace-peer"))
@@ -128,13 +129,36 @@ head_ends_at(const unsigned char *p, const unsigned char *end)
 static int
 known_method(const unsigned char *m, Py_ssize_t n)
 {
-    return (n == 3 && memcmp(m, "GET", 3) == 0) || (n == 4 && memcmp(m, "HEAD", 4) == 0) ||
-           (n == 6 && memcmp(m, "DELETE", 6) == 0) || (n == 7 && memcmp(m, "OPTIONS", 7) == 0);
+    static const char *const methods[] = {"GET",   "HEAD", "DELETE", "OPTIONS",
+                                          "POST",  "PUT",  "PATCH",  NULL};
+    const char *const *known;
+    for (known = methods; *known != NULL; known++)
+        if ((Py_ssize_t)strlen(*known) == n && memcmp(m, *known, n) == 0)
+            return 1;
+    return 0;
+}
+
+/* A Content-Length value (RFC 9110 8.6): 1 to 15 digits; longer ones are left to the
+   full path. 1 with *length set, else 0. */
+static int
+content_length(const Field *f, Py_ssize_t *length)
+{
+    Py_ssize_t i, n = 0;
+    if (f->value_len < 1 || f->value_len > 15)
+        return 0;
+    for (i = 0; i < f->value_len; i++) {
+        if (f->value[i] < '0' || f->value[i] > '9')
+            return 0;
+        n = n * 10 + (f->value[i] - '0');
+    }
+    *length = n;
+    return 1;
 }
 
 typedef struct {
     const unsigned char *method, *target, *host, *agent, *parent, *peer;
     Py_ssize_t method_len, target_len, fields_start, fields_end, host_len, agent_len, peer_len;
+    Py_ssize_t size; /* the whole request: head, then its Content-Length body */
     Py_ssize_t cut_start[2], cut_end[2]; /* the context lines, not forwarded */
     int cuts;
 } Request;
@@ -173,8 +197,10 @@ scan(const unsigned char *buf, Py_ssize_t size, Request *r)
     const unsigned char *p, *end = buf + size;
     const unsigned char *line;
     Field f;
+    Py_ssize_t body_length = -1;
     int hosts = 0, agents = 0, parents = 0, peers = 0;
 
+    r->size = size;
     p = r->method = buf;
     while (p < end && *p >= 'A' && *p <= 'Z')
         p++;
@@ -211,6 +237,10 @@ scan(const unsigned char *buf, Py_ssize_t size, Request *r)
             r->agent_len = f.value_len;
             agents++;
             break;
+        case F_CONTENT_LENGTH:
+            if (body_length >= 0 || !content_length(&f, &body_length))
+                return 0;
+            break;
         case F_TRACEPARENT:
             if (parents++ || !continuable_traceparent(f.value, f.value_len))
                 return 0;
@@ -231,7 +261,7 @@ scan(const unsigned char *buf, Py_ssize_t size, Request *r)
         }
     }
     r->fields_end = p - buf;
-    return p + 2 == end && hosts == 1 && agents <= 1;
+    return end - (p + 2) == (body_length < 0 ? 0 : body_length) && hosts == 1 && agents <= 1;
 }
 
 static int
@@ -246,10 +276,11 @@ bytes_arg(PyObject *arg, const char *function)
 PyDoc_STRVAR(scan_request_doc,
 "scan_request(data: bytes) -> (method, target, fields_start, host, user_agent,\n"
 "    traceparent, peer) | None\n\n"
-"``data`` as exactly one bodiless HTTP/1.1 request (GET, HEAD, DELETE, OPTIONS with an\n"
-"origin-form target) with one Host, at most one User-Agent, at most one valid version-00\n"
-"traceparent, at most one x-sidetrace-peer and no hop-by-hop, framing, Expect or other\n"
-"trace-context field. ``data[fields_start:-2]`` are its field lines; absent values are b\"\".");
+"``data`` as exactly one HTTP/1.1 request (GET, HEAD, DELETE, OPTIONS, POST, PUT, PATCH\n"
+"with an origin-form target), with one Host, at most one User-Agent, at most one valid\n"
+"version-00 traceparent, at most one x-sidetrace-peer, no body or a whole body framed by\n"
+"one Content-Length, and no hop-by-hop, chunked framing, Expect or other trace-context\n"
+"field. Its field lines start at ``fields_start``; absent values are b\"\".");
 
 static PyObject *
 scan_request(PyObject *module, PyObject *arg)
@@ -341,10 +372,11 @@ hex_value(unsigned char c)
     return c <= '9' ? c - '0' : c - 'a' + 10;
 }
 
-/* The span's ids and the head sent upstream for a scanned request: its request line and
+/* The span's ids and the request sent upstream for a scanned one: its request line and
    fields but the context lines, then `extra`, then the traceparent naming the span (a
    child of the incoming traceparent, sampled as it says; else a new trace, sampled when
-   the low 64 bits of its id are below `bound`). 0, or -1 with an exception set. */
+   the low 64 bits of its id are below `bound`), then its body. 0, or -1 with an
+   exception set. */
 static int
 build_head(const char *data, const char *extra, Py_ssize_t extra_len, uint64_t bound,
            TracedRequest *out)
@@ -353,7 +385,8 @@ build_head(const char *data, const char *extra, Py_ssize_t extra_len, uint64_t b
     const Py_ssize_t traceparent_len = sizeof(traceparent) - 1 + 32 + 1 + 16 + 5;
     const Request *r = &out->r;
     uint64_t high, low, span;
-    Py_ssize_t size = r->fields_end + extra_len + traceparent_len + 2, from = 0;
+    Py_ssize_t body = r->fields_end + 2, body_len = r->size - body;
+    Py_ssize_t size = r->fields_end + extra_len + traceparent_len + 2 + body_len, from = 0;
     char *p;
     int i;
 
@@ -394,6 +427,7 @@ build_head(const char *data, const char *extra, Py_ssize_t extra_len, uint64_t b
     memcpy(p, out->ids + 32, 16);
     p += 16;
     memcpy(p, out->sampled ? "-01\r\n\r\n" : "-00\r\n\r\n", 7);
+    memcpy(p + 7, data + body, body_len);
     return 0;
 }
 
@@ -405,7 +439,7 @@ PyDoc_STRVAR(request_head_doc,
 "(ids as ``new_root_ids``, ``parent_id`` empty) sampled when the low 64 bits of its\n"
 "trace id are below ``sample_bound`` (2**64 - 1: always). The head is ``data``'s request\n"
 "line and fields without traceparent and x-sidetrace-peer, then ``extra``, then the\n"
-"``traceparent`` naming the span.");
+"``traceparent`` naming the span, then the body.");
 
 static PyObject *
 request_head(PyObject *module, PyObject *const *args, Py_ssize_t nargs)
@@ -444,7 +478,7 @@ response_forward(PyObject *arg, int *status)
 {
     const unsigned char *buf, *p, *end;
     const unsigned char *cut_start = NULL, *cut_end = NULL;
-    Py_ssize_t size, body_length = -1, i;
+    Py_ssize_t size, body_length = -1;
     Field f;
     PyObject *forward;
 
@@ -470,14 +504,8 @@ response_forward(PyObject *arg, int *status)
             Py_RETURN_NONE;
         switch (response_field(&f)) {
         case F_CONTENT_LENGTH:
-            if (body_length >= 0 || f.value_len < 1 || f.value_len > 15)
+            if (body_length >= 0 || !content_length(&f, &body_length))
                 Py_RETURN_NONE;
-            body_length = 0;
-            for (i = 0; i < f.value_len; i++) {
-                if (f.value[i] < '0' || f.value[i] > '9')
-                    Py_RETURN_NONE;
-                body_length = body_length * 10 + (f.value[i] - '0');
-            }
             break;
         case F_CONNECTION:
             if (cut_start != NULL || !equals_lower(f.value, f.value_len, "keep-alive"))
@@ -686,7 +714,7 @@ lane_request(Lane *self, PyObject *data)
     if (self->busy || self->up_write == NULL || PyBytes_GET_SIZE(data) > self->max_head ||
         !scan((const unsigned char *)PyBytes_AS_STRING(data), PyBytes_GET_SIZE(data), &root.r))
         Py_RETURN_FALSE;
-    if (root.r.method_len == 4 || /* HEAD: its response has no body to scan */
+    if ((root.r.method_len == 4 && memcmp(root.r.method, "HEAD", 4) == 0) || /* no body */
         (self->skip_probes && root.r.agent_len >= 11 &&
          memcmp(root.r.agent, "kube-probe/", 11) == 0))
         Py_RETURN_FALSE;

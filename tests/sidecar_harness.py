@@ -235,11 +235,12 @@ class ScriptedHttpServer(ThreadedTcpServer):
     simple answer, then it closes the connection (a keep-alive connection gone stale);
     ``/reset``: no answer, it closes the connection. Anything else: a Content-Length body
     naming the connection (``conn-N``), so tests see which connection carried a request.
-    Request heads are kept in ``heads``.
+    Request heads are kept in ``heads``, Content-Length bodies in ``bodies``.
     """
 
     def __init__(self) -> None:
         self.heads: list[bytes] = []
+        self.bodies: list[bytes] = []
         self.connections = 0
         self._lock = threading.Lock()
         super().__init__()
@@ -258,6 +259,7 @@ class ScriptedHttpServer(ThreadedTcpServer):
                     need = int(length.group(1)) if length else 0
                     while len(buffer) < need and (more := conn.recv(65536)):
                         buffer += more
+                    self.bodies.append(buffer[:need])
                     buffer = buffer[need:]
                     self.heads.append(head)
                     if not self._answer(conn, head, number):

@@ -34,11 +34,10 @@ stack = test_sidecar_http.stack
 sink = test_sidecar_http.sink
 redirect = test_sidecar_original_dst.redirect
 
-FAST_METHODS = (b"GET", b"HEAD", b"DELETE", b"OPTIONS")
+FAST_METHODS = (b"GET", b"HEAD", b"DELETE", b"OPTIONS", b"POST", b"PUT", b"PATCH")
 REQUEST_SPECIAL = (
     b"connection", b"keep-alive", b"proxy-connection", b"te", b"trailer", b"transfer-encoding",
-    b"upgrade", b"proxy-authorization", b"proxy-authenticate", b"content-length", b"expect",
-    b"tracestate", b"b3",
+    b"upgrade", b"proxy-authorization", b"proxy-authenticate", b"expect", b"tracestate", b"b3",
 )  # fmt: skip
 CONTEXT = (b"traceparent", b"x-sidetrace-peer")  # taken once each, not forwarded as received
 PARENT = b"00-0af7651916cd43dd8448eb211c80319c-b7ad6b7169203331-01"
@@ -137,11 +136,15 @@ def check_request_agrees(data: bytes) -> tuple | None:
     assert parsed.parser.get_method() == method and method in FAST_METHODS
     assert parsed.url == target and target.startswith(b"/")
     assert parsed.parser.get_http_version() == "1.1"
-    assert parsed.body == b""
+    head_end = data.index(b"\r\n\r\n") + 4
+    body = data[head_end:]
+    assert parsed.body == body
     assert parsed.keep_alive is True
     assert data[:fields_start] == method + b" " + target + b" HTTP/1.1\r\n"
     headers = parsed.trimmed_headers()
-    assert _field_lines(data[fields_start:-2]) == headers
+    assert _field_lines(data[fields_start : head_end - 2]) == headers
+    lengths = _value_of(headers, b"content-length")
+    assert (lengths == [] and body == b"") or [int(n) for n in lengths] == [len(body)]
     assert _value_of(headers, b"host") == [host]
     for name, value in [(b"user-agent", user_agent), (b"x-sidetrace-peer", peer)]:
         found = _value_of(headers, name)
@@ -176,9 +179,10 @@ def check_request_head(data: bytes, scanned: tuple, extra: bytes = PEER_LINE) ->
         assert parent_id == "" and sampled is True
     flags = b"01" if sampled else b"00"
     traceparent = b"traceparent: 00-%s-%s-%s\r\n" % (trace_id.encode(), span_id.encode(), flags)
-    lines = data[:-4].split(b"\r\n")
+    received_head, body = data.split(b"\r\n\r\n", 1)
+    lines = received_head.split(b"\r\n")
     kept = [line for line in lines if line.split(b":", 1)[0].lower() not in CONTEXT]
-    assert head == b"\r\n".join(kept) + b"\r\n" + extra + traceparent + b"\r\n"
+    assert head == b"\r\n".join(kept) + b"\r\n" + extra + traceparent + b"\r\n" + body
     forwarded = Parsed(head, response=False)
     assert forwarded.one_whole_message(), (head, forwarded.error)
     received = Parsed(data, response=False).trimmed_headers()
@@ -242,6 +246,15 @@ def check_response_agrees(data: bytes) -> tuple | None:
             b"OPTIONS /!$&'()*+,;=:@~\"<>\\^`{|}# HTTP/1.1\r\nHost:\r\nUser-Agent: a \t b\r\n"
             b"X-Bin: \x80\xff\r\n!#$%&'*+-.^_`|~09azAZ:v\r\n\r\n",
             (b"OPTIONS", b"/!$&'()*+,;=:@~\"<>\\^`{|}#", 44, b"", b"a \t b", b"", b""),
+        ),
+        (  # a whole Content-Length body, opaque bytes even when they look like a request
+            b"POST /orders HTTP/1.1\r\nHost: a\r\ncontent-length:\t027 \r\n\r\n"
+            b"GET / HTTP/1.1\r\nHost: a\r\n\r\n",
+            (b"POST", b"/orders", 23, b"a", b"", b"", b""),
+        ),
+        (
+            b"PATCH /x HTTP/1.1\r\nHost: a\r\nContent-Length: 0\r\n\r\n",
+            (b"PATCH", b"/x", 19, b"a", b"", b"", b""),
         ),
     ],
 )
@@ -313,7 +326,7 @@ _REQUEST_SPECIAL_IN_ODD_CASE = [
         b"Get / HTTP/1.1\r\nHost: a\r\n\r\n",
         *[
             m + b" / HTTP/1.1\r\nHost: a\r\n\r\n"
-            for m in (b"POST", b"PUT", b"PATCH", b"CONNECT", b"TRACE", b"GETS", b"GE", b"OPTION")
+            for m in (b"CONNECT", b"TRACE", b"GETS", b"GE", b"OPTION", b"POSTS", b"post")
         ],
         b"GET  / HTTP/1.1\r\nHost: a\r\n\r\n",
         b"GET\t/ HTTP/1.1\r\nHost: a\r\n\r\n",
@@ -360,7 +373,14 @@ _REQUEST_SPECIAL_IN_ODD_CASE = [
         REQUEST_HEAD + b"x-sidetrace-peer: a\r\nX-Sidetrace-Peer: b\r\n\r\n",
         *[REQUEST_HEAD + name + b": x\r\n\r\n" for name in _REQUEST_SPECIAL_IN_ODD_CASE],
         REQUEST_HEAD + b"Connection: keep-alive\r\n\r\n",
-        REQUEST_HEAD + b"Content-Length: 0\r\n\r\n",
+        REQUEST_HEAD + b"Content-Length: 1\r\n\r\n",  # the body is still arriving
+        REQUEST_HEAD + b"Content-Length: 1\r\n\r\nab",
+        REQUEST_HEAD + b"Content-Length: 2\r\nContent-Length: 2\r\n\r\nab",
+        REQUEST_HEAD + b"Content-Length: +2\r\n\r\nab",
+        REQUEST_HEAD + b"Content-Length: 2 2\r\n\r\nab",
+        REQUEST_HEAD + b"Content-Length: 0000000000000002\r\n\r\nab",
+        REQUEST_HEAD + b"Content-Length: 2\r\nTransfer-Encoding: chunked\r\n\r\nab",
+        b"POST / HTTP/1.1\r\nHost: a\r\n\r\nab",  # a body without framing
         REQUEST_HEAD + b"\r\n" + b"GET / HTTP/1.1\r\nHost: a\r\n\r\n",
         REQUEST_HEAD + b"\r\n\r\n",
         REQUEST_HEAD + b"\r\nx",
@@ -566,7 +586,7 @@ def valid_requests(draw) -> tuple[bytes, tuple]:
     target = draw(targets)
     ordinary = names.filter(
         lambda n: (
-            n.lower() not in (*REQUEST_SPECIAL, *CONTEXT, b"host", b"user-agent")
+            n.lower() not in (*REQUEST_SPECIAL, *CONTEXT, b"host", b"user-agent", b"content-length")
             and not n.lower().startswith(b"x-b3-")
         )
     )
@@ -582,11 +602,15 @@ def valid_requests(draw) -> tuple[bytes, tuple]:
     peer = draw(st.one_of(st.none(), trimmed_values))
     if peer is not None:
         fields.insert(draw(st.integers(0, len(fields))), (b"x-sidetrace-peer", peer))
+    body = draw(st.one_of(st.none(), st.binary(max_size=40)))
+    if body is not None:
+        length = b"%0*d" % (draw(st.integers(1, 15)), len(body))
+        fields.insert(draw(st.integers(0, len(fields))), (b"Content-Length", length))
     spelled = [(draw(st.sampled_from([n, n.lower(), n.upper()])), v) for n, v in fields]
     lines = b"".join(n + b":" + draw(ows) + v + draw(ows) + b"\r\n" for n, v in spelled)
     request_line = method + b" " + target + b" HTTP/1.1\r\n"
     expected = (method, target, len(request_line), host, agent or b"", parent or b"", peer or b"")
-    return request_line + lines + b"\r\n", expected
+    return request_line + lines + b"\r\n" + (body or b""), expected
 
 
 @st.composite

@@ -10,6 +10,7 @@ and check the bytes each side saw and the spans the sidecar exported.
 
 from __future__ import annotations
 
+import contextlib
 import http.client
 import signal
 import socket
@@ -109,6 +110,17 @@ def _read_responses(sock: socket.socket, count: int, timeout: float = 10.0) -> b
     raise AssertionError(f"only {received!r}")
 
 
+@contextlib.contextmanager
+def _paired(sidecar: SidecarProcess) -> Iterator[socket.socket]:
+    """A client connection the sidecar has paired with its upstream: two simple
+    exchanges (``/one``, ``/two``) are done on it."""
+    with socket.create_connection(("127.0.0.1", sidecar.inbound), timeout=10) as sock:
+        for path in (b"one", b"two"):
+            sock.sendall(SIMPLE % path)
+            _read_responses(sock, 1)
+        yield sock
+
+
 def test_simple_exchanges_share_one_upstream_and_each_start_a_trace(sidecar, upstream, sink):
     before = _pairings(sidecar)
     conn = http.client.HTTPConnection("127.0.0.1", sidecar.inbound, timeout=10)
@@ -161,6 +173,24 @@ def test_continued_traces_stay_in_the_lane(sidecar, upstream, sink):
     assert sidecar.metric("sidetrace_requests_total", peer="svc-a", direction="inbound") == 5
 
 
+def test_requests_with_whole_bodies_stay_in_the_lane(sidecar, upstream, sink):
+    """Each request in one write: a body arriving after its head goes the full path."""
+    before = _pairings(sidecar)
+    bodies = [b'{"order": %d}' % i for i in range(4)] + [b""]
+    with _paired(sidecar) as sock:
+        for i, body in enumerate(bodies):
+            method = b"PUT" if i % 2 else b"POST"
+            sock.sendall(
+                b"%s /orders/%d HTTP/1.1\r\nHost: svc-b\r\nContent-Length: %d\r\n\r\n%s"
+                % (method, i, len(body), body)
+            )
+            assert _read_responses(sock, 1).endswith(b"conn-1")
+    assert _pairings(sidecar) == before + 1
+    assert upstream.bodies[2:] == bodies
+    spans = [attributes(_server_span(sink, tp)) for tp in _traceparents(upstream)[2:]]
+    assert [s["http.request.method"] for s in spans] == ["POST", "PUT", "POST", "PUT", "POST"]
+
+
 def test_requests_the_lane_refuses_take_the_full_path_in_order(sidecar, upstream, sink):
     conn = http.client.HTTPConnection("127.0.0.1", sidecar.inbound, timeout=10)
     assert _get(conn, "/a") == (200, b"conn-1")
@@ -180,11 +210,7 @@ def test_requests_the_lane_refuses_take_the_full_path_in_order(sidecar, upstream
 
 
 def test_two_requests_in_one_write_on_a_paired_connection(sidecar, upstream):
-    with socket.create_connection(("127.0.0.1", sidecar.inbound), timeout=10) as sock:
-        sock.sendall(SIMPLE % b"one")
-        _read_responses(sock, 1)
-        sock.sendall(SIMPLE % b"two")
-        _read_responses(sock, 1)
+    with _paired(sidecar) as sock:
         sock.sendall(SIMPLE % b"slow" + SIMPLE % b"after")  # pipelined
         received = _read_responses(sock, 2)
     assert received.count(b"conn-1") == 2
@@ -192,10 +218,7 @@ def test_two_requests_in_one_write_on_a_paired_connection(sidecar, upstream):
 
 
 def test_request_while_one_is_in_flight_is_answered_after_it(sidecar, upstream):
-    with socket.create_connection(("127.0.0.1", sidecar.inbound), timeout=10) as sock:
-        for path in (b"one", b"two"):
-            sock.sendall(SIMPLE % path)
-            _read_responses(sock, 1)
+    with _paired(sidecar) as sock:
         sock.sendall(SIMPLE % b"slow")  # the lane takes it; the upstream answers in 0.5 s
         time.sleep(0.1)
         sock.sendall(SIMPLE % b"next")  # the lane is busy: both go on along the full path
@@ -245,10 +268,7 @@ def test_upstream_closing_mid_exchange_is_retried_then_502(sidecar, upstream, si
 
 
 def test_client_closing_mid_exchange_is_recorded(sidecar, upstream, sink):
-    with socket.create_connection(("127.0.0.1", sidecar.inbound), timeout=10) as sock:
-        for path in (b"one", b"two"):
-            sock.sendall(SIMPLE % path)
-            _read_responses(sock, 1)
+    with _paired(sidecar) as sock:
         sock.sendall(SIMPLE % b"slow")
         time.sleep(0.1)
     span = _server_span(sink, _traceparents(upstream)[2])
@@ -297,10 +317,7 @@ def test_intercepted_outbound_exchanges_pair_too(sidecar, upstream, sink, redire
 
 
 def test_sigterm_lets_a_paired_exchange_finish_then_closes(sidecar, upstream):
-    with socket.create_connection(("127.0.0.1", sidecar.inbound), timeout=10) as sock:
-        for path in (b"one", b"two"):
-            sock.sendall(SIMPLE % path)
-            _read_responses(sock, 1)
+    with _paired(sidecar) as sock:
         sock.sendall(SIMPLE % b"slow")
         time.sleep(0.1)
         sidecar.process.send_signal(signal.SIGTERM)
