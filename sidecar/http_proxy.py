@@ -6,6 +6,12 @@ httptools and streamed upstream as they arrive (no body is buffered whole);
 responses stream back the same way. Each exchange records one compact
 ``Record`` for the telemetry thread. Non-HTTP traffic, ``CONNECT`` and
 ``Upgrade`` become byte tunnels.
+
+Whole simple messages skip the parser (``sidecar._http1scan``): the first on a
+connection through ``_fast_request``/``response_whole``, the next ones through a
+``Lane`` pairing the connection with its upstream connection, in C alone, until a
+message or event it does not take sends the exchange in flight back here
+(``leave_lane``).
 """
 
 from __future__ import annotations
