@@ -327,3 +327,20 @@ def test_sigterm_lets_a_paired_exchange_finish_then_closes(sidecar, upstream):
         sock.settimeout(5)
         assert sock.recv(65536) == b""  # then the sidecar closes the connection
     assert sidecar.process.wait(10) == 0
+
+
+def test_idle_paired_connection_times_out_and_its_upstream_is_pooled(upstream, sink):
+    process = SidecarProcess(
+        upstream.port, "--collector", f"127.0.0.1:{sink.port}", "--idle-timeout", "1"
+    ).start()
+    try:
+        with _paired(process) as sock:
+            sock.settimeout(10)
+            started = time.monotonic()
+            assert sock.recv(65536) == b""  # closed by the sidecar, not by this test
+            assert time.monotonic() - started >= 0.5
+        conn = http.client.HTTPConnection("127.0.0.1", process.inbound, timeout=10)
+        assert _get(conn, "/again") == (200, b"conn-1")  # the upstream went back to the pool
+        conn.close()
+    finally:
+        process.stop()
