@@ -840,9 +840,7 @@ def test_inbound_request_is_handled_alike_on_both_paths(
         b"GET /users/42?q=1 HTTP/1.1\r\nHost: %s\r\nUser-Agent: %s\r\n"
         b"Accept: application/json\r\nX-Custom: a b\r\nbaggage: k=v\r\n\r\n" % (host, user_agent)
     )
-    fast, full = _both_paths(
-        lambda: socket.create_connection(("127.0.0.1", sidecar.inbound), timeout=10), request
-    )
+    fast, full = _both_paths(lambda: _connect(sidecar.inbound), request)
     assert fast.parser.get_status_code() == full.parser.get_status_code() == 200
     assert _without(fast.headers, b"date", b"content-length") == _without(
         full.headers, b"date", b"content-length"
@@ -856,6 +854,48 @@ def test_inbound_request_is_handled_alike_on_both_paths(
     assert spans[0] == spans[1]
     assert spans[0]["http.route"] == "/users/{uid}"
     assert spans[0]["user_agent.original"] == "fastpath-test/1"
+
+
+def _connect(port: int) -> socket.socket:
+    return socket.create_connection(("127.0.0.1", port), timeout=10)
+
+
+@pytest.mark.parametrize("flags", ["01", "00"])
+def test_continued_request_is_handled_alike_on_both_paths(stack, sink, flags: str) -> None:
+    """A request carrying its caller's traceparent and peer name, as in a mesh."""
+    sidecar, _ = stack
+    parents = [f"00-{new_root_ids()[0]}-{new_root_ids()[1]}-{flags}" for _ in range(2)]
+    requests = [
+        b"GET /users/7 HTTP/1.1\r\nHost: svc-a\r\ntraceparent: %s\r\n"
+        b"X-Sidetrace-Peer: svc-z\r\n\r\n" % parent.encode()
+        for parent in parents
+    ]
+    assert all(scan_request(r) is not None for r in requests)
+    cut = requests[1].index(b"Host:") + 3
+    replies = [
+        _exchange(_connect(sidecar.inbound), [requests[0]]),  # whole: the C scanner
+        _exchange(_connect(sidecar.inbound), [requests[1][:cut], requests[1][cut:]]),  # httptools
+    ]
+    spans = []
+    for parent, reply in zip(parents, replies, strict=True):
+        seen = json.loads(reply.body)["headers"]
+        assert "x-sidetrace-peer" not in seen
+        _, trace_id, parent_id, _ = parent.split("-")
+        version, seen_trace, span_id, seen_flags = seen["traceparent"].split("-")
+        assert (version, seen_trace, seen_flags) == ("00", trace_id, flags)
+        assert span_id != parent_id
+        if flags == "01":
+            [(_, span)] = _spans_named(sink, trace_id, 1)
+            assert span.parent_span_id.hex() == parent_id and span.span_id.hex() == span_id
+            found = attributes(span)
+            found.pop("client.port", None)
+            spans.append({"kind": span.kind, **found})
+    if flags == "01":
+        assert spans[0] == spans[1]
+    else:  # unsampled callers: nothing recorded either way
+        time.sleep(1)
+        trace_ids = {p.split("-")[1] for p in parents}
+        assert not any(span.trace_id.hex() in trace_ids for _, span in sink.spans)
 
 
 CANNED = b"HTTP/1.1 200 OK\r\nContent-Type: text/plain\r\nConnection: keep-alive\r\n"
