@@ -196,47 +196,10 @@ class BannerServer(ThreadedTcpServer):
                 conn.sendall(data)
 
 
-class CannedHttpServer(ThreadedTcpServer):
-    """An HTTP/1.x upstream that answers every request head with fixed bytes.
-
-    ``close`` makes it close after answering (a close-delimited body);
-    ``answers_per_connection`` makes it drop the connection, unanswered, at the
-    next request (a keep-alive connection that went stale).
-    """
-
-    def __init__(self, response: bytes, close: bool = False, answers_per_connection: int = 0):
-        self.response = response
-        self.close = close
-        self.answers_per_connection = answers_per_connection
-        self.requests: list[bytes] = []
-        super().__init__()
-
-    def _serve(self, conn: socket.socket) -> None:
-        with conn:
-            buffer = b""
-            answered = 0
-            while data := conn.recv(65536):
-                buffer += data
-                while b"\r\n\r\n" in buffer:
-                    head, buffer = buffer.split(b"\r\n\r\n", 1)
-                    self.requests.append(head)
-                    answered += 1
-                    if self.answers_per_connection and answered > self.answers_per_connection:
-                        return
-                    conn.sendall(self.response)
-                    if self.close:
-                        return
-
-
-class ScriptedHttpServer(ThreadedTcpServer):
-    """An HTTP/1.1 upstream whose answer depends on the request path.
-
-    ``/chunked``: a chunked body; ``/slow``: a simple answer after 0.5 s; ``/last``: a
-    simple answer, then it closes the connection (a keep-alive connection gone stale);
-    ``/reset``: no answer, it closes the connection. Anything else: a Content-Length body
-    naming the connection (``conn-N``), so tests see which connection carried a request.
-    Request heads are kept in ``heads``, Content-Length bodies in ``bodies``.
-    """
+class RequestServer(ThreadedTcpServer):
+    """An HTTP/1.x upstream reading requests (heads, and Content-Length bodies) on each
+    connection and handing each to ``_answer``. Heads are kept in ``heads``, bodies in
+    ``bodies``; ``connections`` counts the connections accepted."""
 
     def __init__(self) -> None:
         self.heads: list[bytes] = []
@@ -251,6 +214,7 @@ class ScriptedHttpServer(ThreadedTcpServer):
             number = self.connections
         with conn:
             buffer = b""
+            answered = 0
             while data := conn.recv(65536):
                 buffer += data
                 while b"\r\n\r\n" in buffer:
@@ -262,12 +226,47 @@ class ScriptedHttpServer(ThreadedTcpServer):
                     self.bodies.append(buffer[:need])
                     buffer = buffer[need:]
                     self.heads.append(head)
-                    if not self._answer(conn, head, number):
+                    answered += 1
+                    if not self._answer(conn, head, number, answered):
                         return
 
-    @staticmethod
-    def _answer(conn: socket.socket, head: bytes, number: int) -> bool:
-        """Answer one request; False: the connection ends here."""
+    def _answer(self, conn: socket.socket, head: bytes, connection: int, nth: int) -> bool:
+        """Answer the ``nth`` request of connection number ``connection``; False: the
+        connection ends here."""
+        raise NotImplementedError
+
+
+class CannedHttpServer(RequestServer):
+    """An HTTP/1.x upstream that answers every request head with fixed bytes.
+
+    ``close`` makes it close after answering (a close-delimited body);
+    ``answers_per_connection`` makes it drop the connection, unanswered, at the
+    next request (a keep-alive connection that went stale).
+    """
+
+    def __init__(self, response: bytes, close: bool = False, answers_per_connection: int = 0):
+        self.response = response
+        self.close = close
+        self.answers_per_connection = answers_per_connection
+        super().__init__()
+
+    def _answer(self, conn: socket.socket, head: bytes, connection: int, nth: int) -> bool:
+        if self.answers_per_connection and nth > self.answers_per_connection:
+            return False
+        conn.sendall(self.response)
+        return not self.close
+
+
+class ScriptedHttpServer(RequestServer):
+    """An HTTP/1.1 upstream whose answer depends on the request path.
+
+    ``/chunked``: a chunked body; ``/slow``: a simple answer after 0.5 s; ``/last``: a
+    simple answer, then it closes the connection (a keep-alive connection gone stale);
+    ``/reset``: no answer, it closes the connection. Anything else: a Content-Length body
+    naming the connection (``conn-N``), so tests see which connection carried a request.
+    """
+
+    def _answer(self, conn: socket.socket, head: bytes, connection: int, nth: int) -> bool:
         method, path = head.split(b" ", 2)[:2]
         if path == b"/reset":
             return False
@@ -278,7 +277,7 @@ class ScriptedHttpServer(ThreadedTcpServer):
                 b"HTTP/1.1 200 OK\r\nTransfer-Encoding: chunked\r\n\r\n5\r\nchunk\r\n0\r\n\r\n"
             )
             return True
-        body = b"conn-%d" % number
+        body = b"conn-%d" % connection
         head_only = method == b"HEAD"
         conn.sendall(
             b"HTTP/1.1 200 OK\r\nContent-Length: %d\r\n\r\n%s"

@@ -802,6 +802,10 @@ def _exchange(sock: socket.socket, parts: list[bytes]) -> Parsed:
     return response
 
 
+def _connect(port: int) -> socket.socket:
+    return socket.create_connection(("127.0.0.1", port), timeout=10)
+
+
 def _both_paths(connect: Callable[[], socket.socket], request: bytes) -> tuple[Parsed, Parsed]:
     """``request`` sent whole (the sidecar can take it in one scan) and split inside its
     Host line (so it needs httptools), each on a new connection from ``connect``."""
@@ -854,10 +858,6 @@ def test_inbound_request_is_handled_alike_on_both_paths(
     assert spans[0] == spans[1]
     assert spans[0]["http.route"] == "/users/{uid}"
     assert spans[0]["user_agent.original"] == "fastpath-test/1"
-
-
-def _connect(port: int) -> socket.socket:
-    return socket.create_connection(("127.0.0.1", port), timeout=10)
 
 
 @pytest.mark.parametrize("flags", ["01", "00"])
@@ -936,9 +936,9 @@ def test_outbound_request_is_forwarded_alike_on_both_paths(
         b"DELETE /items/7?force=1 HTTP/1.1\r\nHost: %s\r\nUser-Agent: client/2\r\n"
         b"Accept:\t*/*\r\n\r\n" % host
     )
-    before = len(canned.requests)
+    before = len(canned.heads)
     fast, full = _both_paths(connect, request)
-    heads = canned.requests[before:]
+    heads = canned.heads[before:]
     assert len(heads) == 2
     # Which path each took shows in the bytes: the fast path forwards field lines as
     # received, the httptools path writes them again as ``name: value``.

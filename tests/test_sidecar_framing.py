@@ -77,7 +77,7 @@ def test_head_with_content_length_then_next_request(through) -> None:
         until=b"1234\r\n\r\nHTTP/1.1 200 OK",
     )
     assert reply.count(b"content-length: 1234") + reply.count(b"Content-Length: 1234") == 2
-    assert len(upstream.requests) == 2
+    assert len(upstream.heads) == 2
 
 
 def test_invalid_upstream_response_is_502(through) -> None:
@@ -96,8 +96,8 @@ def test_request_host_added_for_http10_without_host(through) -> None:
     upstream, sidecar = through(b"HTTP/1.1 204 No Content\r\n\r\n")
     reply = _exchange(sidecar.inbound, b"GET /x HTTP/1.0\r\n\r\n")
     assert reply.startswith(b"HTTP/1.1 204")
-    assert b"host: 127.0.0.1:%d" % upstream.port in upstream.requests[0].lower()
-    assert b"traceparent: 00-" in upstream.requests[0]
+    assert b"host: 127.0.0.1:%d" % upstream.port in upstream.heads[0].lower()
+    assert b"traceparent: 00-" in upstream.heads[0]
 
 
 def test_stale_pooled_connection_is_retried_for_idempotent_requests(through) -> None:
@@ -111,4 +111,4 @@ def test_stale_pooled_connection_is_retried_for_idempotent_requests(through) -> 
                 assert chunk, "the sidecar gave up instead of retrying"
                 reply += chunk
             assert reply.startswith(b"HTTP/1.1 200")
-    assert len(upstream.requests) == 5  # 3 answered + 2 dropped and retried
+    assert len(upstream.heads) == 5  # 3 answered + 2 dropped and retried
