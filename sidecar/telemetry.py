@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import collections
 import logging
+import os
 import threading
 import time
 from collections.abc import Callable, Hashable, Sized
@@ -25,6 +26,7 @@ log = logging.getLogger(__name__)
 Deferred = tuple  # (source: telemetry_record.RecordSource, *args)
 _DIRECTION = {SERVER: "inbound"}
 _SUMMARY_CACHE_LIMIT = 20_000
+_CHUNK = 64  # records between yields to the event loop (~0.2 ms of work here)
 
 
 class Telemetry:
@@ -114,12 +116,29 @@ class Telemetry:
                 self._stop.wait(self._interval_s)
 
     def _process(self, batch: list[Record | Deferred]) -> None:
+        spans: list[bytes] = []
+        for first in range(0, len(batch), _CHUNK):
+            self._observe(batch[first : first + _CHUNK], spans)
+            # Hand the core and the GIL to the event loop if a request woke it meanwhile:
+            # the scheduler need not preempt this thread for it, and a request would
+            # otherwise wait for the whole batch.
+            os.sched_yield()
+        if not spans or self._span_exporter is None:
+            return
+        encoded = EncodedSpans(self._encoder.request_bytes(spans), len(spans))
+        if self._span_exporter.export(encoded).name == "SUCCESS":
+            self.counters.spans_exported_total += len(spans)
+        else:
+            self.counters.spans_dropped_total += len(spans)
+            self.counters.export_failures_total += 1
+
+    def _observe(self, records: list[Record | Deferred], spans: list[bytes]) -> None:
+        """RED metrics of ``records``; their encoded spans, if sampled, onto ``spans``."""
         summaries = self._summaries
         observations: list[tuple[RedKey, float]] = []
         observe = observations.append
-        spans: list[bytes] = []
         add_span = spans.append
-        for item in batch:
+        for item in records:
             # Records differing only in ids and times share their metric key and
             # their encoded span body: work those out once per distinct signature.
             if type(item) is Record:
@@ -138,14 +157,6 @@ class Telemetry:
             if trace_id:
                 add_span(span_with_ids(trace_id, span_id, parent_id, start_ns, end_ns, summary[1]))
         self.red.observe(observations)
-        if not spans or self._span_exporter is None:
-            return
-        encoded = EncodedSpans(self._encoder.request_bytes(spans), len(spans))
-        if self._span_exporter.export(encoded).name == "SUCCESS":
-            self.counters.spans_exported_total += len(spans)
-        else:
-            self.counters.spans_dropped_total += len(spans)
-            self.counters.export_failures_total += 1
 
     def _summarize(self, rec: Record, signature: Hashable) -> tuple[RedKey, bytes]:
         """The RED key and the encoded span body (all but ids and times) of a record."""
