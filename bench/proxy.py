@@ -316,13 +316,14 @@ def main() -> None:
             make_idle_priority(pid)
         targets = {"direct": app_port, "sidecar": sidecar.inbound, "nginx": nginx_port}
         latency = {"": paced_latency(targets, seconds, rounds, paced)}
-        floor = {"": cross_core_round_trip(300 if args.quick else 3000)}
+        round_trips = 300 if args.quick else 3000
+        floor = {"": cross_core_round_trip(round_trips)}
         # Again tuned: no core halts when idle, and every process on the path is under
         # SCHED_FIFO (light load, so nothing starves): neither the VM's wake-up latency
         # nor other work on the shared machine can delay the proxies.
         app_pid, proxy_pid = (int((workdir / f"{n}.pid").read_text()) for n in ("app", "proxy"))
         with cores_poll_when_idle() as polling:
-            floor["tuned_"] = cross_core_round_trip(300 if args.quick else 3000)
+            floor["tuned_"] = cross_core_round_trip(round_trips)
             realtime = all(make_realtime(pid) for pid in (app_pid, proxy_pid, sidecar.process.pid))  # type: ignore[union-attr]
             if polling and realtime:
                 latency["tuned_"] = paced_latency(targets, seconds, rounds, paced, rt=True)
