@@ -7,7 +7,9 @@ into a real clickhouse-server, both on CPU 1, at idle priority for the latency
 runs); and through nginx (one worker, reverse proxy with upstream keep-alive,
 CPU 0). Throughput is wrk's
 ``Requests/sec`` at ``--connections`` connections: the median of interleaved
-rounds (one round of 3 s with ``--quick``, else five of 5 s).
+rounds (one round of 3 s with ``--quick``, else five of 5 s). After every run the
+bench waits until each span the sidecar exported is in ClickHouse, so that no run
+(nginx's least of all) shares the load core with the ingestion of the previous one.
 
 Added latency at a fixed 1,000 req/s: wrk2 is not available, so wrk runs with a
 Lua ``delay()`` of 10 ms per request on 10 connections (about 1,000 req/s,
@@ -38,7 +40,7 @@ import sys
 import tempfile
 import time
 import urllib.request
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
@@ -193,7 +195,12 @@ def wrk(
 
 
 def paced_latency(
-    targets: dict[str, int], seconds: float, rounds: int, script: Path, rt: bool = False
+    targets: dict[str, int],
+    seconds: float,
+    rounds: int,
+    script: Path,
+    settle: Callable[[], None],
+    rt: bool = False,
 ) -> list[dict[str, float]]:
     """Median p50 and p99 per target over interleaved paced runs (one run's p99 is the
     30th worst of ~3,000 requests: a single hiccup of the machine moves it)."""
@@ -201,6 +208,7 @@ def paced_latency(
     for _ in range(rounds):
         for name, port in targets.items():
             runs[name].append(wrk(port, seconds, 10, script, rt=rt))
+            settle()
     return [
         {pct: statistics.median(run[pct] for run in runs[name]) for pct in ("p50_us", "p99_us")}
         | {"rps": statistics.median(run["rps"] for run in runs[name])}
@@ -245,7 +253,6 @@ def wait_exported(sidecar: SidecarProcess, timeout: float = 60.0) -> tuple[float
     deadline = time.monotonic() + timeout
     last = (-1.0, -1.0)
     while time.monotonic() < deadline:
-        time.sleep(1.0)
         now = (
             sidecar.metric("sidetrace_sidecar_spans_exported_total"),
             sidecar.metric("sidetrace_sidecar_spans_dropped_total"),
@@ -253,7 +260,15 @@ def wait_exported(sidecar: SidecarProcess, timeout: float = 60.0) -> tuple[float
         if now == last:
             return now
         last = now
+        time.sleep(1.0)
     return last
+
+
+def settled(sidecar: SidecarProcess, store: Store) -> Callable[[], None]:
+    """Waits until every span the sidecar has exported is in ClickHouse. Called after each
+    run: the collector and ClickHouse share the load core with wrk and the app, and the
+    next run, whichever target it loads, must not pay for the sidecar's spans."""
+    return lambda: wait_stored(store, wait_exported(sidecar)[0])
 
 
 def main() -> None:
@@ -291,12 +306,14 @@ def main() -> None:
             wait_http(port)
             wrk(port, 1, args.connections)  # warm up
         # Interleaved rounds, medians: other load on the machine comes and goes.
+        settle = settled(sidecar, open_store(store_url))
         nginx_pid = int((workdir / "proxy.pid").read_text())
         rps: dict[str, list[float]] = {"direct": [], "sidecar": [], "nginx": []}
         cpu_us: dict[str, list[float]] = {"sidecar": [], "nginx": []}
         errors = {"sidecar": 0, "nginx": 0}
         for _ in range(rounds):
             rps["direct"].append(wrk(app_port, seconds, args.connections)["rps"])
+            settle()
             for name, port, pid in (
                 ("sidecar", sidecar.inbound, sidecar.process.pid),  # type: ignore[union-attr]
                 ("nginx", nginx_port, nginx_pid),
@@ -306,16 +323,14 @@ def main() -> None:
                 rps[name].append(result["rps"])
                 errors[name] += result["errors"]
                 cpu_us[name].append((cpu_seconds(pid) - before) / (result["rps"] * seconds) * 1e6)
-        # The throughput rounds left the collector and ClickHouse (on the load core) a backlog:
-        # let them finish it, or it would be timed as the sidecar's latency.
-        wait_stored(open_store(store_url), wait_exported(sidecar)[0])
+                settle()
         # Ingesting stays on the load core during the latency runs, at idle priority:
         # in a cluster the collector is not on the app's CPU, and its bursts every 0.2 s
         # would otherwise delay wrk and the app (the request path under test is not theirs).
         for pid in (collector.pid, clickhouse.process.pid):  # type: ignore[union-attr]
             make_idle_priority(pid)
         targets = {"direct": app_port, "sidecar": sidecar.inbound, "nginx": nginx_port}
-        latency = {"": paced_latency(targets, seconds, rounds, paced)}
+        latency = {"": paced_latency(targets, seconds, rounds, paced, settle)}
         round_trips = 300 if args.quick else 3000
         floor = {"": cross_core_round_trip(round_trips)}
         # Again tuned: no core halts when idle, and every process on the path is under
@@ -326,7 +341,7 @@ def main() -> None:
             floor["tuned_"] = cross_core_round_trip(round_trips)
             realtime = all(make_realtime(pid) for pid in (app_pid, proxy_pid, sidecar.process.pid))  # type: ignore[union-attr]
             if polling and realtime:
-                latency["tuned_"] = paced_latency(targets, seconds, rounds, paced, rt=True)
+                latency["tuned_"] = paced_latency(targets, seconds, rounds, paced, settle, rt=True)
         exported, dropped = wait_exported(sidecar)
         rss = sidecar.rss_mb()
         stored = wait_stored(open_store(store_url), exported)

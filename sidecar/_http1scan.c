@@ -569,7 +569,7 @@ typedef struct {
     Py_ssize_t max_queue, max_head;
     unsigned long long sample_bound;
     int skip_probes, kind;
-    /* the exchange in flight */
+    /* the exchange in flight (peer to user_agent stay, to be reused by the next one) */
     int busy, sampled;
     PyObject *head, *trace_id, *span_id, *parent_id, *peer, *method, *target, *host,
         *user_agent;
@@ -618,11 +618,41 @@ lane_forget_exchange(Lane *self)
     Py_CLEAR(self->trace_id);
     Py_CLEAR(self->span_id);
     Py_CLEAR(self->parent_id);
-    Py_CLEAR(self->peer);
-    Py_CLEAR(self->method);
-    Py_CLEAR(self->target);
-    Py_CLEAR(self->host);
-    Py_CLEAR(self->user_agent);
+}
+
+/* *slot as a bytes object holding [p, p + n): the one it already holds when equal (the
+   requests on a connection mostly repeat these fields, and every queued record keeps its
+   own reference), else a new one. 0, or -1 with an exception set. */
+static int
+keep_bytes(PyObject **slot, const unsigned char *p, Py_ssize_t n)
+{
+    PyObject *fresh;
+
+    if (*slot != NULL && PyBytes_GET_SIZE(*slot) == n &&
+        (n == 0 || memcmp(PyBytes_AS_STRING(*slot), p, n) == 0))
+        return 0;
+    fresh = PyBytes_FromStringAndSize((const char *)p, n);
+    if (fresh == NULL)
+        return -1;
+    Py_XSETREF(*slot, fresh);
+    return 0;
+}
+
+/* The same for a str decoded from Latin-1 (always one byte per character). */
+static int
+keep_latin1(PyObject **slot, const unsigned char *p, Py_ssize_t n)
+{
+    PyObject *fresh;
+
+    if (*slot != NULL && PyUnicode_GET_LENGTH(*slot) == n &&
+        PyUnicode_KIND(*slot) == PyUnicode_1BYTE_KIND &&
+        (n == 0 || memcmp(PyUnicode_1BYTE_DATA(*slot), p, n) == 0))
+        return 0;
+    fresh = PyUnicode_DecodeLatin1((const char *)p, n, NULL);
+    if (fresh == NULL)
+        return -1;
+    Py_XSETREF(*slot, fresh);
+    return 0;
 }
 
 static int
@@ -649,6 +679,11 @@ lane_clear(Lane *self)
     Py_CLEAR(self->source);
     Py_CLEAR(self->client);
     Py_CLEAR(self->address);
+    Py_CLEAR(self->peer);
+    Py_CLEAR(self->method);
+    Py_CLEAR(self->target);
+    Py_CLEAR(self->host);
+    Py_CLEAR(self->user_agent);
     lane_forget_exchange(self);
     return 0;
 }
@@ -735,14 +770,12 @@ lane_request(Lane *self, PyObject *data)
     self->trace_id = PyUnicode_FromStringAndSize(root.ids, 32);
     self->span_id = PyUnicode_FromStringAndSize(root.ids + 32, 16);
     self->parent_id = PyUnicode_FromStringAndSize(root.ids + 48, root.r.parent ? 16 : 0);
-    self->peer = PyUnicode_DecodeLatin1((const char *)root.r.peer, root.r.peer_len, NULL);
-    self->method = PyBytes_FromStringAndSize((const char *)root.r.method, root.r.method_len);
-    self->target = PyBytes_FromStringAndSize((const char *)root.r.target, root.r.target_len);
-    self->host = PyBytes_FromStringAndSize((const char *)root.r.host, root.r.host_len);
-    self->user_agent = PyBytes_FromStringAndSize((const char *)root.r.agent, root.r.agent_len);
     if (self->trace_id == NULL || self->span_id == NULL || self->parent_id == NULL ||
-        self->peer == NULL || self->method == NULL || self->target == NULL ||
-        self->host == NULL || self->user_agent == NULL)
+        keep_latin1(&self->peer, root.r.peer, root.r.peer_len) < 0 ||
+        keep_bytes(&self->method, root.r.method, root.r.method_len) < 0 ||
+        keep_bytes(&self->target, root.r.target, root.r.target_len) < 0 ||
+        keep_bytes(&self->host, root.r.host, root.r.host_len) < 0 ||
+        keep_bytes(&self->user_agent, root.r.agent, root.r.agent_len) < 0)
         return NULL;
     if (self->kind == SERVER_KIND) {
         if (add_counter(self->counters, IN_FLIGHT, 1) < 0)

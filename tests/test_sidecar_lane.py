@@ -145,6 +145,40 @@ def test_simple_exchanges_share_one_upstream_and_each_start_a_trace(sidecar, ups
     assert sidecar.metric("sidetrace_sidecar_requests_in_flight_inbound") == 0
 
 
+def test_each_exchange_on_a_lane_records_its_own_fields(sidecar, upstream, sink):
+    """The lane keeps a field's object while requests repeat it: a change must show."""
+    before = _pairings(sidecar)
+    conn = http.client.HTTPConnection("127.0.0.1", sidecar.inbound, timeout=10)
+    asked = [
+        ("GET", "/same", "svc-b", "agent/1", "svc-x"),
+        ("GET", "/same", "svc-b", "agent/1", "svc-x"),
+        ("DELETE", "/same", "svc-b", "agent/2", "svc-x"),
+        ("OPTIONS", "/other", "svc-c:8080", "agent/2", "svc-y"),
+        ("GET", "/other", "svc-c:8080", "", ""),
+        ("GET", "/same", "svc-b", "agent/1", "svc-x"),
+    ]
+    for method, path, host, agent, peer in asked:
+        headers = {"Host": host} | ({"User-Agent": agent} if agent else {})
+        headers |= {"x-sidetrace-peer": peer} if peer else {}
+        assert _get(conn, path, method, headers=headers) == (200, b"conn-1")
+    conn.close()
+    assert _pairings(sidecar) == before + 1
+    spans = [_server_span(sink, tp) for tp in _traceparents(upstream)]
+    recorded = [
+        (
+            found["http.request.method"],
+            found["url.path"],
+            f"{found['server.address']}:{found['server.port']}",
+            found.get("user_agent.original", ""),
+        )
+        for found in map(attributes, spans)
+    ]
+    ports = {"svc-b": "svc-b:80", "svc-c:8080": "svc-c:8080"}
+    assert recorded == [(m, path, ports[host], agent) for m, path, host, agent, _ in asked]
+    for peer, count in (("svc-x", 4), ("svc-y", 1), ("", 1)):
+        assert sidecar.metric("sidetrace_requests_total", peer=peer, direction="inbound") == count
+
+
 def test_continued_traces_stay_in_the_lane(sidecar, upstream, sink):
     """As in a mesh: each request carries its caller's traceparent and peer name."""
     before = _pairings(sidecar)
