@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import argparse
+import faulthandler
 import logging
 import signal
 import sys
@@ -106,6 +107,8 @@ def run_demo_command(args: argparse.Namespace) -> int:
     from sidetrace.demo.system import StartupError
 
     quiet_client_logs()
+    # `kill -USR1 PID` prints every thread's stack: what a demo that ignores Ctrl-C waits on.
+    faulthandler.register(signal.SIGUSR1, all_threads=True)
     options = DemoOptions(
         data=Path(args.data),
         ports=stack_ports(args),

@@ -83,14 +83,17 @@ class RunningDemo:
         pytest.fail(f"{what} did not happen in time: {last}\n{self.output()[-3000:]}")
 
 
-def start_demo(data: Path, *flags: str) -> RunningDemo:
-    """``sidetrace demo`` on free ports, its output collected line by line."""
+def start_demo(data: Path, *flags: str, sigint_ignored: bool = False) -> RunningDemo:
+    """``sidetrace demo`` on free ports, its output collected line by line; with
+    ``sigint_ignored``, started as a shell without job control starts background jobs."""
     port = free_port()
     command = [
         sys.executable, "-m", "sidetrace", "demo", "--reset", "--data", str(data),
         "--port", str(port), "--grpc-port", str(free_port()),
         "--http-port", str(free_port()), "--admin-port", str(free_port()), *flags,
     ]  # fmt: skip
+    if sigint_ignored:  # an ignored signal stays ignored across exec
+        command = ["sh", "-c", 'trap "" INT; exec "$@"', "sh", *command]
     process = subprocess.Popen(
         command,
         stdout=subprocess.PIPE,
@@ -287,11 +290,14 @@ def test_dependency_graph_has_the_expected_edges(demo: RunningDemo) -> None:
 
 
 def test_ctrl_c_stops_every_process(tmp_path: Path) -> None:
-    running = start_demo(tmp_path / "data", "--rate", "5")
+    running = start_demo(tmp_path / "data", "--rate", "5", sigint_ignored=True)
     try:
         running.wait_for_line(r"example trace: ", timeout=180)
         os.kill(running.process.pid, signal.SIGINT)  # what Ctrl-C sends the demo
-        assert running.finished.wait(timeout=90), "demo did not stop on SIGINT"
+        if not running.finished.wait(timeout=90):
+            os.kill(running.process.pid, signal.SIGUSR1)  # every thread's stack, to its output
+            time.sleep(2)
+            pytest.fail(f"demo did not stop on SIGINT; its output:\n{running.output()[-6000:]}")
     finally:
         stop_demo(running)
     text = running.output()

@@ -62,6 +62,9 @@ def run_demo(options: DemoOptions, progress: Progress | None = None) -> int:
     if options.reset:
         progress.say(f"--reset: emptied {layout.root}")
     signal.signal(signal.SIGTERM, _raise_stop)
+    # Explicitly: a shell without job control starts background commands with SIGINT
+    # ignored, and Python then leaves it ignored; Ctrl-C (kill -INT) must still stop us.
+    signal.signal(signal.SIGINT, signal.default_int_handler)
     compress_slo_time(options.slo_time_scale)
     supervisor = Supervisor(layout.logs)
     load: LoadGenerator | None = None
