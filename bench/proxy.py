@@ -306,7 +306,8 @@ def main() -> None:
             wait_http(port)
             wrk(port, 1, args.connections)  # warm up
         # Interleaved rounds, medians: other load on the machine comes and goes.
-        settle = settled(sidecar, open_store(store_url))
+        store = open_store(store_url)
+        settle = settled(sidecar, store)
         nginx_pid = int((workdir / "proxy.pid").read_text())
         rps: dict[str, list[float]] = {"direct": [], "sidecar": [], "nginx": []}
         cpu_us: dict[str, list[float]] = {"sidecar": [], "nginx": []}
@@ -344,7 +345,7 @@ def main() -> None:
                 latency["tuned_"] = paced_latency(targets, seconds, rounds, paced, settle, rt=True)
         exported, dropped = wait_exported(sidecar)
         rss = sidecar.rss_mb()
-        stored = wait_stored(open_store(store_url), exported)
+        stored = wait_stored(store, exported)
     finally:
         if sidecar is not None:
             sidecar.stop()
