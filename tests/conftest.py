@@ -57,3 +57,29 @@ def store_url(request: pytest.FixtureRequest, clickhouse_server, chdb_path: Path
 @pytest.fixture
 def store(store_url: str) -> Store:
     return open_store(store_url)
+
+
+# Markers by what a test needs, so `scripts/test.sh -m unit` runs the fast ones alone.
+STORE_FIXTURES = frozenset({"clickhouse_server", "chdb_path", "store_url", "store"})
+PROCESS_WORDS = ("subprocess", "Popen", "sidecar_harness", "demo_processes", "zookeeper", "uvicorn")
+NEED_MARKERS = ("clickhouse", "processes", "browser", "slow")
+_module_starts_processes: dict[str, bool] = {}
+
+
+def starts_processes(item: pytest.Item) -> bool:
+    """Whether the test's module starts servers or processes (read once per module)."""
+    path = str(item.path)
+    if path not in _module_starts_processes:
+        source = item.path.read_text(encoding="utf-8")
+        _module_starts_processes[path] = any(word in source for word in PROCESS_WORDS)
+    return _module_starts_processes[path]
+
+
+def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
+    for item in items:
+        if STORE_FIXTURES & set(getattr(item, "fixturenames", ())):
+            item.add_marker(pytest.mark.clickhouse)
+        if starts_processes(item):
+            item.add_marker(pytest.mark.processes)
+        if not any(item.get_closest_marker(name) for name in NEED_MARKERS):
+            item.add_marker(pytest.mark.unit)
