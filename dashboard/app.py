@@ -28,7 +28,13 @@ from sidetrace.store import StoreError
 log = logging.getLogger(__name__)
 
 REQUIRED_MODULES = ("dashboard.trace_routes", "dashboard.jaeger_api")
-OPTIONAL_MODULES = ("dashboard.analytics_routes", "dashboard.slo_routes")
+OPTIONAL_MODULES = (
+    "dashboard.analytics_routes",
+    "dashboard.slo_routes",
+    "dashboard.compare_routes",
+    "dashboard.cohort_routes",
+    "dashboard.graph_diff_routes",
+)
 
 
 def feature_modules() -> list[ModuleType]:
