@@ -9,40 +9,69 @@ them while a separate ``sidetrace alerter`` process applies them.
 
 from __future__ import annotations
 
+import logging
+import math
 import re
 import time
 import uuid
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any
 
+from dashboard.user_regex import AnchoredPattern, PatternError
 from sidetrace.store import Store
+
+log = logging.getLogger(__name__)
 
 OPERATORS = ("=", "!=", "=~", "!~")
 _MATCHER = re.compile(r'^\s*([A-Za-z_][A-Za-z0-9_]*)\s*(=~|!~|!=|=)\s*"((?:[^"\\]|\\.)*)"\s*$')
 _NAME = re.compile(r"^[A-Za-z_][A-Za-z0-9_]*$")
 LATEST = 7_258_118_400.0  # 2200-01-01: later (or NaN) times are mistakes
+# Field limits: a silence is a few short lines, and every page lists all of them.
+MAX_MATCHERS = 32
+MAX_NAME_CHARS = 128
+MAX_VALUE_CHARS = 1024
+MAX_AUTHOR_CHARS = 256
+MAX_COMMENT_CHARS = 4096
+MAX_MATCHERS_TEXT_CHARS = 16_384
 
 
 class SilenceError(ValueError):
     """A silence that cannot be created, with a message for the user."""
 
 
+def check_text(value: str, what: str, limit: int) -> str:
+    """``value`` if it is storable text of at most ``limit`` characters, else SilenceError."""
+    if len(value) > limit:
+        raise SilenceError(f"{what} is {len(value)} characters long (at most {limit})")
+    if "\x00" in value:
+        raise SilenceError(f"{what} contains a NUL character")
+    try:
+        value.encode("utf-8")
+    except UnicodeEncodeError:
+        raise SilenceError(f"{what} is not valid Unicode text (lone surrogate)") from None
+    return value
+
+
 @dataclass(frozen=True)
 class Matcher:
+    """One label matcher; a regular expression (``=~``, ``!~``) is RE2, fully anchored."""
+
     name: str
     op: str
     value: str
+    pattern: AnchoredPattern | None = field(default=None, compare=False, repr=False)
 
     def __post_init__(self) -> None:
-        if not _NAME.match(self.name):
-            raise SilenceError(f"invalid label name {self.name!r}")
+        if len(self.name) > MAX_NAME_CHARS or not _NAME.match(self.name):
+            raise SilenceError(f"invalid label name {self.name[:80]!r}")
         if self.op not in OPERATORS:
-            raise SilenceError(f"invalid matcher operator {self.op!r} (use = != =~ !~)")
+            raise SilenceError(f"invalid matcher operator {self.op[:8]!r} (use = != =~ !~)")
+        check_text(self.value, "matcher value", MAX_VALUE_CHARS)
         if self.op in ("=~", "!~"):
             try:
-                re.compile(self.value)
-            except re.error as exc:
-                raise SilenceError(f"invalid regular expression {self.value!r}: {exc}") from None
+                object.__setattr__(self, "pattern", AnchoredPattern(self.value))
+            except PatternError as exc:
+                raise SilenceError(str(exc)) from None
 
     def matches(self, labels: dict[str, str]) -> bool:
         value = labels.get(self.name, "")
@@ -50,7 +79,8 @@ class Matcher:
             return value == self.value
         if self.op == "!=":
             return value != self.value
-        found = re.fullmatch(self.value, value) is not None
+        assert self.pattern is not None
+        found = self.pattern.matches(value)
         return found if self.op == "=~" else not found
 
     def __str__(self) -> str:
@@ -60,6 +90,7 @@ class Matcher:
 
 def parse_matchers(text: str) -> list[Matcher]:
     """``alertname="x", severity=~"page|ticket"`` -> matchers (braces optional)."""
+    check_text(text, "matchers", MAX_MATCHERS_TEXT_CHARS)
     body = text.strip().removeprefix("{").removesuffix("}")
     parts = re.findall(r'(?:[^,"]|"(?:[^"\\]|\\.)*")+', body)
     matchers = []
@@ -73,6 +104,8 @@ def parse_matchers(text: str) -> list[Matcher]:
         matchers.append(Matcher(match.group(1), match.group(2), value))
     if not matchers:
         raise SilenceError("a silence needs at least one matcher")
+    if len(matchers) > MAX_MATCHERS:
+        raise SilenceError(f"a silence has at most {MAX_MATCHERS} matchers")
     return matchers
 
 
@@ -117,11 +150,16 @@ class Silence:
 def matcher_from_json(item: dict[str, Any]) -> Matcher:
     """Alertmanager API form: ``{"name", "value", "isRegex", "isEqual"}``."""
     try:
-        regex, equal = bool(item.get("isRegex", False)), bool(item.get("isEqual", True))
-        op = {(False, True): "=", (False, False): "!=", (True, True): "=~", (True, False): "!~"}
-        return Matcher(str(item["name"]), op[(regex, equal)], str(item["value"]))
+        regex, equal = item.get("isRegex", False), item.get("isEqual", True)
+        name, value = item["name"], item["value"]
     except (KeyError, TypeError, AttributeError):
         raise SilenceError('each matcher needs "name" and "value"') from None
+    if not isinstance(name, str) or not isinstance(value, str):
+        raise SilenceError('a matcher\'s "name" and "value" are strings')
+    if not isinstance(regex, bool) or not isinstance(equal, bool):
+        raise SilenceError('a matcher\'s "isRegex" and "isEqual" are true or false')
+    op = {(False, True): "=", (False, False): "!=", (True, True): "=~", (True, False): "!~"}
+    return Matcher(name, op[(regex, equal)], value)
 
 
 def new_silence(
@@ -134,10 +172,15 @@ def new_silence(
 ) -> Silence:
     now = time.time() if now is None else now
     for moment in (starts_at, ends_at):
-        if not (isinstance(moment, int | float) and 0 <= moment <= LATEST):
-            raise SilenceError(f"time {moment!r} is out of range (1970 to 2200)")
+        valid = isinstance(moment, int | float) and not isinstance(moment, bool)
+        if not (valid and math.isfinite(moment) and 0 <= moment <= LATEST):
+            raise SilenceError(f"time {str(moment)[:40]!r} is out of range (1970 to 2200)")
     if not matchers:
         raise SilenceError("a silence needs at least one matcher")
+    if len(matchers) > MAX_MATCHERS:
+        raise SilenceError(f"a silence has at most {MAX_MATCHERS} matchers")
+    check_text(created_by, "createdBy", MAX_AUTHOR_CHARS)
+    check_text(comment, "comment", MAX_COMMENT_CHARS)
     if ends_at <= starts_at:
         raise SilenceError("the end of a silence must be after its start")
     if ends_at <= now:
@@ -200,18 +243,24 @@ class SilenceStore:
             "argMax(matcher_values, version), argMax(created_at_ms, version) "
             "FROM alert_silences GROUP BY id"
         )
-        silences = [
-            Silence(
-                id=str(row[0]),
-                matchers=tuple(
+        silences = []
+        for row in rows:
+            try:
+                matchers = tuple(
                     Matcher(n, o, v) for n, o, v in zip(row[5], row[6], row[7], strict=True)
-                ),
-                starts_at=int(row[1]) / 1000,
-                ends_at=int(row[2]) / 1000,
-                created_by=str(row[3]),
-                comment=str(row[4]),
-                created_at=int(row[8]) / 1000,
+                )
+            except SilenceError as exc:  # stored before RE2 or the limits: never applied
+                log.warning("ignoring silence %s: %s", row[0], exc)
+                continue
+            silences.append(
+                Silence(
+                    id=str(row[0]),
+                    matchers=matchers,
+                    starts_at=int(row[1]) / 1000,
+                    ends_at=int(row[2]) / 1000,
+                    created_by=str(row[3]),
+                    comment=str(row[4]),
+                    created_at=int(row[8]) / 1000,
+                )
             )
-            for row in rows
-        ]
         return sorted(silences, key=lambda s: s.created_at, reverse=True)

@@ -22,12 +22,17 @@ from starlette.staticfiles import StaticFiles
 
 from dashboard import openapi
 from dashboard.auth import AuthMiddleware
+from dashboard.body_limit import BodyLimit
 from dashboard.context import STATIC_DIR, DashboardContext
+from dashboard.cross_site import CrossSiteGuard
+from dashboard.json_input import BadJson
+from dashboard.page_headers import SecurityHeaders
+from dashboard.trace_queries import BadQuery
 from sidetrace.store import StoreError
 
 log = logging.getLogger(__name__)
 
-REQUIRED_MODULES = ("dashboard.trace_routes", "dashboard.jaeger_api")
+REQUIRED_MODULES = ("dashboard.trace_routes", "dashboard.jaeger_api", "dashboard.jaeger_v3")
 OPTIONAL_MODULES = (
     "dashboard.analytics_routes",
     "dashboard.slo_routes",
@@ -80,8 +85,15 @@ def create_app(ctx: DashboardContext) -> Starlette:
         return RedirectResponse("/search", status_code=302)
 
     async def store_error(request: Request, exc: Exception) -> Response:
+        # The store's message names tables and servers: it goes to the log, not the client.
         log.warning("store error on %s: %s", request.url.path, exc)
-        return JSONResponse({"error": f"storage unavailable: {exc}"}, status_code=503)
+        return JSONResponse(
+            {"error": "storage unavailable; the dashboard's log has the cause"}, status_code=503
+        )
+
+    async def bad_input(request: Request, exc: Exception) -> Response:
+        """A parameter no route caught itself is still the client's error, not a 500."""
+        return JSONResponse({"error": str(exc)}, status_code=400)
 
     routes = [
         Route("/", home),
@@ -94,8 +106,13 @@ def create_app(ctx: DashboardContext) -> Starlette:
     app = Starlette(
         routes=routes,
         lifespan=lifespan,
-        middleware=[Middleware(AuthMiddleware, settings=ctx.auth)],
-        exception_handlers={StoreError: store_error},
+        middleware=[
+            Middleware(SecurityHeaders),
+            Middleware(BodyLimit),
+            Middleware(AuthMiddleware, settings=ctx.auth),
+            Middleware(CrossSiteGuard, trusted_origins=frozenset({ctx.external_url})),
+        ],
+        exception_handlers={StoreError: store_error, BadQuery: bad_input, BadJson: bad_input},
     )
     app.state.ctx = ctx
     return app

@@ -20,6 +20,7 @@ from starlette.routing import BaseRoute, Route
 from dashboard import params
 from dashboard import trace_queries as tq
 from dashboard.context import DashboardContext
+from dashboard.json_input import BadJson, parse_json_object
 from dashboard.openapi import json_response, path_param, query_param
 
 DEFAULT_LIMIT = 20
@@ -155,11 +156,9 @@ def parse_tags(request: Request) -> tuple[list[tq.AttributeFilter], bool]:
     raw = request.query_params.get("tags")
     if raw:
         try:
-            obj = json.loads(raw)
-        except ValueError:
-            raise tq.BadQuery(f"malformed 'tags' parameter: {raw[:80]!r} is not JSON") from None
-        if not isinstance(obj, dict):
-            raise tq.BadQuery("malformed 'tags' parameter: expected a JSON object")
+            obj = parse_json_object(raw, "the 'tags' parameter")
+        except BadJson as exc:
+            raise tq.BadQuery(f"malformed 'tags': {exc}") from None
         pairs.extend((str(k), v if isinstance(v, str) else json.dumps(v)) for k, v in obj.items())
     for item in request.query_params.getlist("tag"):
         key, sep, value = item.partition(":")

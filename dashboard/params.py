@@ -1,7 +1,9 @@
 """Parsing of user-supplied query parameters: durations, times, lookbacks, limits.
 
 Each parser raises ``BadQuery`` with a message fit for a 400 response, so route
-handlers never let a malformed value reach a query (or turn into a 500).
+handlers never let a malformed value reach a query (or turn into a 500). Digits
+are ASCII only (``str.isdigit`` takes "²", which ``int`` then refuses), and every
+number is bounded in length before it is converted.
 """
 
 from __future__ import annotations
@@ -14,8 +16,11 @@ from dashboard.trace_queries import BadQuery
 
 NS = {"ns": 1, "us": 1_000, "µs": 1_000, "μs": 1_000, "ms": 1_000_000, "s": 10**9,
       "m": 60 * 10**9, "h": 3600 * 10**9, "d": 86_400 * 10**9}  # fmt: skip
-_DURATION_PART = re.compile(r"(\d+(?:\.\d*)?|\.\d+)(ns|us|µs|μs|ms|s|m|h|d)")
-_NUMBER = re.compile(r"^\d+(?:\.\d+)?$")
+_DURATION_PART = re.compile(r"([0-9]+(?:\.[0-9]*)?|\.[0-9]+)(ns|us|µs|μs|ms|s|m|h|d)")
+_NUMBER = re.compile(r"^[0-9]+(?:\.[0-9]+)?$")
+_INTEGER = re.compile(r"^-?[0-9]{1,15}$")
+MAX_DURATION_CHARS = 64
+MAX_TIME_CHARS = 64
 MAX_DURATION_NS = 10 * 86_400 * 10**9
 MAX_LOOKBACK_NS = 31 * 86_400 * 10**9
 LOOKBACKS = ("15m", "1h", "3h", "6h", "12h", "24h", "2d", "7d")
@@ -26,6 +31,8 @@ def parse_duration(text: str, bare_unit: str | None = "ms") -> int:
     text = text.strip()
     if not text:
         raise BadQuery("empty duration")
+    if len(text) > MAX_DURATION_CHARS:
+        raise BadQuery(f"duration {text[:40]!r}… is too long: use e.g. 250ms, 1.5s, 2m")
     if _NUMBER.match(text):
         if bare_unit is None and text != "0":
             raise BadQuery(f"duration {text[:40]!r} needs a unit (ns, us, ms, s, m, h)")
@@ -54,7 +61,9 @@ def parse_lookback(text: str) -> int:
 def parse_time(text: str) -> int:
     """Nanoseconds from ISO-8601 (naive means UTC) or Unix milliseconds."""
     text = text.strip()
-    if text.isdigit():
+    if len(text) > MAX_TIME_CHARS:
+        raise BadQuery(f"time {text[:40]!r}… is too long: expected ISO-8601 or Unix milliseconds")
+    if text.isascii() and text.isdigit():
         value = int(text)
         if value > 10**13:
             raise BadQuery(f"time {text[:40]!r}: expected Unix milliseconds or ISO-8601")
@@ -67,20 +76,23 @@ def parse_time(text: str) -> int:
         moment = moment.replace(tzinfo=UTC)
     if not 1970 <= moment.year <= 2200:
         raise BadQuery(f"time {text[:40]!r} is out of range")
-    return int(moment.timestamp() * 1_000_000) * 1_000
+    ns = int(moment.timestamp() * 1_000_000) * 1_000
+    if ns < 0:
+        raise BadQuery(f"time {text[:40]!r} is before 1970")
+    return ns
 
 
 def parse_micros(text: str, name: str) -> int:
     """Jaeger passes times as Unix microseconds."""
     text = text.strip()
-    if not text.isdigit() or len(text) > 17:
+    if not (text.isascii() and text.isdigit()) or len(text) > 17:
         raise BadQuery(f"unable to parse param '{name}': {text[:40]!r} is not Unix microseconds")
     return int(text) * 1_000
 
 
 def parse_int(text: str, name: str, low: int, high: int) -> int:
     text = text.strip()
-    if not re.fullmatch(r"-?\d{1,15}", text):
+    if not _INTEGER.match(text):
         raise BadQuery(f"{name} must be an integer, got {text[:40]!r}")
     value = int(text)
     if not low <= value <= high:

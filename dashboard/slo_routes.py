@@ -23,6 +23,7 @@ from starlette.routing import BaseRoute, Route
 
 from dashboard import openapi
 from dashboard.alert_silences import (
+    MAX_MATCHERS,
     SilenceError,
     SilenceStore,
     matcher_from_json,
@@ -30,6 +31,7 @@ from dashboard.alert_silences import (
     parse_matchers,
 )
 from dashboard.context import DashboardContext
+from dashboard.json_input import parse_json_object
 from dashboard.slo_config import (
     SloConfigError,
     SloConfigSet,
@@ -47,6 +49,8 @@ STATE_KEY = "slo_evaluator"
 DEFAULT_INTERVAL_S = 30.0
 CHART_STEPS = 60
 HISTORY_LIMIT = 200
+MAX_DURATION_CHARS = 64
+MAX_TIME_CHARS = 64
 
 
 def interval_from_env() -> float:
@@ -237,19 +241,26 @@ def routes(ctx: DashboardContext) -> list[BaseRoute]:
         )
 
     async def create_silence_form(request: Request) -> Response:
-        form = await request.form()
+        form = await request.form(max_files=0, max_fields=16)
+
+        def field(name: str) -> str:
+            value = form.get(name, "")
+            if not isinstance(value, str):
+                raise SilenceError(f"{name} must be a text field, not a file")
+            return value
+
         try:
             now = time.time()
             silence = new_silence(
-                parse_matchers(str(form.get("matchers", ""))),
+                parse_matchers(field("matchers")),
                 now,
-                now + parse_duration(str(form.get("duration", "")).strip() or "x"),
-                str(form.get("created_by", "")),
-                str(form.get("comment", "")),
+                now + _duration(field("duration")),
+                field("created_by"),
+                field("comment"),
                 now,
             )
         except (SilenceError, ValueError) as exc:
-            return RedirectResponse(f"/alerts?error={quote(str(exc))}", status_code=303)
+            return RedirectResponse(f"/alerts?error={quote(str(exc)[:300])}", status_code=303)
         await run_in_threadpool(silences.save, silence)
         return RedirectResponse("/alerts", status_code=303)
 
@@ -292,9 +303,7 @@ def routes(ctx: DashboardContext) -> list[BaseRoute]:
 
     async def api_create_silence(request: Request) -> Response:
         try:
-            body = await request.json()
-            if not isinstance(body, dict):
-                raise SilenceError("expected a JSON object")
+            body = parse_json_object(await request.body())
             silence = _silence_from_json(body)
         except (SilenceError, ValueError) as exc:
             return JSONResponse({"error": str(exc)}, status_code=400)
@@ -325,12 +334,30 @@ def _when(value: Any, default: float) -> float:
     """Epoch seconds or an RFC 3339 time."""
     if value is None or value == "":
         return default
-    if isinstance(value, int | float):
+    if isinstance(value, int | float) and not isinstance(value, bool):
         return float(value)
+    if not isinstance(value, str) or len(value) > MAX_TIME_CHARS:
+        raise SilenceError("times are RFC 3339 text or epoch seconds")
     try:
-        return datetime.fromisoformat(str(value)).timestamp()
-    except ValueError:
+        return datetime.fromisoformat(value).timestamp()
+    except (ValueError, OverflowError):
         raise SilenceError(f"cannot read time {value!r}: use RFC 3339 or epoch seconds") from None
+
+
+def _duration(text: Any) -> float:
+    """Seconds from a silence's duration (``2h``, ``1h30m``)."""
+    if not isinstance(text, str) or not text.strip():
+        raise SilenceError('give a duration such as "2h"')
+    if len(text) > MAX_DURATION_CHARS:
+        raise SilenceError(f"duration {text[:40]!r}… is too long")
+    return parse_duration(text.strip())
+
+
+def _text_field(body: dict[str, Any], name: str) -> str:
+    value = body.get(name, "")
+    if not isinstance(value, str):
+        raise SilenceError(f'"{name}" must be a string')
+    return value
 
 
 def _silence_from_json(body: dict[str, Any]) -> Any:
@@ -338,6 +365,8 @@ def _silence_from_json(body: dict[str, Any]) -> Any:
     if isinstance(raw, str):
         matchers = parse_matchers(raw)
     elif isinstance(raw, list):
+        if len(raw) > MAX_MATCHERS:
+            raise SilenceError(f"a silence has at most {MAX_MATCHERS} matchers")
         matchers = [matcher_from_json(m) if isinstance(m, dict) else _bad_matcher() for m in raw]
     else:
         raise SilenceError('"matchers" must be a list or a string like alertname="x"')
@@ -346,11 +375,11 @@ def _silence_from_json(body: dict[str, Any]) -> Any:
     if "endsAt" in body:
         ends = _when(body["endsAt"], 0.0)
     elif "duration" in body:
-        ends = starts + parse_duration(str(body["duration"]))
+        ends = starts + _duration(body["duration"])
     else:
         raise SilenceError('give "endsAt" or "duration"')
     return new_silence(
-        matchers, starts, ends, str(body.get("createdBy", "")), str(body.get("comment", "")), now
+        matchers, starts, ends, _text_field(body, "createdBy"), _text_field(body, "comment"), now
     )
 
 
