@@ -1,0 +1,1134 @@
+/* OTLP ExportTraceServiceRequest bytes -> the `spans` table's columns, in one pass.
+ *
+ * The compiled twin of collector/otlp_columns.TraceColumns.add, which stays the
+ * reference: the same columns, truncation, clamping and type codes, and the same
+ * verdict on bad input as protobuf's own (upb) parser: wrong wire types are unknown
+ * fields, groups are skipped, strings must be UTF-8, nesting stops at depth 100,
+ * singular sub-messages seen twice are merged. Anything malformed raises
+ * DecodeError for the whole request and leaves no rows behind.
+ *
+ * The columns are Python lists built here (what both store backends take), one
+ * list per column in SPAN_COLUMNS order; repeated short strings share one object
+ * per request. Array and kvlist attribute values (rare) are turned into their
+ * JSON text by a Python callback, so that text is protobuf's own.
+ */
+#define PY_SSIZE_T_CLEAN
+#include <Python.h>
+#include <stdint.h>
+#include <string.h>
+
+#define MAX_DEPTH 100
+#define NS 1000000000ULL
+
+enum {
+    C_TS, C_START, C_DURATION, C_TRACE_ID, C_SPAN_ID, C_PARENT, C_TRACE_STATE, C_FLAGS,
+    C_SERVICE, C_SPAN_NAME, C_KIND, C_STATUS_CODE, C_STATUS_MESSAGE, C_SCOPE_NAME,
+    C_SCOPE_VERSION, C_ATTR_KEYS, C_ATTR_TYPES, C_ATTR_VALUES, C_RES_KEYS, C_RES_TYPES,
+    C_RES_VALUES, C_EV_TIMES, C_EV_NAMES, C_EV_ATTRS, C_EV_DROPPED, C_LN_TRACE, C_LN_SPAN,
+    C_LN_STATE, C_LN_ATTRS, C_LN_DROPPED, C_LN_FLAGS, C_DROPPED_ATTRS, C_DROPPED_EVENTS,
+    C_DROPPED_LINKS, C_RES_DROPPED, C_SCOPE_ATTRS, C_RES_SCHEMA, C_SCOPE_SCHEMA, NCOLUMNS
+};
+
+static PyObject *DecodeError;   /* collector.otlp_columns.DecodeError, set by init() */
+static PyObject *ComplexValue;  /* callable(code, bytes) -> str for array/kvlist values */
+static PyObject *TypeCodes[9];  /* small ints 0..8 */
+static PyObject *StrTrue, *StrFalse, *StrEmpty;
+
+/* ---- wire format ------------------------------------------------------------------ */
+
+typedef struct {
+    const uint8_t *p, *end;
+} Cur;
+
+typedef struct {
+    uint32_t field;
+    int wt;
+    uint64_t v;          /* varint / fixed value */
+    const uint8_t *data; /* length-delimited payload */
+    size_t len;
+} Field;
+
+typedef struct {
+    const char *error;
+    const uint8_t *base;
+    const uint8_t *at;
+} Err;
+
+static int fail(Err *e, const uint8_t *at, const char *message) {
+    if (!e->error) {
+        e->error = message;
+        e->at = at;
+    }
+    return -1;
+}
+
+static int read_varint(Cur *c, uint64_t *out, Err *e) {
+    uint64_t v = 0;
+    const uint8_t *p = c->p;
+    for (int shift = 0; shift < 70; shift += 7) {
+        if (p >= c->end) return fail(e, p, "truncated varint");
+        uint8_t b = *p++;
+        if (shift < 64) v |= (uint64_t)(b & 0x7f) << shift;
+        if (!(b & 0x80)) {
+            c->p = p;
+            *out = v;
+            return 0;
+        }
+    }
+    return fail(e, c->p, "varint longer than 10 bytes");
+}
+
+static int read_tag(Cur *c, uint32_t *field, int *wt, Err *e) {
+    uint64_t tag;
+    const uint8_t *at = c->p;
+    if (read_varint(c, &tag, e) < 0) return -1;
+    if (tag > UINT32_MAX || (tag >> 3) == 0) return fail(e, at, "invalid field number");
+    *field = (uint32_t)(tag >> 3);
+    *wt = (int)(tag & 7);
+    return 0;
+}
+
+static int skip_group(Cur *c, uint32_t group, int depth, Err *e);
+
+/* Read one field's value (wire types 0, 1, 2, 5); skip groups (3) whole. */
+static int read_value(Cur *c, Field *f, int depth, Err *e) {
+    switch (f->wt) {
+    case 0:
+        return read_varint(c, &f->v, e);
+    case 1:
+        if (c->end - c->p < 8) return fail(e, c->p, "truncated fixed64");
+        memcpy(&f->v, c->p, 8); /* little-endian hosts only (x86-64, aarch64) */
+        c->p += 8;
+        return 0;
+    case 5: {
+        uint32_t v;
+        if (c->end - c->p < 4) return fail(e, c->p, "truncated fixed32");
+        memcpy(&v, c->p, 4);
+        f->v = v;
+        c->p += 4;
+        return 0;
+    }
+    case 2: {
+        uint64_t len;
+        if (read_varint(c, &len, e) < 0) return -1;
+        if (len > (uint64_t)(c->end - c->p)) return fail(e, c->p, "length past the end");
+        f->data = c->p;
+        f->len = (size_t)len;
+        c->p += len;
+        return 0;
+    }
+    case 3:
+        return skip_group(c, f->field, depth - 1, e);
+    default:
+        return fail(e, c->p, "invalid wire type");
+    }
+}
+
+static int skip_group(Cur *c, uint32_t group, int depth, Err *e) {
+    if (depth < 0) return fail(e, c->p, "nested too deeply");
+    for (;;) {
+        Field f;
+        if (c->p >= c->end) return fail(e, c->p, "unterminated group");
+        if (read_tag(c, &f.field, &f.wt, e) < 0) return -1;
+        if (f.wt == 4) {
+            if (f.field != group) return fail(e, c->p, "mismatched end of group");
+            return 0;
+        }
+        if (read_value(c, &f, depth, e) < 0) return -1;
+    }
+}
+
+/* Next field of a message, groups skipped: 1 a field, 0 the end, -1 an error. */
+static int next_field(Cur *c, Field *f, int depth, Err *e) {
+    for (;;) {
+        if (c->p >= c->end) return 0;
+        if (read_tag(c, &f->field, &f->wt, e) < 0) return -1;
+        if (f->wt == 4) return fail(e, c->p, "end of group outside a group");
+        if (read_value(c, f, depth, e) < 0) return -1;
+        if (f->wt != 3) return 1;
+    }
+}
+
+/* ---- UTF-8 ------------------------------------------------------------------------- */
+
+/* Validate UTF-8 as protobuf does (no overlongs, no surrogates, <= U+10FFFF); count
+ * code points. Returns -1 on bad UTF-8. *ascii tells whether every byte was < 0x80. */
+static Py_ssize_t utf8_length(const uint8_t *s, size_t n, int *ascii) {
+    size_t i = 0;
+    Py_ssize_t count = 0;
+    *ascii = 1;
+    while (i < n) {
+        uint8_t b = s[i];
+        if (b < 0x80) {
+            i++;
+            count++;
+            continue;
+        }
+        *ascii = 0;
+        size_t need;
+        uint32_t cp;
+        if (b >= 0xc2 && b <= 0xdf) {
+            need = 1;
+            cp = b & 0x1f;
+        } else if (b >= 0xe0 && b <= 0xef) {
+            need = 2;
+            cp = b & 0x0f;
+        } else if (b >= 0xf0 && b <= 0xf4) {
+            need = 3;
+            cp = b & 0x07;
+        } else {
+            return -1;
+        }
+        if (n - i - 1 < need) return -1;
+        for (size_t k = 1; k <= need; k++) {
+            uint8_t t = s[i + k];
+            if ((t & 0xc0) != 0x80) return -1;
+            cp = (cp << 6) | (t & 0x3f);
+        }
+        if ((need == 2 && (cp < 0x800 || (cp >= 0xd800 && cp <= 0xdfff))) ||
+            (need == 3 && (cp < 0x10000 || cp > 0x10ffff)))
+            return -1;
+        i += need + 1;
+        count++;
+    }
+    return count;
+}
+
+/* Byte offset of the first `chars` code points of valid UTF-8. */
+static size_t utf8_prefix(const uint8_t *s, size_t n, Py_ssize_t chars) {
+    size_t i = 0;
+    while (i < n && chars > 0) {
+        i++;
+        while (i < n && (s[i] & 0xc0) == 0x80) i++;
+        chars--;
+    }
+    return i;
+}
+
+/* ---- the per-request context -------------------------------------------------------- */
+
+#define CACHE_SLOTS 1024
+#define CACHE_MAX_LEN 96
+
+typedef struct {
+    const uint8_t *s;
+    size_t n;
+    uint64_t hash;
+    PyObject *str;
+} CacheSlot;
+
+typedef struct {
+    Err err;
+    PyObject *cols[NCOLUMNS];
+    PyObject *empty; /* one shared empty list for rows without values */
+    uint64_t lo, hi;
+    Py_ssize_t limit;
+    long truncated, clamped;
+    CacheSlot cache[CACHE_SLOTS];
+    int cached;
+} Ctx;
+
+static PyObject *new_str(const uint8_t *s, size_t n, int ascii) {
+    if (n == 0) {
+        Py_INCREF(StrEmpty);
+        return StrEmpty;
+    }
+    if (ascii) {
+        PyObject *o = PyUnicode_New((Py_ssize_t)n, 127);
+        if (o) memcpy(PyUnicode_DATA(o), s, n);
+        return o;
+    }
+    return PyUnicode_DecodeUTF8((const char *)s, (Py_ssize_t)n, "strict");
+}
+
+/* A str for valid UTF-8, shared with earlier equal short strings of this request. */
+static PyObject *cached_str(Ctx *x, const uint8_t *s, size_t n, int ascii) {
+    if (n == 0 || n > CACHE_MAX_LEN) return new_str(s, n, ascii);
+    uint64_t h = 1469598103934665603ULL;
+    for (size_t i = 0; i < n; i++) h = (h ^ s[i]) * 1099511628211ULL;
+    size_t slot = (size_t)(h ^ (h >> 29)) & (CACHE_SLOTS - 1);
+    for (int probe = 0; probe < 8; probe++) {
+        CacheSlot *c = &x->cache[(slot + probe) & (CACHE_SLOTS - 1)];
+        if (c->str == NULL) {
+            PyObject *o = new_str(s, n, ascii);
+            if (!o) return NULL;
+            c->s = s;
+            c->n = n;
+            c->hash = h;
+            c->str = o;
+            Py_INCREF(o);
+            return o;
+        }
+        if (c->hash == h && c->n == n && memcmp(c->s, s, n) == 0) {
+            Py_INCREF(c->str);
+            return c->str;
+        }
+    }
+    return new_str(s, n, ascii);
+}
+
+static int check_utf8(Ctx *x, const Field *f) {
+    int ascii;
+    if (utf8_length(f->data, f->len, &ascii) < 0)
+        return fail(&x->err, f->data, "string field had bad UTF-8");
+    return 0;
+}
+
+/* The whole-string str of a validated UTF-8 field (last occurrence wins). */
+typedef struct {
+    const uint8_t *s;
+    size_t n;
+    int ascii;
+} Str;
+
+static int take_str(Ctx *x, const Field *f, Str *out) {
+    int ascii;
+    if (utf8_length(f->data, f->len, &ascii) < 0)
+        return fail(&x->err, f->data, "string field had bad UTF-8");
+    out->s = f->data;
+    out->n = f->len;
+    out->ascii = ascii;
+    return 0;
+}
+
+static PyObject *str_of(Ctx *x, const Str *s) { return cached_str(x, s->s, s->n, s->ascii); }
+
+static PyObject *hex_of(const uint8_t *s, size_t n) {
+    static const char digits[] = "0123456789abcdef";
+    PyObject *o = PyUnicode_New((Py_ssize_t)(2 * n), 127);
+    if (!o) return NULL;
+    char *out = PyUnicode_DATA(o);
+    for (size_t i = 0; i < n; i++) {
+        out[2 * i] = digits[s[i] >> 4];
+        out[2 * i + 1] = digits[s[i] & 15];
+    }
+    return o;
+}
+
+/* Append and steal the reference. */
+static int append(PyObject *list, PyObject *item) {
+    if (!item) return -1;
+    int r = PyList_Append(list, item);
+    Py_DECREF(item);
+    return r;
+}
+
+static int append_n(PyObject *list, PyObject *item, Py_ssize_t n) {
+    for (Py_ssize_t i = 0; i < n; i++)
+        if (PyList_Append(list, item) < 0) return -1;
+    return 0;
+}
+
+/* ---- text buffer (JSON) --------------------------------------------------------------- */
+
+typedef struct {
+    char *p;
+    size_t n, cap;
+} Buf;
+
+static int buf_put(Buf *b, const void *s, size_t n) {
+    if (b->n + n > b->cap) {
+        size_t cap = b->cap ? b->cap : 256;
+        while (cap < b->n + n) cap *= 2;
+        char *p = PyMem_Realloc(b->p, cap);
+        if (!p) {
+            PyErr_NoMemory();
+            return -1;
+        }
+        b->p = p;
+        b->cap = cap;
+    }
+    memcpy(b->p + b->n, s, n);
+    b->n += n;
+    return 0;
+}
+
+/* A JSON string as json.dumps(ensure_ascii=False) writes it. */
+static int buf_json_str(Buf *b, const uint8_t *s, size_t n) {
+    if (buf_put(b, "\"", 1) < 0) return -1;
+    size_t run = 0;
+    for (size_t i = 0; i < n; i++) {
+        uint8_t c = s[i];
+        if (c >= 0x20 && c != '"' && c != '\\') continue;
+        if (buf_put(b, s + run, i - run) < 0) return -1;
+        run = i + 1;
+        char esc[8];
+        const char *e = NULL;
+        switch (c) {
+        case '"': e = "\\\""; break;
+        case '\\': e = "\\\\"; break;
+        case '\n': e = "\\n"; break;
+        case '\r': e = "\\r"; break;
+        case '\t': e = "\\t"; break;
+        case '\b': e = "\\b"; break;
+        case '\f': e = "\\f"; break;
+        default:
+            snprintf(esc, sizeof esc, "\\u%04x", c);
+            e = esc;
+        }
+        if (buf_put(b, e, strlen(e)) < 0) return -1;
+    }
+    if (buf_put(b, s + run, n - run) < 0) return -1;
+    return buf_put(b, "\"", 1);
+}
+
+/* ---- AnyValue and KeyValue -------------------------------------------------------- */
+
+typedef struct {
+    const uint8_t *p;
+    size_t n;
+} Chunk;
+
+typedef struct {
+    int code;            /* the stored type code; 8 = string_value_strindex */
+    const uint8_t *s;    /* string / bytes */
+    size_t n;
+    int ascii;
+    uint64_t v;          /* bool, int, double bits */
+    Chunk *chunks;       /* array / kvlist: the message's occurrences, merged */
+    size_t nchunks, capchunks;
+} Any;
+
+static void any_reset(Any *a) {
+    a->code = 0;
+    a->nchunks = 0;
+}
+
+static int add_chunk(Any *a, const Field *f) {
+    if (a->nchunks == a->capchunks) {
+        size_t cap = a->capchunks ? 2 * a->capchunks : 2;
+        Chunk *c = PyMem_Realloc(a->chunks, cap * sizeof(Chunk));
+        if (!c) {
+            PyErr_NoMemory();
+            return -1;
+        }
+        a->chunks = c;
+        a->capchunks = cap;
+    }
+    a->chunks[a->nchunks].p = f->data;
+    a->chunks[a->nchunks].n = f->len;
+    a->nchunks++;
+    return 0;
+}
+
+static int parse_anyvalue(Ctx *x, const uint8_t *p, size_t n, Any *a, int depth);
+
+/* Validate the nested messages of array / kvlist values (their text comes from Python). */
+static int check_values(Ctx *x, const uint8_t *p, size_t n, int kv, int depth) {
+    if (depth < 0) return fail(&x->err, p, "nested too deeply");
+    Cur c = {p, p + n};
+    Field f;
+    int r;
+    while ((r = next_field(&c, &f, depth, &x->err)) > 0) {
+        if (f.field != 1 || f.wt != 2) continue;
+        if (!kv) {
+            Any tmp = {0};
+            int rr = parse_anyvalue(x, f.data, f.len, &tmp, depth - 1);
+            PyMem_Free(tmp.chunks);
+            if (rr < 0) return -1;
+            continue;
+        }
+        /* KeyValue */
+        if (depth - 1 < 0) return fail(&x->err, f.data, "nested too deeply");
+        Cur k = {f.data, f.data + f.len};
+        Field g;
+        int rk;
+        while ((rk = next_field(&k, &g, depth - 1, &x->err)) > 0) {
+            if (g.wt != 2) continue;
+            if (g.field == 1 && check_utf8(x, &g) < 0) return -1;
+            if (g.field == 2) {
+                Any tmp = {0};
+                int rr = parse_anyvalue(x, g.data, g.len, &tmp, depth - 2);
+                PyMem_Free(tmp.chunks);
+                if (rr < 0) return -1;
+            }
+        }
+        if (rk < 0) return -1;
+    }
+    return r;
+}
+
+/* Merge one AnyValue occurrence into `a` (oneof: the last member wins; a message
+ * member seen again right after itself is merged). */
+static int parse_anyvalue(Ctx *x, const uint8_t *p, size_t n, Any *a, int depth) {
+    if (depth < 0) return fail(&x->err, p, "nested too deeply");
+    Cur c = {p, p + n};
+    Field f;
+    int r;
+    while ((r = next_field(&c, &f, depth, &x->err)) > 0) {
+        switch (f.field) {
+        case 1:
+        case 7:
+            if (f.wt != 2) break;
+            if (f.field == 1) {
+                Str st;
+                if (take_str(x, &f, &st) < 0) return -1;
+                a->ascii = st.ascii;
+            }
+            a->code = f.field == 1 ? 1 : 5;
+            a->s = f.data;
+            a->n = f.len;
+            a->nchunks = 0;
+            break;
+        case 2:
+        case 3:
+        case 8:
+            if (f.wt != 0) break;
+            a->code = f.field == 2 ? 2 : f.field == 3 ? 3 : 8;
+            a->v = f.v;
+            a->nchunks = 0;
+            break;
+        case 4:
+            if (f.wt != 1) break;
+            a->code = 4;
+            a->v = f.v;
+            a->nchunks = 0;
+            break;
+        case 5:
+        case 6: {
+            if (f.wt != 2) break;
+            int code = f.field == 5 ? 6 : 7;
+            if (check_values(x, f.data, f.len, code == 7, depth - 1) < 0) return -1;
+            if (a->code != code) a->nchunks = 0;
+            a->code = code;
+            if (add_chunk(a, &f) < 0) return -1;
+            break;
+        }
+        default:
+            break;
+        }
+    }
+    return r;
+}
+
+static const char B64[] = "ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789+/";
+
+static PyObject *base64_of(const uint8_t *s, size_t n) {
+    size_t out_n = 4 * ((n + 2) / 3);
+    PyObject *o = PyUnicode_New((Py_ssize_t)out_n, 127);
+    if (!o) return NULL;
+    char *out = PyUnicode_DATA(o);
+    size_t i = 0, j = 0;
+    for (; i + 2 < n; i += 3) {
+        uint32_t v = (uint32_t)s[i] << 16 | (uint32_t)s[i + 1] << 8 | s[i + 2];
+        out[j++] = B64[v >> 18];
+        out[j++] = B64[(v >> 12) & 63];
+        out[j++] = B64[(v >> 6) & 63];
+        out[j++] = B64[v & 63];
+    }
+    if (i < n) {
+        uint32_t v = (uint32_t)s[i] << 16 | (i + 1 < n ? (uint32_t)s[i + 1] << 8 : 0);
+        out[j++] = B64[v >> 18];
+        out[j++] = B64[(v >> 12) & 63];
+        out[j++] = i + 1 < n ? B64[(v >> 6) & 63] : '=';
+        out[j++] = '=';
+    }
+    return o;
+}
+
+/* The stored text of a value, truncating long strings and bytes (and counting them). */
+static PyObject *any_text(Ctx *x, const Any *a) {
+    switch (a->code) {
+    case 1: {
+        size_t n = a->n;
+        if ((Py_ssize_t)n > x->limit) {
+            int ascii;
+            Py_ssize_t chars = a->ascii ? (Py_ssize_t)n : utf8_length(a->s, n, &ascii);
+            if (chars > x->limit) {
+                x->truncated++;
+                n = a->ascii ? (size_t)x->limit : utf8_prefix(a->s, n, x->limit);
+            }
+        }
+        return cached_str(x, a->s, n, a->ascii);
+    }
+    case 2:
+        return Py_NewRef(a->v ? StrTrue : StrFalse);
+    case 3: {
+        char tmp[24];
+        int len = snprintf(tmp, sizeof tmp, "%lld", (long long)(int64_t)a->v);
+        return cached_str(x, (const uint8_t *)tmp, (size_t)len, 1);
+    }
+    case 4: {
+        double d;
+        memcpy(&d, &a->v, 8);
+        char *text = PyOS_double_to_string(d, 'r', 0, Py_DTSF_ADD_DOT_0, NULL);
+        if (!text) return NULL;
+        PyObject *o = PyUnicode_FromString(text);
+        PyMem_Free(text);
+        return o;
+    }
+    case 5: {
+        size_t n = a->n;
+        if ((Py_ssize_t)n > x->limit) {
+            x->truncated++;
+            n = (size_t)x->limit;
+        }
+        return base64_of(a->s, n);
+    }
+    case 6:
+    case 7: {
+        size_t total = 0;
+        for (size_t i = 0; i < a->nchunks; i++) total += a->chunks[i].n;
+        PyObject *data = PyBytes_FromStringAndSize(NULL, (Py_ssize_t)total);
+        if (!data) return NULL;
+        char *out = PyBytes_AS_STRING(data);
+        for (size_t i = 0; i < a->nchunks; i++) {
+            memcpy(out, a->chunks[i].p, a->chunks[i].n);
+            out += a->chunks[i].n;
+        }
+        PyObject *text = PyObject_CallFunction(ComplexValue, "iO", a->code, data);
+        Py_DECREF(data);
+        if (text && !PyUnicode_Check(text)) {
+            Py_DECREF(text);
+            PyErr_SetString(PyExc_TypeError, "the complex-value callback must return str");
+            return NULL;
+        }
+        return text;
+    }
+    case 8:
+        PyErr_SetString(DecodeError, "cannot decode ExportTraceServiceRequest: "
+                                     "string_value_strindex attribute values are not supported");
+        return NULL;
+    default:
+        return Py_NewRef(StrEmpty);
+    }
+}
+
+typedef struct {
+    Str key;
+    Any value;
+} KV;
+
+/* Parse one KeyValue (fields merged if repeated). */
+static int parse_kv(Ctx *x, const uint8_t *p, size_t n, KV *kv, int depth) {
+    if (depth < 0) return fail(&x->err, p, "nested too deeply");
+    kv->key.s = NULL;
+    kv->key.n = 0;
+    kv->key.ascii = 1;
+    any_reset(&kv->value);
+    Cur c = {p, p + n};
+    Field f;
+    int r;
+    while ((r = next_field(&c, &f, depth, &x->err)) > 0) {
+        if (f.wt != 2) continue;
+        if (f.field == 1) {
+            if (take_str(x, &f, &kv->key) < 0) return -1;
+        } else if (f.field == 2) {
+            if (parse_anyvalue(x, f.data, f.len, &kv->value, depth - 1) < 0) return -1;
+        }
+    }
+    return r;
+}
+
+/* Attribute lists as parallel key / type / value lists. */
+typedef struct {
+    PyObject *keys, *types, *values;
+} Parallel;
+
+static int parallel_add(Ctx *x, Parallel *out, KV *kv) {
+    if (!out->keys) {
+        out->keys = PyList_New(0);
+        out->types = PyList_New(0);
+        out->values = PyList_New(0);
+        if (!out->keys || !out->types || !out->values) return -1;
+    }
+    int code = kv->value.code;
+    if (append(out->keys, str_of(x, &kv->key)) < 0) return -1;
+    if (PyList_Append(out->types, TypeCodes[code]) < 0) return -1;
+    return append(out->values, any_text(x, &kv->value));
+}
+
+static void parallel_clear(Parallel *p) {
+    Py_CLEAR(p->keys);
+    Py_CLEAR(p->types);
+    Py_CLEAR(p->values);
+}
+
+/* `[[key, type, value], ...]` JSON text, added one attribute at a time. */
+static int json_add(Ctx *x, Buf *b, KV *kv) {
+    PyObject *text = any_text(x, &kv->value);
+    if (!text) return -1;
+    Py_ssize_t tn;
+    const char *t = PyUnicode_AsUTF8AndSize(text, &tn);
+    if (!t) {
+        Py_DECREF(text);
+        return -1;
+    }
+    char code[8];
+    int cn = snprintf(code, sizeof code, ",%d,", kv->value.code);
+    int r = buf_put(b, b->n ? ",[" : "[[", 2);
+    if (r == 0) r = buf_json_str(b, kv->key.s ? kv->key.s : (const uint8_t *)"", kv->key.n);
+    if (r == 0) r = buf_put(b, code, (size_t)cn);
+    if (r == 0) r = buf_json_str(b, (const uint8_t *)t, (size_t)tn);
+    if (r == 0) r = buf_put(b, "]", 1);
+    Py_DECREF(text);
+    return r;
+}
+
+static PyObject *json_finish(Buf *b) {
+    if (b->n == 0) return PyUnicode_FromString("[]");
+    if (buf_put(b, "]", 1) < 0) return NULL;
+    return PyUnicode_DecodeUTF8(b->p, (Py_ssize_t)b->n, "strict");
+}
+
+/* ---- events, links, spans ------------------------------------------------------- */
+
+typedef struct {
+    PyObject *lists[6];
+} Nested;
+
+static void nested_clear(Nested *n, int count) {
+    for (int i = 0; i < count; i++) Py_CLEAR(n->lists[i]);
+}
+
+static int nested_ready(Nested *n, int count) {
+    if (n->lists[0]) return 0;
+    for (int i = 0; i < count; i++)
+        if (!(n->lists[i] = PyList_New(0))) return -1;
+    return 0;
+}
+
+static int parse_event(Ctx *x, const uint8_t *p, size_t n, Nested *ev, int depth) {
+    if (depth < 0) return fail(&x->err, p, "nested too deeply");
+    uint64_t time = 0, dropped = 0;
+    Str name = {(const uint8_t *)"", 0, 1};
+    Buf attrs = {0};
+    KV kv = {0};
+    Cur c = {p, p + n};
+    Field f;
+    int r;
+    while ((r = next_field(&c, &f, depth, &x->err)) > 0) {
+        if (f.field == 1 && f.wt == 1) time = f.v;
+        else if (f.field == 2 && f.wt == 2) r = take_str(x, &f, &name);
+        else if (f.field == 3 && f.wt == 2) {
+            r = parse_kv(x, f.data, f.len, &kv, depth - 1);
+            if (r == 0) r = json_add(x, &attrs, &kv);
+        } else if (f.field == 4 && f.wt == 0) dropped = (uint32_t)f.v;
+        if (r < 0) break;
+    }
+    if (r == 0 && (r = nested_ready(ev, 4)) == 0) {
+        if (append(ev->lists[0], PyLong_FromUnsignedLongLong(time)) < 0 ||
+            append(ev->lists[1], str_of(x, &name)) < 0 ||
+            append(ev->lists[2], json_finish(&attrs)) < 0 ||
+            append(ev->lists[3], PyLong_FromUnsignedLongLong(dropped)) < 0)
+            r = -1;
+    }
+    PyMem_Free(attrs.p);
+    PyMem_Free(kv.value.chunks);
+    return r;
+}
+
+static int parse_link(Ctx *x, const uint8_t *p, size_t n, Nested *ln, int depth) {
+    if (depth < 0) return fail(&x->err, p, "nested too deeply");
+    uint64_t dropped = 0, flags = 0;
+    Field trace = {0}, span = {0};
+    Str state = {(const uint8_t *)"", 0, 1};
+    Buf attrs = {0};
+    KV kv = {0};
+    Cur c = {p, p + n};
+    Field f;
+    int r;
+    while ((r = next_field(&c, &f, depth, &x->err)) > 0) {
+        if (f.field == 1 && f.wt == 2) trace = f;
+        else if (f.field == 2 && f.wt == 2) span = f;
+        else if (f.field == 3 && f.wt == 2) r = take_str(x, &f, &state);
+        else if (f.field == 4 && f.wt == 2) {
+            r = parse_kv(x, f.data, f.len, &kv, depth - 1);
+            if (r == 0) r = json_add(x, &attrs, &kv);
+        } else if (f.field == 5 && f.wt == 0) dropped = (uint32_t)f.v;
+        else if (f.field == 6 && f.wt == 5) flags = f.v;
+        if (r < 0) break;
+    }
+    if (r == 0 && (r = nested_ready(ln, 6)) == 0) {
+        if (append(ln->lists[0], hex_of(trace.data, trace.len)) < 0 ||
+            append(ln->lists[1], hex_of(span.data, span.len)) < 0 ||
+            append(ln->lists[2], str_of(x, &state)) < 0 ||
+            append(ln->lists[3], json_finish(&attrs)) < 0 ||
+            append(ln->lists[4], PyLong_FromUnsignedLongLong(dropped)) < 0 ||
+            append(ln->lists[5], PyLong_FromUnsignedLongLong(flags)) < 0)
+            r = -1;
+    }
+    PyMem_Free(attrs.p);
+    PyMem_Free(kv.value.chunks);
+    return r;
+}
+
+typedef struct {
+    Field trace, span, parent;
+    Str trace_state, name, status_message;
+    uint64_t start, end, flags, dropped_attrs, dropped_events, dropped_links;
+    int32_t kind, status_code;
+    Parallel attrs;
+    Nested events, links;
+} Span;
+
+static int parse_status(Ctx *x, const uint8_t *p, size_t n, Span *s, int depth) {
+    if (depth < 0) return fail(&x->err, p, "nested too deeply");
+    Cur c = {p, p + n};
+    Field f;
+    int r;
+    while ((r = next_field(&c, &f, depth, &x->err)) > 0) {
+        if (f.field == 2 && f.wt == 2) {
+            if (take_str(x, &f, &s->status_message) < 0) return -1;
+        } else if (f.field == 3 && f.wt == 0)
+            s->status_code = (int32_t)(uint32_t)f.v;
+    }
+    return r;
+}
+
+static int parse_span(Ctx *x, const uint8_t *p, size_t n, Span *s, KV *kv, int depth) {
+    if (depth < 0) return fail(&x->err, p, "nested too deeply");
+    Cur c = {p, p + n};
+    Field f;
+    int r;
+    while ((r = next_field(&c, &f, depth, &x->err)) > 0) {
+        switch (f.wt << 8 | f.field) {
+        case 2 << 8 | 1: s->trace = f; break;
+        case 2 << 8 | 2: s->span = f; break;
+        case 2 << 8 | 3: r = take_str(x, &f, &s->trace_state); break;
+        case 2 << 8 | 4: s->parent = f; break;
+        case 5 << 8 | 16: s->flags = f.v; break;
+        case 2 << 8 | 5: r = take_str(x, &f, &s->name); break;
+        case 0 << 8 | 6: s->kind = (int32_t)(uint32_t)f.v; break;
+        case 1 << 8 | 7: s->start = f.v; break;
+        case 1 << 8 | 8: s->end = f.v; break;
+        case 2 << 8 | 9:
+            r = parse_kv(x, f.data, f.len, kv, depth - 1);
+            if (r == 0) r = parallel_add(x, &s->attrs, kv);
+            break;
+        case 0 << 8 | 10: s->dropped_attrs = (uint32_t)f.v; break;
+        case 2 << 8 | 11: r = parse_event(x, f.data, f.len, &s->events, depth - 1); break;
+        case 0 << 8 | 12: s->dropped_events = (uint32_t)f.v; break;
+        case 2 << 8 | 13: r = parse_link(x, f.data, f.len, &s->links, depth - 1); break;
+        case 0 << 8 | 14: s->dropped_links = (uint32_t)f.v; break;
+        case 2 << 8 | 15: r = parse_status(x, f.data, f.len, s, depth - 1); break;
+        default: break;
+        }
+        if (r < 0) return -1;
+    }
+    return r;
+}
+
+static PyObject *list_or_empty(Ctx *x, PyObject *list) {
+    return Py_NewRef(list ? list : x->empty);
+}
+
+static int emit_span(Ctx *x, Span *s) {
+    PyObject **c = x->cols;
+    uint64_t start = s->start;
+    uint64_t duration = s->end > start ? s->end - start : 0;
+    if (start < x->lo || start > x->hi) {
+        start = start < x->lo ? x->lo : x->hi;
+        x->clamped++;
+    }
+    if (append(c[C_TS], PyLong_FromUnsignedLongLong(start / NS)) < 0 ||
+        append(c[C_START], PyLong_FromUnsignedLongLong(start)) < 0 ||
+        append(c[C_DURATION], PyLong_FromUnsignedLongLong(duration)) < 0 ||
+        append(c[C_TRACE_ID], hex_of(s->trace.data, s->trace.len)) < 0 ||
+        append(c[C_SPAN_ID], hex_of(s->span.data, s->span.len)) < 0 ||
+        append(c[C_PARENT], hex_of(s->parent.data, s->parent.len)) < 0 ||
+        append(c[C_TRACE_STATE], str_of(x, &s->trace_state)) < 0 ||
+        append(c[C_FLAGS], PyLong_FromUnsignedLongLong(s->flags)) < 0 ||
+        append(c[C_SPAN_NAME], str_of(x, &s->name)) < 0 ||
+        append(c[C_KIND], PyLong_FromLong(s->kind)) < 0 ||
+        append(c[C_STATUS_CODE], PyLong_FromLong(s->status_code)) < 0 ||
+        append(c[C_STATUS_MESSAGE], str_of(x, &s->status_message)) < 0 ||
+        append(c[C_ATTR_KEYS], list_or_empty(x, s->attrs.keys)) < 0 ||
+        append(c[C_ATTR_TYPES], list_or_empty(x, s->attrs.types)) < 0 ||
+        append(c[C_ATTR_VALUES], list_or_empty(x, s->attrs.values)) < 0 ||
+        append(c[C_DROPPED_ATTRS], PyLong_FromUnsignedLongLong(s->dropped_attrs)) < 0 ||
+        append(c[C_DROPPED_EVENTS], PyLong_FromUnsignedLongLong(s->dropped_events)) < 0 ||
+        append(c[C_DROPPED_LINKS], PyLong_FromUnsignedLongLong(s->dropped_links)) < 0)
+        return -1;
+    for (int i = 0; i < 4; i++)
+        if (append(c[C_EV_TIMES + i], list_or_empty(x, s->events.lists[i])) < 0) return -1;
+    for (int i = 0; i < 6; i++)
+        if (append(c[C_LN_TRACE + i], list_or_empty(x, s->links.lists[i])) < 0) return -1;
+    return 0;
+}
+
+/* ---- scopes, resources, the request ------------------------------------------------ */
+
+typedef struct {
+    Chunk *items;
+    size_t n, cap;
+} Chunks;
+
+static int chunks_add(Chunks *cs, const Field *f) {
+    if (cs->n == cs->cap) {
+        size_t cap = cs->cap ? 2 * cs->cap : 8;
+        Chunk *c = PyMem_Realloc(cs->items, cap * sizeof(Chunk));
+        if (!c) {
+            PyErr_NoMemory();
+            return -1;
+        }
+        cs->items = c;
+        cs->cap = cap;
+    }
+    cs->items[cs->n].p = f->data;
+    cs->items[cs->n].n = f->len;
+    cs->n++;
+    return 0;
+}
+
+typedef struct {
+    PyObject *service;
+    Parallel attrs;
+    uint64_t dropped;
+    Str schema_url;
+} Resource;
+
+static int parse_resource(Ctx *x, const uint8_t *p, size_t n, Resource *res, KV *kv, int depth) {
+    if (depth < 0) return fail(&x->err, p, "nested too deeply");
+    Cur c = {p, p + n};
+    Field f;
+    int r;
+    while ((r = next_field(&c, &f, depth, &x->err)) > 0) {
+        if (f.field == 1 && f.wt == 2) {
+            if (parse_kv(x, f.data, f.len, kv, depth - 1) < 0) return -1;
+            if (!res->service && kv->key.n == 12 && memcmp(kv->key.s, "service.name", 12) == 0) {
+                res->service = kv->value.code == 1 ? cached_str(x, kv->value.s, kv->value.n,
+                                                                kv->value.ascii)
+                                                   : Py_NewRef(StrEmpty);
+                if (!res->service) return -1;
+            }
+            if (parallel_add(x, &res->attrs, kv) < 0) return -1;
+        } else if (f.field == 2 && f.wt == 0) {
+            res->dropped = (uint32_t)f.v;
+        } else if (f.field == 3 && f.wt == 2) {
+            /* entity_refs: EntityRef's four fields are all strings */
+            if (depth - 1 < 0) return fail(&x->err, f.data, "nested too deeply");
+            Cur e = {f.data, f.data + f.len};
+            Field g;
+            int re;
+            while ((re = next_field(&e, &g, depth - 1, &x->err)) > 0)
+                if (g.wt == 2 && g.field >= 1 && g.field <= 4 && check_utf8(x, &g) < 0) return -1;
+            if (re < 0) return -1;
+        }
+    }
+    return r;
+}
+
+static int parse_scope_spans(Ctx *x, const uint8_t *p, size_t n, Resource *res, KV *kv,
+                             int depth) {
+    if (depth < 0) return fail(&x->err, p, "nested too deeply");
+    Chunks scopes = {0}, spans = {0};
+    Str schema_url = {(const uint8_t *)"", 0, 1};
+    Str name = {(const uint8_t *)"", 0, 1}, version = {(const uint8_t *)"", 0, 1};
+    Buf attrs = {0};
+    int has_attrs = 0;
+    PyObject *consts[8] = {0};
+    Cur c = {p, p + n};
+    Field f;
+    int r;
+    while ((r = next_field(&c, &f, depth, &x->err)) > 0) {
+        if (f.wt != 2) continue;
+        if (f.field == 1) r = chunks_add(&scopes, &f);
+        else if (f.field == 2) r = chunks_add(&spans, &f);
+        else if (f.field == 3) r = take_str(x, &f, &schema_url);
+        if (r < 0) goto done;
+    }
+    if (r < 0) goto done;
+    /* the scope, its occurrences merged */
+    for (size_t i = 0; i < scopes.n && r == 0; i++) {
+        if (depth - 1 < 0) {
+            r = fail(&x->err, scopes.items[i].p, "nested too deeply");
+            break;
+        }
+        Cur s = {scopes.items[i].p, scopes.items[i].p + scopes.items[i].n};
+        while ((r = next_field(&s, &f, depth - 1, &x->err)) > 0) {
+            if (f.field == 1 && f.wt == 2) r = take_str(x, &f, &name);
+            else if (f.field == 2 && f.wt == 2) r = take_str(x, &f, &version);
+            else if (f.field == 3 && f.wt == 2) {
+                /* Python encodes a scope's attributes only when it has spans */
+                r = parse_kv(x, f.data, f.len, kv, depth - 2);
+                if (r == 0 && spans.n) r = json_add(x, &attrs, kv);
+                has_attrs = 1;
+            }
+            if (r < 0) break;
+        }
+    }
+    if (r < 0) goto done;
+    if (spans.n == 0) goto done;
+    /* the spans */
+    for (size_t i = 0; i < spans.n; i++) {
+        Span s;
+        memset(&s, 0, sizeof s);
+        s.trace_state = s.name = s.status_message = (Str){(const uint8_t *)"", 0, 1};
+        r = parse_span(x, spans.items[i].p, spans.items[i].n, &s, kv, depth - 1);
+        if (r == 0) r = emit_span(x, &s);
+        parallel_clear(&s.attrs);
+        nested_clear(&s.events, 4);
+        nested_clear(&s.links, 6);
+        if (r < 0) goto done;
+    }
+    {
+        Py_ssize_t count = (Py_ssize_t)spans.n;
+        consts[0] = str_of(x, &name);
+        consts[1] = str_of(x, &version);
+        consts[2] = has_attrs ? json_finish(&attrs) : Py_NewRef(StrEmpty);
+        consts[3] = PyLong_FromUnsignedLongLong(res->dropped);
+        consts[4] = str_of(x, &res->schema_url);
+        consts[5] = str_of(x, &schema_url);
+        for (int i = 0; i < 6; i++)
+            if (!consts[i]) {
+                r = -1;
+                goto done;
+            }
+        PyObject **col = x->cols;
+        if (append_n(col[C_SERVICE], res->service ? res->service : StrEmpty, count) < 0 ||
+            append_n(col[C_SCOPE_NAME], consts[0], count) < 0 ||
+            append_n(col[C_SCOPE_VERSION], consts[1], count) < 0 ||
+            append_n(col[C_RES_KEYS], res->attrs.keys ? res->attrs.keys : x->empty, count) < 0 ||
+            append_n(col[C_RES_TYPES], res->attrs.types ? res->attrs.types : x->empty, count) <
+                0 ||
+            append_n(col[C_RES_VALUES], res->attrs.values ? res->attrs.values : x->empty,
+                     count) < 0 ||
+            append_n(col[C_RES_DROPPED], consts[3], count) < 0 ||
+            append_n(col[C_SCOPE_ATTRS], consts[2], count) < 0 ||
+            append_n(col[C_RES_SCHEMA], consts[4], count) < 0 ||
+            append_n(col[C_SCOPE_SCHEMA], consts[5], count) < 0)
+            r = -1;
+    }
+done:
+    for (int i = 0; i < 8; i++) Py_XDECREF(consts[i]);
+    PyMem_Free(scopes.items);
+    PyMem_Free(spans.items);
+    PyMem_Free(attrs.p);
+    return r;
+}
+
+static int parse_resource_spans(Ctx *x, const uint8_t *p, size_t n, KV *kv, int depth) {
+    if (depth < 0) return fail(&x->err, p, "nested too deeply");
+    Chunks resources = {0}, scopes = {0};
+    Resource res;
+    memset(&res, 0, sizeof res);
+    res.schema_url = (Str){(const uint8_t *)"", 0, 1};
+    Cur c = {p, p + n};
+    Field f;
+    int r;
+    while ((r = next_field(&c, &f, depth, &x->err)) > 0) {
+        if (f.wt != 2) continue;
+        if (f.field == 1) r = chunks_add(&resources, &f);
+        else if (f.field == 2) r = chunks_add(&scopes, &f);
+        else if (f.field == 3) r = take_str(x, &f, &res.schema_url);
+        if (r < 0) break;
+    }
+    for (size_t i = 0; i < resources.n && r == 0; i++)
+        r = parse_resource(x, resources.items[i].p, resources.items[i].n, &res, kv, depth - 1);
+    for (size_t i = 0; i < scopes.n && r == 0; i++)
+        r = parse_scope_spans(x, scopes.items[i].p, scopes.items[i].n, &res, kv, depth - 1);
+    Py_XDECREF(res.service);
+    parallel_clear(&res.attrs);
+    PyMem_Free(resources.items);
+    PyMem_Free(scopes.items);
+    return r;
+}
+
+static int parse_request(Ctx *x, const uint8_t *p, size_t n) {
+    KV kv;
+    memset(&kv, 0, sizeof kv);
+    Cur c = {p, p + n};
+    Field f;
+    int r;
+    while ((r = next_field(&c, &f, MAX_DEPTH, &x->err)) > 0) {
+        if (f.field == 1 && f.wt == 2)
+            if (parse_resource_spans(x, f.data, f.len, &kv, MAX_DEPTH - 1) < 0) {
+                r = -1;
+                break;
+            }
+    }
+    PyMem_Free(kv.value.chunks);
+    return r;
+}
+
+/* ---- the module ------------------------------------------------------------------------ */
+
+PyDoc_STRVAR(decode_traces_doc,
+             "decode_traces(payload, lo, hi, limit, empty) -> (columns, truncated, clamped)\n\n"
+             "The spans of one ExportTraceServiceRequest as a tuple of new lists, one per\n"
+             "SPAN_COLUMNS entry; start times clamped into [lo, hi]; string and bytes\n"
+             "attribute values cut to `limit`. `empty` is the list shared by rows without\n"
+             "values. Raises DecodeError on malformed input.");
+
+static PyObject *decode_traces(PyObject *self, PyObject *args) {
+    Py_buffer view;
+    unsigned long long lo, hi;
+    Py_ssize_t limit;
+    PyObject *empty;
+    (void)self;
+    if (!DecodeError || !ComplexValue) {
+        PyErr_SetString(PyExc_RuntimeError, "call init() first");
+        return NULL;
+    }
+    if (!PyArg_ParseTuple(args, "y*KKnO!", &view, &lo, &hi, &limit, &PyList_Type, &empty))
+        return NULL;
+    Ctx *x = PyMem_Calloc(1, sizeof(Ctx));
+    if (!x) {
+        PyBuffer_Release(&view);
+        return PyErr_NoMemory();
+    }
+    x->err.base = view.buf;
+    x->lo = lo;
+    x->hi = hi;
+    x->limit = limit < 0 ? 0 : limit;
+    x->empty = empty;
+    PyObject *result = NULL;
+    int ok = 1;
+    for (int i = 0; i < NCOLUMNS; i++)
+        if (!(x->cols[i] = PyList_New(0))) ok = 0;
+    if (ok && parse_request(x, view.buf, (size_t)view.len) == 0) {
+        PyObject *cols = PyTuple_New(NCOLUMNS);
+        if (cols) {
+            for (int i = 0; i < NCOLUMNS; i++) {
+                PyTuple_SET_ITEM(cols, i, x->cols[i]);
+                x->cols[i] = NULL;
+            }
+            result = Py_BuildValue("(Nll)", cols, x->truncated, x->clamped);
+        }
+    } else if (x->err.error && !PyErr_Occurred()) {
+        PyErr_Format(DecodeError, "cannot decode ExportTraceServiceRequest: %s at byte %zd",
+                     x->err.error, (Py_ssize_t)(x->err.at - x->err.base));
+    } else if (!PyErr_Occurred()) {
+        PyErr_SetString(DecodeError, "cannot decode ExportTraceServiceRequest");
+    }
+    for (int i = 0; i < NCOLUMNS; i++) Py_XDECREF(x->cols[i]);
+    for (int i = 0; i < CACHE_SLOTS; i++) Py_XDECREF(x->cache[i].str);
+    PyMem_Free(x);
+    PyBuffer_Release(&view);
+    return result;
+}
+
+static PyObject *init(PyObject *self, PyObject *args) {
+    PyObject *error, *complex_value;
+    (void)self;
+    if (!PyArg_ParseTuple(args, "OO", &error, &complex_value)) return NULL;
+    if (!PyCallable_Check(complex_value)) {
+        PyErr_SetString(PyExc_TypeError, "complex_value must be callable");
+        return NULL;
+    }
+    Py_XSETREF(DecodeError, Py_NewRef(error));
+    Py_XSETREF(ComplexValue, Py_NewRef(complex_value));
+    Py_RETURN_NONE;
+}
+
+static PyMethodDef methods[] = {
+    {"decode_traces", decode_traces, METH_VARARGS, decode_traces_doc},
+    {"init", init, METH_VARARGS,
+     "init(DecodeError, complex_value): the exception to raise and the array/kvlist "
+     "text callback (code, bytes) -> str."},
+    {NULL, NULL, 0, NULL},
+};
+
+static struct PyModuleDef module = {PyModuleDef_HEAD_INIT, "_otlpdecode",
+                                    "OTLP trace request bytes to span columns.", -1, methods};
+
+PyMODINIT_FUNC PyInit__otlpdecode(void) {
+    for (int i = 0; i < 9; i++)
+        if (!(TypeCodes[i] = PyLong_FromLong(i))) return NULL;
+    StrTrue = PyUnicode_InternFromString("true");
+    StrFalse = PyUnicode_InternFromString("false");
+    StrEmpty = PyUnicode_InternFromString("");
+    if (!StrTrue || !StrFalse || !StrEmpty) return NULL;
+    return PyModule_Create(&module);
+}
