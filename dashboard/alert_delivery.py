@@ -11,6 +11,12 @@ Each receiver has its own sender thread, so a slow or failing receiver never
 holds up evaluation or other receivers. Failed sends (network errors, 5xx,
 429) are retried with exponential backoff; a newer notification for the same
 group replaces one still waiting to be retried.
+
+Notifications once across replicas: the notifier hands each round of group
+decisions to ``decide`` (which records them, fenced by leadership, see
+``alert_record``) before anything is submitted, and the dispatcher asks
+``may_send`` right before each HTTP request, so a process that is no longer the
+leader sends nothing more.
 """
 
 from __future__ import annotations
@@ -19,6 +25,7 @@ import json
 import logging
 import threading
 import time
+import uuid
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
 
@@ -67,6 +74,17 @@ class Notification:
     status: str
     fingerprints: tuple[str, ...]
     body: bytes
+    id: str = ""  # one decision to notify; a resend after failover keeps it
+
+
+@dataclass(frozen=True)
+class Decision:
+    """One group's new state after an evaluation, and what (if anything) goes out for it."""
+
+    receiver: str
+    group_key: str
+    entry: GroupEntry
+    notification: Notification | None
 
 
 @dataclass(frozen=True)
@@ -84,10 +102,20 @@ class Attempt:
 class Notifier:
     """Decides which groups to notify after an evaluation and hands them to the dispatcher."""
 
-    def __init__(self, submit: Callable[[Notification], None], external_url: str) -> None:
+    def __init__(
+        self,
+        submit: Callable[[Notification], None],
+        external_url: str,
+        decide: Callable[[list[Decision]], bool] | None = None,
+    ) -> None:
         self._submit = submit
         self.external_url = external_url.rstrip("/")
+        self._decide = decide
         self._entries: dict[tuple[str, str], GroupEntry] = {}
+
+    def restore(self, entries: dict[tuple[str, str], GroupEntry]) -> None:
+        """Start from what each group was last told (by this or an earlier leader)."""
+        self._entries = dict(entries)
 
     def notify(
         self,
@@ -107,7 +135,7 @@ class Notifier:
                 key = (name, group_key(groups))
                 by_group.setdefault(key, []).append((alert, state))
                 labels_of[key] = groups
-        sent = []
+        decisions = []
         for key, members in sorted(by_group.items()):
             receiver = receivers[key[0]]
             entry = self._entries.get(key)
@@ -128,13 +156,18 @@ class Notifier:
                 receiver.send_resolved,
             ):
                 continue
-            self._entries[key] = GroupEntry(firing_fps, resolved_fps, now)
             outgoing = firing + (resolved if receiver.send_resolved else [])
-            if not outgoing:
-                continue
-            notification = self._build(receiver, labels_of[key], outgoing)
-            self._submit(notification)
-            sent.append(notification)
+            notification = self._build(receiver, labels_of[key], outgoing) if outgoing else None
+            entry = GroupEntry(firing_fps, resolved_fps, now)
+            decisions.append(Decision(key[0], key[1], entry, notification))
+        if not decisions or (self._decide is not None and not self._decide(decisions)):
+            return []  # not recorded (not the leader, or the store is down): decide again next time
+        sent = []
+        for decision in decisions:
+            self._entries[(decision.receiver, decision.group_key)] = decision.entry
+            if decision.notification is not None:
+                self._submit(decision.notification)
+                sent.append(decision.notification)
         return sent
 
     def _build(
@@ -160,6 +193,7 @@ class Notifier:
             status=status,
             fingerprints=tuple(a.fingerprint for a in outgoing),
             body=json.dumps(body).encode(),
+            id=uuid.uuid4().hex,
         )
 
 
@@ -187,8 +221,10 @@ class Dispatcher:
         backoff_s: float = 1.0,
         max_backoff_s: float = 60.0,
         max_attempts: int = 8,
+        may_send: Callable[[], bool] = lambda: True,
     ) -> None:
         self._on_attempt = on_attempt
+        self.may_send = may_send
         self.backoff_s = backoff_s
         self.max_backoff_s = max_backoff_s
         self.max_attempts = max_attempts
@@ -215,6 +251,15 @@ class Dispatcher:
     def pending(self) -> int:
         with self._cond:
             return sum(len(q.slots) for q in self._queues.values())
+
+    def discard(self) -> int:
+        """Forget every waiting notification without a word: this process stopped leading,
+        and the leader resends what the record shows pending. Returns how many."""
+        with self._cond:
+            count = sum(len(q.slots) for q in self._queues.values())
+            for queue in self._queues.values():
+                queue.slots.clear()
+            return count
 
     def stop(self, timeout: float = 5.0) -> None:
         self._stop.set()
@@ -246,6 +291,11 @@ class Dispatcher:
 
     def _send(self, client: httpx.Client, queue: _ReceiverQueue, item: _Pending) -> None:
         receiver = item.notification.receiver
+        if not self.may_send():
+            log.warning(
+                "not the leader: notification to %s left for the leader to send", receiver.name
+            )
+            return
         status, error = 0, ""
         try:
             response = client.post(

@@ -1,7 +1,9 @@
 """``sidetrace alerter``: the SLO evaluator and alert delivery on their own, without pages.
 
-Run it when the dashboard runs without ``--slo`` files (or not at all): only one
-evaluator per store, or notifications go out twice. Invalid SLO files are
+Run it when the dashboard runs without ``--slo`` files (or not at all). Several
+replicas may run with ``--coordinator zk://host:2181/path``: one leads and
+notifies, the others evaluate and wait to take over. Without a coordinator run
+only one per store, or notifications go out twice. Invalid SLO files are
 refused at start (exit status 2) with one ``FILE:LINE: FIELD: message`` line per
 problem; later edits are reloaded each interval, and an invalid edit keeps the
 file's previous version running.
@@ -15,6 +17,7 @@ import sys
 import threading
 
 from sidetrace.cli import add_clickhouse_flag
+from sidetrace.coordination import add_coordinator_flag
 
 
 def register(subparsers: argparse._SubParsersAction) -> None:
@@ -35,13 +38,15 @@ def register(subparsers: argparse._SubParsersAction) -> None:
         default=None,
         help="TEST ONLY: divide SLO windows, for, keep_firing_for and repeat_interval by this",
     )
+    add_coordinator_flag(parser)
     parser.add_argument("--check", action="store_true", help="validate the SLO files and exit")
     parser.set_defaults(handler=run)
 
 
 def run(args: argparse.Namespace) -> int:
     from dashboard.slo_config import SloConfigError, SloConfigSet, time_scale_from_env
-    from dashboard.slo_evaluator import SloEvaluator
+    from dashboard.slo_evaluator import JOB, SloEvaluator
+    from sidetrace.coordination import CoordinatorError, open_leaderships
     from sidetrace.migrate import migrate
     from sidetrace.store import open_store
 
@@ -74,6 +79,15 @@ def run(args: argparse.Namespace) -> int:
     stop = threading.Event()
     for sig in (signal.SIGINT, signal.SIGTERM):
         signal.signal(sig, lambda *_: stop.set())
+    try:
+        coordinator, leaderships = open_leaderships(args.coordinator, (JOB,), "alerter")
+    except CoordinatorError as exc:
+        evaluator.close()
+        print(f"sidetrace alerter: {exc}", file=sys.stderr)
+        return 2
+    evaluator.leadership = leaderships[JOB]
+    if coordinator is not None:
+        evaluator.deliveries.leader = coordinator.identity
     evaluator.start(args.interval)
     print(
         f"sidetrace alerter: {len(config.slos)} SLO(s), {len(config.threshold_alerts)} "
@@ -82,4 +96,6 @@ def run(args: argparse.Namespace) -> int:
     )
     stop.wait()
     evaluator.close()
+    if coordinator is not None:
+        coordinator.close()
     return 0

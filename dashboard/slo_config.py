@@ -58,6 +58,11 @@ DEFAULT_WINDOWS = {
 }
 
 
+# An alert fires only on a window holding at least this many calls, so a handful of
+# slow requests at night cannot page or open a ticket (``min_events`` overrides it).
+DEFAULT_MIN_EVENTS = 100
+
+
 def parse_duration(text: str) -> float:
     """``"1h30m"`` -> 5400.0 seconds (the schema has checked the form)."""
     parts = _DURATION_PART.findall(text)
@@ -137,6 +142,7 @@ class AlertPolicy:
     receivers: tuple[str, ...] = ()
     labels: tuple[tuple[str, str], ...] = ()
     annotations: tuple[tuple[str, str], ...] = ()
+    min_events: int = DEFAULT_MIN_EVENTS  # calls the (long) window needs before it counts
 
 
 @dataclass(frozen=True)
@@ -256,6 +262,7 @@ class _Builder:
             receivers=tuple(item.get("receivers", ())),
             labels=tuple(sorted(item.get("labels", {}).items())),
             annotations=tuple(sorted(item.get("annotations", {}).items())),
+            min_events=int(item.get("min_events", DEFAULT_MIN_EVENTS)),
         )
 
     def slo_alerts(self, items: list[dict[str, Any]] | None, where: Path_) -> tuple[SloAlert, ...]:

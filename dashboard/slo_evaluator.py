@@ -8,9 +8,13 @@ the state changes. Delivery happens on
 the dispatcher's threads, never in the evaluation. The latest result is kept
 as a ``Snapshot`` for the pages and the JSON API.
 
-Only one evaluator should run per store (the dashboard's, or ``sidetrace
-alerter`` with the dashboard started without SLO files), or notifications are
-sent twice.
+Several replicas may run: each evaluates (so its pages and cache stay warm),
+but only the one that leads ``leadership`` (see ``sidetrace.coordination``)
+records state changes and notifies, and it checks before each write and each
+send. Every notification decision is recorded in ``alert_deliveries`` before it
+goes out (``alert_record``); a process that wins the election starts from the
+recorded alert states and decisions and sends what was decided but not sent.
+Without a coordinator the one process leads alone.
 """
 
 from __future__ import annotations
@@ -21,8 +25,17 @@ import time
 from collections.abc import Callable
 from dataclasses import dataclass, field, replace
 
-from dashboard.alert_delivery import Attempt, Dispatcher, Notifier
-from dashboard.alert_rules import FIRING, PENDING, Alert, AlertBook, AlertState, Transition
+from dashboard.alert_delivery import Attempt, Decision, Dispatcher, Notifier
+from dashboard.alert_record import FAILED, SENT, SUPERSEDED, DeliveryLog
+from dashboard.alert_rules import (
+    FIRING,
+    PENDING,
+    RESOLVED,
+    Alert,
+    AlertBook,
+    AlertState,
+    Transition,
+)
 from dashboard.alert_silences import Silence, SilenceStore
 from dashboard.slo_cache import RollupCache
 from dashboard.slo_config import (
@@ -44,11 +57,13 @@ from dashboard.slo_math import (
     windows_exceed,
 )
 from dashboard.slo_queries import Counts, is_whole_minutes, window_counts
+from sidetrace.coordination import Leadership, SoleLeader
 from sidetrace.store import Store, StoreError
 
 log = logging.getLogger(__name__)
 
 DISPLAY_WINDOWS = (3600.0, 21600.0)  # burn rate "now" on the SLO page: 1 h and 6 h
+JOB = "slo-evaluator"  # the election this evaluator stands in
 
 
 @dataclass(frozen=True)
@@ -105,13 +120,20 @@ class SloEvaluator:
         external_url: str,
         dispatcher: Dispatcher | None = None,
         clock: Callable[[], float] = time.time,
+        leadership: Leadership | None = None,
+        identity: str = "",
     ) -> None:
         self.store = store
         self.config = config
         self.external_url = external_url.rstrip("/")
         self.clock = clock
-        self.dispatcher = dispatcher or Dispatcher(self._log_attempt)
-        self.notifier = Notifier(self.dispatcher.submit, self.external_url)
+        self.leadership = leadership or SoleLeader(JOB)
+        self.deliveries = DeliveryLog(store, identity)
+        self.dispatcher = dispatcher or Dispatcher(
+            self._log_attempt, may_send=lambda: self.leadership.check(confirm=True)
+        )
+        self.notifier = Notifier(self.dispatcher.submit, self.external_url, self._decide)
+        self._term = 0  # the leadership term this evaluator acts in; 0 while it follows
         self.book = AlertBook()
         self.cache = RollupCache()
         self.silence_store = SilenceStore(store)
@@ -156,7 +178,26 @@ class SloEvaluator:
             )
             return self.snapshot
 
+    def _follow_leadership(self) -> bool:
+        """Whether this evaluation may act; on a change of term start over from the record."""
+        term = self.leadership.term if self.leadership.check() else 0
+        if term != self._term:
+            self._term = term
+            dropped = self.dispatcher.discard()
+            self.book = AlertBook()
+            self.notifier.restore({})
+            self._restored = False
+            if term:
+                log.info("SLO evaluator: leading (term %d); resuming from the record", term)
+            else:
+                log.warning(
+                    "SLO evaluator: not leading; evaluating without recording or notifying"
+                    + (f" ({dropped} queued notification(s) left to the leader)" if dropped else "")
+                )
+        return term != 0
+
     def _evaluate(self, now: float) -> Snapshot:
+        acting = self._follow_leadership()
         self.config.reload(self.known_services)
         slos, thresholds = self.config.slos, self.config.threshold_alerts
         plan = CutPlan(windows=set(self.display_windows))
@@ -189,6 +230,13 @@ class SloEvaluator:
                     total += c.calls
             return good, total
 
+        def calls(window: float, filters: Filters) -> int:
+            return sum(
+                c.calls
+                for name, kind, c in by_service.get((window, filters.service), ())
+                if filters.matches(name, kind)
+            )
+
         results: list[tuple[Alert, bool, str]] = []
         statuses = []
         for slo in slos:
@@ -216,8 +264,10 @@ class SloEvaluator:
             )
             for policy_alert in slo.alerts:
                 rates = {w: rate(w) for bw in policy_alert.windows for w in (bw.long_s, bw.short_s)}
+                enough = policy_alert.policy.min_events
                 condition = any(
                     windows_exceed(bw.factor, rates[bw.long_s], rates[bw.short_s])
+                    and calls(bw.long_s, slo.filters) >= enough
                     for bw in policy_alert.windows
                 )
                 value = ", ".join(f"{format_duration(w)}: {r:.2f}x" for w, r in rates.items())
@@ -225,17 +275,20 @@ class SloEvaluator:
         for rule in thresholds:
             good, total = tally(rule.window_s, rule.filters, rule.threshold_ns, False)
             value = f"{sli(good, total):.2%} of {total} calls at or under the threshold"
+            condition = quantile_above(good, total, rule.quantile)
             results.append(
-                (_threshold_alert(rule), quantile_above(good, total, rule.quantile), value)
+                (_threshold_alert(rule), condition and total >= rule.policy.min_events, value)
             )
 
         if not self._restored:
-            self._restore([a for a, _, _ in results])
+            self._restore([a for a, _, _ in results], now, acting)
         transitions = self.book.update(results, now)
         silenced = self._silenced(now)
-        self._record(transitions, silenced)
         current = self.book.current()
-        self.notifier.notify([(a, s) for a, s, _ in current], silenced, self.config.receivers, now)
+        if acting and self.leadership.check():  # fenced: the record and the notifications
+            self._record(transitions, silenced)
+            alerts = [(a, s) for a, s, _ in current]
+            self.notifier.notify(alerts, silenced, self.config.receivers, now)
         views = tuple(
             AlertView(a, s, v, a.fingerprint in silenced)
             for a, s, v in sorted(current, key=lambda x: x[0].name)
@@ -314,8 +367,23 @@ class SloEvaluator:
         except StoreError as exc:
             log.warning("could not record %d alert state change(s): %s", len(transitions), exc)
 
+    def _decide(self, decisions: list[Decision]) -> bool:
+        """Record a round of notification decisions before they go out (fenced)."""
+        if not self.leadership.check():
+            return False
+        try:
+            self.deliveries.decided(decisions, self._term)
+        except StoreError as exc:
+            log.warning("could not record notifications, deciding again next time: %s", exc)
+            return False
+        return True
+
     def _log_attempt(self, attempt: Attempt) -> None:
+        """Every attempt goes to the notification log; outcomes also to the delivery record
+        (a fact about a send already made, so written whoever leads now)."""
         n = attempt.notification
+        if attempt.outcome in (SENT, FAILED, SUPERSEDED) and n.id:
+            self.deliveries.outcome(n, attempt.outcome, self._term)
         self.store.insert(
             "alert_notifications",
             {
@@ -332,18 +400,33 @@ class SloEvaluator:
             },
         )
 
-    def _restore(self, alerts: list[Alert]) -> None:
-        """Continue pending and firing episodes recorded before a restart."""
-        self._restored = True
+    def _restore(self, alerts: list[Alert], now: float, acting: bool) -> None:
+        """Continue the episodes recorded before a restart or by the previous leader; when
+        acting, also what each group was last told, and send what was decided but not sent.
+        """
         rows = self.store.query(
             "SELECT fingerprint, argMax(to_state, at_ms), argMax(starts_at_ms, at_ms), "
-            "max(at_ms) FROM alert_events GROUP BY fingerprint"
+            "max(at_ms), argMax(ends_at_ms, at_ms) FROM alert_events GROUP BY fingerprint"
         )
-        last = {str(r[0]): (str(r[1]), int(r[2]) / 1000, int(r[3]) / 1000) for r in rows}
+        last = {
+            str(r[0]): (str(r[1]), int(r[2]) / 1000, int(r[3]) / 1000, int(r[4]) / 1000)
+            for r in rows
+        }
         for alert in alerts:
-            state, active_at, at = last.get(alert.fingerprint, ("", 0.0, 0.0))
+            state, active_at, at, ended = last.get(alert.fingerprint, ("", 0.0, 0.0, 0.0))
             if state in (PENDING, FIRING):
                 self.book.restore(alert, AlertState(state, active_at, at))
+            elif state == RESOLVED:  # so a resolution not yet notified still goes out
+                self.book.restore(alert, AlertState(state, active_at, at, ended or at))
+        if acting:
+            self.notifier.restore(self.deliveries.last_decisions(now))
+            unsent = self.deliveries.unsent(now, self.config.receivers, self._term)
+            if unsent:
+                log.info("SLO evaluator: sending %d notification(s) decided before", len(unsent))
+            for notification in unsent:
+                if self.leadership.check():
+                    self.dispatcher.submit(notification)
+        self._restored = True
 
     # ---- the loop ---------------------------------------------------------------------
 
