@@ -17,6 +17,7 @@ import time
 
 from sidecar.admin import AdminServer
 from sidecar.config import SidecarConfig
+from sidecar.export_target import ExportTarget, resolve
 from sidecar.grpc_proxy import GrpcBridge
 from sidecar.http_proxy import DownstreamConnection, ListenerContext
 from sidecar.propagation import Propagator
@@ -33,14 +34,21 @@ GIL_SWITCH_INTERVAL_S = 0.0002
 GC_THRESHOLDS = (50_000, 20, 20)
 
 
+def export_target(config: SidecarConfig) -> ExportTarget | None:
+    """``config.export``, else a plaintext target for a bare ``config.collector``."""
+    if config.export is not None:
+        return config.export
+    return resolve(config.collector, None, None, None, {}) if config.collector else None
+
+
 def _exporters(config: SidecarConfig):
     """OTLP/gRPC span and metric exporters; ``(None, None)`` without a collector."""
-    if not config.collector:
+    target = export_target(config)
+    if target is None:
         return None, None
-    from sidecar.otlp_export import EncodedMetricExporter, EncodedSpanExporter
+    from sidecar.otlp_export import exporters
 
-    options = {"endpoint": config.collector, "insecure": True, "timeout": config.export_timeout_s}
-    return EncodedSpanExporter(**options), EncodedMetricExporter(**options)
+    return exporters(target, config.export_timeout_s)
 
 
 class Sidecar:
@@ -74,7 +82,11 @@ class Sidecar:
         )
 
     def metrics_text(self) -> str:
-        return self.telemetry.red.prometheus() + self.counters.prometheus()
+        return (
+            self.telemetry.red.prometheus()
+            + self.counters.prometheus()
+            + self.telemetry.failures.prometheus()
+        )
 
     def request_stop(self) -> None:
         if self._stop is not None:
@@ -114,9 +126,12 @@ class Sidecar:
         for sig in (signal.SIGTERM, signal.SIGINT):
             with contextlib.suppress(RuntimeError, ValueError):  # not the main thread
                 loop.add_signal_handler(sig, self.request_stop)
+        target = export_target(cfg)
         log.info(
-            "sidecar up: inbound :%d -> app :%d, outbound :%d, admin :%d, collector %s",
-            cfg.inbound_port, cfg.app_port, cfg.outbound_port, cfg.admin_port, cfg.collector,
+            "sidecar up: inbound :%d -> app :%d, outbound :%d, admin :%d, collector %s%s",
+            cfg.inbound_port, cfg.app_port, cfg.outbound_port, cfg.admin_port,
+            target.endpoint if target else None,
+            "" if target is None else " (plaintext)" if target.insecure else " (TLS)",
         )  # fmt: skip
 
     async def _sweep(self) -> None:

@@ -3,8 +3,10 @@
 from __future__ import annotations
 
 import argparse
+import os
 
 from sidecar.config import SidecarConfig
+from sidecar.export_target import ExportConfigError, resolve
 
 
 def _ports(text: str) -> frozenset[int]:
@@ -21,7 +23,19 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     p.add_argument("--admin-port", type=int, default=15020, help="healthz, readyz, metrics")
     p.add_argument("--bind", default="0.0.0.0", help="address of the inbound and admin listeners")
     p.add_argument("--outbound-bind", default="127.0.0.1", help="address of the outbound listener")
-    p.add_argument("--collector", default=None, help="OTLP/gRPC collector HOST:PORT")
+    p.add_argument(
+        "--collector",
+        default=None,
+        help="OTLP/gRPC collector [https://|http://]HOST:PORT (else OTEL_EXPORTER_OTLP_ENDPOINT)",
+    )
+    p.add_argument("--collector-ca", default=None, help="CA bundle (PEM) to trust the collector")
+    p.add_argument("--collector-token-file", default=None, help="file with the bearer token")
+    p.add_argument(
+        "--collector-insecure",
+        action="store_true",
+        default=None,
+        help="plaintext to the collector (default: by scheme / OTEL_EXPORTER_OTLP_INSECURE)",
+    )
     p.add_argument("--service-name", default="unknown_service", help="service.name")
     p.add_argument("--service-version", default=None, help="service.version")
     p.add_argument("--pod-name", default=None, help="k8s.pod.name (Downward API)")
@@ -47,7 +61,7 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     p.set_defaults(handler=run)
 
 
-def config_from_args(args: argparse.Namespace) -> SidecarConfig:
+def config_from_args(args: argparse.Namespace, environ=os.environ) -> SidecarConfig:
     resource = {
         "service.version": args.service_version,
         "k8s.pod.name": args.pod_name,
@@ -62,6 +76,13 @@ def config_from_args(args: argparse.Namespace) -> SidecarConfig:
         bind=args.bind,
         outbound_bind=args.outbound_bind,
         collector=args.collector,
+        export=resolve(
+            args.collector,
+            args.collector_ca,
+            args.collector_token_file,
+            args.collector_insecure,
+            environ,
+        ),
         service_name=args.service_name,
         resource={k: v for k, v in resource.items() if v},
         grpc_ports=args.grpc_ports,
@@ -85,7 +106,14 @@ def config_from_args(args: argparse.Namespace) -> SidecarConfig:
 
 
 def run(args: argparse.Namespace) -> int:
+    import sys
+
     from sidecar.app import run_sidecar
 
-    run_sidecar(config_from_args(args))
+    try:
+        config = config_from_args(args)
+    except ExportConfigError as exc:
+        print(f"sidetrace sidecar: {exc}", file=sys.stderr)
+        return 2
+    run_sidecar(config)
     return 0

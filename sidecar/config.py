@@ -4,6 +4,8 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 
+from sidecar.export_target import ExportTarget
+
 # Ports where the server speaks first (SMTP, FTP, SSH, POP3, IMAP, MySQL, ...):
 # waiting for the client's first bytes would stall them, so they are piped at once.
 SERVER_FIRST_PORTS = frozenset((21, 22, 25, 110, 143, 465, 587, 993, 995, 3306, 4222, 5222))
@@ -18,7 +20,8 @@ class SidecarConfig:
     bind: str = "0.0.0.0"
     outbound_bind: str = "127.0.0.1"
     app_host: str = "127.0.0.1"
-    collector: str | None = None
+    collector: str | None = None  # a bare HOST:PORT, plaintext (see ``export``)
+    export: ExportTarget | None = None  # TLS, CA and headers; wins over ``collector``
     service_name: str = "unknown_service"
     resource: dict[str, str] = field(default_factory=dict)
     grpc_ports: frozenset[int] = frozenset()

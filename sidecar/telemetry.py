@@ -17,6 +17,7 @@ import threading
 import time
 from collections.abc import Callable, Hashable, Sized
 
+from sidecar.export_failures import ExportFailures
 from sidecar.otlp_encode import EncodedSpans, SpanEncoder, encode_red_metrics, span_with_ids
 from sidecar.red_metrics import ProxyCounters, RedKey, RedMetrics, status_class
 from sidecar.routes import RouteMatcher
@@ -47,6 +48,7 @@ class Telemetry:
         self.resource_attributes = resource_attributes
         self.counters = counters
         self.red = RedMetrics()
+        self.failures = ExportFailures()
         self._encoder = SpanEncoder(resource_attributes)
         self._span_exporter = span_exporter
         self._metric_exporter = metric_exporter
@@ -131,6 +133,11 @@ class Telemetry:
         else:
             self.counters.spans_dropped_total += len(spans)
             self.counters.export_failures_total += 1
+            failure = getattr(self._span_exporter, "last_failure", None)
+            if failure is None:
+                self.failures.record("other", "span export failed", len(spans))
+            else:
+                self.failures.record(failure.reason, failure.explanation, len(spans))
 
     def _observe(self, records: list[Record | Deferred], spans: list[bytes]) -> None:
         """RED metrics of ``records``; their encoded spans, if sampled, onto ``spans``."""

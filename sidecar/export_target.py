@@ -1,0 +1,121 @@
+"""Where and how the sidecar exports: flags first, then the standard OTLP variables.
+
+The flags (``--collector``, ``--collector-ca``, ``--collector-token-file``,
+``--collector-insecure``; also ``SIDETRACE_<FLAG>``) win; what they leave unset
+comes from ``OTEL_EXPORTER_OTLP_TRACES_*`` and then ``OTEL_EXPORTER_OTLP_*``
+(endpoint, certificate, headers, insecure), read from the mapping the command
+passes in, so the exporter package never consults the environment on its own.
+
+Transport security: ``https://`` means TLS and ``http://`` plaintext. Without a
+scheme, an endpoint from the OTLP variables follows ``OTEL_EXPORTER_OTLP_INSECURE``
+(default false: TLS, as the specification says); a bare ``--collector HOST:PORT``
+is plaintext unless a CA bundle is given (the demo's and the tests' form).
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Mapping
+from dataclasses import dataclass
+from pathlib import Path
+from urllib.parse import unquote, urlsplit
+
+log = logging.getLogger(__name__)
+PREFIXES = ("OTEL_EXPORTER_OTLP_TRACES_", "OTEL_EXPORTER_OTLP_")
+
+
+class ExportConfigError(ValueError):
+    """A setting that cannot be used, explained in one line."""
+
+
+@dataclass(frozen=True)
+class ExportTarget:
+    """The collector's ``host:port``, TLS or not, the CA bundle file and the gRPC metadata."""
+
+    endpoint: str
+    insecure: bool
+    ca_file: str | None = None
+    headers: tuple[tuple[str, str], ...] = ()
+
+    def ca_pem(self) -> bytes | None:
+        """The CA bundle's bytes; ``None`` (system roots) when unset or unreadable."""
+        if not self.ca_file:
+            return None
+        try:
+            return Path(self.ca_file).read_bytes()
+        except OSError as exc:
+            log.error(
+                "collector CA bundle %s unreadable (%s): using system roots", self.ca_file, exc
+            )
+            return None
+
+
+def _otel(environ: Mapping[str, str], name: str) -> str | None:
+    for prefix in PREFIXES:
+        value = environ.get(prefix + name, "").strip()
+        if value:
+            return value
+    return None
+
+
+def parse_headers(text: str) -> tuple[tuple[str, str], ...]:
+    """``key=value,key2=value2`` (values URL-encoded) as lowercase gRPC metadata."""
+    headers = []
+    for item in text.split(","):
+        if not item.strip():
+            continue
+        key, sep, value = item.partition("=")
+        if not sep or not key.strip():
+            raise ExportConfigError(f"bad OTLP header {item.strip()!r}: expected key=value")
+        headers.append((unquote(key).strip().lower(), unquote(value).strip()))
+    return tuple(headers)
+
+
+def _truthy(text: str) -> bool:
+    return text.strip().lower() in ("1", "true", "yes", "on")
+
+
+def _token_header(token_file: str) -> tuple[str, str] | None:
+    try:
+        token = Path(token_file).read_text().strip()
+    except OSError as exc:
+        log.error("collector token file %s unreadable (%s): exporting without a token",
+                  token_file, exc)  # fmt: skip
+        return None
+    return ("authorization", f"Bearer {token}") if token else None
+
+
+def resolve(
+    collector: str | None,
+    ca_file: str | None,
+    token_file: str | None,
+    insecure: bool | None,
+    environ: Mapping[str, str],
+) -> ExportTarget | None:
+    """The export target, or ``None`` when neither flags nor variables name a collector."""
+    from_flag = bool(collector)
+    url = collector or _otel(environ, "ENDPOINT")
+    if not url:
+        return None
+    ca_file = ca_file or _otel(environ, "CERTIFICATE")
+    scheme = url.partition("://")[0].lower() if "://" in url else ""
+    if scheme and scheme not in ("http", "https"):
+        raise ExportConfigError(f"bad collector endpoint {url!r}: use http://, https:// or none")
+    parts = urlsplit(url if scheme else f"//{url}")
+    if not parts.hostname or not parts.port:
+        raise ExportConfigError(f"bad collector endpoint {url!r}: expected [scheme://]HOST:PORT")
+    if insecure is None:
+        env_insecure = _otel(environ, "INSECURE")
+        if scheme:
+            insecure = scheme == "http"
+        elif env_insecure is not None:
+            insecure = _truthy(env_insecure)
+        else:
+            insecure = from_flag and not ca_file
+    elif scheme == "https" and insecure:
+        raise ExportConfigError(f"collector endpoint {url!r} is https:// but insecure is set")
+    headers = parse_headers(_otel(environ, "HEADERS") or "")
+    if token_file and not any(k == "authorization" for k, _ in headers):
+        header = _token_header(token_file)
+        headers += (header,) if header else ()
+    return ExportTarget(parts.netloc, insecure, ca_file, headers)
