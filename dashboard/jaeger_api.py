@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import importlib
 import json
+import re
 import time
 from typing import Any
 
@@ -22,8 +23,11 @@ from dashboard import trace_queries as tq
 from dashboard.context import DashboardContext
 from dashboard.json_input import BadJson, parse_json_object
 from dashboard.openapi import json_response, path_param, query_param
+from dashboard.trace_json import json_double
 
-DEFAULT_LIMIT = 20
+# Jaeger's query service answers a search without ``limit`` with up to 100 traces.
+DEFAULT_LIMIT = 100
+_TRACE_ID = re.compile(r"^[0-9a-fA-F]{1,32}$")
 JAEGER_KINDS = {"server": 2, "client": 3, "producer": 4, "consumer": 5, "internal": 1}
 _TAG_TYPES = {
     tq.ATTR_STRING: "string",
@@ -34,10 +38,26 @@ _TAG_TYPES = {
 }
 
 
-def envelope(data: Any, total: int | None = None, status: int = 200) -> Response:
+def envelope(
+    data: Any, total: int | None = None, status: int = 200, errors: list | None = None
+) -> Response:
     count = total if total is not None else (len(data) if isinstance(data, list) else 0)
-    body = {"data": data, "total": count, "limit": 0, "offset": 0, "errors": None}
+    body = {"data": data, "total": count, "limit": 0, "offset": 0, "errors": errors}
     return JSONResponse(body, status_code=status)
+
+
+def span_kind_name(kind: int) -> str:
+    """Jaeger's name for an OTLP span kind; unspecified (or unknown) is empty."""
+    name = tq.SPAN_KINDS.get(kind, "")
+    return "" if name == "unspecified" else name
+
+
+def parse_trace_id(text: str) -> str:
+    """A 32-hex lowercase id from 1 to 32 hex digits, left-padded as Jaeger pads them."""
+    text = (text or "").strip()
+    if not _TRACE_ID.match(text):
+        raise tq.BadQuery(f"trace id must be 1 to 32 hex digits, got {text[:40]!r}")
+    return text.lower().rjust(32, "0")
 
 
 def error(status: int, message: str) -> Response:
@@ -61,14 +81,14 @@ def tag(a: tq.Attribute) -> dict[str, Any]:
     value = a.typed() if kind != "binary" else a.value
     if not isinstance(value, str | int | float | bool):
         value = json.dumps(value)
-    return {"key": a.key, "type": kind, "value": value}
+    return {"key": a.key, "type": kind, "value": json_double(value)}
 
 
 def _extra_tags(span: tq.Span) -> list[dict[str, Any]]:
     """OTLP fields Jaeger keeps as tags: span kind, status, instrumentation scope."""
     tags: list[dict[str, Any]] = []
     kind = tq.SPAN_KINDS.get(span.kind)
-    if kind not in (None, "unspecified", "internal"):
+    if kind not in (None, "unspecified"):
         tags.append({"key": "span.kind", "type": "string", "value": kind})
     if span.status_code == 2:
         tags.append({"key": "error", "type": "bool", "value": True})
@@ -186,8 +206,9 @@ def traces_query(request: Request) -> tq.SearchQuery:
         start_ns = params.parse_micros(qp["start"], "start")
     else:
         start_ns = end_ns - params.parse_lookback(qp.get("lookback") or "1h")
-    if end_ns - start_ns > params.MAX_LOOKBACK_NS:
-        raise tq.BadQuery("time range is longer than 31 days")
+    # Jaeger takes any range; Grafana sends its picker's range as it is. Searches
+    # read at most the last 31 days of it (spans older than that are past retention).
+    start_ns = max(start_ns, end_ns - params.MAX_LOOKBACK_NS)
     filters, errors_only = parse_tags(request)
     limit_text = qp.get("limit") or str(DEFAULT_LIMIT)
     q = tq.SearchQuery(
@@ -249,25 +270,34 @@ def routes(ctx: DashboardContext) -> list[BaseRoute]:
         pairs = await run_in_threadpool(
             tq.operations, store, service, start_ns, end_ns, JAEGER_KINDS.get(kind_text)
         )
-        data = [{"name": n, "spanKind": tq.SPAN_KINDS.get(k, "")} for n, k in pairs]
+        data = [{"name": n, "spanKind": span_kind_name(k)} for n, k in pairs]
         return envelope(data)
 
     async def traces(request: Request) -> Response:
         ids = request.query_params.getlist("traceID")
         try:
             if ids:
-                trace_ids = [tq.normalize_trace_id(t) for t in ids[: tq.MAX_SEARCH_LIMIT]]
+                trace_ids = [parse_trace_id(t) for t in ids[: tq.MAX_SEARCH_LIMIT]]
             else:
                 q = traces_query(request)
                 trace_ids = await run_in_threadpool(tq.search_trace_ids, store, q)
         except tq.BadQuery as exc:
             return error(400, str(exc))
         found = await run_in_threadpool(tq.load_traces, store, trace_ids, ctx.max_trace_spans)
-        return envelope([trace_to_jaeger(t) for t in found])
+        if not ids:
+            return envelope([trace_to_jaeger(t) for t in found])
+        # Jaeger lists each id it could not find; its UI (compare) waits for that.
+        loaded = {t.summary.trace_id for t in found}
+        missing = [
+            {"msg": "trace not found", "traceID": jaeger_trace_id(t)}
+            for t in dict.fromkeys(trace_ids)
+            if t not in loaded
+        ]
+        return envelope([trace_to_jaeger(t) for t in found], errors=missing or None)
 
     async def trace(request: Request) -> Response:
         try:
-            trace_id = tq.normalize_trace_id(request.path_params["trace_id"])
+            trace_id = parse_trace_id(request.path_params["trace_id"])
         except tq.BadQuery as exc:
             return error(400, str(exc))
         found = await run_in_threadpool(tq.load_trace, store, trace_id, ctx.max_trace_spans)
@@ -281,9 +311,8 @@ def routes(ctx: DashboardContext) -> list[BaseRoute]:
             now_ms = time.time_ns() // 1_000_000
             end_ms = params.parse_int(qp.get("endTs") or str(now_ms), "endTs", 0, 10**13)
             day_ms = 86_400_000
-            lookback_ms = params.parse_int(
-                qp.get("lookback") or str(day_ms), "lookback", 1, 31 * day_ms
-            )
+            lookback_ms = params.parse_int(qp.get("lookback") or str(day_ms), "lookback", 1, 10**13)
+            lookback_ms = min(lookback_ms, params.MAX_LOOKBACK_NS // 1_000_000)  # as searches
         except tq.BadQuery as exc:
             return error(400, str(exc))
         func = dependencies_function()
@@ -291,6 +320,9 @@ def routes(ctx: DashboardContext) -> list[BaseRoute]:
             return envelope([])
         start_ns = max(0, end_ms - lookback_ms) * 1_000_000
         links = await run_in_threadpool(func, store, start_ns, end_ms * 1_000_000)
+        service = qp.get("service")
+        if service:
+            links = [lk for lk in links if service in (lk["parent"], lk["child"])]
         return envelope(list(links))
 
     return [
@@ -360,6 +392,7 @@ OPENAPI_PATHS: dict[str, Any] = {
             "parameters": [
                 query_param("endTs", {"type": "integer", "minimum": 0}, "Unix milliseconds"),
                 query_param("lookback", {"type": "integer", "minimum": 1}, "milliseconds"),
+                query_param("service", _STR, "only links from or to this service"),
             ],
             "responses": {"200": json_response(_JAEGER), "400": json_response(_JAEGER)},
         }

@@ -6,6 +6,7 @@ integers); offsets from the trace start and durations are plain numbers.
 
 from __future__ import annotations
 
+import math
 from typing import Any
 
 from dashboard.trace_analysis import Analysis, analyze
@@ -19,8 +20,19 @@ from dashboard.trace_queries import (
 )
 
 
+def json_double(value: Any) -> Any:
+    """A value JSON can carry: NaN and ±Inf become proto3 JSON's "NaN" / "Infinity" text.
+
+    Strict JSON has no literal for them, and an encoder refusing one would turn a
+    whole trace into a 500; OTLP's JSON encoding spells them as these strings.
+    """
+    if isinstance(value, float) and not math.isfinite(value):
+        return "NaN" if math.isnan(value) else ("Infinity" if value > 0 else "-Infinity")
+    return value
+
+
 def attributes_json(attrs: list[Attribute]) -> list[dict[str, Any]]:
-    return [{"key": a.key, "value": a.typed()} for a in attrs]
+    return [{"key": a.key, "value": json_double(a.typed())} for a in attrs]
 
 
 def span_json(span: Span, trace_start_ns: int, analysis: Analysis) -> dict[str, Any]:

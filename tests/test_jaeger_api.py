@@ -6,6 +6,7 @@ import json
 
 import pytest
 
+from collector.edge_rollup import compute_edges
 from dashboard import jaeger_api
 from tests import trace_generator as gen
 from tests.dashboard_client import dashboard_client
@@ -174,8 +175,13 @@ def test_trace_by_short_id_and_errors(loaded):
         body = client.get("/api/traces/0123456789abcdef").json()
         assert body["data"][0]["traceID"] == "0123456789abcdef"  # Jaeger prints 64-bit ids short
         assert check_error(client.get("/api/traces/" + "e" * 32), 404) == "trace not found"
-        for bad in ("xyz", "1" * 20, "g" * 32, "%27%20OR%201=1"):
+        for bad in ("xyz", "1" * 33, "g" * 32, "%27%20OR%201=1"):
             check_error(client.get(f"/api/traces/{bad}"), 400)
+        # Jaeger accepts 1 to 32 hex digits and pads them
+        tiny = "0" * 29 + "abc"
+        gen.insert(store, [gen.GenSpan(tiny, "2" * 16, "", "svc", "op", gen.now_ns(), 1000)])
+        assert client.get("/api/traces/abc").json()["data"][0]["traceID"] == "0" * 13 + "abc"
+        assert client.get("/api/traces/0ABC").json()["data"][0]["traceID"] == "0" * 13 + "abc"
 
 
 def test_trace_search(loaded):
@@ -246,3 +252,106 @@ def test_dependencies(loaded):
 def test_jaeger_trace_id_format():
     assert jaeger_api.jaeger_trace_id("0" * 16 + "a" * 16) == "a" * 16
     assert jaeger_api.jaeger_trace_id("1" + "0" * 31) == "1" + "0" * 31
+
+
+def test_compare_lists_missing_trace_ids(loaded):
+    """``/api/traces?traceID=A&traceID=B``: Jaeger lists each id it has not as an error."""
+    store, skewed, other, _ = loaded
+    missing = "f" * 32
+    with dashboard_client(store) as client:
+        query = {"traceID": [skewed[0].trace_id, missing, other[0].trace_id, "42"]}
+        response = client.get("/api/traces", params=query)
+        assert response.status_code == 200
+        body = response.json()
+        assert set(body) == ENVELOPE_KEYS
+        assert [t["traceID"] for t in body["data"]] == [skewed[0].trace_id, other[0].trace_id]
+        assert body["errors"] == [
+            {"msg": "trace not found", "traceID": missing},
+            {"msg": "trace not found", "traceID": "0000000000000042"},
+        ]
+        body = client.get("/api/traces", params={"traceID": [skewed[0].trace_id]}).json()
+        assert body["errors"] is None
+
+
+def test_non_finite_doubles_and_kinds(store):
+    """NaN/±Inf doubles never make a 500; internal spans say so; unspecified kind is empty."""
+    ids = gen.Ids(5)
+    root = gen.GenSpan(ids.trace(), ids.span(), "", "cron", "tick", gen.now_ns() - 10**9, 5000)
+    root.kind = 0
+    root.attrs = {"nan": float("nan"), "inf": float("inf"), "ninf": float("-inf"), "x": 1.5}
+    inner = gen.GenSpan(root.trace_id, ids.span(), root.span_id, "cron", "step", root.start_ns, 9)
+    inner.kind = gen.KIND_INTERNAL
+    inner.events = [(root.start_ns, "retry", {"backoff": float("nan")})]
+    gen.insert(store, [root, inner])
+    with dashboard_client(store) as client:
+        for path in (f"/api/traces/{root.trace_id}", "/api/traces?service=cron"):
+            response = client.get(path)
+            assert response.status_code == 200, response.text
+            (trace,) = response.json()["data"]
+            spans = {s["spanID"]: s for s in trace["spans"]}
+            tags = {t["key"]: t for t in spans[root.span_id]["tags"]}
+            assert tags["nan"] == {"key": "nan", "type": "float64", "value": "NaN"}
+            assert tags["inf"]["value"] == "Infinity" and tags["ninf"]["value"] == "-Infinity"
+            assert tags["x"] == {"key": "x", "type": "float64", "value": 1.5}
+            assert "span.kind" not in tags
+            inner_tags = {t["key"]: t["value"] for t in spans[inner.span_id]["tags"]}
+            assert inner_tags["span.kind"] == "internal"
+            assert spans[inner.span_id]["logs"][0]["fields"][1]["value"] == "NaN"
+        response = client.get(f"/api/v1/traces/{root.trace_id}")
+        assert response.status_code == 200, response.text
+        attrs = {a["key"]: a["value"] for s in response.json()["spans"] for a in s["attributes"]}
+        assert attrs["nan"] == "NaN" and attrs["inf"] == "Infinity" and attrs["x"] == 1.5
+        body = client.get("/api/operations", params={"service": "cron"}).json()
+        assert body["data"] == [
+            {"name": "step", "spanKind": "internal"},
+            {"name": "tick", "spanKind": ""},
+        ]
+
+
+def test_default_limit_and_long_ranges(store):
+    """Jaeger's default search limit (100), and ranges over 31 days accepted as Jaeger does."""
+    ids = gen.Ids(7)
+    start = gen.now_ns() - 600 * 10**9
+    spans = [
+        gen.GenSpan(ids.trace(), ids.span(), "", "many", "op", start + i * 10**6, 1000)
+        for i in range(30)
+    ]
+    gen.insert(store, spans)
+    now_us = gen.now_ns() // 1000
+    with dashboard_client(store) as client:
+        body = client.get("/api/traces", params={"service": "many"}).json()
+        assert len(body["data"]) == 30  # more than the old default of 20
+        long_range = {"service": "many", "start": str(now_us - 90 * 86_400 * 10**6)}
+        response = client.get("/api/traces", params={**long_range, "end": str(now_us)})
+        assert response.status_code == 200 and len(response.json()["data"]) == 30
+        query = {"endTs": str(now_us // 1000), "lookback": str(90 * 86_400_000)}
+        assert client.get("/api/dependencies", params=query).status_code == 200
+    assert jaeger_api.DEFAULT_LIMIT == 100
+
+
+def test_dependencies_for_one_service(store):
+    """``/api/dependencies?service=X`` keeps only links from or to X."""
+    ids = gen.Ids(8)
+    start = (gen.now_ns() // 10**9 // 60 - 5) * 60 * 10**9
+    trace_id, parent, chain = ids.trace(), "", []
+    for service, callee in (("frontend", "checkout"), ("checkout", "cart"), ("cart", "payments")):
+        if not parent:
+            chain.append(gen.GenSpan(trace_id, ids.span(), "", service, "in", start, 9000))
+            parent = chain[-1].span_id
+        call = gen.GenSpan(trace_id, ids.span(), parent, service, "out", start, 8000)
+        call.kind = gen.KIND_CLIENT
+        chain.append(call)
+        chain.append(gen.GenSpan(trace_id, ids.span(), call.span_id, callee, "in", start, 7000))
+        parent = chain[-1].span_id
+    gen.insert(store, chain)
+    compute_edges(store, start // 10**9 - 60, start // 10**9 + 120)
+    end_ms = str(gen.now_ns() // 10**6)
+    with dashboard_client(store) as client:
+        everything = client.get("/api/dependencies", params={"endTs": end_ms}).json()["data"]
+        pairs = {(d["parent"], d["child"]) for d in everything}
+        assert {("frontend", "checkout"), ("checkout", "cart"), ("cart", "payments")} <= pairs
+        body = client.get("/api/dependencies", params={"endTs": end_ms, "service": "cart"}).json()
+        assert {(d["parent"], d["child"]) for d in body["data"]} == {
+            ("checkout", "cart"),
+            ("cart", "payments"),
+        }
