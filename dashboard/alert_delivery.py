@@ -301,7 +301,12 @@ class Dispatcher:
             response = client.post(
                 receiver.url,
                 content=item.notification.body,
-                headers={"Content-Type": "application/json", "User-Agent": "sidetrace-alerter"},
+                headers={
+                    "Content-Type": "application/json",
+                    "User-Agent": "sidetrace-alerter",
+                    # The same for a resend of one decision, so a receiver can drop repeats.
+                    "X-Sidetrace-Notification": item.notification.id,
+                },
                 timeout=receiver.timeout_s,
             )
             status = response.status_code

@@ -33,6 +33,7 @@ class RecordingReceiver:
         self.statuses = list(statuses or [])
         self.delay_s = delay_s
         self.requests: list[tuple[str, dict, float]] = []
+        self.ids: list[str] = []  # each request's X-Sidetrace-Notification header
         self.lock = threading.Lock()
         receiver = self
 
@@ -42,6 +43,7 @@ class RecordingReceiver:
                 time.sleep(receiver.delay_s)
                 with receiver.lock:
                     receiver.requests.append((self.path, json.loads(body), time.time()))
+                    receiver.ids.append(self.headers.get("X-Sidetrace-Notification", ""))
                     status = receiver.statuses.pop(0) if receiver.statuses else 200
                 self.send_response(status)
                 self.send_header("Content-Length", "0")
