@@ -70,6 +70,14 @@ DEFAULT_RESOURCES = {
     "requests": {"cpu": "50m", "memory": "64Mi"},
     "limits": {"cpu": "1", "memory": "256Mi"},
 }
+CLIENT_VOLUME = "sidetrace-collector-client"
+CLIENT_DIR = "/var/run/sidetrace/collector"
+RUNTIME_DEFAULT = {"type": "RuntimeDefault"}
+SCRAPE_ANNOTATIONS = {
+    "prometheus.io/scrape": "true",
+    "prometheus.io/port": str(ADMIN_PORT),
+    "prometheus.io/path": "/metrics",
+}
 
 # Where each workload kind keeps its pod template, as JSON Pointer tokens.
 TEMPLATE_PATHS: dict[str, tuple[str, ...]] = {
@@ -85,7 +93,7 @@ TEMPLATE_PATHS: dict[str, tuple[str, ...]] = {
 
 _QUANTITY = re.compile(r"^[0-9]+(\.[0-9]+)?(m|k|M|G|T|P|E|Ki|Mi|Gi|Ti|Pi|Ei)?$")
 _SERVICE = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]{0,252}$")
-_HOST_PORT = re.compile(r"^[A-Za-z0-9._-]+:(\d{1,5})$")
+_HOST_PORT = re.compile(r"^(?:https?://)?[A-Za-z0-9._-]+:(\d{1,5})$")
 
 
 class InjectError(ValueError):
@@ -97,7 +105,11 @@ class InjectOptions:
     """Choices made by whoever injects (CLI flags or the webhook's configuration)."""
 
     image: str = "sidetrace:0.1.0"
-    collector: str = "sidetrace-collector.sidetrace.svc:4317"
+    collector: str = "https://sidetrace-collector.sidetrace.svc:4317"
+    # The Secret (in the pod's namespace) with the collector's CA (ca.crt) and the
+    # bearer token (token); mounted optional, so a pod starts without it and the
+    # sidecar logs and counts the refused exports. "" mounts nothing.
+    collector_secret: str = "sidetrace-collector-client"
     legacy: bool = False
     iptables: bool = True
     proxy_uid: int = PROXY_UID
@@ -356,6 +368,9 @@ def sidecar_container(settings: Settings, options: InjectOptions) -> dict[str, A
         f"--admin-port={ADMIN_PORT}",
         f"--collector={settings.collector}",
     ]
+    if options.collector_secret:
+        args.append(f"--collector-ca={CLIENT_DIR}/ca.crt")
+        args.append(f"--collector-token-file={CLIENT_DIR}/token")
     args.append(f"--app-port={settings.app_port or DEFAULT_APP_PORT}")
     if settings.grpc_ports:
         args.append(f"--grpc-ports={_csv(settings.grpc_ports)}")
@@ -395,8 +410,12 @@ def sidecar_container(settings: Settings, options: InjectOptions) -> dict[str, A
             "allowPrivilegeEscalation": False,
             "readOnlyRootFilesystem": True,
             "capabilities": {"drop": ["ALL"]},
+            "seccompProfile": RUNTIME_DEFAULT,
         },
     }
+    if options.collector_secret:
+        mount = {"name": CLIENT_VOLUME, "mountPath": CLIENT_DIR, "readOnly": True}
+        container["volumeMounts"] = [mount]
     if settings.app_port is not None:
         # Ready when the app's port answers; a pod serving no port is ready without it.
         probe = {"httpGet": {"path": "/readyz", "port": ADMIN_PORT}, "periodSeconds": 5}
@@ -430,11 +449,17 @@ def init_container(settings: Settings, options: InjectOptions) -> dict[str, Any]
             "requests": {"cpu": "10m", "memory": "32Mi"},
             "limits": {"cpu": "100m", "memory": "64Mi"},
         },
+        # The one container outside the Pod Security "restricted" profile (root and
+        # NET_ADMIN/NET_RAW, for the pod's own network namespace only; it exits
+        # before the app starts). `--no-iptables` injects without it.
         "securityContext": {
             "runAsUser": 0,
             "runAsNonRoot": False,
+            "privileged": False,
             "allowPrivilegeEscalation": False,
+            "readOnlyRootFilesystem": False,  # iptables takes its lock under /run
             "capabilities": {"add": ["NET_ADMIN", "NET_RAW"], "drop": ["ALL"]},
+            "seccompProfile": RUNTIME_DEFAULT,
         },
     }
 
@@ -527,7 +552,18 @@ def plan(template: Any, settings: Settings, options: InjectOptions, warnings: li
     for offset, container in enumerate(new_inits):
         path = pointer("spec", "initContainers", first_init + offset)
         ops.append({"op": "add", "path": path, "value": container})
+    if options.collector_secret:
+        ops += _client_volume_ops(spec, options.collector_secret)
     return ops
+
+
+def _client_volume_ops(spec: Any, secret: str) -> list[dict[str, Any]]:
+    """The collector client Secret as a volume (optional: pods start without it)."""
+    volume = {"name": CLIENT_VOLUME, "secret": {"secretName": secret, "optional": True}}
+    volumes = spec.get("volumes")
+    if volumes is None:
+        return [{"op": "add", "path": "/spec/volumes", "value": [volume]}]
+    return [{"op": "add", "path": pointer("spec", "volumes", len(volumes)), "value": volume}]
 
 
 # --- whole pod templates, objects and streams --------------------------------------
@@ -567,6 +603,13 @@ def inject_template(
     undo = [apply_op(template, op) for op in forward]
     label_ops = metadata_ops(template, "labels", PROXY_LABEL, "enabled")
     undo += [apply_op(template, op) for op in label_ops]
+    # Prometheus scrapes the sidecar's admin port, unless the pod names its own target.
+    annotations = (template.get("metadata") or {}).get("annotations") or {}
+    if not any(key in annotations for key in SCRAPE_ANNOTATIONS):
+        for key, value in SCRAPE_ANNOTATIONS.items():
+            ops = metadata_ops(template, "annotations", key, value)
+            undo += [apply_op(template, op) for op in ops]
+            label_ops += ops
     mode = {"mode": "legacy" if options.legacy else "native", "iptables": options.iptables}
     record_ops = metadata_ops(template, "annotations", RECORD, "")
     undo += [apply_op(template, op) for op in record_ops]

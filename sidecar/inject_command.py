@@ -33,7 +33,12 @@ def add_inject_options(parser: argparse.ArgumentParser) -> None:
     parser.add_argument(
         "--collector",
         default=InjectOptions.collector,
-        help="collector HOST:PORT (annotation sidetrace.io/collector overrides)",
+        help="collector [https://]HOST:PORT (annotation sidetrace.io/collector overrides)",
+    )
+    parser.add_argument(
+        "--collector-secret",
+        default=InjectOptions.collector_secret,
+        help="Secret in the pod's namespace with the collector's ca.crt and token ('' for none)",
     )
     parser.add_argument(
         "--legacy",
@@ -54,6 +59,7 @@ def options_from_args(args: argparse.Namespace) -> InjectOptions:
     return InjectOptions(
         image=args.image,
         collector=args.collector,
+        collector_secret=args.collector_secret,
         legacy=args.legacy,
         iptables=not args.no_iptables,
         proxy_uid=args.proxy_uid,

@@ -6,6 +6,7 @@ import argparse
 import base64
 import logging
 import sys
+import threading
 from pathlib import Path
 
 from sidecar.inject_command import add_inject_options, options_from_args
@@ -22,6 +23,12 @@ def register(subparsers: argparse._SubParsersAction) -> None:
         "--kube-api",
         default=None,
         help="Kubernetes API URL for namespace defaults (default: in-cluster, if any)",
+    )
+    parser.add_argument(
+        "--tls-reload-interval",
+        type=float,
+        default=5.0,
+        help="seconds between checks of --cert/--key for a renewed pair",
     )
     parser.add_argument("--kube-token-file", default=None, help="bearer token file for --kube-api")
     parser.add_argument("--kube-ca-file", default=None, help="CA of --kube-api")
@@ -47,6 +54,7 @@ def serve(args: argparse.Namespace) -> int:
 
     from sidecar.kube_namespaces import KubeAPI, NamespaceAnnotations
     from sidecar.webhook import create_app
+    from sidetrace.tls_files import KeyPairFiles, watch_ssl_context
 
     api = KubeAPI.in_cluster()
     if args.kube_api:
@@ -61,7 +69,14 @@ def serve(args: argparse.Namespace) -> int:
         log_level=logging.getLevelName(logging.getLogger().level).lower(),
         access_log=False,
     )
-    uvicorn.Server(config).run()
+    config.load()  # makes config.ssl, which the server then uses as it is
+    stop = threading.Event()
+    # A renewed Secret (cert-manager, or `webhook certs` re-run) is served without a restart.
+    watch_ssl_context(config.ssl, KeyPairFiles(args.cert, args.key), stop, args.tls_reload_interval)
+    try:
+        uvicorn.Server(config).run()
+    finally:
+        stop.set()
     return 0
 
 

@@ -122,6 +122,18 @@ def test_what_is_added(mode: str) -> None:
     ):
         assert env[variable]["valueFrom"]["fieldRef"]["fieldPath"] == field
     assert sidecar["securityContext"]["runAsUser"] == 1337
+    # Secure export: TLS to the collector with the CA and token of the client Secret.
+    assert sidecar_args.collector == "https://sidetrace-collector.sidetrace.svc:4317"
+    assert sidecar_args.collector_ca == "/var/run/sidetrace/collector/ca.crt"
+    assert sidecar_args.collector_token_file == "/var/run/sidetrace/collector/token"
+    [mount] = sidecar["volumeMounts"]
+    [volume] = [v for v in spec["volumes"] if v["name"] == mount["name"]]
+    assert volume["secret"] == {"secretName": "sidetrace-collector-client", "optional": True}
+    assert mount["mountPath"] == "/var/run/sidetrace/collector" and mount["readOnly"]
+    template_meta = plain_documents(injected)[0]["spec"]["template"]["metadata"]
+    assert "prometheus.io/port" not in template_meta["annotations"]  # the app's own scrape wins
+    pod = plain_documents(inject_text((MANIFESTS / "pod.yaml").read_text(), options))[0]
+    assert pod["metadata"]["annotations"]["prometheus.io/port"] == "15020"
     labels = plain_documents(injected)[0]["spec"]["template"]["metadata"]["labels"]
     assert labels[PROXY_LABEL] == "enabled"  # what the collector's NetworkPolicy admits
     if options.iptables:

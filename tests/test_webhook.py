@@ -314,3 +314,60 @@ def test_unreadable_namespace_allows_unchanged(webhook: Webhook) -> None:
     pod = copy.deepcopy(POD)
     pod["metadata"]["namespace"] = "api-down"
     assert "patch" not in webhook.review(pod)
+
+
+def _make_certs(folder: Path) -> None:
+    made = subprocess.run(
+        [sys.executable, "-m", "sidetrace", "webhook", "certs", "--ip", "127.0.0.1"]
+        + ["--out-dir", str(folder)],
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
+    assert made.returncode == 0, made.stderr
+
+
+def _healthy(base: str, ca_file: Path) -> bool:
+    """A new TLS connection trusting only ``ca_file`` gets /healthz."""
+    try:
+        with httpx.Client(verify=ssl.create_default_context(cafile=str(ca_file))) as client:
+            return client.get(base + "/healthz", timeout=5).status_code == 200
+    except httpx.TransportError:
+        return False
+
+
+def test_renewed_certificate_is_served_without_restart(tmp_path: Path) -> None:
+    served, renewed = tmp_path / "served", tmp_path / "renewed"
+    _make_certs(served)
+    _make_certs(renewed)
+    port = free_port()
+    base = f"https://127.0.0.1:{port}"
+    with open(tmp_path / "webhook.log", "wb") as log:
+        process = subprocess.Popen(
+            [sys.executable, "-m", "sidetrace", "webhook", "--host", "127.0.0.1"]
+            + ["--port", str(port), "--cert", str(served / "tls.crt")]
+            + ["--key", str(served / "tls.key"), "--tls-reload-interval", "0.5"],
+            stdout=log,
+            stderr=subprocess.STDOUT,
+        )
+    try:
+        deadline = time.monotonic() + 60
+        while not _healthy(base, served / "ca.crt"):
+            assert process.poll() is None, (tmp_path / "webhook.log").read_text()
+            assert time.monotonic() < deadline, "webhook did not start"
+            time.sleep(0.2)
+        assert not _healthy(base, renewed / "ca.crt")
+        for name in ("tls.key", "tls.crt"):
+            (renewed / name).replace(served / name)
+        deadline = time.monotonic() + 30
+        while not _healthy(base, renewed / "ca.crt"):
+            assert time.monotonic() < deadline, "the renewed certificate was not served"
+            time.sleep(0.2)
+        assert process.poll() is None
+    finally:
+        process.terminate()
+        try:
+            process.wait(timeout=15)
+        except subprocess.TimeoutExpired:
+            process.kill()
+            process.wait()
