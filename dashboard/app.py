@@ -35,6 +35,7 @@ log = logging.getLogger(__name__)
 REQUIRED_MODULES = ("dashboard.trace_routes", "dashboard.jaeger_api", "dashboard.jaeger_v3")
 OPTIONAL_MODULES = (
     "dashboard.analytics_routes",
+    "dashboard.jaeger_spm",
     "dashboard.slo_routes",
     "dashboard.compare_routes",
     "dashboard.cohort_routes",
