@@ -7,6 +7,7 @@ import signal
 import sys
 import threading
 
+from collector.grpc_receiver import MAX_CONNECTION_AGE_GRACE_S, MAX_CONNECTION_AGE_S
 from collector.otlp_columns import Limits
 from collector.service import Collector, CollectorConfig
 from collector.writer import WriterConfig
@@ -47,6 +48,30 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     add("--auth-token", default=None, help="require 'Authorization: Bearer TOKEN'")
     add("--tls-cert", default=None, help="PEM certificate: serve gRPC and HTTP over TLS")
     add("--tls-key", default=None, help="PEM private key for --tls-cert")
+    add(
+        "--max-connection-age",
+        type=float,
+        default=MAX_CONNECTION_AGE_S,
+        help="seconds before a gRPC client is asked to reconnect (0: never)",
+    )
+    add(
+        "--max-connection-age-grace",
+        type=float,
+        default=MAX_CONNECTION_AGE_GRACE_S,
+        help="seconds running calls get after that",
+    )
+    add(
+        "--header-timeout",
+        type=float,
+        default=CollectorConfig.header_timeout_s,
+        help="seconds an OTLP/HTTP client has to send a request's headers (then 408)",
+    )
+    add(
+        "--read-timeout",
+        type=float,
+        default=CollectorConfig.read_timeout_s,
+        help="seconds a client has to send an OTLP/HTTP body or a gRPC message",
+    )
     add("--stop-timeout", type=float, default=30.0, help="seconds to flush on SIGTERM")
     parser.set_defaults(handler=run)
 
@@ -71,6 +96,10 @@ def config_from_args(args: argparse.Namespace) -> CollectorConfig:
         auth_token=args.auth_token,
         tls_cert=args.tls_cert,
         tls_key=args.tls_key,
+        max_connection_age_s=args.max_connection_age,
+        max_connection_age_grace_s=args.max_connection_age_grace,
+        header_timeout_s=args.header_timeout,
+        read_timeout_s=args.read_timeout,
     )
 
 

@@ -3,15 +3,18 @@
 Handlers take the raw request bytes (no generated servicer, no second decode):
 they decode once, hand the message to ``Ingest`` and, when nothing was rejected,
 the very same bytes go to the spool. gzip-compressed requests are decompressed
-by grpcio. Answers: oversize → RESOURCE_EXHAUSTED (grpcio, from the receive
+by grpcio. Answers: bad or missing token → UNAUTHENTICATED (from the metadata,
+before any message is read), no message within the read timeout →
+DEADLINE_EXCEEDED, oversize → RESOURCE_EXHAUSTED (grpcio, from the receive
 limit), malformed → INVALID_ARGUMENT, spool full → RESOURCE_EXHAUSTED with a
-RetryInfo so OTLP exporters back off, bad or missing token → UNAUTHENTICATED.
+RetryInfo so OTLP exporters back off.
 """
 
 from __future__ import annotations
 
+import asyncio
 import logging
-from collections.abc import Callable
+import threading
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 
@@ -21,6 +24,7 @@ from google.rpc import code_pb2, error_details_pb2, status_pb2
 
 from collector.ingest import SIGNALS, Ingest, Signal, SpoolFull
 from collector.otlp_columns import DecodeError, decode
+from sidetrace.tls_files import KeyPairFiles
 
 log = logging.getLogger(__name__)
 SERVICES = {
@@ -28,6 +32,10 @@ SERVICES = {
     "metrics": "opentelemetry.proto.collector.metrics.v1.MetricsService",
 }
 RETRY_AFTER_S = 1
+MAX_CONNECTION_AGE_S = 300.0
+MAX_CONNECTION_AGE_GRACE_S = 30.0
+KEEPALIVE_S = 30
+KEEPALIVE_TIMEOUT_S = 10
 
 
 @dataclass(frozen=True)
@@ -49,27 +57,88 @@ def _retry_later(message: str) -> _Status:
     )
 
 
-def _handler(ingest: Ingest, signal: Signal) -> Callable[[bytes, grpc.ServicerContext], bytes]:
-    def export(raw: bytes, context: grpc.ServicerContext) -> bytes:
-        if not ingest.authorized(dict(context.invocation_metadata()).get("authorization")):
-            ingest.stats.add("refused_requests_total", label="unauthenticated")
-            context.abort(grpc.StatusCode.UNAUTHENTICATED, "missing or wrong bearer token")
-        try:
-            request = decode(signal.request, raw)
-        except DecodeError as exc:
-            ingest.stats.add("refused_requests_total", label="malformed")
-            context.abort(grpc.StatusCode.INVALID_ARGUMENT, str(exc))
-        try:
-            response = ingest.accept(signal, request, raw)
-        except SpoolFull as exc:
-            context.abort_with_status(_retry_later(f"collector spool is full: {exc}"))
-        return response.SerializeToString()
+class _Export:
+    """One OTLP ``Export`` method, served as a stream so nothing is read before auth.
 
-    return export
+    grpcio reads a unary request before calling its handler, so a client that sends
+    headers and no message would hold the call (and, on a thread pool, a thread)
+    without ever showing its token. As a client-streaming handler it runs at call
+    start: the token in the metadata is checked first, then one message is awaited
+    for at most ``read_timeout`` seconds; decoding and spooling run on a thread pool."""
+
+    def __init__(
+        self, ingest: Ingest, signal: Signal, pool: ThreadPoolExecutor, read_timeout: float
+    ) -> None:
+        self.ingest = ingest
+        self.signal = signal
+        self.pool = pool
+        self.read_timeout = read_timeout
+
+    async def export(self, requests, context: grpc.aio.ServicerContext) -> bytes:
+        stats = self.ingest.stats
+        metadata = dict(context.invocation_metadata() or ())
+        if not self.ingest.authorized(metadata.get("authorization")):
+            stats.add("refused_requests_total", label="unauthenticated")
+            await context.abort(grpc.StatusCode.UNAUTHENTICATED, "missing or wrong bearer token")
+        try:
+            raw = await asyncio.wait_for(context.read(), self.read_timeout)
+        except TimeoutError:
+            stats.add("refused_requests_total", label="read_timeout")
+            await context.abort(
+                grpc.StatusCode.DEADLINE_EXCEEDED,
+                f"no request message within {self.read_timeout:g}s",
+            )
+        if raw is grpc.aio.EOF:
+            stats.add("refused_requests_total", label="malformed")
+            await context.abort(grpc.StatusCode.INVALID_ARGUMENT, "no request message")
+        loop = asyncio.get_running_loop()
+        try:
+            return await loop.run_in_executor(self.pool, self._ingest, raw)
+        except DecodeError as exc:
+            stats.add("refused_requests_total", label="malformed")
+            await context.abort(grpc.StatusCode.INVALID_ARGUMENT, str(exc))
+        except SpoolFull as exc:
+            await context.abort_with_status(_retry_later(f"collector spool is full: {exc}"))
+
+    def _ingest(self, raw: bytes) -> bytes:
+        request = decode(self.signal.request, raw)
+        return self.ingest.accept(self.signal, request, raw).SerializeToString()
+
+
+def _connection_options(age_s: float, grace_s: float) -> list[tuple[str, int]]:
+    """Keepalive both ways, and connections that end after ``age_s`` (GOAWAY, then
+    ``grace_s`` for running calls) so clients reconnect through the Service and
+    spread over new replicas. ``age_s <= 0`` keeps connections forever."""
+    options = [
+        ("grpc.keepalive_time_ms", KEEPALIVE_S * 1000),
+        ("grpc.keepalive_timeout_ms", KEEPALIVE_TIMEOUT_S * 1000),
+        ("grpc.keepalive_permit_without_calls", 1),
+        ("grpc.http2.min_ping_interval_without_data_ms", KEEPALIVE_TIMEOUT_S * 1000),
+        ("grpc.http2.max_pings_without_data", 0),
+    ]
+    if age_s > 0:
+        options.append(("grpc.max_connection_age_ms", int(age_s * 1000)))
+        options.append(("grpc.max_connection_age_grace_ms", int(grace_s * 1000)))
+    return options
+
+
+def _reloading_credentials(files: KeyPairFiles) -> grpc.ServerCredentials:
+    """Server credentials that take a changed key pair at the next connection's handshake."""
+
+    def fetch() -> grpc.ServerCertificateConfiguration | None:
+        pair = files.reloaded()
+        return grpc.ssl_server_certificate_configuration([pair]) if pair else None
+
+    initial = grpc.ssl_server_certificate_configuration([files.read()])
+    return grpc.dynamic_ssl_server_credentials(initial, fetch)
 
 
 class GrpcReceiver:
-    """A grpcio server with both OTLP services, optionally TLS."""
+    """A grpc.aio server with both OTLP services, optionally TLS, on its own thread.
+
+    Calls waiting for their message cost no thread; at most ``max_concurrent_rpcs``
+    calls exist at once (grpcio answers RESOURCE_EXHAUSTED beyond), each for at most
+    ``read_timeout`` seconds before its message is in."""
 
     def __init__(
         self,
@@ -78,41 +147,69 @@ class GrpcReceiver:
         port: int,
         max_message_bytes: int,
         workers: int = 8,
-        max_concurrent_rpcs: int = 16,
-        tls: tuple[bytes, bytes] | None = None,  # (key PEM, certificate chain PEM)
+        max_concurrent_rpcs: int = 64,
+        tls: KeyPairFiles | None = None,  # reloaded when the files change
+        read_timeout: float = 30.0,
+        max_connection_age_s: float = MAX_CONNECTION_AGE_S,
+        max_connection_age_grace_s: float = MAX_CONNECTION_AGE_GRACE_S,
     ) -> None:
-        self.server = grpc.server(
-            ThreadPoolExecutor(max_workers=workers, thread_name_prefix="otlp-grpc"),
-            options=[
-                ("grpc.max_receive_message_length", max_message_bytes),
-                ("grpc.so_reuseport", 0),
-            ],
-            maximum_concurrent_rpcs=max_concurrent_rpcs,
-        )
+        self._pool = ThreadPoolExecutor(max_workers=workers, thread_name_prefix="otlp-grpc")
+        self._loop = asyncio.SelectorEventLoop()  # grpc.aio wants asyncio's own loop
+        self._thread = threading.Thread(target=self._loop.run_forever, name="otlp-grpc-loop")
+        self._thread.daemon = True
+        self._thread.start()
+        options = [
+            ("grpc.max_receive_message_length", max_message_bytes),
+            ("grpc.so_reuseport", 0),
+            *_connection_options(max_connection_age_s, max_connection_age_grace_s),
+        ]
         handlers = [
             grpc.method_handlers_generic_handler(
                 SERVICES[name],
-                {"Export": grpc.unary_unary_rpc_method_handler(_handler(ingest, signal))},
+                {
+                    "Export": grpc.stream_unary_rpc_method_handler(
+                        _Export(ingest, signal, self._pool, read_timeout).export
+                    )
+                },
             )
             for name, signal in SIGNALS.items()
         ]
-        self.server.add_generic_rpc_handlers(handlers)
         address = f"{host}:{port}"
-        try:
-            if tls:
-                credentials = grpc.ssl_server_credentials([tls])
-                self.port = self.server.add_secure_port(address, credentials)
-            else:
-                self.port = self.server.add_insecure_port(address)
-        except RuntimeError:
-            self.port = 0
+
+        async def build() -> tuple[grpc.aio.Server, int]:
+            server = grpc.aio.server(options=options, maximum_concurrent_rpcs=max_concurrent_rpcs)
+            server.add_generic_rpc_handlers(handlers)
+            try:
+                if tls:
+                    bound = server.add_secure_port(address, _reloading_credentials(tls))
+                else:
+                    bound = server.add_insecure_port(address)
+            except RuntimeError:
+                bound = 0
+            return server, bound
+
+        self.server, self.port = self._run(build())
         if self.port == 0:
+            self._close_loop()
             raise OSError(f"cannot listen for OTLP/gRPC on {address}")
 
+    def _run(self, coroutine, timeout: float | None = 30.0):
+        return asyncio.run_coroutine_threadsafe(coroutine, self._loop).result(timeout)
+
     def start(self) -> None:
-        self.server.start()
+        self._run(self.server.start())
         log.info("OTLP/gRPC listening on port %d", self.port)
 
     def stop(self, grace: float) -> None:
         """Refuse new calls and let running ones finish for ``grace`` seconds."""
-        self.server.stop(grace).wait(grace + 1)
+        try:
+            self._run(self.server.stop(grace), grace + 5)
+        finally:
+            self._close_loop()
+
+    def _close_loop(self) -> None:
+        self._loop.call_soon_threadsafe(self._loop.stop)
+        self._thread.join(10)
+        if not self._thread.is_alive():
+            self._loop.close()
+        self._pool.shutdown(wait=False)

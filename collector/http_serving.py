@@ -2,10 +2,64 @@
 
 from __future__ import annotations
 
+import asyncio
 import threading
 import time
 
 import uvicorn
+from uvicorn.protocols.http.httptools_impl import HttpToolsProtocol
+
+_TIMEOUT_408 = (
+    b"HTTP/1.1 408 Request Timeout\r\ncontent-type: text/plain; charset=utf-8\r\n"
+    b"content-length: 36\r\nconnection: close\r\n\r\nrequest headers not received in time"
+)
+
+
+class HeaderDeadlineProtocol(HttpToolsProtocol):
+    """uvicorn's HTTP/1.1 protocol with a deadline for each request's headers.
+
+    uvicorn has none: a client that connects and sends nothing, or half a header,
+    would hold its connection forever. The clock starts when the connection opens
+    (or a keep-alive request begins) and stops when the headers are complete;
+    at ``header_timeout`` the client gets 408 and the connection is closed."""
+
+    header_timeout = 10.0
+    _header_deadline: asyncio.TimerHandle | None = None
+
+    def connection_made(self, transport) -> None:  # type: ignore[override]
+        super().connection_made(transport)
+        self._arm_header_deadline()
+
+    def on_message_begin(self) -> None:
+        super().on_message_begin()
+        if self._header_deadline is None:
+            self._arm_header_deadline()
+
+    def on_headers_complete(self) -> None:
+        self._cancel_header_deadline()
+        super().on_headers_complete()
+
+    def connection_lost(self, exc: Exception | None) -> None:
+        self._cancel_header_deadline()
+        super().connection_lost(exc)
+
+    def _arm_header_deadline(self) -> None:
+        self._header_deadline = self.loop.call_later(self.header_timeout, self._headers_late)
+
+    def _cancel_header_deadline(self) -> None:
+        if self._header_deadline is not None:
+            self._header_deadline.cancel()
+            self._header_deadline = None
+
+    def _headers_late(self) -> None:
+        self._header_deadline = None
+        if not self.transport.is_closing():
+            self.transport.write(_TIMEOUT_408)
+            self.transport.close()
+
+
+def header_deadline_protocol(seconds: float) -> type[HeaderDeadlineProtocol]:
+    return type("HeaderDeadlineProtocol", (HeaderDeadlineProtocol,), {"header_timeout": seconds})
 
 
 class BackgroundServer:
@@ -19,9 +73,13 @@ class BackgroundServer:
         name: str,
         certfile: str | None = None,
         keyfile: str | None = None,
+        header_timeout: float | None = None,
     ) -> None:
+        """``header_timeout``: seconds a client has to send each request's headers."""
+        protocol = header_deadline_protocol(header_timeout) if header_timeout else "auto"
         config = uvicorn.Config(
             app,
+            http=protocol,
             host=host,
             port=port,
             log_level="warning",

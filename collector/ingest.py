@@ -65,13 +65,18 @@ class Ingest:
         self.spool = spool
         self.limits = limits
         self.stats = stats
-        self._token = f"Bearer {auth_token}".encode() if auth_token else None
+        self._token = auth_token.encode() if auth_token else None
 
     def authorized(self, header: str | None) -> bool:
-        """True when no token is configured or ``header`` is ``Bearer <token>``."""
+        """True when no token is configured or ``header`` is ``Bearer <token>``.
+
+        The scheme is case-insensitive (RFC 9110 §11.1), so ``bearer`` works too."""
         if self._token is None:
             return True
-        return header is not None and hmac.compare_digest(header.encode(), self._token)
+        scheme, _, credentials = (header or "").strip().partition(" ")
+        if scheme.lower() != "bearer":
+            return False
+        return hmac.compare_digest(credentials.strip().encode(), self._token)
 
     def accept(self, signal: Signal, request, raw: bytes | None):
         """Spool what is valid and return the response message; raises SpoolFull."""

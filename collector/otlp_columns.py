@@ -39,6 +39,15 @@ from opentelemetry.proto.common.v1.common_pb2 import AnyValue
 NS = 1_000_000_000
 _ZERO_TRACE = bytes(16)
 _ZERO_SPAN = bytes(8)
+# The largest values both stores hold as sent. Times: the last second of ClickHouse's
+# DateTime (2106; ``ts`` is the start second), well inside Int64, so durations fit too.
+# Counts: Int64, which chDB's Arrow conversion needs (UInt64 columns, signed Arrow ints).
+MAX_TIME_NS = (2**32 - 1) * NS
+MAX_COUNT = 2**63 - 1
+# OTLP enums are open (any int32 arrives), the columns are UInt8: only known codes.
+MAX_SPAN_KIND = 5
+MAX_STATUS_CODE = 2
+MAX_TEMPORALITY = 2
 
 SPAN_COLUMNS = (
     "ts",
@@ -141,8 +150,20 @@ def decode(message_type: type, data: bytes):
         raise DecodeError(f"cannot decode {message_type.__name__}: {exc}") from None
 
 
-def _bad_spans(spans, lo: int, hi: int, check_time: bool) -> tuple[set[int], set[int]]:
-    """Indexes of spans with invalid ids, and (if checked) with far start times."""
+def _out_of_range(span) -> bool:
+    """A time, enum or count the stores cannot hold as sent (see ``MAX_TIME_NS``)."""
+    return (
+        span.start_time_unix_nano > MAX_TIME_NS
+        or span.end_time_unix_nano > MAX_TIME_NS
+        or not 0 <= span.kind <= MAX_SPAN_KIND
+        or (span.HasField("status") and not 0 <= span.status.code <= MAX_STATUS_CODE)
+        or (len(span.events) > 0 and max(e.time_unix_nano for e in span.events) > MAX_TIME_NS)
+    )
+
+
+def _bad_spans(spans, lo: int, hi: int, check_time: bool) -> tuple[set[int], set[int], set[int]]:
+    """Indexes of spans with invalid ids, with values out of range, and (if
+    checked) with far start times."""
     bad_ids = {
         i
         for i, s in enumerate(spans)
@@ -152,49 +173,58 @@ def _bad_spans(spans, lo: int, hi: int, check_time: bool) -> tuple[set[int], set
         or s.trace_id == _ZERO_TRACE
         or s.span_id == _ZERO_SPAN
     }
+    bad_values = {i for i, s in enumerate(spans) if i not in bad_ids and _out_of_range(s)}
     bad_times: set[int] = set()
     if check_time:
         bad_times = {
             i
             for i, s in enumerate(spans)
-            if i not in bad_ids and not lo <= s.start_time_unix_nano <= hi
+            if i not in bad_ids and i not in bad_values and not lo <= s.start_time_unix_nano <= hi
         }
-    return bad_ids, bad_times
+    return bad_ids, bad_values, bad_times
 
 
 def validate_traces(
     request: ExportTraceServiceRequest, raw: bytes | None, limits: Limits, now_ns: int
 ) -> Verdict:
-    """Drop spans with invalid ids (and, under "reject", far timestamps); count them."""
+    """Drop spans with invalid ids or values out of range (and, under "reject", far
+    timestamps); count them."""
     lo, hi = limits.window(now_ns)
     check_time = limits.timestamp_policy == "reject"
-    accepted = bad_ids = bad_times = 0
+    accepted = bad_ids = bad_values = bad_times = 0
     for resource_spans in request.resource_spans:
         for scope_spans in resource_spans.scope_spans:
             spans = scope_spans.spans
-            ids, times = _bad_spans(spans, lo, hi, check_time)
-            if ids or times:
-                keep = [s for i, s in enumerate(spans) if i not in ids and i not in times]
+            ids, values, times = _bad_spans(spans, lo, hi, check_time)
+            if ids or values or times:
+                drop = ids | values | times
+                keep = [s for i, s in enumerate(spans) if i not in drop]
                 bad_ids += len(ids)
+                bad_values += len(values)
                 bad_times += len(times)
                 del spans[:]
                 spans.extend(keep)
             accepted += len(spans)
-    rejected = bad_ids + bad_times
+    rejected = bad_ids + bad_values + bad_times
     if rejected == 0 and raw is not None:
         return Verdict(raw, accepted)
     return Verdict(
         request.SerializeToString(),
         accepted,
         rejected,
-        _reject_message(bad_ids, bad_times, "spans"),
+        _reject_message(bad_ids, bad_times, "spans", bad_values),
     )
 
 
-def _reject_message(bad_ids: int, bad_times: int, what: str) -> str:
+def _reject_message(bad_ids: int, bad_times: int, what: str, bad_values: int = 0) -> str:
     parts = []
     if bad_ids:
         parts.append(f"{bad_ids} {what} with an invalid trace or span id")
+    if bad_values:
+        parts.append(
+            f"{bad_values} {what} with a time after 2106, a count over 2^63-1"
+            " or an unknown kind, status or temporality code"
+        )
     if bad_times:
         parts.append(f"{bad_times} {what} with a timestamp outside the accepted window")
     return "rejected " + "; ".join(parts) if parts else ""
@@ -205,31 +235,52 @@ def _data_points(metric) -> Sequence:
     return getattr(metric, kind).data_points if kind else ()
 
 
+def _point_out_of_range(point) -> bool:
+    """Times, counts (histograms, summaries) or bucket counts the stores cannot hold."""
+    if point.time_unix_nano > MAX_TIME_NS or point.start_time_unix_nano > MAX_TIME_NS:
+        return True
+    count = getattr(point, "count", 0)  # number data points have none
+    if count > MAX_COUNT:
+        return True
+    buckets = getattr(point, "bucket_counts", None)
+    return bool(buckets) and max(buckets) > MAX_COUNT
+
+
 def validate_metrics(
     request: ExportMetricsServiceRequest, raw: bytes | None, limits: Limits, now_ns: int
 ) -> Verdict:
-    """Count data points; under "reject", drop the ones with far timestamps."""
+    """Count data points; drop the ones with values out of range (a metric with an
+    unknown temporality, all of its points) and, under "reject", far timestamps."""
     lo, hi = limits.window(now_ns)
     check_time = limits.timestamp_policy == "reject"
-    accepted = bad_times = 0
+    accepted = bad_values = bad_times = 0
     for resource_metrics in request.resource_metrics:
         for scope_metrics in resource_metrics.scope_metrics:
             for metric in scope_metrics.metrics:
                 points = _data_points(metric)
+                if not points:
+                    continue
+                data = getattr(metric, metric.WhichOneof("data"))
+                if not 0 <= getattr(data, "aggregation_temporality", 0) <= MAX_TEMPORALITY:
+                    keep = []
+                else:
+                    keep = [p for p in points if not _point_out_of_range(p)]
+                values_dropped = len(points) - len(keep)
                 if check_time:
-                    keep = [p for p in points if lo <= p.time_unix_nano <= hi]
-                    if len(keep) != len(points):
-                        bad_times += len(points) - len(keep)
-                        del points[:]
-                        points.extend(keep)
+                    keep = [p for p in keep if lo <= p.time_unix_nano <= hi]
+                if len(keep) != len(points):
+                    bad_values += values_dropped
+                    bad_times += len(points) - values_dropped - len(keep)
+                    del points[:]
+                    points.extend(keep)
                 accepted += len(points)
-    if bad_times == 0 and raw is not None:
+    if bad_values + bad_times == 0 and raw is not None:
         return Verdict(raw, accepted)
     return Verdict(
         request.SerializeToString(),
         accepted,
-        bad_times,
-        _reject_message(0, bad_times, "data points"),
+        bad_values + bad_times,
+        _reject_message(0, bad_times, "data points", bad_values),
     )
 
 

@@ -44,16 +44,22 @@ def _base64_id(text: str) -> str:
 
 
 def parse(message_type: type, body: bytes):
-    """Decode an OTLP/JSON body into ``message_type``; raises DecodeError."""
+    """Decode an OTLP/JSON body into ``message_type``; raises DecodeError.
+
+    Nesting deeper than Python's recursion limit (``[`` × 100,000) is a
+    DecodeError too: the JSON parser, the id rewrite and ``ParseDict`` all recurse."""
     try:
         document = json.loads(body)
+        if not isinstance(document, dict):
+            raise DecodeError("OTLP/JSON body must be a JSON object")
+        _hex_ids_to_base64(document)
+        return json_format.ParseDict(document, message_type(), ignore_unknown_fields=True)
+    except DecodeError:
+        raise
+    except RecursionError:
+        raise DecodeError("OTLP/JSON body is nested too deeply") from None
     except (UnicodeDecodeError, json.JSONDecodeError) as exc:
         raise DecodeError(f"body is not valid JSON: {exc}") from None
-    if not isinstance(document, dict):
-        raise DecodeError("OTLP/JSON body must be a JSON object")
-    _hex_ids_to_base64(document)
-    try:
-        return json_format.ParseDict(document, message_type(), ignore_unknown_fields=True)
     except (json_format.ParseError, TypeError, ValueError) as exc:
         raise DecodeError(f"not an OTLP {message_type.__name__}: {exc}") from None
 

@@ -12,10 +12,13 @@ from __future__ import annotations
 import logging
 import threading
 from dataclasses import dataclass, field
-from pathlib import Path
 
 from collector import admin, http_receiver
-from collector.grpc_receiver import GrpcReceiver
+from collector.grpc_receiver import (
+    MAX_CONNECTION_AGE_GRACE_S,
+    MAX_CONNECTION_AGE_S,
+    GrpcReceiver,
+)
 from collector.http_serving import BackgroundServer
 from collector.ingest import Ingest
 from collector.otlp_columns import Limits
@@ -26,6 +29,7 @@ from collector.stats import Stats
 from collector.writer import Writer, WriterConfig
 from sidetrace.migrate import Retention, migrate
 from sidetrace.store import Store
+from sidetrace.tls_files import KeyPairFiles
 
 log = logging.getLogger(__name__)
 
@@ -47,6 +51,10 @@ class CollectorConfig:
     tls_cert: str | None = None
     tls_key: str | None = None
     grpc_workers: int = 8
+    header_timeout_s: float = 10.0  # OTLP/HTTP: each request's headers
+    read_timeout_s: float = 30.0  # an OTLP/HTTP body or a gRPC message, from the call's start
+    max_connection_age_s: float = MAX_CONNECTION_AGE_S  # clients rebalance over replicas
+    max_connection_age_grace_s: float = MAX_CONNECTION_AGE_GRACE_S
     retention_interval_s: float = 3600.0
 
 
@@ -86,9 +94,7 @@ class Collector:
             self.admin.start()
         ingest = Ingest(spool, cfg.limits, self.stats, cfg.auth_token)
         if cfg.grpc_port is not None:
-            tls = None
-            if cfg.tls_cert and cfg.tls_key:
-                tls = (Path(cfg.tls_key).read_bytes(), Path(cfg.tls_cert).read_bytes())
+            tls = KeyPairFiles(cfg.tls_cert, cfg.tls_key) if cfg.tls_cert and cfg.tls_key else None
             self.grpc = GrpcReceiver(
                 ingest,
                 cfg.host,
@@ -96,16 +102,20 @@ class Collector:
                 cfg.max_message_bytes,
                 workers=cfg.grpc_workers,
                 tls=tls,
+                max_connection_age_s=cfg.max_connection_age_s,
+                max_connection_age_grace_s=cfg.max_connection_age_grace_s,
+                read_timeout=cfg.read_timeout_s,
             )
             self.grpc.start()
         if cfg.http_port is not None:
             self.http = BackgroundServer(
-                http_receiver.create_app(ingest, cfg.max_message_bytes),
+                http_receiver.create_app(ingest, cfg.max_message_bytes, cfg.read_timeout_s),
                 cfg.host,
                 cfg.http_port,
                 "otlp-http",
                 certfile=cfg.tls_cert,
                 keyfile=cfg.tls_key,
+                header_timeout=cfg.header_timeout_s,
             )
             self.http.start()
         self._receiving = True

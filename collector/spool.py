@@ -28,7 +28,9 @@ batch against ClickHouse before inserting it again (see ``collector.writer``).
 
 from __future__ import annotations
 
+import base64
 import json
+import logging
 import os
 import struct
 import threading
@@ -39,7 +41,10 @@ from pathlib import Path
 
 _HEADER = struct.Struct("<IIB3xIQ")  # length, crc32, kind, rows, received_ns
 TRACES, METRICS = 1, 2
+KIND_NAMES = {TRACES: "traces", METRICS: "metrics"}
 STATE_FILE = "state.json"
+DEAD_LETTER_FILE = "dead-letter.jsonl"
+log = logging.getLogger(__name__)
 
 
 class SpoolFull(Exception):
@@ -87,6 +92,7 @@ class Spool:
         self.fsync = fsync
         self.fsync_interval = fsync_interval
         self._lock = threading.Lock()
+        self._read_lock = threading.Lock()  # the reader file: the writer's two threads
         self._sync_lock = threading.Lock()
         self._data = threading.Condition(self._lock)
         self._fd = -1
@@ -231,6 +237,10 @@ class Spool:
         and never past ``limit`` (default: the current end)."""
         with self._lock:
             end = self._end if limit is None else min(limit, self._end)
+        with self._read_lock:
+            return self._read(position, end, max_rows)
+
+    def _read(self, position: int, end: int, max_rows: int) -> list[Record]:
         records: list[Record] = []
         rows = 0
         while position < end and (rows < max_rows or not records):
@@ -293,9 +303,10 @@ class Spool:
         with self._lock:
             self._starts = [s for s in self._starts if s not in done]
         for start in done:
-            if self._reader is not None and self._reader[0] == start:
-                self._reader[1].close()
-                self._reader = None
+            with self._read_lock:
+                if self._reader is not None and self._reader[0] == start:
+                    self._reader[1].close()
+                    self._reader = None
             self._path(start).unlink(missing_ok=True)
 
     def close(self) -> None:
@@ -308,3 +319,47 @@ class Spool:
             if self._reader is not None:
                 self._reader[1].close()
                 self._reader = None
+
+
+class DeadLetters:
+    """Records ClickHouse refused for their content, moved aside so the spool goes on.
+
+    One JSON object a line in ``dead-letter.jsonl`` beside the segments: why, when,
+    the record's spool position, kind, rows and receive time, and its payload (the
+    OTLP request protobuf, base64) so an operator can inspect or re-send it. The file
+    stops growing at ``max_bytes``; records beyond are only logged."""
+
+    def __init__(self, directory: str | Path, max_bytes: int) -> None:
+        self.path = Path(directory) / DEAD_LETTER_FILE
+        self.max_bytes = max_bytes
+        self._lock = threading.Lock()
+
+    def add(self, record: Record, reason: str) -> bool:
+        """Append ``record`` durably; False when the file is at its limit."""
+        line = json.dumps(
+            {
+                "quarantined_ns": time.time_ns(),
+                "reason": reason,
+                "position": record.position,
+                "kind": KIND_NAMES.get(record.kind, record.kind),
+                "rows": record.rows,
+                "received_ns": record.received_ns,
+                "payload_base64": base64.b64encode(record.payload).decode(),
+            }
+        ).encode()
+        with self._lock:
+            size = self.path.stat().st_size if self.path.exists() else 0
+            if size + len(line) + 1 > self.max_bytes:
+                log.error(
+                    "dead-letter file %s is full: dropping the record at %d (%s)",
+                    self.path,
+                    record.position,
+                    reason,
+                )
+                return False
+            with open(self.path, "ab") as fh:
+                fh.write(line + b"\n")
+                fh.flush()
+                os.fsync(fh.fileno())
+        log.error("record at spool position %d moved to %s: %s", record.position, self.path, reason)
+        return True

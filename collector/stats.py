@@ -20,6 +20,9 @@ _HELP = {
     "clamped_timestamps_total": "Timestamps moved into the accepted window.",
     "insert_retries_total": "Inserts retried after a ClickHouse error.",
     "replay_skipped_rows_total": "Replayed rows found already written and not inserted again.",
+    "dead_letter_records_total": "Spool records ClickHouse refused (or that did not decode),"
+    " moved to the dead-letter file, by reason.",
+    "dead_letter_dropped_records_total": "Refused records dropped: the dead-letter file was full.",
 }
 
 

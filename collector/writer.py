@@ -26,6 +26,13 @@ failed), the writer first asks ClickHouse:
 
 Reads stay exact even if a copy slips through: ``spans_by_trace`` is a
 ReplacingMergeTree and readers use ``LIMIT 1 BY span_id``.
+
+A batch ClickHouse refuses for its content (``StoreRefused``: a value a column
+cannot hold, which sending again cannot fix) never blocks the spool: the writer
+inserts the batch's records one by one, moves each one refused again to the
+dead-letter file (``collector.spool.DeadLetters``, counted on /metrics), and goes
+on. A record that no longer decodes goes there too. Unreachable or busy
+ClickHouse is retried as before.
 """
 
 from __future__ import annotations
@@ -38,9 +45,9 @@ from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 
 from collector.otlp_columns import DecodeError, Limits, MetricColumns, TraceColumns
-from collector.spool import METRICS, TRACES, Record, Spool
+from collector.spool import METRICS, TRACES, DeadLetters, Record, Spool
 from collector.stats import Stats
-from sidetrace.store import Store, StoreError
+from sidetrace.store import Store, StoreError, StoreRefused
 
 log = logging.getLogger(__name__)
 SAMPLE_KEYS = 32
@@ -54,6 +61,7 @@ class WriterConfig:
     first_backoff: float = 0.25
     max_backoff: float = 8.0
     orphan_insert_wait: float = 60.0
+    dead_letter_max_bytes: int = 256 << 20
 
 
 class Stopped(Exception):
@@ -183,6 +191,7 @@ class Writer:
         self.limits = limits
         self.stats = stats
         self.config = config
+        self.dead_letters = DeadLetters(spool.directory, config.dead_letter_max_bytes)
         self.position = spool.committed  # everything before it is in ClickHouse
         self._read_position = spool.committed
         self._draining = threading.Event()
@@ -271,7 +280,8 @@ class Writer:
             position = new[-1].end
         return records
 
-    def _convert(self, records: list[Record], maybe_written: bool) -> Batch:
+    def _convert(self, records: list[Record], maybe_written: bool, again: bool = False) -> Batch:
+        """Records → columns. ``again``: converted before, so counted and quarantined then."""
         batch = Batch(
             records[0].position,
             records[-1].end,
@@ -286,12 +296,20 @@ class Writer:
                 continue
             try:
                 builder.add(record.payload, record.received_ns)
-            except DecodeError as exc:  # CRC-checked and validated before; log, never loop on it
-                log.error("skipping undecodable spool record at %d: %s", record.position, exc)
-        for builder in (batch.traces, batch.metrics):
-            self.stats.add("truncated_attributes_total", builder.stats.truncated_attributes)
-            self.stats.add("clamped_timestamps_total", builder.stats.clamped_timestamps)
+            except DecodeError as exc:  # CRC-checked and validated before; never loop on it
+                if not again:
+                    self._quarantine(record, f"does not decode: {exc}", "undecodable")
+        if not again:
+            for builder in (batch.traces, batch.metrics):
+                self.stats.add("truncated_attributes_total", builder.stats.truncated_attributes)
+                self.stats.add("clamped_timestamps_total", builder.stats.clamped_timestamps)
         return batch
+
+    def _quarantine(self, record: Record, reason: str, label: str) -> None:
+        if self.dead_letters.add(record, reason):
+            self.stats.add("dead_letter_records_total", label=label)
+        else:
+            self.stats.add("dead_letter_dropped_records_total")
 
     # -- inserting -----------------------------------------------------------------
 
@@ -314,10 +332,13 @@ class Writer:
         maybe_written = batch.maybe_written
         while True:
             try:
-                if len(batch.traces):
-                    self._insert(SPANS, batch.traces.columns, maybe_written)
-                if len(batch.metrics):
-                    self._insert(METRIC_POINTS, batch.metrics.columns, maybe_written)
+                try:
+                    self._insert_batch(batch, maybe_written)
+                except StoreRefused as exc:
+                    log.warning(
+                        "ClickHouse refused the batch %d..%d: %s", batch.start, batch.end, exc
+                    )
+                    self._write_records_apart(batch)
                 break
             except Stopped:
                 raise
@@ -328,6 +349,24 @@ class Writer:
                     raise Stopped() from None
         self.spool.commit(batch.end)
         self.position = batch.end
+
+    def _insert_batch(self, batch: Batch, maybe_written: bool) -> None:
+        if len(batch.traces):
+            self._insert(SPANS, batch.traces.columns, maybe_written)
+        if len(batch.metrics):
+            self._insert(METRIC_POINTS, batch.metrics.columns, maybe_written)
+
+    def _write_records_apart(self, batch: Batch) -> None:
+        """Insert a refused batch record by record; quarantine the records refused again.
+
+        Rows may have landed before the refusal (a table, not its views), so each
+        record is inserted as maybe written: only its missing rows go in."""
+        for record in self.spool.read(batch.start, 1 << 62, limit=batch.end):
+            one = self._convert([record], True, again=True)
+            try:
+                self._insert_batch(one, maybe_written=True)
+            except StoreRefused as exc:
+                self._quarantine(record, f"ClickHouse refused it: {exc}", "store_refused")
 
     def _insert(self, table: Table, columns: Columns, maybe_written: bool) -> None:
         """Insert with retries; after any doubt, insert only the rows not there yet."""
@@ -346,6 +385,8 @@ class Writer:
                     log.info("%d of %d rows were already in %s", total - count, total, table.name)
                     self.stats.add("replay_skipped_rows_total", total - count)
                 return
+            except StoreRefused:
+                raise  # the same rows would be refused again: the caller sets them apart
             except StoreError as exc:
                 maybe_written = True
                 self.stats.add("insert_retries_total")

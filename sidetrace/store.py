@@ -9,6 +9,7 @@ parameters.
 from __future__ import annotations
 
 import re
+import struct
 import threading
 import time
 from collections.abc import Mapping, Sequence
@@ -23,6 +24,43 @@ _IDENTIFIER = re.compile(r"^[A-Za-z_][A-Za-z0-9_]{0,63}$")
 
 class StoreError(Exception):
     """A ClickHouse problem explained in one line, fit to print to a user."""
+
+
+class StoreRefused(StoreError):
+    """ClickHouse refused an insert for its data (a value its column cannot hold), not
+    for being unreachable or busy: sending the same rows again fails again."""
+
+
+# ClickHouse error codes that blame the data of an insert, on both stores.
+_CONTENT_ERRORS = frozenset(
+    {
+        6,  # CANNOT_PARSE_TEXT
+        27,  # CANNOT_PARSE_INPUT_ASSERTION_FAILED
+        38,  # CANNOT_PARSE_DATE
+        41,  # CANNOT_PARSE_DATETIME
+        53,  # TYPE_MISMATCH (also clickhouse-driver's own, client side)
+        69,  # ARGUMENT_OUT_OF_BOUND
+        70,  # CANNOT_CONVERT_TYPE
+        72,  # CANNOT_PARSE_NUMBER
+        117,  # INCORRECT_DATA
+        131,  # TOO_LARGE_STRING_SIZE
+        190,  # SIZES_OF_ARRAYS_DOESNT_MATCH
+        321,  # VALUE_IS_OUT_OF_RANGE_OF_DATA_TYPE
+    }
+)
+# What converting Python values to a column raises in the client (driver or Arrow).
+_CONVERSION_ERRORS = (OverflowError, TypeError, ValueError, struct.error)
+
+
+def _refused_content(exc: BaseException) -> bool:
+    """True when ``exc`` (from an insert) blames the rows, not the connection."""
+    code = getattr(exc, "code", None)
+    if code is None:
+        match = re.search(r"\bCode: (\d+)\.", str(exc))
+        code = int(match.group(1)) if match else None
+    if code is not None:
+        return code in _CONTENT_ERRORS
+    return isinstance(exc, _CONVERSION_ERRORS)
 
 
 def check_identifier(name: str) -> str:
@@ -186,7 +224,12 @@ class NativeStore:
         if rows == 0:
             return
         data = [list(v) for v in columns.values()]
-        self._wrap(lambda c: c.execute(sql + " VALUES", data, columnar=True))
+        try:
+            self._wrap(lambda c: c.execute(sql + " VALUES", data, columnar=True))
+        except StoreError as exc:
+            if exc.__cause__ is not None and _refused_content(exc.__cause__):
+                raise StoreRefused(str(exc)) from exc.__cause__
+            raise
 
     def _wrap(self, call: Any) -> Any:
         try:
@@ -233,7 +276,13 @@ class EmbeddedStore:
     """
 
     def __init__(self, url: str, parsed: StoreURL) -> None:
-        from chdb import session
+        try:
+            from chdb import session
+        except ImportError:
+            raise StoreError(
+                f"{url}: the embedded engine is not installed: "
+                "pip install 'sidetrace[embedded]', or use clickhouse://"
+            ) from None
 
         self.url = url
         self.database = parsed.database
@@ -276,12 +325,16 @@ class EmbeddedStore:
         sql, rows = _insert_sql(table, columns)
         if rows == 0:
             return
-        data = pa.table({name: _arrow(values) for name, values in columns.items()})  # noqa: F841
+        try:
+            data = pa.table({name: _arrow(values) for name, values in columns.items()})  # noqa: F841
+        except (pa.ArrowException, *_CONVERSION_ERRORS) as exc:
+            raise StoreRefused(f"embedded ClickHouse cannot take {table} rows: {exc}") from exc
         try:
             with self._lock:
                 self._session.query(f"{sql} SELECT * FROM Python(data)")
         except Exception as exc:
-            raise StoreError(f"embedded ClickHouse: {str(exc).strip().splitlines()[0]}") from exc
+            refused = StoreRefused if _refused_content(exc) else StoreError
+            raise refused(f"embedded ClickHouse: {str(exc).strip().splitlines()[0]}") from exc
 
     def close(self) -> None:
         with self._lock:
