@@ -224,6 +224,11 @@ typedef struct {
     uint64_t lo, hi;
     Py_ssize_t limit;
     long truncated, clamped;
+    int validate_only;        /* check the request, count bad spans, build nothing */
+    int check_time;           /* (validating) count far start times as bad */
+    uint64_t max_time;        /* (validating) later times, kinds or codes are bad values */
+    int32_t max_kind, max_status;
+    long spans, bad_ids, bad_values, bad_times;
     CacheSlot cache[CACHE_SLOTS];
     int cached;
 } Ctx;
@@ -303,6 +308,15 @@ static PyObject *hex_of(const uint8_t *s, size_t n) {
         out[2 * i + 1] = digits[s[i] & 15];
     }
     return o;
+}
+
+/* A new list for one row's values. It only ever holds str and int, so it can never be
+ * part of a reference cycle: untracked, the garbage collector skips the millions of
+ * them a batch holds (as CPython does for tuples of atoms). */
+static PyObject *row_list(void) {
+    PyObject *list = PyList_New(0);
+    if (list) PyObject_GC_UnTrack(list);
+    return list;
 }
 
 /* Append and steal the reference. */
@@ -627,9 +641,9 @@ typedef struct {
 
 static int parallel_add(Ctx *x, Parallel *out, KV *kv) {
     if (!out->keys) {
-        out->keys = PyList_New(0);
-        out->types = PyList_New(0);
-        out->values = PyList_New(0);
+        out->keys = row_list();
+        out->types = row_list();
+        out->values = row_list();
         if (!out->keys || !out->types || !out->values) return -1;
     }
     int code = kv->value.code;
@@ -684,11 +698,12 @@ static void nested_clear(Nested *n, int count) {
 static int nested_ready(Nested *n, int count) {
     if (n->lists[0]) return 0;
     for (int i = 0; i < count; i++)
-        if (!(n->lists[i] = PyList_New(0))) return -1;
+        if (!(n->lists[i] = row_list())) return -1;
     return 0;
 }
 
-static int parse_event(Ctx *x, const uint8_t *p, size_t n, Nested *ev, int depth) {
+static int parse_event(Ctx *x, const uint8_t *p, size_t n, Nested *ev, uint64_t *latest,
+                       int depth) {
     if (depth < 0) return fail(&x->err, p, "nested too deeply");
     uint64_t time = 0, dropped = 0;
     Str name = {(const uint8_t *)"", 0, 1};
@@ -702,11 +717,12 @@ static int parse_event(Ctx *x, const uint8_t *p, size_t n, Nested *ev, int depth
         else if (f.field == 2 && f.wt == 2) r = take_str(x, &f, &name);
         else if (f.field == 3 && f.wt == 2) {
             r = parse_kv(x, f.data, f.len, &kv, depth - 1);
-            if (r == 0) r = json_add(x, &attrs, &kv);
+            if (r == 0 && !x->validate_only) r = json_add(x, &attrs, &kv);
         } else if (f.field == 4 && f.wt == 0) dropped = (uint32_t)f.v;
         if (r < 0) break;
     }
-    if (r == 0 && (r = nested_ready(ev, 4)) == 0) {
+    if (r == 0 && time > *latest) *latest = time;
+    if (r == 0 && !x->validate_only && (r = nested_ready(ev, 4)) == 0) {
         if (append(ev->lists[0], PyLong_FromUnsignedLongLong(time)) < 0 ||
             append(ev->lists[1], str_of(x, &name)) < 0 ||
             append(ev->lists[2], json_finish(&attrs)) < 0 ||
@@ -734,12 +750,12 @@ static int parse_link(Ctx *x, const uint8_t *p, size_t n, Nested *ln, int depth)
         else if (f.field == 3 && f.wt == 2) r = take_str(x, &f, &state);
         else if (f.field == 4 && f.wt == 2) {
             r = parse_kv(x, f.data, f.len, &kv, depth - 1);
-            if (r == 0) r = json_add(x, &attrs, &kv);
+            if (r == 0 && !x->validate_only) r = json_add(x, &attrs, &kv);
         } else if (f.field == 5 && f.wt == 0) dropped = (uint32_t)f.v;
         else if (f.field == 6 && f.wt == 5) flags = f.v;
         if (r < 0) break;
     }
-    if (r == 0 && (r = nested_ready(ln, 6)) == 0) {
+    if (r == 0 && !x->validate_only && (r = nested_ready(ln, 6)) == 0) {
         if (append(ln->lists[0], hex_of(trace.data, trace.len)) < 0 ||
             append(ln->lists[1], hex_of(span.data, span.len)) < 0 ||
             append(ln->lists[2], str_of(x, &state)) < 0 ||
@@ -758,6 +774,8 @@ typedef struct {
     Str trace_state, name, status_message;
     uint64_t start, end, flags, dropped_attrs, dropped_events, dropped_links;
     int32_t kind, status_code;
+    int has_status;
+    uint64_t latest_event;
     Parallel attrs;
     Nested events, links;
 } Span;
@@ -794,19 +812,45 @@ static int parse_span(Ctx *x, const uint8_t *p, size_t n, Span *s, KV *kv, int d
         case 1 << 8 | 8: s->end = f.v; break;
         case 2 << 8 | 9:
             r = parse_kv(x, f.data, f.len, kv, depth - 1);
-            if (r == 0) r = parallel_add(x, &s->attrs, kv);
+            if (r == 0 && !x->validate_only) r = parallel_add(x, &s->attrs, kv);
             break;
         case 0 << 8 | 10: s->dropped_attrs = (uint32_t)f.v; break;
-        case 2 << 8 | 11: r = parse_event(x, f.data, f.len, &s->events, depth - 1); break;
+        case 2 << 8 | 11:
+            r = parse_event(x, f.data, f.len, &s->events, &s->latest_event, depth - 1);
+            break;
         case 0 << 8 | 12: s->dropped_events = (uint32_t)f.v; break;
         case 2 << 8 | 13: r = parse_link(x, f.data, f.len, &s->links, depth - 1); break;
         case 0 << 8 | 14: s->dropped_links = (uint32_t)f.v; break;
-        case 2 << 8 | 15: r = parse_status(x, f.data, f.len, s, depth - 1); break;
+        case 2 << 8 | 15:
+            s->has_status = 1;
+            r = parse_status(x, f.data, f.len, s, depth - 1);
+            break;
         default: break;
         }
         if (r < 0) return -1;
     }
     return r;
+}
+
+static int all_zero(const Field *f) {
+    for (size_t i = 0; i < f->len; i++)
+        if (f->data[i]) return 0;
+    return 1;
+}
+
+/* The receiver's checks (otlp_columns._bad_spans): ids, values the stores cannot hold,
+ * and under "reject" the start time. */
+static void check_span(Ctx *x, const Span *s) {
+    x->spans++;
+    if (s->trace.len != 16 || s->span.len != 8 || (s->parent.len != 0 && s->parent.len != 8) ||
+        all_zero(&s->trace) || all_zero(&s->span))
+        x->bad_ids++;
+    else if (s->start > x->max_time || s->end > x->max_time || s->latest_event > x->max_time ||
+             s->kind < 0 || s->kind > x->max_kind ||
+             (s->has_status && (s->status_code < 0 || s->status_code > x->max_status)))
+        x->bad_values++;
+    else if (x->check_time && (s->start < x->lo || s->start > x->hi))
+        x->bad_times++;
 }
 
 static PyObject *list_or_empty(Ctx *x, PyObject *list) {
@@ -886,6 +930,7 @@ static int parse_resource(Ctx *x, const uint8_t *p, size_t n, Resource *res, KV 
     while ((r = next_field(&c, &f, depth, &x->err)) > 0) {
         if (f.field == 1 && f.wt == 2) {
             if (parse_kv(x, f.data, f.len, kv, depth - 1) < 0) return -1;
+            if (x->validate_only) continue;
             if (!res->service && kv->key.n == 12 && memcmp(kv->key.s, "service.name", 12) == 0) {
                 res->service = kv->value.code == 1 ? cached_str(x, kv->value.s, kv->value.n,
                                                                 kv->value.ascii)
@@ -942,7 +987,7 @@ static int parse_scope_spans(Ctx *x, const uint8_t *p, size_t n, Resource *res, 
             else if (f.field == 3 && f.wt == 2) {
                 /* Python encodes a scope's attributes only when it has spans */
                 r = parse_kv(x, f.data, f.len, kv, depth - 2);
-                if (r == 0 && spans.n) r = json_add(x, &attrs, kv);
+                if (r == 0 && spans.n && !x->validate_only) r = json_add(x, &attrs, kv);
                 has_attrs = 1;
             }
             if (r < 0) break;
@@ -950,6 +995,15 @@ static int parse_scope_spans(Ctx *x, const uint8_t *p, size_t n, Resource *res, 
     }
     if (r < 0) goto done;
     if (spans.n == 0) goto done;
+    if (x->validate_only) {
+        for (size_t i = 0; i < spans.n && r == 0; i++) {
+            Span s;
+            memset(&s, 0, sizeof s);
+            r = parse_span(x, spans.items[i].p, spans.items[i].n, &s, kv, depth - 1);
+            if (r == 0) check_span(x, &s);
+        }
+        goto done;
+    }
     /* the spans */
     for (size_t i = 0; i < spans.n; i++) {
         Span s;
@@ -1099,6 +1153,54 @@ static PyObject *decode_traces(PyObject *self, PyObject *args) {
     return result;
 }
 
+PyDoc_STRVAR(validate_traces_doc,
+             "validate_traces(payload, lo, hi, check_time, max_time, max_kind, max_status)\n"
+             "    -> (spans, bad_ids, bad_values, bad_times)\n\n"
+             "Check one ExportTraceServiceRequest as protobuf would (DecodeError if it\n"
+             "is malformed) and count its spans: with invalid ids; else with a time past\n"
+             "max_time, a kind or status code outside 0..max; else (when check_time)\n"
+             "starting outside [lo, hi]. Builds no objects.");
+
+static PyObject *validate_traces(PyObject *self, PyObject *args) {
+    Py_buffer view;
+    unsigned long long lo, hi;
+    int check_time, max_kind, max_status;
+    unsigned long long max_time;
+    (void)self;
+    if (!DecodeError) {
+        PyErr_SetString(PyExc_RuntimeError, "call init() first");
+        return NULL;
+    }
+    if (!PyArg_ParseTuple(args, "y*KKpKii", &view, &lo, &hi, &check_time, &max_time, &max_kind,
+                          &max_status))
+        return NULL;
+    Ctx *x = PyMem_Calloc(1, sizeof(Ctx));
+    if (!x) {
+        PyBuffer_Release(&view);
+        return PyErr_NoMemory();
+    }
+    x->err.base = view.buf;
+    x->lo = lo;
+    x->hi = hi;
+    x->validate_only = 1;
+    x->check_time = check_time;
+    x->max_time = max_time;
+    x->max_kind = max_kind;
+    x->max_status = max_status;
+    PyObject *result = NULL;
+    int r;
+    r = parse_request(x, view.buf, (size_t)view.len);
+    if (r == 0)
+        result = Py_BuildValue("(llll)", x->spans, x->bad_ids, x->bad_values, x->bad_times);
+    else if (!PyErr_Occurred())
+        PyErr_Format(DecodeError, "cannot decode ExportTraceServiceRequest: %s at byte %zd",
+                     x->err.error ? x->err.error : "malformed",
+                     (Py_ssize_t)(x->err.at - x->err.base));
+    PyMem_Free(x);
+    PyBuffer_Release(&view);
+    return result;
+}
+
 static PyObject *init(PyObject *self, PyObject *args) {
     PyObject *error, *complex_value;
     (void)self;
@@ -1114,6 +1216,7 @@ static PyObject *init(PyObject *self, PyObject *args) {
 
 static PyMethodDef methods[] = {
     {"decode_traces", decode_traces, METH_VARARGS, decode_traces_doc},
+    {"validate_traces", validate_traces, METH_VARARGS, validate_traces_doc},
     {"init", init, METH_VARARGS,
      "init(DecodeError, complex_value): the exception to raise and the array/kvlist "
      "text callback (code, bytes) -> str."},

@@ -12,7 +12,7 @@ from google.protobuf.json_format import MessageToDict
 from opentelemetry.proto.common.v1.common_pb2 import ArrayValue, KeyValueList
 
 from collector import otlp_columns
-from collector.otlp_columns import SPAN_COLUMNS, DecodeError, Limits, TraceColumns
+from collector.otlp_columns import SPAN_COLUMNS, DecodeError, Limits, TraceColumns, Verdict
 
 try:
     from collector import _otlpdecode
@@ -33,13 +33,36 @@ if _otlpdecode is not None:
     _otlpdecode.init(DecodeError, _complex_text)
 
 
+def _u64_window(limits: Limits, now_ns: int) -> tuple[int, int]:
+    """The accepted window cut to unsigned 64 bits (start times are): the same verdicts."""
+    lo, hi = limits.window(now_ns)
+    return min(max(lo, 0), _MAX_U64), min(max(hi, 0), _MAX_U64)
+
+
+def check_traces(raw: bytes, limits: Limits, now_ns: int) -> Verdict | None:
+    """The receiver's verdict from the client's bytes alone, when every span passes.
+
+    Raises DecodeError where protobuf would; returns None when some spans must be
+    dropped (``otlp_columns.validate_traces`` then decodes and re-encodes)."""
+    lo, hi = _u64_window(limits, now_ns)
+    reject_times = limits.timestamp_policy == "reject"
+    spans, *rejected = _otlpdecode.validate_traces(
+        raw,
+        lo,
+        hi,
+        reject_times,
+        otlp_columns.MAX_TIME_NS,
+        otlp_columns.MAX_SPAN_KIND,
+        otlp_columns.MAX_STATUS_CODE,
+    )
+    return None if any(rejected) else Verdict(raw, spans)
+
+
 class CompiledTraceColumns(TraceColumns):
     """Same columns and stats as ``TraceColumns``, one C pass per request."""
 
     def add(self, payload: bytes, received_ns: int) -> None:
-        lo, hi = self.limits.window(received_ns)
-        # Start times are unsigned 64-bit: a window past either end clamps the same.
-        lo, hi = min(max(lo, 0), _MAX_U64), min(max(hi, 0), _MAX_U64)
+        lo, hi = _u64_window(self.limits, received_ns)
         columns, truncated, clamped = _otlpdecode.decode_traces(
             payload, lo, hi, self.limits.max_attribute_length, otlp_columns._NO_VALUES
         )

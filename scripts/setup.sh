@@ -24,7 +24,7 @@ setup_venv() {
     fi
     local stamp=".venv/.installed-${extras:-base}"
     # Reinstall when the packaging or the C sources changed (they are compiled then).
-    if [ ! -f "$stamp" ] || [ -n "$(find pyproject.toml setup.py sidecar -maxdepth 1 \
+    if [ ! -f "$stamp" ] || [ -n "$(find pyproject.toml setup.py sidecar collector -maxdepth 1 \
             -newer "$stamp" \( -name '*.toml' -o -name setup.py -o -name '*.c' \) -print -quit)" ]; then
         .venv/bin/python -m pip install -q --upgrade pip >/dev/null
         if [ -n "$extras" ]; then

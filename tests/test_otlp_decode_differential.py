@@ -18,8 +18,15 @@ from opentelemetry.proto.collector.trace.v1.trace_service_pb2 import ExportTrace
 from opentelemetry.proto.common.v1.common_pb2 import AnyValue, ArrayValue, KeyValue, KeyValueList
 from opentelemetry.proto.trace.v1.trace_pb2 import Span, Status
 
-from collector.compiled_columns import CompiledTraceColumns, _otlpdecode
-from collector.otlp_columns import SPAN_COLUMNS, DecodeError, Limits, TraceColumns
+from collector.compiled_columns import CompiledTraceColumns, _otlpdecode, check_traces
+from collector.otlp_columns import (
+    SPAN_COLUMNS,
+    DecodeError,
+    Limits,
+    TraceColumns,
+    decode,
+    validate_traces,
+)
 from tests import otlp_wire
 from tests.otlp_wire import END_GROUP, LEN, NOW, NS, START_GROUP, field, message, tag
 
@@ -277,3 +284,42 @@ def test_string_value_strindex_is_refused():
     payload = _request(field(9, LEN, field(1, LEN, b"k") + field(2, LEN, b"\x40\x05")))
     with pytest.raises(DecodeError, match="strindex"):
         CompiledTraceColumns(Limits()).add(payload, NOW)
+
+
+# -- the receiver's check from the bytes ---------------------------------------------------
+
+
+def _python_verdict(payload: bytes, limits: Limits):
+    try:
+        request = decode(ExportTraceServiceRequest, payload)
+    except DecodeError:
+        return REFUSED
+    verdict = validate_traces(request, payload, limits, NOW)
+    return verdict.accepted, verdict.rejected
+
+
+def _compiled_verdict(payload: bytes, limits: Limits):
+    try:
+        verdict = check_traces(payload, limits, NOW)
+    except DecodeError:
+        return REFUSED
+    if verdict is None:
+        return "drops"
+    assert verdict.payload is payload
+    return verdict.accepted, verdict.rejected
+
+
+CHECK_LIMITS = [Limits(), Limits(timestamp_policy="reject")]
+
+
+@PROPERTY
+@given(
+    st.one_of(message("Request"), proto_requests().map(lambda r: r.SerializeToString())),
+    st.sampled_from(CHECK_LIMITS),
+)
+def test_the_receivers_check_from_bytes_agrees(payload, limits):
+    python, compiled = _python_verdict(payload, limits), _compiled_verdict(payload, limits)
+    if compiled == "drops":
+        assert python != REFUSED and python[1] > 0
+    else:
+        assert compiled == python
