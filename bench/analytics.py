@@ -11,7 +11,10 @@ as background merges leave them.
 
 Timed (median of the runs, through the dashboard's query functions):
 ``latency_24h_p50_ms`` one service's p50/p95/p99 series, 24 h at 1-minute steps;
-``graph_24h_ms`` the service graph for 24 h; ``services_table_24h_ms`` the
+``graph_24h_ms`` the service graph for 24 h; ``cohort_24h_ms`` the slow-cohort
+analysis of one operation over 24 h (threshold, cohorts, attribution, attributes);
+``trace_compare_ms`` two 1,000-span traces loaded and aligned as ``/api/v1/compare``
+does (``trace_align_ms`` the alignment alone); ``services_table_24h_ms`` the
 services table for 24 h (last line). (Ranges over six hours are read at whole
 hours, see ``TimeRange.summary``.)
 Usage: ``python bench/analytics.py [--quick] [--clickhouse URL]``.
@@ -35,9 +38,13 @@ from collector.edge_rollup import (  # noqa: E402
     compute_edges,
 )
 from dashboard import analytics_queries as aq  # noqa: E402
+from dashboard.cohort_queries import CohortQuery, analyze_cohorts  # noqa: E402
+from dashboard.compare_routes import compare_traces, load_pair  # noqa: E402
+from dashboard.trace_compare import compare  # noqa: E402
 from sidetrace.local_server import ClickHouseServer  # noqa: E402
 from sidetrace.migrate import migrate  # noqa: E402
 from sidetrace.store import Store, open_store  # noqa: E402
+from tests import trace_generator as gen  # noqa: E402
 
 SERVICES = 30
 ROLLUPS = (
@@ -141,6 +148,16 @@ def load(store: Store, spans: int, block: int) -> tuple[int, int]:
     return start_s, end_s
 
 
+def compare_pair(store: Store, start_s: int) -> tuple[str, str]:
+    """Two 1,000-span traces of one shape; in B every 50th span takes twice as long."""
+    a = gen.big(gen.Ids(101), 1000, start_ns=start_s * 10**9)
+    b = gen.big(gen.Ids(102), 1000, start_ns=(start_s + 1) * 10**9)
+    for span in b[::50]:
+        span.duration_ns *= 2
+    gen.insert(store, a + b)
+    return a[0].trace_id, b[0].trace_id
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--quick", action="store_true", help="1,000,000 spans, fewer runs")
@@ -170,6 +187,18 @@ def main() -> None:
         print(f"latency_points={len(series()['points'])}")
         print(f"latency_24h_p50_ms={timed(series, runs):.1f}")
         print(f"graph_24h_ms={timed(lambda: aq.graph(store, start_s, end_s), runs):.1f}")
+        cohort = lambda: analyze_cohorts(  # noqa: E731
+            store, CohortQuery("svc-03", "GET /op2", start_s, end_s)
+        )
+        found = cohort()
+        print(f"cohort_traces={found['slow']['traces'] + found['rest']['traces']}")
+        print(f"cohort_24h_ms={timed(cohort, runs):.1f}")
+        a, b = compare_pair(store, end_s - 600)
+        print(f"trace_compare_rows={len(compare_traces(store, a, b, 10_000)['rows'])}")
+        print(f"trace_compare_ms={timed(lambda: compare_traces(store, a, b, 10_000), runs):.1f}")
+        pair = load_pair(store, a, b, 10_000)
+        align = lambda: compare(pair[0].spans, pair[1].spans)  # noqa: E731
+        print(f"trace_align_ms={timed(align, runs):.1f}")
         table = lambda: aq.services(store, start_s, end_s)  # noqa: E731
         print(f"services_table_24h_ms={timed(table, runs):.1f}")
     finally:

@@ -26,6 +26,7 @@ ClickHouse 18.16 and chDB alike: no CTEs, window functions or Map.
 
 from __future__ import annotations
 
+import math
 from dataclasses import dataclass
 from typing import Any
 
@@ -34,7 +35,10 @@ from sidetrace.store import Store
 DEFAULT_PERCENTILE = 0.9
 DEFAULT_PER_COHORT = 1000
 MAX_PER_COHORT = 10_000
-MIN_SUPPORT = 0.05  # an attribute value must be on this share of slow traces to be ranked
+# An attribute value is ranked only when on this share of the slow traces sampled, and on
+# at least MIN_TRACES of them: rarer values (a user id) reach any lift by chance.
+MIN_SUPPORT = 0.1
+MIN_TRACES = 3
 TOP = 25
 SLACK_S = 900  # other spans of a trace may start this long before or after the window
 
@@ -179,7 +183,7 @@ def analyze_cohorts(store: Store, q: CohortQuery) -> dict[str, Any]:
     out["sampled"] = {"slow": n_slow, "rest": n_rest}
     gap_ns = d_slow / n_slow - d_rest / n_rest
     out["attribution"] = _attribution(store.query(ATTRIBUTION_SQL, base), n_slow, n_rest, gap_ns)
-    min_slow = max(1, int(q.min_support * n_slow + 0.999999))
+    min_slow = max(MIN_TRACES, math.ceil(q.min_support * n_slow))
     prior = slow["traces"] / (slow["traces"] + rest["traces"])
     attrs = store.query(ATTRIBUTES_SQL, q.params(threshold, min_slow))
     out["attributes"] = _lifts(attrs, n_slow, n_rest, prior)

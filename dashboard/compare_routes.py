@@ -85,6 +85,7 @@ def _row_json(i: int, row: Row) -> dict[str, Any]:
         "b": _side_json(row.b),
         "deltaNs": row.delta_ns,
         "deltaSelfNs": row.delta_self_ns,
+        "notable": row.notable(),
     }
 
 
@@ -229,6 +230,11 @@ OPENAPI_PATHS: dict[str, Any] = {
                                         "b": _SIDE,
                                         "deltaNs": {"type": "integer", "nullable": True},
                                         "deltaSelfNs": {"type": "integer", "nullable": True},
+                                        "notable": {
+                                            "type": "boolean",
+                                            "description": "in one trace only, or changed by "
+                                            "at least 1 ms and 25%",
+                                        },
                                     },
                                 },
                             },

@@ -14,10 +14,12 @@ from __future__ import annotations
 from collections import defaultdict
 from dataclasses import dataclass, field
 
-from dashboard.trace_analysis import Analysis, analyze
+from dashboard.trace_analysis import analyze
 from dashboard.trace_queries import Span
 
 Key = tuple[str, str, int]  # service, operation, position among same-named siblings
+NOTABLE_NS = 1_000_000
+NOTABLE_RATIO = 0.25
 
 
 @dataclass(frozen=True)
@@ -57,6 +59,14 @@ class Row:
     def delta_self_ns(self) -> int | None:
         return self.b.self_ns - self.a.self_ns if self.a and self.b else None
 
+    def notable(self, min_ns: int = NOTABLE_NS, ratio: float = NOTABLE_RATIO) -> bool:
+        """In one trace only, or its duration or self time changed by at least ``min_ns``
+        and ``ratio`` of A's (the noise of a jittery call stays out)."""
+        if not (self.a and self.b):
+            return True
+        pairs = ((self.a.duration_ns, self.delta_ns), (self.a.self_ns, self.delta_self_ns))
+        return any(abs(d or 0) >= max(min_ns, ratio * base) for base, d in pairs)
+
 
 @dataclass
 class Comparison:
@@ -84,55 +94,58 @@ class Comparison:
 
 @dataclass
 class _Tree:
-    """A trace as the trace view shows it: children lists by span, in start order."""
+    """A trace as the trace view shows it: children lists by span, and each span's figures."""
 
-    spans: list[Span]
-    analysis: Analysis
+    spans: list[Span]  # the trace view's depth-first order
+    sides: list[Side]
     children: dict[int, list[int]]  # index into spans; -1 is the virtual root above the roots
-    start_ns: int
 
     @classmethod
     def of(cls, spans: list[Span]) -> _Tree:
         analysis = analyze(spans)
         order = analysis.order
+        start = min((s.start_ns for s in order), default=0)
         children: dict[int, list[int]] = defaultdict(list)
+        sides = []
         last_at_depth: list[int] = []
         for i, span in enumerate(order):  # depth-first order: parent is the last shallower row
-            depth = analysis.info[span.span_id].depth
-            del last_at_depth[depth:]
-            children[last_at_depth[-1] if depth else -1].append(i)
+            info = analysis.info[span.span_id]
+            del last_at_depth[info.depth :]
+            children[last_at_depth[-1] if info.depth else -1].append(i)
             last_at_depth.append(i)
-        start = min((s.start_ns for s in order), default=0)
-        return cls(order, analysis, children, start)
+            sides.append(
+                Side(
+                    span.span_id,
+                    span.duration_ns,
+                    info.self_ns,
+                    span.start_ns - start,
+                    info.critical,
+                    span.status_code == 2,
+                )
+            )
+        return cls(order, sides, children)
 
-    def side(self, i: int) -> Side:
-        span = self.spans[i]
-        info = self.analysis.info[span.span_id]
-        return Side(
-            span.span_id,
-            span.duration_ns,
-            info.self_ns,
-            span.start_ns - self.start_ns,
-            info.critical,
-            span.status_code == 2,
-        )
+    def keyed(self, parent: int | None) -> dict[Key, int]:
+        """Children of ``parent`` by (service, operation, position among same-named ones).
 
-    def keyed(self, parent: int) -> dict[Key, int]:
-        """Children of ``parent`` by (service, operation, position among same-named ones)."""
+        Children come in start order already, except spans attached under the root
+        (orphans), hence the (cheap, nearly sorted) sort.
+        """
+        if parent is None:
+            return {}
+        kids = self.children.get(parent, ())
+        ordered = sorted(kids, key=lambda i: (self.sides[i].offset_ns, self.sides[i].span_id))
         seen: dict[tuple[str, str], int] = defaultdict(int)
         out: dict[Key, int] = {}
-        for i in sorted(self.children.get(parent, ()), key=self._start_key):
+        for i in ordered:
             span = self.spans[i]
             name = (span.service, span.name)
             out[(*name, seen[name])] = i
             seen[name] += 1
         return out
 
-    def _start_key(self, i: int) -> tuple[int, str]:
-        return self.spans[i].start_ns, self.spans[i].span_id
-
     def duration(self) -> int:
-        return max((s.end_ns for s in self.spans), default=self.start_ns) - self.start_ns
+        return max((s.offset_ns + s.duration_ns for s in self.sides), default=0)
 
 
 def compare(a_spans: list[Span], b_spans: list[Span]) -> Comparison:
@@ -144,16 +157,15 @@ def compare(a_spans: list[Span], b_spans: list[Span]) -> Comparison:
     while stack:
         ia, ib, depth, key = stack.pop()
         if depth >= 0:
-            side_a = a.side(ia) if ia is not None else None
-            side_b = b.side(ib) if ib is not None else None
+            side_a = a.sides[ia] if ia is not None else None
+            side_b = b.sides[ib] if ib is not None else None
             out.rows.append(Row(depth, *key, side_a, side_b))
-        kids_a = a.keyed(ia) if ia is not None else {}
-        kids_b = b.keyed(ib) if ib is not None else {}
+        kids_a, kids_b = a.keyed(ia), b.keyed(ib)
         merged = []
         for k in kids_a.keys() | kids_b.keys():
             ja, jb = kids_a.get(k), kids_b.get(k)
-            offset = a.side(ja).offset_ns if ja is not None else b.side(jb).offset_ns  # type: ignore[arg-type]
-            merged.append((offset, k, ja, jb))
+            side = a.sides[ja] if ja is not None else b.sides[jb]  # type: ignore[index]
+            merged.append((side.offset_ns, k, ja, jb))
         merged.sort(key=lambda m: (m[0], m[1]))
         stack.extend((ja, jb, depth + 1, k) for _, k, ja, jb in reversed(merged))
     return out

@@ -177,3 +177,17 @@ def test_deep_chain_does_not_recurse():
     assert len(result.rows) == 5000
     assert len(result.only_a) == 1000
     assert result.rows[-1].depth == 4999
+
+
+@pytest.mark.parametrize(
+    ("a_ms", "b_ms", "notable"),
+    [(10, 10, False), (10, 12, False), (10, 13, True), (10, 7, True), (0.1, 0.5, False)],
+)
+def test_notable_changes(a_ms, b_ms, notable):
+    leaf = ("db", "SELECT", 1, a_ms, [])
+    a = gen.to_spans(build(("api", "GET", 0, 50, [leaf]), 1))
+    b = gen.to_spans(build(("api", "GET", 0, 50, [(*leaf[:3], b_ms, [])]), 2))
+    result = compare(a, b)
+    assert result.rows[1].notable() is notable
+    one_sided = compare(a, gen.to_spans(build(("api", "GET", 0, 50, []), 2)))
+    assert one_sided.rows[1].notable()
