@@ -150,3 +150,16 @@ def test_graph_before_and_after_a_deploy(site, page, artifacts):
     page.fill("#diff-b-end", "")
     page.click("#diff-submit")
     page.wait_for_selector("#diff-summary")
+
+
+def test_deploy_marker_on_the_service_charts(site, page):
+    page.goto(f"{site.url}/services/checkout?lookback=1h")
+    page.wait_for_selector("#charts[data-loaded='1']")
+    for chart in ("rate", "errors", "latency"):
+        marker = page.locator(f'#chart-{chart} g.deploy[data-version="2.0"]')
+        assert marker.count() == 1
+    title = page.eval_on_selector("#chart-rate g.deploy title", "t => t.textContent")
+    assert title.startswith("deploy 1.0 → 2.0")
+    page.click("a.why-slow >> nth=0")
+    page.wait_for_url("**/cohort?service=checkout**")
+    page.wait_for_selector("#cohort-summary")

@@ -58,6 +58,14 @@
       });
       el("path", { d, class: "series", stroke: COLORS[s.name] || "#ccc" }, svg);
     }
+    for (const m of data.deploys || []) {  // deploy markers: a new service.version
+      const i = (m.at - pts[0].t) / data.step;
+      if (!(i >= 0 && i <= n - 1)) continue;
+      const g = el("g", { class: "deploy", "data-version": m.version }, svg);
+      el("line", { x1: x(i), x2: x(i), y1: T, y2: H - B }, g);
+      el("title", {}, g).textContent = `deploy ${m.previous} → ${m.version} · ` +
+        window.sidetrace.formatTime(m.at * 1000, false);
+    }
     const dots = el("g", { class: "dots" }, svg);
     for (const s of series) {
       s.values.forEach((v, i) => {
@@ -93,8 +101,11 @@
       const q = new URLSearchParams({ service: box.dataset.service, start: String(box.dataset.start * 1000),
         end: String(box.dataset.end * 1000), quantiles: "p50,p90,p95,p99" });
       if (opSelect.value) q.set("operation", opSelect.value);
-      const resp = await fetch("/api/v1/latency?" + q.toString());
+      const range = new URLSearchParams({ service: box.dataset.service, start: q.get("start"), end: q.get("end") });
+      const [resp, deploys] = await Promise.all([
+        fetch("/api/v1/latency?" + q.toString()), fetch("/api/v1/deploys?" + range.toString())]);
       data = await resp.json();
+      data.deploys = deploys.ok ? (await deploys.json()).deploys : [];
       render();
     }
 
