@@ -5,5 +5,5 @@ set -euo pipefail
 cd "$(dirname "$0")/.."
 source scripts/setup.sh
 setup_system_packages gcc python3-dev
-setup_venv ""
+setup_venv embedded
 exec .venv/bin/sidetrace demo "$@"
