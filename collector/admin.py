@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from collections.abc import Callable
 
+from prometheus_client import CONTENT_TYPE_LATEST
 from starlette.applications import Starlette
 from starlette.requests import Request
 from starlette.responses import PlainTextResponse
@@ -23,7 +24,7 @@ def create_app(stats: Stats, ready: Callable[[], tuple[bool, str]]) -> Starlette
         return PlainTextResponse(f"{reason}\n", status_code=200 if ok else 503)
 
     async def metrics(request: Request) -> PlainTextResponse:
-        return PlainTextResponse(stats.render(), media_type="text/plain; version=0.0.4")
+        return PlainTextResponse(stats.render(), media_type=CONTENT_TYPE_LATEST)
 
     return Starlette(
         routes=[

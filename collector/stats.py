@@ -1,9 +1,21 @@
-"""The collector's own counters, rendered as Prometheus text for the admin port."""
+"""The collector's own counters, rendered as Prometheus text for the admin port.
+
+Counters are plain numbers under a lock; ``prometheus_client`` formats them (exact
+values, HELP and TYPE) through a collector that reads them at scrape time.
+"""
 
 from __future__ import annotations
 
 import threading
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
+
+from prometheus_client import CollectorRegistry, generate_latest
+from prometheus_client.core import (
+    CounterMetricFamily,
+    GaugeMetricFamily,
+    HistogramMetricFamily,
+    Metric,
+)
 
 PREFIX = "sidetrace_collector_"
 LATENCY_BUCKETS = (0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0)
@@ -25,6 +37,11 @@ _HELP = {
     "dead_letter_dropped_records_total": "Refused records dropped: the dead-letter file was full.",
 }
 
+_GAUGE_HELP = {
+    "spool_pending_bytes": "Bytes in the spool not yet written to ClickHouse.",
+    "spool_disk_bytes": "Bytes the spool's files take on disk.",
+}
+
 
 class Stats:
     """Thread-safe counters (optionally labelled) and one insert-latency histogram."""
@@ -35,6 +52,8 @@ class Stats:
         self._latency_counts = [0] * (len(LATENCY_BUCKETS) + 1)
         self._latency_sum = 0.0
         self._gauges: dict[str, Callable[[], float]] = {}
+        self._registry = CollectorRegistry(auto_describe=False)
+        self._registry.register(self)
 
     def add(self, name: str, amount: float = 1, label: str = "") -> None:
         if name not in _HELP:
@@ -62,28 +81,34 @@ class Stats:
         self._gauges[name] = read
 
     def render(self) -> str:
-        lines: list[str] = []
+        """The Prometheus text exposition of every counter, gauge and the histogram."""
+        return generate_latest(self._registry).decode()
+
+    def collect(self) -> Iterator[Metric]:
+        """prometheus_client's collector protocol: current values, read at scrape time."""
         with self._lock:
             counters = dict(self._counters)
             counts = list(self._latency_counts)
             latency_sum = self._latency_sum
         for name, help_text in _HELP.items():
-            lines += [f"# HELP {PREFIX}{name} {help_text}", f"# TYPE {PREFIX}{name} counter"]
-            values = {label: v for (n, label), v in counters.items() if n == name} or {"": 0}
-            for label, value in sorted(values.items()):
-                tag = f'{{reason="{label}"}}' if label else ""
-                lines.append(f"{PREFIX}{name}{tag} {value:g}")
+            labelled = {label: v for (n, label), v in counters.items() if n == name}
+            if any(labelled):
+                family = CounterMetricFamily(PREFIX + name, help_text, labels=("reason",))
+                for label, value in sorted(labelled.items()):
+                    family.add_metric([label], value)
+            else:
+                family = CounterMetricFamily(PREFIX + name, help_text, value=labelled.get("", 0))
+            yield family
         for name, read in self._gauges.items():
-            lines += [f"# TYPE {PREFIX}{name} gauge", f"{PREFIX}{name} {read():g}"]
-        metric = f"{PREFIX}insert_duration_seconds"
-        lines += [
-            f"# HELP {metric} Time of one INSERT into ClickHouse.",
-            f"# TYPE {metric} histogram",
-        ]
-        cumulative = 0
+            yield GaugeMetricFamily(PREFIX + name, _GAUGE_HELP.get(name, name), value=read())
+        buckets, cumulative = [], 0
         for bound, count in zip((*LATENCY_BUCKETS, float("inf")), counts, strict=True):
             cumulative += count
-            le = "+Inf" if bound == float("inf") else f"{bound:g}"
-            lines.append(f'{metric}_bucket{{le="{le}"}} {cumulative}')
-        lines += [f"{metric}_sum {latency_sum:g}", f"{metric}_count {cumulative}"]
-        return "\n".join(lines) + "\n"
+            buckets.append(("+Inf" if bound == float("inf") else repr(bound), cumulative))
+        yield HistogramMetricFamily(
+            f"{PREFIX}insert_duration_seconds",
+            "Time of one INSERT into ClickHouse.",
+            buckets=buckets,
+            sum_value=latency_sum,
+            unit="seconds",
+        )

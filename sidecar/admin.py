@@ -11,6 +11,8 @@ import contextlib
 import ipaddress
 from collections.abc import Callable
 
+from prometheus_client import CONTENT_TYPE_LATEST
+
 _MAX_HEAD = 8192
 
 
@@ -66,7 +68,7 @@ class AdminServer:
                 (200, "ready\n", "text/plain") if ready else (503, "app not ready\n", "text/plain")
             )
         if path == b"/metrics":
-            return 200, self._metrics_text(), "text/plain; version=0.0.4"
+            return 200, self._metrics_text(), CONTENT_TYPE_LATEST
         if path in (b"/shutdown", b"/quitquitquit"):
             peer = writer.get_extra_info("peername")
             if not peer or not ipaddress.ip_address(peer[0]).is_loopback:

@@ -20,6 +20,7 @@ from sidecar.config import SidecarConfig
 from sidecar.export_target import ExportTarget, resolve
 from sidecar.grpc_proxy import GrpcBridge
 from sidecar.http_proxy import DownstreamConnection, ListenerContext
+from sidecar.prometheus_metrics import SidecarCollector, exposition, registry_for
 from sidecar.propagation import Propagator
 from sidecar.red_metrics import ProxyCounters
 from sidecar.resource import resource_attributes
@@ -77,16 +78,15 @@ class Sidecar:
         self.contexts: list[ListenerContext] = []
         self.servers: list[asyncio.AbstractServer] = []
         self._stop: asyncio.Event | None = None
+        self._metrics_registry = registry_for(
+            SidecarCollector(self.telemetry.red, self.counters, self.telemetry.failures.counts)
+        )
         self.admin = AdminServer(
             (config.app_host, config.app_port), self.metrics_text, self.request_stop
         )
 
     def metrics_text(self) -> str:
-        return (
-            self.telemetry.red.prometheus()
-            + self.counters.prometheus()
-            + self.telemetry.failures.prometheus()
-        )
+        return exposition(self._metrics_registry)
 
     def request_stop(self) -> None:
         if self._stop is not None:

@@ -43,6 +43,11 @@ class ExportFailures:
         with self._lock:
             return self._dropped.get(reason, 0)
 
+    def counts(self) -> dict[str, int]:
+        """Spans dropped so far, by reason (read by the admin port's ``/metrics``)."""
+        with self._lock:
+            return dict(self._dropped)
+
     def prometheus(self) -> str:
         with self._lock:
             items = sorted(self._dropped.items())

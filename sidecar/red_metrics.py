@@ -1,22 +1,39 @@
 """RED metrics (rate, errors, duration) per direction, method, route, status class and peer.
 
-Updated only by the telemetry thread; read by the admin endpoint as Prometheus
-text and exported over OTLP by the SDK's periodic reader. Proxy counters (drops,
-broken propagation, detection give-ups, connections) live in ``ProxyCounters``:
-plain integers bumped on the event loop, read as-is (torn reads are harmless).
+Updated only by the telemetry thread; read at scrape time by the admin port's
+``/metrics`` (``prometheus_metrics``) and exported over OTLP by the telemetry
+thread. Proxy counters (drops, broken propagation, detection give-ups,
+connections) live in ``ProxyCounters``: plain integers bumped on the event loop,
+read as-is (torn reads are harmless).
 """
 
 from __future__ import annotations
 
 import bisect
 import threading
-from dataclasses import dataclass, fields
+from dataclasses import dataclass
 
 DURATION_BUCKETS_S = (
     0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0,
 )  # fmt: skip
 LABELS = ("direction", "method", "route", "status_class", "peer")
 RedKey = tuple[str, str, str, str, str]
+# HELP text of each ProxyCounters field on /metrics (``sidetrace_sidecar_<name>``)
+COUNTER_HELP = {
+    "connections_total": "Client connections accepted.",
+    "connections_active": "Client connections open now.",
+    "connections_rejected_total": "Client connections refused at the connection limit.",
+    "requests_in_flight_inbound": "Inbound requests being proxied now.",
+    "broken_propagation_total": "Outbound requests whose trace context could not be continued.",
+    "lane_pairings_total": "Client connections paired with an upstream on the C lane.",
+    "protocol_detect_timeouts_total": "Connections that sent nothing to detect a protocol from.",
+    "bad_requests_total": "Requests refused as malformed.",
+    "upstream_errors_total": "Requests the upstream failed (refused, reset, timed out).",
+    "records_dropped_total": "Request records dropped because the telemetry queue was full.",
+    "spans_exported_total": "Spans sent to the collector.",
+    "spans_dropped_total": "Spans dropped before or at export.",
+    "export_failures_total": "Span exports that failed.",
+}
 
 
 @dataclass
@@ -37,14 +54,6 @@ class ProxyCounters:
     spans_dropped_total: int = 0
     export_failures_total: int = 0
 
-    def prometheus(self) -> str:
-        lines = []
-        for field in fields(self):
-            kind = "counter" if field.name.endswith("_total") else "gauge"
-            name = f"sidetrace_sidecar_{field.name}"
-            lines.append(f"# TYPE {name} {kind}\n{name} {getattr(self, field.name)}")
-        return "\n".join(lines) + "\n"
-
 
 def status_class(status: int) -> str:
     return f"{status // 100}xx" if status >= 100 else "error"
@@ -59,12 +68,8 @@ class _Series:
         self.buckets = [0] * (len(DURATION_BUCKETS_S) + 1)
 
 
-def _escape(value: str) -> str:
-    return value.replace("\\", "\\\\").replace('"', '\\"').replace("\n", "\\n")
-
-
 class RedMetrics:
-    """Request count and duration histogram per ``RedKey``, rendered as Prometheus text."""
+    """Request count and duration histogram per ``RedKey``."""
 
     def __init__(self) -> None:
         self._series: dict[RedKey, _Series] = {}
@@ -85,21 +90,3 @@ class RedMetrics:
     def snapshot(self) -> dict[RedKey, tuple[int, float, list[int]]]:
         with self._lock:
             return {k: (s.count, s.total, list(s.buckets)) for k, s in self._series.items()}
-
-    def prometheus(self) -> str:
-        out = [
-            "# TYPE sidetrace_requests_total counter",
-            "# TYPE sidetrace_request_duration_seconds histogram",
-        ]
-        for key, (count, total, buckets) in sorted(self.snapshot().items()):
-            labels = ",".join(f'{n}="{_escape(v)}"' for n, v in zip(LABELS, key, strict=True))
-            out.append(f"sidetrace_requests_total{{{labels}}} {count}")
-            cumulative = 0
-            for bound, n in zip(DURATION_BUCKETS_S, buckets, strict=False):
-                cumulative += n
-                bucket = f'{labels},le="{bound}"'
-                out.append(f"sidetrace_request_duration_seconds_bucket{{{bucket}}} {cumulative}")
-            out.append(f'sidetrace_request_duration_seconds_bucket{{{labels},le="+Inf"}} {count}')
-            out.append(f"sidetrace_request_duration_seconds_sum{{{labels}}} {total}")
-            out.append(f"sidetrace_request_duration_seconds_count{{{labels}}} {count}")
-        return "\n".join(out) + "\n"

@@ -210,7 +210,7 @@ def test_admin_endpoints_report_health_and_counters(collector, export):
     text = wait_for(
         lambda: (
             (t := httpx.get(f"{base}/metrics").text)
-            and "sidetrace_collector_written_spans_total 0\n" not in t
+            and "sidetrace_collector_written_spans_total 0.0\n" not in t
             and t
         )
     )

@@ -3,7 +3,9 @@
 from __future__ import annotations
 
 import pytest
+from prometheus_client.parser import text_string_to_metric_families
 
+from sidecar.prometheus_metrics import SidecarCollector, exposition, registry_for
 from sidecar.red_metrics import ProxyCounters, RedMetrics, status_class
 from sidecar.resource import RESOURCE_ENV, resource_attributes
 from sidecar.routes import RouteMatcher
@@ -67,14 +69,30 @@ def test_red_metrics_prometheus_histogram_is_cumulative() -> None:
     red = RedMetrics()
     key = ("inbound", "GET", "/a", "2xx", 'pe"er')
     red.observe([(key, 0.0004), (key, 0.003), (key, 20.0)])
-    text = red.prometheus()
-    labels = 'direction="inbound",method="GET",route="/a",status_class="2xx",peer="pe\\"er"'
-    assert f"sidetrace_requests_total{{{labels}}} 3" in text
-    assert f'sidetrace_request_duration_seconds_bucket{{{labels},le="0.0005"}} 1' in text
-    assert f'sidetrace_request_duration_seconds_bucket{{{labels},le="0.005"}} 2' in text
-    assert f'sidetrace_request_duration_seconds_bucket{{{labels},le="10.0"}} 2' in text
-    assert f'sidetrace_request_duration_seconds_bucket{{{labels},le="+Inf"}} 3' in text
-    assert f"sidetrace_request_duration_seconds_count{{{labels}}} 3" in text
+    text = exposition(registry_for(SidecarCollector(red, ProxyCounters(), dict)))
+    samples = {
+        (sample.name, frozenset(sample.labels.items())): sample.value
+        for family in text_string_to_metric_families(text)
+        for sample in family.samples
+    }
+    labels = {"direction": "inbound", "method": "GET", "route": "/a", "status_class": "2xx"}
+    labels["peer"] = 'pe"er'
+
+    def value(name: str, **extra: str) -> float:
+        return samples[(name, frozenset({**labels, **extra}.items()))]
+
+    assert value("sidetrace_requests_total") == 3
+    for le, count in (("0.0005", 1), ("0.005", 2), ("10.0", 2), ("+Inf", 3)):
+        assert value("sidetrace_request_duration_seconds_bucket", le=le) == count
+    assert value("sidetrace_request_duration_seconds_count") == 3
+    semconv = {
+        "http_request_method": "GET",
+        "http_route": "/a",
+        "http_response_status_class": "2xx",
+        "network_peer_address": 'pe"er',
+    }
+    key = ("http_server_request_duration_seconds_count", frozenset(semconv.items()))
+    assert samples[key] == 3
 
 
 def test_full_queue_drops_and_counts_only_sampled_spans() -> None:
