@@ -33,12 +33,17 @@ from sidecar.propagation import TRACE_HEADERS, Propagator, SpanStart, span_start
 from sidecar.red_metrics import ProxyCounters
 from sidecar.telemetry import Telemetry
 from sidecar.telemetry_record import CLIENT, HTTP, SERVER, TCP, Record
-from sidecar.upstream import Address, UpstreamConnection, UpstreamPool
+from sidecar.upstream import Address, OwnListenerError, UpstreamConnection, UpstreamPool
 
 H2_PREFACE = b"PRI * HTTP/2.0\r\n\r\nSM\r\n\r\n"
 PEER_HEADER = b"x-sidetrace-peer"
-_HTTP_START = re.compile(rb"[A-Z]{3,16} ")
-_MAYBE_HTTP = re.compile(rb"[A-Z]{1,16}")
+_HTTP_START = re.compile(rb"[A-Z]{3,16} ")  # the common case, known from its first bytes
+# Anything an HTTP server might take for a request line (any method token, any case) is
+# HTTP to the sidecar too, so it is parsed (and refused if invalid), never piped raw to
+# the app: a first line with an HTTP version, or its beginning while it is still arriving.
+_TCHAR = rb"[!#$%&'*+\-.^_`|~0-9A-Za-z]"
+_REQUEST_LINE = re.compile(rb"%s+[ \t][^\r\n]*[ \t]HTTP/" % _TCHAR, re.IGNORECASE)
+_MAYBE_REQUEST_LINE = re.compile(rb"%s{1,32}(?:[ \t][^\r\n]*)?" % _TCHAR)
 # RFC 9110 7.6.1 hop-by-hop fields, plus the legacy ones proxies still see.
 HOP_BY_HOP = frozenset(
     (
@@ -95,6 +100,10 @@ class _Roles(dict):
 _REQUEST_ROLES = _Roles(_REQUEST_FIELDS)
 _RESPONSE_ROLES = _Roles(_RESPONSE_FIELDS)
 _STANDARD_TOKENS = frozenset((b"keep-alive", b"close", b"upgrade"))
+# Fields a Connection option may never remove (RFC 9110 7.6.1): they frame or route the
+# message, and a proxy dropping them while the next hop keeps its own reading of the bytes
+# is request smuggling. Such a request gets 400, such a response 502.
+_NEVER_HOP_BY_HOP = frozenset((b"content-length", b"transfer-encoding", b"host"))
 _METHODS = {m.encode(): m for m in ("GET", "HEAD", "POST", "PUT", "DELETE", "PATCH", "OPTIONS")}
 _RETRYABLE = frozenset((b"GET", b"HEAD", b"OPTIONS"))  # safe to resend on a stale connection
 MAX_PENDING_BYTES = 256 * 1024
@@ -105,6 +114,7 @@ _REASONS = {
     502: b"Bad Gateway",
     503: b"Service Unavailable",
     504: b"Gateway Timeout",
+    508: b"Loop Detected",
 }
 DETECT, HTTP_MODE, TUNNEL, CLOSED = 0, 1, 2, 3
 IDLE, HEADERS, ACTIVE = 0, 1, 2
@@ -131,9 +141,12 @@ class ListenerContext:
     root_sample_bound: int | None = None  # new traces' sampling; None: no fast path
     skip_probes: bool = False
     lane_settings: tuple | None = None  # what every Lane of this listener shares
+    own_ports: frozenset[int] = frozenset()  # this sidecar's listeners: never a destination
 
     def __post_init__(self) -> None:
         self.now = time.monotonic()
+        cfg = self.config
+        self.own_ports = frozenset((cfg.inbound_port, cfg.outbound_port, cfg.admin_port))
         self.peer_line = PEER_HEADER + b": " + self.config.service_name.encode() + b"\r\n"
         self.replaced_names = frozenset(n.encode() for n in self.propagator.replaced())
         self.root_extra = self.peer_line if self.kind == CLIENT else b""
@@ -201,12 +214,20 @@ class _HeadersTooLarge(Exception):
     pass
 
 
+class BadFraming(ValueError):
+    """A message this proxy must not forward: its framing or routing is ambiguous."""
+
+
 def _drop_connection_listed(lines: list[bytes], connection_values: list[bytes]) -> list[bytes]:
-    """RFC 9110 7.6.1: fields named in ``Connection`` are hop-by-hop too (rarely any)."""
+    """RFC 9110 7.6.1: fields named in ``Connection`` are hop-by-hop too (rarely any); a
+    framing or routing field named there raises ``BadFraming``."""
     listed = {t.strip().lower() for t in b",".join(connection_values).split(b",")}
     listed -= _STANDARD_TOKENS
     if not listed:
         return lines
+    if not listed.isdisjoint(_NEVER_HOP_BY_HOP):
+        named = b", ".join(sorted(listed & _NEVER_HOP_BY_HOP)).decode("latin-1")
+        raise BadFraming(f"Connection may not name {named}")
     return [line for line in lines if line.split(b":", 1)[0].lower() not in listed]
 
 
@@ -406,19 +427,23 @@ class DownstreamConnection(asyncio.Protocol):
             self._detect(self.buffer + data)
 
     def _detect(self, data: bytes) -> None:
-        if data[: len(H2_PREFACE)] == H2_PREFACE[: len(data)]:
-            if len(data) < len(H2_PREFACE):
-                self.buffer = data  # could still be the HTTP/2 preface
+        """HTTP/1.x, the HTTP/2 preface or another protocol, from a connection's first bytes."""
+        if len(data) < len(H2_PREFACE) and H2_PREFACE.startswith(data):
+            self.buffer = data  # could still be the HTTP/2 preface
+            return
+        if not data.startswith(H2_PREFACE):
+            # RFC 9112 2.2: empty lines before a request line are ignored.
+            request = data.lstrip(b"\r\n")
+            http = _is_http(request)
+            if http is None and len(data) <= self.ctx.config.max_header_bytes:
+                self.buffer = data  # a request line may still be arriving
                 return
-        elif _HTTP_START.match(data):
-            self._cancel_detect()
-            self.buffer = b""
-            self.mode = HTTP_MODE
-            self._feed(data)
-            return
-        if len(data) < 17 and _MAYBE_HTTP.fullmatch(data):
-            self.buffer = data  # a method token still arriving
-            return
+            if http is not False:  # (or too long to still be undecided: the parser decides)
+                self._cancel_detect()
+                self.buffer = b""
+                self.mode = HTTP_MODE
+                self._feed(request)
+                return
         self._cancel_detect()
         cfg = self.ctx.config
         grpc_port = self.target_port if self.original is None else self.original[1]
@@ -437,10 +462,13 @@ class DownstreamConnection(asyncio.Protocol):
             self.detect_timer = None
 
     def _detect_timeout(self) -> None:
+        """A client that sent nothing yet waits for its server to speak first: pipe it.
+        One that sent the start of what may be a request line is never piped raw (that
+        would skip the sidecar for the app's HTTP parser); the header deadline applies."""
         self.detect_timer = None
-        if self.mode == DETECT:
+        if self.mode == DETECT and not self.buffer:
             self.ctx.counters.protocol_detect_timeouts_total += 1
-            self._open_tunnel(self.buffer)
+            self._open_tunnel(b"")
 
     def _feed(self, data: bytes) -> None:
         if self.parsing is None and not self.exchanges and self.fixed_address is not None:
@@ -456,8 +484,12 @@ class DownstreamConnection(asyncio.Protocol):
         except httptools.HttpParserUpgrade as upgrade:
             self._begin_upgrade(data[upgrade.args[0] :])
         except httptools.HttpParserCallbackError as exc:
-            too_large = isinstance(exc.__context__, _HeadersTooLarge)
-            self._reject(431 if too_large else 400, "bad_request")
+            cause = exc.__context__
+            if isinstance(cause, _HeadersTooLarge):
+                self._reject(431, "bad_request")
+            else:
+                detail = str(cause) if isinstance(cause, BadFraming) else ""
+                self._reject(400, "bad_request", detail)
             return
         except httptools.HttpParserError:
             self._reject(400, "bad_request")
@@ -467,13 +499,13 @@ class DownstreamConnection(asyncio.Protocol):
             if self.header_seen > self.ctx.config.max_header_bytes:
                 self._reject(431, "bad_request")
 
-    def _reject(self, status: int, error: str) -> None:
+    def _reject(self, status: int, error: str, detail: str = "") -> None:
         """Answer a request this connection cannot carry on with, then close."""
         if status in (400, 431):
             self.ctx.counters.bad_requests_total += 1
         active = self.exchanges[0] if self.exchanges else None
         if active is None or not active.response_started:
-            self.write(_error_response(status))
+            self.write(_error_response(status, detail))
         self.mode = CLOSED
         self.pause_reading("closed")
         self._close()
@@ -545,6 +577,8 @@ class DownstreamConnection(asyncio.Protocol):
             if role is None:
                 lines.append(name + b": " + value + b"\r\n")
             elif role == _HOST:  # httptools keeps trailing whitespace, not part of a value
+                if ex.has_host:  # RFC 9112 3.2: which one would the app route by?
+                    raise BadFraming("more than one Host")
                 ex.host = value.rstrip(b" \t")
                 ex.has_host = True
                 lines.append(name + b": " + value + b"\r\n")
@@ -569,6 +603,10 @@ class DownstreamConnection(asyncio.Protocol):
                 ex.peer = value.rstrip(b" \t").decode("latin-1")
         if tokens:
             lines = _drop_connection_listed(lines, tokens)
+        if ex.upgrade and not parser.should_upgrade():
+            ex.upgrade = b""  # RFC 9110 7.8: Upgrade without Connection: upgrade is no upgrade
+        if method == b"CONNECT" and ctx.kind == SERVER:
+            raise BadFraming("CONNECT is for the outbound proxy, not an inbound listener")
         self._dispatch(ex, method, b"".join(lines), trace_headers, b"".join(trace_lines))
 
     def _fast_request(self, prepared: tuple) -> bool:
@@ -771,12 +809,16 @@ class DownstreamConnection(asyncio.Protocol):
             self.ctx.loop.create_task(self._connect_upstream(ex, retry=False))
 
     async def _connect_upstream(self, ex: Exchange, retry: bool) -> None:
+        ctx = self.ctx
         try:
-            conn = await self.ctx.pool.connect(
-                self.ctx.loop, ex.address, self.ctx.config.connect_timeout_s
+            conn = await ctx.pool.connect(
+                ctx.loop, ex.address, ctx.config.connect_timeout_s, ctx.own_ports
             )
         except TimeoutError:
             self._fail(ex, 504, "connect_timeout")
+            return
+        except OwnListenerError as exc:
+            self._fail(ex, 508, "own_listener", str(exc))
             return
         except OSError:
             self._fail(ex, 502, "connect_error")
@@ -799,15 +841,16 @@ class DownstreamConnection(asyncio.Protocol):
         if self.paused_by:
             self.resume_reading("pending")
 
-    def _fail(self, ex: Exchange, status: int, error: str) -> None:
-        """The upstream could not be reached or broke before answering: 502/504 and close."""
+    def _fail(self, ex: Exchange, status: int, error: str, detail: str = "") -> None:
+        """The upstream could not be reached or broke before answering: 502/504 (508 when it
+        is this sidecar itself) and close."""
         self.ctx.counters.upstream_errors_total += 1
         ex.error = error
         ex.status = status
         if self.mode == CLOSED:
             return
         if not ex.response_started:
-            self.write(_error_response(status))
+            self.write(_error_response(status, detail))
         self._record(ex)
         ex.start_ns = 0
         if ex.upstream is not None:
@@ -1041,13 +1084,17 @@ class DownstreamConnection(asyncio.Protocol):
         start_ns = time.time_ns()
         ctx = self.ctx
         try:
-            conn = await ctx.pool.connect(ctx.loop, address, ctx.config.connect_timeout_s)
+            conn = await ctx.pool.connect(
+                ctx.loop, address, ctx.config.connect_timeout_s, ctx.own_ports
+            )
         except (TimeoutError, OSError) as exc:
             ctx.counters.upstream_errors_total += 1
+            own = isinstance(exc, OwnListenerError)
             if connect_reply and self.mode != CLOSED:
-                self.transport.write(_error_response(504 if isinstance(exc, TimeoutError) else 502))
+                status = 508 if own else 504 if isinstance(exc, TimeoutError) else 502
+                self.transport.write(_error_response(status, str(exc) if own else ""))
             if not grpc:
-                self._record_tcp(address, start_ns, "connect_error", 0)
+                self._record_tcp(address, start_ns, "own_listener" if own else "connect_error", 0)
             self.transport.close()
             return
         if self.mode == CLOSED:
@@ -1211,9 +1258,22 @@ EXCHANGE_RECORDS = ExchangeRecords()
 LANE_RECORDS = LaneRecords()
 
 
-def _error_response(status: int) -> bytes:
+def _is_http(data: bytes) -> bool | None:
+    """Whether a connection's first bytes (after any empty lines) are an HTTP/1.x request,
+    as good as one to the app's HTTP parser, or (``None``) cannot be told yet."""
+    if _HTTP_START.match(data):
+        return True
+    end = data.find(b"\n")
+    if end >= 0:
+        return _REQUEST_LINE.match(data, 0, end) is not None
+    if not data or _MAYBE_REQUEST_LINE.fullmatch(data):
+        return None
+    return False
+
+
+def _error_response(status: int, detail: str = "") -> bytes:
     reason = _REASONS.get(status, b"Error")
-    body = reason + b"\n"
+    body = reason + (b": " + detail.encode("latin-1", "replace") if detail else b"") + b"\n"
     return (
         b"HTTP/1.1 %d %s\r\ncontent-type: text/plain\r\ncontent-length: %d\r\n"
         b"connection: close\r\n\r\n%s"

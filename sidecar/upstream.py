@@ -4,11 +4,16 @@ An ``UpstreamConnection`` parses HTTP/1.1 responses with httptools and hands
 each event to the downstream connection that owns its current exchange; after
 an ``Upgrade`` or for opaque traffic it becomes a plain byte pipe. Idle
 keep-alive connections wait in ``UpstreamPool`` per address.
+
+An upstream that sends bytes nobody asked for (a response after the one expected,
+or anything while idle) no longer frames its exchanges the way the sidecar does:
+its connection is closed, never pooled, so no other client reads those bytes.
 """
 
 from __future__ import annotations
 
 import asyncio
+import ipaddress
 from typing import TYPE_CHECKING
 
 import httptools
@@ -20,6 +25,32 @@ if TYPE_CHECKING:
 
 Address = tuple[str, int]
 MAX_IDLE_PER_ADDRESS = 256
+
+
+class OwnListenerError(ConnectionRefusedError):
+    """The destination is one of this sidecar's own listeners: connecting would loop."""
+
+
+class _Unsolicited(Exception):
+    """A response began after the one asked for had ended, within the same read."""
+
+
+def is_own_listener(local: tuple, peer: tuple, own_ports: frozenset[int]) -> bool:
+    """Whether a connection from ``local`` to ``peer`` (socket addresses) reached a port
+    in ``own_ports`` on this host: a loopback or unspecified address, or the address the
+    connection left from (the kernel picks a local destination's own address as source)."""
+    if peer[1] not in own_ports:
+        return False
+    try:
+        address = ipaddress.ip_address(peer[0].split("%", 1)[0])
+        source = ipaddress.ip_address(local[0].split("%", 1)[0])
+    except ValueError:
+        return False
+    if isinstance(address, ipaddress.IPv6Address) and address.ipv4_mapped is not None:
+        address = address.ipv4_mapped
+    if isinstance(source, ipaddress.IPv6Address) and source.ipv4_mapped is not None:
+        source = source.ipv4_mapped
+    return address.is_loopback or address.is_unspecified or address == source
 
 
 class UpstreamConnection(asyncio.Protocol):
@@ -40,6 +71,7 @@ class UpstreamConnection(asyncio.Protocol):
         self.pooled = False
         self.early = b""
         self.bytes_in = 0
+        self.answered = False  # a final response ended within the read being parsed
         self._reason = b""
         self._headers: list[tuple[bytes, bytes]] = []
         self.lane: Lane | None = None  # paired with its downstream (see DownstreamConnection)
@@ -71,6 +103,7 @@ class UpstreamConnection(asyncio.Protocol):
             if scanned is not None and downstream.response_whole(self, *scanned):
                 return
         downstream.out = []
+        self.answered = False
         try:
             self.parser.feed_data(data)
         except httptools.HttpParserUpgrade as upgrade:
@@ -78,10 +111,24 @@ class UpstreamConnection(asyncio.Protocol):
             if rest and self.tunnel:
                 self.bytes_in += len(rest)
                 downstream.write(rest)
+        except httptools.HttpParserCallbackError as exc:
+            if isinstance(exc.__context__, _Unsolicited):
+                self._drop_unsolicited()
+            else:
+                downstream.upstream_failed(self, "invalid_response")
         except httptools.HttpParserError:
             downstream.upstream_failed(self, "invalid_response")
         finally:
             downstream.flush()
+
+    def _drop_unsolicited(self) -> None:
+        """Close a connection that answered what nobody asked. Pooled, it is skipped from now
+        on; paired in a lane, it is unpaired first; given to the next exchange of the same
+        client already, that exchange learns of the loss (and is retried or fails)."""
+        if self.lane is not None:
+            self.downstream.leave_lane()  # type: ignore[union-attr]
+        if self.transport is not None:
+            self.transport.close()
 
     def eof_received(self) -> bool | None:
         """In a tunnel, pass the upstream's half-close on; close once both sides are done."""
@@ -111,6 +158,8 @@ class UpstreamConnection(asyncio.Protocol):
 
     # -- httptools callbacks ----------------------------------------------------
     def on_message_begin(self) -> None:
+        if self.answered:  # sent before the next request could have been written
+            raise _Unsolicited
         self.in_message = True
         self._headers = []
 
@@ -135,6 +184,7 @@ class UpstreamConnection(asyncio.Protocol):
         status = self.parser.get_status_code()
         if 100 <= status < 200 and status != 101:
             return  # an interim response; the final one follows
+        self.answered = True
         if self.downstream is not None and self.exchange is not None:
             self.downstream.response_complete(self, self.parser.should_keep_alive())
 
@@ -204,11 +254,23 @@ class UpstreamPool:
         self._idle.clear()
 
     async def connect(
-        self, loop: asyncio.AbstractEventLoop, address: Address, timeout: float
+        self,
+        loop: asyncio.AbstractEventLoop,
+        address: Address,
+        timeout: float,
+        own_ports: frozenset[int] = frozenset(),
     ) -> UpstreamConnection:
-        """A new connection; raises ``TimeoutError`` or ``OSError``."""
-        _transport, protocol = await asyncio.wait_for(
+        """A new connection; raises ``TimeoutError`` or ``OSError`` (``OwnListenerError``
+        when it reached one of ``own_ports`` on this host: whatever name or address the
+        destination was given, the connected socket tells)."""
+        transport, protocol = await asyncio.wait_for(
             loop.create_connection(lambda: UpstreamConnection(self, address), *address),
             timeout,
         )
+        if own_ports:
+            local = transport.get_extra_info("sockname")
+            peer = transport.get_extra_info("peername")
+            if local and peer and is_own_listener(local, peer, own_ports):
+                transport.abort()
+                raise OwnListenerError(f"{address[0]}:{address[1]} is this sidecar's own listener")
         return protocol
