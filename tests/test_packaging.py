@@ -1,0 +1,115 @@
+"""The base install, as a new user gets it: no chDB, pyarrow or pandas, and it runs.
+
+A fresh venv gets the sidetrace wheel of this checkout with its base
+dependencies (versions from ``requirements.lock`` when present). From that venv
+(never the checkout) a collector and a dashboard run against the test
+ClickHouse server and a sidecar exports to the collector: one request's span is
+stored and the dashboard serves it.
+"""
+
+from __future__ import annotations
+
+import http.client
+import os
+import subprocess
+import urllib.request
+import uuid
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+
+from bench.footprint import EMBEDDED_ONLY, build_wheel, has_distribution, make_venv
+from sidetrace.local_server import free_port
+from tests.collector_helpers import fresh_native_url, wait_for
+from tests.sidecar_harness import ThreadedUvicorn, build_app
+
+pytestmark = pytest.mark.slow
+
+
+@pytest.fixture(scope="module")
+def base_venv(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    work = tmp_path_factory.mktemp("base-install")
+    wheel = build_wheel(work / "wheel")
+    make_venv(work / "venv", "base", wheel)
+    return work / "venv"
+
+
+@pytest.fixture
+def start(base_venv: Path, tmp_path: Path) -> Iterator:
+    """Start ``sidetrace ARGS`` from the base venv, outside the checkout."""
+    processes: list[subprocess.Popen] = []
+    env = {k: v for k, v in os.environ.items() if not k.startswith(("SIDETRACE_", "PYTHON"))}
+
+    def run(*args: str) -> subprocess.Popen:
+        log = open(tmp_path / f"{args[0]}.log", "ab")  # noqa: SIM115 - the child owns it
+        process = subprocess.Popen(
+            [str(base_venv / "bin" / "sidetrace"), *args],
+            cwd=tmp_path, env=env, stdout=log, stderr=subprocess.STDOUT,
+        )  # fmt: skip
+        processes.append(process)
+        return process
+
+    yield run
+    for process in processes:
+        process.terminate()
+    for process in processes:
+        try:
+            process.wait(30)
+        except subprocess.TimeoutExpired:
+            process.kill()
+
+
+def _get(url: str) -> tuple[int, bytes]:
+    try:
+        with urllib.request.urlopen(url, timeout=5) as reply:
+            return reply.status, reply.read()
+    except OSError:
+        return 0, b""
+
+
+def test_base_install_has_no_embedded_engine(base_venv: Path) -> None:
+    assert [n for n in EMBEDDED_ONLY if has_distribution(base_venv, n)] == []
+    assert not has_distribution(base_venv, "cryptography")  # only the webhook extra has it
+    python = str(base_venv / "bin" / "python")
+    probe = "import importlib.util as u; print(u.find_spec('chdb'), u.find_spec('pyarrow'))"
+    out = subprocess.run([python, "-c", probe], capture_output=True, text=True, cwd=base_venv)
+    assert out.stdout.strip() == "None None"
+
+
+def test_base_install_runs_sidecar_collector_and_dashboard(
+    start, clickhouse_server, tmp_path: Path
+) -> None:
+    url = fresh_native_url(clickhouse_server)
+    grpc_port, admin, dashboard = free_port(), free_port(), free_port()
+    start(
+        "collector", "--clickhouse", url, "--grpc-port", str(grpc_port),
+        "--http-port", str(free_port()), "--admin-port", str(admin),
+        "--spool-dir", str(tmp_path / "spool"), "--batch-seconds", "0.2",
+    )  # fmt: skip
+    wait_for(lambda: _get(f"http://127.0.0.1:{admin}/readyz")[0] == 200, timeout=120)
+    start("dashboard", "--clickhouse", url, "--host", "127.0.0.1", "--port", str(dashboard))
+    app = ThreadedUvicorn(build_app()).start()
+    try:
+        inbound, sidecar_admin = free_port(), free_port()
+        start(
+            "sidecar", "--app-port", str(app.port), "--bind", "127.0.0.1",
+            "--inbound-port", str(inbound), "--outbound-port", str(free_port()),
+            "--admin-port", str(sidecar_admin), "--collector", f"127.0.0.1:{grpc_port}",
+            "--service-name", "packaged",
+        )  # fmt: skip
+        wait_for(lambda: _get(f"http://127.0.0.1:{sidecar_admin}/healthz")[0] == 200)
+        trace_id = uuid.uuid4().hex
+        conn = http.client.HTTPConnection("127.0.0.1", inbound, timeout=10)
+        conn.request("GET", "/", headers={"traceparent": f"00-{trace_id}-{'1' * 16}-01"})
+        assert conn.getresponse().status == 200
+        conn.close()
+        trace_url = f"http://127.0.0.1:{dashboard}/api/traces/{trace_id}"
+
+        def served() -> bool:
+            status, body = _get(trace_url)
+            return status == 200 and b"packaged" in body
+
+        wait_for(served, timeout=90)
+    finally:
+        app.stop()
