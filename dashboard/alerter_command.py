@@ -85,9 +85,7 @@ def run(args: argparse.Namespace) -> int:
         evaluator.close()
         print(f"sidetrace alerter: {exc}", file=sys.stderr)
         return 2
-    evaluator.leadership = leaderships[JOB]
-    if coordinator is not None:
-        evaluator.deliveries.leader = coordinator.identity
+    evaluator.stand(leaderships[JOB], coordinator.identity if coordinator else "")
     evaluator.start(args.interval)
     print(
         f"sidetrace alerter: {len(config.slos)} SLO(s), {len(config.threshold_alerts)} "

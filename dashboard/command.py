@@ -6,6 +6,7 @@ import argparse
 import sys
 
 from sidetrace.cli import add_clickhouse_flag
+from sidetrace.coordination import add_coordinator_flag
 
 
 def register(subparsers: argparse._SubParsersAction) -> None:
@@ -26,6 +27,7 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     parser.add_argument(
         "--max-trace-spans", type=int, default=None, help="spans loaded per trace at most"
     )
+    add_coordinator_flag(parser)
     parser.set_defaults(handler=run)
 
 
@@ -35,7 +37,9 @@ def run(args: argparse.Namespace) -> int:
     from dashboard.app import create_app
     from dashboard.context import DEFAULT_MAX_TRACE_SPANS, AuthSettings, DashboardContext
     from dashboard.slo_config import SloConfigError
+    from dashboard.slo_evaluator import JOB
     from dashboard.slo_routes import STATE_KEY, load_evaluator
+    from sidetrace.coordination import CoordinatorError, open_leaderships
     from sidetrace.migrate import migrate
     from sidetrace.store import open_store
 
@@ -52,13 +56,23 @@ def run(args: argparse.Namespace) -> int:
         slo_files=list(args.slo),
         max_trace_spans=args.max_trace_spans or DEFAULT_MAX_TRACE_SPANS,
     )
+    coordinator = None
     if ctx.slo_files:
         # Refuse invalid SLO files with one line each, before serving anything.
         try:
-            ctx.state[STATE_KEY] = load_evaluator(ctx)
+            evaluator = ctx.state[STATE_KEY] = load_evaluator(ctx)
         except SloConfigError as exc:
             for line in exc.errors:
                 print(f"sidetrace dashboard: {line}", file=sys.stderr)
             return 2
-    uvicorn.run(create_app(ctx), host=args.host, port=args.port, log_level="warning")
+        try:
+            coordinator, leaderships = open_leaderships(args.coordinator, (JOB,), "dashboard")
+        except CoordinatorError as exc:
+            raise SystemExit(f"sidetrace dashboard: {exc}") from None
+        evaluator.stand(leaderships[JOB], coordinator.identity if coordinator else "")
+    try:
+        uvicorn.run(create_app(ctx), host=args.host, port=args.port, log_level="warning")
+    finally:
+        if coordinator is not None:
+            coordinator.close()
     return 0

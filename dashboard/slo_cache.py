@@ -5,18 +5,23 @@ row), so reading every window of 100 SLOs afresh each interval would scan the
 whole budget window every time. Instead the windows are loaded once (at start,
 and again when the set of thresholds or the longest window changes); after
 that each evaluation re-reads only the minutes since its last read plus
-``LATE_MINUTES`` before them, where late spans land, and replaces them.
+``LATE_MINUTES`` before them, and replaces them.
 
-Windows up to ``MINUTE_HORIZON_S`` (3 days: every alert window of the SRE
-workbook) are summed from per-minute slots, from the minute holding
-``now - window`` to the current one; longer windows (the 30-day budget) from
-per-hour slots, from the hour holding ``now - window``, so they cover up to
-one hour more than asked. Hours before the minute horizon are loaded from the
-hourly rollup ``latency_hour`` (same columns, fed from spans like
-``latency_minute``), so a restart reads 3 days of minutes, not 30. Those minutes
-are counted from raw spans (kept 7 days) rather than read from ``latency_minute``:
-the numbers are the same, and a grouped scan of spans is much faster than
-deserialising 3 days of sumMap states, which made the first evaluation take a minute.
+A window up to ``MINUTE_HORIZON_S`` (3 days: every alert window of the SRE
+workbook) runs from the minute holding ``now - window`` to the current one: it
+is the minutes of its first hour from that minute on, the whole hours between,
+and the minutes of the current hour. So the cache holds every hour (from the
+hourly rollup ``latency_hour``) but minutes only of the hours a window starts in
+and of the current hour (from ``latency_minute``), loading an hour's minutes when
+a window's start moves into it; such an hour's slot is the sum of its minutes.
+A start reads a few hours of minute rows and the hour rows, never raw spans, so a
+new leader's first evaluation is quick. Longer windows (the 30-day budget) are
+summed from hours, from the hour holding ``now - window``, so they cover up to
+one hour more than asked.
+
+Late spans: before each refresh the calls per hour of the last
+``LATE_HORIZON_S`` are read from ``latency_hour`` (counts only, cheap); an hour
+with more calls than its slot gained late spans and is read again.
 """
 
 from __future__ import annotations
@@ -26,11 +31,15 @@ from collections.abc import Mapping, Sequence
 
 import numpy as np
 
-from dashboard.slo_queries import SPANS, Counts, SeriesKey, range_rows, step_rows
+from dashboard.slo_queries import Counts, SeriesKey, hour_calls, range_rows, step_rows
 from sidetrace.store import Store
 
 MINUTE_HORIZON_S = 3 * 86400
 LATE_MINUTES = 2
+# Spans may arrive this late (the collector's default --max-past-seconds); each
+# evaluation compares the hourly calls this far back with its slots.
+LATE_HORIZON_S = 86400
+MINUTES, HOURS = "latency_minute", "latency_hour"
 
 
 class _Ring:
@@ -84,6 +93,18 @@ class _Ring:
         else:
             self.data[rows[table.series], where] = table.values
 
+    def clear(self, when: int) -> None:
+        """Empty the slot of time ``when`` (every series)."""
+        self.claim(when)
+        self.data[:, (when // self.step) % len(self.labels)] = 0
+
+    def calls(self, when: int) -> int:
+        """All series' calls in the slot of time ``when`` (0 if it holds another time)."""
+        index = (when // self.step) % len(self.labels)
+        if self.labels[index] != when:
+            return 0
+        return int(self.data[: len(self.rows), index, 0].sum())
+
     def add(self, key: SeriesKey, when: int, delta: np.ndarray) -> None:
         index, series = self.claim(when), self._row(key)  # _row may grow self.data
         self.data[series, index] += delta
@@ -128,13 +149,14 @@ class _StepTable:
 
 
 class RollupCache:
-    """Counts per series and window from the minute rollup, read incrementally."""
+    """Counts per series and window from the rollups, read incrementally."""
 
     def __init__(self) -> None:
         self._cuts: dict[str, tuple[int, ...]] = {}
         self._longest = 0.0
         self._minutes: _Ring | None = None
         self._hours: _Ring | None = None
+        self._minute_hours: set[int] = set()  # hours whose minute slots are all loaded
         self._read_upto = 0
 
     def window_counts(
@@ -150,52 +172,79 @@ class RollupCache:
         else:
             self._refresh(store, now)
         current = math.floor(now / 60) * 60
+        self._load_minute_hours(store, {_hour(s) for s in _minute_starts(windows, now)})
+        minutes, hours = self._minutes, self._hours
+        assert minutes is not None and hours is not None
         out: dict[float, dict[SeriesKey, Counts]] = {}
         for window in windows:
             if window <= MINUTE_HORIZON_S:
-                ring, start = self._minutes, math.floor((now - window) / 60) * 60
+                start = math.floor((now - window) / 60) * 60
+                first, last = _hour(start), _hour(current)
+                if first == last:
+                    parts = [minutes.total(start, current)]
+                else:  # the minutes of the first and last hours, whole hours between
+                    parts = [
+                        minutes.total(start, first + 3599),
+                        hours.total(first + 3600, last - 3600),
+                        minutes.total(last, current),
+                    ]
             else:
-                ring, start = self._hours, math.floor((now - window) / 3600) * 3600
-            assert ring is not None
+                parts = [hours.total(_hour(now - window), current)]
+            summed: dict[SeriesKey, np.ndarray] = {}
+            for part in parts:
+                for key, row in part.items():
+                    summed[key] = summed[key] + row if key in summed else row
             out[window] = {
-                key: ring.counts(row, len(frozen[key[0]]))
-                for key, row in ring.total(start, current).items()
+                key: minutes.counts(row, len(frozen[key[0]])) for key, row in summed.items()
             }
         return out
 
     def _load(
         self, store: Store, cuts: dict[str, tuple[int, ...]], longest: float, now: float
     ) -> None:
-        """Read the windows afresh: minutes of the horizon, hours before it from latency_hour.
-
-        The minutes come from raw spans (kept 7 days, longer than the horizon), which
-        ClickHouse scans much faster than it deserialises 3 days of minute sumMap states.
-        """
+        """Read the windows afresh: every hour from ``latency_hour``, and minutes only of
+        the hours a window starts in and of the current one (``_load_minute_hours``)."""
         most = max(len(values) for values in cuts.values())
         current = math.floor(now / 60) * 60
-        # The minute slots start on an hour, so hours from there on are sums of minutes.
-        first_hour = math.floor((now - min(longest, MINUTE_HORIZON_S)) / 3600) * 3600
-        minutes = _Ring((current - first_hour) // 60 + LATE_MINUTES + 63, 60, most)
-        recent = _StepTable(step_rows(store, cuts, first_hour, current, 60, SPANS), most)
-        minutes.fill(recent, first_hour + recent.steps * 60)
-        hours = None
-        if longest > MINUTE_HORIZON_S:
-            hours = _Ring(int(longest // 3600) + 3, 3600, most)
-            oldest = math.floor((now - longest) / 3600) * 3600
-            if oldest < first_hour:
-                older = step_rows(store, cuts, oldest, first_hour - 3600, 3600, "latency_hour")
-                table = _StepTable(older, most)
-                hours.fill(table, oldest + table.steps * 3600)
-            hours.fill(recent, first_hour + recent.steps // 60 * 3600, accumulate=True)
-        self._minutes, self._hours = minutes, hours
+        first_hour = _hour(now - min(longest, MINUTE_HORIZON_S))
+        oldest = _hour(now - max(longest, LATE_HORIZON_S))
+        self._minutes = _Ring((current - first_hour) // 60 + LATE_MINUTES + 63, 60, most)
+        self._hours = _Ring((_hour(current) - oldest) // 3600 + 3, 3600, most)
         self._cuts, self._longest, self._read_upto = cuts, longest, current
+        self._minute_hours = set()
+        table = _StepTable(step_rows(store, cuts, oldest, _hour(current), 3600, HOURS), most)
+        self._hours.fill(table, oldest + table.steps * 3600)
+        self._load_minute_hours(store, {_hour(current), _hour(current - LATE_MINUTES * 60)})
+
+    def _load_minute_hours(self, store: Store, wanted: set[int]) -> None:
+        """Load the minutes of hours not loaded yet (one query per run of hours); each
+        such hour's slot then becomes the sum of its minutes, as refreshes keep it."""
+        minutes, hours = self._minutes, self._hours
+        assert minutes is not None and hours is not None
+        missing = sorted(wanted - self._minute_hours)
+        for first, last in _runs(missing):
+            table = _StepTable(
+                step_rows(store, self._cuts, first, last + 3540, 60, MINUTES), minutes.cuts
+            )
+            for hour in range(first, last + 1, 3600):
+                hours.clear(hour)
+                for minute in range(hour, hour + 3600, 60):
+                    minutes.clear(minute)
+            if len(table.steps):
+                whens = first + table.steps * 60
+                minutes.fill(table, whens)
+                hours.fill(table, whens // 3600 * 3600, accumulate=True)
+            self._minute_hours.update(range(first, last + 1, 3600))
 
     def _refresh(self, store: Store, now: float) -> None:
-        """Re-read the minutes since the last read (and a few before) and apply the changes."""
+        """Re-read the minutes since the last read (and a few before) and apply the changes;
+        then reload any hour the rollup holds more calls for than the slots (late spans)."""
         minutes = self._minutes
         assert minutes is not None
         current = math.floor(now / 60) * 60
         start = self._read_upto - LATE_MINUTES * 60
+        # Read the hourly calls first: whatever arrives after only makes the slots larger.
+        hourly = hour_calls(store, list(self._cuts), _hour(now - LATE_HORIZON_S), _hour(current))
         fresh = range_rows(store, self._cuts, start, current, 60)
         keys = set(minutes.rows) | {key for key, _ in fresh}
         empty = np.zeros(2 + 2 * minutes.cuts, np.int64)
@@ -204,7 +253,57 @@ class RollupCache:
             for key in keys:
                 values = fresh.get((key, i))
                 row = empty if values is None else minutes.widen(values, len(self._cuts[key[0]]))
-                delta = minutes.put(key, minute, row)
-                if self._hours is not None and delta.any():
-                    self._hours.add(key, minute // 3600 * 3600, delta)
+                self._put(key, minute, row)
+        self._minute_hours.add(_hour(current))  # a new hour starts empty, filled minute by minute
         self._read_upto = current
+        self._reload_late(store, hourly)
+
+    def _put(self, key: SeriesKey, minute: int, row: np.ndarray) -> None:
+        assert self._minutes is not None and self._hours is not None
+        delta = self._minutes.put(key, minute, row)
+        if delta.any():
+            self._hours.add(key, _hour(minute), delta)
+
+    def _reload_late(self, store: Store, hourly: dict[int, int]) -> None:
+        """Hours with calls the slots lack: re-read their minutes (if loaded) or the hour."""
+        hours = self._hours
+        assert hours is not None
+        stale = [hour for hour, calls in hourly.items() if hours.calls(hour) < calls]
+        for hour in stale:
+            if hour in self._minute_hours:
+                fresh = range_rows(store, self._cuts, hour, hour + 3540, 60)
+                minutes = self._minutes
+                assert minutes is not None
+                empty = np.zeros(2 + 2 * minutes.cuts, np.int64)
+                keys = set(minutes.rows) | {key for key, _ in fresh}
+                for i in range(60):
+                    for key in keys:
+                        values = fresh.get((key, i))
+                        width = len(self._cuts[key[0]])
+                        row = empty if values is None else minutes.widen(values, width)
+                        self._put(key, hour + i * 60, row)
+            else:
+                table = _StepTable(
+                    step_rows(store, self._cuts, hour, hour, 3600, HOURS), hours.cuts
+                )
+                hours.clear(hour)
+                hours.fill(table, hour + table.steps * 3600)
+
+
+def _hour(seconds: float) -> int:
+    return math.floor(seconds / 3600) * 3600
+
+
+def _minute_starts(windows: Sequence[float], now: float) -> list[int]:
+    return [math.floor((now - w) / 60) * 60 for w in windows if w <= MINUTE_HORIZON_S]
+
+
+def _runs(hours: list[int]) -> list[tuple[int, int]]:
+    """Sorted hour starts as (first, last) runs of consecutive hours."""
+    runs: list[tuple[int, int]] = []
+    for hour in hours:
+        if runs and runs[-1][1] + 3600 == hour:
+            runs[-1] = (runs[-1][0], hour)
+        else:
+            runs.append((hour, hour))
+    return runs

@@ -145,6 +145,12 @@ class SloEvaluator:
         self._thread: threading.Thread | None = None
         self._lock = threading.Lock()
 
+    def stand(self, leadership: Leadership, identity: str) -> None:
+        """Act only while leading ``leadership``; ``identity`` names this process in the
+        delivery record. Call before ``start``."""
+        self.leadership = leadership
+        self.deliveries.leader = identity
+
     # ---- one evaluation -------------------------------------------------------------
 
     def known_services(self) -> set[str]:

@@ -264,3 +264,21 @@ def step_counts(
     minutes = (current - start) // 60 + 1
     step_s = max(1, math.ceil(minutes / steps)) * 60
     return float(step_s), range_counts(store, cuts, start, current, step_s)
+
+
+_HOUR_CALLS_SQL = """
+SELECT toUInt32(minute), countMerge(calls)
+FROM latency_hour
+WHERE service_name IN %(service_set)s
+  AND minute >= toDateTime(%(start)s) AND minute <= toDateTime(%(end)s)
+GROUP BY minute
+"""
+
+
+def hour_calls(store: Store, services: Sequence[str], start: int, end: int) -> dict[int, int]:
+    """All calls of ``services`` per hour from ``start`` to ``end`` (hour starts): a cheap
+    read (counts only, no bucket maps) that tells which hours gained late spans."""
+    if not services:
+        return {}
+    params = {"service_set": tuple(sorted(services)), "start": start, "end": end}
+    return {int(h): int(n) for h, n in store.query(_HOUR_CALLS_SQL, params)}
