@@ -20,7 +20,8 @@ those traces) and the rest. For each cohort, ClickHouse returns:
 
 Figures 1 and 2 read a deterministic sample of at most ``per_cohort`` traces of
 each cohort (chosen by a hash of the trace id) from ``spans_by_trace`` by
-primary key; counts and error shares cover every trace. Plain SQL that runs on
+primary key (each sampled trace costs about one granule of it, so the sample, not
+the table, sets the cost); counts and error shares cover every trace. Plain SQL that runs on
 ClickHouse 18.16 and chDB alike: no CTEs, window functions or Map.
 """
 
@@ -33,7 +34,7 @@ from typing import Any
 from sidetrace.store import Store
 
 DEFAULT_PERCENTILE = 0.9
-DEFAULT_PER_COHORT = 1000
+DEFAULT_PER_COHORT = 500
 MAX_PER_COHORT = 10_000
 # An attribute value is ranked only when on this share of the slow traces sampled, and on
 # at least MIN_TRACES of them: rarer values (a user id) reach any lift by chance.
@@ -66,19 +67,22 @@ _TRACE_SPANS = f"""(
     FROM spans_by_trace PREWHERE trace_id IN {_SAMPLE_IDS} WHERE {_TRACE_WHERE}
     LIMIT 1 BY trace_id, span_id
 )"""
-_CHILD_TIME = f"""(
-    SELECT trace_id, parent_span_id AS span_id, sum(duration_ns) AS child_ns
-    FROM {_TRACE_SPANS} GROUP BY trace_id, parent_span_id
+# Self time in one read of the traces: every span counts its duration for itself and
+# against its parent (ARRAY JOIN of [own id, parent id]); grouped by id, a span's self
+# time is its duration less its children's.
+_SELF_TIMES = f"""(
+    SELECT trace_id, anyIf(service, own = 1) AS service, anyIf(name, own = 1) AS name,
+        anyIf(start_ns, own = 1) AS start_ns,
+        greatest(toInt64(sumIf(duration_ns, own = 1)) - toInt64(sumIf(duration_ns, own = 0)),
+            toInt64(0)) AS self_ns
+    FROM {_TRACE_SPANS} ARRAY JOIN [span_id, parent_span_id] AS id, [1, 0] AS own
+    GROUP BY trace_id, id HAVING max(own) = 1
 )"""
 ATTRIBUTION_SQL = f"""
 SELECT service, name, sumIf(self_ns, slow = 1), sumIf(self_ns, slow = 0),
     countIf(slow = 1), countIf(slow = 0)
-FROM (
-    SELECT trace_id, service, name, start_ns,
-        greatest(toInt64(duration_ns) - toInt64(child_ns), toInt64(0)) AS self_ns
-    FROM {_TRACE_SPANS} AS s ANY LEFT JOIN {_CHILD_TIME} AS c USING (trace_id, span_id)
-) AS timed ALL INNER JOIN (SELECT trace_id, t_start, t_end, slow FROM {_SAMPLE}) AS cohort
-USING trace_id
+FROM {_SELF_TIMES} AS timed
+ALL INNER JOIN (SELECT trace_id, t_start, t_end, slow FROM {_SAMPLE}) AS cohort USING trace_id
 WHERE start_ns >= t_start AND start_ns < t_end
 GROUP BY service, name
 """
