@@ -543,3 +543,50 @@ def test_pathological_silence_regex_neither_freezes_nor_stops_evaluation(
         silenced = {a["labels"]["severity"]: a["silenced"] for a in alerts if "slo" in a["labels"]}
         assert silenced == {"page": False, "ticket": True}
         assert httpx.get(base + "/alerts", auth=AUTH, timeout=10).status_code == 200
+
+
+# ---- the pages under the policy, in a real browser ---------------------------------------
+
+
+@pytest.mark.browser
+def test_every_page_runs_under_the_policy_and_the_silence_form_works_in_a_browser(
+    dashboard: str, app_routes: list[tuple[str, set[str], str]]
+) -> None:
+    """No page needs what the policy forbids; a same-origin form post is not cross-site."""
+    from playwright.sync_api import sync_playwright
+
+    from tests.browser import launch_chromium
+
+    pages = [
+        legitimate_path(t)
+        for t, methods, _ in app_routes
+        if "GET" in methods and not t.startswith(("/api/", "/static", "/healthz"))
+    ]
+    assert {"/search", "/alerts", "/slos", "/services/map"} <= set(pages)
+    with sync_playwright() as p:
+        browser = launch_chromium(p)
+        context = browser.new_context(http_credentials={"username": USER, "password": PASSWORD})
+        page = context.new_page()
+        page.set_default_timeout(30_000)
+        violations: list[str] = []
+        page.on(
+            "console",
+            lambda m: violations.append(m.text) if "Content Security Policy" in m.text else None,
+        )
+        page.on("pageerror", lambda exc: violations.append(str(exc)))
+        for path in pages:
+            page.goto(dashboard + path, wait_until="networkidle")
+            assert violations == [], (path, violations)
+        page.goto(dashboard + "/alerts")
+        page.fill("form.silence input[name=matchers]", 'alertname="browser-test"')
+        page.fill("form.silence input[name=created_by]", "playwright")
+        page.fill("form.silence input[name=comment]", "same-origin form")
+        page.click("form.silence button[type=submit]")
+        page.wait_for_url(dashboard + "/alerts")
+        row = page.locator("tr", has_text="browser-test")
+        assert row.count() == 1 and "active" in row.inner_text()
+        row.locator("button", has_text="Expire").click()
+        page.wait_for_url(dashboard + "/alerts")
+        assert "expired" in page.locator("tr", has_text="browser-test").inner_text()
+        assert violations == []
+        browser.close()
