@@ -62,3 +62,9 @@ ERROR_RESPONSES = {
     "400": json_response("bad parameters", {"type": "object"}),
     "404": json_response("not found", {"type": "object"}),
 }
+# What every state-changing route may also answer (dashboard/cross_site.py, body_limit.py).
+WRITE_ERROR_RESPONSES = {
+    "403": json_response("refused as cross-site (Origin or Sec-Fetch-Site)"),
+    "413": json_response("body over the size limit"),
+    "415": json_response("body not sent as Content-Type: application/json"),
+}

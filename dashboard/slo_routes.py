@@ -23,6 +23,8 @@ from starlette.routing import BaseRoute, Route
 
 from dashboard import openapi
 from dashboard.alert_silences import (
+    MAX_AUTHOR_CHARS,
+    MAX_COMMENT_CHARS,
     MAX_MATCHERS,
     SilenceError,
     SilenceStore,
@@ -459,13 +461,14 @@ OPENAPI_PATHS: dict[str, Any] = {
                             "properties": {
                                 "matchers": {
                                     "description": "list of {name, value, isRegex, isEqual} "
-                                    'or a string like alertname="x"',
+                                    'or a string like alertname="x"; regular expressions are '
+                                    "RE2 (Go syntax), matched against the whole label value",
                                 },
                                 "startsAt": {"type": "string", "format": "date-time"},
                                 "endsAt": {"type": "string", "format": "date-time"},
                                 "duration": {"type": "string", "example": "2h"},
-                                "createdBy": {"type": "string"},
-                                "comment": {"type": "string"},
+                                "createdBy": {"type": "string", "maxLength": MAX_AUTHOR_CHARS},
+                                "comment": {"type": "string", "maxLength": MAX_COMMENT_CHARS},
                             },
                         }
                     }
@@ -474,6 +477,7 @@ OPENAPI_PATHS: dict[str, Any] = {
             "responses": {
                 "201": openapi.json_response("created: {silenceID}"),
                 **openapi.ERROR_RESPONSES,
+                **openapi.WRITE_ERROR_RESPONSES,
             },
         },
     },
@@ -484,6 +488,7 @@ OPENAPI_PATHS: dict[str, Any] = {
             "responses": {
                 "200": openapi.json_response("the expired silence"),
                 **openapi.ERROR_RESPONSES,
+                **openapi.WRITE_ERROR_RESPONSES,
             },
         }
     },
