@@ -33,6 +33,8 @@ MAX_VALUE_CHARS = 1024
 MAX_AUTHOR_CHARS = 256
 MAX_COMMENT_CHARS = 4096
 MAX_MATCHERS_TEXT_CHARS = 16_384
+# One written matcher: a name, an operator and a quoted value whose characters may be escaped.
+MAX_MATCHER_CHARS = MAX_NAME_CHARS + 2 * MAX_VALUE_CHARS + 16
 
 
 class SilenceError(ValueError):
@@ -88,18 +90,44 @@ class Matcher:
         return f'{self.name}{self.op}"{escaped}"'
 
 
+def _split_matchers(body: str) -> list[str]:
+    """Split at commas outside double quotes (where backslash escapes), in one pass.
+
+    A scanner, not a regular expression: backtracking over an unclosed quote full of
+    escapes took quadratic time.
+    """
+    parts: list[str] = []
+    start, quoted, escaped = 0, False, False
+    for i, char in enumerate(body):
+        if escaped:
+            escaped = False
+        elif quoted and char == "\\":
+            escaped = True
+        elif char == '"':
+            quoted = not quoted
+        elif char == "," and not quoted:
+            parts.append(body[start:i])
+            start = i + 1
+    parts.append(body[start:])
+    return parts
+
+
 def parse_matchers(text: str) -> list[Matcher]:
     """``alertname="x", severity=~"page|ticket"`` -> matchers (braces optional)."""
     check_text(text, "matchers", MAX_MATCHERS_TEXT_CHARS)
     body = text.strip().removeprefix("{").removesuffix("}")
-    parts = re.findall(r'(?:[^,"]|"(?:[^"\\]|\\.)*")+', body)
+    parts = _split_matchers(body)
     matchers = []
     for part in parts:
         if not part.strip():
             continue
+        if len(part) > MAX_MATCHER_CHARS:  # before any regular expression sees it
+            raise SilenceError(
+                f"matcher {part.strip()[:40]!r}… is longer than {MAX_MATCHER_CHARS} characters"
+            )
         match = _MATCHER.match(part)
         if match is None:
-            raise SilenceError(f'cannot read matcher {part.strip()!r}: write name="value"')
+            raise SilenceError(f'cannot read matcher {part.strip()[:80]!r}: write name="value"')
         value = re.sub(r"\\(.)", r"\1", match.group(3))
         matchers.append(Matcher(match.group(1), match.group(2), value))
     if not matchers:
