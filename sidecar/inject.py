@@ -349,6 +349,8 @@ def skip_reason(template: Any, object_name: str) -> str:
         return "already injected"
     if _inject_annotation(template, object_name) == "disabled":
         return f"opted out by annotation {INJECT}=disabled"
+    if str(((template.get("metadata") or {}).get("labels") or {}).get(INJECT)) == "disabled":
+        return f"opted out by label {INJECT}=disabled"
     if spec.get("hostNetwork"):
         return "hostNetwork pods share the node's network; the redirect would capture node traffic"
     return ""

@@ -41,6 +41,27 @@ class KubeAPI:
         )
 
 
+def own_image(api: KubeAPI, namespace: str, pod: str, container: str) -> str:
+    """The image of ``container`` in the running pod ``namespace/pod`` (RBAC: ``get`` pods).
+
+    The webhook injects the image it runs itself, so a kustomize ``images:`` override
+    (or any other rewrite of the Deployment) reaches the injected pods too.
+    """
+    token = Path(api.token_file).read_text().strip()
+    context = ssl.create_default_context(cafile=api.ca_file)
+    reply = httpx.get(
+        f"{api.url}/api/v1/namespaces/{namespace}/pods/{pod}",
+        headers={"Authorization": f"Bearer {token}"},
+        verify=context,
+        timeout=10.0,
+    )
+    reply.raise_for_status()
+    for item in reply.json().get("spec", {}).get("containers", []):
+        if item.get("name") == container:
+            return str(item["image"])
+    raise LookupError(f"pod {namespace}/{pod} has no container {container!r}")
+
+
 class NamespaceAnnotations:
     """Cached namespace annotations; an unreachable API raises (the caller decides)."""
 

@@ -1,10 +1,12 @@
 """The admission webhook: the same injection as ``sidetrace inject``, as a JSON Patch.
 
-The API server cannot tell the webhook a namespace's labels, so the
-``MutatingWebhookConfiguration`` holds two entries: pods in namespaces labelled
-``sidetrace.io/inject=enabled`` are sent to ``/inject/namespace`` (injected unless
-the pod opts out), every other namespace's pods to ``/inject/pod`` (injected only
-when the pod's annotation opts in). Anything that goes wrong inside the webhook
+Opt-in is by label, as in the meshes, so the API server itself filters and calls
+the webhook only for pods that may be injected: the ``MutatingWebhookConfiguration``
+holds two entries. Pods in namespaces labelled ``sidetrace.io/inject=enabled`` go
+to ``/inject/namespace`` (injected unless the pod is labelled or annotated
+``disabled``); in other namespaces only pods labelled ``sidetrace.io/inject=enabled``
+go to ``/inject/pod``. System namespaces (and the webhook's own) are never sent.
+Anything that goes wrong inside the webhook
 allows the pod unchanged and is logged; the configuration's
 ``failurePolicy: Ignore`` covers the webhook being down.
 """
@@ -41,6 +43,8 @@ log = logging.getLogger("sidetrace.webhook")
 
 WEBHOOK_NAME = "sidetrace-injector"
 NAMESPACE_LABEL = "sidetrace.io/inject"
+POD_LABEL = INJECT  # the same key on pods: sidetrace.io/inject=enabled|disabled
+SYSTEM_NAMESPACES = ("kube-system", "kube-public", "kube-node-lease")
 
 
 def _skip_patch(pod: dict[str, Any], reason: str) -> list[dict[str, Any]]:
@@ -67,7 +71,10 @@ def pod_patch(
         return _skip_patch(pod, str(exc)), f"skipped: {exc}"
     if reason:
         return _skip_patch(pod, reason), f"skipped: {reason}"
-    opted_in = (metadata.get("annotations") or {}).get(INJECT) == "enabled"
+    opted_in = "enabled" in (
+        (metadata.get("annotations") or {}).get(INJECT),
+        (metadata.get("labels") or {}).get(INJECT),
+    )
     if not (opted_in or namespace_enabled):
         return [], "not selected"
     try:
@@ -158,7 +165,9 @@ def webhook_configuration(
 ) -> dict[str, Any]:
     """The ``MutatingWebhookConfiguration`` for a webhook behind ``service``."""
 
-    def entry(name: str, path: str, namespace_selector: dict[str, Any]) -> dict[str, Any]:
+    def entry(
+        name: str, path: str, namespace_selector: dict[str, Any], object_selector: dict[str, Any]
+    ) -> dict[str, Any]:
         client: dict[str, Any] = {
             "service": {"name": service, "namespace": namespace, "path": path, "port": port}
         }
@@ -182,7 +191,14 @@ def webhook_configuration(
                 }
             ],
             "namespaceSelector": namespace_selector,
+            "objectSelector": object_selector,
         }
+
+    not_system = {
+        "key": "kubernetes.io/metadata.name",
+        "operator": "NotIn",
+        "values": [*SYSTEM_NAMESPACES, namespace],
+    }
 
     return {
         "apiVersion": "admissionregistration.k8s.io/v1",
@@ -192,7 +208,12 @@ def webhook_configuration(
             entry(
                 "namespace.inject.sidetrace.io",
                 "/inject/namespace",
-                {"matchLabels": {NAMESPACE_LABEL: "enabled"}},
+                {"matchLabels": {NAMESPACE_LABEL: "enabled"}, "matchExpressions": [not_system]},
+                {
+                    "matchExpressions": [
+                        {"key": POD_LABEL, "operator": "NotIn", "values": ["disabled"]}
+                    ]
+                },
             ),
             entry(
                 "pod.inject.sidetrace.io",
@@ -200,13 +221,10 @@ def webhook_configuration(
                 {
                     "matchExpressions": [
                         {"key": NAMESPACE_LABEL, "operator": "NotIn", "values": ["enabled"]},
-                        {
-                            "key": "kubernetes.io/metadata.name",
-                            "operator": "NotIn",
-                            "values": ["kube-system", namespace],
-                        },
+                        not_system,
                     ]
                 },
+                {"matchLabels": {POD_LABEL: "enabled"}},
             ),
         ],
     }

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import argparse
 import base64
+import dataclasses
 import logging
 import sys
 import threading
@@ -30,6 +31,14 @@ def register(subparsers: argparse._SubParsersAction) -> None:
         default=5.0,
         help="seconds between checks of --cert/--key for a renewed pair",
     )
+    parser.add_argument(
+        "--image-from-pod",
+        action="store_true",
+        help="inject the image this webhook runs (read from its own pod via the API)",
+    )
+    parser.add_argument("--pod-name", default=None, help="this pod's name (Downward API)")
+    parser.add_argument("--pod-namespace", default=None, help="this pod's namespace")
+    parser.add_argument("--container", default="webhook", help="this container's name")
     parser.add_argument("--kube-token-file", default=None, help="bearer token file for --kube-api")
     parser.add_argument("--kube-ca-file", default=None, help="CA of --kube-api")
     add_inject_options(parser)
@@ -50,16 +59,30 @@ def register(subparsers: argparse._SubParsersAction) -> None:
 
 
 def serve(args: argparse.Namespace) -> int:
+    import httpx
     import uvicorn
 
-    from sidecar.kube_namespaces import KubeAPI, NamespaceAnnotations
+    from sidecar.kube_namespaces import KubeAPI, NamespaceAnnotations, own_image
     from sidecar.webhook import create_app
     from sidetrace.tls_files import KeyPairFiles, watch_ssl_context
 
     api = KubeAPI.in_cluster()
     if args.kube_api:
         api = KubeAPI(args.kube_api, args.kube_token_file or "", args.kube_ca_file or "")
-    app = create_app(options_from_args(args), NamespaceAnnotations(api))
+    options = options_from_args(args)
+    if args.image_from_pod:
+        if api is None or not (args.pod_name and args.pod_namespace):
+            print("sidetrace webhook: --image-from-pod needs the Kubernetes API, "
+                  "--pod-name and --pod-namespace", file=sys.stderr)  # fmt: skip
+            return 2
+        try:
+            image = own_image(api, args.pod_namespace, args.pod_name, args.container)
+        except (OSError, LookupError, ValueError, httpx.HTTPError) as exc:
+            print(f"sidetrace webhook: cannot read this pod's image: {exc}", file=sys.stderr)
+            return 2
+        options = dataclasses.replace(options, image=image)
+    logging.getLogger("sidetrace.webhook").info("injecting image %s", options.image)
+    app = create_app(options, NamespaceAnnotations(api))
     config = uvicorn.Config(
         app,
         host=args.host,

@@ -37,6 +37,8 @@ from sidecar.manifest_io import parse
 from sidetrace.local_server import free_port
 
 MANIFESTS = Path(__file__).parent / "manifests"
+# The webhook's own image as its pod shows it (kustomize rewrote the Deployment's).
+OWN_IMAGE = "registry.example.com/platform/sidetrace:9.9.9"
 
 
 class Webhook:
@@ -115,7 +117,21 @@ class KubeApiStub:
             metadata = {"name": name, "annotations": NAMESPACES[name]}
             return JSONResponse({"apiVersion": "v1", "kind": "Namespace", "metadata": metadata})
 
-        app = Starlette(routes=[Route("/api/v1/namespaces/{name}", namespace)])
+        async def pod(request: Request) -> JSONResponse:
+            if request.headers.get("authorization") != "Bearer test-token":
+                return JSONResponse({"reason": "Unauthorized"}, status_code=401)
+            params = request.path_params
+            if (params["namespace"], params["name"]) != ("sidetrace", "sidetrace-webhook-0"):
+                return JSONResponse({"reason": "NotFound"}, status_code=404)
+            containers = [{"name": "webhook", "image": OWN_IMAGE}]
+            return JSONResponse({"kind": "Pod", "spec": {"containers": containers}})
+
+        app = Starlette(
+            routes=[
+                Route("/api/v1/namespaces/{name}", namespace),
+                Route("/api/v1/namespaces/{namespace}/pods/{name}", pod),
+            ]
+        )
         port = free_port()
         self.url = f"https://127.0.0.1:{port}"
         config = uvicorn.Config(
@@ -167,7 +183,8 @@ def webhook(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Webhook]:
         [sys.executable, "-m", "sidetrace", "webhook", "--host", "127.0.0.1"]
         + ["--port", str(port), "--cert", str(folder / "tls.crt")]
         + ["--key", str(folder / "tls.key"), "--kube-api", api.url]
-        + ["--kube-token-file", str(folder / "token"), "--kube-ca-file", str(folder / "ca.crt")],
+        + ["--kube-token-file", str(folder / "token"), "--kube-ca-file", str(folder / "ca.crt")]
+        + ["--image-from-pod", "--pod-name", "sidetrace-webhook-0", "--pod-namespace", "sidetrace"],
         stdout=log,
         stderr=subprocess.STDOUT,
     )
@@ -222,7 +239,7 @@ def test_patch_equals_inject(webhook: Webhook, name: str, pod: dict) -> None:
     response = webhook.review(copy.deepcopy(pod))
     result = patched(copy.deepcopy(pod), response)
     expected = copy.deepcopy(pod)
-    [outcome] = inject_documents([expected], InjectOptions())
+    [outcome] = inject_documents([expected], InjectOptions(image=OWN_IMAGE))
     if outcome.skip_reason:
         assert pop_note(result, pod) == outcome.skip_reason
         assert result == pod
@@ -247,6 +264,16 @@ def with_annotations(**annotations: str) -> dict:
     pod = copy.deepcopy(POD)
     pod["metadata"]["annotations"] = {f"sidetrace.io/{k}": v for k, v in annotations.items()}
     return pod
+
+
+def test_pod_label_opts_in_outside_enabled_namespaces(webhook: Webhook) -> None:
+    pod = copy.deepcopy(POD)
+    pod["metadata"]["labels"]["sidetrace.io/inject"] = "enabled"
+    result = patched(copy.deepcopy(pod), webhook.review(copy.deepcopy(pod), "/inject/pod"))
+    assert SIDECAR_NAME in [c["name"] for c in result["spec"]["initContainers"]]
+    pod["metadata"]["labels"]["sidetrace.io/inject"] = "disabled"
+    result = patched(copy.deepcopy(pod), webhook.review(copy.deepcopy(pod)))
+    assert pop_note(result, pod) == "opted out by label sidetrace.io/inject=disabled"
 
 
 def test_pod_annotation_opts_in_outside_enabled_namespaces(webhook: Webhook) -> None:
