@@ -15,6 +15,7 @@ from starlette.responses import JSONResponse, Response
 from starlette.routing import BaseRoute, Route
 
 from dashboard import trace_queries as tq
+from dashboard.compare_queries import load_skeletons
 from dashboard.context import DashboardContext
 from dashboard.openapi import ERROR_RESPONSES, json_response, query_param
 from dashboard.trace_compare import Comparison, Row, Side, compare
@@ -44,20 +45,19 @@ def _ids(request: Request, required: tuple[str, ...]) -> dict[str, str | None]:
 
 
 def load_pair(store: Any, a: str, b: str, max_spans: int) -> tuple[tq.Trace, tq.Trace]:
-    """Both traces by primary key, or NotFound naming the one that is missing."""
-    found = []
+    """Both traces' trees in one read, or NotFound naming the one that is missing."""
+    found = load_skeletons(store, [a, b], max_spans)
     for name, trace_id in (("a", a), ("b", b)):
-        trace = tq.load_trace(store, trace_id, max_spans)
-        if trace is None:
+        if trace_id not in found:
             raise NotFound(f"trace {name} ({trace_id}) not found")
-        found.append(trace)
-    return found[0], found[1]
+    return found[a], found[b]
 
 
 def compare_traces(store: Any, a: str, b: str, max_spans: int) -> dict[str, Any]:
     """What the API returns: both summaries and the aligned rows (the bench times this)."""
     trace_a, trace_b = load_pair(store, a, b, max_spans)
-    return comparison_json(trace_a, trace_b, compare(trace_a.spans, trace_b.spans))
+    result = compare(trace_a.spans, trace_b.spans)
+    return comparison_json(trace_a, trace_b, result, max_spans)
 
 
 def _side_json(side: Side | None) -> dict[str, Any] | None:
@@ -89,25 +89,25 @@ def _row_json(i: int, row: Row) -> dict[str, Any]:
     }
 
 
-def _summary_json(trace: tq.Trace) -> dict[str, Any]:
+def _summary_json(trace: tq.Trace, max_spans: int) -> dict[str, Any]:
     s = trace.summary
     return {
         "traceId": s.trace_id,
         "startTimeUnixNano": str(s.start_ns),
         "durationNs": s.duration_ns,
         "spanCount": s.span_count,
-        "spansCompared": len(trace.spans),
+        "truncated": s.span_count >= max_spans,
         "errorCount": s.error_count,
         "rootService": s.root_service,
         "rootName": s.root_name,
     }
 
 
-def comparison_json(a: tq.Trace, b: tq.Trace, result: Comparison) -> dict[str, Any]:
+def comparison_json(a: tq.Trace, b: tq.Trace, result: Comparison, max_spans: int) -> dict[str, Any]:
     index = {id(r): i for i, r in enumerate(result.rows)}
     return {
-        "a": _summary_json(a),
-        "b": _summary_json(b),
+        "a": _summary_json(a, max_spans),
+        "b": _summary_json(b, max_spans),
         "durationDeltaNs": result.duration_b_ns - result.duration_a_ns,
         "onlyA": len(result.only_a),
         "onlyB": len(result.only_b),

@@ -22,7 +22,7 @@ NOTABLE_NS = 1_000_000
 NOTABLE_RATIO = 0.25
 
 
-@dataclass(frozen=True)
+@dataclass(slots=True)
 class Side:
     """One span's figures in one trace; offsets are from that trace's first start."""
 
@@ -34,7 +34,7 @@ class Side:
     error: bool
 
 
-@dataclass(frozen=True)
+@dataclass(slots=True)
 class Row:
     """One aligned node: present in A, in B or in both."""
 
@@ -133,15 +133,20 @@ class _Tree:
         """
         if parent is None:
             return {}
-        kids = self.children.get(parent, ())
-        ordered = sorted(kids, key=lambda i: (self.sides[i].offset_ns, self.sides[i].span_id))
-        seen: dict[tuple[str, str], int] = defaultdict(int)
+        kids = self.children.get(parent)
+        if not kids:
+            return {}
+        sides, spans = self.sides, self.spans
+        if len(kids) > 1:
+            kids = sorted(kids, key=lambda i: (sides[i].offset_ns, sides[i].span_id))
+        seen: dict[tuple[str, str], int] = {}
         out: dict[Key, int] = {}
-        for i in ordered:
-            span = self.spans[i]
+        for i in kids:
+            span = spans[i]
             name = (span.service, span.name)
-            out[(*name, seen[name])] = i
-            seen[name] += 1
+            n = seen.get(name, 0)
+            out[(span.service, span.name, n)] = i
+            seen[name] = n + 1
         return out
 
     def duration(self) -> int:
