@@ -434,7 +434,7 @@ class DownstreamConnection(asyncio.Protocol):
         if not data.startswith(H2_PREFACE):
             # RFC 9112 2.2: empty lines before a request line are ignored.
             request = data.lstrip(b"\r\n")
-            http = _is_http(request)
+            http = is_http_request(request)
             if http is None and len(data) <= self.ctx.config.max_header_bytes:
                 self.buffer = data  # a request line may still be arriving
                 return
@@ -1258,7 +1258,7 @@ EXCHANGE_RECORDS = ExchangeRecords()
 LANE_RECORDS = LaneRecords()
 
 
-def _is_http(data: bytes) -> bool | None:
+def is_http_request(data: bytes) -> bool | None:
     """Whether a connection's first bytes (after any empty lines) are an HTTP/1.x request,
     as good as one to the app's HTTP parser, or (``None``) cannot be told yet."""
     if _HTTP_START.match(data):

@@ -19,7 +19,9 @@ from collections.abc import Iterator
 import httptools
 import pytest
 
+from sidecar.http_proxy import is_http_request
 from sidecar.launch import SidecarProcess
+from sidecar.upstream import is_own_listener
 from tests import test_sidecar_original_dst
 from tests.sidecar_harness import CannedHttpServer, ThreadedUvicorn, build_app
 
@@ -263,7 +265,9 @@ def test_smuggled_response_never_reaches_another_client(stack, path) -> None:
                 _send(victim, _simple_get(mine), "scanner" if path == "fast" else "httptools")
                 replies = Replies().read(victim, 1)
             assert replies.status() == 200
-            assert json.loads(replies.done[0][2])["path"] == mine
+            body = replies.done[0][2]
+            assert body.startswith(b"{"), body  # (b"slow done": the smuggled request's)
+            assert json.loads(body)["path"] == mine
     assert "/slow" not in app.paths()[seen:]
 
 
@@ -403,3 +407,52 @@ def test_intercepted_connection_to_own_listener_is_refused(stack, redirect) -> N
         sock.sendall(_simple_get("/users/intercepted"))
         replies = Replies().read(sock, 1, until_close=True)
     assert replies.status() == 508
+
+
+# -- the pure decisions behind the above ----------------------------------------------------
+
+
+@pytest.mark.parametrize(
+    ("first_bytes", "expected"),
+    [
+        (b"GET / HTTP/1.1\r\nHost: a\r\n\r\n", True),
+        (b"GET ", True),
+        (b"SET key value\r\n", True),  # known from its start; the parser refuses it (400)
+        (b"get / HTTP/1.1\r\n", True),
+        (b"get / http/1.1\r\n", True),
+        (b"G3T /a b HTTP/1.0\r\n", True),
+        (b"M-SEARCH * HTTP/1.1\r\n", True),
+        (b"get\t/ HTTP/1.1\n", True),
+        (b"get foo\r\n", False),  # a text protocol (memcached): piped
+        (b"*1\r\n$4\r\nPING\r\n", False),  # Redis
+        (b"\x16\x03\x01\x00\xa5\x01\n", False),  # TLS
+        (b"\x00\x00\x00\x08\x04\xd2\x16/", False),  # PostgreSQL
+        (b"", None),
+        (b"g", None),
+        (b"get /users/1 HT", None),  # still arriving: never piped raw meanwhile
+    ],
+)
+def test_is_http_request(first_bytes: bytes, expected: bool | None) -> None:
+    assert is_http_request(first_bytes) is expected
+
+
+OWN = frozenset((15001, 15006, 15020))
+
+
+@pytest.mark.parametrize(
+    ("local", "peer", "expected"),
+    [
+        (("127.0.0.1", 40000), ("127.0.0.1", 15001), True),
+        (("127.0.0.1", 40000), ("127.0.0.9", 15006), True),
+        (("10.1.2.3", 40000), ("10.1.2.3", 15020), True),  # the pod's own IP
+        (("10.1.2.3", 40000), ("10.1.2.4", 15001), False),  # another pod's sidecar
+        (("127.0.0.1", 40000), ("127.0.0.1", 8080), False),  # the app
+        (("::1", 40000, 0, 0), ("::1", 15001, 0, 0), True),
+        (("::ffff:10.1.2.3", 40000, 0, 0), ("::ffff:10.1.2.3", 15006, 0, 0), True),
+        (("fe80::1%eth0", 40000, 0, 2), ("fe80::1%eth0", 15006, 0, 2), True),
+        (("10.1.2.3", 40000), ("0.0.0.0", 15001), True),
+        (("10.1.2.3", 40000), ("not-an-address", 15001), False),
+    ],
+)
+def test_is_own_listener(local: tuple, peer: tuple, expected: bool) -> None:
+    assert is_own_listener(local, peer, OWN) is expected

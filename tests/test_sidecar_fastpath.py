@@ -324,6 +324,8 @@ _REQUEST_SPECIAL_IN_ODD_CASE = [
         b"GET",
         b"get / HTTP/1.1\r\nHost: a\r\n\r\n",
         b"Get / HTTP/1.1\r\nHost: a\r\n\r\n",
+        b"\r\nGET / HTTP/1.1\r\nHost: a\r\n\r\n",  # empty lines first: httptools skips them
+        REQUEST_HEAD + b"Connection: content-length\r\nContent-Length: 1\r\n\r\nx",  # 400
         *[
             m + b" / HTTP/1.1\r\nHost: a\r\n\r\n"
             for m in (b"CONNECT", b"TRACE", b"GETS", b"GE", b"OPTION", b"POSTS", b"post")
