@@ -11,9 +11,10 @@ is not a materialized view: each run recomputes the last few closed minutes
 (``minute + 60 s + grace <= now``) and writes every edge of each minute with the
 run's version, then rebuilds the hours holding those minutes (``edges_hour``) from
 the latest minute rows. Readers keep only the highest version per minute or hour
-(``latest_rows_sql``), so repeated, overlapping and concurrent runs — one per
-collector replica — count every call exactly once, and a child that arrives late
-turns a virtual edge into a real one at the next run.
+(``latest_rows_sql``), so repeated, overlapping and concurrent runs count every
+call exactly once, and a child that arrives late turns a virtual edge into a real
+one at the next run. With a coordinator only the elected collector runs it (one
+scan of spans per run, not one per replica); it checks before each write.
 """
 
 from __future__ import annotations
@@ -23,9 +24,12 @@ import threading
 import time
 from dataclasses import dataclass
 
+from sidetrace.coordination import Leadership, SoleLeader
 from sidetrace.store import Store, StoreError
 
 log = logging.getLogger(__name__)
+
+JOB = "edge-rollup"  # the election the job stands in
 
 # Server/consumer children may start a little before their parent (clock skew)
 # and well after it (long calls); this bounds how far the child scan reaches.
@@ -181,16 +185,28 @@ FROM (
 """
 
 
-def compute_edges(store: Store, start_s: int, end_s: int, version: int | None = None) -> int:
+def compute_edges(
+    store: Store,
+    start_s: int,
+    end_s: int,
+    version: int | None = None,
+    leadership: Leadership | None = None,
+) -> int | None:
     """Recompute the edges of the minutes in [start_s, end_s), then of the hours holding them.
 
     Hours are rebuilt after the minutes are written, so the latest hour run has
-    seen every minute run that finished before it started. Returns the minutes' version.
+    seen every minute run that finished before it started. Returns the minutes'
+    version, or None when ``leadership`` was lost before a write.
     """
+    leader = leadership or SoleLeader(JOB)
     start_s, end_s = start_s - start_s % 60, end_s - end_s % 60
     version = time.time_ns() if version is None else version
+    if not leader.check():
+        return None
     store.execute(edges_sql(start_s, end_s, version))
     first_hour, last_hour = start_s // 3600 * 3600, -(-end_s // 3600) * 3600
+    if not leader.check():
+        return None
     store.execute(hours_sql(first_hour, last_hour, max(time.time_ns(), version + 1)))
     return version
 
@@ -216,12 +232,18 @@ def closed_window(now_s: float, config: EdgeJobConfig) -> tuple[int, int]:
     return end - config.lookback_s, end
 
 
-def run_edge_job(store: Store, stop: threading.Event, config: EdgeJobConfig) -> None:
-    """Recompute recent closed minutes every ``interval_s`` until ``stop`` is set."""
+def run_edge_job(
+    store: Store,
+    stop: threading.Event,
+    config: EdgeJobConfig,
+    leadership: Leadership | None = None,
+) -> None:
+    """Recompute recent closed minutes every ``interval_s`` until ``stop`` is set, while
+    this process leads the job (every run, without a coordinator)."""
     while not stop.is_set():
         start, end = closed_window(time.time(), config)
         try:
-            compute_edges(store, start, end)
+            compute_edges(store, start, end, leadership=leadership)
         except StoreError as exc:  # storage down or schema not migrated yet: try again later
             log.warning("edge rollup failed: %s", exc)
         stop.wait(config.interval_s)

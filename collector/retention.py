@@ -12,16 +12,21 @@ import logging
 import re
 import threading
 
+from sidetrace.coordination import Leadership, SoleLeader
 from sidetrace.migrate import Features, Retention
 from sidetrace.store import Store, StoreError, check_identifier
 
 log = logging.getLogger(__name__)
+JOB = "retention"  # the election the job stands in
 _DAY_ID = re.compile(r"^\d{8}$")
 FAMILIES = {
     "spans": "spans",
     "spans_by_trace": "spans",
     "trace_index": "spans",
     "metric_points": "metrics",
+    "alert_events": "alerts",
+    "alert_notifications": "alerts",
+    "alert_deliveries": "alerts",
 }
 ROLLUP_SUFFIXES = ("_minute", "_hour")
 
@@ -49,18 +54,31 @@ def expired_partitions(store: Store, retention: Retention, today: dt.date) -> li
     return sorted(expired)
 
 
-def drop_expired(store: Store, retention: Retention, today: dt.date | None = None) -> list:
-    """Drop every expired day partition; returns what was dropped."""
+def drop_expired(
+    store: Store,
+    retention: Retention,
+    today: dt.date | None = None,
+    leadership: Leadership | None = None,
+) -> list:
+    """Drop every expired day partition while leading the job; returns what was dropped."""
+    leader = leadership or SoleLeader(JOB)
     today = today or dt.datetime.now(dt.UTC).date()
-    dropped = expired_partitions(store, retention, today)
-    for table, partition_id in dropped:
+    dropped = []
+    for table, partition_id in expired_partitions(store, retention, today):
+        if not leader.check():
+            break
         store.execute(f"ALTER TABLE {check_identifier(table)} DROP PARTITION ID '{partition_id}'")
         log.info("retention: dropped %s partition %s", table, partition_id)
+        dropped.append((table, partition_id))
     return dropped
 
 
 def start_retention_job(
-    store: Store, retention: Retention, stop: threading.Event, interval: float = 3600.0
+    store: Store,
+    retention: Retention,
+    stop: threading.Event,
+    interval: float = 3600.0,
+    leadership: Leadership | None = None,
 ) -> threading.Thread | None:
     """Run ``drop_expired`` every ``interval`` seconds, only where TTL is missing."""
     if Features.for_version(store.server_version).ttl:
@@ -69,7 +87,7 @@ def start_retention_job(
     def loop() -> None:
         while True:
             try:
-                drop_expired(store, retention)
+                drop_expired(store, retention, leadership=leadership)
             except StoreError as exc:
                 log.warning("retention job: %s", exc)
             if stop.wait(interval):

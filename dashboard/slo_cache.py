@@ -61,9 +61,15 @@ class _Ring:
         row = self.rows.get(key)
         if row is None:
             row = self.rows[key] = len(self.rows)
-            if row >= len(self.data):
-                self.data = np.concatenate([self.data, np.zeros_like(self.data)])
+            self._reserve(row + 1)
         return row
+
+    def _reserve(self, series: int) -> None:
+        """Room for ``series`` series, grown at least twofold in one copy."""
+        if series > len(self.data):
+            extra = max(series, 2 * len(self.data)) - len(self.data)
+            grown = np.zeros((extra, *self.data.shape[1:]), np.int64)
+            self.data = np.concatenate([self.data, grown])
 
     def claim(self, when: int) -> int:
         """The slot for time ``when``, emptied if it held an older time."""
@@ -84,6 +90,7 @@ class _Ring:
         """Store (or, with ``accumulate``, add) a whole query result at once: entry ``i``
         goes to the slot of time ``whens[i]``. Numpy in bulk, because a cold start
         stores hundreds of thousands of slots."""
+        self._reserve(len(self.rows) + sum(key not in self.rows for key in table.keys))
         rows = np.array([self._row(key) for key in table.keys], np.int64)
         times = np.unique(whens)
         index = np.array([self.claim(int(when)) for when in times], np.int64)
@@ -172,7 +179,8 @@ class RollupCache:
         else:
             self._refresh(store, now)
         current = math.floor(now / 60) * 60
-        self._load_minute_hours(store, {_hour(s) for s in _minute_starts(windows, now)})
+        starts = [*_minute_starts(windows, now), current, current - LATE_MINUTES * 60]
+        self._load_minute_hours(store, {_hour(s) for s in starts})
         minutes, hours = self._minutes, self._hours
         assert minutes is not None and hours is not None
         out: dict[float, dict[SeriesKey, Counts]] = {}
@@ -202,8 +210,8 @@ class RollupCache:
     def _load(
         self, store: Store, cuts: dict[str, tuple[int, ...]], longest: float, now: float
     ) -> None:
-        """Read the windows afresh: every hour from ``latency_hour``, and minutes only of
-        the hours a window starts in and of the current one (``_load_minute_hours``)."""
+        """Read every hour afresh from ``latency_hour``; ``window_counts`` then loads the
+        minutes of the hours that windows start in and of the current one."""
         most = max(len(values) for values in cuts.values())
         current = math.floor(now / 60) * 60
         first_hour = _hour(now - min(longest, MINUTE_HORIZON_S))
@@ -214,27 +222,27 @@ class RollupCache:
         self._minute_hours = set()
         table = _StepTable(step_rows(store, cuts, oldest, _hour(current), 3600, HOURS), most)
         self._hours.fill(table, oldest + table.steps * 3600)
-        self._load_minute_hours(store, {_hour(current), _hour(current - LATE_MINUTES * 60)})
 
     def _load_minute_hours(self, store: Store, wanted: set[int]) -> None:
-        """Load the minutes of hours not loaded yet (one query per run of hours); each
-        such hour's slot then becomes the sum of its minutes, as refreshes keep it."""
+        """Load the minutes of hours not loaded yet (one query for all); each such hour's
+        slot then becomes the sum of its minutes, as refreshes keep it."""
         minutes, hours = self._minutes, self._hours
         assert minutes is not None and hours is not None
         missing = sorted(wanted - self._minute_hours)
-        for first, last in _runs(missing):
-            table = _StepTable(
-                step_rows(store, self._cuts, first, last + 3540, 60, MINUTES), minutes.cuts
-            )
-            for hour in range(first, last + 1, 3600):
-                hours.clear(hour)
-                for minute in range(hour, hour + 3600, 60):
-                    minutes.clear(minute)
-            if len(table.steps):
-                whens = first + table.steps * 60
-                minutes.fill(table, whens)
-                hours.fill(table, whens // 3600 * 3600, accumulate=True)
-            self._minute_hours.update(range(first, last + 1, 3600))
+        if not missing:
+            return
+        first, last = missing[0], missing[-1] + 3540
+        rows = step_rows(store, self._cuts, first, last, 60, MINUTES, hours=missing)
+        table = _StepTable(rows, minutes.cuts)
+        for hour in missing:
+            hours.clear(hour)
+            for minute in range(hour, hour + 3600, 60):
+                minutes.clear(minute)
+        if len(table.steps):
+            whens = first + table.steps * 60
+            minutes.fill(table, whens)
+            hours.fill(table, whens // 3600 * 3600, accumulate=True)
+        self._minute_hours.update(missing)
 
     def _refresh(self, store: Store, now: float) -> None:
         """Re-read the minutes since the last read (and a few before) and apply the changes;
@@ -296,14 +304,3 @@ def _hour(seconds: float) -> int:
 
 def _minute_starts(windows: Sequence[float], now: float) -> list[int]:
     return [math.floor((now - w) / 60) * 60 for w in windows if w <= MINUTE_HORIZON_S]
-
-
-def _runs(hours: list[int]) -> list[tuple[int, int]]:
-    """Sorted hour starts as (first, last) runs of consecutive hours."""
-    runs: list[tuple[int, int]] = []
-    for hour in hours:
-        if runs and runs[-1][1] + 3600 == hour:
-            runs[-1] = (runs[-1][0], hour)
-        else:
-            runs.append((hour, hour))
-    return runs

@@ -43,7 +43,7 @@ FROM (
         arrayElement(%(cuts)s, indexOf(%(services)s, svc)) AS cs
     FROM {table}
     WHERE service_name IN %(service_set)s
-      AND minute >= toDateTime(%(start)s) AND minute <= toDateTime(%(end)s)
+      AND minute >= toDateTime(%(start)s) AND minute <= toDateTime(%(end)s){hours}
 )
 ARRAY JOIN cs AS x, arrayEnumerate(cs) AS ci
 GROUP BY svc, op, kind, r, ci
@@ -169,7 +169,9 @@ def window_counts(
         starts = [math.floor((now - w) / 60) * 60 for w in minute_windows]
         params = {**base, "start": starts[-1], "end": current}
         literals = [f"toDateTime({int(s)})" for s in starts]
-        sql = _ROLLUP_SQL.format(range=_range_sql("minute", literals), table="latency_minute")
+        sql = _ROLLUP_SQL.format(
+            range=_range_sql("minute", literals), table="latency_minute", hours=""
+        )
         per_series = _cumulative(_assemble(store.query(sql, params), len(starts), cuts))
         for i, w in enumerate(minute_windows):
             result[w] = {key: counts[i] for key, counts in per_series.items()}
@@ -196,9 +198,11 @@ def step_rows(
     end: int,
     step_s: int,
     source: str = "latency_minute",
+    hours: Sequence[int] = (),
 ) -> list[tuple]:
     """Query rows ``(svc, op, kind, step, cut number from 1, calls, errors, good, ok good)``
-    of the minutes (or hours) from ``start`` to ``end`` (row starts), ``step_s`` per step.
+    of the minutes (or hours) from ``start`` to ``end`` (row starts), ``step_s`` per step;
+    with ``hours`` (hour starts) of a rollup, only the rows of those hours (one scan).
 
     ``source`` is a rollup table or ``SPANS``: raw spans give the same numbers as the
     minute rollup (same bucket function and error rule) without deserialising its
@@ -211,10 +215,14 @@ def step_rows(
         )
     elif source in ROLLUP_TABLES:
         range_sql = f"intDiv(toUInt32(minute) - {int(start)}, {int(step_s)})"
-        sql = _ROLLUP_SQL.format(range=range_sql, table=source)
+        only = " AND toUInt32(toStartOfHour(minute)) IN %(hours)s" if hours else ""
+        sql = _ROLLUP_SQL.format(range=range_sql, table=source, hours=only)
     else:
         raise ValueError(f"not a latency rollup nor spans: {source!r}")
-    return store.query(sql, {**_params(cuts), "start": start, "end": end})
+    params = {**_params(cuts), "start": start, "end": end}
+    if hours:
+        params["hours"] = tuple(int(h) for h in hours)
+    return store.query(sql, params)
 
 
 def range_rows(
