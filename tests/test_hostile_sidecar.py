@@ -271,6 +271,49 @@ def test_smuggled_response_never_reaches_another_client(stack, path) -> None:
     assert "/slow" not in app.paths()[seen:]
 
 
+@pytest.mark.parametrize(
+    ("template", "status"),
+    [
+        pytest.param(
+            b"POST /upload HTTP/1.1\r\nHost: %(app)s\r\nConnection: content-length\r\n"
+            b"Content-Length: %(n)d\r\n\r\n%(smuggled)s",
+            400,
+            id="connection-content-length",
+        ),
+        pytest.param(
+            b"GET /users/o HTTP/1.1\r\nHost: %(app)s\r\nConnection: host\r\n\r\n",
+            400,
+            id="connection-host",
+        ),
+        pytest.param(
+            b"GET /users/o HTTP/1.1\r\nHost: %(app)s\r\nHost: 127.0.0.1:1\r\n\r\n",
+            400,
+            id="duplicate-host",
+        ),
+        pytest.param(b"get /users/o HTTP/1.1\r\nHost: %(app)s\r\n\r\n", 400, id="lowercase"),
+        pytest.param(b"\r\nGET /users/o HTTP/1.1\r\nHost: %(app)s\r\n\r\n", 200, id="crlf"),
+    ],
+)
+def test_outbound_listener_enforces_the_same_framing(stack, template, status) -> None:
+    """The outbound listener (an app's HTTP proxy, routing by Host) parses alike."""
+    sidecar, app, server = stack
+    request = template % {
+        b"app": b"127.0.0.1:%d" % server.port,
+        b"n": len(SMUGGLED),
+        b"smuggled": SMUGGLED,
+    }
+    seen = len(app.seen)
+    with _connect(sidecar.outbound) as sock:
+        sock.sendall(request)
+        replies = Replies().read(sock, 1, until_close=status != 200)
+    assert replies.status() == status
+    if status == 200:
+        [(_, path, headers)] = app.seen[seen:]
+        assert path == "/users/o" and headers["x-sidetrace-peer"] == "hostile"
+    else:
+        assert app.paths()[seen:] == []
+
+
 # -- upstreams that answer what nobody asked ------------------------------------------------
 
 FIRST = b"HTTP/1.1 200 OK\r\nContent-Length: 5\r\n\r\nfirst"
