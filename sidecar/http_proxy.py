@@ -4,8 +4,15 @@ A connection first detects its protocol (HTTP/1.x, the HTTP/2 preface, or
 anything else), unless its port is declared. HTTP requests are parsed with
 httptools and streamed upstream as they arrive (no body is buffered whole);
 responses stream back the same way. Each exchange records one compact
-``Record`` for the telemetry thread. Non-HTTP traffic, ``CONNECT`` and
-``Upgrade`` become byte tunnels.
+``Record`` for the telemetry thread. Non-HTTP traffic, ``CONNECT`` (outbound
+only) and ``Upgrade`` become byte tunnels; anything an HTTP server might read as a
+request (any method token, empty lines first) is parsed, never piped raw.
+
+Framing is never left ambiguous between the sidecar and the next hop: a
+``Connection`` option naming Content-Length, Transfer-Encoding or Host, or two Host
+fields, get 400 (a response naming them 502); an ``Upgrade`` the client did not
+nominate is dropped; a destination that is one of this sidecar's own listeners gets
+508 rather than a loop.
 
 Whole simple messages skip the parser (``sidecar._http1scan``): the first on a
 connection through ``_fast_request``/``response_whole``, the next ones through a
