@@ -104,7 +104,7 @@ class InjectError(ValueError):
 class InjectOptions:
     """Choices made by whoever injects (CLI flags or the webhook's configuration)."""
 
-    image: str = "sidetrace:0.1.0"
+    image: str = "sidetrace-sidecar:0.1.0"  # the slim image (deploy/Dockerfile --target sidecar)
     collector: str = "https://sidetrace-collector.sidetrace.svc:4317"
     # The Secret (in the pod's namespace) with the collector's CA (ca.crt) and the
     # bearer token (token); mounted optional, so a pod starts without it and the

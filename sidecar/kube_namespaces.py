@@ -42,10 +42,9 @@ class KubeAPI:
 
 
 def own_image(api: KubeAPI, namespace: str, pod: str, container: str) -> str:
-    """The image of ``container`` in the running pod ``namespace/pod`` (RBAC: ``get`` pods).
-
-    The webhook injects the image it runs itself, so a kustomize ``images:`` override
-    (or any other rewrite of the Deployment) reaches the injected pods too.
+    """The image of (init) ``container`` in the running pod ``namespace/pod`` (RBAC: ``get``
+    pods). The webhook's pod runs the sidecar image in an init container, so the image
+    injected is whatever the Deployment says, kustomize ``images:`` overrides included.
     """
     token = Path(api.token_file).read_text().strip()
     context = ssl.create_default_context(cafile=api.ca_file)
@@ -56,7 +55,8 @@ def own_image(api: KubeAPI, namespace: str, pod: str, container: str) -> str:
         timeout=10.0,
     )
     reply.raise_for_status()
-    for item in reply.json().get("spec", {}).get("containers", []):
+    spec = reply.json().get("spec", {})
+    for item in spec.get("initContainers", []) + spec.get("containers", []):
         if item.get("name") == container:
             return str(item["image"])
     raise LookupError(f"pod {namespace}/{pod} has no container {container!r}")

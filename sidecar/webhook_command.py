@@ -34,11 +34,15 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     parser.add_argument(
         "--image-from-pod",
         action="store_true",
-        help="inject the image this webhook runs (read from its own pod via the API)",
+        help="inject the image of --image-container, read from this pod via the API",
     )
     parser.add_argument("--pod-name", default=None, help="this pod's name (Downward API)")
     parser.add_argument("--pod-namespace", default=None, help="this pod's namespace")
-    parser.add_argument("--container", default="webhook", help="this container's name")
+    parser.add_argument(
+        "--image-container",
+        default="sidecar-image",
+        help="the (init) container of this pod whose image --image-from-pod injects",
+    )
     parser.add_argument("--kube-token-file", default=None, help="bearer token file for --kube-api")
     parser.add_argument("--kube-ca-file", default=None, help="CA of --kube-api")
     add_inject_options(parser)
@@ -76,7 +80,7 @@ def serve(args: argparse.Namespace) -> int:
                   "--pod-name and --pod-namespace", file=sys.stderr)  # fmt: skip
             return 2
         try:
-            image = own_image(api, args.pod_namespace, args.pod_name, args.container)
+            image = own_image(api, args.pod_namespace, args.pod_name, args.image_container)
         except (OSError, LookupError, ValueError, httpx.HTTPError) as exc:
             print(f"sidetrace webhook: cannot read this pod's image: {exc}", file=sys.stderr)
             return 2

@@ -37,6 +37,37 @@ def pod_spec(obj: dict[str, Any]) -> dict[str, Any] | None:
     return None
 
 
+def check_cert_manager(obj: dict[str, Any]) -> None:
+    """What cert-manager's v1 schema requires of the kinds deploy/ uses."""
+    assert obj["apiVersion"] == "cert-manager.io/v1"
+    assert obj["kind"] in ("Issuer", "Certificate"), obj["kind"]
+    spec = obj["spec"]
+    if obj["kind"] == "Issuer":
+        assert len(set(spec) & {"selfSigned", "ca"}) == 1
+        return
+    assert spec["secretName"] and spec["issuerRef"]["kind"] == "Issuer"
+    assert spec.get("dnsNames") or spec.get("commonName")
+    assert set(spec) <= {
+        "isCA", "commonName", "secretName", "duration", "renewBefore", "privateKey",
+        "issuerRef", "usages", "dnsNames",
+    }  # fmt: skip
+
+
+def test_cert_manager_overlay_issues_what_the_pods_mount() -> None:
+    objects = by_key(render(DEPLOY / "overlays" / "cert-manager"))
+    configuration = objects[("MutatingWebhookConfiguration", "sidetrace-injector")]
+    source = configuration["metadata"]["annotations"]["cert-manager.io/inject-ca-from"]
+    webhook_cert = objects[("Certificate", source.split("/")[1])]
+    mounted = set()
+    for name in ("sidetrace-webhook", "sidetrace-collector"):
+        spec = objects[("Deployment", name)]["spec"]["template"]["spec"]
+        mounted |= {v["secret"]["secretName"] for v in spec["volumes"] if "secret" in v}
+    issued = {o["spec"]["secretName"] for (kind, _), o in objects.items() if kind == "Certificate"}
+    assert {"sidetrace-webhook-tls", "sidetrace-collector-tls"} <= mounted & issued
+    assert webhook_cert["spec"]["secretName"] == "sidetrace-webhook-tls"
+    assert "sidetrace-webhook.sidetrace.svc" in webhook_cert["spec"]["dnsNames"]
+
+
 @pytest.fixture(scope="module", params=KUSTOMIZATIONS, ids=IDS)
 def rendered(request: pytest.FixtureRequest) -> list[dict[str, Any]]:
     return render(request.param)
@@ -47,6 +78,9 @@ def test_renders_and_validates(directory: Path) -> None:
     objects = render(directory)
     assert objects
     for obj in objects:
+        if obj["apiVersion"].startswith("cert-manager.io/"):
+            check_cert_manager(obj)  # a CRD: kubernetes-validate has no schema for it
+            continue
         for version in ("1.29.0", "1.33.0"):
             kubernetes_validate.validate(obj, version, strict=True)
     if shutil.which("kubectl"):  # the real kustomize agrees with ours
@@ -170,12 +204,20 @@ def test_cluster_layout_is_consistent() -> None:
 
 def test_dockerfile_is_pinned_non_root_and_ships_every_package() -> None:
     text = (DEPLOY / "Dockerfile").read_text()
-    bases = re.findall(r"^FROM (\S+)", text, re.MULTILINE)
-    assert len(bases) == 2  # a build stage with a compiler, then the runtime image
-    assert all(re.match(r"^python:\d+\.\d+\.\d+-slim-\w+$", base) for base in bases)
+    stages = {stage: base for base, stage in re.findall(r"^FROM (\S+) AS (\S+)", text, re.M)}
+    # A build stage with a compiler; a runtime both role images start from.
+    assert {stages["build"], stages["runtime"]} == {"python:3.11.7-slim-bookworm"}
+    assert re.match(r"^python:\d+\.\d+\.\d+-slim-\w+$", stages["build"])
+    assert stages["sidecar"] == stages["full"] == "runtime"
+    assert list(stages)[-1] == "full"  # a plain `docker build` makes the full image
     assert re.search(r"^COPY pyproject\.toml setup\.py ", text, re.MULTILINE)
-    [user] = re.findall(r"^USER (\S+)", text, re.MULTILINE)
-    assert not user.startswith(("0", "root"))
+    users = re.findall(r"^USER (\S+)", text, re.MULTILINE)
+    assert len(users) == 2 and not any(u.startswith(("0", "root")) for u in users)
+    # Both install from the lock; only the full image has the embedded engine.
+    assert text.count("-c /tmp/req/requirements.lock") == 2
+    assert "-r /tmp/req/sidecar-requirements.in" in text
+    assert "--no-deps /wheels/*.whl" in text
+    assert "sidetrace[embedded,webhook]" in text
     assert 'ENTRYPOINT ["sidetrace"]' in text
     packages = tomllib.loads((REPO / "pyproject.toml").read_text())["tool"]["setuptools"]
     for pattern in packages["packages"]["find"]["include"]:

@@ -37,8 +37,8 @@ from sidecar.manifest_io import parse
 from sidetrace.local_server import free_port
 
 MANIFESTS = Path(__file__).parent / "manifests"
-# The webhook's own image as its pod shows it (kustomize rewrote the Deployment's).
-OWN_IMAGE = "registry.example.com/platform/sidetrace:9.9.9"
+# The sidecar image as the webhook's own pod shows it (kustomize rewrote the Deployment's).
+OWN_IMAGE = "registry.example.com/platform/sidetrace-sidecar:9.9.9"
 
 
 class Webhook:
@@ -123,8 +123,11 @@ class KubeApiStub:
             params = request.path_params
             if (params["namespace"], params["name"]) != ("sidetrace", "sidetrace-webhook-0"):
                 return JSONResponse({"reason": "NotFound"}, status_code=404)
-            containers = [{"name": "webhook", "image": OWN_IMAGE}]
-            return JSONResponse({"kind": "Pod", "spec": {"containers": containers}})
+            spec = {
+                "initContainers": [{"name": "sidecar-image", "image": OWN_IMAGE}],
+                "containers": [{"name": "webhook", "image": "registry.example.com/sidetrace:1"}],
+            }
+            return JSONResponse({"kind": "Pod", "spec": spec})
 
         app = Starlette(
             routes=[
