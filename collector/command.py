@@ -12,6 +12,7 @@ from collector.otlp_columns import Limits
 from collector.service import Collector, CollectorConfig
 from collector.writer import WriterConfig
 from sidetrace.cli import add_clickhouse_flag
+from sidetrace.coordination import CoordinatorError, add_coordinator_flag, parse_coordinator_url
 from sidetrace.store import open_store
 
 MB = 1 << 20
@@ -73,6 +74,7 @@ def register(subparsers: argparse._SubParsersAction) -> None:
         help="seconds a client has to send an OTLP/HTTP body or a gRPC message",
     )
     add("--stop-timeout", type=float, default=30.0, help="seconds to flush on SIGTERM")
+    add_coordinator_flag(parser)
     parser.set_defaults(handler=run)
 
 
@@ -100,6 +102,7 @@ def config_from_args(args: argparse.Namespace) -> CollectorConfig:
         max_connection_age_grace_s=args.max_connection_age_grace,
         header_timeout_s=args.header_timeout,
         read_timeout_s=args.read_timeout,
+        coordinator=args.coordinator,
     )
 
 
@@ -107,6 +110,12 @@ def run(args: argparse.Namespace) -> int:
     stop = threading.Event()
     for signum in (signal.SIGTERM, signal.SIGINT):
         signal.signal(signum, lambda *_: stop.set())
+    try:
+        if args.coordinator:
+            parse_coordinator_url(args.coordinator)
+    except CoordinatorError as exc:
+        print(f"sidetrace collector: {exc}", file=sys.stderr)
+        return 2
     collector = Collector(open_store(args.clickhouse), config_from_args(args))
     try:
         collector.start()

@@ -14,6 +14,7 @@ import threading
 from dataclasses import dataclass, field
 
 from collector import admin, http_receiver
+from collector.edge_rollup import JOB as EDGE_JOB
 from collector.grpc_receiver import (
     MAX_CONNECTION_AGE_GRACE_S,
     MAX_CONNECTION_AGE_S,
@@ -22,11 +23,13 @@ from collector.grpc_receiver import (
 from collector.http_serving import BackgroundServer
 from collector.ingest import Ingest
 from collector.otlp_columns import Limits
+from collector.retention import JOB as RETENTION_JOB
 from collector.retention import start_retention_job
 from collector.rollup_jobs import start_rollup_jobs
 from collector.spool import Spool
 from collector.stats import Stats
 from collector.writer import Writer, WriterConfig
+from sidetrace.coordination import Coordinator, open_leaderships
 from sidetrace.migrate import Retention, migrate
 from sidetrace.store import Store
 from sidetrace.tls_files import KeyPairFiles
@@ -56,6 +59,7 @@ class CollectorConfig:
     max_connection_age_s: float = MAX_CONNECTION_AGE_S  # clients rebalance over replicas
     max_connection_age_grace_s: float = MAX_CONNECTION_AGE_GRACE_S
     retention_interval_s: float = 3600.0
+    coordinator: str | None = None  # zk://…: elect one replica for the rollup and retention jobs
 
 
 class Collector:
@@ -71,6 +75,7 @@ class Collector:
         self.http: BackgroundServer | None = None
         self.admin: BackgroundServer | None = None
         self._stop_jobs = threading.Event()
+        self._coordinator: Coordinator | None = None
         self._receiving = False
 
     def start(self) -> None:
@@ -85,8 +90,16 @@ class Collector:
         self.stats.gauge("spool_disk_bytes", lambda: spool.disk_bytes)
         self.writer = Writer(self.store, spool, cfg.limits, self.stats, cfg.writer)
         self.writer.start()
-        start_rollup_jobs(self.store, self._stop_jobs)
-        start_retention_job(self.store, cfg.retention, self._stop_jobs, cfg.retention_interval_s)
+        jobs = (EDGE_JOB, RETENTION_JOB)
+        self._coordinator, leaders = open_leaderships(cfg.coordinator, jobs, "collector")
+        start_rollup_jobs(self.store, self._stop_jobs, leadership=leaders[EDGE_JOB])
+        start_retention_job(
+            self.store,
+            cfg.retention,
+            self._stop_jobs,
+            cfg.retention_interval_s,
+            leadership=leaders[RETENTION_JOB],
+        )
         if cfg.admin_port is not None:
             self.admin = BackgroundServer(
                 admin.create_app(self.stats, self.ready), cfg.host, cfg.admin_port, "admin"
@@ -138,6 +151,9 @@ class Collector:
             self.http.stop(timeout=min(10.0, timeout / 4))
         flushed = self.writer.stop(timeout) if self.writer is not None else True
         self._stop_jobs.set()
+        if self._coordinator is not None:
+            self._coordinator.close()
+            self._coordinator = None
         if self.admin is not None:
             self.admin.stop()
         if self.spool is not None:
