@@ -286,21 +286,19 @@ def open_leaderships(
     coordinator is told they would both act.
     """
     if not url:
-        log.warning(
-            "%s: no --coordinator; this process runs %s alone (run one replica only)",
+        log.info(
+            "%s: no --coordinator: %s run in this process alone (run one replica)",
             process,
             ", ".join(jobs),
         )
-        print(
-            f"sidetrace {process}: no --coordinator: running {', '.join(jobs)} "
-            "in this process alone (run a single replica)",
-            flush=True,
-        )
         return None, {job: SoleLeader(job) for job in jobs}
     coordinator = Coordinator(url)
-    print(
-        f"sidetrace {process}: {', '.join(jobs)} elected through {coordinator.url.hosts}"
-        f"{coordinator.url.path} as {coordinator.identity}",
-        flush=True,
+    log.info(
+        "%s: %s elected through %s%s as %s",
+        process,
+        ", ".join(jobs),
+        coordinator.url.hosts,
+        coordinator.url.path,
+        coordinator.identity,
     )
     return coordinator, {job: coordinator.leadership(job) for job in jobs}

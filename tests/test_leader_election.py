@@ -301,3 +301,42 @@ def test_a_frozen_leader_does_not_deliver_when_it_wakes(incident: Incident) -> N
     duplicates = incident.check_once()
     print(f"duplicates={duplicates}")
     assert duplicates == 0
+
+
+def test_only_the_elected_collector_writes_edges(zookeeper: ZooKeeper, store: Store) -> None:
+    """The edge rollup's writes are fenced: a replica that does not lead writes nothing."""
+    from collector.edge_rollup import JOB, compute_edges
+    from sidetrace.coordination import Coordinator
+
+    now = int(time.time()) - 120
+    calls = 30  # client spans to an uninstrumented peer: virtual edges payments -> ledger
+    store.insert(
+        "spans",
+        {
+            "ts": [now + i for i in range(calls)],
+            "start_ns": [(now + i) * 10**9 for i in range(calls)],
+            "duration_ns": [20 * 10**6] * calls,
+            "trace_id": [f"{i:032x}" for i in range(calls)],
+            "span_id": [f"{i:016x}" for i in range(calls)],
+            "service_name": ["payments"] * calls,
+            "span_name": ["POST /ledger"] * calls,
+            "span_kind": [3] * calls,
+            "status_code": [0] * calls,
+            "attr_keys": [["peer.service"]] * calls,
+            "attr_values": [["ledger"]] * calls,
+        },
+    )
+    coordinators = [Coordinator(zookeeper.url("/sidetrace/edges", SESSION_S)) for _ in range(2)]
+    try:
+        elections = [c.leadership(JOB) for c in coordinators]
+        wait_until(lambda: any(e.check() for e in elections), 30, "a leader")
+        leader, follower = sorted(elections, key=lambda e: not e.check())
+        window = (now - 600, now + 120)
+        assert compute_edges(store, *window, leadership=follower) is None
+        assert store.query("SELECT count() FROM edges_minute")[0][0] == 0
+        assert store.query("SELECT count() FROM edges_hour")[0][0] == 0
+        assert compute_edges(store, *window, leadership=leader) is not None
+        assert store.query("SELECT sum(calls) FROM edges_minute")[0][0] == calls
+    finally:
+        for coordinator in coordinators:
+            coordinator.close()
