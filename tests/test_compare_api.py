@@ -74,3 +74,10 @@ def test_pages(pair):
     assert client.get("/compare?a=nothex").status_code == 400
     missing = client.get(f"/compare?a={a[0].trace_id}&b=00000000000000bb")
     assert missing.status_code == 404 and "trace b" in missing.text
+
+
+def test_openapi_document_lists_the_new_apis(pair):
+    client, *_ = pair
+    paths = client.get("/api/v1/openapi.json").json()["paths"]
+    for path in ("/api/v1/compare", "/api/v1/cohort", "/api/v1/graph/diff", "/api/v1/deploys"):
+        assert "get" in paths[path], path
