@@ -33,6 +33,7 @@ import httpx
 
 from dashboard.alert_payloads import FORMATS, OutgoingAlert, group_key, group_labels
 from dashboard.alert_rules import FIRING, RESOLVED, Alert, AlertState
+from dashboard.receiver_transport import CredentialsError, auth_headers, client_for
 from dashboard.slo_config import Receiver
 
 log = logging.getLogger(__name__)
@@ -178,7 +179,7 @@ class Notifier:
                 status="firing" if state.state == FIRING else "resolved",
                 labels=alert.labels,
                 annotations=alert.annotations,
-                starts_at=state.active_at or 0.0,
+                starts_at=state.fired_at or state.active_at or 0.0,
                 ends_at=state.resolved_at,
                 generator_url=f"{self.external_url}/alerts?fingerprint={alert.fingerprint}",
                 fingerprint=alert.fingerprint,
@@ -243,7 +244,10 @@ class Dispatcher:
             queue.slots[notification.group_key] = _Pending(notification)
             if queue.thread is None:
                 queue.thread = threading.Thread(
-                    target=self._run, args=(queue,), name=f"alert-send-{name}", daemon=True
+                    target=self._run,
+                    args=(queue, notification.receiver),
+                    name=f"alert-send-{name}",
+                    daemon=True,
                 )
                 queue.thread.start()
             self._cond.notify_all()
@@ -269,8 +273,8 @@ class Dispatcher:
         for thread in threads:
             thread.join(timeout)
 
-    def _run(self, queue: _ReceiverQueue) -> None:
-        with httpx.Client() as client:
+    def _run(self, queue: _ReceiverQueue, receiver: Receiver) -> None:
+        with client_for(receiver) as client:
             while not self._stop.is_set():
                 item = self._next(queue)
                 if item is not None:
@@ -306,11 +310,12 @@ class Dispatcher:
                     "User-Agent": "sidetrace-alerter",
                     # The same for a resend of one decision, so a receiver can drop repeats.
                     "X-Sidetrace-Notification": item.notification.id,
+                    **auth_headers(receiver),
                 },
                 timeout=receiver.timeout_s,
             )
             status = response.status_code
-        except httpx.HTTPError as exc:
+        except (httpx.HTTPError, CredentialsError) as exc:
             error = f"{type(exc).__name__}: {exc}"[:500]
         if 200 <= status < 300:
             self._record(item, "sent", status, "")

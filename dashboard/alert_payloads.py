@@ -1,7 +1,11 @@
-"""Notification bodies: the Alertmanager v4 webhook payload and Slack incoming webhooks.
+"""Notification bodies: the Alertmanager v4 webhook payload, Alertmanager's own API, Slack.
 
-The Alertmanager form is what Alertmanager itself posts to webhook receivers,
-so any of its receivers (or an Alertmanager relay) takes it unchanged.
+The ``alertmanager`` form is what Alertmanager itself posts to webhook receivers,
+so any of its receivers (or an Alertmanager relay) takes it unchanged. The
+``alertmanager_api`` form is what Prometheus posts to an Alertmanager's
+``/api/v2/alerts`` (the receiver's url): a list of postable alerts, ``startsAt``
+the firing time, ``endsAt`` set once resolved, so Alertmanager routes, groups,
+silences and inhibits them itself.
 """
 
 from __future__ import annotations
@@ -32,6 +36,18 @@ class OutgoingAlert:
     ends_at: float | None
     generator_url: str
     fingerprint: str
+
+    def as_postable(self) -> dict[str, Any]:
+        """Alertmanager API v2's ``postableAlert``: no ``endsAt`` while it fires."""
+        alert: dict[str, Any] = {
+            "labels": dict(sorted(self.labels.items())),
+            "annotations": dict(sorted(self.annotations.items())),
+            "startsAt": rfc3339(self.starts_at),
+            "generatorURL": self.generator_url,
+        }
+        if self.status == "resolved" and self.ends_at is not None:
+            alert["endsAt"] = rfc3339(self.ends_at)
+        return alert
 
     def as_alertmanager(self) -> dict[str, Any]:
         return {
@@ -108,4 +124,15 @@ def slack_payload(
     }
 
 
-FORMATS = {"alertmanager": alertmanager_payload, "slack": slack_payload}
+def alertmanager_api_payload(
+    receiver: str, groups: dict[str, str], alerts: list[OutgoingAlert], external_url: str
+) -> list[dict[str, Any]]:
+    """The body of ``POST /api/v2/alerts``: the group's alerts as postable alerts."""
+    return [a.as_postable() for a in alerts]
+
+
+FORMATS = {
+    "alertmanager": alertmanager_payload,
+    "slack": slack_payload,
+    "alertmanager_api": alertmanager_api_payload,
+}

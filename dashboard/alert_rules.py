@@ -35,6 +35,7 @@ class AlertState:
     active_at: float | None = None  # condition first true in this episode: startsAt
     last_true_at: float | None = None
     resolved_at: float | None = None  # endsAt of a resolved alert
+    fired_at: float | None = None  # when it went firing: the startsAt Prometheus sends
 
 
 def step(
@@ -46,7 +47,10 @@ def step(
         active_at = previous.active_at if ongoing else now
         assert active_at is not None
         firing = previous.state == FIRING or now - active_at >= for_s
-        return AlertState(FIRING if firing else PENDING, active_at, now, None)
+        fired_at = None
+        if firing:  # kept while it fires; restored states only know when it went pending
+            fired_at = now if previous.state != FIRING else previous.fired_at or active_at + for_s
+        return AlertState(FIRING if firing else PENDING, active_at, now, None, fired_at)
     if previous.state == FIRING:
         last_true = previous.last_true_at if previous.last_true_at is not None else now
         if now - last_true < keep_firing_for_s:

@@ -189,6 +189,11 @@ class Receiver:
     send_resolved: bool = True
     timeout_s: float = 10.0
     group_by: tuple[str, ...] = ("alertname", "severity")
+    # How to reach it (dashboard/receiver_transport.py): secrets are read from files at send time.
+    bearer_token_file: str | None = None
+    basic_auth_username: str | None = None
+    basic_auth_password_file: str | None = None
+    ca_file: str | None = None
 
 
 @dataclass(frozen=True)
@@ -319,11 +324,20 @@ class _Builder:
         )
 
     def receiver(self, item: dict[str, Any], where: Path_) -> Receiver:
+        fmt = item.get("format", "alertmanager")
+        # Alertmanager's API drops a firing alert not re-posted within its resolve_timeout
+        # (5m by default), so that receiver repeats every minute, as Prometheus resends.
+        repeat_default = 60.0 if fmt == "alertmanager_api" else 4 * 3600.0
+        basic = item.get("basic_auth", {})
         return Receiver(
             name=item["name"],
             url=item["url"],
-            format=item.get("format", "alertmanager"),
-            repeat_interval_s=self.duration(item.get("repeat_interval"), 4 * 3600.0),
+            format=fmt,
+            bearer_token_file=item.get("bearer_token_file"),
+            basic_auth_username=basic.get("username"),
+            basic_auth_password_file=basic.get("password_file"),
+            ca_file=item.get("ca_file"),
+            repeat_interval_s=self.duration(item.get("repeat_interval"), repeat_default),
             send_resolved=bool(item.get("send_resolved", True)),
             timeout_s=self.duration(item.get("timeout"), 10.0, scaled=False),
             group_by=tuple(item.get("group_by", ("alertname", "severity"))),

@@ -55,9 +55,12 @@ def test_state_table(
 def test_starts_at_is_when_the_condition_became_true() -> None:
     state = step(AlertState(), True, 10.0, 5, 0)
     state = step(state, True, 15.0, 5, 0)
-    assert state == AlertState(FIRING, 10.0, 15.0, None)
+    assert state == AlertState(FIRING, 10.0, 15.0, None, fired_at=15.0)  # fired_at: startsAt
+    assert step(state, True, 25.0, 5, 0).fired_at == 15.0  # kept while it fires
     state = step(state, False, 20.0, 5, 0)
-    assert state == AlertState(RESOLVED, 10.0, 15.0, 20.0)
+    assert state == AlertState(RESOLVED, 10.0, 15.0, 20.0, fired_at=15.0)
+    restored = AlertState(FIRING, 10.0, 15.0)  # from history, which keeps only activeAt
+    assert step(restored, True, 40.0, 5, 0).fired_at == 15.0  # active_at + for
     state = step(state, True, 30.0, 5, 0)
     assert state == AlertState(PENDING, 30.0, 30.0, None)
 

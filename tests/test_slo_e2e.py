@@ -174,8 +174,8 @@ def events(store: Store, severity: str) -> list[tuple]:
     return [
         tuple(row)
         for row in store.query(
-            "SELECT from_state, to_state, silenced, starts_at_ms, ends_at_ms FROM alert_events "
-            "WHERE severity = %(s)s ORDER BY at_ms",
+            "SELECT from_state, to_state, silenced, starts_at_ms, ends_at_ms, at_ms "
+            "FROM alert_events WHERE severity = %(s)s ORDER BY at_ms",
             {"s": severity},
         )
     ]
@@ -271,7 +271,8 @@ def test_page_alert_fires_and_resolves_through_the_real_pipeline(
         "slo": "payments-latency",
     }
     fp = fingerprint(labels)
-    starts_at_ms, ends_at_ms = page[2][3], page[2][4]
+    ends_at_ms = page[2][4]
+    starts_at_ms = page[1][5]  # startsAt is when it went firing, as Prometheus sends it
     annotations = {
         "description": "99% of payments requests should take at most 200ms over 12h; the "
         "budget burns faster than 14.4x over 1m and 5s or 6x over 6m and 30s.",

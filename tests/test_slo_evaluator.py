@@ -237,7 +237,7 @@ def test_pages_and_api(store: Store, tmp_path: Path, monkeypatch: pytest.MonkeyP
         silence_id = created.json()["silenceID"]
         listed = client.get("/api/v1/silences").json()["silences"]
         assert [(s["id"], s["status"]["state"]) for s in listed] == [(silence_id, "active")]
-        bad = client.post("/api/v1/silences", json={"matchers": "severity=page", "duration": "1h"})
+        bad = client.post("/api/v1/silences", json={"matchers": "severity==page", "duration": "1h"})
         assert bad.status_code == 400
         assert "cannot read matcher" in bad.json()["error"]
         form = client.post(
