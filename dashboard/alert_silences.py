@@ -17,13 +17,19 @@ import uuid
 from dataclasses import dataclass, field
 from typing import Any
 
+from dashboard.alert_payloads import rfc3339
 from dashboard.user_regex import AnchoredPattern, PatternError
 from sidetrace.store import Store
 
 log = logging.getLogger(__name__)
 
 OPERATORS = ("=", "!=", "=~", "!~")
-_MATCHER = re.compile(r'^\s*([A-Za-z_][A-Za-z0-9_]*)\s*(=~|!~|!=|=)\s*"((?:[^"\\]|\\.)*)"\s*$')
+# name, operator, then a "quoted" value (backslash escapes) or, as Alertmanager's
+# matcher parser accepts, an unquoted one without quotes, commas or braces
+_MATCHER = re.compile(
+    r"^\s*([A-Za-z_][A-Za-z0-9_]*)\s*(=~|!~|!=|=)\s*"
+    r'(?:"((?:[^"\\]|\\.)*)"|((?:[^"{},=!~\s](?:[^"{},]*[^"{},\s])?)?))\s*$'
+)
 _NAME = re.compile(r"^[A-Za-z_][A-Za-z0-9_]*$")
 LATEST = 7_258_118_400.0  # 2200-01-01: later (or NaN) times are mistakes
 # Field limits: a silence is a few short lines, and every page lists all of them.
@@ -128,7 +134,8 @@ def parse_matchers(text: str) -> list[Matcher]:
         match = _MATCHER.match(part)
         if match is None:
             raise SilenceError(f'cannot read matcher {part.strip()[:80]!r}: write name="value"')
-        value = re.sub(r"\\(.)", r"\1", match.group(3))
+        quoted, bare = match.group(3), match.group(4)
+        value = re.sub(r"\\(.)", r"\1", quoted) if quoted is not None else bare
         matchers.append(Matcher(match.group(1), match.group(2), value))
     if not matchers:
         raise SilenceError("a silence needs at least one matcher")
@@ -167,8 +174,9 @@ class Silence:
                 }
                 for m in self.matchers
             ],
-            "startsAt": self.starts_at,
-            "endsAt": self.ends_at,
+            "startsAt": rfc3339(self.starts_at),
+            "endsAt": rfc3339(self.ends_at),
+            "updatedAt": rfc3339(self.created_at),
             "createdBy": self.created_by,
             "comment": self.comment,
             "status": {"state": self.state(now)},
