@@ -65,7 +65,8 @@ def register(subparsers: argparse._SubParsersAction) -> None:
         "--header-timeout",
         type=float,
         default=CollectorConfig.header_timeout_s,
-        help="seconds an OTLP/HTTP client has to send a request's headers (then 408)",
+        help="seconds a client has to send an OTLP/HTTP request's headers (then 408),"
+        " or to finish the TLS and HTTP/2 handshake on gRPC",
     )
     add(
         "--read-timeout",

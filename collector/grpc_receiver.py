@@ -150,6 +150,7 @@ class GrpcReceiver:
         max_concurrent_rpcs: int = 64,
         tls: KeyPairFiles | None = None,  # reloaded when the files change
         read_timeout: float = 30.0,
+        handshake_timeout: float = 10.0,
         max_connection_age_s: float = MAX_CONNECTION_AGE_S,
         max_connection_age_grace_s: float = MAX_CONNECTION_AGE_GRACE_S,
     ) -> None:
@@ -161,6 +162,8 @@ class GrpcReceiver:
         options = [
             ("grpc.max_receive_message_length", max_message_bytes),
             ("grpc.so_reuseport", 0),
+            # a connection must finish TLS and the HTTP/2 preface in this time
+            ("grpc.server_handshake_timeout_ms", int(handshake_timeout * 1000)),
             *_connection_options(max_connection_age_s, max_connection_age_grace_s),
         ]
         handlers = [

@@ -54,7 +54,7 @@ class CollectorConfig:
     tls_cert: str | None = None
     tls_key: str | None = None
     grpc_workers: int = 8
-    header_timeout_s: float = 10.0  # OTLP/HTTP: each request's headers
+    header_timeout_s: float = 10.0  # OTLP/HTTP: each request's headers; gRPC: the handshake
     read_timeout_s: float = 30.0  # an OTLP/HTTP body or a gRPC message, from the call's start
     max_connection_age_s: float = MAX_CONNECTION_AGE_S  # clients rebalance over replicas
     max_connection_age_grace_s: float = MAX_CONNECTION_AGE_GRACE_S
@@ -118,6 +118,7 @@ class Collector:
                 max_connection_age_s=cfg.max_connection_age_s,
                 max_connection_age_grace_s=cfg.max_connection_age_grace_s,
                 read_timeout=cfg.read_timeout_s,
+                handshake_timeout=cfg.header_timeout_s,
             )
             self.grpc.start()
         if cfg.http_port is not None:

@@ -220,6 +220,18 @@ def test_idle_grpc_calls_are_refused_or_timed_out_while_real_exports_succeed(gua
             channel.close()
 
 
+def test_a_half_sent_http2_preface_is_closed(guarded):
+    """A connection that never finishes its handshake is dropped at the header deadline."""
+    sock = _connect(guarded.ports["grpc"])
+    try:
+        sock.sendall(b"PRI * HTTP/2.0\r\n")  # and never the rest of the preface
+        began = time.monotonic()
+        _, closed = _answer(sock, 60)
+        assert closed - began < 30  # grpcio's default is 120 s; the deadline is 3 s here
+    finally:
+        sock.close()
+
+
 # -- OTLP/HTTP: trickled bodies and half-sent headers ---------------------------------
 
 
