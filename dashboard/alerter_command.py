@@ -39,11 +39,16 @@ def register(subparsers: argparse._SubParsersAction) -> None:
         help="TEST ONLY: divide SLO windows, for, keep_firing_for and repeat_interval by this",
     )
     add_coordinator_flag(parser)
+    parser.add_argument("--host", default="127.0.0.1", help="address of the admin port")
+    parser.add_argument(
+        "--admin-port", type=int, default=None, help="serve /healthz, /readyz, /metrics here"
+    )
     parser.add_argument("--check", action="store_true", help="validate the SLO files and exit")
     parser.set_defaults(handler=run)
 
 
 def run(args: argparse.Namespace) -> int:
+    from dashboard.alerter_admin import serve_admin
     from dashboard.slo_config import SloConfigError, SloConfigSet, time_scale_from_env
     from dashboard.slo_evaluator import JOB, SloEvaluator
     from sidetrace.coordination import CoordinatorError, open_leaderships
@@ -86,6 +91,14 @@ def run(args: argparse.Namespace) -> int:
         print(f"sidetrace alerter: {exc}", file=sys.stderr)
         return 2
     evaluator.stand(leaderships[JOB], coordinator.identity if coordinator else "")
+    admin = None
+    if args.admin_port is not None:
+        try:
+            admin = serve_admin(evaluator, args.host, args.admin_port)
+        except OSError as exc:
+            evaluator.close()
+            print(f"sidetrace alerter: admin port {args.admin_port}: {exc}", file=sys.stderr)
+            return 2
     evaluator.start(args.interval)
     print(
         f"sidetrace alerter: {len(config.slos)} SLO(s), {len(config.threshold_alerts)} "
@@ -93,6 +106,8 @@ def run(args: argparse.Namespace) -> int:
         flush=True,
     )
     stop.wait()
+    if admin is not None:
+        admin.shutdown()
     evaluator.close()
     if coordinator is not None:
         coordinator.close()

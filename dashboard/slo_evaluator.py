@@ -451,6 +451,11 @@ class SloEvaluator:
         self._thread = threading.Thread(target=loop, name="slo-evaluator", daemon=True)
         self._thread.start()
 
+    @property
+    def running(self) -> bool:
+        """The evaluation thread is alive (for the alerter's health check)."""
+        return self._thread is not None and self._thread.is_alive()
+
     def close(self, timeout: float = 10.0) -> None:
         self._stop.set()
         if self._thread is not None:

@@ -23,11 +23,13 @@ from collections import Counter
 from collections.abc import Iterator
 from pathlib import Path
 
+import httpx
 import pytest
 from test_alert_delivery import RecordingReceiver
 from test_slo_evaluator import insert_spans
 from zookeeper import ZooKeeper
 
+from sidetrace.local_server import free_port
 from sidetrace.migrate import migrate
 from sidetrace.store import Store, open_store
 
@@ -90,13 +92,15 @@ class Alerters:
     def __init__(self, folder: Path, clickhouse: str, coordinator: str, slo: Path) -> None:
         self.folder = folder
         self.procs: list[subprocess.Popen[bytes]] = []
+        self.admin_ports: list[int] = []
         for number in range(3):
+            self.admin_ports.append(free_port())
             log = open(folder / f"alerter{number}.log", "wb")  # noqa: SIM115 - the process's
             self.procs.append(
                 subprocess.Popen(
                     [sys.executable, "-m", "sidetrace", "alerter", "--clickhouse", clickhouse]
                     + ["--slo", str(slo), "--interval", "1", "--time-scale", "60"]
-                    + ["--coordinator", coordinator],
+                    + ["--coordinator", coordinator, "--admin-port", str(self.admin_ports[-1])],
                     cwd=ROOT,
                     stdout=log,
                     stderr=subprocess.STDOUT,
@@ -126,6 +130,16 @@ class Alerters:
             return found[0] if len(found) == 1 else None
 
         return wait_until(find, timeout, "one leader")
+
+    def leader_gauges(self) -> dict[int, int]:
+        """Each live process's ``sidetrace_alerter_leader`` from its admin port."""
+        out = {}
+        for proc, port in zip(self.procs, self.admin_ports, strict=True):
+            if proc.poll() is None:
+                text = httpx.get(f"http://127.0.0.1:{port}/metrics", timeout=5).text
+                line = next(ln for ln in text.splitlines() if ln.startswith("sidetrace_alerter_l"))
+                out[proc.pid] = int(line.split()[1])
+        return out
 
     def stop(self) -> None:
         for proc in self.procs:
@@ -230,6 +244,8 @@ def test_killing_the_leader_hands_over_within_15s(incident: Incident) -> None:
     took = time.time() - killed_at
     print(f"failover_s={took:.1f}")
     assert took <= 15.0
+    expected = {p.pid: int(p is second) for p in incident.alerters.procs if p is not first}
+    wait_until(lambda: incident.alerters.leader_gauges() == expected, 20, "one leader gauge")
     incident.resolve()
     wait_until(lambda: incident.received("resolved"), 60, "the resolved notification")
     time.sleep(3)  # a few more evaluations: nothing else goes out
