@@ -226,6 +226,26 @@ def test_leading_empty_lines_are_ignored(stack, entry) -> None:
         assert headers["traceparent"].startswith("00-")
 
 
+def test_request_line_sent_slowly_is_still_proxied(stack) -> None:
+    """A first request line paused mid-way past the protocol detection timeout is still
+    HTTP: never piped raw to the app (which would skip the sidecar), valid or not."""
+    sidecar, app, _ = stack
+    rejected = sidecar.metric("sidetrace_sidecar_bad_requests_total")
+    seen = len(app.seen)
+    for first, rest, status in (
+        (b"G", b"ET /users/slow-start HTTP/1.1\r\nHost: a\r\n\r\n", 200),
+        (b"get /users/sm", b"uggled HTTP/1.1\r\nHost: a\r\n\r\n", 400),
+    ):
+        with _connect(sidecar.inbound) as sock:
+            sock.sendall(first)
+            time.sleep(1.0)  # five times the detection timeout
+            sock.sendall(rest)
+            assert Replies().read(sock, 1, until_close=status != 200).status() == status
+    [(_, path, headers)] = app.seen[seen:]
+    assert path == "/users/slow-start" and headers["traceparent"].startswith("00-")
+    assert sidecar.metric("sidetrace_sidecar_bad_requests_total") == rejected + 1
+
+
 @pytest.mark.parametrize("entry", ENTRIES)
 def test_upgrade_not_nominated_by_connection_is_no_upgrade(stack, entry) -> None:
     """``Upgrade`` without ``Connection: upgrade`` (RFC 9110 7.8) is dropped as hop-by-hop;
