@@ -716,9 +716,8 @@ class DownstreamConnection(asyncio.Protocol):
         """
         ctx = self.ctx
         address = self._route(ex)
-        if address is None:
-            self._reject(400, "bad_request")
-            return
+        if address is None:  # (raised: the parser must stop reading this request too)
+            raise BadFraming("no destination in the Host field or target")
         ex.address = address
         if ex.method == "CONNECT":
             self._connect_tunnel(ex)

@@ -311,6 +311,12 @@ def test_smuggled_response_never_reaches_another_client(stack, path) -> None:
             id="duplicate-host",
         ),
         pytest.param(b"get /users/o HTTP/1.1\r\nHost: %(app)s\r\n\r\n", 400, id="lowercase"),
+        pytest.param(
+            b"POST /upload HTTP/1.1\r\nHost: 127.0.0.1:99999\r\n"
+            b"Content-Length: %(n)d\r\n\r\n%(smuggled)s",
+            400,
+            id="no-destination",
+        ),
         pytest.param(b"\r\nGET /users/o HTTP/1.1\r\nHost: %(app)s\r\n\r\n", 200, id="crlf"),
     ],
 )
