@@ -11,8 +11,8 @@ only what the role installs is counted), with versions from ``requirements.lock`
 
 Prints ``name=value`` lines: the site-packages size of each role in MB, whether
 the base has chDB/pyarrow/pandas, the sidecar's import time (median, seconds) and
-its idle resident memory (VmRSS after it has served nothing for a while) in its
-own venv; ``sidecar_install_mb`` last. Targets: sidecar ≤ 80 MB, idle RSS ≤ 35 MB.
+its idle memory (VmRSS, and its private part, after it has served nothing for a
+while) in its own venv; ``sidecar_install_mb`` last. Targets: sidecar ≤ 80 MB, idle RSS ≤ 35 MB.
 
     python bench/footprint.py [--quick] [--keep DIR]
 """
@@ -101,8 +101,10 @@ def free_port() -> int:
         return sock.getsockname()[1]
 
 
-def sidecar_idle_rss_mb(venv: Path, idle_s: float) -> float:
-    """VmRSS of ``sidetrace sidecar`` from ``venv`` after ``idle_s`` seconds of nothing."""
+def sidecar_idle_memory_mb(venv: Path, idle_s: float) -> tuple[float, float]:
+    """``sidetrace sidecar`` from ``venv`` after ``idle_s`` seconds of nothing: its VmRSS,
+    and its private (unshared) memory, which excludes library pages other processes
+    mapping the same files (the same image's sidecars on a node) share."""
     admin = free_port()
     command = [str(venv / "bin" / "sidetrace"), "sidecar", "--bind", "127.0.0.1"]
     command += ["--app-port", str(free_port()), "--inbound-port", str(free_port())]
@@ -122,8 +124,10 @@ def sidecar_idle_rss_mb(venv: Path, idle_s: float) -> float:
                 time.sleep(0.1)
         time.sleep(idle_s)
         status = Path(f"/proc/{process.pid}/status").read_text()
-        line = next(x for x in status.splitlines() if x.startswith("VmRSS:"))
-        return int(line.split()[1]) / 1024
+        rss = next(x for x in status.splitlines() if x.startswith("VmRSS:"))
+        rollup = Path(f"/proc/{process.pid}/smaps_rollup").read_text().splitlines()
+        private = sum(int(x.split()[1]) for x in rollup if x.startswith("Private_"))
+        return int(rss.split()[1]) / 1024, private / 1024
     finally:
         process.terminate()
         process.wait(30)
@@ -150,7 +154,8 @@ def main() -> None:
         print(f"base_install_mb={installed_mb(venvs['base']):.1f}")
         python = venvs["sidecar"] / "bin" / "python"
         print(f"sidecar_import_s={import_seconds(python, 1 if args.quick else 7):.3f}")
-        rss = sidecar_idle_rss_mb(venvs["sidecar"], 2.0 if args.quick else 10.0)
+        rss, private = sidecar_idle_memory_mb(venvs["sidecar"], 2.0 if args.quick else 10.0)
+        print(f"sidecar_idle_private_mb={private:.1f}")
         print(f"sidecar_idle_rss_mb={rss:.1f}")
         print(f"sidecar_install_mb={installed_mb(venvs['sidecar']):.1f}")
     finally:

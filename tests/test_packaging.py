@@ -68,6 +68,27 @@ def _get(url: str) -> tuple[int, bytes]:
         return 0, b""
 
 
+def test_slim_sidecar_install_runs_the_sidecar(tmp_path: Path) -> None:
+    """The sidecar image's set (deploy/sidecar-requirements.in) is all the sidecar imports."""
+    venv = tmp_path / "sidecar"
+    make_venv(venv, "sidecar", build_wheel(tmp_path / "wheel"))
+    assert not has_distribution(venv, "numpy") and not has_distribution(venv, "clickhouse_driver")
+    admin = free_port()
+    process = subprocess.Popen(
+        [str(venv / "bin" / "sidetrace"), "sidecar", "--bind", "127.0.0.1",
+         "--app-port", str(free_port()), "--inbound-port", str(free_port()),
+         "--outbound-port", str(free_port()), "--admin-port", str(admin)],
+        cwd=tmp_path, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
+    )  # fmt: skip
+    try:
+        wait_for(lambda: process.poll() is not None or _get(f"http://127.0.0.1:{admin}/healthz")[0])
+        assert process.poll() is None, "the sidecar exited: a library is missing from the set"
+        assert b"sidetrace_sidecar_" in _get(f"http://127.0.0.1:{admin}/metrics")[1]
+    finally:
+        process.terminate()
+        process.wait(30)
+
+
 def test_base_install_has_no_embedded_engine(base_venv: Path) -> None:
     assert [n for n in EMBEDDED_ONLY if has_distribution(base_venv, n)] == []
     assert not has_distribution(base_venv, "cryptography")  # only the webhook extra has it
