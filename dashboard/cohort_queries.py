@@ -19,10 +19,13 @@ those traces) and the rest. For each cohort, ClickHouse returns:
 3. the share of each cohort whose target span failed.
 
 Figures 1 and 2 read a deterministic sample of at most ``per_cohort`` traces of
-each cohort (chosen by a hash of the trace id) from ``spans_by_trace`` by
+each cohort (those whose trace id hashes lowest) from ``spans_by_trace`` by
 primary key (each sampled trace costs about one granule of it, so the sample, not
-the table, sets the cost); counts and error shares cover every trace. Plain SQL that runs on
-ClickHouse 18.16 and chDB alike: no CTEs, window functions or Map.
+the table, sets the cost); counts and error shares cover every trace. Four
+queries: the threshold and cohorts in one scan of the operation's spans, the
+sample (its ids and times come back and go into the next two as literals), the
+attribution, the attributes. Plain SQL that runs on ClickHouse 18.16 and chDB
+alike: no CTEs, window functions or Map.
 """
 
 from __future__ import annotations
@@ -42,29 +45,39 @@ MIN_SUPPORT = 0.1
 MIN_TRACES = 3
 TOP = 25
 SLACK_S = 900  # other spans of a trace may start this long before or after the window
+HASH_BUCKETS = 10_000  # the sample keeps the traces whose id hashes lowest, modulo this
 
 _TARGET_WHERE = (
     "service_name = %(service)s AND span_name = %(operation)s "
     "AND ts >= toDateTime(%(from_s)s) AND ts < toDateTime(%(to_s)s)"
 )
-# One row per trace: its longest span of the operation (the "target"), slow or not.
-_TARGETS = f"""(
-    SELECT trace_id, max(duration_ns) AS t_duration, argMax(span_id, duration_ns) AS t_span,
-        argMax(start_ns, duration_ns) AS t_start, argMax(status_code, duration_ns) AS t_status,
-        toUInt8(max(duration_ns) >= %(threshold)s) AS slow
-    FROM spans WHERE {_TARGET_WHERE} GROUP BY trace_id
+# One row per trace: its longest span of the operation (the "target").
+_PER_TRACE = f"""(
+    SELECT trace_id, max(duration_ns) AS d, argMax(status_code, duration_ns) AS e,
+        argMax(start_ns, duration_ns) AS t_start, modulo(cityHash64(trace_id), {HASH_BUCKETS}) AS h
+    FROM spans WHERE {_TARGET_WHERE} AND modulo(cityHash64(trace_id), {HASH_BUCKETS}) < %(keep)s
+    GROUP BY trace_id
 )"""
-_SAMPLE = f"""(
-    SELECT trace_id, t_span, t_start, t_start + t_duration AS t_end, t_duration, slow
-    FROM {_TARGETS} ORDER BY slow, cityHash64(trace_id), trace_id LIMIT %(per_cohort)s BY slow
-)"""
-_SAMPLE_IDS = f"(SELECT trace_id FROM {_SAMPLE})"
-_TRACE_WHERE = "ts >= toDateTime(%(wide_from_s)s) AND ts < toDateTime(%(wide_to_s)s)"
+# The sample: per cohort, the traces of lowest hash (the scan above already keeps only
+# hashes low enough, from the cohort sizes). Its ids and times come back as literals for
+# the two reads below, so neither computes the cohorts again (nor joins them:
+# ``transform`` maps a trace id to its place in the sample).
+SAMPLE_SQL = f"""
+SELECT trace_id, t_start, t_start + d, slow FROM (
+    SELECT trace_id, t_start, d, h, toUInt8(d >= %(threshold)s) AS slow FROM {_PER_TRACE}
+) WHERE h < if(slow = 1, %(keep_slow)s, %(keep_rest)s)
+ORDER BY slow, h, trace_id LIMIT %(per_cohort)s BY slow
+"""
+_TRACE_WHERE = (
+    "trace_id IN %(id_set)s AND ts >= toDateTime(%(wide_from_s)s) "
+    "AND ts < toDateTime(%(wide_to_s)s)"
+)
+_PLACE = "transform(trace_id, %(ids)s, %(places)s, toUInt32(0))"
 # Every span of the sampled traces once (a spool replay may have stored a span twice).
 _TRACE_SPANS = f"""(
     SELECT trace_id, span_id, parent_span_id, toString(service_name) AS service,
         toString(span_name) AS name, start_ns, duration_ns
-    FROM spans_by_trace PREWHERE trace_id IN {_SAMPLE_IDS} WHERE {_TRACE_WHERE}
+    FROM spans_by_trace PREWHERE {_TRACE_WHERE}
     LIMIT 1 BY trace_id, span_id
 )"""
 # Self time in one read of the traces: every span counts its duration for itself and
@@ -81,39 +94,55 @@ _SELF_TIMES = f"""(
 ATTRIBUTION_SQL = f"""
 SELECT service, name, sumIf(self_ns, slow = 1), sumIf(self_ns, slow = 0),
     countIf(slow = 1), countIf(slow = 0)
-FROM {_SELF_TIMES} AS timed
-ALL INNER JOIN (SELECT trace_id, t_start, t_end, slow FROM {_SAMPLE}) AS cohort USING trace_id
-WHERE start_ns >= t_start AND start_ns < t_end
+FROM (
+    SELECT service, name, start_ns, self_ns, {_PLACE} AS place,
+        arrayElement(%(starts)s, place) AS t_start, arrayElement(%(ends)s, place) AS t_end,
+        arrayElement(%(slows)s, place) AS slow
+    FROM {_SELF_TIMES}
+)
+WHERE place > 0 AND start_ns >= t_start AND start_ns < t_end
 GROUP BY service, name
 """
 ATTRIBUTES_SQL = f"""
 SELECT service, key, value, uniqExactIf(trace_id, slow = 1) AS n_slow,
     uniqExactIf(trace_id, slow = 0) AS n_rest
 FROM (
-    SELECT trace_id, toString(service_name) AS service, toString(a_key) AS key, a_value AS value
+    SELECT trace_id, toString(service_name) AS service, toString(a_key) AS key, a_value AS value,
+        arrayElement(%(slows)s, {_PLACE}) AS slow
     FROM spans_by_trace
     ARRAY JOIN arrayConcat(attr_keys, resource_attr_keys) AS a_key,
         arrayConcat(attr_values, resource_attr_values) AS a_value
-    PREWHERE trace_id IN {_SAMPLE_IDS} WHERE {_TRACE_WHERE}
-) AS attrs ALL INNER JOIN (SELECT trace_id, slow FROM {_SAMPLE}) AS cohort USING trace_id
+    PREWHERE {_TRACE_WHERE}
+)
 GROUP BY service, key, value
 HAVING n_slow >= %(min_slow)s
 """
-COHORTS_SQL = f"""
-SELECT slow, count(), sum(t_duration), sum(toUInt64(t_status = 2)), quantileExact(0.5)(t_duration)
-FROM {_TARGETS} GROUP BY slow
-"""
-SAMPLE_SQL = f"SELECT slow, count(), sum(t_duration) FROM {_SAMPLE} GROUP BY slow"
 
 
-def threshold_sql(percentile: float) -> str:
-    """The percentile of the per-trace target durations (a number, never user text)."""
-    level = float(percentile)
-    if not 0 < level < 1:
-        raise ValueError(f"percentile {level} must be strictly between 0 and 1")
+def cohorts_sql(percentile: float | None) -> str:
+    """Threshold, then per cohort (slow, rest): traces, duration sum, errors, median.
+
+    One scan: the per-trace durations are gathered into arrays and split by the
+    threshold (the percentile of those durations, or the ``threshold`` parameter).
+    The percentile is a number formatted here, never user text.
+    """
+    if percentile is None:
+        threshold = "toUInt64(%(threshold)s)"
+    else:
+        level = float(percentile)
+        if not 0 < level < 1:
+            raise ValueError(f"percentile {level} must be strictly between 0 and 1")
+        threshold = f"quantileExact({level!r})(d)"
+    cohort = (
+        "length({x}), arraySum({x}), arrayCount((v, err) -> v {op} thr AND err = 2, ds, es), "
+        "if(length({x}) > 0, arraySort({x})[intDiv(length({x}), 2) + 1], 0)"
+    )
     return (
-        f"SELECT quantileExact({level!r})(d), count() FROM (SELECT trace_id, "
-        f"max(duration_ns) AS d FROM spans WHERE {_TARGET_WHERE} GROUP BY trace_id)"
+        f"SELECT thr, {cohort.format(x='slow_ds', op='>=')}, {cohort.format(x='rest_ds', op='<')} "
+        "FROM (SELECT thr, ds, es, arrayFilter(v -> v >= thr, ds) AS slow_ds, "
+        "arrayFilter(v -> v < thr, ds) AS rest_ds FROM ("
+        f"SELECT {threshold} AS thr, groupArray(d) AS ds, groupArray(e) AS es "
+        f"FROM {_PER_TRACE}))"
     )
 
 
@@ -145,7 +174,15 @@ class CohortQuery:
         }
 
 
-def _cohort(count: int, duration_sum: int, errors: int, median: float | None) -> dict[str, Any]:
+def _keep(per_cohort: int, traces: int) -> int:
+    """Hash buckets to scan for about twice ``per_cohort`` of ``traces`` (all when few)."""
+    if not traces:
+        return 0
+    return min(HASH_BUCKETS, math.ceil(HASH_BUCKETS * 2 * per_cohort / traces))
+
+
+def _cohort(count: Any, duration_sum: Any, errors: Any, median: Any) -> dict[str, Any]:
+    count, duration_sum, errors = int(count), int(duration_sum), int(errors)
     return {
         "traces": count,
         "mean_ms": duration_sum / count / 1e6 if count else None,
@@ -157,16 +194,12 @@ def _cohort(count: int, duration_sum: int, errors: int, median: float | None) ->
 
 def analyze_cohorts(store: Store, q: CohortQuery) -> dict[str, Any]:
     """Cohorts, downstream attribution and over-represented attributes (see the module doc)."""
-    threshold = q.threshold_ns
-    base = q.params(threshold or 0)
-    if threshold is None:
-        rows = store.query(threshold_sql(q.percentile), base)
-        threshold = int(float(rows[0][0])) if rows and int(rows[0][1]) else 0
-        base = q.params(threshold)
-    found = {int(r[0]): r[1:] for r in store.query(COHORTS_SQL, base)}
-    empty = (0, 0, 0, None)
-    slow = _cohort(*(int(x) if i < 3 else x for i, x in enumerate(found.get(1, empty))))
-    rest = _cohort(*(int(x) if i < 3 else x for i, x in enumerate(found.get(0, empty))))
+    base = {**q.params(q.threshold_ns or 0), "keep": HASH_BUCKETS}
+    percentile = None if q.threshold_ns is not None else q.percentile
+    (threshold, *figures), *_ = store.query(cohorts_sql(percentile), base)
+    threshold = int(float(threshold))
+    slow = _cohort(*figures[:4])
+    rest = _cohort(*figures[4:])
     out: dict[str, Any] = {
         "service": q.service,
         "operation": q.operation,
@@ -182,14 +215,30 @@ def analyze_cohorts(store: Store, q: CohortQuery) -> dict[str, Any]:
     if not slow["traces"] or not rest["traces"]:
         out["note"] = "one cohort is empty: nothing to compare"
         return out
-    sample = {int(r[0]): (int(r[1]), int(r[2])) for r in store.query(SAMPLE_SQL, base)}
-    (n_slow, d_slow), (n_rest, d_rest) = sample[1], sample[0]
+    keep = {
+        "keep_slow": _keep(q.per_cohort, slow["traces"]),
+        "keep_rest": _keep(q.per_cohort, rest["traces"]),
+    }
+    sample_params = {**q.params(threshold), **keep, "keep": max(keep.values())}
+    sample = store.query(SAMPLE_SQL, sample_params)
+    ids = [str(r[0]) for r in sample]
+    starts, ends, slows = ([int(r[i]) for r in sample] for i in (1, 2, 3))
+    n_slow = sum(slows)
+    n_rest = len(slows) - n_slow
     out["sampled"] = {"slow": n_slow, "rest": n_rest}
-    gap_ns = d_slow / n_slow - d_rest / n_rest
-    out["attribution"] = _attribution(store.query(ATTRIBUTION_SQL, base), n_slow, n_rest, gap_ns)
+    if not n_slow or not n_rest:  # only when nearly every trace is in one cohort
+        out["note"] = "too few traces in one cohort to sample"
+        return out
+    spent = [e - s for s, e in zip(starts, ends, strict=True)]
+    d_slow = sum(d for d, x in zip(spent, slows, strict=True) if x)
+    gap_ns = d_slow / n_slow - (sum(spent) - d_slow) / n_rest
+    literal = {"id_set": tuple(ids), "ids": ids, "places": list(range(1, len(ids) + 1)),
+               "starts": starts, "ends": ends, "slows": slows}  # fmt: skip
+    rows = store.query(ATTRIBUTION_SQL, {**q.params(threshold), **literal})
+    out["attribution"] = _attribution(rows, n_slow, n_rest, gap_ns)
     min_slow = max(MIN_TRACES, math.ceil(q.min_support * n_slow))
     prior = slow["traces"] / (slow["traces"] + rest["traces"])
-    attrs = store.query(ATTRIBUTES_SQL, q.params(threshold, min_slow))
+    attrs = store.query(ATTRIBUTES_SQL, {**q.params(threshold, min_slow), **literal})
     out["attributes"] = _lifts(attrs, n_slow, n_rest, prior)
     return out
 
