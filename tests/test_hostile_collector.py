@@ -43,12 +43,24 @@ from opentelemetry.proto.collector.trace.v1.trace_service_pb2 import (
     ExportTraceServiceResponse,
 )
 from opentelemetry.proto.common.v1.common_pb2 import AnyValue, KeyValue
+from opentelemetry.proto.trace.v1.trace_pb2 import Span, Status
 from opentelemetry.sdk.resources import Resource
 from opentelemetry.sdk.trace import TracerProvider
 from opentelemetry.sdk.trace.export import SimpleSpanProcessor, SpanExportResult
 from opentelemetry.sdk.trace.export.in_memory_span_exporter import InMemorySpanExporter
 
+from collector.ingest import Ingest
+from collector.otlp_columns import (
+    MAX_COUNT,
+    MAX_SPAN_KIND,
+    MAX_STATUS_CODE,
+    MAX_TIME_NS,
+    Limits,
+    validate_metrics,
+    validate_traces,
+)
 from collector.spool import DEAD_LETTER_FILE, TRACES, Spool
+from collector.stats import Stats
 from sidetrace.local_server import free_port
 from sidetrace.store import open_store
 from tests.collector_helpers import (
@@ -578,3 +590,64 @@ def test_a_refused_spool_record_goes_to_the_dead_letter_file(kind, clickhouse_se
     assert _stored_after_stop(url, good + span_ids(poison)) == set(good)
     # A restart does not replay it: the spool went past it.
     assert json.loads((spool_dir / "state.json").read_text())["inflight"] is None
+
+
+# -- the rules, table-driven ------------------------------------------------------------
+
+
+@pytest.mark.parametrize(
+    ("header", "ok"),
+    [
+        (f"Bearer {TOKEN}", True),
+        (f"bearer {TOKEN}", True),
+        (f"BEARER {TOKEN}", True),
+        (f"Bearer   {TOKEN} ", True),
+        (f"Bearer {TOKEN}x", False),
+        (f"Bearer{TOKEN}", False),
+        (f"Basic {TOKEN}", False),
+        (TOKEN, False),
+        ("", False),
+        (None, False),
+    ],
+)
+def test_authorization_header_rules(header, ok):
+    assert Ingest(None, Limits(), Stats(), TOKEN).authorized(header) is ok
+
+
+def _one_span(**fields) -> ExportTraceServiceRequest:
+    request = span_request(1)
+    request.resource_spans[0].scope_spans[0].spans[0].MergeFrom(Span(**fields))
+    return request
+
+
+@pytest.mark.parametrize(
+    ("fields", "rejected"),
+    [
+        ({"end_time_unix_nano": MAX_TIME_NS}, 0),
+        ({"end_time_unix_nano": MAX_TIME_NS + 1}, 1),
+        ({"start_time_unix_nano": MAX_TIME_NS + 1}, 1),
+        ({"kind": MAX_SPAN_KIND}, 0),
+        ({"kind": MAX_SPAN_KIND + 1}, 1),
+        ({"kind": -1}, 1),
+        ({"status": Status(code=MAX_STATUS_CODE)}, 0),
+        ({"status": Status(code=-2)}, 1),
+        ({"events": [Span.Event(time_unix_nano=MAX_TIME_NS + 1)]}, 1),
+    ],
+)
+def test_span_value_bounds(fields, rejected):
+    request = _one_span(**fields)
+    verdict = validate_traces(request, None, Limits(), time.time_ns())
+    assert (verdict.accepted, verdict.rejected) == (1 - rejected, rejected)
+
+
+@pytest.mark.parametrize(
+    ("count", "buckets", "rejected"),
+    [(MAX_COUNT, [MAX_COUNT], 0), (MAX_COUNT + 1, [], 1), (1, [1, MAX_COUNT + 1], 1)],
+)
+def test_histogram_count_bounds(count, buckets, rejected):
+    request = ExportMetricsServiceRequest()
+    metric = request.resource_metrics.add().scope_metrics.add().metrics.add(name="m")
+    point = metric.histogram.data_points.add(time_unix_nano=time.time_ns(), count=count)
+    point.bucket_counts.extend(buckets)
+    verdict = validate_metrics(request, None, Limits(), time.time_ns())
+    assert (verdict.accepted, verdict.rejected) == (1 - rejected, rejected)
