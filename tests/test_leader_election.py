@@ -356,3 +356,28 @@ def test_only_the_elected_collector_writes_edges(zookeeper: ZooKeeper, store: St
     finally:
         for coordinator in coordinators:
             coordinator.close()
+
+
+def test_cluster_overlay_runs_two_elected_alerters() -> None:
+    """Two alerters against the overlay's Keeper pods; collectors elect on it too."""
+    from test_deploy import DEPLOY, by_key, render
+
+    from sidetrace.cli import build_parser
+    from sidetrace.coordination import parse_coordinator_url
+
+    objects = by_key(render(DEPLOY / "overlays" / "cluster"))
+    keeper = objects[("StatefulSet", "clickhouse-keeper")]
+    pods = {
+        f"clickhouse-keeper-{i}.{keeper['spec']['serviceName']}.sidetrace.svc.cluster.local:9181"
+        for i in range(keeper["spec"]["replicas"])
+    }
+    alerter = objects[("Deployment", "sidetrace-alerter")]
+    assert alerter["spec"]["replicas"] == 2
+    [container] = alerter["spec"]["template"]["spec"]["containers"]
+    args = build_parser().parse_args(container["args"])
+    assert set(parse_coordinator_url(args.coordinator).hosts.split(",")) == pods
+    [collector] = objects[("Deployment", "sidetrace-collector")]["spec"]["template"]["spec"][
+        "containers"
+    ]
+    env = {e["name"]: e.get("value") for e in collector["env"]}
+    assert env["SIDETRACE_COORDINATOR"] == args.coordinator
