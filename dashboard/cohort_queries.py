@@ -52,21 +52,23 @@ _TARGET_WHERE = (
     "AND ts >= toDateTime(%(from_s)s) AND ts < toDateTime(%(to_s)s)"
 )
 # One row per trace: its longest span of the operation (the "target").
+# Grouped by a 64-bit hash of the trace id: on 18.16, grouping by a String costs far more.
 _PER_TRACE = f"""(
-    SELECT trace_id, max(duration_ns) AS d, argMax(status_code, duration_ns) AS e,
-        argMax(start_ns, duration_ns) AS t_start, modulo(cityHash64(trace_id), {HASH_BUCKETS}) AS h
+    SELECT cityHash64(trace_id) AS gk, any(trace_id) AS tid, max(duration_ns) AS d,
+        argMax(status_code, duration_ns) AS e, argMax(start_ns, duration_ns) AS t_start,
+        modulo(gk, {HASH_BUCKETS}) AS h
     FROM spans WHERE {_TARGET_WHERE} AND modulo(cityHash64(trace_id), {HASH_BUCKETS}) < %(keep)s
-    GROUP BY trace_id
+    GROUP BY gk
 )"""
 # The sample: per cohort, the traces of lowest hash (the scan above already keeps only
 # hashes low enough, from the cohort sizes). Its ids and times come back as literals for
 # the two reads below, so neither computes the cohorts again (nor joins them:
 # ``transform`` maps a trace id to its place in the sample).
 SAMPLE_SQL = f"""
-SELECT trace_id, t_start, t_start + d, slow FROM (
-    SELECT trace_id, t_start, d, h, toUInt8(d >= %(threshold)s) AS slow FROM {_PER_TRACE}
+SELECT tid, t_start, t_start + d, slow FROM (
+    SELECT tid, t_start, d, h, toUInt8(d >= %(threshold)s) AS slow FROM {_PER_TRACE}
 ) WHERE h < if(slow = 1, %(keep_slow)s, %(keep_rest)s)
-ORDER BY slow, h, trace_id LIMIT %(per_cohort)s BY slow
+ORDER BY slow, h, tid LIMIT %(per_cohort)s BY slow
 """
 _TRACE_WHERE = (
     "trace_id IN %(id_set)s AND ts >= toDateTime(%(wide_from_s)s) "
