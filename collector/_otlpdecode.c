@@ -217,8 +217,34 @@ typedef struct {
     PyObject *str;
 } CacheSlot;
 
+#define BATCH_SLOTS (1 << 16)
+#define BATCH_CACHE "collector._otlpdecode.cache"
+
+/* Strings shared across the requests of one batch (owned by a capsule). */
+typedef struct {
+    CacheSlot slots[BATCH_SLOTS];
+} BatchCache;
+
+static void batch_cache_free(PyObject *capsule) {
+    BatchCache *cache = PyCapsule_GetPointer(capsule, BATCH_CACHE);
+    if (!cache) return;
+    for (size_t i = 0; i < BATCH_SLOTS; i++) Py_XDECREF(cache->slots[i].str);
+    PyMem_Free(cache);
+}
+
+static PyObject *new_cache(PyObject *self, PyObject *noargs) {
+    (void)self;
+    (void)noargs;
+    BatchCache *cache = PyMem_Calloc(1, sizeof(BatchCache));
+    if (!cache) return PyErr_NoMemory();
+    PyObject *capsule = PyCapsule_New(cache, BATCH_CACHE, batch_cache_free);
+    if (!capsule) PyMem_Free(cache);
+    return capsule;
+}
+
 typedef struct {
     Err err;
+    BatchCache *batch;
     PyObject *cols[NCOLUMNS];
     PyObject *empty; /* one shared empty list for rows without values */
     uint64_t lo, hi;
@@ -230,7 +256,6 @@ typedef struct {
     int32_t max_kind, max_status;
     long spans, bad_ids, bad_values, bad_times;
     CacheSlot cache[CACHE_SLOTS];
-    int cached;
 } Ctx;
 
 static PyObject *new_str(const uint8_t *s, size_t n, int ascii) {
@@ -246,18 +271,19 @@ static PyObject *new_str(const uint8_t *s, size_t n, int ascii) {
     return PyUnicode_DecodeUTF8((const char *)s, (Py_ssize_t)n, "strict");
 }
 
-/* A str for valid UTF-8, shared with earlier equal short strings of this request. */
-static PyObject *cached_str(Ctx *x, const uint8_t *s, size_t n, int ascii) {
-    if (n == 0 || n > CACHE_MAX_LEN) return new_str(s, n, ascii);
+/* Look `s` up in an open-addressing table of strs; add it if there is room. With
+ * `own_key` the key is the str's own (ASCII) data, so the table may outlive `s`. */
+static PyObject *cache_get(CacheSlot *slots, size_t mask, const uint8_t *s, size_t n, int ascii,
+                           int own_key) {
     uint64_t h = 1469598103934665603ULL;
     for (size_t i = 0; i < n; i++) h = (h ^ s[i]) * 1099511628211ULL;
-    size_t slot = (size_t)(h ^ (h >> 29)) & (CACHE_SLOTS - 1);
+    size_t slot = (size_t)(h ^ (h >> 29)) & mask;
     for (int probe = 0; probe < 8; probe++) {
-        CacheSlot *c = &x->cache[(slot + probe) & (CACHE_SLOTS - 1)];
+        CacheSlot *c = &slots[(slot + probe) & mask];
         if (c->str == NULL) {
             PyObject *o = new_str(s, n, ascii);
             if (!o) return NULL;
-            c->s = s;
+            c->s = own_key ? (const uint8_t *)PyUnicode_DATA(o) : s;
             c->n = n;
             c->hash = h;
             c->str = o;
@@ -270,6 +296,14 @@ static PyObject *cached_str(Ctx *x, const uint8_t *s, size_t n, int ascii) {
         }
     }
     return new_str(s, n, ascii);
+}
+
+/* A str for valid UTF-8, shared with equal short strings seen before: in this batch
+ * (ASCII, when the caller keeps a batch cache), else in this request. */
+static PyObject *cached_str(Ctx *x, const uint8_t *s, size_t n, int ascii) {
+    if (n == 0 || n > CACHE_MAX_LEN) return new_str(s, n, ascii);
+    if (ascii && x->batch) return cache_get(x->batch->slots, BATCH_SLOTS - 1, s, n, 1, 1);
+    return cache_get(x->cache, CACHE_SLOTS - 1, s, n, ascii, 0);
 }
 
 static int check_utf8(Ctx *x, const Field *f) {
@@ -1099,24 +1133,32 @@ static int parse_request(Ctx *x, const uint8_t *p, size_t n) {
 /* ---- the module ------------------------------------------------------------------------ */
 
 PyDoc_STRVAR(decode_traces_doc,
-             "decode_traces(payload, lo, hi, limit, empty) -> (columns, truncated, clamped)\n\n"
+             "decode_traces(payload, lo, hi, limit, empty, cache=None)\n"
+             "    -> (columns, truncated, clamped)\n\n"
              "The spans of one ExportTraceServiceRequest as a tuple of new lists, one per\n"
              "SPAN_COLUMNS entry; start times clamped into [lo, hi]; string and bytes\n"
              "attribute values cut to `limit`. `empty` is the list shared by rows without\n"
-             "values. Raises DecodeError on malformed input.");
+             "values; `cache` (from new_cache()) shares short strings across the requests\n"
+             "of a batch. Raises DecodeError on malformed input.");
 
 static PyObject *decode_traces(PyObject *self, PyObject *args) {
     Py_buffer view;
     unsigned long long lo, hi;
     Py_ssize_t limit;
-    PyObject *empty;
+    PyObject *empty, *cache = Py_None;
     (void)self;
     if (!DecodeError || !ComplexValue) {
         PyErr_SetString(PyExc_RuntimeError, "call init() first");
         return NULL;
     }
-    if (!PyArg_ParseTuple(args, "y*KKnO!", &view, &lo, &hi, &limit, &PyList_Type, &empty))
+    if (!PyArg_ParseTuple(args, "y*KKnO!|O", &view, &lo, &hi, &limit, &PyList_Type, &empty,
+                          &cache))
         return NULL;
+    BatchCache *batch = NULL;
+    if (cache != Py_None && !(batch = PyCapsule_GetPointer(cache, BATCH_CACHE))) {
+        PyBuffer_Release(&view);
+        return NULL;
+    }
     Ctx *x = PyMem_Calloc(1, sizeof(Ctx));
     if (!x) {
         PyBuffer_Release(&view);
@@ -1127,6 +1169,7 @@ static PyObject *decode_traces(PyObject *self, PyObject *args) {
     x->hi = hi;
     x->limit = limit < 0 ? 0 : limit;
     x->empty = empty;
+    x->batch = batch;
     PyObject *result = NULL;
     int ok = 1;
     for (int i = 0; i < NCOLUMNS; i++)
@@ -1217,6 +1260,8 @@ static PyObject *init(PyObject *self, PyObject *args) {
 static PyMethodDef methods[] = {
     {"decode_traces", decode_traces, METH_VARARGS, decode_traces_doc},
     {"validate_traces", validate_traces, METH_VARARGS, validate_traces_doc},
+    {"new_cache", new_cache, METH_NOARGS,
+     "new_cache() -> a string cache for decode_traces, for the requests of one batch."},
     {"init", init, METH_VARARGS,
      "init(DecodeError, complex_value): the exception to raise and the array/kvlist "
      "text callback (code, bytes) -> str."},

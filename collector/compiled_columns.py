@@ -59,12 +59,22 @@ def check_traces(raw: bytes, limits: Limits, now_ns: int) -> Verdict | None:
 
 
 class CompiledTraceColumns(TraceColumns):
-    """Same columns and stats as ``TraceColumns``, one C pass per request."""
+    """Same columns and stats as ``TraceColumns``, one C pass per request; short
+    strings repeated across the batch's requests are one object."""
+
+    def __init__(self, limits: Limits) -> None:
+        super().__init__(limits)
+        self._strings = _otlpdecode.new_cache()
 
     def add(self, payload: bytes, received_ns: int) -> None:
         lo, hi = _u64_window(self.limits, received_ns)
         columns, truncated, clamped = _otlpdecode.decode_traces(
-            payload, lo, hi, self.limits.max_attribute_length, otlp_columns._NO_VALUES
+            payload,
+            lo,
+            hi,
+            self.limits.max_attribute_length,
+            otlp_columns._NO_VALUES,
+            self._strings,
         )
         for values, name in zip(columns, SPAN_COLUMNS, strict=True):
             self.columns[name] += values

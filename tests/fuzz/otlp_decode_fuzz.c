@@ -9,7 +9,7 @@
  */
 #include "../../collector/_otlpdecode.c"
 
-static PyObject *Decode, *Validate, *Empty, *Error;
+static PyObject *Decode, *Validate, *Empty, *Error, *Cache;
 
 int LLVMFuzzerInitialize(int *argc, char ***argv) {
     (void)argc;
@@ -27,7 +27,8 @@ int LLVMFuzzerInitialize(int *argc, char ***argv) {
     Validate = PyObject_GetAttrString(module, "validate_traces");
     Empty = PyObject_GetAttrString(reference, "_NO_VALUES");
     Error = PyObject_GetAttrString(reference, "DecodeError");
-    if (!Decode || !Validate || !Empty || !Error) {
+    Cache = PyObject_CallMethod(module, "new_cache", NULL); /* kept across all inputs */
+    if (!Decode || !Validate || !Empty || !Error || !Cache) {
         PyErr_Print();
         abort();
     }
@@ -49,9 +50,9 @@ static void expect(PyObject *result) {
 int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size) {
     const unsigned long long now = 1800000000ULL * 1000000000ULL;
     /* a short attribute limit, so truncation paths run too */
-    expect(PyObject_CallFunction(Decode, "y#KKnO", (const char *)data, (Py_ssize_t)size,
+    expect(PyObject_CallFunction(Decode, "y#KKnOO", (const char *)data, (Py_ssize_t)size,
                                  now - 86400000000000ULL, now + 3600000000000ULL,
-                                 (Py_ssize_t)(size % 7), Empty));
+                                 (Py_ssize_t)(size % 7), Empty, size & 2 ? Cache : Py_None));
     expect(PyObject_CallFunction(Validate, "y#KKiKii", (const char *)data, (Py_ssize_t)size,
                                  now - 86400000000000ULL, now + 3600000000000ULL, (int)(size & 1),
                                  4294967295ULL * 1000000000ULL, 5, 2));
