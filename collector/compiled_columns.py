@@ -82,6 +82,11 @@ class CompiledTraceColumns(TraceColumns):
         self.stats.clamped_timestamps += clamped
 
 
+def available() -> bool:
+    """Whether the extension is built."""
+    return _otlpdecode is not None
+
+
 def trace_columns(limits: Limits, compiled: bool = True) -> TraceColumns:
     """A span column builder: the compiled one when built and asked for."""
     if compiled and _otlpdecode is not None:
