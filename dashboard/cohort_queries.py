@@ -38,7 +38,10 @@ from sidetrace.store import Store
 
 DEFAULT_PERCENTILE = 0.9
 DEFAULT_PER_COHORT = 500
-MAX_PER_COHORT = 10_000
+# The sample's ids and times travel as literals: 800 per cohort keeps the longest query
+# (32-hex ids, nanosecond times) well under ClickHouse's default max_query_size (256 KiB).
+MAX_PER_COHORT = 800
+MAX_QUERY_SIZE = 262_144
 # An attribute value is ranked only when on this share of the slow traces sampled, and on
 # at least MIN_TRACES of them: rarer values (a user id) reach any lift by chance.
 MIN_SUPPORT = 0.1

@@ -131,7 +131,11 @@ OPENAPI_PATHS: dict[str, Any] = {
                 query_param("operation", _STR, "span name", required=True),
                 query_param("percentile", {"type": "string", "example": "p90"}, "or 0.9"),
                 query_param("threshold", {"type": "string", "example": "250ms"}, "overrides"),
-                query_param("sample", {"type": "integer", "minimum": 10, "maximum": 10_000}),
+                query_param(
+                    "sample",
+                    {"type": "integer", "minimum": 10, "maximum": cq.MAX_PER_COHORT},
+                    "traces per cohort read for attribution and attributes (default 500)",
+                ),
                 query_param("start", _STR, "ISO-8601 or Unix milliseconds"),
                 query_param("end", _STR, "ISO-8601 or Unix milliseconds (default now)"),
                 query_param("lookback", {"type": "string", "example": "1h"}),

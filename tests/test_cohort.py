@@ -5,7 +5,9 @@ from __future__ import annotations
 import pytest
 from dashboard_client import dashboard_client
 
+from dashboard import cohort_queries as cq
 from dashboard.cohort_queries import CohortQuery, analyze_cohorts
+from sidetrace.store import substitute
 from tests import trace_generator as gen
 from tests.cohort_traffic import BAD_NODE, MS, SLOW_EXTRA_MS, traffic
 
@@ -125,3 +127,15 @@ def test_api_and_page(loaded):
         assert page.status_code == 200
         assert BAD_NODE in page.text and 'id="attribution"' in page.text
         assert client.get("/cohort").status_code == 200
+
+
+def test_largest_sample_fits_in_one_query():
+    """The sample travels as literals: the longest query stays under max_query_size."""
+    n = 2 * cq.MAX_PER_COHORT
+    ids = [f"{i:032x}" for i in range(n)]
+    ns = [1_796_082_120_123_456_789] * n
+    literal = {"id_set": tuple(ids), "ids": ids, "places": list(range(1, n + 1)),
+               "starts": ns, "ends": ns, "slows": [1] * n}  # fmt: skip
+    q = CohortQuery("s" * 256, "o" * 256, 0, 1)
+    for sql in (cq.ATTRIBUTION_SQL, cq.ATTRIBUTES_SQL):
+        assert len(substitute(sql, {**q.params(1, 3), **literal})) < cq.MAX_QUERY_SIZE
