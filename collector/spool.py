@@ -9,6 +9,8 @@ Layout of the spool directory:
 * ``state.json``: the writer's progress, rewritten atomically (temp file, fsync,
   rename, directory fsync): ``committed`` (everything before it is in ClickHouse)
   and ``inflight`` (the exact ``[start, end)`` of the batch being inserted, or null).
+* ``dead-letter.jsonl``: records ClickHouse refused for their content, set aside
+  by the writer so the spool goes on (``DeadLetters``).
 
 Durability (``fsync`` policy): ``always`` fsyncs before a request is
 acknowledged, with group commit so concurrent requests share one fsync;
