@@ -149,7 +149,7 @@ def routes(ctx: DashboardContext) -> list[BaseRoute]:
                 "rows": rows,
                 "form": range_form(qp),
                 "lookbacks": params.LOOKBACKS,
-                "range_text": params.describe_range(start_s * 10**9, end_s * 10**9),
+                "range_ns": (start_s * 10**9, end_s * 10**9),
                 "with_sidecar": any("sidecar" in r for r in rows),
             },
         )
@@ -177,7 +177,7 @@ def routes(ctx: DashboardContext) -> list[BaseRoute]:
                 "end_s": end_s,
                 "form": range_form(qp),
                 "lookbacks": params.LOOKBACKS,
-                "range_text": params.describe_range(start_s * 10**9, end_s * 10**9),
+                "range_ns": (start_s * 10**9, end_s * 10**9),
             },
         )
 
@@ -211,7 +211,7 @@ def routes(ctx: DashboardContext) -> list[BaseRoute]:
                 "edges": edges,
                 "form": range_form(qp),
                 "lookbacks": params.LOOKBACKS,
-                "range_text": params.describe_range(g["start"] * 10**9, g["end"] * 10**9),
+                "range_ns": (g["start"] * 10**9, g["end"] * 10**9),
             },
         )
 
@@ -238,7 +238,7 @@ def routes(ctx: DashboardContext) -> list[BaseRoute]:
                 "limit": EDGE_TRACES_LIMIT,
                 "start_ms": start_s * 1000,
                 "end_ms": end_s * 1000,
-                "range_text": params.describe_range(start_s * 10**9, end_s * 10**9),
+                "range_ns": (start_s * 10**9, end_s * 10**9),
             },
         )
 

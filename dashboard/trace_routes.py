@@ -173,7 +173,7 @@ def routes(ctx: DashboardContext) -> list[BaseRoute]:
             services=names,
             operations=sorted({n for n, _ in ops}),
             plot=scatter(found, q.start_ns, q.end_ns),
-            range_text=params.describe_range(q.start_ns, q.end_ns),
+            range_ns=(q.start_ns, q.end_ns),
         )
         return ctx.templates.TemplateResponse(request, "search.html", context)
 

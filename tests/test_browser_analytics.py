@@ -6,6 +6,7 @@ import random
 import threading
 import time
 from collections.abc import Iterator
+from datetime import datetime
 from urllib.parse import parse_qs, urlsplit
 
 import pytest
@@ -206,7 +207,8 @@ def test_services_table_sorts_and_chart_point_opens_matching_traces(page, base_u
     page.wait_for_url("**/search?**")
     query = parse_qs(urlsplit(page.url).query)
     assert query["service"] == ["svc-00"]
-    assert (int(query["start"][0]), int(query["end"][0])) == (t * 1000, (t + 60) * 1000)
+    readable = [datetime.fromisoformat(query[k][0]).timestamp() for k in ("start", "end")]
+    assert readable == [t, t + 60]  # ISO-8601 in the URL, not epoch milliseconds
     results = page.locator("#results li")
     results.first.wait_for()
     assert results.count() > 0

@@ -23,7 +23,7 @@
   function fmt(v) { return v >= 100 ? v.toFixed(0) : v >= 1 ? v.toFixed(2).replace(/\.?0+$/, "") : v.toPrecision(2); }
 
   function searchUrl(data, t, errorsOnly) {
-    const q = new URLSearchParams({ service: data.service, lookback: "custom", start: String(t * 1000), end: String((t + data.step) * 1000) });
+    const q = new URLSearchParams({ service: data.service, lookback: "custom", start: window.sidetrace.isoUtc(t * 1000), end: window.sidetrace.isoUtc((t + data.step) * 1000) });
     if (data.operation) q.set("operation", data.operation);
     if (errorsOnly) q.set("errors", "1");
     return "/search?" + q.toString();

@@ -17,6 +17,25 @@
     return s + (utc() ? " UTC" : "");
   }
 
+  // Text typed as times are shown ("YYYY-MM-DD HH:MM[:SS[.mmm]]", optional " UTC", "Z" or
+  // "+05:30") -> ms since epoch; a time without a zone is read in the chosen zone. NaN if
+  // the text is not in that shape (the server then reports what it expected).
+  const TYPED = /^(\d{4})-(\d{2})-(\d{2})(?:[ T](\d{2}):(\d{2})(?::(\d{2})(?:\.(\d{1,3}))?)?)?\s*(UTC|Z|[+-]\d{2}:?\d{2})?$/i;
+  function parseTime(text) {
+    const m = TYPED.exec(String(text).trim());
+    if (!m) return NaN;
+    const f = [+m[1], +m[2] - 1, +m[3], +(m[4] || 0), +(m[5] || 0), +(m[6] || 0), +((m[7] || "0").padEnd(3, "0"))];
+    const zone = (m[8] || "").toUpperCase();
+    if (zone === "UTC" || zone === "Z" || (!zone && utc())) return Date.UTC(...f);
+    if (!zone) return new Date(...f).getTime();
+    const sign = zone[0] === "-" ? -1 : 1;
+    const digits = zone.slice(1).replace(":", "");
+    return Date.UTC(...f) - sign * (Number(digits.slice(0, 2)) * 60 + Number(digits.slice(2))) * 60000;
+  }
+
+  // ms since epoch -> "2026-01-01T10:00:00Z": what links and URLs carry, readable by people.
+  function isoUtc(ms) { return new Date(ms).toISOString().replace(/\.000Z$/, "Z"); }
+
   // nanoseconds -> short human duration.
   function formatDuration(ns) {
     ns = Number(ns);
@@ -46,11 +65,35 @@
   function updateToggle() {
     const b = document.getElementById("tz-toggle");
     if (b) b.textContent = utc() ? "UTC" : "Local";
+    document.querySelectorAll(".tz-name").forEach((el) => { el.textContent = utc() ? "UTC" : "local time"; });
   }
+
+  // Time inputs (input.time-input) show the range in the chosen zone unless the user typed
+  // there (or the server returned what was typed, with no data-range-ns).
+  function fillTimeInputs() {
+    document.querySelectorAll("input.time-input").forEach((input) => {
+      if (input.dataset.edited || !input.dataset.rangeNs) return;
+      input.value = formatTime(Number(input.dataset.rangeNs) / 1e6, false);
+    });
+  }
+  document.addEventListener("input", (ev) => {
+    if (ev.target.matches && ev.target.matches("input.time-input")) ev.target.dataset.edited = "1";
+  });
+  // Before any form's own handler: a hidden time input is dropped; a typed time is sent as
+  // UTC ISO-8601 (what URLs carry); anything else goes as typed, for the server to refuse.
+  document.addEventListener("submit", (ev) => {
+    ev.target.querySelectorAll("input.time-input").forEach((input) => {
+      if (input.closest("[hidden]")) { input.value = ""; return; }
+      const ms = parseTime(input.value);
+      if (!Number.isNaN(ms)) input.value = isoUtc(ms);
+    });
+  }, true);
+  listeners.push(fillTimeInputs);
 
   document.addEventListener("DOMContentLoaded", () => {
     updateToggle();
     renderTimes(document);
+    fillTimeInputs();
     const b = document.getElementById("tz-toggle");
     if (b) b.addEventListener("click", () => {
       localStorage.setItem(KEY, utc() ? "local" : "utc");
@@ -60,5 +103,5 @@
     });
   });
 
-  window.sidetrace = { formatTime, formatDuration, renderTimes, onTimeZoneChange, isUTC: utc };
+  window.sidetrace = { formatTime, parseTime, isoUtc, formatDuration, renderTimes, onTimeZoneChange, isUTC: utc };
 })();

@@ -1,4 +1,5 @@
-// Search form: absolute range toggle, absolute times typed in the chosen zone, no empty params.
+// Search form: From/To shown only for an absolute range (base.js fills and reads them in the
+// chosen zone); a new service clears the operation; empty params left out of shared URLs.
 "use strict";
 (function () {
   const form = document.getElementById("search-form");
@@ -9,11 +10,6 @@
   const service = document.getElementById("f-service");
   service.addEventListener("change", () => { document.getElementById("f-operation").value = ""; });
   form.addEventListener("submit", () => {
-    if (lookback.value !== "custom") {
-      document.getElementById("f-start").value = "";
-      document.getElementById("f-end").value = "";
-    }
-    // Leave empty fields out so shared URLs stay short.
     form.querySelectorAll("input, select, textarea").forEach((el) => {
       if (el.name && !el.value) el.removeAttribute("name");
     });
