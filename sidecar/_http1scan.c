@@ -364,6 +364,7 @@ typedef struct {
     PyObject *head; /* new reference */
     char ids[64];   /* trace id (32 hex digits), span id (16), parent id (16 when continued) */
     int sampled;
+    int random; /* Trace Context Level 2: drawn here, or the parent's "random" flag */
 } TracedRequest;
 
 static int
@@ -374,8 +375,8 @@ hex_value(unsigned char c)
 
 /* The span's ids and the request sent upstream for a scanned one: its request line and
    fields but the context lines, then `extra`, then the traceparent naming the span (a
-   child of the incoming traceparent, sampled as it says; else a new trace, sampled when
-   the low 64 bits of its id are below `bound`), then its body. 0, or -1 with an
+   child of the incoming traceparent, sampled and random as it says; else a new trace,
+   random, sampled when the low 64 bits of its id are below `bound`), then its body. 0, or -1 with an
    exception set. */
 static int
 build_head(const char *data, const char *extra, Py_ssize_t extra_len, uint64_t bound,
@@ -397,9 +398,11 @@ build_head(const char *data, const char *extra, Py_ssize_t extra_len, uint64_t b
         memcpy(out->ids, r->parent + 3, 32);
         memcpy(out->ids + 48, r->parent + 36, 16);
         out->sampled = hex_value(r->parent[54]) & 1;
+        out->random = (hex_value(r->parent[54]) >> 1) & 1;
     } else {
         new_ids(&high, &low, &span);
         out->sampled = bound == UINT64_MAX || low < bound;
+        out->random = 1;
         put_hex64(out->ids, high);
         put_hex64(out->ids + 16, low);
     }
@@ -426,7 +429,9 @@ build_head(const char *data, const char *extra, Py_ssize_t extra_len, uint64_t b
     *p++ = '-';
     memcpy(p, out->ids + 32, 16);
     p += 16;
-    memcpy(p, out->sampled ? "-01\r\n\r\n" : "-00\r\n\r\n", 7);
+    /* the two defined flags, sampled and random; undefined bits are written as zero */
+    memcpy(p, "-00\r\n\r\n", 7);
+    p[2] = (char)('0' + (out->sampled | out->random << 1));
     memcpy(p + 7, data + body, body_len);
     return 0;
 }
@@ -435,9 +440,10 @@ PyDoc_STRVAR(request_head_doc,
 "request_head(data, extra, sample_bound) -> (head, trace_id, span_id, parent_id,\n"
 "    sampled, method, target, host, user_agent, peer) | None\n\n"
 "For a request ``scan_request`` accepts, its span and the head to send upstream. With a\n"
-"traceparent, the span is its child and sampled as its flags say; without, a new trace\n"
-"(ids as ``new_root_ids``, ``parent_id`` empty) sampled when the low 64 bits of its\n"
-"trace id are below ``sample_bound`` (2**64 - 1: always). The head is ``data``'s request\n"
+"traceparent, the span is its child, sampled and random (Level 2) as its flags say;\n"
+"without, a new trace (ids as ``new_root_ids``, ``parent_id`` empty, flagged random)\n"
+"sampled when the low 64 bits of its trace id are below ``sample_bound`` (2**64 - 1:\n"
+"always). The head is ``data``'s request\n"
 "line and fields without traceparent and x-sidetrace-peer, then ``extra``, then the\n"
 "``traceparent`` naming the span, then the body.");
 

@@ -20,6 +20,7 @@ from sidecar.trace_context import (
     parse_b3_single,
     parse_traceparent,
     parse_tracestate,
+    trace_flags,
 )
 
 B3_HEADERS = frozenset(
@@ -31,7 +32,9 @@ _MAX_64 = (1 << 64) - 1
 
 
 class SpanStart(NamedTuple):
-    """The span a request gets: ids, its parent ('' for a root) and the sampling decision."""
+    """The span a request gets: ids, its parent ('' for a root) and the sampling decision.
+    ``random`` is Trace Context Level 2's flag: the sidecar drew the trace id, or the
+    parent said it was drawn at random; it travels on in every later ``traceparent``."""
 
     trace_id: str
     span_id: str
@@ -39,15 +42,22 @@ class SpanStart(NamedTuple):
     sampled: bool
     tracestate: str
     had_context: bool
+    random: bool
 
 
 _new_span_start = tuple.__new__  # SpanStart without NamedTuple's Python-level __new__
 
 
-def span_start(trace_id: str, span_id: str, parent_id: str, sampled: bool) -> SpanStart:
+def span_start(
+    trace_id: str, span_id: str, parent_id: str, sampled: bool, random: bool | None = None
+) -> SpanStart:
     """The span of a request without tracestate: a new trace's (``parent_id`` empty) or
-    a child of the request's traceparent."""
-    return _new_span_start(SpanStart, (trace_id, span_id, parent_id, sampled, "", bool(parent_id)))
+    a child of the request's traceparent. ``random`` defaults to "a new trace" (its ids
+    were drawn here)."""
+    drawn = not parent_id if random is None else random
+    return _new_span_start(
+        SpanStart, (trace_id, span_id, parent_id, sampled, "", bool(parent_id), drawn)
+    )
 
 
 def _first(headers: dict[str, list[str]], name: str) -> str | None:
@@ -81,7 +91,13 @@ class Propagator:
         if parent is not None:
             tracestate = format_tracestate(parse_tracestate(headers.get("tracestate")))
             return SpanStart(
-                parent.trace_id, span_id, parent.parent_id, parent.sampled, tracestate, True
+                parent.trace_id,
+                span_id,
+                parent.parent_id,
+                parent.sampled,
+                tracestate,
+                True,
+                parent.random,
             )
         b3 = parse_b3_single(_first(headers, "b3")) or parse_b3_multi(
             _first(headers, "x-b3-traceid"),
@@ -91,7 +107,7 @@ class Propagator:
         )
         if b3 is not None:
             sampled = self._sample_root(b3.trace_id) if b3.sampled is None else b3.sampled
-            return SpanStart(b3.trace_id, span_id, b3.span_id, sampled, "", True)
+            return SpanStart(b3.trace_id, span_id, b3.span_id, sampled, "", True, False)
         return self._new_root()
 
     def _new_root(self) -> SpanStart:
@@ -108,7 +124,8 @@ class Propagator:
 
     def header_pairs(self, span: SpanStart) -> list[tuple[str, str]]:
         """``traceparent`` (+ ``tracestate``, + ``b3`` when emitting) for the next hop."""
-        pairs = [("traceparent", format_traceparent(span.trace_id, span.span_id, span.sampled))]
+        traceparent = format_traceparent(span.trace_id, span.span_id, span.sampled, span.random)
+        pairs = [("traceparent", traceparent)]
         if span.tracestate:
             pairs.append(("tracestate", span.tracestate))
         if self.b3_emit:
@@ -117,7 +134,7 @@ class Propagator:
 
     def header_lines(self, span: SpanStart) -> bytes:
         """``header_pairs`` as raw HTTP/1.1 header lines (formatted directly: hot path)."""
-        flags = "01" if span.sampled else "00"
+        flags = trace_flags(span.sampled, span.random)
         lines = f"traceparent: 00-{span.trace_id}-{span.span_id}-{flags}\r\n"
         if span.tracestate:
             lines += f"tracestate: {span.tracestate}\r\n"

@@ -1,4 +1,4 @@
-"""Trace context headers: W3C Trace Context Level 1, W3C Baggage passthrough, B3.
+"""Trace context headers: W3C Trace Context Levels 1 and 2, W3C Baggage passthrough, B3.
 
 Pure functions over header values so the proxy's hot path and the tests share one
 implementation. Invalid input never raises: it yields ``None`` (a new trace starts)
@@ -12,6 +12,8 @@ from collections.abc import Iterable
 from typing import NamedTuple
 
 SAMPLED_FLAG = 0x01
+# Level 2: set when the rightmost 7 bytes of the trace id were drawn at random.
+RANDOM_FLAG = 0x02
 MAX_TRACESTATE_MEMBERS = 32
 INVALID_TRACE_ID = "0" * 32
 INVALID_SPAN_ID = "0" * 16
@@ -19,10 +21,9 @@ INVALID_SPAN_ID = "0" * 16
 _TRACEPARENT_00 = re.compile(r"00-([0-9a-f]{32})-([0-9a-f]{16})-([0-9a-f]{2})")
 # Future versions: the first four fields must parse; anything after flags must start with "-".
 _TRACEPARENT_ANY = re.compile(r"([0-9a-f]{2})-([0-9a-f]{32})-([0-9a-f]{16})-([0-9a-f]{2})(-.*)?")
-_KEY_CHARS = "[a-z0-9_\\-*/]"
-_TRACESTATE_KEY = re.compile(
-    rf"[a-z]{_KEY_CHARS}{{0,255}}|[a-z0-9]{_KEY_CHARS}{{0,240}}@[a-z]{_KEY_CHARS}{{0,13}}"
-)
+# Level 2: key = ( lcalpha / DIGIT ) 0*255 ( keychar ), "@" allowed in keychar. Every
+# Level 1 key (simple, or tenant@system) matches it, so one rule accepts both levels.
+_TRACESTATE_KEY = re.compile(r"[a-z0-9][a-z0-9_\-*/@]{0,255}")
 _TRACESTATE_VALUE = re.compile(r"[\x20-\x2b\x2d-\x3c\x3e-\x7e]{0,255}[\x21-\x2b\x2d-\x3c\x3e-\x7e]")
 _B3_ID = re.compile(r"[0-9a-f]{16}|[0-9a-f]{32}")
 _SPAN_ID = re.compile(r"[0-9a-f]{16}")
@@ -38,6 +39,10 @@ class TraceParent(NamedTuple):
     @property
     def sampled(self) -> bool:
         return bool(self.flags & SAMPLED_FLAG)
+
+    @property
+    def random(self) -> bool:
+        return bool(self.flags & RANDOM_FLAG)
 
 
 def parse_traceparent(values: str | Iterable[str] | None) -> TraceParent | None:
@@ -69,9 +74,17 @@ def parse_traceparent(values: str | Iterable[str] | None) -> TraceParent | None:
     return TraceParent(trace_id, parent_id, int(flags, 16))
 
 
-def format_traceparent(trace_id: str, span_id: str, sampled: bool) -> str:
-    """Emit version ``00``; of the flags only ``sampled`` is defined, the rest are zero."""
-    return f"00-{trace_id}-{span_id}-{'01' if sampled else '00'}"
+def trace_flags(sampled: bool, random: bool) -> str:
+    """The two defined flags as the header's two hex digits; undefined bits stay zero."""
+    return _FLAGS[sampled | random << 1]
+
+
+_FLAGS = ("00", "01", "02", "03")
+
+
+def format_traceparent(trace_id: str, span_id: str, sampled: bool, random: bool = False) -> str:
+    """Emit version ``00`` with the ``sampled`` and (Level 2) ``random`` flags."""
+    return f"00-{trace_id}-{span_id}-{trace_flags(sampled, random)}"
 
 
 def parse_tracestate(values: str | Iterable[str] | None) -> list[tuple[str, str]]:

@@ -13,6 +13,7 @@ from sidecar.trace_context import (
     parse_b3_single,
     parse_traceparent,
     parse_tracestate,
+    trace_flags,
 )
 
 TID = "0af7651916cd43dd8448eb211c80319c"
@@ -63,19 +64,54 @@ def test_format_traceparent_emits_version_00() -> None:
 
 
 @pytest.mark.parametrize(
+    ("flags", "sampled", "random"),
+    [
+        ("00", False, False),
+        ("01", True, False),
+        ("02", False, True),  # Level 2: the trace id's right 7 bytes are random
+        ("03", True, True),
+        ("ff", True, True),  # undefined bits are read past
+        ("fc", False, False),
+    ],
+)
+def test_traceparent_flags_level_2(flags: str, sampled: bool, random: bool) -> None:
+    parsed = parse_traceparent(f"00-{TID}-{SID}-{flags}")
+    assert parsed is not None and (parsed.sampled, parsed.random) == (sampled, random)
+    # Only the two defined flags are written; undefined bits are set to zero.
+    assert trace_flags(sampled, random) == f"{int(flags, 16) & 3:02x}"
+    assert (
+        format_traceparent(TID, SID, sampled, random) == f"00-{TID}-{SID}-{int(flags, 16) & 3:02x}"
+    )
+
+
+@pytest.mark.parametrize(
     ("values", "expected"),
     [
         ("a=1,b=2", [("a", "1"), ("b", "2")]),
         (["a=1", "b=2"], [("a", "1"), ("b", "2")]),  # several headers are combined in order
         ("a=1 , , b=2,", [("a", "1"), ("b", "2")]),  # empty members and OWS are allowed
         ("a=1,a=2,b=3", [("a", "1"), ("b", "3")]),  # duplicate keys: the first one stays
+        # Level 1 keys: simple, and tenant@system
         ("tenant@system=v", [("tenant@system", "v")]),
         ("1tenant@sys-tem_1=v", [("1tenant@sys-tem_1", "v")]),
         ("k/x*y_z-1=va lue", [("k/x*y_z-1", "va lue")]),
+        ("t" * 241 + "@" + "s" * 14 + "=1", [("t" * 241 + "@" + "s" * 14, "1")]),
+        # Level 2: key = ( lcalpha / DIGIT ) 0*255 ( keychar ), "@" anywhere after the first
+        ("1abc=1", [("1abc", "1")]),  # a key may start with a digit
+        ("7=1", [("7", "1")]),
+        ("tenant@1sys=1", [("tenant@1sys", "1")]),  # what follows "@" may start with a digit
+        ("tenant@" + "s" * 15 + "=1", [("tenant@" + "s" * 15, "1")]),  # no 14-character cap
+        ("a@b@c=1", [("a@b@c", "1")]),  # several "@"
+        ("ab@=1", [("ab@", "1")]),  # "@" last
+        ("1" * 256 + "=1", [("1" * 256, "1")]),
+        ("1" * 257 + "=1", []),  # still at most 256 characters
+        ("@abc=1", []),  # but never first
+        ("_abc=1", []),  # nor any keychar but a letter or digit
         ("A=1", []),  # keys are lowercase
-        ("1abc=1", []),  # a simple key starts with a letter
-        ("tenant@1sys=1", []),  # a system id starts with a letter
-        ("tenant@" + "s" * 15 + "=1", []),  # system id at most 14 characters
+        ("aB=1", []),
+        ("a.b=1", []),  # "." is no keychar
+        ("a b=1", []),
+        ("=1", []),  # empty key
         ("k=", []),  # empty value
         ("k=a,b", []),  # a member without "="
         ("k=a=b", []),  # "=" is not allowed in a value
@@ -149,6 +185,50 @@ def test_propagator_continues_w3c_and_rewrites_parent() -> None:
     assert span.span_id != SID and len(span.span_id) == 16
     lines = prop.header_lines(span).decode()
     assert lines == f"traceparent: 00-{TID}-{span.span_id}-01\r\ntracestate: a=1\r\n"
+
+
+@pytest.mark.parametrize(
+    ("incoming", "outgoing"),
+    [
+        ("00", "00"),
+        ("01", "01"),
+        ("02", "02"),  # an unsampled trace with random ids stays flagged random
+        ("03", "03"),
+        ("0b", "03"),  # undefined bits dropped, the defined ones carried
+        ("f8", "00"),
+    ],
+)
+def test_propagator_carries_the_random_flag_of_a_continued_trace(
+    incoming: str, outgoing: str
+) -> None:
+    prop = Propagator()
+    span = prop.start({"traceparent": [f"00-{TID}-{SID}-{incoming}"]})
+    assert span.random is bool(int(incoming, 16) & 2)
+    expected = f"traceparent: 00-{TID}-{span.span_id}-{outgoing}\r\n"
+    assert prop.header_lines(span).decode() == expected
+    assert prop.header_pairs(span) == [("traceparent", expected[13:-2])]
+
+
+@pytest.mark.parametrize("ratio", [0.0, 1.0])
+def test_propagator_flags_ids_it_draws_random(ratio: float) -> None:
+    prop = Propagator(ratio, b3_emit=True)
+    for headers in ({}, {"traceparent": [f"ff-{TID}-{SID}-01"]}):  # none, or invalid: new trace
+        span = prop.start(headers)
+        assert span.random and span.parent_id == ""
+        flags = "03" if ratio else "02"
+        assert (
+            prop.header_lines(span)
+            .decode()
+            .startswith(f"traceparent: 00-{span.trace_id}-{span.span_id}-{flags}\r\n")
+        )
+
+
+def test_propagator_does_not_flag_b3_ids_random() -> None:
+    """B3 says nothing of how its ids were drawn, so the trace is not flagged random."""
+    prop = Propagator()
+    span = prop.start({"b3": [f"{TID}-{SID}-1"]})
+    assert not span.random
+    assert prop.header_lines(span).decode() == f"traceparent: 00-{TID}-{span.span_id}-01\r\n"
 
 
 def test_propagator_follows_unsampled_parent_even_at_ratio_one() -> None:

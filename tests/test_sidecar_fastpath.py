@@ -23,7 +23,7 @@ from hypothesis import strategies as st
 from sidecar._http1scan import new_root_ids, request_head, scan_request, scan_response
 
 from sidecar.propagation import Propagator
-from sidecar.trace_context import parse_traceparent
+from sidecar.trace_context import parse_traceparent, trace_flags
 from tests import test_sidecar_http, test_sidecar_original_dst
 from tests.sidecar_harness import CannedHttpServer, attributes
 from tests.test_sidecar_http import _spans_named
@@ -175,9 +175,11 @@ def check_request_head(data: bytes, scanned: tuple, extra: bytes = PEER_LINE) ->
         parent = parse_traceparent(incoming.decode())
         assert parent is not None
         assert (trace_id, parent_id, sampled) == (parent.trace_id, parent.parent_id, parent.sampled)
+        random = parent.random  # Level 2: carried through
     else:
         assert parent_id == "" and sampled is True
-    flags = b"01" if sampled else b"00"
+        random = True  # ids drawn here
+    flags = trace_flags(sampled, random).encode()
     traceparent = b"traceparent: 00-%s-%s-%s\r\n" % (trace_id.encode(), span_id.encode(), flags)
     received_head, body = data.split(b"\r\n\r\n", 1)
     lines = received_head.split(b"\r\n")
@@ -542,10 +544,10 @@ def test_root_sampling_matches_the_propagator(ratio: float) -> None:
         head, trace_id, span_id, parent_id, sampled, *_ = request_head(data, b"", bound)
         assert parent_id == ""
         assert _sampled_as_the_rule_says(trace_id, sampled, bound)
-        assert head.endswith(b"-%s-%s\r\n\r\n" % (span_id.encode(), b"01" if sampled else b"00"))
+        assert head.endswith(b"-%s-%s\r\n\r\n" % (span_id.encode(), b"03" if sampled else b"02"))
         decisions.add(sampled)
         span = propagator.start({})
-        assert _sampled_as_the_rule_says(span.trace_id, span.sampled, bound)
+        assert _sampled_as_the_rule_says(span.trace_id, span.sampled, bound) and span.random
     assert decisions == ({True, False} if 0 < ratio < 1 else {ratio == 1.0})
     assert Propagator(b3_emit=True).root_sample_bound() is None  # B3 needs the full path
 
