@@ -5,9 +5,11 @@ and never gets an alert that a silence created through sidetrace's API covers.""
 from __future__ import annotations
 
 import json
+import os
 import shutil
 import ssl
 import subprocess
+import sys
 import threading
 import time
 from collections.abc import Iterator
@@ -24,6 +26,9 @@ from dashboard.alert_silences import SilenceStore
 from dashboard.slo_config import Receiver
 from sidecar.webhook_certs import make_certs
 from sidetrace.local_server import free_port
+from sidetrace.migrate import migrate
+from sidetrace.store import open_store
+from tests import trace_generator as gen
 from tests.collector_helpers import wait_for
 from tests.dashboard_client import dashboard_client
 
@@ -302,3 +307,134 @@ def test_silences_have_alertmanagers_shape(alertmanager: RunningAlertmanager, st
             assert epoch(silence[key]) == epoch(theirs[key])
         assert silence["status"] == theirs["status"] == {"state": "pending"}
         epoch(silence["updatedAt"])  # RFC 3339
+
+
+SLO_FILE = """\
+slos:
+  - name: payments-latency
+    service: payments
+    span_kind: server
+    threshold: 200ms
+    target: 99
+    alerts:
+      - severity: page
+        for: 3m
+        keep_firing_for: 3m
+        receivers: [am]
+      - severity: ticket
+        receivers: [am]
+receivers:
+  - name: am
+    url: {url}/api/v2/alerts
+    format: alertmanager_api
+    basic_auth: {{username: {user}, password_file: {password_file}}}
+    ca_file: {ca}
+"""
+
+
+class Traffic:
+    """Server spans of ``payments`` written as the collector writes them, ``delay_ns`` long."""
+
+    def __init__(self, store) -> None:  # noqa: ANN001 - the store fixture's Store
+        self.store, self.delay_ns = store, 10_000_000
+        self.stop_event = threading.Event()
+        self.ids = gen.Ids(42)
+        self.thread = threading.Thread(target=self._run, daemon=True)
+        self.thread.start()
+
+    def _run(self) -> None:
+        while not self.stop_event.wait(0.25):
+            now = time.time_ns()
+            spans = [
+                gen.GenSpan(
+                    self.ids.trace(),
+                    self.ids.span(),
+                    "",
+                    "payments",
+                    "POST /pay",
+                    now - self.delay_ns - i * 1_000_000,
+                    self.delay_ns,
+                )  # fmt: skip
+                for i in range(5)
+            ]
+            gen.insert(self.store, spans)
+
+    def stop(self) -> None:
+        self.stop_event.set()
+        self.thread.join(15)
+
+
+@pytest.mark.slow
+def test_alerter_pages_a_real_alertmanager(
+    alertmanager: RunningAlertmanager, clickhouse_server, tmp_path: Path
+) -> None:
+    """``sidetrace alerter`` (time scale 60) over the demo's payments SLO: the page reaches
+    Alertmanager, shows in ``/api/v2/alerts`` and resolves; the silenced ticket never arrives."""
+    url = clickhouse_server.url(database=f"am_e2e_{os.getpid()}")
+    store = open_store(url)
+    migrate(store)
+    with dashboard_client(store) as client:
+        created = client.post(
+            "/api/v1/silences",
+            json={"matchers": "alertname=payments-latency, severity=ticket", "duration": "1h",
+                  "createdBy": "e2e", "comment": "tickets are noise here"},
+        )  # fmt: skip
+        assert created.status_code == 201, created.text
+    slo_file = tmp_path / "slo.yaml"
+    slo_file.write_text(
+        SLO_FILE.format(
+            url=alertmanager.url,
+            user=USER,
+            password_file=alertmanager.password_file,
+            ca=alertmanager.ca,
+        )  # fmt: skip
+    )
+    traffic = Traffic(store)
+    log = (tmp_path / "alerter.log").open("wb")
+    alerter = subprocess.Popen(
+        [sys.executable, "-m", "sidetrace", "alerter", "--clickhouse", url, "--slo", str(slo_file),
+         "--interval", "1", "--time-scale", "60", "--external-url", EXTERNAL],
+        cwd=Path(__file__).resolve().parent.parent, stdout=log, stderr=subprocess.STDOUT,
+    )  # fmt: skip
+    seen: list[str] = []
+
+    def page_alerts() -> list[dict]:
+        found = alertmanager.alerts()
+        seen.extend(a["labels"]["severity"] for a in found)
+        return [a for a in found if a["labels"]["severity"] == "page"]
+
+    try:
+        time.sleep(5)  # fast traffic: nothing fires
+        assert page_alerts() == []
+        traffic.delay_ns = 300_000_000  # slower than the 200 ms objective
+        (page,) = wait_for(lambda: page_alerts(), timeout=120)
+        assert page["status"]["state"] == "active"
+        assert page["labels"] == {
+            "alertname": "payments-latency",
+            "service": "payments",
+            "severity": "page",
+            "slo": "payments-latency",
+        }
+        assert page["annotations"]["summary"].startswith("payments-latency")
+        assert page["generatorURL"].startswith(f"{EXTERNAL}/alerts?fingerprint=")
+        fired = store.query(
+            "SELECT at_ms FROM alert_events WHERE severity = 'page' AND to_state = 'firing'"
+        )
+        assert abs(epoch(page["startsAt"]) - int(fired[0][0]) / 1000) < 1.0  # the firing time
+        traffic.delay_ns = 10_000_000  # recovered
+        active = "/api/v2/alerts?active=true&silenced=false&inhibited=false"
+        wait_for(lambda: not alertmanager.get(active).json(), timeout=180)
+        resolved = store.query(
+            "SELECT at_ms FROM alert_events WHERE severity = 'page' AND to_state = 'resolved'"
+        )
+        assert resolved, "sidetrace resolved the page"
+        ticket = store.query(
+            "SELECT silenced FROM alert_events WHERE severity = 'ticket' AND to_state = 'firing'"
+        )
+        assert ticket and int(ticket[0][0]) == 1  # it fired, silenced
+        assert "ticket" not in seen + [a["labels"]["severity"] for a in alertmanager.alerts()]
+    finally:
+        traffic.stop()
+        alerter.terminate()
+        alerter.wait(30)
+        log.close()
