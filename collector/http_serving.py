@@ -9,6 +9,8 @@ import time
 import uvicorn
 from uvicorn.protocols.http.httptools_impl import HttpToolsProtocol
 
+from sidetrace.tls_files import KeyPairFiles, watch_ssl_context
+
 _TIMEOUT_408 = (
     b"HTTP/1.1 408 Request Timeout\r\ncontent-type: text/plain; charset=utf-8\r\n"
     b"content-length: 36\r\nconnection: close\r\n\r\nrequest headers not received in time"
@@ -91,6 +93,10 @@ class BackgroundServer:
         )
         self.port = port
         self.name = name
+        self._stop_tls_watch = threading.Event()
+        if certfile and keyfile:
+            config.load()  # its SSL context is the one served: a changed pair reloads into it
+            watch_ssl_context(config.ssl, KeyPairFiles(certfile, keyfile), self._stop_tls_watch)
         self.server = uvicorn.Server(config)
         self._thread = threading.Thread(target=self.server.run, name=name, daemon=True)
 
@@ -103,5 +109,6 @@ class BackgroundServer:
             time.sleep(0.02)
 
     def stop(self, timeout: float = 10.0) -> None:
+        self._stop_tls_watch.set()
         self.server.should_exit = True
         self._thread.join(timeout)

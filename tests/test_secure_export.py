@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import http.client
 import os
+import ssl
 import subprocess
 import time
 import uuid
@@ -18,6 +19,7 @@ from collections.abc import Iterator
 from pathlib import Path
 
 import grpc
+import httpx
 import pytest
 
 from sidecar.launch import SidecarProcess
@@ -201,6 +203,15 @@ def _export_with(ca: bytes, port: int) -> grpc.StatusCode | None:
     return None
 
 
+def _https_status(url: str, ca_file: Path) -> int:
+    """POST without a token on a new connection trusting only ``ca_file``; 0 if TLS fails."""
+    try:
+        with httpx.Client(verify=ssl.create_default_context(cafile=str(ca_file))) as client:
+            return client.post(url, content=b"", timeout=10).status_code
+    except httpx.TransportError:
+        return 0
+
+
 def test_rotated_certificate_is_served_without_restart(collector, tls_dir) -> None:
     port = collector["ports"]["grpc"]
     assert _export_with((tls_dir / "ca.crt").read_bytes(), port) is None
@@ -211,5 +222,7 @@ def test_rotated_certificate_is_served_without_restart(collector, tls_dir) -> No
     for name in ("tls.key", "tls.crt"):  # as a Secret volume swaps them
         os.replace(rotated / name, tls_dir / name)
     wait_for(lambda: _export_with(new_ca, port) is None, timeout=30)
+    https = f"https://127.0.0.1:{collector['ports']['http']}/v1/traces"
+    wait_for(lambda: _https_status(https, rotated / "ca.crt") == 401, timeout=30)
     assert collector["process"].poll() is None  # the same process
     (tls_dir / "ca.crt").write_bytes(new_ca)  # later tests trust the served pair
