@@ -47,7 +47,7 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     parser.add_argument("--kube-ca-file", default=None, help="CA of --kube-api")
     add_inject_options(parser)
     parser.set_defaults(handler=serve)
-    commands = parser.add_subparsers(dest="webhook_command", metavar="{certs}")
+    commands = parser.add_subparsers(dest="webhook_command", metavar="{certs,renew}")
     certs = commands.add_parser(
         "certs", help="make a CA and serving certificate; print Secret + webhook configuration"
     )
@@ -60,6 +60,18 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     )
     certs.add_argument("--days", type=int, default=365, help="validity in days")
     certs.set_defaults(handler=make_certs)
+    renew = commands.add_parser(
+        "renew", help="renew the TLS Secret and caBundle (made by `certs`) before expiry"
+    )
+    renew.add_argument("--service", default="sidetrace-webhook", help="the webhook's Service")
+    renew.add_argument("--namespace", default="sidetrace", help="the Service's namespace")
+    renew.add_argument("--secret-name", default="sidetrace-webhook-tls", help="TLS Secret name")
+    renew.add_argument(
+        "--configuration", default="sidetrace-injector", help="MutatingWebhookConfiguration"
+    )
+    renew.add_argument("--renew-before-days", type=int, default=30, help="renew this early")
+    renew.add_argument("--days", type=int, default=365, help="validity of new certificates")
+    renew.set_defaults(handler=renew_certs)
 
 
 def serve(args: argparse.Namespace) -> int:
@@ -104,6 +116,35 @@ def serve(args: argparse.Namespace) -> int:
         uvicorn.Server(config).run()
     finally:
         stop.set()
+    return 0
+
+
+def renew_certs(args: argparse.Namespace) -> int:
+    import datetime
+
+    import httpx
+
+    from sidecar.kube_namespaces import KubeAPI
+    from sidecar.webhook_renew import renew
+
+    api = KubeAPI.in_cluster()
+    if args.kube_api:
+        api = KubeAPI(args.kube_api, args.kube_token_file or "", args.kube_ca_file or "")
+    if api is None:
+        print(
+            "sidetrace webhook renew: no Kubernetes API (in a pod, or --kube-api)", file=sys.stderr
+        )
+        return 2
+    try:
+        result = renew(
+            api, args.namespace, args.secret_name, args.service, args.configuration,
+            datetime.timedelta(days=args.renew_before_days), args.days,
+        )  # fmt: skip
+    except (OSError, httpx.HTTPError, ValueError) as exc:
+        print(f"sidetrace webhook renew: {exc}", file=sys.stderr)
+        return 1
+    state = "renewed" if result.renewed else "still valid"
+    print(f"{args.namespace}/{args.secret_name}: {state}, expires {result.not_after:%Y-%m-%d}")
     return 0
 
 

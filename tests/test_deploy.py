@@ -66,6 +66,18 @@ def test_cert_manager_overlay_issues_what_the_pods_mount() -> None:
     assert {"sidetrace-webhook-tls", "sidetrace-collector-tls"} <= mounted & issued
     assert webhook_cert["spec"]["secretName"] == "sidetrace-webhook-tls"
     assert "sidetrace-webhook.sidetrace.svc" in webhook_cert["spec"]["dnsNames"]
+    assert objects[("CronJob", "sidetrace-webhook-renew")]["spec"]["suspend"] is True
+
+
+def test_self_signed_path_renews_the_webhook_secret() -> None:
+    objects = by_key(render(DEPLOY / "base"))
+    cronjob = objects[("CronJob", "sidetrace-webhook-renew")]
+    assert not cronjob["spec"].get("suspend")
+    [container] = cronjob["spec"]["jobTemplate"]["spec"]["template"]["spec"]["containers"]
+    args = build_parser().parse_args(container["args"])
+    assert (args.webhook_command, args.secret_name) == ("renew", "sidetrace-webhook-tls")
+    role = objects[("Role", "sidetrace-webhook-renew")]
+    assert role["rules"][0]["resourceNames"] == [args.secret_name]
 
 
 @pytest.fixture(scope="module", params=KUSTOMIZATIONS, ids=IDS)

@@ -129,10 +129,40 @@ class KubeApiStub:
             }
             return JSONResponse({"kind": "Pod", "spec": spec})
 
+        # What `webhook renew` reads and writes: one Secret and the webhook configuration.
+        self.secrets: dict[str, dict] = {}
+        self.configuration: dict = {"webhooks": [{"clientConfig": {}}, {"clientConfig": {}}]}
+
+        async def secret(request: Request) -> JSONResponse:
+            if request.headers.get("authorization") != "Bearer test-token":
+                return JSONResponse({"reason": "Unauthorized"}, status_code=401)
+            name = request.path_params["name"]
+            if request.method == "PUT":
+                self.secrets[name] = json.loads(await request.body())
+            if name not in self.secrets:
+                return JSONResponse({"reason": "NotFound"}, status_code=404)
+            return JSONResponse(self.secrets[name])
+
+        async def configuration(request: Request) -> JSONResponse:
+            if request.method == "PATCH":
+                assert request.headers["content-type"] == "application/json-patch+json"
+                patch = jsonpatch.JsonPatch(json.loads(await request.body()))
+                self.configuration = patch.apply(self.configuration)
+            return JSONResponse(self.configuration)
+
         app = Starlette(
             routes=[
                 Route("/api/v1/namespaces/{name}", namespace),
                 Route("/api/v1/namespaces/{namespace}/pods/{name}", pod),
+                Route(
+                    "/api/v1/namespaces/sidetrace/secrets/{name}", secret, methods=["GET", "PUT"]
+                ),
+                Route(
+                    "/apis/admissionregistration.k8s.io/v1/mutatingwebhookconfigurations/"
+                    "sidetrace-injector",
+                    configuration,
+                    methods=["GET", "PATCH"],
+                ),
             ]
         )
         port = free_port()
@@ -401,3 +431,42 @@ def test_renewed_certificate_is_served_without_restart(tmp_path: Path) -> None:
         except subprocess.TimeoutExpired:
             process.kill()
             process.wait()
+
+
+def test_renew_replaces_certificates_near_expiry_and_trusts_both_cas(tmp_path: Path) -> None:
+    _make_certs(tmp_path)
+    (tmp_path / "token").write_text("test-token\n")
+    api = KubeApiStub(tmp_path)
+    old = {n: (tmp_path / n).read_bytes() for n in ("ca.crt", "tls.crt", "tls.key")}
+    api.secrets["sidetrace-webhook-tls"] = {
+        "apiVersion": "v1",
+        "kind": "Secret",
+        "metadata": {"name": "sidetrace-webhook-tls", "namespace": "sidetrace"},
+        "data": {n: base64.b64encode(v).decode() for n, v in old.items()},
+    }
+
+    def renew(before_days: int) -> str:
+        run = subprocess.run(
+            [sys.executable, "-m", "sidetrace", "webhook", "--kube-api", api.url]
+            + ["--kube-token-file", str(tmp_path / "token")]
+            + ["--kube-ca-file", str(tmp_path / "ca.crt"), "renew"]
+            + ["--renew-before-days", str(before_days)],
+            capture_output=True,
+            text=True,
+            timeout=60,
+        )
+        assert run.returncode == 0, run.stderr
+        return run.stdout
+
+    try:
+        assert "still valid" in renew(30)  # 365 days left: nothing to do
+        assert api.configuration["webhooks"][0]["clientConfig"] == {}
+        assert "renewed" in renew(400)  # within the window: new certificates
+        data = api.secrets["sidetrace-webhook-tls"]["data"]
+        new = {n: base64.b64decode(v) for n, v in data.items()}
+        assert new["tls.crt"] != old["tls.crt"] and new["ca.crt"] != old["ca.crt"]
+        for hook in api.configuration["webhooks"]:
+            bundle = base64.b64decode(hook["clientConfig"]["caBundle"])
+            assert bundle == new["ca.crt"] + old["ca.crt"]
+    finally:
+        api.stop()
