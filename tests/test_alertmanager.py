@@ -31,6 +31,7 @@ from sidetrace.store import open_store
 from tests import trace_generator as gen
 from tests.collector_helpers import wait_for
 from tests.dashboard_client import dashboard_client
+from tests.promtool import promtool_check
 
 ALERTMANAGER = shutil.which("prometheus-alertmanager")
 pytestmark = pytest.mark.skipif(not ALERTMANAGER, reason="Debian's prometheus-alertmanager")
@@ -390,10 +391,12 @@ def test_alerter_pages_a_real_alertmanager(
         )  # fmt: skip
     )
     traffic = Traffic(store)
+    admin_port = free_port()
     log = (tmp_path / "alerter.log").open("wb")
     alerter = subprocess.Popen(
         [sys.executable, "-m", "sidetrace", "alerter", "--clickhouse", url, "--slo", str(slo_file),
-         "--interval", "1", "--time-scale", "60", "--external-url", EXTERNAL],
+         "--interval", "1", "--time-scale", "60", "--external-url", EXTERNAL,
+         "--admin-port", str(admin_port)],
         cwd=Path(__file__).resolve().parent.parent, stdout=log, stderr=subprocess.STDOUT,
     )  # fmt: skip
     seen: list[str] = []
@@ -433,6 +436,8 @@ def test_alerter_pages_a_real_alertmanager(
         )
         assert ticket and int(ticket[0][0]) == 1  # it fired, silenced
         assert "ticket" not in seen + [a["labels"]["severity"] for a in alertmanager.alerts()]
+        metrics = httpx.get(f"http://127.0.0.1:{admin_port}/metrics", timeout=10)
+        promtool_check(metrics.text)  # the alerter's admin port, like every other
     finally:
         traffic.stop()
         alerter.terminate()

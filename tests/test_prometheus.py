@@ -18,22 +18,13 @@ from collector.stats import Stats
 from sidecar.launch import SidecarProcess
 from sidetrace.local_server import free_port
 from tests.collector_helpers import running_collector, wait_for
+from tests.promtool import PROMTOOL, promtool_check
 from tests.sidecar_harness import ThreadedUvicorn, build_app
 
-PROMTOOL = shutil.which("promtool")
 PROMETHEUS = shutil.which("prometheus")
 pytestmark = pytest.mark.skipif(
     not (PROMTOOL and PROMETHEUS), reason="Debian's prometheus package (scripts/test.sh)"
 )
-
-
-def promtool_check(text: str) -> None:
-    """``promtool check metrics``: exit 0 and no lint findings."""
-    done = subprocess.run(
-        [PROMTOOL, "check", "metrics"], input=text.encode(), capture_output=True, timeout=60
-    )
-    findings = (done.stdout + done.stderr).decode().strip()
-    assert done.returncode == 0 and not findings, findings
 
 
 def samples(text: str) -> dict[tuple[str, frozenset], float]:
