@@ -495,3 +495,33 @@ def operations(
         params,
     )
     return sorted((str(r[0]), int(r[1])) for r in rows)
+
+
+def trace_ids_with_prefix(store: Store, prefix: str, limit: int = 5) -> list[str]:
+    """Stored trace ids starting with ``prefix`` (lowercase hex), a range of the index's key."""
+    rows = store.query(
+        "SELECT DISTINCT trace_id FROM trace_index "
+        "PREWHERE trace_id >= %(lo)s AND trace_id < %(hi)s LIMIT %(n)s",
+        {"lo": prefix, "hi": prefix + "g", "n": limit},
+    )
+    return sorted(str(r[0]) for r in rows)
+
+
+ATTRIBUTE_KEY_SAMPLE = 200_000
+
+
+def attribute_keys(store: Store, start_ns: int, end_ns: int, limit: int = 300) -> list[str]:
+    """Span and resource attribute keys seen in the range, commonest first (from a sample)."""
+    rows = store.query(
+        "SELECT k FROM (SELECT arrayJoin(arrayConcat("
+        "arrayMap(x -> toString(x), attr_keys), arrayMap(x -> toString(x), resource_attr_keys)"
+        ")) AS k FROM spans WHERE ts >= toDateTime(%(f)s) AND ts <= toDateTime(%(t)s) "
+        "LIMIT %(sample)s) GROUP BY k ORDER BY count() DESC, k LIMIT %(n)s",
+        {
+            "f": start_ns // NS_PER_S,
+            "t": end_ns // NS_PER_S,
+            "sample": ATTRIBUTE_KEY_SAMPLE,
+            "n": limit,
+        },
+    )
+    return [str(r[0]) for r in rows]

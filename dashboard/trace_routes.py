@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+import re
 import time
+from collections.abc import Callable
 from datetime import UTC, datetime
 from typing import Any
 
@@ -19,6 +21,26 @@ from dashboard.search_plot import scatter
 from dashboard.trace_json import summary_json, trace_json
 
 DEFAULT_LIMIT = 20
+IN_FLIGHT_NS = 5 * 60 * 10**9  # a trace without its root this recent is still arriving
+_HEX_PREFIX = re.compile(r"^[0-9a-f]{8,31}$")
+SORTS: dict[str, tuple[str, Callable[[tq.TraceSummary], Any]]] = {
+    "newest": ("Newest first", lambda t: 0),  # the search's own order: latest activity
+    "longest": ("Longest first", lambda t: -t.duration_ns),
+    "spans": ("Most spans", lambda t: -t.span_count),
+    "errors": ("Errors first", lambda t: (-t.error_count, -t.start_ns)),
+}
+
+
+def displayed_id(text: str) -> str:
+    """An id as pasted from a page: without spaces, "0x", a trailing ellipsis; lowercase."""
+    text = (text or "").strip().rstrip("….").strip().lower()
+    return text[2:] if text.startswith("0x") else text
+
+
+def sorted_results(found: list[tq.TraceSummary], sort: str) -> list[tq.TraceSummary]:
+    if sort not in SORTS:
+        raise tq.BadQuery(f"sort must be one of {', '.join(SORTS)}")
+    return sorted(found, key=SORTS[sort][1])
 
 
 def search_query(request: Request) -> tq.SearchQuery:
@@ -66,12 +88,27 @@ def routes(ctx: DashboardContext) -> list[BaseRoute]:
         return "all stored traces, " + params.describe_range(start_ns, now)
 
     async def trace_lookup(request: Request) -> Response:
-        text = request.query_params.get("id", "")
-        try:
-            trace_id = tq.normalize_trace_id(text)
-        except tq.BadQuery as exc:
-            return error_page(request, 400, "Not a trace id", str(exc))
-        return RedirectResponse(f"/trace/{trace_id}", status_code=302)
+        """Any id form the pages show: 32 hex, a 64-bit id, or a prefix (with or without "…")."""
+        text = displayed_id(request.query_params.get("id", ""))
+        if len(text) == 32 or not _HEX_PREFIX.match(text):
+            try:
+                trace_id = tq.normalize_trace_id(text)
+            except tq.BadQuery as exc:
+                return error_page(request, 400, "Not a trace id", str(exc))
+            return RedirectResponse(f"/trace/{trace_id}", status_code=302)
+        padded = text.rjust(32, "0")
+        if len(text) == 16 and await run_in_threadpool(tq.trace_bounds, store, padded):
+            return RedirectResponse(f"/trace/{padded}", status_code=302)
+        found = await run_in_threadpool(tq.trace_ids_with_prefix, store, text)
+        if len(found) == 1:
+            return RedirectResponse(f"/trace/{found[0]}", status_code=302)
+        if found:
+            return ctx.templates.TemplateResponse(
+                request, "trace_choices.html", {"prefix": text, "trace_ids": found}
+            )
+        if len(text) == 16:
+            return RedirectResponse(f"/trace/{padded}", status_code=302)
+        return error_page(request, 404, "Trace not found", f"no stored trace id starts with {text}")
 
     async def trace_page(request: Request) -> Response:
         try:
@@ -156,15 +193,24 @@ def routes(ctx: DashboardContext) -> list[BaseRoute]:
             "start": qp.get("start", ""),
             "end": qp.get("end", ""),
             "limit": qp.get("limit") or str(DEFAULT_LIMIT),
+            "sort": qp.get("sort") or "newest",
         }
-        context: dict[str, Any] = {"form": form, "lookbacks": params.LOOKBACKS, "error": ""}
+        context: dict[str, Any] = {
+            "form": form,
+            "lookbacks": params.LOOKBACKS,
+            "sorts": {k: label for k, (label, _) in SORTS.items()},
+            "error": "",
+            "attribute_keys": [],
+        }
         try:
             q = search_query(request)
+            sorted_results([], form["sort"])
         except tq.BadQuery as exc:
             context.update(error=str(exc), results=[], services=[], operations=[], plot=None)
             return ctx.templates.TemplateResponse(request, "search.html", context, status_code=400)
-        found = await run_in_threadpool(tq.search, store, q)
+        found = sorted_results(await run_in_threadpool(tq.search, store, q), form["sort"])
         names = await run_in_threadpool(tq.services, store, q.start_ns, q.end_ns)
+        keys = await run_in_threadpool(tq.attribute_keys, store, q.start_ns, q.end_ns)
         ops = []
         if q.service:
             ops = await run_in_threadpool(tq.operations, store, q.service, q.start_ns, q.end_ns)
@@ -172,8 +218,10 @@ def routes(ctx: DashboardContext) -> list[BaseRoute]:
             results=found,
             services=names,
             operations=sorted({n for n, _ in ops}),
-            plot=scatter(found, q.start_ns, q.end_ns),
+            plot=scatter(found),
             range_ns=(q.start_ns, q.end_ns),
+            attribute_keys=keys,
+            in_flight_after_ns=time.time_ns() - IN_FLIGHT_NS,
         )
         return ctx.templates.TemplateResponse(request, "search.html", context)
 

@@ -90,6 +90,27 @@
   }, true);
   listeners.push(fillTimeInputs);
 
+  // Buttons with data-copy put that text on the clipboard (the textarea fallback serves
+  // pages opened over plain HTTP from another host, where navigator.clipboard is missing).
+  function copyText(text) {
+    if (navigator.clipboard && window.isSecureContext) return navigator.clipboard.writeText(text);
+    const area = document.createElement("textarea");
+    area.value = text;
+    document.body.appendChild(area);
+    area.select();
+    document.execCommand("copy");
+    area.remove();
+    return Promise.resolve();
+  }
+  document.addEventListener("click", (ev) => {
+    const button = ev.target.closest && ev.target.closest("button[data-copy]");
+    if (!button) return;
+    copyText(button.dataset.copy).then(() => {
+      button.classList.add("copied");
+      button.textContent = "Copied";
+    });
+  });
+
   document.addEventListener("DOMContentLoaded", () => {
     updateToggle();
     renderTimes(document);
