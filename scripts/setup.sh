@@ -16,22 +16,24 @@ setup_system_packages() {
     DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends "${missing[@]}" >/dev/null
 }
 
-# Create .venv and install sidetrace (editable) with the given extras.
+# Create .venv and install sidetrace (editable) with the given extras, every
+# version pinned by requirements.lock (scripts/lock.sh makes it; see
+# docs/dependencies.md). A dependency added to pyproject.toml and not locked yet
+# still installs, within its range, until the lock is made again.
 setup_venv() {
     local extras="${1:-}"
     if [ ! -x .venv/bin/python ]; then
         python3 -m venv .venv
     fi
     local stamp=".venv/.installed-${extras:-base}"
-    # Reinstall when the packaging or the C sources changed (they are compiled then).
-    if [ ! -f "$stamp" ] || [ -n "$(find pyproject.toml setup.py sidecar collector -maxdepth 1 \
-            -newer "$stamp" \( -name '*.toml' -o -name setup.py -o -name '*.c' \) -print -quit)" ]; then
+    # Reinstall when the packaging, the lock or the C sources changed (they are compiled then).
+    if [ ! -f "$stamp" ] || [ -n "$(find pyproject.toml setup.py requirements.lock sidecar collector \
+            -maxdepth 1 -newer "$stamp" \( -name '*.toml' -o -name setup.py -o -name '*.lock' \
+            -o -name '*.c' \) -print -quit)" ]; then
         .venv/bin/python -m pip install -q --upgrade pip >/dev/null
-        if [ -n "$extras" ]; then
-            .venv/bin/python -m pip install -q -e ".[$extras]"
-        else
-            .venv/bin/python -m pip install -q -e .
-        fi
+        local lock=()
+        [ -f requirements.lock ] && lock=(--constraint requirements.lock)
+        .venv/bin/python -m pip install -q "${lock[@]}" -e ".${extras:+[$extras]}"
         touch "$stamp"
     fi
 }
