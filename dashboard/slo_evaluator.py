@@ -134,6 +134,7 @@ class SloEvaluator:
         )
         self.notifier = Notifier(self.dispatcher.submit, self.external_url, self._decide)
         self._term = 0  # the leadership term this evaluator acts in; 0 while it follows
+        self._taking_over = False  # a term began; its first evaluation is not done yet
         self.book = AlertBook()
         self.cache = RollupCache()
         self.silence_store = SilenceStore(store)
@@ -174,6 +175,13 @@ class SloEvaluator:
                     error=str(exc),
                 )
             duration = (time.perf_counter() - started) * 1000
+            if self._taking_over and self._restored and self._term:
+                self._taking_over = False
+                log.info(
+                    "SLO evaluator: first evaluation as leader (term %d) done in %.0f ms",
+                    self._term,
+                    duration,
+                )
             self.snapshot = Snapshot(
                 snapshot.at,
                 duration,
@@ -189,6 +197,7 @@ class SloEvaluator:
         term = self.leadership.term if self.leadership.check() else 0
         if term != self._term:
             self._term = term
+            self._taking_over = True
             dropped = self.dispatcher.discard()
             self.book = AlertBook()
             self.notifier.restore({})
