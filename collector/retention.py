@@ -27,7 +27,12 @@ FAMILIES = {
     "alert_events": "alerts",
     "alert_notifications": "alerts",
     "alert_deliveries": "alerts",
+    "spans_kept": "kept",
+    "trace_decisions": "kept",
+    "trace_pins": "kept",
 }
+# With retention tiering on, these leave after the hot window (collector/tiering.py).
+HOT_TABLES = ("spans", "spans_by_trace", "trace_index")
 ROLLUP_SUFFIXES = ("_minute", "_hour")
 
 
@@ -52,6 +57,12 @@ def expired_partitions(store: Store, retention: Retention, today: dt.date) -> li
         if day < today - dt.timedelta(days=retention.days(kind)):
             expired.append((table, partition_id))
     return sorted(expired)
+
+
+def drop_day(store: Store, tables: tuple[str, ...], day: dt.date) -> None:
+    """Drop one day's partition of each table (a no-op where the day is absent)."""
+    for table in tables:
+        store.execute(f"ALTER TABLE {check_identifier(table)} DROP PARTITION ID '{day:%Y%m%d}'")
 
 
 def drop_expired(

@@ -15,6 +15,13 @@ from importlib import resources
 from sidetrace.store import Store, StoreError, check_identifier
 
 MIGRATIONS_TABLE = "schema_migrations"
+_TTL_COLUMNS = {
+    "ttl": "ts",
+    "ttl_day": "day",
+    "ttl_minute": "minute",
+    "ttl_decided": "decided_at",
+    "ttl_pinned": "pinned_at",
+}
 _PLACEHOLDER = re.compile(r"\{\{\s*([a-z_0-9]+)(?::([^}]*))?\s*\}\}")
 
 
@@ -26,9 +33,10 @@ class Retention:
     metrics: int = 30
     rollups: int = 90
     alerts: int = 365
+    kept: int = 30  # the kept tier of retention tiering (collector/tiering.py)
 
     def days(self, family: str) -> int:
-        if family not in ("spans", "metrics", "rollups", "alerts"):
+        if family not in ("spans", "metrics", "rollups", "alerts", "kept"):
             raise StoreError(f"unknown retention family {family!r}")
         return int(getattr(self, family))
 
@@ -73,10 +81,10 @@ def render(sql: str, features: Features, retention: Retention, cluster: str | No
             return ", INDEX idx_trace_id trace_id TYPE bloom_filter(0.01) GRANULARITY 4"
         if name == "engine":
             return arg
-        if name in ("ttl", "ttl_day", "ttl_minute"):
+        if name in _TTL_COLUMNS:
             if not features.ttl:
                 return ""
-            column = {"ttl": "ts", "ttl_day": "day", "ttl_minute": "minute"}[name]
+            column = _TTL_COLUMNS[name]
             return f"TTL {column} + INTERVAL {retention.days(arg)} DAY"
         if name == "settings":
             # Tables read by point lookups (a trace by id) take a finer granule as arg.

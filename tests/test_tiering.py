@@ -1,0 +1,187 @@
+"""Retention tiering on a real clickhouse-server and chDB: decisions, the move, re-runs, drops."""
+
+from __future__ import annotations
+
+import time
+
+import pytest
+
+from collector import tiering
+from collector.tiering import LatencyRule, TieringConfig
+from tests import trace_generator as gen
+
+MS = 1_000_000
+DAY_S = 86_400
+NORMAL = 400
+
+
+def _day_s(days_ago: int) -> int:
+    return (int(time.time()) // DAY_S - days_ago) * DAY_S
+
+
+def _trace(ids: gen.Ids, start_ns: int, root: str = "GET /", root_ms: int = 10,
+           child_ms: int = 5, status: int = 0) -> list[gen.GenSpan]:  # fmt: skip
+    """A frontend server span calling checkout's Charge."""
+    trace_id, root_id = ids.trace(), ids.span()
+    return [
+        gen.GenSpan(trace_id, root_id, "", "frontend", root, start_ns, root_ms * MS),
+        gen.GenSpan(
+            trace_id,
+            ids.span(),
+            root_id,
+            "checkout",
+            "Charge",
+            start_ns + MS,
+            child_ms * MS,
+            kind=gen.KIND_CLIENT,
+            status_code=status,
+        ),  # fmt: skip
+    ]
+
+
+class Traffic:
+    """One hot hour: NORMAL plain traces and one of each kind worth keeping."""
+
+    def __init__(self, store, day_s: int) -> None:
+        ids = gen.Ids(21)
+        base = (day_s + 10 * 3600) * 10**9
+        self.normal = [_trace(ids, base + i * 10**9) for i in range(NORMAL)]
+        self.error = _trace(ids, base + 1_000 * 10**9, status=2)
+        self.slo = _trace(ids, base + 1_001 * 10**9, root="POST /pay", root_ms=320, child_ms=300)
+        self.slow = _trace(ids, base + 1_002 * 10**9, root_ms=1_000)
+        self.pinned = self.normal[7]
+        spans = [s for t in [*self.normal, self.error, self.slo, self.slow] for s in t]
+        gen.insert(store, spans)
+        self.spans = len(spans)
+
+    @staticmethod
+    def tid(trace: list[gen.GenSpan]) -> str:
+        return trace[0].trace_id
+
+
+RULES = (LatencyRule(service="checkout", threshold_ns=200 * MS, operation="Charge"),)
+
+
+def _decisions(store) -> dict[str, tuple[int, list[str], int]]:
+    rows = store.query(
+        f"SELECT trace_id, d_kept, d_reasons, d_moved FROM {tiering.latest_decisions_sql('1')}"
+    )
+    return {str(r[0]): (int(r[1]), list(r[2]), int(r[3])) for r in rows}
+
+
+def _kept_spans(store) -> tuple[int, int]:
+    """(rows, distinct spans) in the kept tier."""
+    rows = store.query("SELECT count(), uniqExact(trace_id, span_id) FROM spans_kept")
+    return int(rows[0][0]), int(rows[0][1])
+
+
+def _pin(store, trace_id: str) -> None:
+    store.insert("trace_pins", {"trace_id": [trace_id], "pinned_at": [int(time.time())],
+                                "note": ["test"]})  # fmt: skip
+
+
+def test_decisions_and_reasons(store):
+    day = _day_s(1)
+    traffic = Traffic(store, day)
+    _pin(store, Traffic.tid(traffic.pinned))
+    config = TieringConfig(rules=RULES, keep_baseline=0.05, buckets=4)
+    run = tiering.run_tiering(store, config, now_s=day + DAY_S + 3600)
+    assert run.complete and run.chunks == 4 and run.dropped_days == []
+    decided = _decisions(store)
+    assert len(decided) == NORMAL + 3
+    assert "error" in decided[Traffic.tid(traffic.error)][1]
+    assert "slo" in decided[Traffic.tid(traffic.slo)][1]
+    slow = decided[Traffic.tid(traffic.slow)]
+    assert "p99" in slow[1] and "slo" not in slow[1] and "error" not in slow[1]
+    assert "pinned" in decided[Traffic.tid(traffic.pinned)][1]
+    plain = [decided[Traffic.tid(t)] for t in traffic.normal if t is not traffic.pinned]
+    baseline = [d for d in plain if d[0]]
+    assert all(d[1] == ["baseline"] for d in baseline)
+    assert all(d[1] == [tiering.NOT_SELECTED] for d in plain if not d[0])
+    assert 0.01 * NORMAL <= len(baseline) <= 0.10 * NORMAL
+    kept = [t for t, d in decided.items() if d[0]]
+    assert all(decided[t][2] == 1 for t in kept)  # every kept trace moved
+    rows, distinct = _kept_spans(store)
+    assert rows == distinct == 2 * len(kept)
+    in_kept = {str(r[0]) for r in store.query("SELECT DISTINCT trace_id FROM spans_kept")}
+    assert in_kept == set(kept)
+
+
+def test_baseline_is_deterministic_and_bounded(store):
+    day = _day_s(1)
+    traffic = Traffic(store, day)
+    tiering.run_tiering(store, TieringConfig(keep_baseline=0.0, buckets=2), now_s=day + DAY_S)
+    decided = _decisions(store)
+    assert not any("baseline" in d[1] for d in decided.values())
+    assert decided[Traffic.tid(traffic.normal[0])] == (0, [tiering.NOT_SELECTED], 0)
+
+
+def test_settling_traces_wait(store):
+    day = _day_s(0)
+    base = (day + 60) * 10**9
+    gen.insert(store, _trace(gen.Ids(3), base, status=2))
+    config = TieringConfig(buckets=1, settle_s=600)
+    tiering.run_tiering(store, config, now_s=day + 61 + 300)
+    assert _decisions(store) == {}
+    tiering.run_tiering(store, config, now_s=day + 61 + 900)
+    assert [d[:1] for d in _decisions(store).values()] == [(1,)]
+
+
+def test_rerun_after_interrupted_move_copies_each_span_once(store):
+    day = _day_s(1)
+    Traffic(store, day)
+    config = TieringConfig(rules=RULES, buckets=4)
+    now_s = day + DAY_S + 3600
+    # A run killed after copying chunks but before marking them moved (and one chunk
+    # whose copy never finished), then the whole job again, twice.
+    settled = int((now_s - config.settle_s) * 10**9)
+    for bucket in range(3):
+        sql, params = tiering.decide_sql(day, bucket, config, settled, time.time_ns())
+        store.execute(tiering.substitute(sql, params) if params else sql)
+        store.execute(tiering.move_sql(day, bucket, config.buckets))
+    first = _kept_spans(store)
+    assert first[0] == first[1] > 0
+    tiering.run_tiering(store, config, now_s=now_s)
+    tiering.run_tiering(store, config, now_s=now_s)
+    decided = _decisions(store)
+    kept = [t for t, d in decided.items() if d[0]]
+    rows, distinct = _kept_spans(store)
+    assert rows == distinct == 2 * len(kept)
+    assert all(decided[t][2] == 1 for t in kept)
+
+
+def test_pin_after_not_kept_decision_is_kept_while_hot(store):
+    day = _day_s(1)
+    traffic = Traffic(store, day)
+    config = TieringConfig(keep_baseline=0.0, buckets=2)
+    tiering.run_tiering(store, config, now_s=day + DAY_S)
+    target = Traffic.tid(traffic.normal[3])
+    assert _decisions(store)[target][0] == 0
+    _pin(store, target)
+    tiering.run_tiering(store, config, now_s=day + DAY_S)
+    assert _decisions(store)[target] == (1, ["pinned"], 1)
+    assert store.query("SELECT count() FROM spans_kept WHERE trace_id = %(t)s", {"t": target}) == [
+        (2,)
+    ]
+
+
+def test_hot_day_dropped_after_window_kept_tier_stays(store):
+    day = _day_s(3)
+    traffic = Traffic(store, day)
+    config = TieringConfig(keep_baseline=0.0, buckets=2)
+    run = tiering.run_tiering(store, config, now_s=day + 2 * DAY_S + 60)
+    assert run.dropped_days == [time.strftime("%Y-%m-%d", time.gmtime(day))]
+    for table in ("spans", "spans_by_trace", "trace_index"):
+        assert store.query(f"SELECT count() FROM {table}") == [(0,)]
+    kept = {str(r[0]) for r in store.query("SELECT DISTINCT trace_id FROM spans_kept")}
+    assert kept == {Traffic.tid(traffic.error), Traffic.tid(traffic.slow)}
+    # Rollups are not hot data: analytics over the day are unchanged.
+    calls = store.query("SELECT countMerge(calls) FROM latency_minute")
+    assert calls == [(traffic.spans,)]
+
+
+def test_config_rejects_nonsense():
+    with pytest.raises(ValueError, match="baseline"):
+        TieringConfig(keep_baseline=1.5)
+    with pytest.raises(ValueError, match="hot window"):
+        TieringConfig(hot_retention_s=60, settle_s=300)
