@@ -36,7 +36,11 @@ def register(subparsers: argparse._SubParsersAction) -> None:
         default=None,
         help="plaintext to the collector (default: by scheme / OTEL_EXPORTER_OTLP_INSECURE)",
     )
-    p.add_argument("--service-name", default="unknown_service", help="service.name")
+    p.add_argument(
+        "--service-name",
+        default="",
+        help="service.name (default: OTEL_SERVICE_NAME, else unknown_service)",
+    )
     p.add_argument("--service-version", default=None, help="service.version")
     p.add_argument("--pod-name", default=None, help="k8s.pod.name (Downward API)")
     p.add_argument("--pod-namespace", default=None, help="k8s.namespace.name (Downward API)")

@@ -22,7 +22,7 @@ class SidecarConfig:
     app_host: str = "127.0.0.1"
     collector: str | None = None  # a bare HOST:PORT, plaintext (see ``export``)
     export: ExportTarget | None = None  # TLS, CA and headers; wins over ``collector``
-    service_name: str = "unknown_service"
+    service_name: str = ""  # "": OTEL_SERVICE_NAME, else unknown_service (sidecar.resource)
     resource: dict[str, str] = field(default_factory=dict)
     grpc_ports: frozenset[int] = frozenset()
     grpc_detect: bool = True  # the HTTP/2 preface on other ports means gRPC too

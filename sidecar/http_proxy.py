@@ -154,7 +154,8 @@ class ListenerContext:
         self.now = time.monotonic()
         cfg = self.config
         self.own_ports = frozenset((cfg.inbound_port, cfg.outbound_port, cfg.admin_port))
-        self.peer_line = PEER_HEADER + b": " + self.config.service_name.encode() + b"\r\n"
+        service = self.telemetry.resource_attributes["service.name"]
+        self.peer_line = PEER_HEADER + b": " + service.encode() + b"\r\n"
         self.replaced_names = frozenset(n.encode() for n in self.propagator.replaced())
         self.root_extra = self.peer_line if self.kind == CLIENT else b""
         self.root_sample_bound = self.propagator.root_sample_bound()
@@ -1162,8 +1163,8 @@ class DownstreamConnection(asyncio.Protocol):
                 0,
                 address[0],
                 address[1],
-                self.client[0] if ctx.kind == SERVER else "",
-                self.client[1] if ctx.kind == SERVER else 0,
+                (self.client if ctx.kind == SERVER else address)[0],
+                (self.client if ctx.kind == SERVER else address)[1],
                 "",
                 "",
                 error,
@@ -1232,9 +1233,11 @@ def http_record(
     method: str, target: bytes, status: int, host: bytes, address: Address, version: str,
     user_agent: bytes, error: str, peer: str, client: Address,
 ) -> Record:  # fmt: skip
-    """The record of one HTTP exchange. Inbound, the server is the Host header as sent,
-    port 0 (span_fields splits it); outbound, the address the request went to."""
-    server = address if kind == CLIENT else (host.decode("latin-1"), 0)
+    """The record of one HTTP exchange. The server is the Host header as sent, port 0
+    (span_fields splits it), or without one the address the request went to; the
+    network peer is the client inbound, that address outbound."""
+    server = (host.decode("latin-1"), 0) if host else address
+    peer_address = client if kind == SERVER else address
     return Record(
         HTTP,
         kind,
@@ -1249,8 +1252,8 @@ def http_record(
         status,
         server[0],
         server[1],
-        client[0] if kind == SERVER else "",
-        client[1] if kind == SERVER else 0,
+        peer_address[0],
+        peer_address[1],
         version,
         user_agent.decode("latin-1"),
         error,

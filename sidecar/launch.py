@@ -36,6 +36,7 @@ class SidecarProcess:
         self.cpu = cpu
         self.log = log
         self.process: subprocess.Popen[bytes] | None = None
+        self.env: dict[str, str] = {}  # added to the environment (OTEL_SERVICE_NAME, ...)
 
     def start(self, timeout: float = 30.0) -> SidecarProcess:
         command = sidecar_command(self.app_port, self.inbound, self.outbound, self.admin)
@@ -43,7 +44,8 @@ class SidecarProcess:
         if self.cpu is not None:
             command = ["taskset", "-c", str(self.cpu), *command]
         out = open(self.log, "ab") if self.log else subprocess.DEVNULL  # noqa: SIM115
-        env = {k: v for k, v in os.environ.items() if not k.startswith("SIDETRACE_")}
+        env = {k: v for k, v in os.environ.items() if not k.startswith(("SIDETRACE_", "OTEL_"))}
+        env.update(self.env)
         self.process = subprocess.Popen(command, stdout=out, stderr=out, env=env)
         deadline = time.monotonic() + timeout
         while time.monotonic() < deadline:

@@ -25,6 +25,7 @@ from opentelemetry.proto.resource.v1.resource_pb2 import Resource
 from sidecar._otlpspan import span_with_ids
 from sidecar.hostport import split_host_port
 from sidecar.red_metrics import DURATION_BUCKETS_S, LABELS, RedKey
+from sidecar.resource import SCHEMA_URL
 from sidecar.telemetry_record import GRPC, HTTP, SERVER, TCP, Record
 
 SCOPE_NAME, SCOPE_VERSION = "sidetrace.sidecar", "0.1.0"
@@ -43,13 +44,54 @@ class EncodedSpans(NamedTuple):
     count: int
 
 
+# The request methods HTTP semantic conventions know; any other is reported as _OTHER.
+KNOWN_METHODS = frozenset(
+    ("CONNECT", "DELETE", "GET", "HEAD", "OPTIONS", "PATCH", "POST", "PUT", "TRACE")
+)
+OTHER_METHOD = "_OTHER"
+# gRPC status codes by number, and those that make a server span an error (RPC
+# semantic conventions; a client span is an error for every code but OK).
+GRPC_CODES = (
+    "OK", "CANCELLED", "UNKNOWN", "INVALID_ARGUMENT", "DEADLINE_EXCEEDED", "NOT_FOUND",
+    "ALREADY_EXISTS", "PERMISSION_DENIED", "RESOURCE_EXHAUSTED", "FAILED_PRECONDITION",
+    "ABORTED", "OUT_OF_RANGE", "UNIMPLEMENTED", "INTERNAL", "UNAVAILABLE", "DATA_LOSS",
+    "UNAUTHENTICATED",
+)  # fmt: skip
+GRPC_SERVER_ERRORS = frozenset((2, 4, 12, 13, 14, 15))
+
+
+def http_method(method: str) -> str:
+    """``http.request.method``: the method when standard, else ``_OTHER``."""
+    return method if method in KNOWN_METHODS else OTHER_METHOD
+
+
+def grpc_error(kind: int, status: int) -> bool:
+    return status in GRPC_SERVER_ERRORS if kind == SERVER else status != 0
+
+
 def span_fields(rec: Record, route: str) -> tuple[str, Attributes, bool]:
-    """Name, attributes (stable HTTP/RPC semantic conventions) and error flag of a record."""
+    """Name, attributes (stable HTTP/RPC semantic conventions) and error flag of a record.
+
+    ``route`` is a configured ``http.route`` template or empty: the name stays
+    ``{method} {route}`` or ``{method}`` (``HTTP`` for a non-standard method), never
+    anything taken from the path.
+    """
     attrs: Attributes = {}
     error = bool(rec.error_type)
+    address, port = rec.server_address, rec.server_port
     if rec.protocol == HTTP:
-        attrs["http.request.method"] = rec.method
+        method = http_method(rec.method)
+        attrs["http.request.method"] = method
+        if method == OTHER_METHOD:
+            attrs["http.request.method_original"] = rec.method
+        name = "HTTP" if method == OTHER_METHOD else method
         path, _, query = rec.target.partition("?")
+        default_port = rec.peer_port if rec.kind != SERVER and rec.peer_port else 80
+        if port == 0:  # the Host header as sent
+            host = address
+            address, port = split_host_port(address, default_port) or (address, default_port)
+        else:
+            host = f"{address}:{port}"
         if rec.kind == SERVER:
             attrs["url.path"] = path
             if query:
@@ -57,11 +99,10 @@ def span_fields(rec: Record, route: str) -> tuple[str, Attributes, bool]:
             attrs["url.scheme"] = "http"
             if route:
                 attrs["http.route"] = route
-            name = f"{rec.method} {route}" if route else rec.method
+                name = f"{name} {route}"
             error = error or rec.status >= 500
         else:
-            attrs["url.full"] = f"http://{rec.server_address}:{rec.server_port}{rec.target}"
-            name = rec.method
+            attrs["url.full"] = f"http://{host}{rec.target}"
             error = error or rec.status >= 400
         if rec.status:
             attrs["http.response.status_code"] = rec.status
@@ -81,18 +122,20 @@ def span_fields(rec: Record, route: str) -> tuple[str, Attributes, bool]:
         if rec.user_agent:
             attrs["user_agent.original"] = rec.user_agent
         name = f"{service}/{method}"
-        error = error or rec.status != 0
+        if grpc_error(rec.kind, rec.status) and not rec.error_type:
+            error = True
+            attrs["error.type"] = GRPC_CODES[rec.status] if rec.status < 17 else str(rec.status)
     else:
         attrs["network.transport"] = "tcp"
         name = f"tcp {rec.server_port}"
-    address, port = rec.server_address, rec.server_port
-    if port == 0:
-        address, port = split_host_port(address, 80) or (address, 80)
     attrs["server.address"] = address
     attrs["server.port"] = port
-    if rec.client_address:
-        attrs["client.address"] = rec.client_address
-        attrs["client.port"] = rec.client_port
+    if rec.peer_address:
+        if rec.kind == SERVER:
+            attrs["client.address"] = rec.peer_address
+            attrs["client.port"] = rec.peer_port
+        attrs["network.peer.address"] = rec.peer_address
+        attrs["network.peer.port"] = rec.peer_port
     if rec.protocol == TCP or rec.bytes_in or rec.bytes_out:
         attrs["sidetrace.bytes_in"] = rec.bytes_in
         attrs["sidetrace.bytes_out"] = rec.bytes_out
@@ -141,6 +184,7 @@ class SpanEncoder:
         scope = InstrumentationScope(name=SCOPE_NAME, version=SCOPE_VERSION).SerializeToString()
         self._resource_field = _field(1, resource)
         self._scope_field = _field(1, scope)
+        self._schema_field = _field(3, SCHEMA_URL.encode())  # in ResourceSpans and ScopeSpans
         self._attr_cache: dict[tuple[str, str | int], bytes] = {}
         self._rest_cache: dict[tuple, bytes] = {}
 
@@ -192,9 +236,12 @@ class SpanEncoder:
         enclosing message.
         """
         spans = list(encoded_spans)
-        scope_spans_size = len(self._scope_field) + sum(map(len, spans))
+        schema = self._schema_field
+        scope_spans_size = len(self._scope_field) + sum(map(len, spans)) + len(schema)
         scope_spans_head = _field_head(2, scope_spans_size)
-        resource_spans_size = len(self._resource_field) + len(scope_spans_head) + scope_spans_size
+        resource_spans_size = (
+            len(self._resource_field) + len(scope_spans_head) + scope_spans_size + len(schema)
+        )
         return b"".join(
             (
                 _field_head(1, resource_spans_size),
@@ -202,6 +249,8 @@ class SpanEncoder:
                 scope_spans_head,
                 self._scope_field,
                 *spans,
+                schema,
+                schema,
             )
         )
 
@@ -271,8 +320,10 @@ def encode_red_metrics(
                     metrics_pb2.ScopeMetrics(
                         scope=InstrumentationScope(name=SCOPE_NAME, version=SCOPE_VERSION),
                         metrics=metrics,
+                        schema_url=SCHEMA_URL,
                     )
                 ],
+                schema_url=SCHEMA_URL,
             )
         ]
     )

@@ -1,8 +1,10 @@
-"""``http.route`` for a path: a configured template when one matches, else a detected one.
+"""``http.route`` for a path: the configured template it matches, else none.
 
-Detection replaces segments that look like identifiers (numbers, UUIDs, long hex
-or mixed tokens) with ``{id}`` so metrics keep a bounded label set. It runs on the
-telemetry thread, never on the request path, and caches its answers.
+The HTTP semantic conventions allow ``http.route`` only from what the app's
+routing really is; a route guessed from paths could put user data (ids, names)
+into span names and metric labels. So routes come only from configuration
+(``--route``, the ``sidetrace.io/routes`` pod annotation); a path no template
+matches has no route. Runs on the telemetry thread, never on the request path.
 """
 
 from __future__ import annotations
@@ -10,10 +12,6 @@ from __future__ import annotations
 import re
 from collections.abc import Iterable
 
-_ID_SEGMENT = re.compile(
-    r"\d+|[0-9a-fA-F]{8}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-[0-9a-fA-F]{12}"
-    r"|[0-9a-fA-F]{16,}|(?=[^/]*\d)[A-Za-z0-9_\-]{20,}"
-)
 _CACHE_LIMIT = 4096
 
 
@@ -24,27 +22,20 @@ def _template_regex(template: str) -> re.Pattern[str]:
 
 
 class RouteMatcher:
-    """Maps ``url.path`` to a low-cardinality ``http.route``."""
+    """Maps ``url.path`` to the first configured template it matches, or ``""``."""
 
-    def __init__(self, templates: Iterable[str] = (), detect: bool = True):
+    def __init__(self, templates: Iterable[str] = ()):
         self._templates = [(t, _template_regex(t)) for t in templates]
-        self._detect = detect
         self._cache: dict[str, str] = {}
 
     def route(self, path: str) -> str:
+        if not self._templates:
+            return ""
         cached = self._cache.get(path)
         if cached is not None:
             return cached
-        route = self._compute(path)
+        route = next((t for t, regex in self._templates if regex.fullmatch(path)), "")
         if len(self._cache) >= _CACHE_LIMIT:
             self._cache.clear()
         self._cache[path] = route
         return route
-
-    def _compute(self, path: str) -> str:
-        for template, regex in self._templates:
-            if regex.fullmatch(path):
-                return template
-        if not self._detect:
-            return ""
-        return "/".join("{id}" if _ID_SEGMENT.fullmatch(s) else s for s in path.split("/"))

@@ -18,7 +18,13 @@ import time
 from collections.abc import Callable, Hashable, Sized
 
 from sidecar.export_failures import ExportFailures
-from sidecar.otlp_encode import EncodedSpans, SpanEncoder, encode_red_metrics, span_with_ids
+from sidecar.otlp_encode import (
+    EncodedSpans,
+    SpanEncoder,
+    encode_red_metrics,
+    http_method,
+    span_with_ids,
+)
 from sidecar.red_metrics import ProxyCounters, RedKey, RedMetrics, status_class
 from sidecar.routes import RouteMatcher
 from sidecar.telemetry_record import GRPC, HTTP, SERVER, Record
@@ -169,14 +175,16 @@ class Telemetry:
         """The RED key and the encoded span body (all but ids and times) of a record."""
         path = rec.target.partition("?")[0] if rec.protocol == HTTP else ""
         route = self._routes.route(path) if path else ""
+        method = rec.method or "TCP"
         if rec.protocol == GRPC:
             klass = f"grpc_{rec.status}"
         elif rec.protocol == HTTP:
             klass = status_class(rec.status)
+            method = http_method(rec.method)
         else:
             klass = "error" if rec.error_type else "ok"
         direction = _DIRECTION.get(rec.kind, "outbound")
-        key = (direction, rec.method or "TCP", route, klass, rec.peer)
+        key = (direction, method, route, klass, rec.peer)
         rest = self._encoder.encode_rest(rec, route) if self._span_exporter is not None else b""
         if len(self._summaries) >= _SUMMARY_CACHE_LIMIT:
             self._summaries.clear()

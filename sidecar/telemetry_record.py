@@ -15,9 +15,11 @@ class Record(NamedTuple):
     ``trace_id`` is empty when the request was not sampled (metrics only).
     For HTTP ``method``/``target``/``status`` are the request method, target and
     response status; for gRPC ``method`` is ``/pkg.Service/Method`` and ``status``
-    the grpc-status; for TCP they are empty and zero. For inbound HTTP,
-    ``server_address`` is the ``Host`` header as received and ``server_port`` is 0
-    (splitting it is left to the telemetry thread).
+    the grpc-status; for TCP they are empty and zero. For HTTP, ``server_address``
+    is the ``Host`` header as received and ``server_port`` is 0 (splitting it is left
+    to the telemetry thread); without a Host, the address connected to.
+    ``peer_address``/``peer_port`` are the other end of the socket (OpenTelemetry's
+    ``network.peer.*``): the client inbound, the (original) destination outbound.
     """
 
     protocol: int
@@ -33,8 +35,8 @@ class Record(NamedTuple):
     status: int
     server_address: str
     server_port: int
-    client_address: str
-    client_port: int
+    peer_address: str
+    peer_port: int
     protocol_version: str
     user_agent: str
     error_type: str

@@ -64,6 +64,8 @@ def build_app(outbound_proxy: str | None = None) -> Starlette:
     async def call(request: Request) -> JSONResponse:
         forward = request.query_params.get("forward", "1") == "1"
         sent = {k: v for k, v in request.headers.items() if forward and k in FORWARDED}
+        if "host" in request.query_params:  # as a Service name would, apart from the IP
+            sent["host"] = request.query_params["host"]
         async with httpx.AsyncClient(proxy=outbound_proxy, timeout=10) as client:
             reply = await client.get(request.query_params["target"], headers=sent)
         return JSONResponse({"status": reply.status_code, "downstream": reply.json()})

@@ -345,10 +345,13 @@ def test_intercepted_outbound_exchanges_pair_too(sidecar, upstream, sink, redire
     assert all(b"\r\nx-sidetrace-peer: svc-b" in head for head in upstream.heads)
     spans = [_comparable(_server_span(sink, tp)) for tp in _traceparents(upstream)]
     assert spans[0]["kind"] == 3  # CLIENT
-    assert spans[0]["server.address"] == "127.0.0.1"
+    # The server is the Host the app named; the original destination is the network peer.
+    assert spans[0]["server.address"] == "svc-b"
     assert spans[0]["server.port"] == upstream.port
+    assert spans[0]["network.peer.address"] == "127.0.0.1"
+    assert spans[0]["network.peer.port"] == upstream.port
     for i, span in enumerate(spans):
-        assert span == spans[0] | {"url.full": f"http://127.0.0.1:{upstream.port}/out/{i}"}
+        assert span == spans[0] | {"url.full": f"http://svc-b/out/{i}"}
 
 
 def test_sigterm_lets_a_paired_exchange_finish_then_closes(sidecar, upstream):

@@ -23,15 +23,13 @@ T, S, P = "0af7651916cd43dd8448eb211c80319c", "b7ad6b7169203331", "00f067aa0ba90
 BASE = dict(
     trace_id=T, span_id=S, parent_id=P, parent_remote=True, start_ns=1_700_000_000_000_000_000,
     end_ns=1_700_000_000_001_234_567, method="GET", target="/users/42?q=1", status=200,
-    server_address="api.local", server_port=8080, client_address="10.0.0.7", client_port=51000,
+    server_address="api.local", server_port=8080, peer_address="10.0.0.7", peer_port=51000,
     protocol_version="1.1", user_agent="curl/8", error_type="", peer="", bytes_in=0, bytes_out=0,
 )  # fmt: skip
 RECORDS = [
     Record(HTTP, SERVER, **BASE),
     Record(HTTP, SERVER, **{**BASE, "status": 503, "parent_id": ""}),
-    Record(
-        HTTP, CLIENT, **{**BASE, "parent_remote": False, "client_address": "", "client_port": 0}
-    ),
+    Record(HTTP, CLIENT, **{**BASE, "parent_remote": False, "peer_address": "10.0.0.9"}),
     Record(HTTP, CLIENT, **{**BASE, "status": 502, "error_type": "connect_error"}),
     Record(GRPC, SERVER, **{**BASE, "method": "/pkg.Svc/Get", "target": "", "status": 5}),
     Record(TCP, SERVER, **{**BASE, "method": "", "target": "", "bytes_in": 8, "bytes_out": 26}),
@@ -88,10 +86,79 @@ def test_span_fields_semantic_conventions() -> None:
     name, attrs, error = span_fields(RECORDS[2], "")
     assert attrs["url.full"] == "http://api.local:8080/users/42?q=1" and "url.path" not in attrs
     name, attrs, error = span_fields(RECORDS[4], "")
-    assert name == "pkg.Svc/Get" and error
+    assert name == "pkg.Svc/Get" and not error  # NOT_FOUND is the caller's, not the server's
     assert (attrs["rpc.service"], attrs["rpc.method"], attrs["rpc.grpc.status_code"]) == (
         "pkg.Svc", "Get", 5,
     )  # fmt: skip
+
+
+SERVER_ERRORS = {"UNKNOWN", "DEADLINE_EXCEEDED", "UNIMPLEMENTED", "INTERNAL", "UNAVAILABLE",
+                 "DATA_LOSS"}  # fmt: skip
+GRPC_CODES = [
+    "OK", "CANCELLED", "UNKNOWN", "INVALID_ARGUMENT", "DEADLINE_EXCEEDED", "NOT_FOUND",
+    "ALREADY_EXISTS", "PERMISSION_DENIED", "RESOURCE_EXHAUSTED", "FAILED_PRECONDITION",
+    "ABORTED", "OUT_OF_RANGE", "UNIMPLEMENTED", "INTERNAL", "UNAVAILABLE", "DATA_LOSS",
+    "UNAUTHENTICATED",
+]  # fmt: skip
+
+
+@pytest.mark.parametrize(("code", "name"), list(enumerate(GRPC_CODES)))
+@pytest.mark.parametrize("kind", [SERVER, CLIENT])
+def test_grpc_status_is_an_error_per_span_kind(code: int, name: str, kind: int) -> None:
+    """RPC conventions: a server span fails only for the six server-side codes, a client
+    span for every code but OK; error.type names the code."""
+    rec = Record(GRPC, kind, **{**BASE, "method": "/pkg.Svc/Get", "target": "", "status": code})
+    _, attrs, error = span_fields(rec, "")
+    expected = name in SERVER_ERRORS if kind == SERVER else name != "OK"
+    assert error is expected
+    assert attrs.get("error.type") == (name if expected else None)
+
+
+@pytest.mark.parametrize(
+    ("host", "peer", "address", "port", "full"),
+    [
+        # Host names the server; the original destination is only the network peer
+        ("inventory.shop:8080", ("10.96.0.12", 8080), "inventory.shop", 8080,
+         "http://inventory.shop:8080/users/42?q=1"),
+        ("inventory", ("10.96.0.12", 80), "inventory", 80, "http://inventory/users/42?q=1"),
+        ("inventory", ("10.96.0.12", 8080), "inventory", 8080, "http://inventory/users/42?q=1"),
+        ("[fd00::1]:9000", ("fd00::1", 9000), "fd00::1", 9000,
+         "http://[fd00::1]:9000/users/42?q=1"),
+    ],
+)  # fmt: skip
+def test_client_span_server_is_the_host_and_the_peer_the_destination(
+    host: str, peer: tuple, address: str, port: int, full: str
+) -> None:
+    rec = Record(
+        HTTP, CLIENT,
+        **{**BASE, "server_address": host, "server_port": 0, "peer_address": peer[0],
+           "peer_port": peer[1]},
+    )  # fmt: skip
+    _, attrs, _ = span_fields(rec, "")
+    assert (attrs["server.address"], attrs["server.port"], attrs["url.full"]) == (
+        address, port, full,
+    )  # fmt: skip
+    assert (attrs["network.peer.address"], attrs["network.peer.port"]) == peer
+    assert "client.address" not in attrs
+
+
+@pytest.mark.parametrize(
+    ("method", "expected", "name"),
+    [
+        ("GET", "GET", "GET /users/{id}"),
+        ("PATCH", "PATCH", "PATCH /users/{id}"),
+        ("PURGE", "_OTHER", "HTTP /users/{id}"),
+        ("PROPFIND", "_OTHER", "HTTP /users/{id}"),
+    ],
+)
+def test_non_standard_methods_are_other(method: str, expected: str, name: str) -> None:
+    span_name, attrs, _ = span_fields(
+        Record(HTTP, SERVER, **{**BASE, "method": method}), "/users/{id}"
+    )
+    assert (attrs["http.request.method"], span_name) == (expected, name)
+    assert attrs.get("http.request.method_original") == (None if method == expected else method)
+    # no configured route: the name is the method alone, nothing from the path
+    assert span_fields(Record(HTTP, SERVER, **{**BASE, "method": method}), "")[0] == name.split()[0]
 
 
 def test_red_metrics_request_shape() -> None:

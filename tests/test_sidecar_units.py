@@ -30,6 +30,37 @@ def test_resource_from_downward_api_environment_and_flags() -> None:
     assert resource_attributes({}, {})["service.name"] == "unknown_service"
 
 
+@pytest.mark.parametrize(
+    ("overrides", "environ", "expected"),
+    [
+        ({}, {"OTEL_SERVICE_NAME": "otel-svc"}, {"service.name": "otel-svc"}),
+        # OTEL_SERVICE_NAME beats service.name in OTEL_RESOURCE_ATTRIBUTES
+        ({}, {"OTEL_SERVICE_NAME": "a", "OTEL_RESOURCE_ATTRIBUTES": "service.name=b"},
+         {"service.name": "a"}),
+        ({}, {"OTEL_RESOURCE_ATTRIBUTES": "service.name=b,deployment.environment=prod%20eu"},
+         {"service.name": "b", "deployment.environment": "prod eu"}),
+        # the sidecar's own flags and variables beat the SDK variables
+        ({"service.name": "flag"}, {"OTEL_SERVICE_NAME": "a"}, {"service.name": "flag"}),
+        ({}, {"SIDETRACE_SERVICE_NAME": "env", "OTEL_SERVICE_NAME": "a"}, {"service.name": "env"}),
+        ({}, {"SIDETRACE_POD_NAME": "p", "OTEL_RESOURCE_ATTRIBUTES": "k8s.pod.name=q,x=1"},
+         {"k8s.pod.name": "p", "x": "1"}),
+        # a malformed pair (or bad percent-encoding) discards the whole variable
+        ({}, {"OTEL_RESOURCE_ATTRIBUTES": "x=1,broken"}, {"service.name": "unknown_service"}),
+        ({}, {"OTEL_RESOURCE_ATTRIBUTES": "x=%ff"}, {"service.name": "unknown_service"}),
+        ({}, {"OTEL_RESOURCE_ATTRIBUTES": "x=1,,y=2"}, {"x": "1", "y": "2"}),
+    ],
+)  # fmt: skip
+def test_resource_honours_the_opentelemetry_variables(
+    overrides: dict, environ: dict, expected: dict
+) -> None:
+    attrs = resource_attributes(overrides, environ)
+    assert {k: attrs.get(k) for k in expected} == expected
+    if "x=1,broken" in environ.get("OTEL_RESOURCE_ATTRIBUTES", ""):
+        assert "x" not in attrs
+    assert (attrs["telemetry.sdk.name"], attrs["telemetry.sdk.language"]) == ("sidetrace", "python")
+    assert attrs["telemetry.sdk.version"]
+
+
 def test_resource_env_table_names_the_downward_api_fields() -> None:
     fields = {key: field for key, (_env, field) in RESOURCE_ENV.items()}
     assert fields["k8s.pod.name"] == "metadata.name"
@@ -41,21 +72,24 @@ def test_resource_env_table_names_the_downward_api_fields() -> None:
 @pytest.mark.parametrize(
     ("path", "expected"),
     [
-        ("/users/42", "/users/{uid}"),  # configured template wins
-        ("/orders/123/items", "/orders/{id}/items"),
-        ("/orders/3fa85f64-5717-4562-b3fc-2c963f66afa6", "/orders/{id}"),
-        ("/blobs/0123456789abcdef0123", "/blobs/{id}"),
-        ("/health", "/health"),
-        ("/", "/"),
-        ("/static/app.js", "/static/app.js"),
+        ("/users/42", "/users/{uid}"),  # a configured template
+        ("/users/42/orders/7", "/users/{uid}/orders/{oid}"),
+        ("/users/", ""),  # a template variable needs a segment
+        # No template matches: no http.route at all, nothing guessed from the path
+        ("/orders/123/items", ""),
+        ("/orders/3fa85f64-5717-4562-b3fc-2c963f66afa6", ""),
+        ("/health", ""),
+        ("/", ""),
     ],
 )
-def test_route_matcher(path: str, expected: str) -> None:
-    assert RouteMatcher(["/users/{uid}"]).route(path) == expected
+def test_route_matcher_uses_configured_templates_only(path: str, expected: str) -> None:
+    matcher = RouteMatcher(["/users/{uid}", "/users/{uid}/orders/{oid}"])
+    assert matcher.route(path) == expected
+    assert matcher.route(path) == expected  # and from its cache
 
 
-def test_route_detection_can_be_switched_off() -> None:
-    assert RouteMatcher([], detect=False).route("/orders/123") == ""
+def test_route_matcher_without_templates_gives_no_route() -> None:
+    assert RouteMatcher().route("/orders/123") == ""
 
 
 @pytest.mark.parametrize(
