@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import json
 import re
+import shlex
 from collections import Counter
 from datetime import UTC, datetime
 from typing import Any
@@ -48,6 +49,8 @@ _RFC3339 = re.compile(
 )
 _BOOLS = {"1": True, "t": True, "true": True, "0": False, "f": False, "false": False}
 NOT_FOUND = "No traces found"
+SUNSET = "Mon, 01 Nov 2026 00:00:00 GMT"  # Jaeger's announced removal of the aliases
+DEPRECATION_DOC = "https://github.com/jaegertracing/jaeger/blob/main/docs/apis/api_v3_http.md"
 
 
 class ParamError(ValueError):
@@ -59,12 +62,28 @@ def error(status: int, message: str) -> Response:
 
 
 def resolve(request: Request, name: str) -> tuple[str, str] | None:
-    """(value, the name it came under): the canonical name first, then its aliases."""
+    """(value, the name it came under): the canonical name first, then its aliases.
+
+    A deprecated alias used is remembered for the response's deprecation headers.
+    """
     for candidate in (name, *ALIASES.get(name, ())):
         value = request.query_params.get(candidate)
         if value:
+            if candidate != name:
+                request.state.deprecated = [*getattr(request.state, "deprecated", []), candidate]
             return value, candidate
     return None
+
+
+def with_deprecation(request: Request, response: Response) -> Response:
+    """Jaeger's signals (RFC 8594) when a deprecated snake_case parameter was used."""
+    used = getattr(request.state, "deprecated", [])
+    if used:
+        response.headers["Deprecation"] = "true"
+        response.headers["Sunset"] = SUNSET
+        response.headers["Link"] = f'<{DEPRECATION_DOC}>; rel="deprecation"'
+        response.headers["Deprecated-Params"] = ",".join(dict.fromkeys(used))
+    return response
 
 
 def parse_rfc3339(text: str, name: str) -> int:
@@ -105,20 +124,31 @@ def _duration(request: Request, name: str) -> int | None:
 
 
 def _attributes(request: Request) -> list[tq.AttributeFilter]:
-    """``query.attributes`` as a JSON object of string values (span or resource attributes)."""
+    """``query.attributes``: a JSON object, or logfmt (``a=b c="d e"``) as Jaeger UI's tags.
+
+    Each pair must match a span or resource attribute.
+    """
     raw = request.query_params.get("query.attributes")
     if not raw:
         return []
-    try:
-        obj = json.loads(raw)
-    except ValueError:
-        obj = None
-    if not isinstance(obj, dict):
-        raise ParamError("malformed parameter query.attributes: expected a JSON object")
-    return [
-        tq.AttributeFilter(tq.AttributeFilter.parse(str(k)).key, "=", str(v))
-        for k, v in obj.items()
-    ]
+    bad = "malformed parameter query.attributes: expected a JSON object or key=value pairs"
+    if raw.lstrip().startswith(("{", "[")):
+        try:
+            obj = json.loads(raw)
+        except ValueError:
+            obj = None
+        if not isinstance(obj, dict):
+            raise ParamError(bad)
+        pairs = [(str(k), v if isinstance(v, str) else json.dumps(v)) for k, v in obj.items()]
+    else:
+        try:
+            words = shlex.split(raw)
+        except ValueError:
+            raise ParamError(bad) from None
+        if not all("=" in w for w in words):
+            raise ParamError(bad)
+        pairs = [tuple(w.split("=", 1)) for w in words]
+    return [tq.AttributeFilter(tq.AttributeFilter.parse(k).key, "=", v) for k, v in pairs]
 
 
 def search_query(request: Request) -> tq.SearchQuery:
@@ -200,7 +230,8 @@ def routes(ctx: DashboardContext) -> list[BaseRoute]:
         kind = None
         if kind_param is not None:
             if kind_param[0] not in JAEGER_KINDS:
-                return error(400, f"malformed parameter {kind_param[1]}: unknown span kind")
+                message = f"malformed parameter {kind_param[1]}: unknown span kind"
+                return with_deprecation(request, error(400, message))
             kind = JAEGER_KINDS[kind_param[0]]
         start_ns, end_ns = params.time_range(None, None, "7d")
         pairs = await run_in_threadpool(tq.operations, store, service, start_ns, end_ns, kind)
@@ -208,7 +239,7 @@ def routes(ctx: DashboardContext) -> list[BaseRoute]:
             {"name": name, "spanKind": tq.SPAN_KINDS.get(k, "") if k else "internal"}
             for name, k in pairs
         ]
-        return JSONResponse({"operations": found})
+        return with_deprecation(request, JSONResponse({"operations": found}))
 
     async def trace(request: Request) -> Response:
         try:
@@ -222,27 +253,28 @@ def routes(ctx: DashboardContext) -> list[BaseRoute]:
                     parse_rfc3339(*found)  # the trace index already bounds the read
             _bool(request, "rawTraces")
         except ParamError as exc:
-            return error(400, str(exc))
+            return with_deprecation(request, error(400, str(exc)))
         loaded = await run_in_threadpool(tq.load_trace, store, trace_id, ctx.max_trace_spans)
-        return traces_result([loaded] if loaded is not None else [])
+        return with_deprecation(request, traces_result([loaded] if loaded is not None else []))
 
     async def find_traces(request: Request) -> Response:
         try:
             q = search_query(request)
         except (ParamError, tq.BadQuery) as exc:
-            return error(400, str(exc))
+            return with_deprecation(request, error(400, str(exc)))
         ids = await run_in_threadpool(tq.search_trace_ids, store, q)
         found = await run_in_threadpool(tq.load_traces, store, ids, ctx.max_trace_spans)
-        return traces_result(found)
+        return with_deprecation(request, traces_result(found))
 
     async def trace_summaries(request: Request) -> Response:
         try:
             q = search_query(request)
         except (ParamError, tq.BadQuery) as exc:
-            return error(400, str(exc))
+            return with_deprecation(request, error(400, str(exc)))
         ids = await run_in_threadpool(tq.search_trace_ids, store, q)
         found = await run_in_threadpool(tq.load_traces, store, ids, ctx.max_trace_spans)
-        return JSONResponse({"summaries": [trace_summary(t) for t in found]})
+        body = {"summaries": [trace_summary(t) for t in found]}
+        return with_deprecation(request, JSONResponse(body))
 
     return [
         Route("/api/v3/services", services),
@@ -265,7 +297,7 @@ _SEARCH_PARAMS = [
     query_param("query.durationMin", _STR, "Go duration, e.g. 10ms"),
     query_param("query.durationMax", _STR, "Go duration, e.g. 2s"),
     query_param("query.searchDepth", {"type": "integer", "minimum": 1, "maximum": 1500}),
-    query_param("query.attributes", _STR, 'JSON object, e.g. {"http.status_code":"500"}'),
+    query_param("query.attributes", _STR, 'JSON object or logfmt, e.g. http.method=GET'),
 ]
 OPENAPI_PATHS: dict[str, Any] = {
     "/api/v3/services": {

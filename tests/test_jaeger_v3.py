@@ -114,8 +114,14 @@ def test_services_and_operations(loaded):
             ]
         }
         for name in ("spanKind", "span_kind"):  # canonical and deprecated alias
-            body = client.get(f"/api/v3/operations?service=frontend&{name}=client").json()
+            response = client.get(f"/api/v3/operations?service=frontend&{name}=client")
+            body = response.json()
             assert body == {"operations": [{"name": "POST /checkout", "spanKind": "client"}]}
+            # Jaeger's deprecation signals for the snake_case alias only
+            assert response.headers.get("Deprecated-Params") == (
+                "span_kind" if name == "span_kind" else None
+            )
+            assert response.headers.get("Deprecation") == ("true" if name == "span_kind" else None)
         # Jaeger v3 reports an operation without a kind as "internal"
         body = client.get("/api/v3/operations", params={"service": "cron"}).json()
         assert body == {
@@ -203,6 +209,23 @@ def test_find_traces(loaded):
             "query.attributes": json.dumps({"http.method": "GET"}),
         }
         assert check_error(client.get("/api/v3/traces", params=old_names), 404) == "No traces found"
+        response = client.get("/api/v3/traces", params=old_names)
+        assert set(response.headers["Deprecated-Params"].split(",")) == {
+            "query.service_name",
+            "query.start_time_min",
+            "query.start_time_max",
+            "query.num_traces",
+        }
+        assert response.headers["Sunset"] and 'rel="deprecation"' in response.headers["Link"]
+        logfmt = {
+            "query.serviceName": "frontend",
+            **_window(),
+            "query.attributes": 'http.method=GET cached="true"',
+        }
+        spans = parse_result(client.get("/api/v3/traces", params=logfmt))
+        assert {s["traceId"] for s in spans} == {skewed[0].trace_id}
+        logfmt["query.attributes"] = "http.method=POST"
+        assert check_error(client.get("/api/v3/traces", params=logfmt), 404) == "No traces found"
         old_names["query.attributes"] = "{}"
         assert (
             len(
@@ -230,6 +253,8 @@ BAD_FINDS = [
     ({"query.duration_max": "10"}, "query.duration_max"),
     ({"query.rawTraces": "foobar"}, "query.rawTraces"),
     ({"query.attributes": "[1]"}, "query.attributes"),
+    ({"query.attributes": "novalue"}, "query.attributes"),
+    ({"query.attributes": 'a="unclosed'}, "query.attributes"),
 ]
 
 
