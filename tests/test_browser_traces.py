@@ -116,7 +116,7 @@ def test_open_trace_from_search_and_inspect(site, page, artifacts):
     # statistics tab
     page.click('.tab[data-tab="stats"]')
     assert "frontend" in page.inner_text("#stats-table")
-    assert "(all operations)" in page.inner_text("#stats-services")
+    assert "All services" in page.inner_text("#stats-services")
     page.click('.tab[data-tab="waterfall"]')
 
 

@@ -19,6 +19,9 @@
   let visible = [];        // indexes into spans currently shown (not inside a collapsed subtree)
   let selected = -1;
   const byId = new Map();
+  let matches = [];        // indexes of spans matching the find box, in tree order
+  let matchSet = new Set();
+  let matchAt = -1;        // which match is selected
 
   function el(tag, cls, text) {
     const e = document.createElement(tag);
@@ -27,10 +30,46 @@
     return e;
   }
 
+  // Service colours: distinct within the trace and stable across traces. Each service
+  // prefers the palette slot its name hashes to; when another service of this trace holds
+  // it, it takes the next free one. Twelve hand-picked colours, far apart on a dark
+  // background; beyond them, hues a golden angle apart.
+  const PALETTE = ["#5aa9ff", "#f28e2b", "#4cc38a", "#c792ea", "#edc948", "#76b7b2",
+    "#ff9da7", "#9c755f", "#bab0ac", "#e15759", "#8cd17d", "#a0cbe8"];
+  const SLOTS = PALETTE.length;
+  const colours = new Map();
+  function slotColour(slot) {
+    if (slot < SLOTS) return PALETTE[slot];
+    return `hsl(${Math.round((slot * 137.508) % 360)}, 70%, ${slot % 2 ? 70 : 55}%)`;
+  }
+  // The slot each service last had in this browser, so a displaced service keeps the
+  // colour it was given the first time too.
+  const REMEMBERED = "sidetrace.colours";
+  function remembered() {
+    try { return JSON.parse(localStorage.getItem(REMEMBERED) || "{}"); } catch (e) { return {}; }
+  }
+  function assignColours(names) {
+    const taken = new Set();
+    const memory = remembered();
+    const unique = Array.from(new Set(names)).sort();
+    const ordered = [...unique.filter((n) => n in memory), ...unique.filter((n) => !(n in memory))];
+    ordered.forEach((name) => {
+      let h = 0;
+      for (let i = 0; i < name.length; i++) h = (h * 31 + name.charCodeAt(i)) >>> 0;
+      let slot = name in memory ? Number(memory[name]) : h % SLOTS;
+      for (let k = 0; k < SLOTS && taken.has(slot); k++) slot = (slot + 1) % SLOTS;
+      while (taken.has(slot)) slot = Math.max(slot, SLOTS - 1) + 1;  // palette used up
+      taken.add(slot);
+      colours.set(name, slotColour(slot));
+      memory[name] = slot;
+    });
+    const keys = Object.keys(memory);
+    if (keys.length > 500) keys.slice(0, keys.length - 500).forEach((k) => delete memory[k]);
+    localStorage.setItem(REMEMBERED, JSON.stringify(memory));
+  }
   function colour(service) {
-    let h = 0;
-    for (let i = 0; i < service.length; i++) h = (h * 31 + service.charCodeAt(i)) >>> 0;
-    return `hsl(${h % 360}, 62%, 58%)`;
+    if (!colours.has(service)) assignColours([...colours.keys(), service]);
+    return colours.get(service);
   }
 
   function computeSubtrees() {
@@ -55,7 +94,7 @@
 
   function rowFor(i, pos) {
     const s = spans[i];
-    const row = el("div", "row" + (i === selected ? " selected" : ""));
+    const row = el("div", "row" + (i === selected ? " selected" : "") + (matchSet.has(i) ? " match" : ""));
     row.style.top = pos * ROW_H + "px";
     row.dataset.index = i;
     row.dataset.spanId = s.spanId;
@@ -157,9 +196,20 @@
     }
     items.forEach((a) => {
       const tr = el("tr");
-      tr.appendChild(el("td", "mono", a.key));
-      const v = typeof a.value === "object" ? JSON.stringify(a.value) : String(a.value);
-      tr.appendChild(el("td", "mono", v));
+      const key = el("td", "mono");  // long keys break after a dot, not mid-word
+      a.key.split(".").forEach((part, k) => {
+        if (k) key.append(".", document.createElement("wbr"));
+        key.append(part);
+      });
+      tr.appendChild(key);
+      if (a.node) {
+        const td = el("td", "mono");
+        td.appendChild(a.node);
+        tr.appendChild(td);
+      } else {
+        const v = typeof a.value === "object" ? JSON.stringify(a.value) : String(a.value);
+        tr.appendChild(el("td", "mono", v));
+      }
       t.appendChild(tr);
     });
     return t;
@@ -184,10 +234,20 @@
     link.id = "span-link";
     link.href = spanLink(s.spanId);
     detail.appendChild(link);
-    const parentLabel = s.parentSpanId ? s.parentSpanId + (s.orphan ? " (missing from trace)" : "") : "(root)";
+    const anchor = (text, href, id) => { const a = el("a", null, text); a.href = href; if (id) a.id = id; return a; };
+    let parent = { key: "parent", value: "(root)" };
+    if (s.orphan) parent = { key: "parent", value: s.parentSpanId + " (missing from trace)" };
+    else if (s.parentSpanId) {
+      const a = anchor(s.parentSpanId, spanLink(s.parentSpanId), "parent-link");
+      a.addEventListener("click", (ev) => { ev.preventDefault(); select(byId.get(s.parentSpanId), true); });
+      parent = { key: "parent", node: a };
+    }
+    const search = new URLSearchParams({ service: s.service, operation: s.name, lookback: "1h" });
     const overview = [
+      { key: "service", node: anchor(s.service, `/services/${encodeURIComponent(s.service)}`, "service-link") },
+      { key: "operation", node: anchor(s.name, "/search?" + search.toString(), "operation-link") },
       { key: "span id", value: s.spanId },
-      { key: "parent", value: parentLabel },
+      parent,
       { key: "kind", value: s.kind },
       { key: "status", value: s.status.code + (s.status.message ? `: ${s.status.message}` : "") },
       { key: "start", value: window.sidetrace.formatTime(Number(BigInt(s.startTimeUnixNano) / 1000n) / 1000) + ` (+${fmtDur(s.offsetNs)})` },
@@ -260,37 +320,111 @@
     if (trace.skewedSpans > 0) add("", `${trace.skewedSpans} span(s) start before or end after their parent on another service: clock skew between hosts, shown as recorded.`).id = "skew";
   }
 
-  function stats() {
-    // Per service: sums of the per-operation rows; then every operation.
-    const services = new Map();
-    trace.stats.forEach((st) => {
-      const agg = services.get(st.service) || { service: st.service, name: "(all operations)", count: 0, errors: 0, totalNs: 0, selfNs: 0 };
-      agg.count += st.count; agg.errors += st.errors; agg.totalNs += st.totalNs; agg.selfNs += st.selfNs;
-      services.set(st.service, agg);
-    });
-    fillStats("#stats-services tbody", Array.from(services.values()).sort((a, b) => b.selfNs - a.selfNs));
-    fillStats("#stats-table tbody", trace.stats);
+  // Wall-clock time covered by a set of [start, end) intervals (overlaps counted once).
+  function covered(intervals) {
+    intervals.sort((a, b) => a[0] - b[0]);
+    let sum = 0, start = 0, end = -1;
+    for (const [a, b] of intervals) {
+      if (a > end) { if (end >= start) sum += end - start; start = a; end = b; } else end = Math.max(end, b);
+    }
+    return end >= start ? sum + end - start : sum;
   }
 
-  function fillStats(selector, rows) {
-    const body = document.querySelector(selector);
+  function stats() {
+    // Per service: span and error counts, the self time its spans add up to (these sum to
+    // the trace's self time) and the wall-clock time some span of it was running (nested
+    // spans of one service count once, so this never exceeds the trace's duration).
+    const services = new Map();
+    spans.forEach((s) => {
+      const agg = services.get(s.service) || { service: s.service, count: 0, errors: 0, selfNs: 0, spans: [] };
+      agg.count += 1;
+      agg.errors += s.status.code === "error" ? 1 : 0;
+      agg.selfNs += s.selfNs;
+      agg.spans.push([Math.max(0, s.offsetNs), Math.max(0, s.offsetNs) + s.durationNs]);
+      services.set(s.service, agg);
+    });
+    const rows = Array.from(services.values()).sort((a, b) => b.selfNs - a.selfNs);
+    const allSelf = rows.reduce((n, r) => n + r.selfNs, 0);
+    const body = document.querySelector("#stats-services tbody");
     body.replaceChildren();
-    rows.forEach((st) => {
+    const cells = (tr, values) => values.forEach(([cls, text]) => tr.appendChild(el("td", cls, text)));
+    rows.forEach((r) => {
       const tr = el("tr");
-      const svc = el("td");
-      const sw = el("span", "badge", st.service);
-      sw.style.borderColor = colour(st.service);
-      svc.appendChild(sw);
-      tr.appendChild(svc);
-      tr.appendChild(el("td", null, st.name));
-      tr.appendChild(el("td", "num", String(st.count)));
-      tr.appendChild(el("td", "num", String(st.errors)));
-      tr.appendChild(el("td", "num", fmtDur(st.totalNs)));
-      tr.appendChild(el("td", "num", fmtDur(st.selfNs)));
-      tr.appendChild(el("td", "num", fmtDur(st.totalNs / st.count)));
+      tr.appendChild(serviceCell(r.service));
+      const wall = covered(r.spans);
+      tr.dataset.wallNs = String(wall);
+      tr.dataset.selfNs = String(r.selfNs);
+      cells(tr, [["num", String(r.count)], ["num", String(r.errors)], ["num", fmtDur(r.selfNs)],
+        ["num", allSelf ? (100 * r.selfNs / allSelf).toFixed(1) + "%" : "–"], ["num", fmtDur(wall)]]);
       body.appendChild(tr);
     });
+    const foot = document.querySelector("#stats-services tfoot");
+    foot.replaceChildren();
+    const tr = el("tr");
+    tr.appendChild(el("th", null, "All services"));
+    cells(tr, [["num", String(spans.length)], ["num", String(rows.reduce((n, r) => n + r.errors, 0))],
+      ["num", fmtDur(allSelf)], ["num", "100%"], ["num", fmtDur(trace.durationNs)]]);
+    foot.appendChild(tr);
+
+    const ops = document.querySelector("#stats-table tbody");
+    ops.replaceChildren();
+    trace.stats.forEach((st) => {
+      const row = el("tr");
+      row.appendChild(serviceCell(st.service));
+      cells(row, [[null, st.name], ["num", String(st.count)], ["num", String(st.errors)],
+        ["num", fmtDur(st.totalNs)], ["num", fmtDur(st.selfNs)], ["num", fmtDur(st.totalNs / st.count)]]);
+      ops.appendChild(row);
+    });
   }
+
+  function serviceCell(service) {
+    const td = el("td");
+    const sw = el("a", "badge", service);
+    sw.href = `/services/${encodeURIComponent(service)}`;
+    sw.style.borderColor = colour(service);
+    td.appendChild(sw);
+    return td;
+  }
+
+  // Find within the trace: service, operation, span id or any attribute key or value.
+  const findBox = document.getElementById("find");
+  const findCount = document.getElementById("find-count");
+  let haystacks = null;
+  function haystack(s) {
+    const parts = [s.service, s.name, s.spanId];
+    for (const a of s.attributes) parts.push(a.key, typeof a.value === "object" ? JSON.stringify(a.value) : String(a.value));
+    return parts.join("\u0000").toLowerCase();
+  }
+  let found = "";
+  function find() {
+    const text = findBox.value.trim().toLowerCase();
+    found = text;
+    matches = [];
+    if (text) {
+      if (!haystacks) haystacks = spans.map(haystack);
+      haystacks.forEach((h, i) => { if (h.includes(text)) matches.push(i); });
+    }
+    matchSet = new Set(matches);
+    matchAt = -1;
+    findCount.textContent = text ? (matches.length ? `${matches.length} matches` : "no match") : "";
+    if (matches.length) goToMatch(0); else render();
+  }
+  function goToMatch(k) {
+    if (!matches.length) return;
+    matchAt = (k + matches.length) % matches.length;
+    findCount.textContent = `${matchAt + 1} of ${matches.length}`;
+    select(matches[matchAt], true);
+  }
+  let findTimer = 0;
+  findBox.addEventListener("input", () => { clearTimeout(findTimer); findTimer = setTimeout(find, 150); });
+  findBox.addEventListener("keydown", (ev) => {
+    if (ev.key !== "Enter") return;
+    ev.preventDefault();
+    clearTimeout(findTimer);
+    if (findBox.value.trim().toLowerCase() !== found) find(); else goToMatch(matchAt + (ev.shiftKey ? -1 : 1));
+  });
+  document.getElementById("find-next").addEventListener("click", () => goToMatch(matchAt + 1));
+  document.getElementById("find-prev").addEventListener("click", () => goToMatch(matchAt - 1));
 
   document.querySelectorAll(".tab").forEach((b) => b.addEventListener("click", () => {
     document.querySelectorAll(".tab").forEach((x) => x.classList.toggle("active", x === b));
@@ -318,6 +452,7 @@
       trace = data;
       spans = data.spans;
       spans.forEach((s, i) => byId.set(s.spanId, i));
+      assignColours(spans.map((s) => s.service));
       computeSubtrees();
       computeVisible();
       document.getElementById("loading").remove();
