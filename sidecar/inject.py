@@ -37,6 +37,8 @@ GRPC_PORTS = PREFIX + "grpc-ports"
 OPAQUE_PORTS = PREFIX + "opaque-ports"
 SAMPLING_RATIO = PREFIX + "sampling-ratio"
 COLLECTOR = PREFIX + "collector"
+# http.route templates, comma-separated ("/users/{id},/orders/{id}/items"): one --route each
+ROUTES = PREFIX + "routes"
 RESOURCE_ANNOTATIONS = {
     PREFIX + "proxy-cpu-request": ("requests", "cpu"),
     PREFIX + "proxy-cpu-limit": ("limits", "cpu"),
@@ -54,6 +56,7 @@ USER_ANNOTATIONS = frozenset(
         OPAQUE_PORTS,
         SAMPLING_RATIO,
         COLLECTOR,
+        ROUTES,
         *RESOURCE_ANNOTATIONS,
     }
 )
@@ -93,6 +96,7 @@ TEMPLATE_PATHS: dict[str, tuple[str, ...]] = {
 
 _QUANTITY = re.compile(r"^[0-9]+(\.[0-9]+)?(m|k|M|G|T|P|E|Ki|Mi|Gi|Ti|Pi|Ei)?$")
 _SERVICE = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]{0,252}$")
+_ROUTE = re.compile(r"^/[A-Za-z0-9._~!$&'()*+;=:@%/{}-]{0,511}$")
 _HOST_PORT = re.compile(r"^(?:https?://)?[A-Za-z0-9._-]+:(\d{1,5})$")
 
 
@@ -214,6 +218,7 @@ class Settings:
     collector: str
     service_version: str | None
     resources: dict[str, dict[str, str]]
+    routes: tuple[str, ...] = ()
 
 
 def _named_ports(spec: Any) -> dict[str, int]:
@@ -311,6 +316,10 @@ def read_settings(
             resources[section][resource] = value[key]
     inbound = ports(INBOUND_PORTS, allow_names=True)
     app_port = int(inbound[0].split(":")[0]) if inbound else _first_port(spec)
+    routes = tuple(r.strip() for r in value.get(ROUTES, "").split(",") if r.strip())
+    for route in routes:
+        if not _ROUTE.match(route):
+            raise fail(ROUTES, f"{route!r} is not a path template like /users/{{id}}")
     return Settings(
         service_name=service,
         app_port=app_port,
@@ -323,6 +332,7 @@ def read_settings(
         collector=collector,
         service_version=str(version) if version else None,
         resources=resources,
+        routes=routes,
     )
 
 
@@ -380,6 +390,7 @@ def sidecar_container(settings: Settings, options: InjectOptions) -> dict[str, A
         args.append(f"--opaque-ports={_csv(settings.opaque_ports)}")
     if settings.sampling_ratio is not None:
         args.append(f"--sampling-ratio={settings.sampling_ratio}")
+    args.extend(f"--route={route}" for route in settings.routes)
     env: list[dict[str, Any]] = []
     for variable, field_path in RESOURCE_ENV.values():
         if field_path:

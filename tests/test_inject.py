@@ -207,7 +207,19 @@ BAD_ANNOTATIONS = [
     ("sidetrace.io/proxy-memory-request", "1 GB", "is not a Kubernetes quantity"),
     ("sidetrace.io/service-name", "no spaces please", "is not a valid service name"),
     ("sidetrace.io/sampling", "0.5", "unknown annotation"),
+    ("sidetrace.io/routes", "/users/{id},users", "is not a path template"),
+    ("sidetrace.io/routes", "/a b", "is not a path template"),
 ]
+
+
+def test_routes_annotation_becomes_route_flags() -> None:
+    """``http.route`` templates come from configuration only: the pod annotation."""
+    pod = copy.deepcopy(POD)
+    pod["metadata"]["annotations"]["sidetrace.io/routes"] = " /users/{uid} , /orders/{oid}/items"
+    inject_documents([pod], InjectOptions(legacy=True))
+    sidecar = next(c for c in pod["spec"]["containers"] if c["name"] == SIDECAR_NAME)
+    parsed = build_parser().parse_args([*sidecar["command"][1:], *sidecar["args"]])
+    assert parsed.route == ["/users/{uid}", "/orders/{oid}/items"]
 
 
 @pytest.mark.parametrize(("key", "value", "problem"), BAD_ANNOTATIONS)
