@@ -73,6 +73,11 @@ def test_slim_sidecar_install_runs_the_sidecar(tmp_path: Path) -> None:
     venv = tmp_path / "sidecar"
     make_venv(venv, "sidecar", build_wheel(tmp_path / "wheel"))
     assert not has_distribution(venv, "numpy") and not has_distribution(venv, "clickhouse_driver")
+    for command in ("sidecar", "iptables-init"):  # what injected pods run from this image
+        shown = subprocess.run(
+            [str(venv / "bin" / "sidetrace"), command, "--help"], capture_output=True, cwd=tmp_path
+        )
+        assert shown.returncode == 0, shown.stderr
     admin = free_port()
     process = subprocess.Popen(
         [str(venv / "bin" / "sidetrace"), "sidecar", "--bind", "127.0.0.1",
