@@ -297,7 +297,7 @@ _SEARCH_PARAMS = [
     query_param("query.durationMin", _STR, "Go duration, e.g. 10ms"),
     query_param("query.durationMax", _STR, "Go duration, e.g. 2s"),
     query_param("query.searchDepth", {"type": "integer", "minimum": 1, "maximum": 1500}),
-    query_param("query.attributes", _STR, 'JSON object or logfmt, e.g. http.method=GET'),
+    query_param("query.attributes", _STR, "JSON object or logfmt, e.g. http.method=GET"),
 ]
 OPENAPI_PATHS: dict[str, Any] = {
     "/api/v3/services": {
