@@ -10,9 +10,11 @@ import threading
 from collector.grpc_receiver import MAX_CONNECTION_AGE_GRACE_S, MAX_CONNECTION_AGE_S
 from collector.otlp_columns import Limits
 from collector.service import Collector, CollectorConfig
+from collector.tiering import LatencyRule, TieringConfig
 from collector.writer import WriterConfig
 from sidetrace.cli import add_clickhouse_flag
 from sidetrace.coordination import CoordinatorError, add_coordinator_flag, parse_coordinator_url
+from sidetrace.migrate import Retention
 from sidetrace.store import open_store
 
 MB = 1 << 20
@@ -75,6 +77,42 @@ def register(subparsers: argparse._SubParsersAction) -> None:
         help="seconds a client has to send an OTLP/HTTP body or a gRPC message",
     )
     add("--stop-timeout", type=float, default=30.0, help="seconds to flush on SIGTERM")
+    add(
+        "--tiering",
+        action="store_true",
+        help="retention tiers: every span for --hot-retention, then only the traces worth keeping",
+    )
+    add(
+        "--hot-retention",
+        type=float,
+        default=TieringConfig.hot_retention_s / 3600,
+        help="hours every span is kept, with --tiering",
+    )
+    add(
+        "--kept-retention",
+        type=int,
+        default=Retention.kept,
+        help="days the kept traces are kept, with --tiering",
+    )
+    add(
+        "--keep-baseline",
+        type=float,
+        default=TieringConfig.keep_baseline * 100,
+        help="percent of traces kept regardless (by trace-id hash), with --tiering",
+    )
+    add(
+        "--settle-seconds",
+        type=float,
+        default=TieringConfig.settle_s,
+        help="a trace with no new span this long is decided, with --tiering",
+    )
+    add(
+        "--slo",
+        action="append",
+        default=[],
+        metavar="FILE",
+        help="SLO file whose latency thresholds mark traces to keep, with --tiering (repeatable)",
+    )
     add_coordinator_flag(parser)
     parser.set_defaults(handler=run)
 
@@ -104,6 +142,51 @@ def config_from_args(args: argparse.Namespace) -> CollectorConfig:
         header_timeout_s=args.header_timeout,
         read_timeout_s=args.read_timeout,
         coordinator=args.coordinator,
+        retention=Retention(kept=args.kept_retention),
+        tiering=tiering_from_args(args) if args.tiering else None,
+    )
+
+
+def slo_rules(paths: list[str]) -> tuple[LatencyRule, ...]:
+    """The latency thresholds of the SLO files, for the tiering decision.
+
+    The SLO file model belongs to the dashboard; it is read here, in the collector's
+    command (a composition root), only when tiering is given SLO files.
+    """
+    if not paths:
+        return ()
+    from dashboard.slo_config import SloConfigError, parse_file
+
+    try:
+        files = [parse_file(path) for path in paths]
+    except SloConfigError as exc:  # names every problem, FILE:LINE: FIELD: message
+        raise ValueError(str(exc)) from None
+    return tuple(
+        LatencyRule(
+            service=slo.filters.service,
+            threshold_ns=int(slo.threshold_ns),
+            operation=slo.filters.operation,
+            route=slo.filters.route,
+            span_kind=slo.filters.span_kind,
+        )
+        for slo_file in files
+        for slo in slo_file.slos
+    )
+
+
+def tiering_from_args(args: argparse.Namespace) -> TieringConfig:
+    """Raises ValueError with a message: windows, baseline or an SLO file out of order."""
+    hot_s = args.hot_retention * 3600
+    if hot_s >= Retention.spans * 86_400:
+        raise ValueError(
+            f"--hot-retention {args.hot_retention:g} h must be under the spans' "
+            f"{Retention.spans}-day retention"
+        )
+    return TieringConfig(
+        hot_retention_s=hot_s,
+        keep_baseline=args.keep_baseline / 100,
+        settle_s=args.settle_seconds,
+        rules=slo_rules(args.slo),
     )
 
 
@@ -114,10 +197,11 @@ def run(args: argparse.Namespace) -> int:
     try:
         if args.coordinator:
             parse_coordinator_url(args.coordinator)
-    except CoordinatorError as exc:
+        config = config_from_args(args)
+    except (CoordinatorError, ValueError) as exc:
         print(f"sidetrace collector: {exc}", file=sys.stderr)
         return 2
-    collector = Collector(open_store(args.clickhouse), config_from_args(args))
+    collector = Collector(open_store(args.clickhouse), config)
     try:
         collector.start()
     except OSError as exc:  # a port in use, an unreadable certificate, a read-only spool

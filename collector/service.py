@@ -28,6 +28,8 @@ from collector.retention import start_retention_job
 from collector.rollup_jobs import start_rollup_jobs
 from collector.spool import Spool
 from collector.stats import Stats
+from collector.tiering import JOB as TIERING_JOB
+from collector.tiering import TieringConfig, start_tiering_job
 from collector.writer import Writer, WriterConfig
 from sidetrace.coordination import Coordinator, open_leaderships
 from sidetrace.migrate import Retention, migrate
@@ -60,6 +62,7 @@ class CollectorConfig:
     max_connection_age_grace_s: float = MAX_CONNECTION_AGE_GRACE_S
     retention_interval_s: float = 3600.0
     coordinator: str | None = None  # zk://…: elect one replica for the rollup and retention jobs
+    tiering: TieringConfig | None = None  # retention tiers (collector/tiering.py); None: off
 
 
 class Collector:
@@ -90,8 +93,10 @@ class Collector:
         self.stats.gauge("spool_disk_bytes", lambda: spool.disk_bytes)
         self.writer = Writer(self.store, spool, cfg.limits, self.stats, cfg.writer)
         self.writer.start()
-        jobs = (EDGE_JOB, RETENTION_JOB)
+        jobs = (EDGE_JOB, RETENTION_JOB, *((TIERING_JOB,) if cfg.tiering else ()))
         self._coordinator, leaders = open_leaderships(cfg.coordinator, jobs, "collector")
+        if cfg.tiering is not None:
+            start_tiering_job(self.store, self._stop_jobs, cfg.tiering, leaders[TIERING_JOB])
         start_rollup_jobs(self.store, self._stop_jobs, leadership=leaders[EDGE_JOB])
         start_retention_job(
             self.store,

@@ -284,3 +284,20 @@ def run_tiering_job(
         except StoreError as exc:  # storage down or schema not migrated yet: try again later
             log.warning("tiering failed: %s", exc)
         stop.wait(config.interval_s)
+
+
+def start_tiering_job(
+    store: Store,
+    stop: threading.Event,
+    config: TieringConfig,
+    leadership: Leadership | None = None,
+) -> threading.Thread:
+    """Start ``run_tiering_job`` on a daemon thread; it exits when ``stop`` is set."""
+    thread = threading.Thread(
+        target=run_tiering_job,
+        args=(store, stop, config, leadership),
+        name="retention-tiering",
+        daemon=True,
+    )
+    thread.start()
+    return thread

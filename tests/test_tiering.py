@@ -185,3 +185,50 @@ def test_config_rejects_nonsense():
         TieringConfig(keep_baseline=1.5)
     with pytest.raises(ValueError, match="hot window"):
         TieringConfig(hot_retention_s=60, settle_s=300)
+
+
+def test_collector_flags_make_the_tiering_config(tmp_path):
+    from collector.command import config_from_args
+    from sidetrace.cli import build_parser
+
+    parse = build_parser().parse_args
+    off = config_from_args(parse(["collector"]))
+    assert off.tiering is None
+    args = ["collector", "--tiering", "--keep-baseline", "10", "--kept-retention", "14"]
+    on = config_from_args(parse([*args, "--slo", "schemas/examples/slo-demo.yaml"]))
+    assert on.tiering.keep_baseline == pytest.approx(0.10)
+    assert on.tiering.hot_retention_s == 24 * 3600 and on.retention.kept == 14
+    assert on.tiering.rules == (
+        LatencyRule(service="payments", threshold_ns=300 * MS, span_kind=gen.KIND_SERVER),
+    )
+    with pytest.raises(ValueError, match="--hot-retention"):
+        config_from_args(parse(["collector", "--tiering", "--hot-retention", "200"]))
+    bad = tmp_path / "bad.yaml"
+    bad.write_text("slos:\n  - name: x\n")
+    with pytest.raises(ValueError, match="bad.yaml"):
+        config_from_args(parse(["collector", "--tiering", "--slo", str(bad)]))
+
+
+def test_collector_runs_the_tiering_job(store, tmp_path):
+    from collector.service import Collector, CollectorConfig
+
+    start = time.time_ns() - 120 * 10**9
+    error = _trace(gen.Ids(5), start, status=2)
+    gen.insert(store, error)
+    config = CollectorConfig(
+        grpc_port=None,
+        http_port=None,
+        admin_port=None,
+        spool_dir=str(tmp_path / "spool"),
+        tiering=TieringConfig(settle_s=5, interval_s=0.5, buckets=2),
+    )
+    collector = Collector(store, config)
+    collector.start()
+    try:
+        deadline = time.monotonic() + 60
+        while time.monotonic() < deadline and not _kept_spans(store)[0]:
+            time.sleep(0.5)
+    finally:
+        collector.stop(10)
+    assert _decisions(store)[Traffic.tid(error)] == (1, ["error"], 1)
+    assert _kept_spans(store) == (2, 2)
