@@ -24,7 +24,7 @@ from opentelemetry.proto.resource.v1.resource_pb2 import Resource
 
 from sidecar._otlpspan import span_with_ids
 from sidecar.hostport import split_host_port
-from sidecar.red_metrics import DURATION_BUCKETS_S, LABELS, RedKey
+from sidecar.red_metrics import DURATION_BUCKETS_S, LABELS, OVERFLOW_KEY, RedKey
 from sidecar.resource import SCHEMA_URL
 from sidecar.telemetry_record import GRPC, HTTP, SERVER, TCP, Record
 
@@ -269,10 +269,14 @@ def encode_red_metrics(
     temporality = metrics_pb2.AGGREGATION_TEMPORALITY_CUMULATIVE
     counts, histograms = [], []
     for key, (count, total, buckets) in snapshot.items():
-        attrs = [
-            KeyValue(key=f"sidetrace.{n}", value=AnyValue(string_value=v))
-            for n, v in zip(LABELS, key, strict=True)
-        ]
+        attrs = (
+            [KeyValue(key="otel.metric.overflow", value=AnyValue(bool_value=True))]
+            if key == OVERFLOW_KEY
+            else [
+                KeyValue(key=f"sidetrace.{n}", value=AnyValue(string_value=v))
+                for n, v in zip(LABELS, key, strict=True)
+            ]
+        )
         counts.append(
             metrics_pb2.NumberDataPoint(
                 attributes=attrs, start_time_unix_nano=start_ns, time_unix_nano=now_ns, as_int=count

@@ -18,6 +18,10 @@ DURATION_BUCKETS_S = (
 )  # fmt: skip
 LABELS = ("direction", "method", "route", "status_class", "peer")
 RedKey = tuple[str, str, str, str, str]
+# Series per metric, as OpenTelemetry SDKs' default cardinality limit; past it a new
+# key is counted in the overflow series (OTLP: ``otel.metric.overflow=true``).
+MAX_SERIES = 2000
+OVERFLOW_KEY: RedKey = ("_OTHER", "_OTHER", "_OTHER", "_OTHER", "_OTHER")
 # HELP text of each ProxyCounters field on /metrics (``sidetrace_sidecar_<name>``)
 COUNTER_HELP = {
     "connections_total": "Client connections accepted.",
@@ -33,6 +37,8 @@ COUNTER_HELP = {
     "spans_exported_total": "Spans sent to the collector.",
     "spans_dropped_total": "Spans dropped before or at export.",
     "export_failures_total": "Span exports that failed.",
+    "metric_overflow_total": "Requests counted in the overflow series (series limit reached).",
+    "peer_label_overflow_total": "Peer label values folded into _OTHER (malformed or too many).",
 }
 
 
@@ -53,6 +59,8 @@ class ProxyCounters:
     spans_exported_total: int = 0
     spans_dropped_total: int = 0
     export_failures_total: int = 0
+    metric_overflow_total: int = 0  # bumped by the telemetry thread, as the next one
+    peer_label_overflow_total: int = 0
 
 
 def status_class(status: int) -> str:
@@ -69,11 +77,14 @@ class _Series:
 
 
 class RedMetrics:
-    """Request count and duration histogram per ``RedKey``."""
+    """Request count and duration histogram per ``RedKey``, at most ``max_series`` of
+    them plus the overflow series; ``overflowed`` counts observations it took."""
 
-    def __init__(self) -> None:
+    def __init__(self, max_series: int = MAX_SERIES) -> None:
         self._series: dict[RedKey, _Series] = {}
         self._lock = threading.Lock()
+        self.max_series = max_series
+        self.overflowed = 0
 
     def observe(self, observations: list[tuple[RedKey, float]]) -> None:
         """Add a batch of ``(key, duration_s)`` under one lock."""
@@ -82,7 +93,12 @@ class RedMetrics:
             for key, duration_s in observations:
                 series = series_of.get(key)
                 if series is None:
-                    series = series_of[key] = _Series()
+                    if len(series_of) - (OVERFLOW_KEY in series_of) >= self.max_series:
+                        key = OVERFLOW_KEY
+                        self.overflowed += 1
+                        series = series_of.get(key)
+                    if series is None:
+                        series = series_of[key] = _Series()
                 series.count += 1
                 series.total += duration_s
                 series.buckets[locate(bounds, duration_s)] += 1

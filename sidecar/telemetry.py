@@ -17,6 +17,7 @@ import threading
 import time
 from collections.abc import Callable, Hashable, Sized
 
+from sidecar.cardinality import peer_limiters
 from sidecar.export_failures import ExportFailures
 from sidecar.otlp_encode import (
     EncodedSpans,
@@ -54,6 +55,7 @@ class Telemetry:
         self.resource_attributes = resource_attributes
         self.counters = counters
         self.red = RedMetrics()
+        self._inbound_peers, self._outbound_peers = peer_limiters()
         self.failures = ExportFailures()
         self._encoder = SpanEncoder(resource_attributes)
         self._span_exporter = span_exporter
@@ -169,7 +171,12 @@ class Telemetry:
             observe((summary[0], (end_ns - start_ns) / 1e9))
             if trace_id:
                 add_span(span_with_ids(trace_id, span_id, parent_id, start_ns, end_ns, summary[1]))
-        self.red.observe(observations)
+        red = self.red
+        red.observe(observations)
+        self.counters.metric_overflow_total = red.overflowed
+        self.counters.peer_label_overflow_total = (
+            self._inbound_peers.overflowed + self._outbound_peers.overflowed
+        )
 
     def _summarize(self, rec: Record, signature: Hashable) -> tuple[RedKey, bytes]:
         """The RED key and the encoded span body (all but ids and times) of a record."""
@@ -184,7 +191,9 @@ class Telemetry:
         else:
             klass = "error" if rec.error_type else "ok"
         direction = _DIRECTION.get(rec.kind, "outbound")
-        key = (direction, method, route, klass, rec.peer)
+        # The peer is a hint (a forgeable header inbound): labelled only while few.
+        peers = self._inbound_peers if rec.kind == SERVER else self._outbound_peers
+        key = (direction, method, route, klass, peers(rec.peer))
         rest = self._encoder.encode_rest(rec, route) if self._span_exporter is not None else b""
         if len(self._summaries) >= _SUMMARY_CACHE_LIMIT:
             self._summaries.clear()

@@ -1,0 +1,133 @@
+"""Every label a request can influence is bounded: unit rules, then a real sidecar under
+100,000 distinct paths, methods and forged peer headers."""
+
+from __future__ import annotations
+
+import re
+import shutil
+import subprocess
+import time
+from pathlib import Path
+
+import pytest
+
+from sidecar.cardinality import MAX_PEERS, OTHER, LabelLimiter, peer_limiters
+from sidecar.launch import SidecarProcess
+from sidecar.otlp_encode import encode_red_metrics
+from sidecar.red_metrics import MAX_SERIES, OVERFLOW_KEY, RedMetrics
+from tests.sidecar_harness import CannedHttpServer, OtlpSink
+
+
+def test_red_metrics_fold_new_keys_into_one_overflow_series() -> None:
+    red = RedMetrics(max_series=3)
+    keys = [("inbound", "GET", "", "2xx", f"p{i}") for i in range(10)]
+    red.observe([(k, 0.001) for k in keys] + [(keys[0], 0.002)])
+    snapshot = red.snapshot()
+    assert set(snapshot) == {*keys[:3], OVERFLOW_KEY}
+    assert snapshot[OVERFLOW_KEY][0] == 7 and red.overflowed == 7
+    assert snapshot[keys[0]][0] == 2  # known series keep counting
+    request = encode_red_metrics({"service.name": "s"}, snapshot, 1, 2)
+    points = request.resource_metrics[0].scope_metrics[0].metrics[0].sum.data_points
+    overflow = [p for p in points if any(a.key == "otel.metric.overflow" for a in p.attributes)]
+    assert len(overflow) == 1 and overflow[0].as_int == 7
+    assert [(a.key, a.value.bool_value) for a in overflow[0].attributes] == [
+        ("otel.metric.overflow", True)
+    ]
+
+
+@pytest.mark.parametrize(
+    ("values", "expected", "overflowed"),
+    [
+        (["svc-a", "svc-b", "svc-a"], ["svc-a", "svc-b", "svc-a"], 0),
+        (["a", "b", "c", "a", "d"], ["a", "b", OTHER, "a", OTHER], 2),  # past the limit
+        (["bad name", "x" * 300, "-lead", "ok"], [OTHER, OTHER, OTHER, "ok"], 3),  # malformed
+        (["", ""], ["", ""], 0),  # no peer header: no peer
+    ],
+)
+def test_label_limiter(values: list[str], expected: list[str], overflowed: int) -> None:
+    limiter = LabelLimiter(limit=2)
+    assert [limiter(v) for v in values] == expected
+    assert limiter.overflowed == overflowed
+
+
+def test_outbound_peer_limiter_takes_addresses() -> None:
+    _inbound, outbound = peer_limiters(limit=2)
+    assert outbound("10.96.0.12:8080") == "10.96.0.12:8080"
+    assert outbound("[fd00::1]:80") == "[fd00::1]:80"
+    assert outbound("10.0.0.1:1") == OTHER
+
+
+WRK_SCRIPT = """
+local methods = {"GET", "POST", "PUT", "DELETE", "PATCH", "OPTIONS", "PURGE", "PROPFIND",
+                 "MKCOL", "LOCK", "UNLOCK", "COPY", "MOVE", "SEARCH", "REPORT", "MKCALENDAR"}
+local run, counter = "0", 0
+function init(args) run = args[1] .. "-" .. tostring(math.random(1, 1000000000)) end
+function request()
+  counter = counter + 1
+  local path = "/scan/" .. run .. "/" .. counter .. "?q=" .. counter
+  local headers = {["x-sidetrace-peer"] = "forged-" .. run .. "-" .. counter}
+  return wrk.format(methods[counter % #methods + 1], path, headers)
+end
+"""
+
+
+def _series(sidecar: SidecarProcess) -> int:
+    status, text = sidecar.get("/metrics")
+    assert status == 200
+    return len(re.findall(r"^sidetrace_requests_total\{", text, re.M))
+
+
+def _requests(sidecar: SidecarProcess) -> float:
+    status, text = sidecar.get("/metrics")
+    return sum(float(v) for v in re.findall(r"^sidetrace_requests_total\{.*\} (\S+)$", text, re.M))
+
+
+@pytest.mark.slow
+@pytest.mark.skipif(shutil.which("wrk") is None, reason="wrk (scripts/test.sh installs it)")
+def test_distinct_paths_methods_and_peers_keep_memory_and_series_bounded(tmp_path: Path) -> None:
+    upstream = CannedHttpServer(b"HTTP/1.1 200 OK\r\nContent-Length: 2\r\n\r\nok")
+    sink = OtlpSink().start()
+    script = tmp_path / "scan.lua"
+    script.write_text(WRK_SCRIPT)
+    # Spans are encoded (a collector is set) but none sampled: the test is about labels.
+    sidecar = SidecarProcess(
+        upstream.port, "--collector", f"127.0.0.1:{sink.port}", "--sampling-ratio", "0"
+    ).start()
+    rss: dict[int, float] = {}
+    try:
+        runs = 0
+        deadline = time.monotonic() + 600
+        while (sent := _requests(sidecar)) < 100_000:
+            assert time.monotonic() < deadline, f"only {sent} requests counted"
+            if sent >= 30_000 and 30_000 not in rss:
+                rss[30_000] = sidecar.rss_mb()
+            runs += 1
+            subprocess.run(
+                ["wrk", "-t1", "-c8", "-d4s", "-s", str(script),
+                 f"http://127.0.0.1:{sidecar.inbound}/", "--", str(runs)],
+                check=True, capture_output=True, timeout=60,
+            )  # fmt: skip
+        time.sleep(1)  # the last records through the telemetry thread
+        rss[100_000] = sidecar.rss_mb()
+        series = _series(sidecar)
+        status, text = sidecar.get("/metrics")
+    finally:
+        sidecar.stop()
+        sink.stop()
+        upstream.stop()
+
+    def counter(name: str) -> float:
+        return float(re.search(rf"^sidetrace_sidecar_{name} (\S+)$", text, re.M).group(1))
+
+    # Methods: the standard ones by name, the rest as _OTHER; no path became a label;
+    # forged peers past the first MAX_PEERS folded into _OTHER.
+    methods = set(re.findall(r'^sidetrace_requests_total\{[^}]*method="([^"]*)"', text, re.M))
+    assert methods <= {"GET", "POST", "PUT", "DELETE", "PATCH", "OPTIONS", "_OTHER"}
+    assert "/scan/" not in text
+    assert counter("peer_label_overflow_total") > 0
+    peers = set(re.findall(r'^sidetrace_requests_total\{[^}]*peer="([^"]*)"', text, re.M))
+    assert len(peers) <= MAX_PEERS + 1 and OTHER in peers
+    assert series <= len(methods) * (MAX_PEERS + 1) <= MAX_SERIES
+    # Memory stops growing once caches are full: the last 70,000 requests add little.
+    assert rss[100_000] - rss.get(30_000, rss[100_000]) < 16, rss
+    print(f"series={series} rss_mb={rss}")
