@@ -27,23 +27,25 @@ CORPUS = ROOT / "tests" / "fuzz" / "otlp_corpus"
 QUICK_RUNS = 20_000
 
 
-def build(out_dir: Path) -> Path:
-    """The fuzzer binary, linked against this interpreter's libpython."""
-    binary = out_dir / "otlp_decode_fuzz"
+def build(out_dir: Path, harness: Path = HARNESS) -> Path:
+    """The fuzzer binary of ``harness``, linked against this interpreter's libpython."""
+    binary = out_dir / harness.stem
     include = sysconfig.get_paths()["include"]
     libdir = sysconfig.get_config_var("LIBDIR")
     library = f"python{sysconfig.get_config_var('LDVERSION')}"
     subprocess.run(
         ["clang", "-g", "-O1", "-fsanitize=fuzzer,address,undefined"]
-        + ["-fno-sanitize-recover=undefined", f"-I{include}", str(HARNESS)]
+        + ["-fno-sanitize-recover=undefined", f"-I{include}", str(harness)]
         + [f"-L{libdir}", f"-l{library}", f"-Wl,-rpath,{libdir}", "-o", str(binary)],
         check=True,
     )
     return binary
 
 
-def run(binary: Path, work: Path, *limits: str) -> subprocess.CompletedProcess:
-    """Fuzz from the seed corpus; new inputs and any crash land in ``work``."""
+def run(
+    binary: Path, work: Path, *limits: str, corpus: Path = CORPUS
+) -> subprocess.CompletedProcess:
+    """Fuzz from the seed ``corpus``; new inputs and any crash land in ``work``."""
     env = {
         **os.environ,
         "PYTHONHOME": sys.base_prefix,
@@ -54,7 +56,7 @@ def run(binary: Path, work: Path, *limits: str) -> subprocess.CompletedProcess:
     }
     return subprocess.run(
         [str(binary), *limits, "-print_final_stats=1", f"-artifact_prefix={work}/"]
-        + [str(work / "new"), str(CORPUS)],
+        + [str(work / "new"), str(corpus)],
         env=env,
         capture_output=True,
         text=True,
