@@ -14,6 +14,7 @@ from collections.abc import AsyncIterator
 from types import ModuleType
 
 from starlette.applications import Starlette
+from starlette.exceptions import HTTPException
 from starlette.middleware import Middleware
 from starlette.requests import Request
 from starlette.responses import JSONResponse, PlainTextResponse, RedirectResponse, Response
@@ -25,6 +26,7 @@ from dashboard.auth import AuthMiddleware
 from dashboard.body_limit import BodyLimit
 from dashboard.context import STATIC_DIR, DashboardContext
 from dashboard.cross_site import CrossSiteGuard
+from dashboard.error_pages import http_error_handler
 from dashboard.json_input import BadJson
 from dashboard.page_headers import SecurityHeaders
 from dashboard.trace_queries import BadQuery
@@ -32,7 +34,12 @@ from sidetrace.store import StoreError
 
 log = logging.getLogger(__name__)
 
-REQUIRED_MODULES = ("dashboard.trace_routes", "dashboard.jaeger_api", "dashboard.jaeger_v3")
+REQUIRED_MODULES = (
+    "dashboard.trace_routes",
+    "dashboard.tier_routes",
+    "dashboard.jaeger_api",
+    "dashboard.jaeger_v3",
+)
 OPTIONAL_MODULES = (
     "dashboard.analytics_routes",
     "dashboard.jaeger_spm",
@@ -113,7 +120,12 @@ def create_app(ctx: DashboardContext) -> Starlette:
             Middleware(AuthMiddleware, settings=ctx.auth),
             Middleware(CrossSiteGuard, trusted_origins=frozenset({ctx.external_url})),
         ],
-        exception_handlers={StoreError: store_error, BadQuery: bad_input, BadJson: bad_input},
+        exception_handlers={
+            StoreError: store_error,
+            BadQuery: bad_input,
+            BadJson: bad_input,
+            HTTPException: http_error_handler(ctx),
+        },
     )
     app.state.ctx = ctx
     return app

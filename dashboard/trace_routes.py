@@ -13,7 +13,7 @@ from starlette.requests import Request
 from starlette.responses import JSONResponse, RedirectResponse, Response
 from starlette.routing import BaseRoute, Route
 
-from dashboard import params
+from dashboard import params, tier_queries
 from dashboard import trace_queries as tq
 from dashboard.context import DashboardContext
 from dashboard.openapi import ERROR_RESPONSES, json_response, path_param, query_param
@@ -73,7 +73,10 @@ def routes(ctx: DashboardContext) -> list[BaseRoute]:
 
     def error_page(request: Request, status: int, title: str, message: str) -> Response:
         return ctx.templates.TemplateResponse(
-            request, "message.html", {"title": title, "message": message}, status_code=status
+            request,
+            "message.html",
+            {"title": title, "message": message, "status": status},
+            status_code=status,
         )
 
     def retention_range() -> str:
@@ -123,6 +126,9 @@ def routes(ctx: DashboardContext) -> list[BaseRoute]:
             return RedirectResponse(f"/trace/{trace_id}{suffix}", status_code=302)
         bounds = await run_in_threadpool(tq.trace_bounds, store, trace_id)
         if bounds is None:
+            gone = await run_in_threadpool(tier_queries.missing_trace_message, store, trace_id)
+            if gone:
+                return error_page(request, 410, "Trace not kept", f"Trace {trace_id}: {gone}.")
             searched = await run_in_threadpool(retention_range)
             return ctx.templates.TemplateResponse(
                 request,
@@ -143,6 +149,9 @@ def routes(ctx: DashboardContext) -> list[BaseRoute]:
             return JSONResponse({"error": str(exc)}, status_code=400)
         trace = await run_in_threadpool(tq.load_trace, store, trace_id, ctx.max_trace_spans)
         if trace is None:
+            gone = await run_in_threadpool(tier_queries.missing_trace_message, store, trace_id)
+            if gone:
+                return JSONResponse({"error": f"trace {trace_id} {gone}"}, status_code=410)
             searched = await run_in_threadpool(retention_range)
             return JSONResponse(
                 {"error": f"trace {trace_id} not found", "searched": searched}, status_code=404
