@@ -25,6 +25,7 @@ CORPUS = ROOT / "tests" / "fuzz" / "http1scan_corpus"
 QUICK_RUNS = 20_000
 
 
+@pytest.mark.processes  # clang, then the fuzzer binary
 @pytest.mark.skipif(shutil.which("clang") is None, reason="clang (scripts/test.sh installs it)")
 def test_fuzzing_the_scanner_and_lane_finds_nothing(tmp_path):
     (tmp_path / "new").mkdir()
