@@ -6,8 +6,10 @@ zk://host:2181[,host:2181]/path`` every such job stands in a kazoo ``Election``
 (``/path/elections/JOB``) and acts only while it leads. Anything that speaks the
 ZooKeeper protocol will do: ZooKeeper itself or ClickHouse Keeper.
 
-Fencing. A job asks ``check()`` right before each write and each delivery. It
-holds only while all of these hold:
+Fencing. A job asks ``check()`` right before each write and each delivery (the
+one exception: the outcome of a notification already sent is recorded anyway, a
+fact that only spares the next leader a resend). It holds only while all of
+these hold:
 
 - this process won the election and still holds its lock node;
 - the connection is up (SUSPENDED or LOST stop it at once);

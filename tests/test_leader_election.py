@@ -200,22 +200,31 @@ class Incident:
         return [(str(r[0]), str(r[1]), str(r[2]), int(r[3])) for r in rows]
 
     def check_once(self) -> int:
-        """Every request is a recorded decision, sent; returns the duplicates (explained)."""
+        """Every request is a recorded decision; returns the duplicates, each explained.
+
+        A duplicate is one decision (one id) received twice: the leader that decided it
+        sent it and was killed or cut off before recording 'sent', so the next leader
+        found it unsent and sent it again. So its first 'sent' row must come from
+        another process than the one that decided it. Two ids for one (status,
+        startsAt) would be a logic error, not a failover, and fail the test.
+        """
         with self.hook.lock:
             ids = list(self.hook.ids)
         assert all(ids), "every request carries its notification id"
-        sent = {nid for nid, state, _, _ in self.deliveries() if state == "sent"}
-        assert set(ids) <= sent | {nid for nid, *_ in self.deliveries()}
-        repeats = sum(n - 1 for n in Counter(ids).values())
-        # A repeat of one id is the new leader resending a decision whose 'sent' row the
-        # old leader never wrote; distinct ids for one (status, startsAt) would be a logic bug.
+        rows = self.deliveries()
+        assert set(ids) <= {nid for nid, state, _, _ in rows if state == "pending"}
+        repeated = [nid for nid, n in Counter(ids).items() if n > 1]
+        for nid in repeated:
+            [decider] = {leader for i, state, leader, _ in rows if i == nid and state == "pending"}
+            sent = [leader for i, state, leader, _ in rows if i == nid and state == "sent"]
+            assert sent and sent[0] != decider, (nid, decider, sent)
         episodes = Counter(
             (body["status"], body["alerts"][0]["startsAt"], nid)
             for body, _, nid in self.received("firing") + self.received("resolved")
         )
         distinct = Counter((status, starts) for status, starts, _ in episodes)
         assert all(n == 1 for n in distinct.values()), distinct
-        return repeats
+        return sum(n - 1 for n in Counter(ids).values())
 
     def close(self) -> None:
         self.alerters.stop()
@@ -257,10 +266,10 @@ def test_killing_the_leader_hands_over_within_15s(incident: Incident) -> None:
         if at_ms > killed_at * 1000 and state in ("pending", "sent")
     }
     assert leaders_after == {incident.alerters.identity(second)}
-    duplicates = incident.check_once()
+    duplicates = incident.check_once()  # explained, or it fails
     print(f"duplicates={duplicates}")
-    assert duplicates == 0  # no crash fell between a send and its record this time
-    assert len(incident.received("firing")) == 1 and len(incident.received("resolved")) == 1
+    assert duplicates <= 1  # only the firing can have been in flight at the kill
+    assert len(set(incident.hook.ids)) == 2  # one firing and one resolved decision
 
 
 def test_coordinator_away_for_20s_nobody_acts_and_nothing_is_lost(
@@ -286,8 +295,8 @@ def test_coordinator_away_for_20s_nobody_acts_and_nothing_is_lost(
     time.sleep(3)
     duplicates = incident.check_once()
     print(f"duplicates={duplicates}")
-    assert duplicates == 0
-    assert len(incident.received("firing")) == 1 and len(incident.received("resolved")) == 1
+    assert duplicates <= 1  # only the firing can have been in flight when it went away
+    assert len(set(incident.hook.ids)) == 2  # one firing and one resolved decision
 
 
 def test_a_frozen_leader_does_not_deliver_when_it_wakes(incident: Incident) -> None:
@@ -313,12 +322,17 @@ def test_a_frozen_leader_does_not_deliver_when_it_wakes(incident: Incident) -> N
     time.sleep(5)
     late = [row for row in incident.deliveries() if row[3] > woke_at * 1000]
     frozen_id = incident.alerters.identity(frozen)
-    assert [row for row in late if row[2] == frozen_id] == []
+    # It decides nothing more; at most it records the outcome of the send it had made
+    # before it froze (a fact, which only spares the next leader a resend).
+    decided = [row for row in late if row[2] == frozen_id and row[1] != "sent"]
+    assert decided == []
+    before = {nid for _, at, nid in incident.received("firing") if at < woke_at}
+    assert {row[0] for row in late if row[2] == frozen_id} <= before
     assert [at for _, at, _ in incident.received("resolved") if at > woke_at] == []
     assert incident.alerters.leader(besides=(frozen.pid,)) is second
     duplicates = incident.check_once()
     print(f"duplicates={duplicates}")
-    assert duplicates == 0
+    assert duplicates <= 1  # only the firing can have been in flight when it froze
 
 
 def test_only_the_elected_collector_writes_edges(zookeeper: ZooKeeper, store: Store) -> None:
