@@ -18,7 +18,7 @@ from starlette.requests import Request
 from starlette.responses import JSONResponse, Response
 from starlette.routing import BaseRoute, Route
 
-from dashboard import params
+from dashboard import params, tier_queries
 from dashboard import trace_queries as tq
 from dashboard.context import DashboardContext
 from dashboard.json_input import BadJson, parse_json_object
@@ -302,7 +302,8 @@ def routes(ctx: DashboardContext) -> list[BaseRoute]:
             return error(400, str(exc))
         found = await run_in_threadpool(tq.load_trace, store, trace_id, ctx.max_trace_spans)
         if found is None:
-            return error(404, "trace not found")
+            gone = await run_in_threadpool(tier_queries.missing_trace_message, store, trace_id)
+            return error(404, f"trace {gone}" if gone else "trace not found")
         return envelope([trace_to_jaeger(found)])
 
     async def dependencies(request: Request) -> Response:

@@ -240,6 +240,11 @@ def span_from_row(row: tuple) -> Span:
     )
 
 
+# Retention tiering (collector/tiering.py) copies the traces worth keeping here.
+KEPT_TABLE = "spans_kept"
+SPAN_TIERS = ("spans_by_trace", KEPT_TABLE)
+
+
 def trace_bounds(store: Store, trace_id: str) -> tuple[int, int] | None:
     """(first start, last end) of a trace from the index, by primary key.
 
@@ -252,7 +257,14 @@ def trace_bounds(store: Store, trace_id: str) -> tuple[int, int] | None:
         {"t": trace_id},
     )
     if not rows or not int(rows[0][2]):
-        return None
+        # Past the hot window, a trace chosen by retention tiering is in the kept tier.
+        rows = store.query(
+            f"SELECT min(start_ns), max(start_ns + duration_ns), count() FROM {KEPT_TABLE} "
+            "PREWHERE trace_id = %(t)s",
+            {"t": trace_id},
+        )
+        if not rows or not int(rows[0][2]):
+            return None
     return int(rows[0][0]), int(rows[0][1])
 
 
@@ -283,17 +295,20 @@ def load_trace(store: Store, trace_id: str, max_spans: int) -> Trace | None:
         return None
     first_s = bounds[0] // NS_PER_S
     last_s = max(bounds[1] // NS_PER_S, first_s)
-    rows = store.query(
-        f"SELECT {', '.join(SPAN_COLUMNS)} FROM spans_by_trace PREWHERE trace_id = %(t)s "
-        "WHERE ts >= toDateTime(%(first)s) AND ts <= toDateTime(%(last)s) "
-        "ORDER BY start_ns, span_id LIMIT 1 BY span_id LIMIT %(cap)s",
-        {"t": trace_id, "first": first_s, "last": last_s, "cap": int(max_spans)},
-    )
+    for table in SPAN_TIERS:  # the hot tier, else the kept tier
+        rows = store.query(
+            f"SELECT {', '.join(SPAN_COLUMNS)} FROM {table} PREWHERE trace_id = %(t)s "
+            "WHERE ts >= toDateTime(%(first)s) AND ts <= toDateTime(%(last)s) "
+            "ORDER BY start_ns, span_id LIMIT 1 BY span_id LIMIT %(cap)s",
+            {"t": trace_id, "first": first_s, "last": last_s, "cap": int(max_spans)},
+        )
+        if rows:
+            break
     spans = [span_from_row(r) for r in rows]
     summary = _summary_of_spans(trace_id, spans, bounds)
     if len(spans) >= max_spans:
         counted = store.query(
-            "SELECT uniqExact(span_id) FROM spans_by_trace PREWHERE trace_id = %(t)s "
+            f"SELECT uniqExact(span_id) FROM {table} PREWHERE trace_id = %(t)s "
             "WHERE ts >= toDateTime(%(first)s) AND ts <= toDateTime(%(last)s)",
             {"t": trace_id, "first": first_s, "last": last_s},
         )
@@ -403,13 +418,17 @@ def search_trace_ids(store: Store, q: SearchQuery) -> list[str]:
     if q.errors_only:
         where.append("status_code = 2")
     where.extend(_attribute_condition(i, f, params) for i, f in enumerate(q.attributes))
-    rows = store.query(
-        "SELECT trace_id, max(start_ns) AS latest FROM spans WHERE "
-        + " AND ".join(where)
-        + " GROUP BY trace_id ORDER BY latest DESC LIMIT %(limit)s",
-        params,
-    )
-    return [r[0] for r in rows]
+    latest: dict[str, int] = {}
+    for table in ("spans", KEPT_TABLE):  # both tiers; a trace kept while hot is in both
+        rows = store.query(
+            f"SELECT trace_id, max(start_ns) AS latest FROM {table} WHERE "
+            + " AND ".join(where)
+            + " GROUP BY trace_id ORDER BY latest DESC LIMIT %(limit)s",
+            params,
+        )
+        for trace_id, start in rows:
+            latest[trace_id] = max(int(start), latest.get(trace_id, 0))
+    return sorted(latest, key=lambda t: (-latest[t], t))[: q.limit]
 
 
 def trace_summaries(
@@ -452,7 +471,42 @@ def trace_summaries(
             root_service=str(root_service),
             root_name=str(root_name),
         )
+    missing = tuple(t for t in trace_ids if t not in by_id)
+    if missing:
+        by_id.update(_kept_summaries(store, {**params, "ids": missing}))
     return [by_id[t] for t in trace_ids if t in by_id]
+
+
+# A root span first, else the earliest span: the trace's root as the index reports it.
+_ROOT_FIRST = "if(parent_span_id = '', toUInt64(0), start_ns)"
+
+
+def _kept_summaries(store: Store, params: dict[str, Any]) -> dict[str, TraceSummary]:
+    """Summaries of traces past the hot window, from the kept tier's spans."""
+    rows = store.query(
+        "SELECT trace_id, min(start_ns), max(start_ns + duration_ns), "
+        "uniqExact(span_id), uniqExactIf(span_id, status_code = 2), "
+        "groupUniqArray(toString(service_name)), "
+        f"argMin(toString(service_name), {_ROOT_FIRST}), "
+        f"argMin(toString(span_name), {_ROOT_FIRST}) "
+        f"FROM {KEPT_TABLE} PREWHERE trace_id IN %(ids)s "
+        "WHERE ts >= toDateTime(toDate(toDateTime(%(from_s)s))) "
+        "AND ts < toDateTime(toDate(toDateTime(%(to_s)s)) + 1) GROUP BY trace_id",
+        params,
+    )
+    return {
+        r[0]: TraceSummary(
+            trace_id=r[0],
+            start_ns=int(r[1]),
+            end_ns=int(r[2]),
+            span_count=int(r[3]),
+            error_count=int(r[4]),
+            services=sorted(str(s) for s in r[5]),
+            root_service=str(r[6]),
+            root_name=str(r[7]),
+        )
+        for r in rows
+    }
 
 
 def search(store: Store, q: SearchQuery) -> list[TraceSummary]:
