@@ -33,8 +33,6 @@ from sidetrace.local_server import free_port
 from sidetrace.migrate import migrate
 from sidetrace.store import Store, open_store
 
-pytestmark = [pytest.mark.slow]
-
 ROOT = Path(__file__).resolve().parent.parent
 SESSION_S = 4.0
 SLO_FILE = """\
@@ -241,6 +239,7 @@ def incident(
     case.close()
 
 
+@pytest.mark.slow
 def test_killing_the_leader_hands_over_within_15s(incident: Incident) -> None:
     first = incident.alerters.leader()
     incident.fire()
@@ -272,6 +271,7 @@ def test_killing_the_leader_hands_over_within_15s(incident: Incident) -> None:
     assert len(set(incident.hook.ids)) == 2  # one firing and one resolved decision
 
 
+@pytest.mark.slow
 def test_coordinator_away_for_20s_nobody_acts_and_nothing_is_lost(
     incident: Incident, zookeeper: ZooKeeper
 ) -> None:
@@ -299,6 +299,7 @@ def test_coordinator_away_for_20s_nobody_acts_and_nothing_is_lost(
     assert len(set(incident.hook.ids)) == 2  # one firing and one resolved decision
 
 
+@pytest.mark.slow
 def test_a_frozen_leader_does_not_deliver_when_it_wakes(incident: Incident) -> None:
     frozen = incident.alerters.leader()
     incident.fire()
