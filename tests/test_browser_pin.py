@@ -1,0 +1,46 @@
+"""The trace page's "Keep this trace" button in headless Chromium (strict CSP, real fetch)."""
+
+from __future__ import annotations
+
+import uuid
+
+import pytest
+
+from dashboard import tier_queries
+from sidetrace.migrate import migrate
+from sidetrace.store import open_store
+from tests import trace_generator as gen
+from tests.browser import launch_chromium
+from tests.dashboard_client import live_dashboard
+
+pytestmark = pytest.mark.browser
+
+
+def test_keep_this_trace_button_pins(clickhouse_server):
+    from playwright.sync_api import sync_playwright
+
+    store = open_store(clickhouse_server.url(database=f"pin_{uuid.uuid4().hex[:12]}"))
+    migrate(store)
+    spans = gen.deep(gen.Ids(77), 3)
+    gen.insert(store, spans)
+    trace_id = spans[0].trace_id
+    errors: list[str] = []
+    with live_dashboard(store) as url, sync_playwright() as p:
+        browser = launch_chromium(p)
+        try:
+            page = browser.new_page()
+            page.set_default_timeout(30_000)
+            page.on("pageerror", lambda exc: errors.append(str(exc)))
+            page.on("console", lambda m: m.type == "error" and errors.append(m.text))
+            page.goto(f"{url}/trace/{trace_id}")
+            button = page.locator("#pin-trace")
+            assert button.inner_text() == "Keep this trace" and button.is_enabled()
+            button.click()
+            page.wait_for_selector('#pin-trace:has-text("Kept (pinned)")')
+            assert button.is_disabled()
+            assert tier_queries.is_pinned(store, trace_id)
+            page.reload()
+            page.wait_for_selector('#pin-trace:has-text("Kept (pinned)")')  # survives a reload
+        finally:
+            browser.close()
+    assert errors == []
