@@ -102,13 +102,16 @@ def free_port() -> int:
 
 
 def sidecar_idle_memory_mb(venv: Path, idle_s: float) -> tuple[float, float]:
-    """``sidetrace sidecar`` from ``venv`` after ``idle_s`` seconds of nothing: its VmRSS,
+    """``sidetrace sidecar`` (with a collector configured, as in a pod) from ``venv`` after
+    ``idle_s`` seconds of nothing: its VmRSS,
     and its private (unshared) memory, which excludes library pages other processes
     mapping the same files (the same image's sidecars on a node) share."""
     admin = free_port()
     command = [str(venv / "bin" / "sidetrace"), "sidecar", "--bind", "127.0.0.1"]
     command += ["--app-port", str(free_port()), "--inbound-port", str(free_port())]
     command += ["--outbound-port", str(free_port()), "--admin-port", str(admin)]
+    # As in a pod: exporters and their channel exist (no traffic, so nothing is sent).
+    command += ["--collector", f"127.0.0.1:{free_port()}"]
     process = subprocess.Popen(
         command, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, cwd=venv
     )
