@@ -132,7 +132,9 @@ def decide_sql(
         else "0"
     )
     decided = (
-        f"SELECT trace_id FROM trace_decisions WHERE day = toDate(toDateTime({day_s})) AND {chunk}"
+        # The day before too: a trace that ran past midnight is decided with its first day.
+        f"SELECT trace_id FROM trace_decisions WHERE day >= toDate(toDateTime({day_s - DAY_S}))"
+        f" AND day <= toDate(toDateTime({day_s})) AND {chunk}"
         " AND (kept = 1 OR trace_id NOT IN (SELECT trace_id FROM trace_pins))"
     )
     sql = f"""

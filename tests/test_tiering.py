@@ -232,3 +232,24 @@ def test_collector_runs_the_tiering_job(store, tmp_path):
         collector.stop(10)
     assert _decisions(store)[Traffic.tid(error)] == (1, ["error"], 1)
     assert _kept_spans(store) == (2, 2)
+
+
+def test_trace_past_midnight_is_decided_once_with_its_first_day(store):
+    day = _day_s(3)
+    start = (day + DAY_S - 1) * 10**9  # 23:59:59, its child ends past midnight
+    ids = gen.Ids(9)
+    trace = _trace(ids, start, root_ms=40_000, child_ms=30_000, status=2)
+    late = gen.GenSpan(trace[0].trace_id, ids.span(), trace[0].span_id, "cart", "Get",
+                       (day + DAY_S + 10) * 10**9, 5 * MS)  # fmt: skip
+    gen.insert(store, [*trace, late])
+    gen.insert(store, _trace(ids, (day + DAY_S + 3600) * 10**9))  # something of the next day
+    config = TieringConfig(keep_baseline=0.0, buckets=1)
+    run = tiering.run_tiering(store, config, now_s=day + 2 * DAY_S + 60)
+    assert len(run.dropped_days) == 1  # the first day only; the next is still hot
+    tiering.run_tiering(store, config, now_s=day + 2 * DAY_S + 120)
+    days = store.query(
+        "SELECT uniqExact(day) FROM trace_decisions WHERE trace_id = %(t)s",
+        {"t": Traffic.tid(trace)},
+    )
+    assert days == [(1,)]
+    assert _kept_spans(store) == (3, 3)
