@@ -173,11 +173,6 @@ class ZooKeeperLeadership:
     def term(self) -> int:
         return self._term
 
-    @property
-    def leading(self) -> bool:
-        """This process holds the job's lock (without the lease and connection checks)."""
-        return bool(self._node)
-
     def check(self, confirm: bool = False) -> bool:
         with self._lock:
             node = self._node
