@@ -14,7 +14,7 @@ import os
 import time
 from datetime import datetime
 from typing import Any
-from urllib.parse import quote
+from urllib.parse import quote, urlencode
 
 from starlette.concurrency import run_in_threadpool
 from starlette.requests import Request
@@ -33,6 +33,7 @@ from dashboard.alert_silences import (
     parse_matchers,
 )
 from dashboard.context import DashboardContext
+from dashboard.error_pages import error_response
 from dashboard.json_input import parse_json_object
 from dashboard.slo_config import (
     SloConfigError,
@@ -53,6 +54,7 @@ CHART_STEPS = 60
 HISTORY_LIMIT = 200
 MAX_DURATION_CHARS = 64
 MAX_TIME_CHARS = 64
+SILENCE_FIELDS = ("matchers", "duration", "created_by", "comment")
 
 
 def interval_from_env() -> float:
@@ -221,6 +223,33 @@ def routes(ctx: DashboardContext) -> list[BaseRoute]:
             },
         )
 
+    async def slo_page(request: Request) -> Response:
+        """One SLO: the list's section, links to its service and bad events, its alert history."""
+        snapshot, running = _snapshot(ctx)
+        name = request.path_params["name"]
+        status = next((s for s in snapshot.slos if s.slo.name == name), None)
+        if status is None:
+            why = "" if running else " (no SLO files are loaded in this dashboard)"
+            return error_response(
+                ctx, request, 404, "No such SLO", f"no SLO named {name[:100]!r} is loaded{why}"
+            )
+        charts = await run_in_threadpool(_charts, ctx, snapshot)
+        history: list[dict[str, Any]] = []
+        for view in status.alerts:
+            history += await run_in_threadpool(_history, ctx, view.alert.fingerprint, 50)
+        history.sort(key=lambda e: e["atMs"], reverse=True)
+        return ctx.templates.TemplateResponse(
+            request,
+            "slo.html",
+            {
+                "snapshot": snapshot,
+                "status": status,
+                "chart": charts.get(name),
+                "history": history,
+                "format_duration": format_duration,
+            },
+        )
+
     async def alerts_page(request: Request) -> Response:
         snapshot, running = _snapshot(ctx)
         fingerprint = request.query_params.get("fingerprint") or None
@@ -239,6 +268,7 @@ def routes(ctx: DashboardContext) -> list[BaseRoute]:
                 "now": time.time(),
                 "fingerprint": fingerprint,
                 "error": request.query_params.get("error", ""),
+                "form": {k: request.query_params.get(k, "")[:500] for k in SILENCE_FIELDS},
             },
         )
 
@@ -262,7 +292,12 @@ def routes(ctx: DashboardContext) -> list[BaseRoute]:
                 now,
             )
         except (SilenceError, ValueError) as exc:
-            return RedirectResponse(f"/alerts?error={quote(str(exc)[:300])}", status_code=303)
+            kept = urlencode(  # the form comes back with what was typed
+                {k: v[:500] for k in SILENCE_FIELDS if isinstance(v := form.get(k, ""), str)}
+            )
+            return RedirectResponse(
+                f"/alerts?error={quote(str(exc)[:300])}&{kept}#new-silence", status_code=303
+            )
         await run_in_threadpool(silences.save, silence)
         return RedirectResponse("/alerts", status_code=303)
 
@@ -320,6 +355,7 @@ def routes(ctx: DashboardContext) -> list[BaseRoute]:
 
     return [
         Route("/slos", slos_page),
+        Route("/slos/{name}", slo_page),
         Route("/alerts", alerts_page),
         Route("/alerts/silences", create_silence_form, methods=["POST"]),
         Route("/alerts/silences/{id}/expire", expire_silence_form, methods=["POST"]),

@@ -22,13 +22,16 @@ TIMEOUT_MS = 30_000
 
 
 @contextmanager
-def served(clickhouse_server: Any, spans: Iterable[gen.GenSpan], prefix: str) -> Iterator[str]:
-    """The dashboard's URL over a fresh database holding ``spans``."""
+def served(
+    clickhouse_server: Any, spans: Iterable[gen.GenSpan], prefix: str, **settings: Any
+) -> Iterator[str]:
+    """The dashboard's URL over a fresh database holding ``spans`` (``settings`` as in
+    DashboardContext)."""
     store = open_store(clickhouse_server.url(database=f"{prefix}_{uuid.uuid4().hex[:12]}"))
     migrate(store)
     gen.insert(store, spans)
     try:
-        with live_dashboard(store) as url:
+        with live_dashboard(store, **settings) as url:
             yield url
     finally:
         store.close()
