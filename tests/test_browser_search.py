@@ -90,7 +90,7 @@ def test_attribute_example_and_suggested_keys_find_traces(site, page):
     assert [link.rsplit("/", 1)[1] for link in links] == [data.failed[0].trace_id]
 
 
-def test_the_scatter_fits_the_results_and_a_drag_narrows_the_search(site, page):
+def test_the_scatter_fits_the_results_and_a_drag_narrows_the_search(site, page, artifacts):
     url, data = site
     page.goto(f"{url}/search?lookback=24h&limit=50")
     xs = [
@@ -102,6 +102,7 @@ def test_the_scatter_fits_the_results_and_a_drag_narrows_the_search(site, page):
     assert len(xs) == 11
     # Results spread over the plot (not squeezed to the right edge of a 24 h axis).
     assert min(xs) < 60 + 0.1 * 830 and max(xs) > 60 + 0.9 * 830
+    page.screenshot(path=str(artifacts / "search-scatter.png"))
     box = page.locator("#scatter").bounding_box()
     scale = box["width"] / 900
 

@@ -97,7 +97,7 @@ def test_service_colours_are_distinct_and_stable(site, page, artifacts):
     assert again == {s: colours[s] for s in ("frontend", "orders")}
 
 
-def test_find_within_the_trace_with_match_navigation(site, page):
+def test_find_within_the_trace_with_match_navigation(site, page, artifacts):
     url, data = site
     open_trace(page, url, data.big[0].trace_id)
     page.fill("#find", "frontend")
@@ -119,6 +119,7 @@ def test_find_within_the_trace_with_match_navigation(site, page):
     expect(page.locator("#find-count")).to_have_text("1 of 1")
     assert page.get_attribute("#rows .row.selected", "data-span-id") == target.span_id
     assert "u-4242" in page.inner_text("#span-attributes")
+    page.screenshot(path=str(artifacts / "trace-find.png"))
     page.fill("#find", data.big[6].span_id)
     page.press("#find", "Enter")
     page.wait_for_selector(f'#rows .row.selected[data-span-id="{data.big[6].span_id}"]')
