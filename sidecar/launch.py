@@ -44,7 +44,7 @@ class SidecarProcess:
         if self.cpu is not None:
             command = ["taskset", "-c", str(self.cpu), *command]
         out = open(self.log, "ab") if self.log else subprocess.DEVNULL  # noqa: SIM115
-        env = {k: v for k, v in os.environ.items() if not k.startswith(("SIDETRACE_", "OTEL_"))}
+        env = {k: v for k, v in os.environ.items() if not k.startswith("SIDETRACE_")}
         env.update(self.env)
         self.process = subprocess.Popen(command, stdout=out, stderr=out, env=env)
         deadline = time.monotonic() + timeout
