@@ -253,3 +253,46 @@ def test_trace_past_midnight_is_decided_once_with_its_first_day(store):
     )
     assert days == [(1,)]
     assert _kept_spans(store) == (3, 3)
+
+
+def test_sigkill_mid_move_then_rerun_copies_each_span_once(clickhouse_server):
+    """A tiering process killed with SIGKILL while it works; the next run finishes the job."""
+    import os
+    import signal
+    import subprocess
+    import sys
+
+    from sidetrace.migrate import migrate
+    from sidetrace.store import open_store
+
+    url = clickhouse_server.url(database=f"sigkill_{os.getpid()}_{time.time_ns()}")
+    store = open_store(url)
+    migrate(store)
+    day = _day_s(1)
+    Traffic(store, day)
+    now_s = day + DAY_S + 3600
+    script = (
+        "import sys, time\n"
+        "from collector import tiering\n"
+        "from sidetrace.store import open_store\n"
+        "store = open_store(sys.argv[1])\n"
+        "config = tiering.TieringConfig(buckets=64, keep_baseline=0.5)\n"
+        "while True:\n"  # runs until killed; every run after the first finds nothing to do
+        "    tiering.run_tiering(store, config, now_s=float(sys.argv[2]))\n"
+    )
+    child = subprocess.Popen([sys.executable, "-c", script, url, str(now_s)])
+    try:
+        deadline = time.monotonic() + 120
+        while not _kept_spans(store)[0] and time.monotonic() < deadline:
+            assert child.poll() is None
+            time.sleep(0.05)
+        os.kill(child.pid, signal.SIGKILL)
+    finally:
+        child.wait(timeout=30)
+    assert child.returncode == -signal.SIGKILL
+    tiering.run_tiering(store, TieringConfig(buckets=64, keep_baseline=0.5), now_s=now_s)
+    decided = _decisions(store)
+    kept = [t for t, d in decided.items() if d[0]]
+    assert len(decided) == NORMAL + 3 and len(kept) > NORMAL // 4
+    assert all(decided[t][2] == 1 for t in kept)
+    assert _kept_spans(store) == (2 * len(kept), 2 * len(kept))
