@@ -95,10 +95,10 @@ def test_no_page_scrolls_sideways_at_800_px(site, browser, artifacts, width):
 def test_unknown_urls_get_a_styled_404_and_apis_json(site, browser, artifacts):
     url, _ = site
     with strict_page(browser) as page:
-        response = page.goto(url + "/slos/checkout-latency")
+        response = page.goto(url + "/dashboards/checkout-latency")
         assert response.status == 404
         assert page.inner_text("h1") == "Page not found"
-        assert "/slos/checkout-latency" in page.inner_text("#message")
+        assert "/dashboards/checkout-latency" in page.inner_text("#message")
         assert page.locator(".topbar #trace-id-box").count() == 1  # the site's own frame
         assert page.locator("link[href='/static/base.css']").count() == 1
         page.screenshot(path=str(artifacts / "not-found.png"))
