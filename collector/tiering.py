@@ -118,11 +118,22 @@ def latest_decisions_sql(where: str) -> str:
 
 
 def decide_sql(
-    day_s: int, bucket: int, config: TieringConfig, settled_before_ns: int, version: int
+    day_s: int,
+    bucket: int,
+    config: TieringConfig,
+    settled_before_ns: int,
+    version: int,
+    pinned_only: bool = False,
 ) -> tuple[str, dict[str, Any]]:
-    """INSERT … SELECT deciding the settled, undecided traces that started in one chunk."""
+    """INSERT … SELECT deciding the settled, undecided traces that started in one chunk.
+
+    ``pinned_only`` looks at pinned traces alone (by the index's key, cheap): for a
+    day whose every trace was decided already, only a new pin can change anything.
+    """
     day_s, end_s = int(day_s), int(day_s) + DAY_S
     chunk = _bucket(bucket, config.buckets)
+    if pinned_only:
+        chunk += " AND trace_id IN (SELECT trace_id FROM trace_pins)"
     params: dict[str, Any] = {}
     slow = rules_condition(config.rules, params)
     slo = (
@@ -225,10 +236,18 @@ def waiting_count(store: Store, day_s: int) -> int:
     return int(rows[0][0])
 
 
-def run_chunk(store: Store, day_s: int, bucket: int, config: TieringConfig, now_s: float) -> None:
+def run_chunk(
+    store: Store,
+    day_s: int,
+    bucket: int,
+    config: TieringConfig,
+    now_s: float,
+    pinned_only: bool = False,
+) -> None:
     """Decide, copy and mark one chunk; each step safe to repeat."""
     settled_before_ns = int((now_s - config.settle_s) * NS_PER_S)
-    sql, params = decide_sql(day_s, bucket, config, settled_before_ns, time.time_ns())
+    version = time.time_ns()
+    sql, params = decide_sql(day_s, bucket, config, settled_before_ns, version, pinned_only)
     store.execute(substitute(sql, params) if params else sql)
     store.execute(move_sql(day_s, bucket, config.buckets))
     store.execute(mark_moved_sql(day_s, bucket, config.buckets, time.time_ns()))
@@ -248,18 +267,29 @@ def run_tiering(
     config: TieringConfig,
     now_s: float | None = None,
     leadership: Leadership | None = None,
+    settled_days: set[int] | None = None,
 ) -> TieringRun:
-    """Decide and move every hot day's settled traces, then drop hot days past the window."""
+    """Decide and move every hot day's settled traces, then drop hot days past the window.
+
+    ``settled_days`` (kept by the job between runs) collects the days whose traces
+    have all been decided (a run ended past the day's end + ``SKEW_S`` + settle
+    time); later runs look only at new pins there instead of scanning the day again.
+    """
     leader = leadership or SoleLeader(JOB)
     now_s = time.time() if now_s is None else now_s
+    settled = settled_days if settled_days is not None else set()
     run = TieringRun()
-    for day_s in hot_days(store):
+    days = hot_days(store)
+    settled.intersection_update(days)
+    for day_s in days:
         for bucket in range(config.buckets):
             if not leader.check():
                 run.complete = False
                 return run
-            run_chunk(store, day_s, bucket, config, now_s)
+            run_chunk(store, day_s, bucket, config, now_s, pinned_only=day_s in settled)
             run.chunks += 1
+        if now_s - config.settle_s >= day_s + DAY_S + SKEW_S:
+            settled.add(day_s)
         if day_s + DAY_S > now_s - config.hot_retention_s or waiting_count(store, day_s):
             continue
         if not leader.check():
@@ -278,9 +308,10 @@ def run_tiering_job(
     leadership: Leadership | None = None,
 ) -> None:
     """Run ``run_tiering`` every ``interval_s`` until ``stop`` is set, while leading the job."""
+    settled_days: set[int] = set()
     while not stop.is_set():
         try:
-            done = run_tiering(store, config, leadership=leadership)
+            done = run_tiering(store, config, leadership=leadership, settled_days=settled_days)
             if done.dropped_days:
                 log.info("tiering: hot days dropped %s", done.dropped_days)
         except StoreError as exc:  # storage down or schema not migrated yet: try again later

@@ -296,3 +296,23 @@ def test_sigkill_mid_move_then_rerun_copies_each_span_once(clickhouse_server):
     assert len(decided) == NORMAL + 3 and len(kept) > NORMAL // 4
     assert all(decided[t][2] == 1 for t in kept)
     assert _kept_spans(store) == (2 * len(kept), 2 * len(kept))
+
+
+def test_a_settled_day_is_not_scanned_again_but_new_pins_count(store):
+    day = _day_s(1)
+    traffic = Traffic(store, day)
+    config = TieringConfig(keep_baseline=0.0, buckets=2)
+    settled: set[int] = set()
+    now_s = day + DAY_S + 2 * 3600
+    tiering.run_tiering(store, config, now_s=now_s, settled_days=settled)
+    assert settled == {day}
+    target = Traffic.tid(traffic.normal[9])
+    _pin(store, target)
+    late = _trace(gen.Ids(99), (day + 3600) * 10**9, status=2)  # arrived after the day settled
+    gen.insert(store, late)
+    tiering.run_tiering(store, config, now_s=now_s, settled_days=settled)
+    decided = _decisions(store)
+    assert decided[target] == (1, ["pinned"], 1)
+    assert Traffic.tid(late) not in decided  # the settled day was not scanned again
+    tiering.run_tiering(store, config, now_s=now_s)  # without the job's memory: a full pass
+    assert _decisions(store)[Traffic.tid(late)][0] == 1
