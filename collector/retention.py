@@ -59,10 +59,26 @@ def expired_partitions(store: Store, retention: Retention, today: dt.date) -> li
     return sorted(expired)
 
 
+_DISTRIBUTED = re.compile(r"ENGINE = Distributed\('?(\w+)'?, '?(\w+)'?, '?(\w+)'?")
+
+
+def partitioned_table(store: Store, table: str) -> str:
+    """What ``ALTER … DROP PARTITION`` takes for ``table``: itself, or for a Distributed
+    table (the cluster form) its local table on every shard, ``db.t_local ON CLUSTER c``."""
+    table = check_identifier(table)
+    [(create,)] = store.query(f"SHOW CREATE TABLE {table}")
+    found = _DISTRIBUTED.search(str(create))
+    if found is None:
+        return table
+    cluster, database, local = (check_identifier(name) for name in found.groups())
+    return f"{database}.{local} ON CLUSTER {cluster}"
+
+
 def drop_day(store: Store, tables: tuple[str, ...], day: dt.date) -> None:
     """Drop one day's partition of each table (a no-op where the day is absent)."""
     for table in tables:
-        store.execute(f"ALTER TABLE {check_identifier(table)} DROP PARTITION ID '{day:%Y%m%d}'")
+        target = partitioned_table(store, table)
+        store.execute(f"ALTER TABLE {target} DROP PARTITION ID '{day:%Y%m%d}'")
 
 
 def drop_expired(

@@ -80,7 +80,8 @@ def _zookeeper_classpath() -> str | None:
 
 def _shard_config(servers: list[ClickHouseServer], zk_port: int, shard: int) -> str:
     shards = "".join(
-        f"<shard><replica><host>127.0.0.1</host><port>{s.tcp_port}</port></replica></shard>"
+        "<shard><internal_replication>true</internal_replication>"  # as deploy/overlays/cluster
+        f"<replica><host>127.0.0.1</host><port>{s.tcp_port}</port></replica></shard>"
         for s in servers
     )
     return f"""

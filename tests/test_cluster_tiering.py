@@ -2,7 +2,8 @@
 
 Decisions and the move run through the Distributed tables from one node; every
 table is sharded by trace id, so a kept trace's spans land on the shard that
-holds its hot spans, and a re-run copies nothing twice.
+holds its hot spans, and a re-run copies nothing twice. The hot day is dropped
+on every shard (``ON CLUSTER``) once it leaves the hot window.
 """
 
 from __future__ import annotations
@@ -13,6 +14,7 @@ import pytest
 
 from collector import tiering
 from collector.tiering import TieringConfig
+from dashboard.tier_queries import missing_trace_message
 from dashboard.trace_queries import load_trace
 from sidetrace.migrate import migrate
 from sidetrace.store import open_store
@@ -68,5 +70,16 @@ def test_tiering_on_two_shards(cluster):  # noqa: F811
         hot = {str(r[0]) for r in local.query("SELECT DISTINCT trace_id FROM spans_by_trace_local")}
         moved = {str(r[0]) for r in local.query("SELECT DISTINCT trace_id FROM spans_kept_local")}
         assert moved <= hot
+
+    # Past the hot window the day's hot partitions go on every shard; kept traces stay.
+    run = tiering.run_tiering(writer, config, now_s=day + 2 * DAY_S + 60)
+    assert len(run.dropped_days) == 1
+    for server in cluster:
+        local = open_store(server.url(DATABASE))
+        for table in ("spans_local", "spans_by_trace_local", "trace_index_local"):
+            assert local.query(f"SELECT count() FROM {table}") == [(0,)], (server, table)
     trace = load_trace(reader, Traffic.tid(traffic.error), max_spans=10)
     assert trace is not None and len(trace.spans) == 2
+    gone = Traffic.tid(next(t for t in traffic.normal if Traffic.tid(t) not in kept))
+    assert load_trace(reader, gone, max_spans=10) is None
+    assert "baseline not selected" in (missing_trace_message(reader, gone) or "")
