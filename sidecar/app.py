@@ -16,6 +16,7 @@ import sys
 import time
 
 from sidecar.admin import AdminServer
+from sidecar.cardinality import mesh_key
 from sidecar.config import SidecarConfig
 from sidecar.export_target import ExportTarget, resolve
 from sidecar.grpc_proxy import GrpcBridge
@@ -62,6 +63,7 @@ class Sidecar:
             {"service.name": config.service_name, **config.resource}
         )
         span_exporter, metric_exporter = _exporters(config)
+        target = export_target(config)
         self.telemetry = Telemetry(
             self.resource,
             self.counters,
@@ -71,6 +73,7 @@ class Sidecar:
             max_queue=config.max_queue,
             interval_s=config.export_interval_s,
             metric_interval_s=config.metric_export_interval_s,
+            peer_key=mesh_key(target.headers if target is not None else ()),
         )
         self.propagator = Propagator(config.sampling_ratio, config.b3_emit)
         self.pool = UpstreamPool()

@@ -10,7 +10,10 @@ counting what it folded; ``RedMetrics`` caps the series per metric on top.
 
 from __future__ import annotations
 
+import hashlib
+import hmac
 import re
+from collections.abc import Iterable
 
 OTHER = "_OTHER"
 # Peers a sidecar labels by name; OpenTelemetry SDKs cap a metric at 2000 series.
@@ -39,7 +42,46 @@ class LabelLimiter:
         return OTHER
 
 
-def peer_limiters(limit: int = MAX_PEERS) -> tuple[LabelLimiter, LabelLimiter]:
-    """Limiters for the inbound peer (a service name from the peer header) and the
+class PeerHints(LabelLimiter):
+    """The inbound peer label from ``x-sidetrace-peer: NAME[;TAG]``. With a mesh key,
+    only a NAME whose TAG is the key's HMAC of it came from a sidecar of this mesh;
+    anything else is ``_OTHER``. Without a key, NAME is an unverified hint."""
+
+    def __init__(self, key: bytes | None, limit: int = MAX_PEERS):
+        super().__init__(limit, _SERVICE_NAME)
+        self._key = key
+
+    def __call__(self, value: str) -> str:
+        if not value:
+            return value
+        name, _, tag = value.partition(";")
+        if self._key is not None and not hmac.compare_digest(tag, peer_tag(self._key, name)):
+            self.overflowed += 1
+            return OTHER
+        return super().__call__(name)
+
+
+def peer_tag(key: bytes, name: str) -> str:
+    return hmac.new(key, name.encode(), hashlib.sha256).hexdigest()[:32]
+
+
+def peer_header_value(name: str, key: bytes | None) -> str:
+    """What a sidecar sends as ``x-sidetrace-peer``: its name, tagged when it has a key."""
+    return f"{name};{peer_tag(key, name)}" if key is not None else name
+
+
+def mesh_key(export_headers: Iterable[tuple[str, str]]) -> bytes | None:
+    """The key sidecars of one mesh share: the collector credential every injected
+    sidecar holds (the ``authorization`` export header), or None without one."""
+    for name, value in export_headers:
+        if name.lower() == "authorization" and value:
+            return value.encode()
+    return None
+
+
+def peer_limiters(
+    key: bytes | None = None, limit: int = MAX_PEERS
+) -> tuple[LabelLimiter, LabelLimiter]:
+    """Limiters for the inbound peer (the peer header, verified with ``key``) and the
     outbound one (the destination ``host:port``)."""
-    return LabelLimiter(limit, _SERVICE_NAME), LabelLimiter(limit, _ADDRESS)
+    return PeerHints(key, limit), LabelLimiter(limit, _ADDRESS)

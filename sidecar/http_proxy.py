@@ -33,6 +33,7 @@ from dataclasses import dataclass, field
 import httptools
 
 from sidecar._http1scan import Lane, request_head
+from sidecar.cardinality import peer_header_value
 from sidecar.config import SidecarConfig
 from sidecar.hostport import split_host_port
 from sidecar.original_dst import original_destination
@@ -155,7 +156,8 @@ class ListenerContext:
         cfg = self.config
         self.own_ports = frozenset((cfg.inbound_port, cfg.outbound_port, cfg.admin_port))
         service = self.telemetry.resource_attributes["service.name"]
-        self.peer_line = PEER_HEADER + b": " + service.encode() + b"\r\n"
+        peer = peer_header_value(service, self.telemetry.peer_key)
+        self.peer_line = PEER_HEADER + b": " + peer.encode() + b"\r\n"
         self.replaced_names = frozenset(n.encode() for n in self.propagator.replaced())
         self.root_extra = self.peer_line if self.kind == CLIENT else b""
         self.root_sample_bound = self.propagator.root_sample_bound()

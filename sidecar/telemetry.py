@@ -51,11 +51,13 @@ class Telemetry:
         batch_size: int = 2048,
         interval_s: float = 0.2,
         metric_interval_s: float = 15.0,
+        peer_key: bytes | None = None,
     ):
         self.resource_attributes = resource_attributes
         self.counters = counters
         self.red = RedMetrics()
-        self._inbound_peers, self._outbound_peers = peer_limiters()
+        self.peer_key = peer_key  # verifies the inbound peer header; tags the outbound one
+        self._inbound_peers, self._outbound_peers = peer_limiters(peer_key)
         self.failures = ExportFailures()
         self._encoder = SpanEncoder(resource_attributes)
         self._span_exporter = span_exporter

@@ -11,11 +11,21 @@ from pathlib import Path
 
 import pytest
 
-from sidecar.cardinality import MAX_PEERS, OTHER, LabelLimiter, peer_limiters
+from sidecar.cardinality import (
+    MAX_PEERS,
+    OTHER,
+    LabelLimiter,
+    PeerHints,
+    mesh_key,
+    peer_header_value,
+    peer_limiters,
+    peer_tag,
+)
 from sidecar.launch import SidecarProcess
 from sidecar.otlp_encode import encode_red_metrics
 from sidecar.red_metrics import MAX_SERIES, OVERFLOW_KEY, RedMetrics
-from tests.sidecar_harness import CannedHttpServer, OtlpSink
+from sidetrace.local_server import free_port
+from tests.sidecar_harness import CannedHttpServer, OtlpSink, ThreadedUvicorn, build_app
 
 
 def test_red_metrics_fold_new_keys_into_one_overflow_series() -> None:
@@ -55,6 +65,82 @@ def test_outbound_peer_limiter_takes_addresses() -> None:
     assert outbound("10.96.0.12:8080") == "10.96.0.12:8080"
     assert outbound("[fd00::1]:80") == "[fd00::1]:80"
     assert outbound("10.0.0.1:1") == OTHER
+
+
+KEY = b"Bearer mesh-token"
+
+
+@pytest.mark.parametrize(
+    ("key", "value", "expected"),
+    [
+        (KEY, f"svc-a;{peer_tag(KEY, 'svc-a')}", "svc-a"),  # tagged by a sidecar of the mesh
+        (KEY, "svc-a", OTHER),  # a bare name: any client could have sent it
+        (KEY, f"svc-b;{peer_tag(KEY, 'svc-a')}", OTHER),  # another name's tag
+        (KEY, f"svc-a;{peer_tag(b'other', 'svc-a')}", OTHER),  # another mesh's key
+        (KEY, "", ""),
+        (None, "svc-a", "svc-a"),  # no key: an unverified hint, still bounded
+        (None, f"svc-a;{peer_tag(KEY, 'svc-a')}", "svc-a"),
+        (None, "bad name", OTHER),
+    ],
+)
+def test_peer_hints(key: bytes | None, value: str, expected: str) -> None:
+    assert PeerHints(key)(value) == expected
+
+
+def test_peer_header_value_and_mesh_key() -> None:
+    assert peer_header_value("svc-a", None) == "svc-a"
+    assert PeerHints(KEY)(peer_header_value("svc-a", KEY)) == "svc-a"
+    assert mesh_key([("x-other", "1"), ("Authorization", "Bearer t")]) == b"Bearer t"
+    assert mesh_key([]) is None
+
+
+def _peer_counts(sidecar: SidecarProcess) -> dict[str, float]:
+    status, text = sidecar.get("/metrics")
+    assert status == 200
+    counts: dict[str, float] = {}
+    for peer, value in re.findall(
+        r'^sidetrace_requests_total\{direction="inbound"[^}]*peer="([^"]*)"[^}]*\} (\S+)$',
+        text,
+        re.M,
+    ):
+        counts[peer] = counts.get(peer, 0) + float(value)
+    return counts
+
+
+def test_only_sidecars_of_the_mesh_name_the_peer(tmp_path: Path) -> None:
+    """Sidecars holding the same collector token tag their peer header; a client forging
+    the header, bare or with a wrong tag, is counted as _OTHER."""
+    import http.client
+
+    token = tmp_path / "token"
+    token.write_text("mesh-token\n")
+    sink = OtlpSink().start()
+    common = ("--collector", f"127.0.0.1:{sink.port}", "--collector-token-file", str(token))
+    port_a, port_b = free_port(), free_port()
+    sidecar_a = SidecarProcess(port_a, "--service-name", "svc-a", *common)
+    sidecar_b = SidecarProcess(port_b, "--service-name", "svc-b", *common)
+    app_a = ThreadedUvicorn(build_app(f"http://127.0.0.1:{sidecar_a.outbound}"), port=port_a)
+    app_b = ThreadedUvicorn(build_app(), port=port_b)
+    started = [app_a.start(), app_b.start(), sidecar_a.start(), sidecar_b.start()]
+    try:
+        conn = http.client.HTTPConnection("127.0.0.1", sidecar_a.inbound, timeout=20)
+        conn.request("GET", f"/call?target=http://127.0.0.1:{sidecar_b.inbound}/")
+        assert conn.getresponse().read() and True
+        forged = ["svc-a", f"svc-a;{peer_tag(b'guess', 'svc-a')}"]
+        for value in forged:
+            direct = http.client.HTTPConnection("127.0.0.1", sidecar_b.inbound, timeout=20)
+            direct.request("GET", "/", headers={"x-sidetrace-peer": value})
+            assert direct.getresponse().status == 200
+            direct.close()
+        deadline = time.monotonic() + 60
+        while sum(_peer_counts(sidecar_b).values()) < 3:
+            assert time.monotonic() < deadline, _peer_counts(sidecar_b)
+            time.sleep(0.2)
+        assert _peer_counts(sidecar_b) == {"svc-a": 1, OTHER: 2}
+    finally:
+        for part in reversed(started):
+            part.stop()
+        sink.stop()
 
 
 WRK_SCRIPT = """
