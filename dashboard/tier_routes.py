@@ -44,7 +44,11 @@ def routes(ctx: DashboardContext) -> list[BaseRoute]:
             return JSONResponse({"error": str(exc)}, status_code=400)
         if request.method == "GET":
             pinned = await run_in_threadpool(tier_queries.is_pinned, store, trace_id)
-            return JSONResponse({"traceID": trace_id, "pinned": pinned})
+            decision = await run_in_threadpool(tier_queries.trace_decision, store, trace_id)
+            decided = None
+            if decision is not None:
+                decided = {"kept": decision.kept, "reasons": list(decision.reasons)}
+            return JSONResponse({"traceID": trace_id, "pinned": pinned, "decision": decided})
         if await run_in_threadpool(tq.trace_bounds, store, trace_id) is None:
             gone = await run_in_threadpool(tier_queries.missing_trace_message, store, trace_id)
             message = f"trace {trace_id} {gone}" if gone else f"trace {trace_id} not found"
@@ -59,7 +63,7 @@ _ID = path_param("trace_id", {"type": "string", "pattern": "^[0-9a-fA-F]{16,32}$
 OPENAPI_PATHS: dict[str, Any] = {
     "/api/v1/traces/{trace_id}/pin": {
         "get": {
-            "summary": "Whether a trace is pinned (kept past the hot window by retention tiering)",
+            "summary": "Whether a trace is pinned, and the tiering decision (kept, reasons)",
             "parameters": [_ID],
             "responses": {"200": json_response("pin state"), **ERROR_RESPONSES},
         },

@@ -2,10 +2,12 @@
 
 from __future__ import annotations
 
+import time
 import uuid
 
 import pytest
 
+from collector import tiering
 from dashboard import tier_queries
 from sidetrace.migrate import migrate
 from sidetrace.store import open_store
@@ -22,6 +24,7 @@ def test_keep_this_trace_button_pins(clickhouse_server):
     store = open_store(clickhouse_server.url(database=f"pin_{uuid.uuid4().hex[:12]}"))
     migrate(store)
     spans = gen.deep(gen.Ids(77), 3)
+    spans[1].status_code = 2
     gen.insert(store, spans)
     trace_id = spans[0].trace_id
     errors: list[str] = []
@@ -41,6 +44,10 @@ def test_keep_this_trace_button_pins(clickhouse_server):
             assert tier_queries.is_pinned(store, trace_id)
             page.reload()
             page.wait_for_selector('#pin-trace:has-text("Kept (pinned)")')  # survives a reload
+            config = tiering.TieringConfig(keep_baseline=0.0, buckets=1)
+            tiering.run_tiering(store, config, now_s=time.time() + 3600)
+            page.reload()
+            page.wait_for_selector('#tier-state:has-text("kept: error, pinned")')
         finally:
             browser.close()
     assert errors == []

@@ -50,7 +50,8 @@ def test_pin_keeps_a_trace_the_baseline_would_drop(store):
     target = Traffic.tid(traffic.normal[5])
     with live_dashboard(store) as url:
         pin_url = f"{url}/api/v1/traces/{target}/pin"
-        assert httpx.get(pin_url, timeout=30).json() == {"traceID": target, "pinned": False}
+        state = httpx.get(pin_url, timeout=30).json()
+        assert state == {"traceID": target, "pinned": False, "decision": None}
         bad = httpx.post(pin_url, content=b"{", headers={"Content-Type": "application/json"})
         assert bad.status_code == 400
         bad = httpx.post(pin_url, json={"note": 7}, timeout=30)
@@ -64,3 +65,6 @@ def test_pin_keeps_a_trace_the_baseline_would_drop(store):
         assert missing.status_code == 404
     tiering.run_tiering(store, TieringConfig(keep_baseline=0.0, buckets=2), now_s=day + DAY_S)
     assert _decisions(store)[target] == (1, ["pinned"], 1)
+    with live_dashboard(store) as url:
+        state = httpx.get(f"{url}/api/v1/traces/{target}/pin", timeout=30).json()
+        assert state["decision"] == {"kept": True, "reasons": ["pinned"]}

@@ -16,6 +16,11 @@
     .then((r) => (r.ok ? r.json() : null))
     .then((body) => {
       if (body && body.pinned) showPinned();
+      const decision = body && body.decision;
+      if (decision && decision.kept) {
+        const state = document.getElementById("tier-state");
+        if (state) state.textContent = "kept: " + decision.reasons.join(", ");
+      }
     })
     .catch(() => {});
 
