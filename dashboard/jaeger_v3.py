@@ -22,7 +22,7 @@ from starlette.requests import Request
 from starlette.responses import JSONResponse, Response
 from starlette.routing import BaseRoute, Route
 
-from dashboard import params
+from dashboard import params, tier_queries
 from dashboard import trace_queries as tq
 from dashboard.context import DashboardContext
 from dashboard.jaeger_api import DEFAULT_LIMIT, JAEGER_KINDS, parse_trace_id
@@ -255,6 +255,10 @@ def routes(ctx: DashboardContext) -> list[BaseRoute]:
         except ParamError as exc:
             return with_deprecation(request, error(400, str(exc)))
         loaded = await run_in_threadpool(tq.load_trace, store, trace_id, ctx.max_trace_spans)
+        if loaded is None:
+            gone = await run_in_threadpool(tier_queries.missing_trace_message, store, trace_id)
+            if gone:
+                return with_deprecation(request, error(404, f"{NOT_FOUND}: trace {gone}"))
         return with_deprecation(request, traces_result([loaded] if loaded is not None else []))
 
     async def find_traces(request: Request) -> Response:

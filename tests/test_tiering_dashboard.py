@@ -38,6 +38,8 @@ def test_kept_traces_read_after_the_hot_window_and_the_rest_answer_why(store):
         assert page.status_code == 410 and NOT_KEPT in page.text
         jaeger = httpx.get(f"{url}/api/traces/{plain}", timeout=30)
         assert jaeger.status_code == 404 and NOT_KEPT in jaeger.json()["errors"][0]["msg"]
+        v3 = httpx.get(f"{url}/api/v3/traces/{plain}", timeout=30)
+        assert v3.status_code == 404 and NOT_KEPT in v3.json()["error"]["message"]
         pin = httpx.post(f"{url}/api/v1/traces/{plain}/pin", json={}, timeout=30)
         assert pin.status_code == 404 and NOT_KEPT in pin.json()["error"]
         unknown = httpx.get(f"{url}/api/v1/traces/{'ab' * 16}", timeout=30)
