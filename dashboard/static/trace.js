@@ -460,6 +460,7 @@
       ruler();
       notices();
       stats();
+      app.dataset.loadedAt = String(performance.timeOrigin + performance.now());
       app.dataset.loaded = String(spans.length);
       const wanted = app.dataset.span;
       if (wanted && byId.has(wanted)) select(byId.get(wanted), true);
