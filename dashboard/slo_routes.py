@@ -200,6 +200,8 @@ def _geometry(points: list[tuple[float, float]], start: float, window: float) ->
         "zero_y": y(0.0),
         "low": low,
         "end": points[-1][1] if points else 1.0,
+        "start_ms": int(start * 1000),
+        "end_ms": int((start + window) * 1000),
     }
 
 

@@ -91,6 +91,15 @@ def test_a_page_per_slo_with_its_links(site, page, artifacts):
     assert "Card payments answer within 300 ms" in page.inner_text("#slo-payments-latency")
     assert page.get_attribute("a.slo-service", "href") == "/services/payments"
     assert page.get_attribute("a.runbook", "href") == "https://runbooks.example/payments"
+    labels = page.eval_on_selector_all(".burndown .axis-label", "ts => ts.map(t => t.textContent)")
+    assert labels[:2] == ["100%", "0%"]
+    times = page.eval_on_selector_all(".burndown-times span", "ss => ss.map(s => s.textContent)")
+    assert len(times) == 2 and all(t[:2] == "20" for t in times)  # start and end of the window
+    height = float(page.get_attribute(".burndown", "height"))
+    ys = [
+        float(p.split(",")[1]) for p in page.get_attribute(".burndown polyline", "points").split()
+    ]
+    assert all(0 <= y <= height for y in ys)  # the line stays in its frame
     page.screenshot(path=str(artifacts / "slo-page.png"), full_page=True)
     page.click("a.bad-slow")
     page.wait_for_selector("#results")
