@@ -21,9 +21,23 @@ class Data:
             gen.random_trace(rng, ids, now - (30 + 40 * i) * 10**9, size=12) for i in range(8)
         ]
         self.deep = gen.deep(ids, 30, now - 90 * 10**9)
+        self.calls = [span for i in range(6) for span in call(ids, now - (20 + i) * 10**9, i)]
 
     def spans(self) -> list[gen.GenSpan]:
-        return [s for t in self.traces for s in t] + self.deep
+        return [s for t in self.traces for s in t] + self.deep + self.calls
+
+
+def call(ids: gen.Ids, start: int, i: int) -> list[gen.GenSpan]:
+    """frontend calls checkout: a client span and the server span under it."""
+    trace_id, ms = ids.trace(), 10**6
+    dur = (7 * i % 5 + 1) * 10 * ms
+    root = gen.GenSpan(trace_id, ids.span(), "", "frontend", "GET /", start, dur + 2 * ms)
+    status = 2 if i == 2 else 0
+    client = gen.GenSpan(trace_id, ids.span(), root.span_id, "frontend", "POST /checkout",
+                         start + ms, dur, kind=gen.KIND_CLIENT, status_code=status)  # fmt: skip
+    server = gen.GenSpan(trace_id, ids.span(), client.span_id, "checkout", "POST /checkout",
+                         start + ms, dur - ms)  # fmt: skip
+    return [root, client, server]
 
 
 @pytest.fixture(scope="module")
@@ -111,3 +125,23 @@ def test_unknown_urls_get_a_styled_404_and_apis_json(site, browser, artifacts):
         response = page.goto(url + "/trace/not-hex")
         assert response.status == 400 and page.inner_text("h1") == "Not a trace id"
         assert page.get_attribute("#error-page", "data-status") == "400"
+
+
+def test_edge_calls_sort_by_duration_and_status(site, browser):
+    url, _ = site
+    with strict_page(browser) as page:
+        page.goto(url + "/services/edge?parent=frontend&child=checkout&lookback=1h")
+        rows = page.locator("#edge-traces tbody tr")
+        assert rows.count() >= 6
+
+        def column(i: int) -> list[float]:
+            return [float(v) for v in page.eval_on_selector_all(
+                "#edge-traces tbody tr", f"rs => rs.map(r => r.cells[{i}].dataset.v)"
+            )]  # fmt: skip
+
+        page.click("#edge-traces th:nth-child(3)")
+        page.click("#edge-traces th:nth-child(3)")  # second click: slowest first
+        assert column(2) == sorted(column(2), reverse=True)
+        page.click("#edge-traces th:nth-child(4)")
+        page.click("#edge-traces th:nth-child(4)")  # errors first
+        assert column(3) == sorted(column(3), reverse=True)
