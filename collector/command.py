@@ -78,6 +78,11 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     )
     add("--stop-timeout", type=float, default=30.0, help="seconds to flush on SIGTERM")
     add(
+        "--python-decoder",
+        action="store_true",
+        help="check and convert spans with the Python decoder, not the compiled one",
+    )
+    add(
         "--tiering",
         action="store_true",
         help="retention tiers: every span for --hot-retention, then only the traces worth keeping",
@@ -127,7 +132,11 @@ def config_from_args(args: argparse.Namespace) -> CollectorConfig:
         spool_max_bytes=args.spool_max_mb * MB,
         spool_fsync=args.spool_fsync,
         max_message_bytes=args.max_message_mb * MB,
-        writer=WriterConfig(batch_rows=args.batch_rows, batch_seconds=args.batch_seconds),
+        writer=WriterConfig(
+            batch_rows=args.batch_rows,
+            batch_seconds=args.batch_seconds,
+            compiled_decoder=not args.python_decoder,
+        ),
         limits=Limits(
             max_attribute_length=args.max_attribute_length,
             max_past_s=args.max_past_seconds,

@@ -1,8 +1,9 @@
 """OTLP/gRPC receiver: TraceService and MetricsService on one grpcio server.
 
 Handlers take the raw request bytes (no generated servicer, no second decode):
-they decode once, hand the message to ``Ingest`` and, when nothing was rejected,
-the very same bytes go to the spool. gzip-compressed requests are decompressed
+``Ingest`` checks them (traces straight from the bytes with the compiled decoder,
+otherwise decoded once) and, when nothing was rejected, the very same bytes go
+to the spool. gzip-compressed requests are decompressed
 by grpcio. Answers: bad or missing token → UNAUTHENTICATED (from the metadata,
 before any message is read), no message within the read timeout →
 DEADLINE_EXCEEDED, oversize → RESOURCE_EXHAUSTED (grpcio, from the receive
@@ -23,7 +24,7 @@ from google.protobuf.duration_pb2 import Duration
 from google.rpc import code_pb2, error_details_pb2, status_pb2
 
 from collector.ingest import SIGNALS, Ingest, Signal, SpoolFull
-from collector.otlp_columns import DecodeError, decode
+from collector.otlp_columns import DecodeError
 from sidetrace.tls_files import KeyPairFiles
 
 log = logging.getLogger(__name__)
@@ -101,8 +102,7 @@ class _Export:
             await context.abort_with_status(_retry_later(f"collector spool is full: {exc}"))
 
     def _ingest(self, raw: bytes) -> bytes:
-        request = decode(self.signal.request, raw)
-        return self.ingest.accept(self.signal, request, raw).SerializeToString()
+        return self.ingest.accept_bytes(self.signal, raw).SerializeToString()
 
 
 def _connection_options(age_s: float, grace_s: float) -> list[tuple[str, int]]:

@@ -20,7 +20,8 @@ from opentelemetry.proto.collector.trace.v1.trace_service_pb2 import (
     ExportTraceServiceResponse,
 )
 
-from collector.otlp_columns import Limits, Verdict, validate_metrics, validate_traces
+from collector import compiled_columns
+from collector.otlp_columns import Limits, Verdict, decode, validate_metrics, validate_traces
 from collector.spool import METRICS, TRACES, Spool, SpoolFull
 from collector.stats import Stats
 
@@ -61,10 +62,18 @@ SIGNALS = {"traces": TRACES_SIGNAL, "metrics": METRICS_SIGNAL}
 class Ingest:
     """Validate → append to the spool → build the (partial success) response."""
 
-    def __init__(self, spool: Spool, limits: Limits, stats: Stats, auth_token: str | None) -> None:
+    def __init__(
+        self,
+        spool: Spool,
+        limits: Limits,
+        stats: Stats,
+        auth_token: str | None,
+        compiled: bool = True,
+    ) -> None:
         self.spool = spool
         self.limits = limits
         self.stats = stats
+        self.compiled = compiled and compiled_columns.available()
         self._token = auth_token.encode() if auth_token else None
 
     def authorized(self, header: str | None) -> bool:
@@ -78,11 +87,25 @@ class Ingest:
             return False
         return hmac.compare_digest(credentials.strip().encode(), self._token)
 
+    def accept_bytes(self, signal: Signal, raw: bytes):
+        """``accept`` for a request's protobuf bytes; raises DecodeError, SpoolFull.
+
+        Traces are checked by the compiled decoder straight from the bytes; only a
+        request with spans to drop is decoded into a message (to re-encode it)."""
+        if signal is TRACES_SIGNAL and self.compiled:
+            now = time.time_ns()
+            verdict = compiled_columns.check_traces(raw, self.limits, now)
+            if verdict is not None:
+                return self._answer(signal, verdict, now)
+        return self.accept(signal, decode(signal.request, raw), raw)
+
     def accept(self, signal: Signal, request, raw: bytes | None):
         """Spool what is valid and return the response message; raises SpoolFull."""
         now = time.time_ns()
         check = validate_traces if signal is TRACES_SIGNAL else validate_metrics
-        verdict: Verdict = check(request, raw, self.limits, now)
+        return self._answer(signal, check(request, raw, self.limits, now), now)
+
+    def _answer(self, signal: Signal, verdict: Verdict, now: int):
         if verdict.accepted:
             try:
                 self.spool.append(signal.kind, verdict.accepted, verdict.payload, now)

@@ -110,7 +110,7 @@ class Collector:
                 admin.create_app(self.stats, self.ready), cfg.host, cfg.admin_port, "admin"
             )
             self.admin.start()
-        ingest = Ingest(spool, cfg.limits, self.stats, cfg.auth_token)
+        ingest = Ingest(spool, cfg.limits, self.stats, cfg.auth_token, cfg.writer.compiled_decoder)
         if cfg.grpc_port is not None:
             tls = KeyPairFiles(cfg.tls_cert, cfg.tls_key) if cfg.tls_cert and cfg.tls_key else None
             self.grpc = GrpcReceiver(

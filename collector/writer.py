@@ -44,6 +44,7 @@ import time
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 
+from collector.compiled_columns import trace_columns
 from collector.otlp_columns import DecodeError, Limits, MetricColumns, TraceColumns
 from collector.spool import METRICS, TRACES, DeadLetters, Record, Spool
 from collector.stats import Stats
@@ -62,6 +63,7 @@ class WriterConfig:
     max_backoff: float = 8.0
     orphan_insert_wait: float = 60.0
     dead_letter_max_bytes: int = 256 << 20
+    compiled_decoder: bool = True  # collector/_otlpdecode.c where built; False: the Python one
 
 
 class Stopped(Exception):
@@ -285,7 +287,7 @@ class Writer:
         batch = Batch(
             records[0].position,
             records[-1].end,
-            TraceColumns(self.limits),
+            trace_columns(self.limits, self.config.compiled_decoder),
             MetricColumns(self.limits),
             maybe_written,
         )
