@@ -302,6 +302,19 @@ _TYPE_CODES = {
     "array_value": 6,
     "kvlist_value": 7,
 }
+
+
+def type_code(kind: str | None) -> int:
+    """The stored type code of an AnyValue kind; a kind a trace cannot carry is refused.
+
+    Profiles' dictionary-indexed strings (``string_value_strindex``) have no dictionary
+    to index in a trace request."""
+    try:
+        return _TYPE_CODES[kind]
+    except KeyError:
+        raise DecodeError(f"{kind} attribute values are not supported") from None
+
+
 _KEY, _VALUE, _NAME = attrgetter("key"), attrgetter("value"), attrgetter("name")
 _NO_VALUES: list = []  # shared by rows without attributes; never mutated
 
@@ -340,7 +353,7 @@ class _Encoder:
 
     def value(self, value: AnyValue) -> tuple[int, str]:
         kind = value.WhichOneof("value")
-        return _TYPE_CODES[kind], self.text(value, kind)
+        return type_code(kind), self.text(value, kind)
 
     def parallel_many(self, attribute_lists: Sequence) -> tuple[list, list, list]:
         """Key, type and value arrays for each of many attribute lists.
@@ -355,7 +368,11 @@ class _Encoder:
         keys = list(map(intern, map(_KEY, flat)))  # one copy of each repeated key
         values = list(map(_VALUE, flat))
         kinds = [v.WhichOneof("value") for v in values]
-        codes = [_TYPE_CODES[k] for k in kinds]
+        try:
+            codes = [_TYPE_CODES[k] for k in kinds]
+        except KeyError as exc:
+            type_code(exc.args[0])
+            raise
         limit = self.limit
         texts = [
             v.string_value if k == "string_value" else self.text(v, k)
@@ -421,6 +438,20 @@ class _Columns:
         self.encoder = _Encoder(limits.max_attribute_length)
         self.columns: dict[str, list] = {name: [] for name in self.COLUMNS}
 
+    def add(self, payload: bytes, received_ns: int) -> None:
+        """Add one request's rows, or none: a DecodeError part-way leaves no rows behind,
+        so the writer can quarantine the record and keep the batch's columns aligned."""
+        lengths = {name: len(values) for name, values in self.columns.items()}
+        try:
+            self._add(payload, received_ns)
+        except DecodeError:
+            for name, values in self.columns.items():
+                del values[lengths[name] :]
+            raise
+
+    def _add(self, payload: bytes, received_ns: int) -> None:
+        raise NotImplementedError
+
     @property
     def stats(self) -> ConversionStats:
         return self.encoder.stats
@@ -435,7 +466,7 @@ class TraceColumns(_Columns):
     COLUMNS = SPAN_COLUMNS
     ROW_COLUMN = "span_id"
 
-    def add(self, payload: bytes, received_ns: int) -> None:
+    def _add(self, payload: bytes, received_ns: int) -> None:
         request = decode(ExportTraceServiceRequest, payload)
         lo, hi = self.limits.window(received_ns)
         for resource_spans in request.resource_spans:
@@ -541,7 +572,7 @@ class MetricColumns(_Columns):
     COLUMNS = METRIC_COLUMNS
     ROW_COLUMN = "time_ns"
 
-    def add(self, payload: bytes, received_ns: int) -> None:
+    def _add(self, payload: bytes, received_ns: int) -> None:
         request = decode(ExportMetricsServiceRequest, payload)
         lo, hi = self.limits.window(received_ns)
         for resource_metrics in request.resource_metrics:

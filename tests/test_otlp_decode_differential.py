@@ -277,13 +277,14 @@ def test_a_scope_without_spans_counts_no_truncation():
 
 
 def test_string_value_strindex_is_refused():
-    """Profiles' dictionary-indexed strings have no meaning in a trace request.
-
-    The Python reference has no type code for them (a KeyError today); the compiled
-    decoder refuses the request with DecodeError."""
+    """Profiles' dictionary-indexed strings have no meaning in a trace request:
+    both decoders refuse the request with DecodeError (the reference once raised
+    KeyError, which the writer would not quarantine)."""
     payload = _request(field(9, LEN, field(1, LEN, b"k") + field(2, LEN, b"\x40\x05")))
-    with pytest.raises(DecodeError, match="strindex"):
-        CompiledTraceColumns(Limits()).add(payload, NOW)
+    for decoder in DECODERS:
+        with pytest.raises(DecodeError, match="strindex"):
+            decoder(Limits()).add(payload, NOW)
+    assert assert_same(payload) == REFUSED
 
 
 # -- the receiver's check from the bytes ---------------------------------------------------
