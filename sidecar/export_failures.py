@@ -15,7 +15,6 @@ import time
 
 log = logging.getLogger(__name__)
 LOG_EVERY_S = 30.0
-METRIC = "sidetrace_sidecar_spans_dropped_by_reason_total"
 
 
 class ExportFailures:
@@ -47,10 +46,3 @@ class ExportFailures:
         """Spans dropped so far, by reason (read by the admin port's ``/metrics``)."""
         with self._lock:
             return dict(self._dropped)
-
-    def prometheus(self) -> str:
-        with self._lock:
-            items = sorted(self._dropped.items())
-        lines = [f"# TYPE {METRIC} counter"]
-        lines += [f'{METRIC}{{reason="{reason}"}} {n}' for reason, n in items]
-        return "\n".join(lines) + "\n"
