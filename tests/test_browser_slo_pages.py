@@ -139,3 +139,12 @@ def test_slo_and_alert_pages_refresh_themselves(site, page):
         assert page.evaluate("window.loadedOnce") is True
         page.check("#auto-refresh")
     expect(page.locator("#auto-refresh")).to_be_checked()
+
+
+def test_the_service_map_shows_slo_health(site, page):
+    evaluated(page, site, "/slos")
+    page.goto(site + "/services/map?lookback=15m")
+    page.wait_for_selector("#service-map[data-slos]")
+    node = page.locator('#service-map g.node[data-id="payments"]')
+    assert node.get_attribute("data-slo") == "breached"  # a third of the calls are too slow
+    assert "payments-latency" in node.locator("title").last.text_content()
