@@ -19,6 +19,13 @@ new leader's first evaluation is quick. Longer windows (the 30-day budget) are
 summed from hours, from the hour holding ``now - window``, so they cover up to
 one hour more than asked.
 
+Kept slots: the leader writes the slots that changed (every ``KEEP_EVERY_S``, and
+right after a load) to ``slo_slots`` as plain integers, with a header naming the
+cuts, series and how far the minutes were read. A new leader (or a restarted one)
+starts from the newest header that fits its cuts and is recent: it reads those
+slots, not the rollups' sumMap states, which ClickHouse 18.16 finalizes slowly,
+then refreshes as below, checking for late spans a day back from the keep.
+
 Late spans: before each refresh the calls per hour of the last
 ``LATE_HORIZON_S`` are read from ``latency_hour`` (counts only, cheap); an hour
 with more calls than its slot gained late spans and is read again.
@@ -26,13 +33,29 @@ with more calls than its slot gained late spans and is read again.
 
 from __future__ import annotations
 
+import base64
+import json
+import logging
 import math
-from collections.abc import Mapping, Sequence
+import time
+import zlib
+from collections.abc import Callable, Mapping, Sequence
 
 import numpy as np
 
-from dashboard.slo_queries import Counts, SeriesKey, hour_calls, range_rows, step_rows
-from sidetrace.store import Store
+from dashboard.slo_queries import (
+    Counts,
+    SeriesKey,
+    hour_calls,
+    keep_slots,
+    kept_slots,
+    last_slot_header,
+    range_rows,
+    step_rows,
+)
+from sidetrace.store import Store, StoreError
+
+log = logging.getLogger(__name__)
 
 MINUTE_HORIZON_S = 3 * 86400
 LATE_MINUTES = 2
@@ -40,6 +63,11 @@ LATE_MINUTES = 2
 # evaluation compares the hourly calls this far back with its slots.
 LATE_HORIZON_S = 86400
 MINUTES, HOURS = "latency_minute", "latency_hour"
+# The leader writes the slots that changed at most this often; a new leader resumes
+# from the last write when it is at most KEEP_MAX_AGE_S old (and re-reads what came
+# after, as any refresh does), else it loads from the rollups.
+KEEP_EVERY_S = 300
+KEEP_MAX_AGE_S = 3 * 3600
 
 
 class _Ring:
@@ -56,6 +84,7 @@ class _Ring:
         self.labels = np.full(slots, -1, dtype=np.int64)
         self.rows: dict[SeriesKey, int] = {}
         self.data = np.zeros((16, slots, 2 + 2 * cuts), np.int64)
+        self.dirty: set[int] = set()  # times whose slots changed since they were kept
 
     def _row(self, key: SeriesKey) -> int:
         row = self.rows.get(key)
@@ -74,10 +103,27 @@ class _Ring:
     def claim(self, when: int) -> int:
         """The slot for time ``when``, emptied if it held an older time."""
         index = (when // self.step) % len(self.labels)
+        self.dirty.add(when)  # every change of a slot claims it first
         if self.labels[index] != when:
             self.labels[index] = when
             self.data[:, index] = 0
         return index
+
+    def packed(self, when: int) -> str | None:
+        """The slot of ``when`` for every series, as kept in ``slo_slots``; None if the
+        slot now holds another time."""
+        index = (when // self.step) % len(self.labels)
+        if self.labels[index] != when:
+            return None
+        block = np.ascontiguousarray(self.data[: len(self.rows), index], "<i8")
+        return base64.b64encode(zlib.compress(block.tobytes(), 1)).decode()
+
+    def unpack(self, when: int, body: str) -> None:
+        """Set the slot of ``when`` from ``packed`` output (series in ``rows`` order)."""
+        raw = np.frombuffer(zlib.decompress(base64.b64decode(body)), "<i8")
+        block = raw.reshape(-1, self.data.shape[2])
+        index = self.claim(when)
+        self.data[: len(block), index] = block
 
     def put(self, key: SeriesKey, when: int, row: np.ndarray) -> np.ndarray:
         """Set the slot of ``when`` for one series; returns the change."""
@@ -165,22 +211,41 @@ class RollupCache:
         self._hours: _Ring | None = None
         self._minute_hours: set[int] = set()  # hours whose minute slots are all loaded
         self._read_upto = 0
+        self._epoch = 0  # the full load the slots continue (kept with them)
+        self._kept_at = -math.inf
+        self.resumed = False  # whether the slots came from slo_slots rather than rollups
 
     def window_counts(
-        self, store: Store, cuts: Mapping[str, Sequence[int]], windows: Sequence[float], now: float
+        self,
+        store: Store,
+        cuts: Mapping[str, Sequence[int]],
+        windows: Sequence[float],
+        now: float,
+        keep: Callable[[], bool] | None = None,
     ) -> dict[float, dict[SeriesKey, Counts]]:
-        """Like ``slo_queries.window_counts`` for windows of whole minutes."""
+        """Like ``slo_queries.window_counts`` for windows of whole minutes.
+
+        With ``keep`` (the leader passes it; it says whether this process may still
+        write), the slots that changed are written to ``slo_slots`` now and then, so
+        the next leader starts from them."""
         if not windows or not cuts:
             return {}
         frozen = {service: tuple(values) for service, values in cuts.items()}
         longest = max(windows)
-        if frozen != self._cuts or longest > self._longest or self._minutes is None:
+        if self._minutes is None and self._try_resume(store, frozen, longest, now):
+            pass
+        elif frozen != self._cuts or longest > self._longest or self._minutes is None:
             self._load(store, frozen, longest, now)
         else:
             self._refresh(store, now)
         current = math.floor(now / 60) * 60
         starts = [*_minute_starts(windows, now), current, current - LATE_MINUTES * 60]
         self._load_minute_hours(store, {_hour(s) for s in starts})
+        if keep is not None and now - self._kept_at >= KEEP_EVERY_S and keep():
+            try:
+                self._keep(store, now)
+            except StoreError as exc:  # only the next leader's start is slower
+                log.warning("SLO evaluator: could not keep its slots: %s", exc)
         minutes, hours = self._minutes, self._hours
         assert minutes is not None and hours is not None
         out: dict[float, dict[SeriesKey, Counts]] = {}
@@ -212,16 +277,100 @@ class RollupCache:
     ) -> None:
         """Read every hour afresh from ``latency_hour``; ``window_counts`` then loads the
         minutes of the hours that windows start in and of the current one."""
+        current = math.floor(now / 60) * 60
+        _, oldest = self._empty(cuts, longest, now)
+        self._read_upto, self._epoch, self._kept_at = current, time.time_ns(), -math.inf
+        self.resumed = False
+        most = self._hours.cuts
+        table = _StepTable(step_rows(store, cuts, oldest, _hour(current), 3600, HOURS), most)
+        self._hours.fill(table, oldest + table.steps * 3600)
+
+    def _empty(
+        self, cuts: dict[str, tuple[int, ...]], longest: float, now: float
+    ) -> tuple[int, int]:
+        """Empty rings for these cuts and windows; returns the first hour with minute
+        slots and the oldest hour slot."""
         most = max(len(values) for values in cuts.values())
         current = math.floor(now / 60) * 60
         first_hour = _hour(now - min(longest, MINUTE_HORIZON_S))
         oldest = _hour(now - max(longest, LATE_HORIZON_S))
         self._minutes = _Ring((current - first_hour) // 60 + LATE_MINUTES + 63, 60, most)
         self._hours = _Ring((_hour(current) - oldest) // 3600 + 3, 3600, most)
-        self._cuts, self._longest, self._read_upto = cuts, longest, current
+        self._cuts, self._longest = cuts, longest
         self._minute_hours = set()
-        table = _StepTable(step_rows(store, cuts, oldest, _hour(current), 3600, HOURS), most)
-        self._hours.fill(table, oldest + table.steps * 3600)
+        return first_hour, oldest
+
+    def _try_resume(
+        self, store: Store, cuts: dict[str, tuple[int, ...]], longest: float, now: float
+    ) -> bool:
+        try:
+            return self._resume(store, cuts, longest, now)
+        except StoreError as exc:
+            log.warning("SLO evaluator: could not resume from kept slots: %s", exc)
+            self._minutes = None
+            return False
+
+    def _resume(
+        self, store: Store, cuts: dict[str, tuple[int, ...]], longest: float, now: float
+    ) -> bool:
+        """Start from the slots the last leader kept, if they fit these cuts and windows
+        and are recent; then refresh as usual, checking for late spans a day back from
+        when they were kept. False if there is nothing fit to resume from."""
+        found = last_slot_header(store)
+        if found is None:
+            return False
+        epoch, version, body = found
+        head = json.loads(body)
+        kept_cuts = {service: tuple(values) for service, values in head["cuts"].items()}
+        read_upto = int(head["read_upto"])
+        if (
+            kept_cuts != cuts
+            or head["longest"] < longest
+            or not 0 <= now - read_upto <= KEEP_MAX_AGE_S
+        ):
+            return False
+        first_hour, oldest = self._empty(cuts, float(head["longest"]), now)
+        minutes, hours = self._minutes, self._hours
+        assert minutes is not None and hours is not None
+        for ring, keys in ((minutes, head["minute_keys"]), (hours, head["hour_keys"])):
+            ring._reserve(len(keys))
+            for service, name, kind in keys:
+                ring._row((str(service), str(name), int(kind)))
+        self._minute_hours = {int(h) for h in head["minute_hours"] if int(h) >= first_hour}
+        for step, slot, packed in kept_slots(store, epoch, version):
+            if step == 60 and _hour(slot) in self._minute_hours:
+                minutes.unpack(slot, packed)
+            elif step == 3600 and slot >= oldest:
+                hours.unpack(slot, packed)
+        minutes.dirty.clear()
+        hours.dirty.clear()
+        self._epoch, self._read_upto, self._kept_at = epoch, read_upto, now
+        self.resumed = True
+        self._refresh(store, now, late_from=_hour(read_upto - LATE_HORIZON_S))
+        return True
+
+    def _keep(self, store: Store, now: float) -> None:
+        """Write the slots changed since the last keep, then a header naming them."""
+        minutes, hours = self._minutes, self._hours
+        assert minutes is not None and hours is not None
+        slots = []
+        for ring in (minutes, hours):
+            for when in sorted(ring.dirty):
+                packed = ring.packed(when)
+                if packed is not None:
+                    slots.append((ring.step, when, packed))
+        header = {
+            "cuts": {service: list(values) for service, values in self._cuts.items()},
+            "longest": self._longest,
+            "minute_keys": [list(key) for key in minutes.rows],
+            "hour_keys": [list(key) for key in hours.rows],
+            "minute_hours": sorted(self._minute_hours),
+            "read_upto": self._read_upto,
+        }
+        keep_slots(store, self._epoch, time.time_ns(), slots, json.dumps(header))
+        minutes.dirty.clear()
+        hours.dirty.clear()
+        self._kept_at = now
 
     def _load_minute_hours(self, store: Store, wanted: set[int]) -> None:
         """Load the minutes of hours not loaded yet (one query for all); each such hour's
@@ -244,15 +393,17 @@ class RollupCache:
             hours.fill(table, whens // 3600 * 3600, accumulate=True)
         self._minute_hours.update(missing)
 
-    def _refresh(self, store: Store, now: float) -> None:
+    def _refresh(self, store: Store, now: float, late_from: int | None = None) -> None:
         """Re-read the minutes since the last read (and a few before) and apply the changes;
-        then reload any hour the rollup holds more calls for than the slots (late spans)."""
+        then reload any hour the rollup holds more calls for than the slots (late spans),
+        from ``late_from`` (default a day back)."""
         minutes = self._minutes
         assert minutes is not None
         current = math.floor(now / 60) * 60
         start = self._read_upto - LATE_MINUTES * 60
+        late_from = _hour(now - LATE_HORIZON_S) if late_from is None else late_from
         # Read the hourly calls first: whatever arrives after only makes the slots larger.
-        hourly = hour_calls(store, list(self._cuts), _hour(now - LATE_HORIZON_S), _hour(current))
+        hourly = hour_calls(store, list(self._cuts), late_from, _hour(current))
         fresh = range_rows(store, self._cuts, start, current, 60)
         keys = set(minutes.rows) | {key for key, _ in fresh}
         empty = np.zeros(2 + 2 * minutes.cuts, np.int64)

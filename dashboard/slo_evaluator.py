@@ -225,7 +225,8 @@ class SloEvaluator:
             plan.cut(rule.filters.service, rule.threshold_ns)
             plan.windows.add(rule.window_s)
         minute_windows = sorted(w for w in plan.windows if is_whole_minutes(w))
-        counts = self.cache.window_counts(self.store, plan.cuts, minute_windows, now)
+        keep = self.leadership.check if acting else None
+        counts = self.cache.window_counts(self.store, plan.cuts, minute_windows, now, keep)
         raw_windows = sorted(w for w in plan.windows if not is_whole_minutes(w))
         counts.update(window_counts(self.store, plan.cuts, raw_windows, now))
 

@@ -290,3 +290,53 @@ def hour_calls(store: Store, services: Sequence[str], start: int, end: int) -> d
         return {}
     params = {"service_set": tuple(sorted(services)), "start": start, "end": end}
     return {int(h): int(n) for h, n in store.query(_HOUR_CALLS_SQL, params)}
+
+
+# ---- the evaluator's kept slots (table slo_slots, schemas/migrations/0007) ----------
+
+_LAST_HEADER_SQL = """
+SELECT epoch, version, body FROM slo_slots WHERE step = 0 ORDER BY version DESC LIMIT 1
+"""
+
+_SLOTS_SQL = """
+SELECT step, slot, argMax(body, version)
+FROM slo_slots
+WHERE epoch = %(epoch)s AND step > 0 AND version <= %(version)s
+GROUP BY step, slot
+"""
+
+
+def last_slot_header(store: Store) -> tuple[int, int, str] | None:
+    """The newest header: ``(epoch, version, JSON body)``, or None."""
+    rows = store.query(_LAST_HEADER_SQL)
+    if not rows:
+        return None
+    epoch, version, body = rows[0]
+    return int(epoch), int(version), str(body)
+
+
+def kept_slots(store: Store, epoch: int, version: int) -> list[tuple[int, int, str]]:
+    """Per slot of ``epoch``, its newest body up to ``version``: ``(step, slot, body)``."""
+    rows = store.query(_SLOTS_SQL, {"epoch": epoch, "version": version})
+    return [(int(step), int(slot), str(body)) for step, slot, body in rows]
+
+
+def keep_slots(
+    store: Store, epoch: int, version: int, slots: Sequence[tuple[int, int, str]], header: str
+) -> None:
+    """Write slot rows ``(step, slot, body)``, then the header that makes them current."""
+    for rows in (slots, [(0, 0, header)]):
+        if not rows:
+            continue
+        now = version // 10**9
+        store.insert(
+            "slo_slots",
+            {
+                "ts": [now] * len(rows),
+                "epoch": [epoch] * len(rows),
+                "version": [version] * len(rows),
+                "step": [r[0] for r in rows],
+                "slot": [r[1] for r in rows],
+                "body": [r[2] for r in rows],
+            },
+        )

@@ -1,0 +1,62 @@
+"""A new leader starts from the slots the last one kept in ``slo_slots`` (plain
+integers), not from the rollups' sumMap states, and its counts are the same."""
+
+from __future__ import annotations
+
+import time
+
+from test_slo_cold_start import CUTS, WINDOWS, spans_over
+from test_slo_evaluator import MS, insert_spans
+
+from dashboard.slo_cache import KEEP_MAX_AGE_S, RollupCache
+from dashboard.slo_math import bucket_cut
+from dashboard.slo_queries import window_counts
+from sidetrace.store import Store
+
+
+def leader_keeps(store: Store, now: float) -> None:
+    RollupCache().window_counts(store, CUTS, WINDOWS, now, keep=lambda: True)
+
+
+def test_new_leader_resumes_from_kept_slots(store: Store) -> None:
+    now = time.time()
+    insert_spans(store, spans_over(now, 30, 600))
+    expected = window_counts(store, CUTS, WINDOWS, now)
+    leader_keeps(store, now)
+    # Without its hours the rollups could not give these counts: only the kept slots can.
+    store.execute("TRUNCATE TABLE latency_hour")
+    successor = RollupCache()
+    assert successor.window_counts(store, CUTS, WINDOWS, now) == expected
+    assert successor.resumed
+
+
+def test_resumed_leader_counts_what_came_after_and_late_spans(store: Store) -> None:
+    now = time.time()
+    insert_spans(store, spans_over(now, 30, 300))
+    leader_keeps(store, now)
+    later = now + 900
+    fresh = [(later - 1 - i * 20, (80, 900)[i % 2], 0, "GET /pay") for i in range(30)]
+    # Late: 20 minutes, 3 hours and 20 hours before the keep (the collector accepts a day).
+    late = [
+        (now - age, 900, 0, "GET /pay") for age in (1200, 3 * 3600, 20 * 3600) for _ in range(7)
+    ]
+    insert_spans(store, fresh + late)
+    successor = RollupCache()
+    got = successor.window_counts(store, CUTS, WINDOWS, later)
+    assert successor.resumed
+    assert got == window_counts(store, CUTS, WINDOWS, later)
+
+
+def test_nothing_fit_to_resume_loads_from_the_rollups(store: Store) -> None:
+    now = time.time()
+    insert_spans(store, spans_over(now, 30, 300))
+    follower = RollupCache()  # a follower does not keep
+    follower.window_counts(store, CUTS, WINDOWS, now, keep=lambda: False)
+    assert not RollupCache()._try_resume(store, dict(follower._cuts), max(WINDOWS), now)
+    leader_keeps(store, now)
+    other_cuts = {"payments": [bucket_cut(500 * MS)]}
+    for cuts, at in ((other_cuts, now), (CUTS, now + KEEP_MAX_AGE_S + 120)):
+        cache = RollupCache()
+        got = cache.window_counts(store, cuts, WINDOWS, at)
+        assert not cache.resumed
+        assert got == window_counts(store, cuts, WINDOWS, at)
