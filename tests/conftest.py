@@ -83,3 +83,21 @@ def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item
             item.add_marker(pytest.mark.processes)
         if not any(item.get_closest_marker(name) for name in NEED_MARKERS):
             item.add_marker(pytest.mark.unit)
+
+
+@pytest.fixture(scope="module")
+def browser():
+    """Headless Chromium for one module's browser tests."""
+    from tests.browser_site import chromium
+
+    with chromium() as b:
+        yield b
+
+
+@pytest.fixture
+def page(browser):
+    """A page that fails the test on uncaught errors or CSP violations."""
+    from tests.browser_site import strict_page
+
+    with strict_page(browser) as pg:
+        yield pg

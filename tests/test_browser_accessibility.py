@@ -10,7 +10,7 @@ from pathlib import Path
 import pytest
 
 from tests import trace_generator as gen
-from tests.browser_site import chromium, served, strict_page
+from tests.browser_site import served, strict_page
 
 pytestmark = pytest.mark.browser
 
@@ -34,12 +34,6 @@ def site(clickhouse_server) -> Iterator[tuple[str, Data]]:
     data = Data()
     with served(clickhouse_server, data.spans(), "browser_a11y") as url:
         yield url, data
-
-
-@pytest.fixture(scope="module")
-def browser():
-    with chromium() as b:
-        yield b
 
 
 def violations(page) -> list[str]:

@@ -14,7 +14,7 @@ from urllib.parse import parse_qs, urlsplit
 import pytest
 
 from tests import trace_generator as gen
-from tests.browser_site import chromium, served, strict_page
+from tests.browser_site import served, strict_page
 
 pytestmark = pytest.mark.browser
 
@@ -43,12 +43,6 @@ def site(clickhouse_server) -> Iterator[tuple[str, Data]]:
     data = Data()
     with served(clickhouse_server, data.target + data.others, "browser_clock") as url:
         yield url, data
-
-
-@pytest.fixture(scope="module")
-def browser():
-    with chromium() as b:
-        yield b
 
 
 @pytest.fixture

@@ -9,7 +9,7 @@ from collections.abc import Iterator
 import pytest
 
 from tests import trace_generator as gen
-from tests.browser_site import chromium, served, strict_page
+from tests.browser_site import served, strict_page
 
 pytestmark = pytest.mark.browser
 
@@ -45,12 +45,6 @@ def site(clickhouse_server) -> Iterator[tuple[str, Data]]:
     data = Data()
     with served(clickhouse_server, data.spans(), "browser_layout") as url:
         yield url, data
-
-
-@pytest.fixture(scope="module")
-def browser():
-    with chromium() as b:
-        yield b
 
 
 def pages(data: Data) -> list[str]:

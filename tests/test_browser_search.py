@@ -11,7 +11,7 @@ from urllib.parse import parse_qs, urlsplit
 import pytest
 
 from tests import trace_generator as gen
-from tests.browser_site import chromium, served, strict_page
+from tests.browser_site import served, strict_page
 
 pytestmark = pytest.mark.browser
 
@@ -61,18 +61,6 @@ def site(clickhouse_server) -> Iterator[tuple[str, Data]]:
     data = Data()
     with served(clickhouse_server, data.spans(), "browser_search") as url:
         yield url, data
-
-
-@pytest.fixture(scope="module")
-def browser():
-    with chromium() as b:
-        yield b
-
-
-@pytest.fixture
-def page(browser):
-    with strict_page(browser) as pg:
-        yield pg
 
 
 def test_attribute_example_and_suggested_keys_find_traces(site, page):

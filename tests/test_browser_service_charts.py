@@ -10,7 +10,7 @@ from urllib.parse import parse_qs, urlsplit
 import pytest
 
 from tests import trace_generator as gen
-from tests.browser_site import chromium, served, strict_page
+from tests.browser_site import served
 
 pytestmark = pytest.mark.browser
 
@@ -50,18 +50,6 @@ def site(clickhouse_server, tmp_path_factory) -> Iterator[str]:
     slo_file.write_text(SLO_FILE)
     with served(clickhouse_server, payments(), "browser_charts", slo_files=[str(slo_file)]) as url:
         yield url
-
-
-@pytest.fixture(scope="module")
-def browser():
-    with chromium() as b:
-        yield b
-
-
-@pytest.fixture
-def page(browser):
-    with strict_page(browser) as pg:
-        yield pg
 
 
 def test_legends_threshold_and_partial_interval(site, page, artifacts):

@@ -11,7 +11,7 @@ import pytest
 from playwright.sync_api import expect
 
 from tests import trace_generator as gen
-from tests.browser_site import chromium, served, strict_page
+from tests.browser_site import served
 
 pytestmark = pytest.mark.browser
 
@@ -60,18 +60,6 @@ def site(clickhouse_server, tmp_path_factory) -> Iterator[str]:
     spans = payments(gen.Ids(3))
     with served(clickhouse_server, spans, "browser_slo", slo_files=[str(slo_file)]) as url:
         yield url
-
-
-@pytest.fixture(scope="module")
-def browser():
-    with chromium() as b:
-        yield b
-
-
-@pytest.fixture
-def page(browser):
-    with strict_page(browser) as pg:
-        yield pg
 
 
 def evaluated(page, url: str, path: str) -> None:

@@ -10,7 +10,7 @@ import pytest
 from playwright.sync_api import expect
 
 from tests import trace_generator as gen
-from tests.browser_site import chromium, served, strict_page
+from tests.browser_site import served
 
 pytestmark = pytest.mark.browser
 
@@ -55,18 +55,6 @@ def site(clickhouse_server) -> Iterator[tuple[str, Data]]:
     data = Data()
     with served(clickhouse_server, data.big + data.small, "browser_trace_view") as url:
         yield url, data
-
-
-@pytest.fixture(scope="module")
-def browser():
-    with chromium() as b:
-        yield b
-
-
-@pytest.fixture
-def page(browser):
-    with strict_page(browser) as pg:
-        yield pg
 
 
 def open_trace(page, url: str, trace_id: str) -> None:
