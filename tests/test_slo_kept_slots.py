@@ -4,11 +4,14 @@ integers), not from the rollups' sumMap states, and its counts are the same."""
 from __future__ import annotations
 
 import time
+from pathlib import Path
 
 from test_slo_cold_start import CUTS, WINDOWS, spans_over
 from test_slo_evaluator import MS, insert_spans
 
 from dashboard.slo_cache import KEEP_MAX_AGE_S, RollupCache
+from dashboard.slo_config import SloConfigSet
+from dashboard.slo_evaluator import SloEvaluator
 from dashboard.slo_math import bucket_cut
 from dashboard.slo_queries import window_counts
 from sidetrace.store import Store
@@ -60,3 +63,49 @@ def test_nothing_fit_to_resume_loads_from_the_rollups(store: Store) -> None:
         got = cache.window_counts(store, cuts, WINDOWS, at)
         assert not cache.resumed
         assert got == window_counts(store, cuts, WINDOWS, at)
+
+
+SLO_FILE = """\
+slos:
+  - name: payments-latency
+    service: payments
+    threshold: 300ms
+    target: 99
+"""
+
+
+class Follower:
+    job, term = "slo-evaluator", 0
+
+    def check(self, confirm: bool = False) -> bool:
+        return False
+
+
+def test_the_leading_evaluator_keeps_its_slots_and_a_follower_does_not(
+    store: Store, tmp_path: Path
+) -> None:
+    path = tmp_path / "slo.yaml"
+    path.write_text(SLO_FILE)
+
+    def evaluator(**options: object) -> SloEvaluator:
+        config = SloConfigSet([str(path)])
+        config.load(lambda: {"payments"})
+        return SloEvaluator(store, config, "http://dash", **options)
+
+    now = time.time()
+    insert_spans(store, spans_over(now, 30, 300))
+    kept = "SELECT count() FROM slo_slots"
+    for options, count in (({"leadership": Follower()}, 0), ({}, 1)):
+        acting = evaluator(**options)
+        acting.evaluate_once(now)
+        acting.close()
+        assert min(store.query(kept)[0][0], 1) == count
+    successor = evaluator(leadership=Follower())
+    resumed = successor.evaluate_once(now + 60).slos
+    successor.close()
+    assert successor.cache.resumed
+    store.execute("TRUNCATE TABLE slo_slots")
+    cold = evaluator(leadership=Follower())
+    assert cold.evaluate_once(now + 60).slos == resumed
+    cold.close()
+    assert not cold.cache.resumed
