@@ -109,12 +109,15 @@ class _Ring:
             self.data[:, index] = 0
         return index
 
+    def holds(self, when: int) -> bool:
+        return bool(self.labels[(when // self.step) % len(self.labels)] == when)
+
     def packed(self, when: int) -> str | None:
         """The slot of ``when`` for every series, as kept in ``slo_slots``; None if the
         slot now holds another time."""
-        index = (when // self.step) % len(self.labels)
-        if self.labels[index] != when:
+        if not self.holds(when):
             return None
+        index = (when // self.step) % len(self.labels)
         block = np.ascontiguousarray(self.data[: len(self.rows), index], "<i8")
         return base64.b64encode(zlib.compress(block.tobytes(), 1)).decode()
 
@@ -213,6 +216,7 @@ class RollupCache:
         self._read_upto = 0
         self._epoch = 0  # the full load the slots continue (kept with them)
         self._kept_at = -math.inf
+        self._versions: dict[tuple[int, int], int] = {}  # (step, slot) -> version last kept
         self.resumed = False  # whether the slots came from slo_slots rather than rollups
 
     def window_counts(
@@ -280,6 +284,7 @@ class RollupCache:
         current = math.floor(now / 60) * 60
         _, oldest = self._empty(cuts, longest, now)
         self._read_upto, self._epoch, self._kept_at = current, time.time_ns(), -math.inf
+        self._versions = {}
         self.resumed = False
         most = self._hours.cuts
         table = _StepTable(step_rows(store, cuts, oldest, _hour(current), 3600, HOURS), most)
@@ -337,11 +342,25 @@ class RollupCache:
             for service, name, kind in keys:
                 ring._row((str(service), str(name), int(kind)))
         self._minute_hours = {int(h) for h in head["minute_hours"] if int(h) >= first_hour}
-        for step, slot, packed in kept_slots(store, epoch, version):
-            if step == 60 and _hour(slot) in self._minute_hours:
-                minutes.unpack(slot, packed)
-            elif step == 3600 and slot >= oldest:
-                hours.unpack(slot, packed)
+
+        def wanted(step: int, slot: int) -> bool:
+            if step == 60:
+                return _hour(slot) in self._minute_hours
+            return step == 3600 and slot >= oldest
+
+        # The header lists the version of each slot it counts on; a slot row missing or
+        # of another version (not yet arrived on a cluster) means: load instead.
+        versions = {(s, t): v for s, t, v in head["versions"] if wanted(s, t)}
+        found_versions = {}
+        for step, slot, row_version, packed in kept_slots(store, epoch, version):
+            if wanted(step, slot):
+                (minutes if step == 60 else hours).unpack(slot, packed)
+                found_versions[(step, slot)] = row_version
+        if found_versions != versions:
+            log.warning("SLO evaluator: kept slots incomplete; loading from the rollups")
+            self._minutes = None
+            return False
+        self._versions = versions
         minutes.dirty.clear()
         hours.dirty.clear()
         self._epoch, self._read_upto, self._kept_at = epoch, read_upto, now
@@ -353,12 +372,19 @@ class RollupCache:
         """Write the slots changed since the last keep, then a header naming them."""
         minutes, hours = self._minutes, self._hours
         assert minutes is not None and hours is not None
+        version = time.time_ns()
         slots = []
         for ring in (minutes, hours):
             for when in sorted(ring.dirty):
                 packed = ring.packed(when)
                 if packed is not None:
                     slots.append((ring.step, when, packed))
+                    self._versions[(ring.step, when)] = version
+        self._versions = {
+            (step, slot): v
+            for (step, slot), v in self._versions.items()
+            if (minutes if step == 60 else hours).holds(slot)
+        }
         header = {
             "cuts": {service: list(values) for service, values in self._cuts.items()},
             "longest": self._longest,
@@ -366,8 +392,9 @@ class RollupCache:
             "hour_keys": [list(key) for key in hours.rows],
             "minute_hours": sorted(self._minute_hours),
             "read_upto": self._read_upto,
+            "versions": [[step, slot, v] for (step, slot), v in sorted(self._versions.items())],
         }
-        keep_slots(store, self._epoch, time.time_ns(), slots, json.dumps(header))
+        keep_slots(store, self._epoch, version, slots, json.dumps(header))
         minutes.dirty.clear()
         hours.dirty.clear()
         self._kept_at = now

@@ -299,7 +299,7 @@ SELECT epoch, version, body FROM slo_slots WHERE step = 0 ORDER BY version DESC 
 """
 
 _SLOTS_SQL = """
-SELECT step, slot, argMax(body, version)
+SELECT step, slot, max(version), argMax(body, version)
 FROM slo_slots
 WHERE epoch = %(epoch)s AND step > 0 AND version <= %(version)s
 GROUP BY step, slot
@@ -315,10 +315,11 @@ def last_slot_header(store: Store) -> tuple[int, int, str] | None:
     return int(epoch), int(version), str(body)
 
 
-def kept_slots(store: Store, epoch: int, version: int) -> list[tuple[int, int, str]]:
-    """Per slot of ``epoch``, its newest body up to ``version``: ``(step, slot, body)``."""
+def kept_slots(store: Store, epoch: int, version: int) -> list[tuple[int, int, int, str]]:
+    """Per slot of ``epoch``, its newest row up to ``version``: ``(step, slot, version,
+    body)``."""
     rows = store.query(_SLOTS_SQL, {"epoch": epoch, "version": version})
-    return [(int(step), int(slot), str(body)) for step, slot, body in rows]
+    return [(int(step), int(slot), int(v), str(body)) for step, slot, v, body in rows]
 
 
 def keep_slots(

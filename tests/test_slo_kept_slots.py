@@ -3,6 +3,7 @@ integers), not from the rollups' sumMap states, and its counts are the same."""
 
 from __future__ import annotations
 
+import json
 import time
 from pathlib import Path
 
@@ -13,7 +14,7 @@ from dashboard.slo_cache import KEEP_MAX_AGE_S, RollupCache
 from dashboard.slo_config import SloConfigSet
 from dashboard.slo_evaluator import SloEvaluator
 from dashboard.slo_math import bucket_cut
-from dashboard.slo_queries import window_counts
+from dashboard.slo_queries import keep_slots, last_slot_header, window_counts
 from sidetrace.store import Store
 
 
@@ -109,3 +110,19 @@ def test_the_leading_evaluator_keeps_its_slots_and_a_follower_does_not(
     assert cold.evaluate_once(now + 60).slos == resumed
     cold.close()
     assert not cold.cache.resumed
+
+
+def test_a_header_whose_slots_have_not_all_arrived_is_not_resumed(store: Store) -> None:
+    now = time.time()
+    insert_spans(store, spans_over(now, 30, 300))
+    leader_keeps(store, now)
+    found = last_slot_header(store)
+    assert found is not None
+    epoch, version, body = found
+    head = json.loads(body)
+    head["versions"][0][2] = version + 1  # a slot row written later, not here yet
+    keep_slots(store, epoch, version + 1, [], json.dumps(head))
+    cache = RollupCache()
+    got = cache.window_counts(store, CUTS, WINDOWS, now)
+    assert not cache.resumed
+    assert got == window_counts(store, CUTS, WINDOWS, now)

@@ -4,7 +4,8 @@
 -- int64 [series, field] counts (base64); a row with step 0 is a header (JSON: cuts,
 -- series keys, which hours have minute slots, how far the minutes were read). Each
 -- full load starts an `epoch`; a reader takes the newest header and, per slot, the
--- newest row of that epoch not newer than the header.
+-- newest row of that epoch not newer than the header, and loads from the rollups
+-- instead if one is not the version the header lists (not arrived yet on a cluster).
 CREATE TABLE IF NOT EXISTS slo_slots {{on_cluster}} (
     ts DateTime,
     epoch UInt64,
