@@ -95,7 +95,7 @@ def slo_file(folder: Path, services: int) -> str:
 
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__)
-    parser.add_argument("--quick", action="store_true", help="1,000,000 spans, 3 runs")
+    parser.add_argument("--quick", action="store_true", help="200,000 spans, 3 runs")
     parser.add_argument("--spans", type=int, default=10_000_000)
     parser.add_argument("--services", type=int, default=100)
     parser.add_argument("--hours", type=float, default=24.0)
@@ -103,7 +103,7 @@ def main() -> int:
     parser.add_argument("--clickhouse", help="use this server instead of starting one")
     args = parser.parse_args()
     if args.quick:
-        args.spans, args.runs = 1_000_000, 3
+        args.spans, args.runs = 200_000, 3
 
     server = None
     if args.clickhouse:

@@ -160,11 +160,11 @@ def compare_pair(store: Store, start_s: int) -> tuple[str, str]:
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--quick", action="store_true", help="1,000,000 spans, fewer runs")
+    parser.add_argument("--quick", action="store_true", help="200,000 spans, fewer runs")
     parser.add_argument("--clickhouse", help="an existing server (default: start one)")
     parser.add_argument("--spans", type=int, default=None)
     args = parser.parse_args()
-    spans = args.spans or (1_000_000 if args.quick else 10_000_000)
+    spans = args.spans or (200_000 if args.quick else 10_000_000)
     runs = 5 if args.quick else 15
     server = None
     url = args.clickhouse
