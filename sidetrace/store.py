@@ -172,7 +172,14 @@ class NativeStore:
                 database=database or p.database,
                 connect_timeout=self._timeout,
                 send_receive_timeout=300,
-                settings={"allow_experimental_low_cardinality_type": 1},
+                settings={
+                    "allow_experimental_low_cardinality_type": 1,
+                    # On a cluster, an INSERT into a Distributed table returns once every
+                    # shard has its rows: what one statement wrote, the next one reads
+                    # (the tiering job decides, copies, then marks), and the collector
+                    # acknowledges its spool only for data the shards hold.
+                    "insert_distributed_sync": 1,
+                },
             )
             if database is None:
                 self._local.client = client

@@ -44,6 +44,7 @@ class SampleSystem:
         command = sidecar_command(p.app, p.inbound, p.outbound, p.admin)
         command += ["--collector", self.collector, "--service-name", spec.name]
         command += ["--drain-grace", "5"]
+        command += [f"--route={route}" for route in spec.routes]
         grpc_ports = [self.ports[name].inbound for name in spec.calls if _is_grpc(name)]
         if spec.protocol == "grpc":
             grpc_ports.append(p.app)

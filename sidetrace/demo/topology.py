@@ -21,18 +21,49 @@ class ServiceSpec:
     median_ms: float
     sigma: float
     error_rate: float
+    # The app's route templates, given to its sidecar as ``--route`` (http.route and
+    # span names come only from configured routes, never guessed from paths).
+    routes: tuple[str, ...] = ()
 
 
 # Leaves first: a service starts after everything it calls.
 SERVICES: tuple[ServiceSpec, ...] = (
     ServiceSpec("payments", "grpc", (), median_ms=25, sigma=0.45, error_rate=0.001),
-    ServiceSpec("inventory", "http", (), median_ms=3, sigma=0.5, error_rate=0.004),
-    ServiceSpec("catalog", "http", (), median_ms=8, sigma=0.7, error_rate=0.004),
     ServiceSpec(
-        "orders", "http", ("payments", "inventory"), median_ms=4, sigma=0.5, error_rate=0.002
+        "inventory",
+        "http",
+        (),
+        median_ms=3,
+        sigma=0.5,
+        error_rate=0.004,
+        routes=("/reservations", "/stock/{sku}"),
     ),
     ServiceSpec(
-        "frontend", "http", ("catalog", "orders"), median_ms=2, sigma=0.6, error_rate=0.002
+        "catalog",
+        "http",
+        (),
+        median_ms=8,
+        sigma=0.7,
+        error_rate=0.004,
+        routes=("/items", "/items/{item}"),
+    ),
+    ServiceSpec(
+        "orders",
+        "http",
+        ("payments", "inventory"),
+        median_ms=4,
+        sigma=0.5,
+        error_rate=0.002,
+        routes=("/orders", "/orders/{order}"),
+    ),
+    ServiceSpec(
+        "frontend",
+        "http",
+        ("catalog", "orders"),
+        median_ms=2,
+        sigma=0.6,
+        error_rate=0.002,
+        routes=("/", "/products", "/products/{item}", "/checkout", "/orders/{order}"),
     ),
 )
 SERVICE_NAMES = tuple(s.name for s in SERVICES)
