@@ -1,5 +1,6 @@
 """Service page charts: legends, the SLO threshold line, the partial last interval marked,
-loading, empty and error states, and latency points that open the calls at that latency."""
+loading, empty and error states, latency points that open the calls near that latency,
+hover and keyboard tooltips, and drag-to-zoom with a reset."""
 
 from __future__ import annotations
 
@@ -66,24 +67,114 @@ def test_legends_threshold_and_partial_interval(site, page, artifacts):
     page.screenshot(path=str(artifacts / "service-charts.png"), full_page=True)
 
 
-def test_latency_points_open_the_calls_at_that_latency(site, page):
+def band_of(link: str) -> tuple[float, float | None]:
+    """The (min, max) ms a latency point's search asks for (max None: the tail)."""
+    q = parse_qs(urlsplit(link).query)
+    top = q.get("maxDuration", [None])[0]
+    return float(q["minDuration"][0][:-2]), (float(top[:-2]) if top else None)
+
+
+def opened_traces(page, link: str, site: str) -> dict[str, float]:
+    """Trace id -> duration (ms) of the results the search page lists for ``link``."""
+    page.goto(site + link)
+    page.wait_for_selector("#results li, #results .notice, .notice", state="attached")
+    return page.eval_on_selector_all(
+        ".trace-item",
+        "items => Object.fromEntries(items.map(i => [i.querySelector('a').getAttribute('href'),"
+        " Number(i.querySelector('.dur').dataset.durationNs) / 1e6]))",
+    )
+
+
+def test_latency_points_open_the_calls_near_that_latency(site, page):
+    """Exemplars: p50 and p99 of one step open disjoint calls, each near its own value."""
     page.goto(f"{site}/services/payments?lookback=15m")
     page.wait_for_selector("#charts[data-loaded='1']")
-    found = {}
-    for series in ("p50", "p99"):
-        point = page.locator(f"#chart-latency circle[data-series='{series}']:not(.partial)").first
-        link = point.locator("xpath=..").get_attribute("href")
-        found[series] = parse_qs(urlsplit(link).query)
-    p50, p99 = (float(found[s]["minDuration"][0][:-2]) for s in ("p50", "p99"))
-    assert 0 < p50 < p99
-    assert found["p99"]["start"] == found["p50"]["start"]
-    assert found["p99"]["sort"] == ["longest"]
-    page.locator("#chart-latency circle[data-series='p99']:not(.partial)").first.click()
-    page.wait_for_selector("#results li")
-    durations = page.eval_on_selector_all(
-        ".trace-item .dur", "ds => ds.map(d => Number(d.dataset.durationNs))"
+    t = page.locator("#chart-latency circle[data-series='p99']:not(.partial)").nth(2).get_attribute(
+        "data-t"
     )
-    assert durations and all(d >= p99 * MS - MS for d in durations)
+    links, values = {}, {}
+    for series in ("p50", "p99"):
+        point = page.locator(f"#chart-latency circle[data-series='{series}'][data-t='{t}']")
+        links[series] = point.locator("xpath=..").get_attribute("href")
+        values[series] = float(
+            page.evaluate(
+                "([t, s]) => fetch(`/api/v1/latency?service=payments&lookback=15m"
+                "&quantiles=p50,p90,p95,p99`).then(r => r.json())"
+                ".then(d => d.points.find(p => String(p.t) === t).quantiles[s])",
+                [t, series],
+            )
+        )
+    (lo50, hi50), (lo99, hi99) = band_of(links["p50"]), band_of(links["p99"])
+    assert lo50 <= values["p50"] <= hi50 < values["p99"]
+    assert hi50 <= lo99 <= values["p99"] and hi99 is None
+    assert parse_qs(urlsplit(links["p50"]).query)["start"] == parse_qs(
+        urlsplit(links["p99"]).query
+    )["start"]
+    near50 = opened_traces(page, links["p50"], site)
+    near99 = opened_traces(page, links["p99"], site)
+    assert near50 and near99
+    assert not set(near50) & set(near99)
+    assert all(lo50 - 1 <= d <= hi50 + 1 for d in near50.values())
+    assert all(d >= lo99 - 1 for d in near99.values())
+
+
+def test_tooltip_shows_each_series_at_the_hovered_time(site, page):
+    page.goto(f"{site}/services/payments?lookback=15m")
+    page.wait_for_selector("#charts[data-loaded='1']")
+    box = page.locator("#chart-latency").bounding_box()
+    page.mouse.move(box["x"] + box["width"] * 0.5, box["y"] + box["height"] * 0.5)
+    tip = page.locator("#chart-latency ~ .chart-tip")
+    tip.wait_for()
+    rows = tip.locator(".tip-row").all_inner_texts()
+    assert [r.split()[0] for r in rows] == ["p50", "p95", "p99"]
+    assert all(r.endswith(" ms") for r in rows)
+    assert "calls" in tip.locator(".tip-time").inner_text()
+    assert page.locator("#chart-latency line.crosshair").count() == 1
+    page.mouse.move(box["x"] + box["width"] * 0.5, box["y"] + box["height"] + 200)
+    tip.wait_for(state="detached")
+    # Keyboard: a focused chart reads the steps with the arrow keys.
+    page.focus("#chart-rate")
+    last = page.inner_text("#chart-rate ~ .chart-tip .tip-time")
+    page.keyboard.press("ArrowLeft")
+    before = page.inner_text("#chart-rate ~ .chart-tip .tip-time")
+    assert before != last and page.inner_text("#chart-rate ~ .chart-tip .tip-row").startswith(
+        "rate "
+    )
+
+
+def test_drag_zooms_the_page_window_and_reset_restores_it(site, page, artifacts):
+    page.goto(f"{site}/services/payments?lookback=15m")
+    page.wait_for_selector("#charts[data-loaded='1']")
+    assert not page.is_visible("#zoom-reset")
+    start, end = (int(page.get_attribute("#charts", a)) for a in ("data-start", "data-end"))
+    box = page.locator("#chart-latency").bounding_box()
+    y = box["y"] + box["height"] * 0.4
+    page.mouse.move(box["x"] + box["width"] * 0.55, y)
+    page.mouse.down()
+    page.mouse.move(box["x"] + box["width"] * 0.7, y, steps=5)
+    page.mouse.move(box["x"] + box["width"] * 0.85, y, steps=5)
+    assert page.locator("#chart-latency .zoom-sel").count() == 1
+    page.screenshot(path=str(artifacts / "service-chart-zoom.png"))
+    page.mouse.up()
+    page.wait_for_url("**was=**")
+    page.wait_for_selector("#charts[data-loaded='1']")
+    z0, z1 = (int(page.get_attribute("#charts", a)) for a in ("data-start", "data-end"))
+    assert start < z0 < z1 < end and z1 - z0 < (end - start) / 2
+    query = parse_qs(urlsplit(page.url).query)
+    assert query["lookback"] == ["custom"] and query["was"] == ["lookback=15m"]
+    assert page.is_visible(".range-absolute")  # the form shows the zoomed range
+    page.click("#zoom-reset")
+    page.wait_for_url("**/services/payments?lookback=15m")
+    page.wait_for_selector("#charts[data-loaded='1']")
+    assert not page.is_visible("#zoom-reset")
+
+
+def test_click_on_a_point_still_opens_its_traces(site, page):
+    page.goto(f"{site}/services/payments?lookback=15m")
+    page.wait_for_selector("#charts[data-loaded='1']")
+    page.locator("#chart-errors a.point-link").first.click()
+    page.wait_for_url("**/search?**")
+    assert parse_qs(urlsplit(page.url).query)["errors"] == ["1"]
 
 
 def test_no_data_and_api_failure_say_so(site, page):
