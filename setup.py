@@ -6,6 +6,6 @@ setup(
     ext_modules=[
         Extension("sidecar._http1scan", ["sidecar/_http1scan.c"], extra_compile_args=["-O2"]),
         Extension("sidecar._otlpspan", ["sidecar/_otlpspan.c"], extra_compile_args=["-O2"]),
-        Extension("collector._otlpdecode", ["collector/_otlpdecode.c"], extra_compile_args=["-O2"]),
+        Extension("tracestore._otlpdecode", ["tracestore/_otlpdecode.c"], extra_compile_args=["-O2"]),
     ]
 )

@@ -30,8 +30,8 @@ sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 from dashboard.slo_config import SloConfigSet  # noqa: E402
 from dashboard.slo_evaluator import SloEvaluator  # noqa: E402
 from sidetrace.local_server import ClickHouseServer  # noqa: E402
-from sidetrace.migrate import migrate  # noqa: E402
-from sidetrace.store import Store, open_store  # noqa: E402
+from tracestore.migrate import migrate  # noqa: E402
+from tracestore.store import Store, open_store  # noqa: E402
 
 OPERATIONS = ("GET /items", "POST /orders", "GET /orders/{id}", "DELETE /orders/{id}")
 

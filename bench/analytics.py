@@ -37,14 +37,14 @@ from collector.edge_rollup import (  # noqa: E402
     closed_window,
     compute_edges,
 )
-from dashboard import analytics_queries as aq  # noqa: E402
-from dashboard.cohort_queries import CohortQuery, analyze_cohorts  # noqa: E402
 from dashboard.compare_routes import compare_traces, load_pair  # noqa: E402
 from dashboard.trace_compare import compare  # noqa: E402
 from sidetrace.local_server import ClickHouseServer  # noqa: E402
-from sidetrace.migrate import migrate  # noqa: E402
-from sidetrace.store import Store, open_store  # noqa: E402
 from tests import trace_generator as gen  # noqa: E402
+from tracestore import analytics_queries as aq  # noqa: E402
+from tracestore.cohort_queries import CohortQuery, analyze_cohorts  # noqa: E402
+from tracestore.migrate import migrate  # noqa: E402
+from tracestore.store import Store, open_store  # noqa: E402
 
 SERVICES = 30
 ROLLUPS = (

@@ -42,7 +42,7 @@ from opentelemetry.proto.common.v1.common_pb2 import AnyValue, KeyValue
 from opentelemetry.proto.trace.v1.trace_pb2 import ResourceSpans, Span
 
 from sidetrace.local_server import ClickHouseServer, free_port
-from sidetrace.store import open_store
+from tracestore.store import open_store
 
 SERVICES = [f"service-{i}" for i in range(10)]
 EXPORT = "/opentelemetry.proto.collector.trace.v1.TraceService/Export"

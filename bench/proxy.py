@@ -47,7 +47,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
 from sidecar.launch import SidecarProcess  # noqa: E402
 from sidetrace.local_server import ClickHouseServer, free_port  # noqa: E402
-from sidetrace.store import Store, open_store  # noqa: E402
+from tracestore.store import Store, open_store  # noqa: E402
 
 PROXY_CPU, LOAD_CPU = "0", "1"
 RT_PRIORITY = 10

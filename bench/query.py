@@ -28,10 +28,10 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
-from dashboard import trace_queries as tq  # noqa: E402
 from sidetrace.local_server import ClickHouseServer  # noqa: E402
-from sidetrace.migrate import migrate  # noqa: E402
-from sidetrace.store import Store, open_store  # noqa: E402
+from tracestore import trace_queries as tq  # noqa: E402
+from tracestore.migrate import migrate  # noqa: E402
+from tracestore.store import Store, open_store  # noqa: E402
 
 SPANS_PER_TRACE = 20
 SERVICES = [f"service-{i}" for i in range(10, 30)]  # the first three are the front doors

@@ -8,14 +8,13 @@ import sys
 import threading
 
 from collector.grpc_receiver import MAX_CONNECTION_AGE_GRACE_S, MAX_CONNECTION_AGE_S
-from collector.otlp_columns import Limits
 from collector.service import Collector, CollectorConfig
 from collector.tiering import LatencyRule, TieringConfig
 from collector.writer import WriterConfig
-from sidetrace.cli import add_clickhouse_flag
-from sidetrace.coordination import CoordinatorError, add_coordinator_flag, parse_coordinator_url
-from sidetrace.migrate import Retention
-from sidetrace.store import open_store
+from runtime.coordination import CoordinatorError, add_coordinator_flag, parse_coordinator_url
+from tracestore.migrate import Retention
+from tracestore.otlp_columns import Limits
+from tracestore.store import add_clickhouse_flag, open_store
 
 MB = 1 << 20
 

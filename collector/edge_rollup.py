@@ -24,8 +24,8 @@ import threading
 import time
 from dataclasses import dataclass
 
-from sidetrace.coordination import Leadership, SoleLeader
-from sidetrace.store import Store, StoreError
+from runtime.coordination import Leadership, SoleLeader
+from tracestore.store import Store, StoreError
 
 log = logging.getLogger(__name__)
 

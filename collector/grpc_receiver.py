@@ -24,8 +24,8 @@ from google.protobuf.duration_pb2 import Duration
 from google.rpc import code_pb2, error_details_pb2, status_pb2
 
 from collector.ingest import SIGNALS, Ingest, Signal, SpoolFull
-from collector.otlp_columns import DecodeError
-from sidetrace.tls_files import KeyPairFiles
+from runtime.tls_files import KeyPairFiles
+from tracestore.otlp_columns import DecodeError
 
 log = logging.getLogger(__name__)
 SERVICES = {

@@ -26,7 +26,7 @@ from starlette.routing import Route
 from collector import otlp_json
 from collector.grpc_receiver import RETRY_AFTER_S
 from collector.ingest import SIGNALS, Ingest, Signal, SpoolFull
-from collector.otlp_columns import DecodeError, decode
+from tracestore.otlp_columns import DecodeError, decode
 
 PROTOBUF = "application/x-protobuf"
 JSON = "application/json"

@@ -9,7 +9,7 @@ import time
 import uvicorn
 from uvicorn.protocols.http.httptools_impl import HttpToolsProtocol
 
-from sidetrace.tls_files import KeyPairFiles, watch_ssl_context
+from runtime.tls_files import KeyPairFiles, watch_ssl_context
 
 _TIMEOUT_408 = (
     b"HTTP/1.1 408 Request Timeout\r\ncontent-type: text/plain; charset=utf-8\r\n"

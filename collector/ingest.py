@@ -20,10 +20,10 @@ from opentelemetry.proto.collector.trace.v1.trace_service_pb2 import (
     ExportTraceServiceResponse,
 )
 
-from collector import compiled_columns
-from collector.otlp_columns import Limits, Verdict, decode, validate_metrics, validate_traces
 from collector.spool import METRICS, TRACES, Spool, SpoolFull
 from collector.stats import Stats
+from tracestore import compiled_columns
+from tracestore.otlp_columns import Limits, Verdict, decode, validate_metrics, validate_traces
 
 __all__ = ["Ingest", "Signal", "SIGNALS", "SpoolFull"]
 

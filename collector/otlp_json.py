@@ -15,7 +15,7 @@ import json
 
 from google.protobuf import json_format
 
-from collector.otlp_columns import DecodeError
+from tracestore.otlp_columns import DecodeError
 
 _ID_FIELDS = ("traceId", "trace_id", "spanId", "span_id", "parentSpanId", "parent_span_id")
 _INVALID_ID = base64.b64encode(b"\x00").decode()

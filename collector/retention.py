@@ -12,9 +12,9 @@ import logging
 import re
 import threading
 
-from sidetrace.coordination import Leadership, SoleLeader
-from sidetrace.migrate import Features, Retention
-from sidetrace.store import Store, StoreError, check_identifier
+from runtime.coordination import Leadership, SoleLeader
+from tracestore.migrate import Features, Retention
+from tracestore.store import Store, StoreError, check_identifier
 
 log = logging.getLogger(__name__)
 JOB = "retention"  # the election the job stands in

@@ -10,8 +10,8 @@ from __future__ import annotations
 import threading
 
 from collector.edge_rollup import EdgeJobConfig, run_edge_job
-from sidetrace.coordination import Leadership
-from sidetrace.store import Store
+from runtime.coordination import Leadership
+from tracestore.store import Store
 
 
 def start_rollup_jobs(

@@ -22,7 +22,6 @@ from collector.grpc_receiver import (
 )
 from collector.http_serving import BackgroundServer
 from collector.ingest import Ingest
-from collector.otlp_columns import Limits
 from collector.retention import JOB as RETENTION_JOB
 from collector.retention import start_retention_job
 from collector.rollup_jobs import start_rollup_jobs
@@ -31,10 +30,11 @@ from collector.stats import Stats
 from collector.tiering import JOB as TIERING_JOB
 from collector.tiering import TieringConfig, start_tiering_job
 from collector.writer import Writer, WriterConfig
-from sidetrace.coordination import Coordinator, open_leaderships
-from sidetrace.migrate import Retention, migrate
-from sidetrace.store import Store
-from sidetrace.tls_files import KeyPairFiles
+from runtime.coordination import Coordinator, open_leaderships
+from runtime.tls_files import KeyPairFiles
+from tracestore.migrate import Retention, migrate
+from tracestore.otlp_columns import Limits
+from tracestore.store import Store
 
 log = logging.getLogger(__name__)
 

@@ -29,8 +29,8 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from collector.retention import HOT_TABLES, drop_day
-from sidetrace.coordination import Leadership, SoleLeader
-from sidetrace.store import Store, StoreError, substitute
+from runtime.coordination import Leadership, SoleLeader
+from tracestore.store import Store, StoreError, substitute
 
 log = logging.getLogger(__name__)
 

@@ -44,11 +44,11 @@ import time
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 
-from collector.compiled_columns import trace_columns
-from collector.otlp_columns import DecodeError, Limits, MetricColumns, TraceColumns
 from collector.spool import METRICS, TRACES, DeadLetters, Record, Spool
 from collector.stats import Stats
-from sidetrace.store import Store, StoreError, StoreRefused
+from tracestore.compiled_columns import trace_columns
+from tracestore.otlp_columns import DecodeError, Limits, MetricColumns, TraceColumns
+from tracestore.store import Store, StoreError, StoreRefused
 
 log = logging.getLogger(__name__)
 SAMPLE_KEYS = 32
@@ -63,7 +63,7 @@ class WriterConfig:
     max_backoff: float = 8.0
     orphan_insert_wait: float = 60.0
     dead_letter_max_bytes: int = 256 << 20
-    compiled_decoder: bool = True  # collector/_otlpdecode.c where built; False: the Python one
+    compiled_decoder: bool = True  # tracestore/_otlpdecode.c where built; False: the Python one
 
 
 class Stopped(Exception):

@@ -16,7 +16,7 @@ from collections.abc import Sequence
 
 from dashboard.alert_delivery import Decision, GroupEntry, Notification
 from dashboard.slo_config import Receiver
-from sidetrace.store import Store
+from tracestore.store import Store
 
 PENDING, QUIET, SENT, FAILED, SUPERSEDED = "pending", "quiet", "sent", "failed", "superseded"
 # How far back a new leader reads decisions: groups told nothing for longer are

@@ -19,7 +19,7 @@ from typing import Any
 
 from dashboard.alert_payloads import rfc3339
 from dashboard.user_regex import AnchoredPattern, PatternError
-from sidetrace.store import Store
+from tracestore.store import Store
 
 log = logging.getLogger(__name__)
 

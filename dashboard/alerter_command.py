@@ -16,8 +16,8 @@ import signal
 import sys
 import threading
 
-from sidetrace.cli import add_clickhouse_flag
-from sidetrace.coordination import add_coordinator_flag
+from runtime.coordination import add_coordinator_flag
+from tracestore.store import add_clickhouse_flag
 
 
 def register(subparsers: argparse._SubParsersAction) -> None:
@@ -51,9 +51,9 @@ def run(args: argparse.Namespace) -> int:
     from dashboard.alerter_admin import serve_admin
     from dashboard.slo_config import SloConfigError, SloConfigSet, time_scale_from_env
     from dashboard.slo_evaluator import JOB, SloEvaluator
-    from sidetrace.coordination import CoordinatorError, open_leaderships
-    from sidetrace.migrate import migrate
-    from sidetrace.store import open_store
+    from runtime.coordination import CoordinatorError, open_leaderships
+    from tracestore.migrate import migrate
+    from tracestore.store import open_store
 
     if not args.slo:
         print("sidetrace alerter: give at least one --slo FILE", file=sys.stderr)

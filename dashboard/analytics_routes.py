@@ -16,12 +16,12 @@ from starlette.requests import Request
 from starlette.responses import JSONResponse, Response
 from starlette.routing import BaseRoute, Route
 
-from dashboard import analytics_queries as aq
 from dashboard import params
 from dashboard.analytics_layout import filter_graph, layout
 from dashboard.context import DashboardContext
 from dashboard.openapi import ERROR_RESPONSES, json_response, query_param
-from dashboard.trace_queries import BadQuery
+from tracestore import analytics_queries as aq
+from tracestore.trace_queries import BadQuery
 
 STEPS_S = (60, 120, 300, 600, 900, 1800, 3600, 7200, 10800, 21600, 43200, 86400)
 TARGET_POINTS = 240

@@ -29,8 +29,8 @@ from dashboard.cross_site import CrossSiteGuard
 from dashboard.error_pages import http_error_handler
 from dashboard.json_input import BadJson
 from dashboard.page_headers import SecurityHeaders
-from dashboard.trace_queries import BadQuery
-from sidetrace.store import StoreError
+from tracestore.store import StoreError
+from tracestore.trace_queries import BadQuery
 
 log = logging.getLogger(__name__)
 

@@ -15,11 +15,11 @@ from starlette.requests import Request
 from starlette.responses import JSONResponse, Response
 from starlette.routing import BaseRoute, Route
 
-from dashboard import cohort_queries as cq
 from dashboard import params
 from dashboard.context import DashboardContext
 from dashboard.openapi import ERROR_RESPONSES, json_response, query_param
-from dashboard.trace_queries import BadQuery
+from tracestore import cohort_queries as cq
+from tracestore.trace_queries import BadQuery
 
 DEFAULT_LOOKBACK = "1h"
 _NAME = re.compile(r"^[^\x00-\x1f]{1,256}$")

@@ -5,8 +5,8 @@ from __future__ import annotations
 import argparse
 import sys
 
-from sidetrace.cli import add_clickhouse_flag
-from sidetrace.coordination import add_coordinator_flag
+from runtime.coordination import add_coordinator_flag
+from tracestore.store import add_clickhouse_flag
 
 
 def register(subparsers: argparse._SubParsersAction) -> None:
@@ -39,9 +39,9 @@ def run(args: argparse.Namespace) -> int:
     from dashboard.slo_config import SloConfigError
     from dashboard.slo_evaluator import JOB
     from dashboard.slo_routes import STATE_KEY, load_evaluator
-    from sidetrace.coordination import CoordinatorError, open_leaderships
-    from sidetrace.migrate import migrate
-    from sidetrace.store import open_store
+    from runtime.coordination import CoordinatorError, open_leaderships
+    from tracestore.migrate import migrate
+    from tracestore.store import open_store
 
     try:
         auth = AuthSettings.from_flags(args.auth_token, args.basic_auth)

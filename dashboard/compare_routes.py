@@ -14,11 +14,11 @@ from starlette.requests import Request
 from starlette.responses import JSONResponse, Response
 from starlette.routing import BaseRoute, Route
 
-from dashboard import trace_queries as tq
-from dashboard.compare_queries import load_skeletons
 from dashboard.context import DashboardContext
 from dashboard.openapi import ERROR_RESPONSES, json_response, query_param
 from dashboard.trace_compare import Comparison, Row, Side, compare
+from tracestore import trace_queries as tq
+from tracestore.compare_queries import load_skeletons
 
 CANDIDATES = 20
 CANDIDATE_WINDOW_NS = 3600 * 10**9  # traces of the same root operation within an hour of A

@@ -13,7 +13,7 @@ from typing import Any
 
 from starlette.templating import Jinja2Templates
 
-from sidetrace.store import Store
+from tracestore.store import Store
 
 TEMPLATES_DIR = Path(__file__).parent / "templates"
 STATIC_DIR = Path(__file__).parent / "static"

@@ -15,13 +15,13 @@ from starlette.requests import Request
 from starlette.responses import JSONResponse, Response
 from starlette.routing import BaseRoute, Route
 
-from dashboard import analytics_queries as aq
 from dashboard import params
 from dashboard.context import DashboardContext
-from dashboard.deploy_queries import deploys
 from dashboard.graph_diff import diff
 from dashboard.openapi import ERROR_RESPONSES, json_response, query_param
-from dashboard.trace_queries import BadQuery
+from tracestore import analytics_queries as aq
+from tracestore.deploy_queries import deploys
+from tracestore.trace_queries import BadQuery
 
 DEFAULT_LOOKBACK = "1h"
 _NAME = re.compile(r"^[^\x00-\x1f]{1,256}$")

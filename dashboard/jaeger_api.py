@@ -18,12 +18,13 @@ from starlette.requests import Request
 from starlette.responses import JSONResponse, Response
 from starlette.routing import BaseRoute, Route
 
-from dashboard import params, tier_queries
-from dashboard import trace_queries as tq
+from dashboard import params
 from dashboard.context import DashboardContext
 from dashboard.json_input import BadJson, parse_json_object
 from dashboard.openapi import json_response, path_param, query_param
 from dashboard.trace_json import json_double
+from tracestore import tier_queries
+from tracestore import trace_queries as tq
 
 # Jaeger's query service answers a search without ``limit`` with up to 100 traces.
 DEFAULT_LIMIT = 100
@@ -237,7 +238,7 @@ def traces_query(request: Request) -> tq.SearchQuery:
 def dependencies_function() -> Any:
     """The analytics module's ``dependencies(store, start_ns, end_ns)``, when present."""
     try:
-        module = importlib.import_module("dashboard.analytics_queries")
+        module = importlib.import_module("tracestore.analytics_queries")
     except ModuleNotFoundError:
         return None
     return getattr(module, "dependencies", None)

@@ -25,13 +25,13 @@ from starlette.responses import JSONResponse, Response
 from starlette.routing import BaseRoute, Route
 
 from dashboard import params
-from dashboard import trace_queries as tq
-from dashboard.analytics_queries import TimeRange, latency_source
 from dashboard.context import DashboardContext
 from dashboard.jaeger_api import JAEGER_KINDS, envelope, error
 from dashboard.openapi import json_response, query_param
-from sidetrace.latency_buckets import quantiles
-from sidetrace.store import Store
+from tracestore import trace_queries as tq
+from tracestore.analytics_queries import TimeRange, latency_source
+from tracestore.latency_buckets import quantiles
+from tracestore.store import Store
 
 MIN_STEP_MS = 60_000  # the rollups hold whole minutes
 # Jaeger's defaults (docs: SPM HTTP API)

@@ -22,12 +22,13 @@ from starlette.requests import Request
 from starlette.responses import JSONResponse, Response
 from starlette.routing import BaseRoute, Route
 
-from dashboard import params, tier_queries
-from dashboard import trace_queries as tq
+from dashboard import params
 from dashboard.context import DashboardContext
 from dashboard.jaeger_api import DEFAULT_LIMIT, JAEGER_KINDS, parse_trace_id
 from dashboard.openapi import json_response, path_param, query_param
 from dashboard.otlp_trace_json import resource_spans
+from tracestore import tier_queries
+from tracestore import trace_queries as tq
 
 # canonical name -> deprecated aliases Jaeger still accepts
 ALIASES = {

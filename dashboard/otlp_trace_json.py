@@ -11,8 +11,8 @@ from __future__ import annotations
 import json
 from typing import Any
 
-from dashboard import trace_queries as tq
 from dashboard.trace_json import json_double
+from tracestore import trace_queries as tq
 
 
 def any_value(a: tq.Attribute) -> dict[str, Any]:

@@ -12,7 +12,7 @@ import re
 import time
 from datetime import UTC, datetime
 
-from dashboard.trace_queries import BadQuery
+from tracestore.trace_queries import BadQuery
 
 NS = {"ns": 1, "us": 1_000, "µs": 1_000, "μs": 1_000, "ms": 1_000_000, "s": 10**9,
       "m": 60 * 10**9, "h": 3600 * 10**9, "d": 86_400 * 10**9}  # fmt: skip

@@ -5,7 +5,7 @@ from __future__ import annotations
 import math
 from dataclasses import dataclass
 
-from dashboard.trace_queries import TraceSummary
+from tracestore.trace_queries import TraceSummary
 
 WIDTH, HEIGHT, PAD_LEFT, PAD_BOTTOM, PAD_TOP, PAD_RIGHT = 900, 170, 60, 22, 10, 10
 NS_PER_S = 10**9

@@ -43,7 +43,7 @@ from collections.abc import Callable, Mapping, Sequence
 
 import numpy as np
 
-from dashboard.slo_queries import (
+from tracestore.slo_queries import (
     Counts,
     SeriesKey,
     hour_calls,
@@ -53,7 +53,7 @@ from dashboard.slo_queries import (
     range_rows,
     step_rows,
 )
-from sidetrace.store import Store, StoreError
+from tracestore.store import Store, StoreError
 
 log = logging.getLogger(__name__)
 

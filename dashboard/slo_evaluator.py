@@ -9,7 +9,7 @@ the dispatcher's threads, never in the evaluation. The latest result is kept
 as a ``Snapshot`` for the pages and the JSON API.
 
 Several replicas may run: each evaluates (so its pages and cache stay warm),
-but only the one that leads ``leadership`` (see ``sidetrace.coordination``)
+but only the one that leads ``leadership`` (see ``runtime.coordination``)
 records state changes and notifies, and it checks before each write and each
 send. Every notification decision is recorded in ``alert_deliveries`` before it
 goes out (``alert_record``); a process that wins the election starts from the
@@ -46,7 +46,8 @@ from dashboard.slo_config import (
     ThresholdAlert,
     format_duration,
 )
-from dashboard.slo_math import (
+from runtime.coordination import Leadership, SoleLeader
+from tracestore.slo_math import (
     bucket_cut,
     budget_remaining,
     burn_rate,
@@ -56,9 +57,8 @@ from dashboard.slo_math import (
     time_to_exhaustion,
     windows_exceed,
 )
-from dashboard.slo_queries import Counts, is_whole_minutes, window_counts
-from sidetrace.coordination import Leadership, SoleLeader
-from sidetrace.store import Store, StoreError
+from tracestore.slo_queries import Counts, is_whole_minutes, window_counts
+from tracestore.store import Store, StoreError
 
 log = logging.getLogger(__name__)
 

@@ -43,8 +43,8 @@ from dashboard.slo_config import (
     time_scale_from_env,
 )
 from dashboard.slo_evaluator import AlertView, CutPlan, SloEvaluator, SloStatus, Snapshot
-from dashboard.slo_math import burndown
-from dashboard.slo_queries import step_counts
+from tracestore.slo_math import burndown
+from tracestore.slo_queries import step_counts
 
 log = logging.getLogger(__name__)
 

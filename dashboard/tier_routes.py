@@ -15,11 +15,11 @@ from starlette.requests import Request
 from starlette.responses import JSONResponse, Response
 from starlette.routing import BaseRoute, Route
 
-from dashboard import tier_queries
-from dashboard import trace_queries as tq
 from dashboard.context import DashboardContext
 from dashboard.json_input import BadJson, parse_json_object
 from dashboard.openapi import ERROR_RESPONSES, json_response, path_param
+from tracestore import tier_queries
+from tracestore import trace_queries as tq
 
 
 def _note(body: bytes) -> str:

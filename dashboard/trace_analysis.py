@@ -10,7 +10,7 @@ from __future__ import annotations
 from collections import defaultdict
 from dataclasses import dataclass, field
 
-from dashboard.trace_queries import Span
+from tracestore.trace_queries import Span
 
 
 @dataclass

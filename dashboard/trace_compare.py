@@ -15,7 +15,7 @@ from collections import defaultdict
 from dataclasses import dataclass, field
 
 from dashboard.trace_analysis import analyze
-from dashboard.trace_queries import Span
+from tracestore.trace_queries import Span
 
 Key = tuple[str, str, int]  # service, operation, position among same-named siblings
 NOTABLE_NS = 1_000_000

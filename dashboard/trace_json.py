@@ -10,7 +10,7 @@ import math
 from typing import Any
 
 from dashboard.trace_analysis import Analysis, analyze
-from dashboard.trace_queries import (
+from tracestore.trace_queries import (
     SPAN_KINDS,
     STATUS_CODES,
     Attribute,

@@ -13,12 +13,13 @@ from starlette.requests import Request
 from starlette.responses import JSONResponse, RedirectResponse, Response
 from starlette.routing import BaseRoute, Route
 
-from dashboard import params, tier_queries
-from dashboard import trace_queries as tq
+from dashboard import params
 from dashboard.context import DashboardContext
 from dashboard.openapi import ERROR_RESPONSES, json_response, path_param, query_param
 from dashboard.search_plot import scatter
 from dashboard.trace_json import summary_json, trace_json
+from tracestore import tier_queries
+from tracestore import trace_queries as tq
 
 DEFAULT_LIMIT = 20
 IN_FLIGHT_NS = 5 * 60 * 10**9  # a trace without its root this recent is still arriving

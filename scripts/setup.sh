@@ -27,7 +27,7 @@ setup_venv() {
     fi
     local stamp=".venv/.installed-${extras:-base}"
     # Reinstall when the packaging, the lock or the C sources changed (they are compiled then).
-    if [ ! -f "$stamp" ] || [ -n "$(find pyproject.toml setup.py requirements.lock sidecar collector \
+    if [ ! -f "$stamp" ] || [ -n "$(find pyproject.toml setup.py requirements.lock sidecar tracestore \
             -maxdepth 1 -newer "$stamp" \( -name '*.toml' -o -name setup.py -o -name '*.lock' \
             -o -name '*.c' \) -print -quit)" ]; then
         .venv/bin/python -m pip install -q --upgrade pip >/dev/null

@@ -78,9 +78,9 @@ def serve(args: argparse.Namespace) -> int:
     import httpx
     import uvicorn
 
+    from runtime.tls_files import KeyPairFiles, watch_ssl_context
     from sidecar.kube_namespaces import KubeAPI, NamespaceAnnotations, own_image
     from sidecar.webhook import create_app
-    from sidetrace.tls_files import KeyPairFiles, watch_ssl_context
 
     api = KubeAPI.in_cluster()
     if args.kube_api:

@@ -19,8 +19,8 @@ from typing import TextIO
 
 import httpx
 
-from sidetrace.migrate import migrate
-from sidetrace.store import Store, open_store
+from tracestore.migrate import migrate
+from tracestore.store import Store, open_store
 
 
 class PortTaken(Exception):

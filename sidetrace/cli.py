@@ -20,7 +20,7 @@ import sys
 from collections.abc import Callable, Sequence
 from importlib.metadata import PackageNotFoundError, version
 
-from sidetrace.store import StoreError
+from tracestore.store import StoreError
 
 # Flags that mean the same thing in every command that has them: one variable for all.
 SHARED_FLAGS = frozenset({"clickhouse", "log-level"})
@@ -87,16 +87,6 @@ def env_value(action: argparse.Action, value: str):
     if action.choices is not None and converted not in action.choices:
         raise EnvValueError("choose from " + ", ".join(map(str, action.choices)))
     return converted
-
-
-def add_clickhouse_flag(parser: argparse.ArgumentParser) -> None:
-    from sidetrace.store import DEFAULT_URL
-
-    parser.add_argument(
-        "--clickhouse",
-        default=DEFAULT_URL,
-        help="store URL: chdb:PATH (embedded) or clickhouse://user:pass@host:9000/db",
-    )
 
 
 def package_version() -> str:

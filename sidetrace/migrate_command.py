@@ -4,9 +4,8 @@ from __future__ import annotations
 
 import argparse
 
-from sidetrace.cli import add_clickhouse_flag
-from sidetrace.migrate import migrate
-from sidetrace.store import open_store
+from tracestore.migrate import migrate
+from tracestore.store import add_clickhouse_flag, open_store
 
 
 def register(subparsers: argparse._SubParsersAction) -> None:

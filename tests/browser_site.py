@@ -12,11 +12,11 @@ from collections.abc import Iterable, Iterator
 from contextlib import contextmanager
 from typing import Any
 
-from sidetrace.migrate import migrate
-from sidetrace.store import open_store
 from tests import trace_generator as gen
 from tests.browser import launch_chromium
 from tests.dashboard_client import live_dashboard
+from tracestore.migrate import migrate
+from tracestore.store import open_store
 
 TIMEOUT_MS = 30_000
 

@@ -21,7 +21,7 @@ from opentelemetry.proto.common.v1.common_pb2 import AnyValue, KeyValue
 from collector.service import Collector, CollectorConfig
 from collector.writer import WriterConfig
 from sidetrace.local_server import ClickHouseServer, free_port
-from sidetrace.store import Store
+from tracestore.store import Store
 
 TRACE_EXPORT = "/opentelemetry.proto.collector.trace.v1.TraceService/Export"
 METRICS_EXPORT = "/opentelemetry.proto.collector.metrics.v1.MetricsService/Export"

@@ -10,8 +10,8 @@ from pathlib import Path
 import pytest
 
 from sidetrace.local_server import ClickHouseServer
-from sidetrace.migrate import migrate
-from sidetrace.store import Store, open_store
+from tracestore.migrate import migrate
+from tracestore.store import Store, open_store
 
 ARTIFACTS = Path(os.environ.get("SIDETRACE_ARTIFACTS", Path(__file__).parent.parent / "artifacts"))
 _database_numbers = itertools.count()

@@ -15,7 +15,7 @@ from starlette.testclient import TestClient
 from dashboard.app import create_app
 from dashboard.context import DashboardContext
 from sidetrace.local_server import free_port
-from sidetrace.store import Store
+from tracestore.store import Store
 
 
 @contextmanager

@@ -17,7 +17,7 @@ from test_slo_evaluator import insert_spans
 from dashboard.alert_delivery import Dispatcher
 from dashboard.slo_config import SloConfigSet
 from dashboard.slo_evaluator import SloEvaluator
-from sidetrace.store import Store
+from tracestore.store import Store
 
 SLO_FILE = """\
 slos:

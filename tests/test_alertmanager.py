@@ -26,12 +26,12 @@ from dashboard.alert_silences import SilenceStore
 from dashboard.slo_config import Receiver
 from sidecar.webhook_certs import make_certs
 from sidetrace.local_server import free_port
-from sidetrace.migrate import migrate
-from sidetrace.store import open_store
 from tests import trace_generator as gen
 from tests.collector_helpers import wait_for
 from tests.dashboard_client import dashboard_client
 from tests.promtool import promtool_check
+from tracestore.migrate import migrate
+from tracestore.store import open_store
 
 ALERTMANAGER = shutil.which("prometheus-alertmanager")
 pytestmark = pytest.mark.skipif(not ALERTMANAGER, reason="Debian's prometheus-alertmanager")

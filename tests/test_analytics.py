@@ -12,8 +12,8 @@ from analytics_traffic import Traffic
 
 from collector.edge_rollup import EdgeJobConfig, closed_window, compute_edges, latest_rows_sql
 from collector.rollup_jobs import start_rollup_jobs
-from dashboard import analytics_queries as aq
-from sidetrace.latency_buckets import quantiles
+from tracestore import analytics_queries as aq
+from tracestore.latency_buckets import quantiles
 
 HOUR = 3600
 QS = (0.5, 0.9, 0.95, 0.99)

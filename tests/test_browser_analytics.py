@@ -17,9 +17,9 @@ from collector.edge_rollup import compute_edges
 from dashboard.app import create_app
 from dashboard.context import DashboardContext
 from sidetrace.local_server import free_port
-from sidetrace.migrate import migrate
-from sidetrace.store import open_store
 from tests.browser import launch_chromium
+from tracestore.migrate import migrate
+from tracestore.store import open_store
 
 pytestmark = pytest.mark.browser
 

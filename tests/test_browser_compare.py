@@ -9,13 +9,13 @@ from collections.abc import Iterator
 import pytest
 
 from collector.edge_rollup import compute_edges
-from sidetrace.migrate import migrate
-from sidetrace.store import open_store
 from tests import trace_generator as gen
 from tests.browser import launch_chromium
 from tests.cohort_traffic import BAD_NODE, traffic
 from tests.dashboard_client import live_dashboard
 from tests.test_graph_diff import _calls
+from tracestore.migrate import migrate
+from tracestore.store import open_store
 
 pytestmark = pytest.mark.browser
 

@@ -8,12 +8,12 @@ import uuid
 import pytest
 
 from collector import tiering
-from dashboard import tier_queries
-from sidetrace.migrate import migrate
-from sidetrace.store import open_store
 from tests import trace_generator as gen
 from tests.browser import launch_chromium
 from tests.dashboard_client import live_dashboard
+from tracestore import tier_queries
+from tracestore.migrate import migrate
+from tracestore.store import open_store
 
 pytestmark = pytest.mark.browser
 

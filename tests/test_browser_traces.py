@@ -8,11 +8,11 @@ from collections.abc import Iterator
 
 import pytest
 
-from sidetrace.migrate import migrate
-from sidetrace.store import open_store
 from tests import trace_generator as gen
 from tests.browser import launch_chromium
 from tests.dashboard_client import live_dashboard
+from tracestore.migrate import migrate
+from tracestore.store import open_store
 
 pytestmark = pytest.mark.browser
 

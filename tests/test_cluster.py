@@ -19,8 +19,8 @@ import pytest
 import yaml
 
 from sidetrace.local_server import ClickHouseServer, free_port
-from sidetrace.migrate import Features, Retention, cluster_form, load_migrations, render
-from sidetrace.store import open_store
+from tracestore.migrate import Features, Retention, cluster_form, load_migrations, render
+from tracestore.store import open_store
 
 CLUSTER = "sidetrace"
 DATABASE = "st_cluster"
@@ -184,8 +184,8 @@ def test_two_shards_through_collector_and_dashboard_queries(
 ) -> None:
     from collector.edge_rollup import compute_edges
     from collector.service import Collector, CollectorConfig
-    from dashboard.analytics_queries import edges
-    from dashboard.trace_queries import SearchQuery, load_trace, search_trace_ids
+    from tracestore.analytics_queries import edges
+    from tracestore.trace_queries import SearchQuery, load_trace, search_trace_ids
 
     first, second = cluster
     result = subprocess.run(

@@ -14,12 +14,12 @@ import pytest
 
 from collector import tiering
 from collector.tiering import TieringConfig
-from dashboard.tier_queries import missing_trace_message
-from dashboard.trace_queries import load_trace
-from sidetrace.migrate import migrate
-from sidetrace.store import open_store
 from tests.test_cluster import CLUSTER, cluster  # noqa: F401 - the module's cluster fixture
 from tests.test_tiering import DAY_S, Traffic, _day_s
+from tracestore.migrate import migrate
+from tracestore.store import open_store
+from tracestore.tier_queries import missing_trace_message
+from tracestore.trace_queries import load_trace
 
 DATABASE = "st_tiering"
 

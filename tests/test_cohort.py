@@ -1,15 +1,15 @@
-"""Slow-cohort analysis in ClickHouse (dashboard/cohort_queries.py) on both backends."""
+"""Slow-cohort analysis in ClickHouse (tracestore/cohort_queries.py) on both backends."""
 
 from __future__ import annotations
 
 import pytest
 from dashboard_client import dashboard_client
 
-from dashboard import cohort_queries as cq
-from dashboard.cohort_queries import CohortQuery, analyze_cohorts
-from sidetrace.store import substitute
 from tests import trace_generator as gen
 from tests.cohort_traffic import BAD_NODE, MS, SLOW_EXTRA_MS, traffic
+from tracestore import cohort_queries as cq
+from tracestore.cohort_queries import CohortQuery, analyze_cohorts
+from tracestore.store import substitute
 
 
 @pytest.fixture

@@ -20,8 +20,6 @@ import pytest
 from collector.retention import drop_expired
 from collector.writer import WriterConfig
 from sidetrace.local_server import ClickHouseServer, free_port
-from sidetrace.migrate import Retention, migrate
-from sidetrace.store import open_store
 from tests.collector_helpers import (
     collector_process,
     count_spans,
@@ -32,6 +30,8 @@ from tests.collector_helpers import (
     span_request,
     wait_for,
 )
+from tracestore.migrate import Retention, migrate
+from tracestore.store import open_store
 
 
 class Sender(threading.Thread):

@@ -21,9 +21,7 @@ from google.protobuf.json_format import MessageToDict
 from google.rpc import status_pb2
 from opentelemetry.proto.collector.trace.v1.trace_service_pb2 import ExportTraceServiceResponse
 
-from collector.otlp_columns import Limits
 from collector.writer import WriterConfig
-from sidetrace.store import open_store
 from tests.collector_helpers import (
     count_spans,
     fresh_native_url,
@@ -33,6 +31,8 @@ from tests.collector_helpers import (
     span_request,
     wait_for,
 )
+from tracestore.otlp_columns import Limits
+from tracestore.store import open_store
 
 TOKEN = "s3cret-token"
 AUTH = (("authorization", f"Bearer {TOKEN}"),)

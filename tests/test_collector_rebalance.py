@@ -22,8 +22,8 @@ from opentelemetry.sdk.trace import TracerProvider
 from opentelemetry.sdk.trace.export import SimpleSpanProcessor
 
 from sidetrace.local_server import free_port
-from sidetrace.store import open_store
 from tests.collector_helpers import fresh_native_url, running_collector
+from tracestore.store import open_store
 
 
 class Forwarder:

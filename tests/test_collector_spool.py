@@ -6,11 +6,11 @@ import random
 
 import pytest
 
-from collector.otlp_columns import Limits, TraceColumns
 from collector.spool import TRACES, Spool, SpoolFull
 from collector.stats import Stats
 from collector.writer import Writer, WriterConfig
 from tests.collector_helpers import count_spans, span_ids, span_request, wait_for
+from tracestore.otlp_columns import Limits, TraceColumns
 
 
 def _fill(spool: Spool, count: int, size: int = 100) -> list[bytes]:

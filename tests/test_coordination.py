@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import pytest
 
-from sidetrace.coordination import (
+from runtime.coordination import (
     CoordinatorError,
     CoordinatorURL,
     SoleLeader,

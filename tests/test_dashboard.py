@@ -14,13 +14,13 @@ import pytest
 from dashboard import params
 from dashboard.context import AuthSettings
 from dashboard.trace_analysis import analyze, critical_path, self_time
-from dashboard.trace_queries import BadQuery, Span
 from sidetrace.cli import build_parser
 from sidetrace.local_server import free_port
-from sidetrace.migrate import migrate
-from sidetrace.store import open_store
 from tests import trace_generator as gen
 from tests.dashboard_client import dashboard_client
+from tracestore.migrate import migrate
+from tracestore.store import open_store
+from tracestore.trace_queries import BadQuery, Span
 
 
 def span(span_id: str, parent: str, start: int, dur: int, service: str = "s") -> Span:

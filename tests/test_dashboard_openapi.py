@@ -12,10 +12,10 @@ from pathlib import Path
 
 import pytest
 
-from sidetrace.migrate import migrate
-from sidetrace.store import open_store
 from tests import trace_generator as gen
 from tests.dashboard_client import live_dashboard
+from tracestore.migrate import migrate
+from tracestore.store import open_store
 
 SCHEMATHESIS = Path(sys.executable).with_name("schemathesis")
 

@@ -8,7 +8,7 @@ import grpc
 import pytest
 
 from sidecar.export_failures import ExportFailures
-from sidecar.otlp_export import classify
+from sidecar.otlp_grpc_export import classify
 
 
 class _Failed(grpc.RpcError):

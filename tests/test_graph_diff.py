@@ -6,9 +6,9 @@ import pytest
 from dashboard_client import dashboard_client
 
 from collector.edge_rollup import compute_edges
-from dashboard.deploy_queries import markers
 from dashboard.graph_diff import diff
 from tests import trace_generator as gen
+from tracestore.deploy_queries import markers
 
 MS = 1_000_000
 

@@ -50,19 +50,9 @@ from opentelemetry.sdk.trace.export import SimpleSpanProcessor, SpanExportResult
 from opentelemetry.sdk.trace.export.in_memory_span_exporter import InMemorySpanExporter
 
 from collector.ingest import Ingest
-from collector.otlp_columns import (
-    MAX_COUNT,
-    MAX_SPAN_KIND,
-    MAX_STATUS_CODE,
-    MAX_TIME_NS,
-    Limits,
-    validate_metrics,
-    validate_traces,
-)
 from collector.spool import DEAD_LETTER_FILE, TRACES, Spool
 from collector.stats import Stats
 from sidetrace.local_server import free_port
-from sidetrace.store import open_store
 from tests.collector_helpers import (
     METRICS_EXPORT,
     TRACE_EXPORT,
@@ -73,6 +63,16 @@ from tests.collector_helpers import (
     span_request,
     wait_for,
 )
+from tracestore.otlp_columns import (
+    MAX_COUNT,
+    MAX_SPAN_KIND,
+    MAX_STATUS_CODE,
+    MAX_TIME_NS,
+    Limits,
+    validate_metrics,
+    validate_traces,
+)
+from tracestore.store import open_store
 
 TOKEN = "hostile-test-token"
 AUTH = (("authorization", f"Bearer {TOKEN}"),)
@@ -437,7 +437,7 @@ def _stored_after_stop(url: str, ids: list[str]) -> set[str]:
     """Span ids in the store, read by a process of its own (chDB: one owner per path)."""
     script = (
         "import json, sys\n"
-        "from sidetrace.store import open_store\n"
+        "from tracestore.store import open_store\n"
         "store = open_store(sys.argv[1])\n"
         "rows = store.query('SELECT span_id FROM spans WHERE span_id IN %(i)s',"
         " {'i': tuple(json.loads(sys.argv[2]))})\n"

@@ -35,8 +35,8 @@ from dashboard.app import create_app
 from dashboard.body_limit import MAX_BODY_BYTES
 from dashboard.context import DashboardContext
 from sidetrace.local_server import free_port
-from sidetrace.migrate import migrate
-from sidetrace.store import open_store
+from tracestore.migrate import migrate
+from tracestore.store import open_store
 
 ROOT = Path(__file__).resolve().parent.parent
 USER, PASSWORD = "admin", "s3cret"

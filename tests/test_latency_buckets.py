@@ -4,7 +4,7 @@ import random
 
 import pytest
 
-from sidetrace.latency_buckets import (
+from tracestore.latency_buckets import (
     BUCKETS_PER_OCTAVE,
     bucket_of,
     edge_ns,

@@ -30,8 +30,8 @@ from test_slo_evaluator import insert_spans
 from zookeeper import ZooKeeper
 
 from sidetrace.local_server import free_port
-from sidetrace.migrate import migrate
-from sidetrace.store import Store, open_store
+from tracestore.migrate import migrate
+from tracestore.store import Store, open_store
 
 ROOT = Path(__file__).resolve().parent.parent
 SESSION_S = 4.0
@@ -339,7 +339,7 @@ def test_a_frozen_leader_does_not_deliver_when_it_wakes(incident: Incident) -> N
 def test_only_the_elected_collector_writes_edges(zookeeper: ZooKeeper, store: Store) -> None:
     """The edge rollup's writes are fenced: a replica that does not lead writes nothing."""
     from collector.edge_rollup import JOB, compute_edges
-    from sidetrace.coordination import Coordinator
+    from runtime.coordination import Coordinator
 
     now = int(time.time()) - 120
     calls = 30  # client spans to an uninstrumented peer: virtual edges payments -> ledger
@@ -379,8 +379,8 @@ def test_cluster_overlay_runs_two_elected_alerters() -> None:
     """Two alerters against the overlay's Keeper pods; collectors elect on it too."""
     from test_deploy import DEPLOY, by_key, render
 
+    from runtime.coordination import parse_coordinator_url
     from sidetrace.cli import build_parser
-    from sidetrace.coordination import parse_coordinator_url
 
     objects = by_key(render(DEPLOY / "overlays" / "cluster"))
     keeper = objects[("StatefulSet", "clickhouse-keeper")]

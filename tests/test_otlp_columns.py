@@ -13,7 +13,8 @@ from opentelemetry.proto.collector.trace.v1.trace_service_pb2 import ExportTrace
 from opentelemetry.proto.common.v1.common_pb2 import AnyValue, ArrayValue, KeyValue, KeyValueList
 
 from collector import otlp_json
-from collector.otlp_columns import (
+from tests.collector_helpers import span_request
+from tracestore.otlp_columns import (
     NS,
     DecodeError,
     Limits,
@@ -22,7 +23,6 @@ from collector.otlp_columns import (
     validate_metrics,
     validate_traces,
 )
-from tests.collector_helpers import span_request
 
 NOW = 1_800_000_000 * NS
 

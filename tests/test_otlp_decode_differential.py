@@ -1,4 +1,4 @@
-"""The compiled span decoder (``collector/_otlpdecode.c``) against the Python one.
+"""The compiled span decoder (``tracestore/_otlpdecode.c``) against the Python one.
 
 ``otlp_columns.TraceColumns`` is the reference. For every request both must give
 the same columns, value by value, and the same counts of truncated attributes and
@@ -18,8 +18,10 @@ from opentelemetry.proto.collector.trace.v1.trace_service_pb2 import ExportTrace
 from opentelemetry.proto.common.v1.common_pb2 import AnyValue, ArrayValue, KeyValue, KeyValueList
 from opentelemetry.proto.trace.v1.trace_pb2 import Span, Status
 
-from collector.compiled_columns import CompiledTraceColumns, _otlpdecode, check_traces
-from collector.otlp_columns import (
+from tests import otlp_wire
+from tests.otlp_wire import END_GROUP, LEN, NOW, NS, START_GROUP, field, message, tag
+from tracestore.compiled_columns import CompiledTraceColumns, _otlpdecode, check_traces
+from tracestore.otlp_columns import (
     SPAN_COLUMNS,
     DecodeError,
     Limits,
@@ -27,10 +29,8 @@ from collector.otlp_columns import (
     decode,
     validate_traces,
 )
-from tests import otlp_wire
-from tests.otlp_wire import END_GROUP, LEN, NOW, NS, START_GROUP, field, message, tag
 
-pytestmark = pytest.mark.skipif(_otlpdecode is None, reason="collector._otlpdecode not built")
+pytestmark = pytest.mark.skipif(_otlpdecode is None, reason="tracestore._otlpdecode not built")
 
 PROPERTY = settings(
     max_examples=300,

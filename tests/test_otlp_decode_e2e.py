@@ -15,11 +15,7 @@ from opentelemetry.proto.collector.trace.v1.trace_service_pb2 import (
 )
 from opentelemetry.proto.common.v1.common_pb2 import AnyValue, ArrayValue, KeyValue, KeyValueList
 
-from collector.compiled_columns import _otlpdecode
-from collector.otlp_columns import SPAN_COLUMNS
 from collector.writer import WriterConfig
-from sidetrace.migrate import migrate
-from sidetrace.store import open_store
 from tests.collector_helpers import (
     count_spans,
     grpc_export,
@@ -27,8 +23,12 @@ from tests.collector_helpers import (
     span_request,
     wait_for,
 )
+from tracestore.compiled_columns import _otlpdecode
+from tracestore.migrate import migrate
+from tracestore.otlp_columns import SPAN_COLUMNS
+from tracestore.store import open_store
 
-pytestmark = pytest.mark.skipif(_otlpdecode is None, reason="collector._otlpdecode not built")
+pytestmark = pytest.mark.skipif(_otlpdecode is None, reason="tracestore._otlpdecode not built")
 
 VALUES = [
     AnyValue(string_value="x" * 300),

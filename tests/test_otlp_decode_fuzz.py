@@ -1,6 +1,6 @@
 """A short libFuzzer run of the compiled span decoder under ASan and UBSan.
 
-``tests/fuzz/otlp_decode_fuzz.c`` compiles ``collector/_otlpdecode.c`` into a
+``tests/fuzz/otlp_decode_fuzz.c`` compiles ``tracestore/_otlpdecode.c`` into a
 libFuzzer binary that embeds this Python (see its comment). The run starts from
 the seed corpus in ``tests/fuzz/otlp_corpus/`` and must end with no crash, no
 sanitizer report and no exception other than DecodeError. Longer runs:

@@ -46,9 +46,9 @@ def _get(port: int, path: str) -> int:
 
 @pytest.fixture(scope="module")
 def native_store(clickhouse_server):
-    from sidetrace.migrate import migrate
-    from sidetrace.store import open_store
     from tests.collector_helpers import fresh_native_url
+    from tracestore.migrate import migrate
+    from tracestore.store import open_store
 
     store = open_store(fresh_native_url(clickhouse_server))
     migrate(store)

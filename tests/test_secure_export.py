@@ -24,7 +24,6 @@ import pytest
 from sidecar.launch import SidecarProcess
 from sidecar.webhook_certs import make_certs
 from sidetrace.local_server import free_port
-from sidetrace.store import open_store
 from tests.collector_helpers import (
     collector_process,
     count_spans,
@@ -34,6 +33,7 @@ from tests.collector_helpers import (
     wait_for,
 )
 from tests.sidecar_harness import ThreadedUvicorn, build_app
+from tracestore.store import open_store
 
 TOKEN = "s3cret-token"
 

@@ -21,9 +21,9 @@ import pytest
 from sidecar.launch import SidecarProcess
 from sidecar.resource import SCHEMA_URL
 from sidetrace.local_server import free_port
-from sidetrace.store import open_store
 from tests.conftest import fresh_store_url
 from tests.sidecar_harness import ThreadedUvicorn, build_app
+from tracestore.store import open_store
 
 TRACE = "9abcdef0123456789abcdef012345678"
 CALLER = "1122334455667788"

@@ -8,9 +8,9 @@ import time
 from test_slo_evaluator import MS, insert_spans
 
 from dashboard.slo_cache import RollupCache
-from dashboard.slo_math import bucket_cut
-from dashboard.slo_queries import window_counts
-from sidetrace.store import Store
+from tracestore.slo_math import bucket_cut
+from tracestore.slo_queries import window_counts
+from tracestore.store import Store
 
 CUTS = {"payments": [bucket_cut(300 * MS)]}
 WINDOWS = [300.0, 3600.0, 6 * 3600.0, 86400.0, 3 * 86400.0]

@@ -33,8 +33,8 @@ from test_alert_delivery import RecordingReceiver
 from dashboard.alert_payloads import rfc3339
 from dashboard.alert_rules import fingerprint
 from sidetrace.local_server import free_port
-from sidetrace.migrate import migrate
-from sidetrace.store import Store, open_store
+from tracestore.migrate import migrate
+from tracestore.store import Store, open_store
 
 ROOT = Path(__file__).resolve().parent.parent
 SCALE = 60

@@ -13,9 +13,9 @@ from test_alert_delivery import RecordingReceiver
 from dashboard.alert_silences import SilenceStore, new_silence, parse_matchers
 from dashboard.slo_config import SloConfigSet
 from dashboard.slo_evaluator import SloEvaluator
-from dashboard.slo_math import bucket_cut
-from dashboard.slo_queries import window_counts
-from sidetrace.store import Store
+from tracestore.slo_math import bucket_cut
+from tracestore.slo_queries import window_counts
+from tracestore.store import Store
 
 MS = 1_000_000
 
@@ -299,8 +299,8 @@ def test_cache_reads_incrementally_and_matches_fresh_queries(store: Store) -> No
 
 def test_raw_span_rows_equal_the_rollup_rows(store: Store) -> None:
     """The cold-start load reads minutes from raw spans: the numbers must be the rollup's."""
-    from dashboard.slo_queries import SPANS, range_rows
-    from sidetrace.latency_buckets import bucket_of, edge_ns
+    from tracestore.latency_buckets import bucket_of, edge_ns
+    from tracestore.slo_queries import SPANS, range_rows
 
     now = time.time()
     cuts = {"payments": [bucket_cut(300 * MS), bucket_cut(1000 * MS)], "search": [bucket_cut(MS)]}

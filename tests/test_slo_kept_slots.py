@@ -13,9 +13,9 @@ from test_slo_evaluator import MS, insert_spans
 from dashboard.slo_cache import KEEP_MAX_AGE_S, RollupCache
 from dashboard.slo_config import SloConfigSet
 from dashboard.slo_evaluator import SloEvaluator
-from dashboard.slo_math import bucket_cut
-from dashboard.slo_queries import keep_slots, last_slot_header, window_counts
-from sidetrace.store import Store
+from tracestore.slo_math import bucket_cut
+from tracestore.slo_queries import keep_slots, last_slot_header, window_counts
+from tracestore.store import Store
 
 
 def leader_keeps(store: Store, now: float) -> None:

@@ -6,7 +6,8 @@ import random
 
 import pytest
 
-from dashboard.slo_math import (
+from tracestore.latency_buckets import bucket_of, edge_ns, fraction_at_or_under
+from tracestore.slo_math import (
     bucket_cut,
     budget_remaining,
     burn_rate,
@@ -18,7 +19,6 @@ from dashboard.slo_math import (
     time_to_exhaustion,
     windows_exceed,
 )
-from sidetrace.latency_buckets import bucket_of, edge_ns, fraction_at_or_under
 
 DAY = 86400.0
 

@@ -8,8 +8,8 @@ import time
 
 import pytest
 
-from sidetrace.migrate import Features, Retention, load_migrations, migrate, render
-from sidetrace.store import StoreError, open_store, parse_url
+from tracestore.migrate import Features, Retention, load_migrations, migrate, render
+from tracestore.store import StoreError, open_store, parse_url
 
 
 def test_migrate_is_idempotent(store):

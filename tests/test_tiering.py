@@ -262,8 +262,8 @@ def test_sigkill_mid_move_then_rerun_copies_each_span_once(clickhouse_server):
     import subprocess
     import sys
 
-    from sidetrace.migrate import migrate
-    from sidetrace.store import open_store
+    from tracestore.migrate import migrate
+    from tracestore.store import open_store
 
     url = clickhouse_server.url(database=f"sigkill_{os.getpid()}_{time.time_ns()}")
     store = open_store(url)
@@ -274,7 +274,7 @@ def test_sigkill_mid_move_then_rerun_copies_each_span_once(clickhouse_server):
     script = (
         "import sys, time\n"
         "from collector import tiering\n"
-        "from sidetrace.store import open_store\n"
+        "from tracestore.store import open_store\n"
         "store = open_store(sys.argv[1])\n"
         "config = tiering.TieringConfig(buckets=64, keep_baseline=0.5)\n"
         "while True:\n"  # runs until killed; every run after the first finds nothing to do

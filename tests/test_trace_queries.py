@@ -8,10 +8,10 @@ import pytest
 from opentelemetry.proto.collector.trace.v1.trace_service_pb2 import ExportTraceServiceRequest
 from opentelemetry.proto.common.v1.common_pb2 import AnyValue, ArrayValue, KeyValue
 
-from collector.otlp_columns import Limits, TraceColumns
-from dashboard import trace_queries as tq
 from dashboard.trace_analysis import analyze
 from tests import trace_generator as gen
+from tracestore import trace_queries as tq
+from tracestore.otlp_columns import Limits, TraceColumns
 
 MINUTE_NS = 60 * 10**9
 

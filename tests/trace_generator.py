@@ -14,8 +14,8 @@ import time
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
 
-from dashboard.trace_queries import Span
-from sidetrace.store import Store
+from tracestore.store import Store
+from tracestore.trace_queries import Span
 
 SERVICES = ("frontend", "checkout", "cart", "payments", "inventory", "shipping", "db")
 OPERATIONS = ("GET /", "POST /checkout", "GetCart", "Charge", "Reserve", "Quote", "SELECT")

@@ -1,7 +1,7 @@
 -- Spans for search and analytics, ordered for (service, operation, time) scans.
 -- Timestamps are UInt64 nanoseconds as OTLP carries them; `ts` is the start second,
 -- used for partitioning by day and for time-range pruning.
--- Attributes are parallel key / type / value arrays (see collector/otlp_columns.py
+-- Attributes are parallel key / type / value arrays (see tracestore/otlp_columns.py
 -- for the type codes); arrays and kvlists are kept as JSON text.
 CREATE TABLE IF NOT EXISTS spans {{on_cluster}} (
     ts DateTime,

@@ -1,5 +1,5 @@
 -- Latency rollups per (service, operation, span kind, minute), fed from spans by a
--- materialized view. Buckets are sidetrace/latency_buckets.py's fixed log-scale
+-- materialized view. Buckets are tracestore/latency_buckets.py's fixed log-scale
 -- buckets (64 per doubling of nanoseconds): percentiles within 0.55%, and
 -- "fraction of calls at or under T" exact at bucket edges. `ok_buckets` counts only
 -- spans without error status, for SLOs where errors count as bad.

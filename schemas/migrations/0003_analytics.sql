@@ -103,7 +103,7 @@ GROUP BY minute, service_name, entry, bucket;
 -- so repeated, late and concurrent runs (several collectors) count each call once.
 -- ReplacingMergeTree folds superseded rows away during merges.
 -- child_kind: 'service', or for uninstrumented peers 'database', 'messaging', 'external'.
--- Buckets are sidetrace/latency_buckets.py's, of the calling span's duration.
+-- Buckets are tracestore/latency_buckets.py's, of the calling span's duration.
 CREATE TABLE IF NOT EXISTS edges_minute {{on_cluster}} (
     minute DateTime,
     parent_service String,

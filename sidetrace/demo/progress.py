@@ -9,7 +9,7 @@ from typing import TextIO
 from sidetrace.demo.behaviour import IncidentSchedule
 from sidetrace.demo.loadgen import LoadStats
 from sidetrace.demo.topology import INCIDENT_SERVICE, SERVICE_NAMES
-from sidetrace.store import Store, StoreError
+from tracestore.store import Store, StoreError
 
 
 def spans_stored(store: Store) -> int:

@@ -28,7 +28,7 @@ from sidetrace.demo.progress import (
 from sidetrace.demo.supervisor import Supervisor, log_tail
 from sidetrace.demo.system import SampleSystem
 from sidetrace.demo.topology import SERVICES
-from sidetrace.store import StoreError
+from tracestore.store import StoreError
 
 
 @dataclass

@@ -1,24 +1,24 @@
-/* libFuzzer target: collector/_otlpdecode.c's two entry points on arbitrary bytes.
+/* libFuzzer target: tracestore/_otlpdecode.c's two entry points on arbitrary bytes.
  *
  * The decoder is compiled into this binary (with ASan and UBSan) and registered as
- * the built-in module collector._otlpdecode of an embedded Python, so its Python
+ * the built-in module tracestore._otlpdecode of an embedded Python, so its Python
  * objects, the DecodeError it raises and the array/kvlist text callback are the
  * real ones. Any exception other than DecodeError, any sanitizer report or a crash
  * is a finding. Built and run by tests/test_otlp_decode_fuzz.py, which sets
  * PYTHONHOME/PYTHONPATH; the seed corpus is tests/fuzz/otlp_corpus/.
  */
-#include "../../collector/_otlpdecode.c"
+#include "../../tracestore/_otlpdecode.c"
 
 static PyObject *Decode, *Validate, *Empty, *Error, *Cache;
 
 int LLVMFuzzerInitialize(int *argc, char ***argv) {
     (void)argc;
     (void)argv;
-    if (PyImport_AppendInittab("collector._otlpdecode", PyInit__otlpdecode) < 0) abort();
+    if (PyImport_AppendInittab("tracestore._otlpdecode", PyInit__otlpdecode) < 0) abort();
     Py_Initialize();
-    PyObject *columns = PyImport_ImportModule("collector.compiled_columns");
-    PyObject *reference = PyImport_ImportModule("collector.otlp_columns");
-    PyObject *module = PyImport_ImportModule("collector._otlpdecode");
+    PyObject *columns = PyImport_ImportModule("tracestore.compiled_columns");
+    PyObject *reference = PyImport_ImportModule("tracestore.otlp_columns");
+    PyObject *module = PyImport_ImportModule("tracestore._otlpdecode");
     if (!columns || !reference || !module) {
         PyErr_Print();
         abort();

@@ -2,7 +2,7 @@
 
 Good events are calls at or under the latency threshold (and, when errors count
 as bad, without error status). Counts come from the fixed log-scale buckets of
-``sidetrace.latency_buckets``: a call in bucket ``k`` is good when ``k < cut``,
+``tracestore.latency_buckets``: a call in bucket ``k`` is good when ``k < cut``,
 where ``cut`` is the highest bucket edge at or under the threshold. Exact when
 the threshold is a bucket edge; otherwise the threshold is rounded down to that
 edge (at most 1.09% lower), which errs on the strict side.
@@ -17,7 +17,7 @@ from __future__ import annotations
 import math
 from collections.abc import Iterable, Sequence
 
-from sidetrace.latency_buckets import BUCKETS_PER_OCTAVE, edge_ns
+from tracestore.latency_buckets import BUCKETS_PER_OCTAVE, edge_ns
 
 
 def bucket_cut(threshold_ns: float) -> int:

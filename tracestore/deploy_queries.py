@@ -11,7 +11,7 @@ from __future__ import annotations
 from collections import defaultdict
 from typing import Any
 
-from sidetrace.store import Store
+from tracestore.store import Store
 
 VERSION_KEY = "service.version"
 

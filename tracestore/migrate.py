@@ -12,7 +12,7 @@ import re
 from dataclasses import dataclass
 from importlib import resources
 
-from sidetrace.store import Store, StoreError, check_identifier
+from tracestore.store import Store, StoreError, check_identifier
 
 MIGRATIONS_TABLE = "schema_migrations"
 _TTL_COLUMNS = {

@@ -19,9 +19,9 @@ import math
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 
-from dashboard.slo_math import cumulate
-from sidetrace.latency_buckets import BUCKET_SQL
-from sidetrace.store import Store
+from tracestore.latency_buckets import BUCKET_SQL
+from tracestore.slo_math import cumulate
+from tracestore.store import Store
 
 SeriesKey = tuple[str, str, int]  # service, span name, span kind
 

@@ -1,4 +1,4 @@
-"""``TraceColumns`` filled by the compiled decoder (``collector/_otlpdecode.c``).
+"""``TraceColumns`` filled by the compiled decoder (``tracestore/_otlpdecode.c``).
 
 The decoder reads ``ExportTraceServiceRequest`` bytes straight into one new list
 per ``spans`` column, with the rules of ``otlp_columns`` (the reference, which the
@@ -11,11 +11,11 @@ from __future__ import annotations
 from google.protobuf.json_format import MessageToDict
 from opentelemetry.proto.common.v1.common_pb2 import ArrayValue, KeyValueList
 
-from collector import otlp_columns
-from collector.otlp_columns import SPAN_COLUMNS, DecodeError, Limits, TraceColumns, Verdict
+from tracestore import otlp_columns
+from tracestore.otlp_columns import SPAN_COLUMNS, DecodeError, Limits, TraceColumns, Verdict
 
 try:
-    from collector import _otlpdecode
+    from tracestore import _otlpdecode
 except ImportError:  # not built (e.g. a source checkout without a compiler)
     _otlpdecode = None
 

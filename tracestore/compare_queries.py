@@ -9,8 +9,8 @@ from __future__ import annotations
 
 from collections import defaultdict
 
-from dashboard.trace_queries import Span, Trace, TraceSummary
-from sidetrace.store import Store
+from tracestore.store import Store
+from tracestore.trace_queries import Span, Trace, TraceSummary
 
 _COLUMNS = (
     "trace_id, span_id, parent_span_id, toString(service_name), toString(span_name), "

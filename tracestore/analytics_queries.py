@@ -1,6 +1,6 @@
 """Read queries over the rollups: services, latency series, operations, the service graph.
 
-Percentiles come from the fixed log buckets (``sidetrace/latency_buckets.py``), so
+Percentiles come from the fixed log buckets (``tracestore/latency_buckets.py``), so
 they are within 0.55% of the exact value over the raw spans whatever the range.
 They are computed in ClickHouse (``quantiles_sql``, the same rank rule as
 ``latency_buckets.quantiles``), so results stay small. Ranges are whole minutes:
@@ -29,7 +29,7 @@ from collector.edge_rollup import (
     call_pairs_sql,
     latest_rows_sql,
 )
-from sidetrace.store import Store
+from tracestore.store import Store
 
 DEFAULT_QUANTILES = (0.5, 0.9, 0.95, 0.99)
 SIDECAR_METRIC = "sidetrace.request.duration"

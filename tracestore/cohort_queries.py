@@ -34,7 +34,7 @@ import math
 from dataclasses import dataclass
 from typing import Any
 
-from sidetrace.store import Store
+from tracestore.store import Store
 
 DEFAULT_PERCENTILE = 0.9
 DEFAULT_PER_COHORT = 500

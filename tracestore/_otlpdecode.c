@@ -1,6 +1,6 @@
 /* OTLP ExportTraceServiceRequest bytes -> the `spans` table's columns, in one pass.
  *
- * The compiled twin of collector/otlp_columns.TraceColumns.add, which stays the
+ * The compiled twin of tracestore/otlp_columns.TraceColumns.add, which stays the
  * reference: the same columns, truncation, clamping and type codes, and the same
  * verdict on bad input as protobuf's own (upb) parser: wrong wire types are unknown
  * fields, groups are skipped, strings must be UTF-8, nesting stops at depth 100,
@@ -29,7 +29,7 @@ enum {
     C_DROPPED_LINKS, C_RES_DROPPED, C_SCOPE_ATTRS, C_RES_SCHEMA, C_SCOPE_SCHEMA, NCOLUMNS
 };
 
-static PyObject *DecodeError;   /* collector.otlp_columns.DecodeError, set by init() */
+static PyObject *DecodeError;   /* tracestore.otlp_columns.DecodeError, set by init() */
 static PyObject *ComplexValue;  /* callable(code, bytes) -> str for array/kvlist values */
 static PyObject *TypeCodes[9];  /* small ints 0..8 */
 static PyObject *StrTrue, *StrFalse, *StrEmpty;
@@ -218,7 +218,7 @@ typedef struct {
 } CacheSlot;
 
 #define BATCH_SLOTS (1 << 16)
-#define BATCH_CACHE "collector._otlpdecode.cache"
+#define BATCH_CACHE "tracestore._otlpdecode.cache"
 
 /* Strings shared across the requests of one batch (owned by a capsule). */
 typedef struct {

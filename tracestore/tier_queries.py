@@ -11,7 +11,7 @@ from __future__ import annotations
 import time
 from dataclasses import dataclass
 
-from sidetrace.store import Store
+from tracestore.store import Store
 
 MAX_NOTE = 500
 

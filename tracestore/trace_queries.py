@@ -13,14 +13,14 @@ import re
 from dataclasses import dataclass, field
 from typing import Any
 
-from sidetrace.store import Store
+from tracestore.store import Store
 
 NS_PER_S = 1_000_000_000
 MAX_SEARCH_LIMIT = 1500
 _HEX = re.compile(r"^[0-9a-fA-F]+$")
 _ATTR_KEY = re.compile(r"^[^\s=!]{1,256}$")
 
-# Attribute value type codes as the collector writes them (collector/otlp_columns.py).
+# Attribute value type codes as the collector writes them (tracestore/otlp_columns.py).
 ATTR_STRING, ATTR_BOOL, ATTR_INT, ATTR_DOUBLE, ATTR_BYTES, ATTR_ARRAY, ATTR_KVLIST = range(1, 8)
 SPAN_KINDS = {
     0: "unspecified",

@@ -8,6 +8,7 @@ parameters.
 
 from __future__ import annotations
 
+import argparse
 import re
 import struct
 import threading
@@ -387,3 +388,12 @@ def open_store(url: str) -> Store:
                 _OPEN[key] = store
             return store
     return NativeStore(url, parsed)
+
+
+def add_clickhouse_flag(parser: argparse.ArgumentParser) -> None:
+    """The one ``--clickhouse`` flag every role that reads or writes the store takes."""
+    parser.add_argument(
+        "--clickhouse",
+        default=DEFAULT_URL,
+        help="store URL: chdb:PATH (embedded) or clickhouse://user:pass@host:9000/db",
+    )
