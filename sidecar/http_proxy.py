@@ -35,16 +35,32 @@ import httptools
 from sidecar._http1scan import Lane, request_head
 from sidecar.cardinality import peer_header_value
 from sidecar.config import SidecarConfig
+from sidecar.error_responses import error_response
 from sidecar.hostport import split_host_port
+from sidecar.http_framing import (
+    LAST_CHUNK,
+    chunk,
+    forward_request_head,
+    forward_response_head,
+    response_framing,
+    status_line,
+    upgrade_lines,
+)
+from sidecar.http_headers import (
+    PEER_HEADER,
+    BadFraming,
+    RequestFields,
+    request_fields,
+    response_fields,
+)
 from sidecar.original_dst import original_destination
-from sidecar.propagation import TRACE_HEADERS, Propagator, SpanStart, span_start
+from sidecar.propagation import Propagator, SpanStart, span_start
 from sidecar.red_metrics import ProxyCounters
 from sidecar.telemetry import Telemetry
 from sidecar.telemetry_record import CLIENT, HTTP, SERVER, TCP, Record
 from sidecar.upstream import Address, OwnListenerError, UpstreamConnection, UpstreamPool
 
 H2_PREFACE = b"PRI * HTTP/2.0\r\n\r\nSM\r\n\r\n"
-PEER_HEADER = b"x-sidetrace-peer"
 _HTTP_START = re.compile(rb"[A-Z]{3,16} ")  # the common case, known from its first bytes
 # Anything an HTTP server might take for a request line (any method token, any case) is
 # HTTP to the sidecar too, so it is parsed (and refused if invalid), never piped raw to
@@ -52,78 +68,9 @@ _HTTP_START = re.compile(rb"[A-Z]{3,16} ")  # the common case, known from its fi
 _TCHAR = rb"[!#$%&'*+\-.^_`|~0-9A-Za-z]"
 _REQUEST_LINE = re.compile(rb"%s+[ \t][^\r\n]*[ \t]HTTP/" % _TCHAR, re.IGNORECASE)
 _MAYBE_REQUEST_LINE = re.compile(rb"%s{1,32}(?:[ \t][^\r\n]*)?" % _TCHAR)
-# RFC 9110 7.6.1 hop-by-hop fields, plus the legacy ones proxies still see.
-HOP_BY_HOP = frozenset(
-    (
-        b"connection",
-        b"keep-alive",
-        b"proxy-connection",
-        b"te",
-        b"trailer",
-        b"transfer-encoding",
-        b"upgrade",
-        b"proxy-authorization",
-        b"proxy-authenticate",
-    )
-)
-_TRACE_NAMES = {n.encode(): n for n in TRACE_HEADERS}
-# One dict lookup classifies each request field; everything else is copied as is.
-_HOP, _CONNECTION, _TRANSFER_ENCODING, _UPGRADE, _TRACE, _HOST, _USER_AGENT, _PEER = range(8)
-_REQUEST_FIELDS = {
-    **{name: _HOP for name in HOP_BY_HOP},
-    **{name: _TRACE for name in _TRACE_NAMES},
-    b"connection": _CONNECTION,
-    b"transfer-encoding": _TRANSFER_ENCODING,
-    b"upgrade": _UPGRADE,
-    b"host": _HOST,
-    b"user-agent": _USER_AGENT,
-    PEER_HEADER: _PEER,
-}
-_CONTENT_LENGTH = _PEER + 1
-_RESPONSE_FIELDS = {
-    **{name: _HOP for name in HOP_BY_HOP},
-    b"connection": _CONNECTION,
-    b"transfer-encoding": _TRANSFER_ENCODING,
-    b"upgrade": _UPGRADE,
-    b"content-length": _CONTENT_LENGTH,
-}
-_ROLE_CACHE_LIMIT = 4096
-
-
-class _Roles(dict):
-    """Field name as received -> role (``None``: copy as is), remembering each spelling so
-    the case-folding lookup runs once per name rather than once per header."""
-
-    def __init__(self, by_lowercase_name: dict[bytes, int]):
-        super().__init__()
-        self._by_lowercase_name = by_lowercase_name
-
-    def __missing__(self, name: bytes) -> int | None:
-        role = self._by_lowercase_name.get(name.lower())
-        if len(self) < _ROLE_CACHE_LIMIT:
-            self[name] = role
-        return role
-
-
-_REQUEST_ROLES = _Roles(_REQUEST_FIELDS)
-_RESPONSE_ROLES = _Roles(_RESPONSE_FIELDS)
-_STANDARD_TOKENS = frozenset((b"keep-alive", b"close", b"upgrade"))
-# Fields a Connection option may never remove (RFC 9110 7.6.1): they frame or route the
-# message, and a proxy dropping them while the next hop keeps its own reading of the bytes
-# is request smuggling. Such a request gets 400, such a response 502.
-_NEVER_HOP_BY_HOP = frozenset((b"content-length", b"transfer-encoding", b"host"))
 _METHODS = {m.encode(): m for m in ("GET", "HEAD", "POST", "PUT", "DELETE", "PATCH", "OPTIONS")}
 _RETRYABLE = frozenset((b"GET", b"HEAD", b"OPTIONS"))  # safe to resend on a stale connection
 MAX_PENDING_BYTES = 256 * 1024
-_REASONS = {
-    400: b"Bad Request",
-    408: b"Request Timeout",
-    431: b"Request Header Fields Too Large",
-    502: b"Bad Gateway",
-    503: b"Service Unavailable",
-    504: b"Gateway Timeout",
-    508: b"Loop Detected",
-}
 DETECT, HTTP_MODE, TUNNEL, CLOSED = 0, 1, 2, 3
 IDLE, HEADERS, ACTIVE = 0, 1, 2
 
@@ -222,23 +169,6 @@ class Exchange:
 
 class _HeadersTooLarge(Exception):
     pass
-
-
-class BadFraming(ValueError):
-    """A message this proxy must not forward: its framing or routing is ambiguous."""
-
-
-def _drop_connection_listed(lines: list[bytes], connection_values: list[bytes]) -> list[bytes]:
-    """RFC 9110 7.6.1: fields named in ``Connection`` are hop-by-hop too (rarely any); a
-    framing or routing field named there raises ``BadFraming``."""
-    listed = {t.strip().lower() for t in b",".join(connection_values).split(b",")}
-    listed -= _STANDARD_TOKENS
-    if not listed:
-        return lines
-    if not listed.isdisjoint(_NEVER_HOP_BY_HOP):
-        named = b", ".join(sorted(listed & _NEVER_HOP_BY_HOP)).decode("latin-1")
-        raise BadFraming(f"Connection may not name {named}")
-    return [line for line in lines if line.split(b":", 1)[0].lower() not in listed]
 
 
 class DownstreamConnection(asyncio.Protocol):
@@ -515,7 +445,7 @@ class DownstreamConnection(asyncio.Protocol):
             self.ctx.counters.bad_requests_total += 1
         active = self.exchanges[0] if self.exchanges else None
         if active is None or not active.response_started:
-            self.write(_error_response(status, detail))
+            self.write(error_response(status, detail))
         self.mode = CLOSED
         self.pause_reading("closed")
         self._close()
@@ -554,7 +484,7 @@ class DownstreamConnection(asyncio.Protocol):
         if ex is None:
             return
         if ex.chunked_request:
-            body = b"%x\r\n%b\r\n" % (len(body), body)
+            body = chunk(body)
         self._send_up(ex, body)
 
     def on_message_complete(self) -> None:
@@ -564,7 +494,7 @@ class DownstreamConnection(asyncio.Protocol):
             return
         ex.request_done = True
         if ex.chunked_request:
-            self._send_up(ex, b"0\r\n\r\n")
+            self._send_up(ex, LAST_CHUNK)
         if len(self.exchanges) > 1:
             self.pause_reading("pipeline")
 
@@ -576,48 +506,14 @@ class DownstreamConnection(asyncio.Protocol):
         ex.method = _METHODS.get(method) or method.decode("latin-1")
         ex.version = parser.get_http_version()
         ex.keep_alive = parser.should_keep_alive() and not ctx.draining
-        replaced = ctx.replaced_names
-        roles = _REQUEST_ROLES
-        lines: list[bytes] = []
-        tokens: list[bytes] = []
-        trace_headers: dict[str, list[str]] = {}
-        trace_lines: list[bytes] = []
-        for name, value in ex.headers:
-            role = roles[name]
-            if role is None:
-                lines.append(name + b": " + value + b"\r\n")
-            elif role == _HOST:  # httptools keeps trailing whitespace, not part of a value
-                if ex.has_host:  # RFC 9112 3.2: which one would the app route by?
-                    raise BadFraming("more than one Host")
-                ex.host = value.rstrip(b" \t")
-                ex.has_host = True
-                lines.append(name + b": " + value + b"\r\n")
-            elif role == _USER_AGENT:
-                ex.user_agent = value.rstrip(b" \t")
-                lines.append(name + b": " + value + b"\r\n")
-            elif role == _TRACE:
-                lname = name.lower()
-                trace_headers.setdefault(_TRACE_NAMES[lname], []).append(value.decode("latin-1"))
-                if lname in replaced:
-                    trace_lines.append(name + b": " + value + b"\r\n")
-                else:
-                    lines.append(name + b": " + value + b"\r\n")
-            elif role == _CONNECTION:
-                if value.lower() not in _STANDARD_TOKENS:
-                    tokens.append(value)
-            elif role == _TRANSFER_ENCODING:
-                ex.chunked_request = b"chunked" in value.lower()
-            elif role == _UPGRADE:
-                ex.upgrade = value
-            elif role == _PEER:
-                ex.peer = value.rstrip(b" \t").decode("latin-1")
-        if tokens:
-            lines = _drop_connection_listed(lines, tokens)
-        if ex.upgrade and not parser.should_upgrade():
-            ex.upgrade = b""  # RFC 9110 7.8: Upgrade without Connection: upgrade is no upgrade
+        fields = request_fields(ex.headers, ctx.replaced_names)
+        ex.host, ex.has_host, ex.user_agent = fields.host, fields.has_host, fields.user_agent
+        ex.peer, ex.chunked_request = fields.peer, fields.chunked
+        # RFC 9110 7.8: Upgrade without Connection: upgrade is no upgrade.
+        ex.upgrade = fields.upgrade if parser.should_upgrade() else b""
         if method == b"CONNECT" and ctx.kind == SERVER:
             raise BadFraming("CONNECT is for the outbound proxy, not an inbound listener")
-        self._dispatch(ex, method, b"".join(lines), trace_headers, b"".join(trace_lines))
+        self._dispatch(ex, method, fields)
 
     def _fast_request(self, prepared: tuple) -> bool:
         """A whole simple request ``request_head`` vouched for and rewrote. Written upstream
@@ -708,15 +604,10 @@ class DownstreamConnection(asyncio.Protocol):
         self,
         ex: Exchange,
         method: bytes,
-        fields: bytes,
-        trace_headers: dict[str, list[str]],
-        trace_fields: bytes,
+        fields: RequestFields,
     ) -> None:
-        """Route a parsed request head, start its span and send it upstream.
-
-        ``fields`` are the header lines to pass on, without hop-by-hop ones and without
-        ``trace_fields``, the trace context lines that only an untraced request keeps.
-        """
+        """Route a parsed request head, start its span and send it upstream. The trace
+        context fields the propagator replaces are kept only by an untraced request."""
         ctx = self.ctx
         address = self._route(ex)
         if address is None:  # (raised: the parser must stop reading this request too)
@@ -725,24 +616,21 @@ class DownstreamConnection(asyncio.Protocol):
         if ex.method == "CONNECT":
             self._connect_tunnel(ex)
             return
-        lines = [method, b" ", ex.target, b" HTTP/1.1\r\n", fields]
-        if not ex.has_host:  # an empty Host is valid (RFC 9112 3.2): only add a missing one
-            lines.append(b"host: %s:%d\r\n" % (address[0].encode(), address[1]))
         ex.traced = not ctx.untraced_probe(ex.user_agent)
         if ex.traced:
-            span = ctx.propagator.start(trace_headers)
+            span = ctx.propagator.start(fields.trace_headers)
             ex.span = span
+            trace_lines = ctx.propagator.header_lines(span)
             if ctx.kind == CLIENT:
-                lines.append(ctx.peer_line)
-            lines.append(ctx.propagator.header_lines(span))
+                trace_lines = ctx.peer_line + trace_lines
         else:
-            lines.append(trace_fields)
-        if ex.chunked_request:
-            lines.append(b"transfer-encoding: chunked\r\n")
-        if ex.upgrade:
-            lines.append(b"connection: upgrade\r\nupgrade: " + ex.upgrade + b"\r\n")
-        lines.append(b"\r\n")
-        head = b"".join(lines)
+            trace_lines = fields.trace_lines
+        # An empty Host is valid (RFC 9112 3.2): only a missing one is added.
+        missing_host = None if ex.has_host else address
+        head = forward_request_head(
+            method, ex.target, fields.lines, trace_lines, missing_host, ex.chunked_request,
+            ex.upgrade,
+        )  # fmt: skip
         start_ns = time.time_ns()
         # Pipelined requests wait for the ones before them.
         conn = ctx.pool.take(address) if self.exchanges[0] is ex else None
@@ -859,7 +747,7 @@ class DownstreamConnection(asyncio.Protocol):
         if self.mode == CLOSED:
             return
         if not ex.response_started:
-            self.write(_error_response(status, detail))
+            self.write(error_response(status, detail))
         self._record(ex)
         ex.start_ns = 0
         if ex.upstream is not None:
@@ -873,59 +761,26 @@ class DownstreamConnection(asyncio.Protocol):
     ) -> None:
         ex = conn.exchange
         assert ex is not None
-        lines = [b"HTTP/1.1 %d %s\r\n" % (status, reason)]
-        has_length = chunked = False
-        upgrade = b""
-        tokens: list[bytes] = []
-        roles = _RESPONSE_ROLES
-        for name, value in headers:
-            role = roles[name]
-            if role is None:
-                lines.append(name + b": " + value + b"\r\n")
-            elif role == _CONTENT_LENGTH:
-                has_length = True
-                lines.append(name + b": " + value + b"\r\n")
-            elif role == _CONNECTION:
-                if value.lower() not in _STANDARD_TOKENS:
-                    tokens.append(value)
-            elif role == _TRANSFER_ENCODING:
-                chunked = b"chunked" in value.lower()
-            elif role == _UPGRADE:
-                upgrade = value
-        if tokens:
-            lines = _drop_connection_listed(lines, tokens)
+        fields = response_fields(headers)
         if 100 <= status < 200:
-            if status == 101 and upgrade:
-                lines.append(b"connection: upgrade\r\nupgrade: " + upgrade + b"\r\n")
+            if status == 101 and fields.upgrade:
                 ex.status = status
-                self.write(b"".join(lines) + b"\r\n")
+                upgrade = upgrade_lines(fields.upgrade)
+                self.write(status_line(status, reason) + fields.lines + upgrade + b"\r\n")
                 self._upgrade_to_tunnel(ex, conn)
-            elif status != 101:
-                self.write(b"".join(lines) + b"\r\n")
+            elif status != 101:  # (a 101 naming no protocol switches to nothing)
+                self.write(status_line(status, reason) + fields.lines + b"\r\n")
             return
         ex.status = status
         ex.response_started = True
-        bodiless = ex.method == "HEAD" or status in (204, 304)
-        http10 = ex.version == "1.0"
-        if not bodiless and not has_length:
-            if chunked and not http10:
-                ex.chunked_response = True
-            elif not chunked and not http10:
-                ex.chunked_response = True
-                ex.close_delimited = True
-            else:
-                ex.close_delimited = not chunked
-                ex.keep_alive = False
-        if ex.chunked_response:
-            lines.append(b"transfer-encoding: chunked\r\n")
-        if self.ctx.draining:
-            ex.keep_alive = False
-        if not ex.keep_alive:
-            lines.append(b"connection: close\r\n")
-        elif http10:
-            lines.append(b"connection: keep-alive\r\n")
-        lines.append(b"\r\n")
-        self.write(b"".join(lines))
+        framing = response_framing(
+            ex.method, ex.version, status, fields.has_length, fields.chunked,
+            ex.keep_alive and not self.ctx.draining,
+        )  # fmt: skip
+        ex.chunked_response = framing.chunked
+        ex.close_delimited = framing.close_delimited
+        ex.keep_alive = framing.keep_alive
+        self.write(forward_response_head(status, reason, fields.lines, framing, ex.version))
         if ex.method == "HEAD":
             keep = conn.parser.should_keep_alive()
             conn.reset_parser()
@@ -948,7 +803,7 @@ class DownstreamConnection(asyncio.Protocol):
 
     def response_body(self, ex: Exchange, body: bytes) -> None:
         if ex.chunked_response:
-            self.write(b"%x\r\n%b\r\n" % (len(body), body))
+            self.write(chunk(body))
         else:
             self.write(body)
 
@@ -957,7 +812,7 @@ class DownstreamConnection(asyncio.Protocol):
         if ex is None or self.mode == CLOSED:
             return
         if ex.chunked_response:
-            self.write(b"0\r\n\r\n")
+            self.write(LAST_CHUNK)
         self._record(ex)
         if self.exchanges and self.exchanges[0] is ex:
             self.exchanges.popleft()
@@ -1023,7 +878,7 @@ class DownstreamConnection(asyncio.Protocol):
     def response_complete_closed(self, ex: Exchange) -> None:
         """A close-delimited response ended with the upstream connection."""
         if ex.chunked_response:
-            self.write(b"0\r\n\r\n")
+            self.write(LAST_CHUNK)
         self._record(ex)
         ex.start_ns = 0
         if self.exchanges and self.exchanges[0] is ex:
@@ -1101,7 +956,7 @@ class DownstreamConnection(asyncio.Protocol):
             own = isinstance(exc, OwnListenerError)
             if connect_reply and self.mode != CLOSED:
                 status = 508 if own else 504 if isinstance(exc, TimeoutError) else 502
-                self.transport.write(_error_response(status, str(exc) if own else ""))
+                self.transport.write(error_response(status, str(exc) if own else ""))
             if not grpc:
                 self._record_tcp(address, start_ns, "own_listener" if own else "connect_error", 0)
             self.transport.close()
@@ -1280,18 +1135,3 @@ def is_http_request(data: bytes) -> bool | None:
     if not data or _MAYBE_REQUEST_LINE.fullmatch(data):
         return None
     return False
-
-
-def _error_response(status: int, detail: str = "") -> bytes:
-    reason = _REASONS.get(status, b"Error")
-    body = reason + (b": " + detail.encode("latin-1", "replace") if detail else b"") + b"\n"
-    return (
-        b"HTTP/1.1 %d %s\r\ncontent-type: text/plain\r\ncontent-length: %d\r\n"
-        b"connection: close\r\n\r\n%s"
-        % (
-            status,
-            reason,
-            len(body),
-            body,
-        )
-    )
