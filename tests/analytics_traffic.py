@@ -22,7 +22,7 @@ Callee = str | Peer
 
 
 def peer_name(peer: Peer) -> str:
-    """The virtual node name collector/edge_rollup.py derives from the peer's attributes."""
+    """The virtual node name tracestore/edge_queries.py derives from the peer's attributes."""
     kind, attrs = peer
     if kind == "database":
         return attrs["db.system"] + ("/" + attrs["db.name"] if attrs.get("db.name") else "")

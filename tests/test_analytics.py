@@ -10,9 +10,10 @@ import time
 import pytest
 from analytics_traffic import Traffic
 
-from collector.edge_rollup import EdgeJobConfig, closed_window, compute_edges, latest_rows_sql
+from collector.edge_rollup import EdgeJobConfig, closed_window, compute_edges
 from collector.rollup_jobs import start_rollup_jobs
 from tracestore import analytics_queries as aq
+from tracestore.edge_queries import latest_rows_sql
 from tracestore.latency_buckets import quantiles
 
 HOUR = 3600

@@ -22,7 +22,7 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Any
 
-from collector.edge_rollup import (
+from tracestore.edge_queries import (
     EDGE_CHILD,
     EDGE_CHILD_KIND,
     EDGE_CONDITION,
