@@ -35,6 +35,7 @@ from sidetrace.local_server import ClickHouseServer  # noqa: E402
 from tracestore import analytics_queries as aq  # noqa: E402
 from tracestore.migrate import migrate  # noqa: E402
 from tracestore.store import Store, open_store  # noqa: E402
+from tracestore.tiering_queries import latest_decisions_sql  # noqa: E402
 
 DAY = 86_400
 SPANS_PER_TRACE = 10
@@ -146,7 +147,7 @@ def main() -> None:
         kept_bytes = compressed_bytes(store, KEPT)
         kept_spans = int(store.query("SELECT count() FROM spans_kept")[0][0])
         decided = store.query(
-            "SELECT countIf(d_kept = 1), count() FROM " + tiering.latest_decisions_sql("1")
+            "SELECT countIf(d_kept = 1), count() FROM " + latest_decisions_sql("1")
         )[0]
 
         later = day_s + DAY + config.hot_retention_s + 60

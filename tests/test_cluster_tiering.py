@@ -16,6 +16,7 @@ from collector import tiering
 from collector.tiering import TieringConfig
 from tests.test_cluster import CLUSTER, cluster  # noqa: F401 - the module's cluster fixture
 from tests.test_tiering import DAY_S, Traffic, _day_s
+from tracestore import tiering_queries as tq
 from tracestore.migrate import migrate
 from tracestore.store import open_store
 from tracestore.tier_queries import missing_trace_message
@@ -47,12 +48,12 @@ def test_tiering_on_two_shards(cluster):  # noqa: F811
     config = TieringConfig(keep_baseline=0.05, buckets=2)
     now_s = day + DAY_S + 3600
     tiering.run_tiering(writer, config, now_s=now_s)
-    decided = lambda: count(f"(SELECT * FROM {tiering.latest_decisions_sql('1')})")  # noqa: E731
+    decided = lambda: count(f"(SELECT * FROM {tq.latest_decisions_sql('1')})")  # noqa: E731
     assert _poll(decided, len(traffic.normal) + 3) == len(traffic.normal) + 3
     kept = {
         str(r[0])
         for r in reader.query(
-            f"SELECT trace_id FROM {tiering.latest_decisions_sql('1')} WHERE d_kept = 1"
+            f"SELECT trace_id FROM {tq.latest_decisions_sql('1')} WHERE d_kept = 1"
         )
     }
     assert Traffic.tid(traffic.error) in kept and Traffic.tid(traffic.slow) in kept

@@ -9,6 +9,7 @@ import pytest
 from collector import tiering
 from collector.tiering import LatencyRule, TieringConfig
 from tests import trace_generator as gen
+from tracestore import tiering_queries as tq
 
 MS = 1_000_000
 DAY_S = 86_400
@@ -64,7 +65,7 @@ RULES = (LatencyRule(service="checkout", threshold_ns=200 * MS, operation="Charg
 
 def _decisions(store) -> dict[str, tuple[int, list[str], int]]:
     rows = store.query(
-        f"SELECT trace_id, d_kept, d_reasons, d_moved FROM {tiering.latest_decisions_sql('1')}"
+        f"SELECT trace_id, d_kept, d_reasons, d_moved FROM {tq.latest_decisions_sql('1')}"
     )
     return {str(r[0]): (int(r[1]), list(r[2]), int(r[3])) for r in rows}
 
@@ -97,7 +98,7 @@ def test_decisions_and_reasons(store):
     plain = [decided[Traffic.tid(t)] for t in traffic.normal if t is not traffic.pinned]
     baseline = [d for d in plain if d[0]]
     assert all(d[1] == ["baseline"] for d in baseline)
-    assert all(d[1] == [tiering.NOT_SELECTED] for d in plain if not d[0])
+    assert all(d[1] == [tq.NOT_SELECTED] for d in plain if not d[0])
     assert 0.01 * NORMAL <= len(baseline) <= 0.10 * NORMAL
     kept = [t for t, d in decided.items() if d[0]]
     assert all(decided[t][2] == 1 for t in kept)  # every kept trace moved
@@ -113,7 +114,7 @@ def test_baseline_is_deterministic_and_bounded(store):
     tiering.run_tiering(store, TieringConfig(keep_baseline=0.0, buckets=2), now_s=day + DAY_S)
     decided = _decisions(store)
     assert not any("baseline" in d[1] for d in decided.values())
-    assert decided[Traffic.tid(traffic.normal[0])] == (0, [tiering.NOT_SELECTED], 0)
+    assert decided[Traffic.tid(traffic.normal[0])] == (0, [tq.NOT_SELECTED], 0)
 
 
 def test_settling_traces_wait(store):
@@ -136,9 +137,8 @@ def test_rerun_after_interrupted_move_copies_each_span_once(store):
     # whose copy never finished), then the whole job again, twice.
     settled = int((now_s - config.settle_s) * 10**9)
     for bucket in range(3):
-        sql, params = tiering.decide_sql(day, bucket, config, settled, time.time_ns())
-        store.execute(tiering.substitute(sql, params) if params else sql)
-        store.execute(tiering.move_sql(day, bucket, config.buckets))
+        tq.decide(store, day, bucket, config.selection, settled, time.time_ns())
+        tq.move(store, day, bucket, config.buckets)
     first = _kept_spans(store)
     assert first[0] == first[1] > 0
     tiering.run_tiering(store, config, now_s=now_s)
