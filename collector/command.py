@@ -7,8 +7,12 @@ import signal
 import sys
 import threading
 
-from collector.grpc_receiver import MAX_CONNECTION_AGE_GRACE_S, MAX_CONNECTION_AGE_S
-from collector.service import Collector, CollectorConfig
+from collector.config import (
+    MAX_CONNECTION_AGE_GRACE_S,
+    MAX_CONNECTION_AGE_S,
+    STOP_TIMEOUT_S,
+    CollectorConfig,
+)
 from collector.tiering import LatencyRule, TieringConfig
 from collector.writer import WriterConfig
 from runtime.coordination import CoordinatorError, add_coordinator_flag, parse_coordinator_url
@@ -23,30 +27,65 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     parser = subparsers.add_parser("collector", help="OTLP receivers → spool → ClickHouse")
     add_clickhouse_flag(parser)
     add = parser.add_argument
-    add("--host", default="127.0.0.1", help="address to listen on (0.0.0.0 in a cluster)")
-    add("--grpc-port", type=int, default=4317, help="OTLP/gRPC port")
-    add("--http-port", type=int, default=4318, help="OTLP/HTTP port")
-    add("--admin-port", type=int, default=13133, help="/healthz, /readyz, /metrics port")
-    add("--spool-dir", default="./data/spool", help="directory of the disk spool")
-    add("--spool-max-mb", type=int, default=1024, help="spool limit; beyond it clients back off")
+    add("--host", default=CollectorConfig.host, help="address to listen on (0.0.0.0 in a cluster)")
+    add("--grpc-port", type=int, default=CollectorConfig.grpc_port, help="OTLP/gRPC port")
+    add("--http-port", type=int, default=CollectorConfig.http_port, help="OTLP/HTTP port")
+    add(
+        "--admin-port",
+        type=int,
+        default=CollectorConfig.admin_port,
+        help="/healthz, /readyz, /metrics port",
+    )
+    add("--spool-dir", default=CollectorConfig.spool_dir, help="directory of the disk spool")
+    add(
+        "--spool-max-mb",
+        type=int,
+        default=CollectorConfig.spool_max_bytes // MB,
+        help="spool limit; beyond it clients back off",
+    )
     add(
         "--spool-fsync",
-        default="always",
+        default=CollectorConfig.spool_fsync,
         choices=["always", "interval", "never"],
         help="always: fsync before acknowledging (group commit)",
     )
-    add("--batch-rows", type=int, default=50_000, help="rows per INSERT at most")
-    add("--batch-seconds", type=float, default=2.0, help="oldest row waits at most this long")
-    add("--max-message-mb", type=int, default=8, help="largest request accepted")
-    add("--max-attribute-length", type=int, default=4096, help="longer values are truncated")
+    add("--batch-rows", type=int, default=WriterConfig.batch_rows, help="rows per INSERT at most")
+    add(
+        "--batch-seconds",
+        type=float,
+        default=WriterConfig.batch_seconds,
+        help="oldest row waits at most this long",
+    )
+    add(
+        "--max-message-mb",
+        type=int,
+        default=CollectorConfig.max_message_bytes // MB,
+        help="largest request accepted",
+    )
+    add(
+        "--max-attribute-length",
+        type=int,
+        default=Limits.max_attribute_length,
+        help="longer values are truncated",
+    )
     add(
         "--timestamp-policy",
-        default="clamp",
+        default=Limits.timestamp_policy,
         choices=["clamp", "reject"],
         help="what to do with start times outside the window",
     )
-    add("--max-past-seconds", type=float, default=86_400.0, help="oldest accepted start time")
-    add("--max-future-seconds", type=float, default=3_600.0, help="latest accepted start time")
+    add(
+        "--max-past-seconds",
+        type=float,
+        default=Limits.max_past_s,
+        help="oldest accepted start time",
+    )
+    add(
+        "--max-future-seconds",
+        type=float,
+        default=Limits.max_future_s,
+        help="latest accepted start time",
+    )
     add("--auth-token", default=None, help="require 'Authorization: Bearer TOKEN'")
     add("--tls-cert", default=None, help="PEM certificate: serve gRPC and HTTP over TLS")
     add("--tls-key", default=None, help="PEM private key for --tls-cert")
@@ -75,7 +114,7 @@ def register(subparsers: argparse._SubParsersAction) -> None:
         default=CollectorConfig.read_timeout_s,
         help="seconds a client has to send an OTLP/HTTP body or a gRPC message",
     )
-    add("--stop-timeout", type=float, default=30.0, help="seconds to flush on SIGTERM")
+    add("--stop-timeout", type=float, default=STOP_TIMEOUT_S, help="seconds to flush on SIGTERM")
     add(
         "--python-decoder",
         action="store_true",
@@ -209,6 +248,8 @@ def run(args: argparse.Namespace) -> int:
     except (CoordinatorError, ValueError) as exc:
         print(f"sidetrace collector: {exc}", file=sys.stderr)
         return 2
+    from collector.service import Collector  # gRPC and Starlette: only when it runs
+
     collector = Collector(open_store(args.clickhouse), config)
     try:
         collector.start()

@@ -23,6 +23,7 @@ import grpc
 from google.protobuf.duration_pb2 import Duration
 from google.rpc import code_pb2, error_details_pb2, status_pb2
 
+from collector.config import MAX_CONNECTION_AGE_GRACE_S, MAX_CONNECTION_AGE_S
 from collector.ingest import SIGNALS, Ingest, Signal, SpoolFull
 from runtime.tls_files import KeyPairFiles
 from tracestore.otlp_columns import DecodeError
@@ -33,8 +34,6 @@ SERVICES = {
     "metrics": "opentelemetry.proto.collector.metrics.v1.MetricsService",
 }
 RETRY_AFTER_S = 1
-MAX_CONNECTION_AGE_S = 300.0
-MAX_CONNECTION_AGE_GRACE_S = 30.0
 KEEPALIVE_S = 30
 KEEPALIVE_TIMEOUT_S = 10
 

@@ -11,15 +11,11 @@ from __future__ import annotations
 
 import logging
 import threading
-from dataclasses import dataclass, field
 
 from collector import admin, http_receiver
+from collector.config import CollectorConfig
 from collector.edge_rollup import JOB as EDGE_JOB
-from collector.grpc_receiver import (
-    MAX_CONNECTION_AGE_GRACE_S,
-    MAX_CONNECTION_AGE_S,
-    GrpcReceiver,
-)
+from collector.grpc_receiver import GrpcReceiver
 from collector.http_serving import BackgroundServer
 from collector.ingest import Ingest
 from collector.retention import JOB as RETENTION_JOB
@@ -28,41 +24,14 @@ from collector.rollup_jobs import start_rollup_jobs
 from collector.spool import Spool
 from collector.stats import Stats
 from collector.tiering import JOB as TIERING_JOB
-from collector.tiering import TieringConfig, start_tiering_job
-from collector.writer import Writer, WriterConfig
+from collector.tiering import start_tiering_job
+from collector.writer import Writer
 from runtime.coordination import Coordinator, open_leaderships
 from runtime.tls_files import KeyPairFiles
-from tracestore.migrate import Retention, migrate
-from tracestore.otlp_columns import Limits
+from tracestore.migrate import migrate
 from tracestore.store import Store
 
 log = logging.getLogger(__name__)
-
-
-@dataclass(frozen=True)
-class CollectorConfig:
-    host: str = "127.0.0.1"
-    grpc_port: int | None = 4317
-    http_port: int | None = 4318
-    admin_port: int | None = 13133
-    spool_dir: str = "./data/spool"
-    spool_max_bytes: int = 1 << 30
-    spool_fsync: str = "always"
-    max_message_bytes: int = 8 << 20  # with 16 requests at once: bounded memory
-    writer: WriterConfig = field(default_factory=WriterConfig)
-    limits: Limits = field(default_factory=Limits)
-    retention: Retention = field(default_factory=Retention)
-    auth_token: str | None = None
-    tls_cert: str | None = None
-    tls_key: str | None = None
-    grpc_workers: int = 8
-    header_timeout_s: float = 10.0  # OTLP/HTTP: each request's headers; gRPC: the handshake
-    read_timeout_s: float = 30.0  # an OTLP/HTTP body or a gRPC message, from the call's start
-    max_connection_age_s: float = MAX_CONNECTION_AGE_S  # clients rebalance over replicas
-    max_connection_age_grace_s: float = MAX_CONNECTION_AGE_GRACE_S
-    retention_interval_s: float = 3600.0
-    coordinator: str | None = None  # zk://…: elect one replica for the rollup and retention jobs
-    tiering: TieringConfig | None = None  # retention tiers (collector/tiering.py); None: off
 
 
 class Collector:

@@ -16,6 +16,7 @@ import signal
 import sys
 import threading
 
+from dashboard import EXTERNAL_URL
 from runtime.coordination import add_coordinator_flag
 from tracestore.store import add_clickhouse_flag
 
@@ -29,7 +30,7 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     parser.add_argument("--interval", type=float, default=30.0, help="seconds between evaluations")
     parser.add_argument(
         "--external-url",
-        default="http://127.0.0.1:16686",
+        default=EXTERNAL_URL,
         help="the dashboard's URL, for links in notifications",
     )
     parser.add_argument(

@@ -5,6 +5,7 @@ from __future__ import annotations
 import argparse
 import sys
 
+from dashboard import PORT
 from runtime.coordination import add_coordinator_flag
 from tracestore.store import add_clickhouse_flag
 
@@ -12,7 +13,7 @@ from tracestore.store import add_clickhouse_flag
 def register(subparsers: argparse._SubParsersAction) -> None:
     parser = subparsers.add_parser("dashboard", help="serve the dashboard and its JSON APIs")
     add_clickhouse_flag(parser)
-    parser.add_argument("--port", type=int, default=16686, help="HTTP port")
+    parser.add_argument("--port", type=int, default=PORT, help="HTTP port")
     parser.add_argument("--host", default="0.0.0.0", help="address to listen on")
     parser.add_argument(
         "--slo", action="append", default=[], metavar="FILE", help="SLO file (repeatable)"

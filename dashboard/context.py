@@ -13,6 +13,7 @@ from typing import Any
 
 from starlette.templating import Jinja2Templates
 
+from dashboard import EXTERNAL_URL
 from tracestore.store import Store
 
 TEMPLATES_DIR = Path(__file__).parent / "templates"
@@ -56,7 +57,7 @@ class AuthSettings:
 class DashboardContext:
     store: Store
     templates: Jinja2Templates = field(default_factory=default_templates)
-    external_url: str = "http://127.0.0.1:16686"
+    external_url: str = EXTERNAL_URL
     auth: AuthSettings = field(default_factory=AuthSettings)
     slo_files: list[str] = field(default_factory=list)
     max_trace_spans: int = DEFAULT_MAX_TRACE_SPANS

@@ -16,11 +16,18 @@ def _ports(text: str) -> frozenset[int]:
 def register(subparsers: argparse._SubParsersAction) -> None:
     p = subparsers.add_parser("sidecar", help="the tracing proxy beside one app")
     p.add_argument("--app-port", type=int, required=True, help="the app's port on 127.0.0.1")
-    p.add_argument("--inbound-port", type=int, default=15006, help="inbound listener")
     p.add_argument(
-        "--outbound-port", type=int, default=15001, help="outbound listener / HTTP proxy"
+        "--inbound-port", type=int, default=SidecarConfig.inbound_port, help="inbound listener"
     )
-    p.add_argument("--admin-port", type=int, default=15020, help="healthz, readyz, metrics")
+    p.add_argument(
+        "--outbound-port",
+        type=int,
+        default=SidecarConfig.outbound_port,
+        help="outbound listener / HTTP proxy",
+    )
+    p.add_argument(
+        "--admin-port", type=int, default=SidecarConfig.admin_port, help="healthz, readyz, metrics"
+    )
     p.add_argument("--bind", default="0.0.0.0", help="address of the inbound and admin listeners")
     p.add_argument("--outbound-bind", default="127.0.0.1", help="address of the outbound listener")
     p.add_argument(

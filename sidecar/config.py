@@ -11,6 +11,9 @@ from sidecar.export_target import ExportTarget
 SERVER_FIRST_PORTS = frozenset((21, 22, 25, 110, 143, 465, 587, 993, 995, 3306, 4222, 5222))
 
 
+PROXY_UID = 1337  # the sidecar's user: the redirect exempts its own traffic
+
+
 @dataclass
 class SidecarConfig:
     app_port: int

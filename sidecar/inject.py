@@ -20,6 +20,7 @@ from collections.abc import Callable, Iterator, MutableMapping
 from dataclasses import dataclass, field
 from typing import Any
 
+from sidecar.config import PROXY_UID, SidecarConfig
 from sidecar.iptables_rules import PortSpecError, parse_ports
 from sidecar.resource import RESOURCE_ENV
 
@@ -64,10 +65,9 @@ OWN_ANNOTATIONS = frozenset({RECORD, SKIP_REASON})
 
 SIDECAR_NAME = "sidetrace-proxy"
 INIT_NAME = "sidetrace-init"
-INBOUND_PORT = 15006
-OUTBOUND_PORT = 15001
-ADMIN_PORT = 15020
-PROXY_UID = 1337
+INBOUND_PORT = SidecarConfig.inbound_port
+OUTBOUND_PORT = SidecarConfig.outbound_port
+ADMIN_PORT = SidecarConfig.admin_port
 DEFAULT_APP_PORT = 8080  # for pods that declare no port and set no inbound-ports
 DEFAULT_RESOURCES = {
     "requests": {"cpu": "50m", "memory": "64Mi"},

@@ -18,11 +18,25 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     parser = subparsers.add_parser(
         "iptables-init", help="install the pod's traffic redirect to the sidecar (init container)"
     )
-    parser.add_argument("--proxy-uid", type=int, default=1337, help="UID whose traffic is exempt")
+    parser.add_argument(
+        "--proxy-uid",
+        type=int,
+        default=RedirectConfig.proxy_uid,
+        help="UID whose traffic is exempt",
+    )
     parser.add_argument("--proxy-gid", type=int, default=None, help="GID whose traffic is exempt")
-    parser.add_argument("--inbound-port", type=int, default=15006, help="sidecar inbound port")
-    parser.add_argument("--outbound-port", type=int, default=15001, help="sidecar outbound port")
-    parser.add_argument("--admin-port", type=int, default=15020, help="sidecar admin port")
+    parser.add_argument(
+        "--inbound-port", type=int, default=RedirectConfig.inbound_port, help="sidecar inbound port"
+    )
+    parser.add_argument(
+        "--outbound-port",
+        type=int,
+        default=RedirectConfig.outbound_port,
+        help="sidecar outbound port",
+    )
+    parser.add_argument(
+        "--admin-port", type=int, default=RedirectConfig.admin_port, help="sidecar admin port"
+    )
     parser.add_argument(
         "--inbound-ports", default="", help="only redirect these inbound ports (default: all)"
     )

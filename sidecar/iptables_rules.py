@@ -13,6 +13,8 @@ from __future__ import annotations
 import re
 from dataclasses import dataclass
 
+from sidecar.config import PROXY_UID, SidecarConfig
+
 INBOUND_CHAIN = "SIDETRACE_INBOUND"
 INBOUND_REDIRECT_CHAIN = "SIDETRACE_IN_REDIRECT"
 OUTPUT_CHAIN = "SIDETRACE_OUTPUT"
@@ -47,11 +49,11 @@ def parse_ports(text: str) -> tuple[str, ...]:
 class RedirectConfig:
     """What to redirect; ``inbound_ports`` empty means every inbound TCP port."""
 
-    proxy_uid: int = 1337
+    proxy_uid: int = PROXY_UID
     proxy_gid: int | None = None
-    inbound_port: int = 15006
-    outbound_port: int = 15001
-    admin_port: int = 15020
+    inbound_port: int = SidecarConfig.inbound_port
+    outbound_port: int = SidecarConfig.outbound_port
+    admin_port: int = SidecarConfig.admin_port
     inbound_ports: tuple[str, ...] = ()
     skip_inbound_ports: tuple[str, ...] = ()
     skip_outbound_ports: tuple[str, ...] = ()

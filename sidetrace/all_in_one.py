@@ -19,6 +19,8 @@ from typing import TextIO
 
 import httpx
 
+from collector.config import CollectorConfig
+from dashboard import PORT as DASHBOARD_PORT
 from tracestore.migrate import migrate
 from tracestore.store import Store, open_store
 
@@ -33,10 +35,10 @@ class DataInUse(Exception):
 
 @dataclass(frozen=True)
 class StackPorts:
-    grpc: int = 4317
-    http: int = 4318
-    admin: int = 13133
-    dashboard: int = 16686
+    grpc: int = CollectorConfig.grpc_port or 0
+    http: int = CollectorConfig.http_port or 0
+    admin: int = CollectorConfig.admin_port or 0
+    dashboard: int = DASHBOARD_PORT
 
     def named(self) -> dict[str, tuple[int, str]]:
         """Each port with what uses it and the flag that moves it."""

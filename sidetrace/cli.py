@@ -106,7 +106,9 @@ COMMAND_MODULES = (
     "dashboard.alerter_command",
     "sidetrace.demo_command",
 )
-OWN_PACKAGES = frozenset({"sidetrace", "collector", "sidecar", "dashboard", "schemas"})
+OWN_PACKAGES = frozenset(
+    {"sidetrace", "collector", "sidecar", "dashboard", "tracestore", "runtime", "schemas"}
+)
 
 
 def register_commands(subparsers: argparse._SubParsersAction) -> None:

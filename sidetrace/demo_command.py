@@ -74,10 +74,16 @@ def register(subparsers: argparse._SubParsersAction) -> None:
 
 def add_stack_flags(parser: argparse.ArgumentParser, default_data: str) -> None:
     parser.add_argument("--data", default=default_data, help="folder of the embedded store")
-    parser.add_argument("--port", type=int, default=16686, help="dashboard port")
-    parser.add_argument("--grpc-port", type=int, default=4317, help="collector OTLP/gRPC port")
-    parser.add_argument("--http-port", type=int, default=4318, help="collector OTLP/HTTP port")
-    parser.add_argument("--admin-port", type=int, default=13133, help="collector admin port")
+    parser.add_argument("--port", type=int, default=StackPorts.dashboard, help="dashboard port")
+    parser.add_argument(
+        "--grpc-port", type=int, default=StackPorts.grpc, help="collector OTLP/gRPC port"
+    )
+    parser.add_argument(
+        "--http-port", type=int, default=StackPorts.http, help="collector OTLP/HTTP port"
+    )
+    parser.add_argument(
+        "--admin-port", type=int, default=StackPorts.admin, help="collector admin port"
+    )
     parser.add_argument(
         "--slo", action="append", default=None, help="SLO file (repeatable) for the dashboard"
     )
