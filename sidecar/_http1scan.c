@@ -18,6 +18,8 @@
 #include <time.h>
 #include <structmember.h>
 
+#include "lane_record.h"
+
 static unsigned char TCHAR[256];
 static unsigned char FIELD_VCHAR[256]; /* HTAB, SP, VCHAR, obs-text */
 
@@ -579,11 +581,39 @@ typedef struct {
     int busy, sampled;
     PyObject *head, *trace_id, *span_id, *parent_id, *peer, *method, *target, *host,
         *user_agent;
+    PyObject *fields; /* the LaneFields of the last queued record, shared while they repeat */
     long long start_ns;
     double done_at; /* time.monotonic() when the last exchange ended */
 } Lane;
 
-static PyObject *IN_FLIGHT, *BROKEN, *RECORDS_DROPPED, *SPANS_DROPPED;
+static PyObject *IN_FLIGHT, *BROKEN, *RECORDS_DROPPED, *SPANS_DROPPED, *NO_ERROR, *CLIENT_CLOSED;
+
+/* What a queued lane record holds besides its ids and times, by name: the Python side
+   (sidecar.telemetry_record) checks these names at import instead of trusting positions. */
+static PyStructSequence_Field lane_fields_fields[] = {
+    {"kind", "2 (server, inbound) or 3 (client, outbound)"},
+    {"client", "(host, port) of the downstream client"},
+    {"address", "(host, port) the request went to"},
+    {"method", "request method (bytes)"},
+    {"target", "request target (bytes)"},
+    {"host", "Host header (bytes, empty without one)"},
+    {"user_agent", "User-Agent header (bytes)"},
+    {"peer", "x-sidetrace-peer value (str, empty without one)"},
+    {"status", "response status"},
+    {"error", "error.type ('' or 'client_closed')"},
+    {NULL, NULL},
+};
+enum { LF_KIND, LF_CLIENT, LF_ADDRESS, LF_METHOD, LF_TARGET, LF_HOST, LF_AGENT, LF_PEER,
+       LF_STATUS, LF_ERROR, LF_COUNT };
+
+static PyStructSequence_Desc lane_fields_desc = {
+    "sidecar._http1scan.LaneFields",
+    "The fields of a lane record that repeat between exchanges (one object shared by\n"
+    "consecutive records while none changes); the ids and times are packed apart.",
+    lane_fields_fields,
+    LF_COUNT,
+};
+static PyTypeObject *LaneFieldsType;
 
 static long long
 clock_ns(clockid_t clock)
@@ -690,8 +720,83 @@ lane_clear(Lane *self)
     Py_CLEAR(self->target);
     Py_CLEAR(self->host);
     Py_CLEAR(self->user_agent);
+    Py_CLEAR(self->fields);
     lane_forget_exchange(self);
     return 0;
+}
+
+/* self->fields, rebuilt unless the exchange just finished repeats every one of them (the
+   keep_* helpers keep equal values as the same objects, so identity is enough). A new
+   reference, or NULL with an exception set. */
+static PyObject *
+lane_fields(Lane *self, int status, PyObject *error)
+{
+    PyObject *f = self->fields, *values[LF_COUNT];
+    int i;
+
+    if (f != NULL && PyStructSequence_GET_ITEM(f, LF_METHOD) == self->method &&
+        PyStructSequence_GET_ITEM(f, LF_TARGET) == self->target &&
+        PyStructSequence_GET_ITEM(f, LF_HOST) == self->host &&
+        PyStructSequence_GET_ITEM(f, LF_AGENT) == self->user_agent &&
+        PyStructSequence_GET_ITEM(f, LF_PEER) == self->peer &&
+        PyStructSequence_GET_ITEM(f, LF_ERROR) == error &&
+        PyLong_AsLong(PyStructSequence_GET_ITEM(f, LF_STATUS)) == status)
+        return Py_NewRef(f);
+    f = PyStructSequence_New(LaneFieldsType);
+    if (f == NULL)
+        return NULL;
+    values[LF_KIND] = PyLong_FromLong(self->kind);
+    values[LF_CLIENT] = Py_NewRef(self->client);
+    values[LF_ADDRESS] = Py_NewRef(self->address);
+    values[LF_METHOD] = Py_NewRef(self->method);
+    values[LF_TARGET] = Py_NewRef(self->target);
+    values[LF_HOST] = Py_NewRef(self->host);
+    values[LF_AGENT] = Py_NewRef(self->user_agent);
+    values[LF_PEER] = Py_NewRef(self->peer);
+    values[LF_STATUS] = PyLong_FromLong(status);
+    values[LF_ERROR] = Py_NewRef(error);
+    for (i = 0; i < LF_COUNT; i++)
+        PyStructSequence_SET_ITEM(f, i, values[i]);
+    if (values[LF_KIND] == NULL || values[LF_STATUS] == NULL) {
+        Py_DECREF(f);
+        return NULL;
+    }
+    Py_XSETREF(self->fields, Py_NewRef(f));
+    return f;
+}
+
+static void
+raw_from_hex(PyObject *text, unsigned char *out)
+{
+    const unsigned char *hex = PyUnicode_1BYTE_DATA(text);
+    Py_ssize_t i, n = PyUnicode_GET_LENGTH(text) / 2;
+    for (i = 0; i < n; i++) {
+        unsigned char h = hex[2 * i], l = hex[2 * i + 1];
+        out[i] = (unsigned char)(((h <= '9' ? h - '0' : (h | 0x20) - 'a' + 10) << 4) |
+                                 (l <= '9' ? l - '0' : (l | 0x20) - 'a' + 10));
+    }
+}
+
+/* The exchange's ids and times as LANE_PACKED_LAYOUT. */
+static PyObject *
+lane_packed(Lane *self, long long end_ns)
+{
+    PyObject *out = PyBytes_FromStringAndSize(NULL, LANE_PACKED_SIZE);
+    unsigned char *p;
+    int has_parent = PyUnicode_GET_LENGTH(self->parent_id) == 16;
+
+    if (out == NULL)
+        return NULL;
+    p = (unsigned char *)PyBytes_AS_STRING(out);
+    memset(p, 0, LANE_PACKED_SIZE);
+    raw_from_hex(self->trace_id, p + LANE_TRACE_ID);
+    raw_from_hex(self->span_id, p + LANE_SPAN_ID);
+    if (has_parent)
+        raw_from_hex(self->parent_id, p + LANE_PARENT_ID);
+    lane_put_i64(p + LANE_START_NS, self->start_ns);
+    lane_put_i64(p + LANE_END_NS, end_ns);
+    p[LANE_FLAGS] = (self->sampled ? LANE_SAMPLED : 0) | (has_parent ? LANE_HAS_PARENT : 0);
+    return out;
 }
 
 static void
@@ -798,15 +903,15 @@ PyDoc_STRVAR(lane_response_doc,
 "response(data) -> bool\n\n"
 "Take ``data`` when an exchange is in flight and it is one whole simple response\n"
 "(``scan_response``): write it to the client and queue the finished exchange as\n"
-"``(source, kind, client, address, method, target, host, user_agent, peer, status,\n"
-"error, trace_id, span_id, parent_id, sampled, start_ns, end_ns)``, or count it\n"
-"dropped when the queue is full.");
+"``(source, fields, packed)``: a ``LaneFields`` shared with the previous record when\n"
+"equal, and its ids and times as ``LANE_PACKED_LAYOUT`` bytes; or count it dropped\n"
+"when the queue is full.");
 
 static PyObject *
 lane_response(Lane *self, PyObject *data)
 {
-    PyObject *forward, *written, *item, *appended;
-    const char *error = "";
+    PyObject *forward, *written, *item, *appended, *fields, *packed;
+    PyObject *error = NO_ERROR;
     int status = 0;
 
     if (!bytes_arg(data, "response"))
@@ -824,15 +929,21 @@ lane_response(Lane *self, PyObject *data)
     Py_DECREF(forward);
     if (written == NULL) { /* the client went away; its connection_lost follows */
         PyErr_Clear();
-        error = "client_closed";
+        error = CLIENT_CLOSED;
     }
     Py_XDECREF(written);
     if (PyObject_Length(self->queue) < self->max_queue) {
-        item = Py_BuildValue("(OiOOOOOOOisOOOiLL)", self->source, self->kind, self->client,
-                             self->address, self->method, self->target, self->host,
-                             self->user_agent, self->peer, status, error, self->trace_id,
-                             self->span_id, self->parent_id,
-                             self->sampled, self->start_ns, clock_ns(CLOCK_REALTIME));
+        fields = lane_fields(self, status, error);
+        if (fields == NULL)
+            return NULL;
+        packed = lane_packed(self, clock_ns(CLOCK_REALTIME));
+        if (packed == NULL) {
+            Py_DECREF(fields);
+            return NULL;
+        }
+        item = PyTuple_Pack(3, self->source, fields, packed);
+        Py_DECREF(fields);
+        Py_DECREF(packed);
         if (item == NULL)
             return NULL;
         appended = PyObject_CallOneArg(self->append, item);
@@ -948,9 +1059,20 @@ exec_module(PyObject *module)
     BROKEN = PyUnicode_InternFromString("broken_propagation_total");
     RECORDS_DROPPED = PyUnicode_InternFromString("records_dropped_total");
     SPANS_DROPPED = PyUnicode_InternFromString("spans_dropped_total");
-    if (IN_FLIGHT == NULL || BROKEN == NULL || RECORDS_DROPPED == NULL || SPANS_DROPPED == NULL)
+    NO_ERROR = PyUnicode_InternFromString("");
+    CLIENT_CLOSED = PyUnicode_InternFromString("client_closed");
+    if (IN_FLIGHT == NULL || BROKEN == NULL || RECORDS_DROPPED == NULL || SPANS_DROPPED == NULL ||
+        NO_ERROR == NULL || CLIENT_CLOSED == NULL)
         return -1;
     if (PyModule_AddType(module, &LaneType) < 0)
+        return -1;
+    if (LaneFieldsType == NULL) {
+        LaneFieldsType = PyStructSequence_NewType(&lane_fields_desc);
+        if (LaneFieldsType == NULL)
+            return -1;
+    }
+    if (PyModule_AddType(module, LaneFieldsType) < 0 ||
+        PyModule_AddStringConstant(module, "LANE_PACKED_LAYOUT", LANE_PACKED_LAYOUT) < 0)
         return -1;
     return seed_random();
 }

@@ -19,8 +19,8 @@ from sidecar.admin import AdminServer
 from sidecar.cardinality import mesh_key
 from sidecar.config import SidecarConfig
 from sidecar.export_target import ExportTarget, resolve
-from sidecar.grpc_proxy import GrpcBridge
 from sidecar.http_proxy import DownstreamConnection, ListenerContext
+from sidecar.lazy_bridge import LazyGrpcBridge
 from sidecar.prometheus_metrics import SidecarCollector, exposition, registry_for
 from sidecar.propagation import Propagator
 from sidecar.red_metrics import ProxyCounters
@@ -77,7 +77,9 @@ class Sidecar:
         )
         self.propagator = Propagator(config.sampling_ratio, config.b3_emit)
         self.pool = UpstreamPool()
-        self.bridge = GrpcBridge(self.propagator, self.telemetry, self.counters)
+        self.bridge = LazyGrpcBridge(  # grpcio is loaded only once gRPC is proxied
+            self.propagator, self.telemetry, self.counters, eager=bool(config.grpc_ports)
+        )
         self.contexts: list[ListenerContext] = []
         self.servers: list[asyncio.AbstractServer] = []
         self._stop: asyncio.Event | None = None

@@ -10,6 +10,12 @@ Transport security: ``https://`` means TLS and ``http://`` plaintext. Without a
 scheme, an endpoint from the OTLP variables follows ``OTEL_EXPORTER_OTLP_INSECURE``
 (default false: TLS, as the specification says); a bare ``--collector HOST:PORT``
 is plaintext unless a CA bundle is given (the demo's and the tests' form).
+
+Protocol: ``OTEL_EXPORTER_OTLP_TRACES_PROTOCOL`` / ``OTEL_EXPORTER_OTLP_PROTOCOL``,
+``grpc`` (the default here) or ``http/protobuf``. Over HTTP the endpoint is a base
+URL and ``/v1/traces`` and ``/v1/metrics`` are appended, except that an endpoint from
+``OTEL_EXPORTER_OTLP_TRACES_ENDPOINT`` is the traces URL as it is (the
+specification's rule); metrics then go to its ``/v1/metrics`` sibling.
 """
 
 from __future__ import annotations
@@ -22,6 +28,8 @@ from urllib.parse import unquote, urlsplit
 
 log = logging.getLogger(__name__)
 PREFIXES = ("OTEL_EXPORTER_OTLP_TRACES_", "OTEL_EXPORTER_OTLP_")
+GRPC, HTTP_PROTOBUF = "grpc", "http/protobuf"
+TRACES_PATH, METRICS_PATH = "/v1/traces", "/v1/metrics"
 
 
 class ExportConfigError(ValueError):
@@ -30,12 +38,16 @@ class ExportConfigError(ValueError):
 
 @dataclass(frozen=True)
 class ExportTarget:
-    """The collector's ``host:port``, TLS or not, the CA bundle file and the gRPC metadata."""
+    """The collector's ``host:port``, TLS or not, the CA bundle file, the metadata (gRPC)
+    or headers (HTTP) sent with each export, the protocol and, over HTTP, the paths."""
 
     endpoint: str
     insecure: bool
     ca_file: str | None = None
     headers: tuple[tuple[str, str], ...] = ()
+    protocol: str = GRPC
+    traces_path: str = TRACES_PATH
+    metrics_path: str = METRICS_PATH
 
     def ca_pem(self) -> bytes | None:
         """The CA bundle's bytes; ``None`` (system roots) when unset or unreadable."""
@@ -51,11 +63,36 @@ class ExportTarget:
 
 
 def _otel(environ: Mapping[str, str], name: str) -> str | None:
+    return _otel_from(environ, name)[0]
+
+
+def _otel_from(environ: Mapping[str, str], name: str) -> tuple[str | None, str]:
+    """The first non-empty ``<prefix><name>`` and the prefix it came with."""
     for prefix in PREFIXES:
         value = environ.get(prefix + name, "").strip()
         if value:
-            return value
-    return None
+            return value, prefix
+    return None, ""
+
+
+def _protocol(environ: Mapping[str, str]) -> str:
+    protocol = (_otel(environ, "PROTOCOL") or GRPC).lower()
+    if protocol not in (GRPC, HTTP_PROTOBUF):
+        raise ExportConfigError(
+            f"unsupported OTLP protocol {protocol!r}: use {GRPC} or {HTTP_PROTOBUF}"
+        )
+    return protocol
+
+
+def _http_paths(path: str, signal_url: bool) -> tuple[str, str]:
+    """Traces and metrics paths of an OTLP/HTTP endpoint URL's ``path``: appended to a
+    base URL; a signal-specific URL is used as it is."""
+    if not signal_url:
+        base = path.rstrip("/")
+        return base + TRACES_PATH, base + METRICS_PATH
+    traces = path or "/"
+    base = traces[: -len(TRACES_PATH)] if traces.endswith(TRACES_PATH) else traces.rstrip("/")
+    return traces, base + METRICS_PATH
 
 
 def parse_headers(text: str) -> tuple[tuple[str, str], ...]:
@@ -94,7 +131,8 @@ def resolve(
 ) -> ExportTarget | None:
     """The export target, or ``None`` when neither flags nor variables name a collector."""
     from_flag = bool(collector)
-    url = collector or _otel(environ, "ENDPOINT")
+    protocol = _protocol(environ)
+    url, prefix = (collector, "") if collector else _otel_from(environ, "ENDPOINT")
     if not url:
         return None
     ca_file = ca_file or _otel(environ, "CERTIFICATE")
@@ -118,4 +156,7 @@ def resolve(
     if token_file and not any(k == "authorization" for k, _ in headers):
         header = _token_header(token_file)
         headers += (header,) if header else ()
-    return ExportTarget(parts.netloc, insecure, ca_file, headers)
+    if protocol == GRPC:
+        return ExportTarget(parts.netloc, insecure, ca_file, headers)
+    traces, metrics = _http_paths(parts.path, prefix == PREFIXES[0])
+    return ExportTarget(parts.netloc, insecure, ca_file, headers, protocol, traces, metrics)

@@ -57,7 +57,14 @@ from sidecar.original_dst import original_destination
 from sidecar.propagation import Propagator, SpanStart, span_start
 from sidecar.red_metrics import ProxyCounters
 from sidecar.telemetry import Telemetry
-from sidecar.telemetry_record import CLIENT, HTTP, SERVER, TCP, Record
+from sidecar.telemetry_record import (
+    CLIENT,
+    LANE_RECORDS,
+    SERVER,
+    TCP,
+    Record,
+    http_record,
+)
 from sidecar.upstream import Address, OwnListenerError, UpstreamConnection, UpstreamPool
 
 H2_PREFACE = b"PRI * HTTP/2.0\r\n\r\nSM\r\n\r\n"
@@ -1060,68 +1067,7 @@ class ExchangeRecords:
         )  # fmt: skip
 
 
-class LaneRecords:
-    """The telemetry of exchanges a ``Lane`` carried (a ``RecordSource``; telemetry thread)."""
-
-    def digest(
-        self, kind: int, client: Address, address: Address, method: bytes, target: bytes,
-        host: bytes, user_agent: bytes, peer: str, status: int, error: str, trace_id: str,
-        span_id: str, parent_id: str, sampled: bool, start_ns: int, end_ns: int,
-    ) -> tuple[tuple, str, str, str, int, int]:  # fmt: skip
-        signature = (
-            self, kind, method, target, status, host, address, user_agent, peer, error, client
-        )  # fmt: skip
-        return signature, trace_id if sampled else "", span_id, parent_id, start_ns, end_ns
-
-    def record(
-        self, kind: int, client: Address, address: Address, method: bytes, target: bytes,
-        host: bytes, user_agent: bytes, peer: str, status: int, error: str, trace_id: str,
-        span_id: str, parent_id: str, sampled: bool, start_ns: int, end_ns: int,
-    ) -> Record:  # fmt: skip
-        return http_record(
-            kind, trace_id if sampled else "", span_id, parent_id, start_ns, end_ns,
-            _METHODS[method], target, status, host, address, "1.1", user_agent, error, peer,
-            client,
-        )  # fmt: skip
-
-
-def http_record(
-    kind: int, trace_id: str, span_id: str, parent_id: str, start_ns: int, end_ns: int,
-    method: str, target: bytes, status: int, host: bytes, address: Address, version: str,
-    user_agent: bytes, error: str, peer: str, client: Address,
-) -> Record:  # fmt: skip
-    """The record of one HTTP exchange. The server is the Host header as sent, port 0
-    (span_fields splits it), or without one the address the request went to; the
-    network peer is the client inbound, that address outbound."""
-    server = (host.decode("latin-1"), 0) if host else address
-    peer_address = client if kind == SERVER else address
-    return Record(
-        HTTP,
-        kind,
-        trace_id,
-        span_id,
-        parent_id,
-        kind == SERVER,
-        start_ns,
-        end_ns,
-        method,
-        target.decode("latin-1"),
-        status,
-        server[0],
-        server[1],
-        peer_address[0],
-        peer_address[1],
-        version,
-        user_agent.decode("latin-1"),
-        error,
-        peer if kind == SERVER else f"{address[0]}:{address[1]}",
-        0,
-        0,
-    )
-
-
 EXCHANGE_RECORDS = ExchangeRecords()
-LANE_RECORDS = LaneRecords()
 
 
 def is_http_request(data: bytes) -> bool | None:

@@ -3,30 +3,28 @@
 The OpenTelemetry SDK's span encoder builds a protobuf object per attribute and
 costs far more than the proxying itself; a sidecar's attributes repeat (method,
 route, status, host), so each encoded key/value is cached and a span is a join
-of byte strings. The result is parsed once per batch into the
-``opentelemetry-proto`` request type the OTLP exporter sends. Metrics are few
-series, built with the protobuf classes directly.
+of byte strings. Metrics are few series, written the same way. Nothing here
+imports protobuf: the exporters send these bytes as they are, and the sidecar's
+resident memory does not carry the protobuf runtime and message classes
+(``tests/test_sidecar_otlp_encode.py`` parses the output with them).
 """
 
 from __future__ import annotations
 
 import struct
 from collections.abc import Iterable
-from typing import NamedTuple
-
-from opentelemetry.proto.collector.metrics.v1.metrics_service_pb2 import (
-    ExportMetricsServiceRequest,
-)
-from opentelemetry.proto.collector.trace.v1.trace_service_pb2 import ExportTraceServiceRequest
-from opentelemetry.proto.common.v1.common_pb2 import AnyValue, InstrumentationScope, KeyValue
-from opentelemetry.proto.metrics.v1 import metrics_pb2
-from opentelemetry.proto.resource.v1.resource_pb2 import Resource
+from typing import TYPE_CHECKING, NamedTuple
 
 from sidecar._otlpspan import span_with_ids
 from sidecar.hostport import split_host_port
 from sidecar.red_metrics import DURATION_BUCKETS_S, LABELS, OVERFLOW_KEY, RedKey
 from sidecar.resource import SCHEMA_URL
 from sidecar.telemetry_record import GRPC, HTTP, SERVER, TCP, Record
+
+if TYPE_CHECKING:
+    from opentelemetry.proto.collector.trace.v1.trace_service_pb2 import (
+        ExportTraceServiceRequest,
+    )
 
 SCOPE_NAME, SCOPE_VERSION = "sidetrace.sidecar", "0.1.0"
 STATUS_UNSET, STATUS_ERROR = 0, 2
@@ -165,25 +163,43 @@ def _field(number: int, payload: bytes) -> bytes:
     return _field_head(number, len(payload)) + payload
 
 
-def _any_value(value: str | int) -> bytes:
+def _any_value(value: str | int | bool) -> bytes:
+    if isinstance(value, bool):
+        return bytes((2 << 3, value))
     if isinstance(value, int):
         return _varint(3 << 3) + _varint(value & 0xFFFFFFFFFFFFFFFF)
     return _field(1, value.encode())
+
+
+def _key_value(key: str, value: str | int | bool) -> bytes:
+    """A ``KeyValue`` message's body."""
+    return _field(1, key.encode()) + _field(2, _any_value(value))
+
+
+def _resource(attributes: dict[str, str]) -> bytes:
+    """A ``Resource`` message's body."""
+    return b"".join(_field(1, _key_value(k, v)) for k, v in attributes.items())
+
+
+def _scope() -> bytes:
+    """The ``InstrumentationScope`` message's body."""
+    return _field(1, SCOPE_NAME.encode()) + _field(2, SCOPE_VERSION.encode())
+
+
+def _fixed64(number: int, value: int) -> bytes:
+    return _varint(number << 3 | 1) + struct.pack("<Q", value)
+
+
+def _double(number: int, value: float) -> bytes:
+    return _varint(number << 3 | 1) + struct.pack("<d", value)
 
 
 class SpanEncoder:
     """Encodes a batch of records as one ``ExportTraceServiceRequest`` (one resource)."""
 
     def __init__(self, resource_attributes: dict[str, str]):
-        resource = Resource(
-            attributes=[
-                KeyValue(key=k, value=AnyValue(string_value=v))
-                for k, v in resource_attributes.items()
-            ]
-        ).SerializeToString()
-        scope = InstrumentationScope(name=SCOPE_NAME, version=SCOPE_VERSION).SerializeToString()
-        self._resource_field = _field(1, resource)
-        self._scope_field = _field(1, scope)
+        self._resource_field = _field(1, _resource(resource_attributes))
+        self._scope_field = _field(1, _scope())
         self._schema_field = _field(3, SCHEMA_URL.encode())  # in ResourceSpans and ScopeSpans
         self._attr_cache: dict[tuple[str, str | int], bytes] = {}
         self._rest_cache: dict[tuple, bytes] = {}
@@ -192,7 +208,7 @@ class SpanEncoder:
         cache_key = (key, value)
         encoded = self._attr_cache.get(cache_key)
         if encoded is None:
-            encoded = _field(9, _field(1, key.encode()) + _field(2, _any_value(value)))
+            encoded = _field(9, _key_value(key, value))
             if len(self._attr_cache) >= _CACHE_LIMIT:
                 self._attr_cache.clear()
             self._attr_cache[cache_key] = encoded
@@ -255,8 +271,22 @@ class SpanEncoder:
         )
 
     def encode(self, spans: Iterable[tuple[Record, str]]) -> ExportTraceServiceRequest:
+        """The request as a message (for tests and tools: the sidecar sends the bytes)."""
+        from opentelemetry.proto.collector.trace.v1.trace_service_pb2 import (
+            ExportTraceServiceRequest,
+        )
+
         encoded = self.request_bytes(self.encode_span(r, route) for r, route in spans)
         return ExportTraceServiceRequest.FromString(encoded)
+
+
+def _metric_attributes(key: RedKey, number: int) -> bytes:
+    """A data point's attributes (field ``number``): the RED labels, or the overflow mark."""
+    if key == OVERFLOW_KEY:
+        return _field(number, _key_value("otel.metric.overflow", True))
+    return b"".join(
+        _field(number, _key_value(f"sidetrace.{n}", v)) for n, v in zip(LABELS, key, strict=True)
+    )
 
 
 def encode_red_metrics(
@@ -264,70 +294,34 @@ def encode_red_metrics(
     snapshot: dict[RedKey, tuple[int, float, list[int]]],
     start_ns: int,
     now_ns: int,
-) -> ExportMetricsServiceRequest:
-    """Cumulative request counter and duration histogram per RED key."""
-    temporality = metrics_pb2.AGGREGATION_TEMPORALITY_CUMULATIVE
+) -> bytes:
+    """An ``ExportMetricsServiceRequest`` (wire bytes): a cumulative request counter and a
+    duration histogram per RED key."""
+    times = _fixed64(2, start_ns) + _fixed64(3, now_ns)
+    bounds = _field(7, struct.pack(f"<{len(DURATION_BUCKETS_S)}d", *DURATION_BUCKETS_S))
     counts, histograms = [], []
     for key, (count, total, buckets) in snapshot.items():
-        attrs = (
-            [KeyValue(key="otel.metric.overflow", value=AnyValue(bool_value=True))]
-            if key == OVERFLOW_KEY
-            else [
-                KeyValue(key=f"sidetrace.{n}", value=AnyValue(string_value=v))
-                for n, v in zip(LABELS, key, strict=True)
-            ]
-        )
         counts.append(
-            metrics_pb2.NumberDataPoint(
-                attributes=attrs, start_time_unix_nano=start_ns, time_unix_nano=now_ns, as_int=count
-            )
-        )
+            _field(1, _metric_attributes(key, 7) + times + _varint(6 << 3 | 1)
+                   + struct.pack("<q", count))
+        )  # fmt: skip
         histograms.append(
-            metrics_pb2.HistogramDataPoint(
-                attributes=attrs,
-                start_time_unix_nano=start_ns,
-                time_unix_nano=now_ns,
-                count=count,
-                sum=total,
-                bucket_counts=buckets,
-                explicit_bounds=DURATION_BUCKETS_S,
+            _field(
+                1,
+                _metric_attributes(key, 9) + times + _fixed64(4, count) + _double(5, total)
+                + _field(6, struct.pack(f"<{len(buckets)}Q", *buckets)) + bounds,
             )
-        )
-    metrics = [
-        metrics_pb2.Metric(
-            name="sidetrace.requests",
-            unit="{request}",
-            description="Requests proxied by the sidecar",
-            sum=metrics_pb2.Sum(
-                data_points=counts, aggregation_temporality=temporality, is_monotonic=True
-            ),
-        ),
-        metrics_pb2.Metric(
-            name="sidetrace.request.duration",
-            unit="s",
-            description="Duration of requests proxied by the sidecar",
-            histogram=metrics_pb2.Histogram(
-                data_points=histograms, aggregation_temporality=temporality
-            ),
-        ),
-    ]
-    resource = Resource(
-        attributes=[
-            KeyValue(key=k, value=AnyValue(string_value=v)) for k, v in resource_attributes.items()
-        ]
-    )
-    return ExportMetricsServiceRequest(
-        resource_metrics=[
-            metrics_pb2.ResourceMetrics(
-                resource=resource,
-                scope_metrics=[
-                    metrics_pb2.ScopeMetrics(
-                        scope=InstrumentationScope(name=SCOPE_NAME, version=SCOPE_VERSION),
-                        metrics=metrics,
-                        schema_url=SCHEMA_URL,
-                    )
-                ],
-                schema_url=SCHEMA_URL,
-            )
-        ]
-    )
+        )  # fmt: skip
+    cumulative = bytes((2 << 3, 2))  # aggregation_temporality: CUMULATIVE
+    requests = _field(7, b"".join(counts) + cumulative + bytes((3 << 3, 1)))  # monotonic
+    duration = _field(9, b"".join(histograms) + cumulative)
+    metrics = (
+        _field(2, _field(1, b"sidetrace.requests") + _field(2, b"Requests proxied by the sidecar")
+               + _field(3, b"{request}") + requests)
+        + _field(2, _field(1, b"sidetrace.request.duration")
+                 + _field(2, b"Duration of requests proxied by the sidecar")
+                 + _field(3, b"s") + duration)
+    )  # fmt: skip
+    schema = _field(3, SCHEMA_URL.encode())
+    scope_metrics = _field(2, _field(1, _scope()) + metrics + schema)
+    return _field(1, _field(1, _resource(resource_attributes)) + scope_metrics + schema)

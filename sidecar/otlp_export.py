@@ -1,146 +1,49 @@
-"""The OpenTelemetry OTLP/gRPC exporters, fed requests that are already encoded.
+"""The sidecar's span and metric exporters for an ``ExportTarget``, by protocol.
 
-Channel handling, headers, compression, retry with exponential backoff on
-transient errors and the timeout all stay the exporter package's; only the
-translation step is skipped because ``sidecar.otlp_encode`` did it in bulk.
-Spans go out as the request's wire bytes: parsing them into a message only for
-gRPC to serialize it again would cost more than encoding them did.
-
-The methods overridden here are the package's private ones (``_translate_data``,
-``_count_data``, ``_initialize_channel_and_stub``, ``_export``, ``_client``):
-``pyproject.toml`` bounds the package to the versions tested with them.
-Each exporter keeps the last failed call's ``ExportFailure`` so the sidecar can
-say why an export failed (a refused token, an untrusted certificate).
+Both kinds send requests that ``sidecar.otlp_encode`` already wrote as wire bytes.
+OTLP/gRPC (``sidecar.otlp_grpc_export``) wraps the OpenTelemetry exporter package
+and so loads grpcio and protobuf; OTLP/HTTP (``sidecar.otlp_http_export``) needs
+the standard library only. Each is imported only when chosen, so a sidecar that
+exports over HTTP and proxies no gRPC never carries grpcio's memory.
 """
 
 from __future__ import annotations
 
+import enum
 from dataclasses import dataclass
+from typing import Any
 
-import grpc
-from opentelemetry.exporter.otlp.proto.grpc.metric_exporter import OTLPMetricExporter
-from opentelemetry.exporter.otlp.proto.grpc.trace_exporter import OTLPSpanExporter
-from opentelemetry.proto.collector.metrics.v1.metrics_service_pb2 import (
-    ExportMetricsServiceRequest,
-)
-from opentelemetry.proto.collector.trace.v1.trace_service_pb2 import ExportTraceServiceResponse
-
-from sidecar.export_target import ExportTarget
-from sidecar.otlp_encode import EncodedSpans
-
-TRACE_EXPORT_METHOD = "/opentelemetry.proto.collector.trace.v1.TraceService/Export"
-_TLS_MARKERS = ("handshake", "certificate", "ssl", "tls")
+from sidecar.export_target import HTTP_PROTOBUF, ExportTarget
 
 
 @dataclass(frozen=True)
 class ExportFailure:
     """Why the last export call failed: a short reason for counters and a sentence for logs."""
 
-    reason: str  # "unauthenticated", "tls", or the gRPC status code in lowercase
+    reason: str  # "unauthenticated", "tls", or the gRPC status / HTTP reason in lowercase
     explanation: str
 
 
-def classify(error: grpc.RpcError, endpoint: str) -> ExportFailure:
-    code, details = error.code(), error.details() or ""  # type: ignore[attr-defined]
-    if code == grpc.StatusCode.UNAUTHENTICATED:
-        return ExportFailure(
-            "unauthenticated",
-            f"collector {endpoint} refused the bearer token ({details}): check the token Secret",
+class ExportResult(enum.Enum):
+    """What an export call returns (``.name`` as the SDK's result enums)."""
+
+    SUCCESS = 0
+    FAILURE = 1
+
+
+def exporters(target: ExportTarget, timeout_s: float) -> tuple[Any, Any]:
+    """Span and metric exporters for ``target``; nothing is left to the environment.
+
+    The span exporter has ``export(EncodedSpans)``, ``last_failure`` and ``shutdown()``;
+    the metric exporter ``export_request(bytes)`` and ``shutdown()``.
+    """
+    if target.protocol == HTTP_PROTOBUF:
+        from sidecar.otlp_http_export import HttpExporter
+
+        return (
+            HttpExporter(target, target.traces_path, timeout_s),
+            HttpExporter(target, target.metrics_path, timeout_s),
         )
-    if code == grpc.StatusCode.UNAVAILABLE and any(m in details.lower() for m in _TLS_MARKERS):
-        return ExportFailure(
-            "tls",
-            f"TLS handshake with collector {endpoint} failed (untrusted or mismatched "
-            f"certificate? check the CA bundle): {details}",
-        )
-    return ExportFailure(
-        code.name.lower(), f"export to collector {endpoint} failed: {code.name} {details}"
-    )
+    from sidecar.otlp_grpc_export import grpc_exporters
 
-
-class _RecordingCall:
-    """Wraps a stub's ``Export`` to keep the error of a failed call before re-raising it."""
-
-    def __init__(self, call, owner: _FailureRecorder):
-        self._call = call
-        self._owner = owner
-
-    def __call__(self, *args, **kwargs):
-        try:
-            return self._call(*args, **kwargs)
-        except grpc.RpcError as error:
-            self._owner.last_failure = classify(error, self._owner._endpoint)
-            raise
-
-
-class _FailureRecorder:
-    """Mixin: ``last_failure`` is the latest failed call's ``ExportFailure``."""
-
-    last_failure: ExportFailure | None = None
-    _endpoint: str
-
-    def _wrap_client(self) -> None:
-        client = self._client  # type: ignore[attr-defined]
-        client.Export = _RecordingCall(client.Export, self)
-
-
-class _WireTraceStub:
-    """``TraceService.Export`` sending a request that is already serialized."""
-
-    def __init__(self, channel: grpc.Channel):
-        self.Export = channel.unary_unary(
-            TRACE_EXPORT_METHOD,
-            request_serializer=None,
-            response_deserializer=ExportTraceServiceResponse.FromString,
-        )
-
-
-class EncodedSpanExporter(_FailureRecorder, OTLPSpanExporter):
-    """``export(spans)`` takes ``EncodedSpans``."""
-
-    def _initialize_channel_and_stub(self) -> None:
-        super()._initialize_channel_and_stub()
-        self._client = _WireTraceStub(self._channel)  # type: ignore[assignment]
-        self._wrap_client()
-
-    def export(self, spans: EncodedSpans, *args, **kwargs):  # type: ignore[override]
-        self.last_failure = None
-        return super().export(spans, *args, **kwargs)
-
-    def _translate_data(self, data: EncodedSpans) -> bytes:  # type: ignore[override]
-        return data.payload
-
-    def _count_data(self, data: EncodedSpans) -> int:  # type: ignore[override]
-        return data.count
-
-
-class EncodedMetricExporter(_FailureRecorder, OTLPMetricExporter):
-    """``export_request(request)`` takes an ``ExportMetricsServiceRequest``."""
-
-    def _initialize_channel_and_stub(self) -> None:
-        super()._initialize_channel_and_stub()
-        self._wrap_client()
-
-    def _translate_data(self, data: ExportMetricsServiceRequest) -> ExportMetricsServiceRequest:  # type: ignore[override]
-        return data
-
-    def _count_data(self, data: ExportMetricsServiceRequest) -> int:  # type: ignore[override]
-        return sum(len(s.metrics) for r in data.resource_metrics for s in r.scope_metrics)
-
-    def export_request(self, request: ExportMetricsServiceRequest):
-        return self._export(request)
-
-
-def exporters(
-    target: ExportTarget, timeout_s: float
-) -> tuple[EncodedSpanExporter, EncodedMetricExporter]:
-    """Span and metric exporters for ``target``; nothing is left to the environment."""
-    options: dict = {
-        "endpoint": target.endpoint,
-        "insecure": target.insecure,
-        "timeout": timeout_s,
-        "headers": target.headers,  # empty: the variables the package reads are empty too
-    }
-    if not target.insecure:
-        options["credentials"] = grpc.ssl_channel_credentials(root_certificates=target.ca_pem())
-    return EncodedSpanExporter(**options), EncodedMetricExporter(**options)
+    return grpc_exporters(target, timeout_s)

@@ -1,11 +1,12 @@
 """Telemetry off the request path: compact records in, OTLP spans and RED metrics out.
 
-The proxy appends one ``Record`` per request (or connection) to a bounded deque
-and never waits. A worker thread drains it in batches: RED metrics are updated,
-sampled records are encoded in bulk (``sidecar.otlp_encode``) and sent with the
-OpenTelemetry OTLP/gRPC exporter, which retries with backoff. When the queue is
-full or an export finally fails, the spans are counted as dropped. Metrics are
-exported over OTLP on their own interval from the same thread.
+The proxy appends one record per request (or connection) to a bounded deque and
+never waits; ``sidecar.telemetry_record`` describes their shapes. A worker thread
+drains it in batches: RED metrics are updated, sampled records are encoded in bulk
+(``sidecar.otlp_encode``) and sent over OTLP/gRPC or OTLP/HTTP
+(``sidecar.otlp_export``), with retries and backoff. When the queue is full or an
+export finally fails, the spans are counted as dropped. Metrics are exported over
+OTLP on their own interval from the same thread.
 """
 
 from __future__ import annotations
@@ -17,18 +18,22 @@ import threading
 import time
 from collections.abc import Callable, Hashable, Sized
 
+from sidecar._otlpspan import span_from_packed, span_with_ids
 from sidecar.cardinality import peer_limiters
 from sidecar.export_failures import ExportFailures
-from sidecar.otlp_encode import (
-    EncodedSpans,
-    SpanEncoder,
-    encode_red_metrics,
-    http_method,
-    span_with_ids,
-)
+from sidecar.otlp_encode import EncodedSpans, SpanEncoder, encode_red_metrics, http_method
 from sidecar.red_metrics import ProxyCounters, RedKey, RedMetrics, status_class
 from sidecar.routes import RouteMatcher
-from sidecar.telemetry_record import GRPC, HTTP, SERVER, Record
+from sidecar.telemetry_record import (
+    GRPC,
+    HTTP,
+    LANE_RECORDS,
+    LANE_SAMPLED,
+    LANE_TIMES,
+    LANE_TIMES_OFFSET,
+    SERVER,
+    Record,
+)
 
 log = logging.getLogger(__name__)
 Deferred = tuple  # (source: telemetry_record.RecordSource, *args)
@@ -155,9 +160,20 @@ class Telemetry:
         observations: list[tuple[RedKey, float]] = []
         observe = observations.append
         add_span = spans.append
+        times, times_at, lane = LANE_TIMES.unpack_from, LANE_TIMES_OFFSET, LANE_RECORDS
         for item in records:
             # Records differing only in ids and times share their metric key and
             # their encoded span body: work those out once per distinct signature.
+            if item[0] is lane:  # most of the traffic: read in place, not via digest
+                signature, packed = item[1], item[2]
+                start_ns, end_ns, flags = times(packed, times_at)
+                summary = summaries.get(signature)
+                if summary is None:
+                    summary = self._summarize(lane.record(signature, packed), signature)
+                observe((summary[0], (end_ns - start_ns) / 1e9))
+                if flags & LANE_SAMPLED:
+                    add_span(span_from_packed(packed, summary[1]))
+                continue
             if type(item) is Record:
                 signature = (item[0], item[1], item[5], *item[8:])
                 trace_id, span_id, parent_id = item[2:5]

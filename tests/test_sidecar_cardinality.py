@@ -10,6 +10,7 @@ import time
 from pathlib import Path
 
 import pytest
+from opentelemetry.proto.collector.metrics.v1.metrics_service_pb2 import ExportMetricsServiceRequest
 
 from sidecar.cardinality import (
     MAX_PEERS,
@@ -36,7 +37,9 @@ def test_red_metrics_fold_new_keys_into_one_overflow_series() -> None:
     assert set(snapshot) == {*keys[:3], OVERFLOW_KEY}
     assert snapshot[OVERFLOW_KEY][0] == 7 and red.overflowed == 7
     assert snapshot[keys[0]][0] == 2  # known series keep counting
-    request = encode_red_metrics({"service.name": "s"}, snapshot, 1, 2)
+    request = ExportMetricsServiceRequest.FromString(
+        encode_red_metrics({"service.name": "s"}, snapshot, 1, 2)
+    )
     points = request.resource_metrics[0].scope_metrics[0].metrics[0].sum.data_points
     overflow = [p for p in points if any(a.key == "otel.metric.overflow" for a in p.attributes)]
     assert len(overflow) == 1 and overflow[0].as_int == 7

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import pytest
+from opentelemetry.proto.collector.metrics.v1.metrics_service_pb2 import ExportMetricsServiceRequest
 from opentelemetry.exporter.otlp.proto.common.trace_encoder import encode_spans
 from opentelemetry.sdk.resources import Resource
 from opentelemetry.sdk.trace import ReadableSpan
@@ -163,7 +164,9 @@ def test_non_standard_methods_are_other(method: str, expected: str, name: str) -
 
 def test_red_metrics_request_shape() -> None:
     key = ("inbound", "GET", "/x", "2xx", "")
-    request = encode_red_metrics({"service.name": "svc"}, {key: (3, 0.5, [1, 2] + [0] * 13)}, 1, 2)
+    request = ExportMetricsServiceRequest.FromString(
+        encode_red_metrics({"service.name": "svc"}, {key: (3, 0.5, [1, 2] + [0] * 13)}, 1, 2)
+    )
     metrics = request.resource_metrics[0].scope_metrics[0].metrics
     assert [m.name for m in metrics] == ["sidetrace.requests", "sidetrace.request.duration"]
     assert metrics[0].sum.data_points[0].as_int == 3 and metrics[0].sum.is_monotonic
