@@ -12,12 +12,12 @@ from collector.config import (
     MAX_CONNECTION_AGE_S,
     STOP_TIMEOUT_S,
     CollectorConfig,
+    WriterConfig,
 )
 from collector.tiering import LatencyRule, TieringConfig
-from collector.writer import WriterConfig
 from runtime.coordination import CoordinatorError, add_coordinator_flag, parse_coordinator_url
 from tracestore.migrate import Retention
-from tracestore.otlp_columns import Limits
+from tracestore.span_limits import Limits
 from tracestore.store import add_clickhouse_flag, open_store
 
 MB = 1 << 20

@@ -9,13 +9,23 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 
 from collector.tiering import TieringConfig
-from collector.writer import WriterConfig
 from tracestore.migrate import Retention
-from tracestore.otlp_columns import Limits
+from tracestore.span_limits import Limits
 
 MAX_CONNECTION_AGE_S = 300.0  # clients reconnect, so they rebalance over replicas
 MAX_CONNECTION_AGE_GRACE_S = 30.0
 STOP_TIMEOUT_S = 30.0  # seconds to flush on SIGTERM
+
+
+@dataclass(frozen=True)
+class WriterConfig:
+    batch_rows: int = 50_000
+    batch_seconds: float = 2.0
+    first_backoff: float = 0.25
+    max_backoff: float = 8.0
+    orphan_insert_wait: float = 60.0
+    dead_letter_max_bytes: int = 256 << 20
+    compiled_decoder: bool = True  # tracestore/_otlpdecode.c where built; False: the Python one
 
 
 @dataclass(frozen=True)

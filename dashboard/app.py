@@ -1,14 +1,12 @@
 """The dashboard's Starlette application, assembled from feature route modules.
 
 Each feature module exposes ``routes(ctx)`` and may expose ``startup(ctx)``,
-``shutdown(ctx)`` and ``OPENAPI_PATHS``. The analytics and SLO modules are
-optional: a build without them still serves traces and the Jaeger API.
+``shutdown(ctx)`` and ``OPENAPI_PATHS``.
 """
 
 from __future__ import annotations
 
 import contextlib
-import importlib
 import logging
 from collections.abc import AsyncIterator
 from types import ModuleType
@@ -21,7 +19,19 @@ from starlette.responses import JSONResponse, PlainTextResponse, RedirectRespons
 from starlette.routing import Mount, Route
 from starlette.staticfiles import StaticFiles
 
-from dashboard import openapi
+from dashboard import (
+    analytics_routes,
+    cohort_routes,
+    compare_routes,
+    graph_diff_routes,
+    jaeger_api,
+    jaeger_spm,
+    jaeger_v3,
+    openapi,
+    slo_routes,
+    tier_routes,
+    trace_routes,
+)
 from dashboard.auth import AuthMiddleware
 from dashboard.body_limit import BodyLimit
 from dashboard.context import STATIC_DIR, DashboardContext
@@ -34,36 +44,22 @@ from tracestore.trace_queries import BadQuery
 
 log = logging.getLogger(__name__)
 
-REQUIRED_MODULES = (
-    "dashboard.trace_routes",
-    "dashboard.tier_routes",
-    "dashboard.jaeger_api",
-    "dashboard.jaeger_v3",
+FEATURE_MODULES: tuple[ModuleType, ...] = (
+    trace_routes,
+    tier_routes,
+    jaeger_api,
+    jaeger_v3,
+    analytics_routes,
+    jaeger_spm,
+    slo_routes,
+    compare_routes,
+    cohort_routes,
+    graph_diff_routes,
 )
-OPTIONAL_MODULES = (
-    "dashboard.analytics_routes",
-    "dashboard.jaeger_spm",
-    "dashboard.slo_routes",
-    "dashboard.compare_routes",
-    "dashboard.cohort_routes",
-    "dashboard.graph_diff_routes",
-)
-
-
-def feature_modules() -> list[ModuleType]:
-    """The route modules present in this build, required ones first."""
-    modules = [importlib.import_module(name) for name in REQUIRED_MODULES]
-    for name in OPTIONAL_MODULES:
-        try:
-            modules.append(importlib.import_module(name))
-        except ModuleNotFoundError as exc:
-            if exc.name != name:
-                raise
-    return modules
 
 
 def create_app(ctx: DashboardContext) -> Starlette:
-    modules = feature_modules()
+    modules = FEATURE_MODULES
     document = openapi.document(getattr(m, "OPENAPI_PATHS", {}) for m in modules)
 
     @contextlib.asynccontextmanager

@@ -7,7 +7,6 @@ microseconds, and a bad parameter is a 400 whose ``errors`` carries the message.
 
 from __future__ import annotations
 
-import importlib
 import json
 import re
 import time
@@ -23,7 +22,7 @@ from dashboard.context import DashboardContext
 from dashboard.json_input import BadJson, parse_json_object
 from dashboard.openapi import json_response, path_param, query_param
 from dashboard.trace_json import json_double
-from tracestore import tier_queries
+from tracestore import analytics_queries, tier_queries
 from tracestore import trace_queries as tq
 
 # Jaeger's query service answers a search without ``limit`` with up to 100 traces.
@@ -235,15 +234,6 @@ def traces_query(request: Request) -> tq.SearchQuery:
     return q
 
 
-def dependencies_function() -> Any:
-    """The analytics module's ``dependencies(store, start_ns, end_ns)``, when present."""
-    try:
-        module = importlib.import_module("tracestore.analytics_queries")
-    except ModuleNotFoundError:
-        return None
-    return getattr(module, "dependencies", None)
-
-
 def routes(ctx: DashboardContext) -> list[BaseRoute]:
     store = ctx.store
     week = "7d"
@@ -317,11 +307,10 @@ def routes(ctx: DashboardContext) -> list[BaseRoute]:
             lookback_ms = min(lookback_ms, params.MAX_LOOKBACK_NS // 1_000_000)  # as searches
         except tq.BadQuery as exc:
             return error(400, str(exc))
-        func = dependencies_function()
-        if func is None:
-            return envelope([])
         start_ns = max(0, end_ms - lookback_ms) * 1_000_000
-        links = await run_in_threadpool(func, store, start_ns, end_ms * 1_000_000)
+        links = await run_in_threadpool(
+            analytics_queries.dependencies, store, start_ns, end_ms * 1_000_000
+        )
         service = qp.get("service")
         if service:
             links = [lk for lk in links if service in (lk["parent"], lk["child"])]

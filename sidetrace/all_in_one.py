@@ -17,8 +17,6 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TextIO
 
-import httpx
-
 from collector.config import CollectorConfig
 from dashboard import PORT as DASHBOARD_PORT
 from tracestore.migrate import migrate
@@ -166,6 +164,8 @@ class EmbeddedStack:
         self._wait_ready(timeout)
 
     def _wait_ready(self, timeout: float) -> None:
+        import httpx  # only here: the CLI imports this module for its defaults
+
         deadline = time.monotonic() + timeout
         while time.monotonic() < deadline:
             if self._thread is not None and not self._thread.is_alive():

@@ -36,7 +36,8 @@ from opentelemetry.proto.collector.metrics.v1.metrics_service_pb2 import (
 from opentelemetry.proto.collector.trace.v1.trace_service_pb2 import ExportTraceServiceRequest
 from opentelemetry.proto.common.v1.common_pb2 import AnyValue
 
-NS = 1_000_000_000
+from tracestore.span_limits import NS, Limits
+
 _ZERO_TRACE = bytes(16)
 _ZERO_SPAN = bytes(8)
 # The largest values both stores hold as sent. Times: the last second of ClickHouse's
@@ -114,19 +115,6 @@ METRIC_COLUMNS = (
 
 # metric_type codes stored in metric_points.
 GAUGE, SUM, HISTOGRAM, EXPONENTIAL_HISTOGRAM, SUMMARY = 1, 2, 3, 4, 5
-
-
-@dataclass(frozen=True)
-class Limits:
-    """What the collector accepts: attribute length and the timestamp window."""
-
-    max_attribute_length: int = 4096
-    max_past_s: float = 86_400.0
-    max_future_s: float = 3_600.0
-    timestamp_policy: str = "clamp"  # "clamp" or "reject"
-
-    def window(self, now_ns: int) -> tuple[int, int]:
-        return now_ns - int(self.max_past_s * NS), now_ns + int(self.max_future_s * NS)
 
 
 @dataclass
