@@ -44,26 +44,22 @@ import time
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 
+from collector.config import WriterConfig
 from collector.spool import METRICS, TRACES, DeadLetters, Record, Spool
 from collector.stats import Stats
 from tracestore.compiled_columns import trace_columns
 from tracestore.otlp_columns import DecodeError, Limits, MetricColumns, TraceColumns
+from tracestore.span_writes import (
+    insert_metric_points,
+    insert_spans,
+    present_metric_points,
+    present_spans,
+    running_inserts,
+)
 from tracestore.store import Store, StoreError, StoreRefused
 
 log = logging.getLogger(__name__)
 SAMPLE_KEYS = 32
-LOOKUP_CHUNK = 1000
-
-
-@dataclass(frozen=True)
-class WriterConfig:
-    batch_rows: int = 50_000
-    batch_seconds: float = 2.0
-    first_backoff: float = 0.25
-    max_backoff: float = 8.0
-    orphan_insert_wait: float = 60.0
-    dead_letter_max_bytes: int = 256 << 20
-    compiled_decoder: bool = True  # tracestore/_otlpdecode.c where built; False: the Python one
 
 
 class Stopped(Exception):
@@ -76,18 +72,6 @@ Columns = dict[str, list]
 
 def _span_keys(columns: Columns) -> list[Key]:
     return list(zip(columns["trace_id"], columns["span_id"], strict=True))
-
-
-def _present_spans(store: Store, keys: Sequence[Key]) -> set[Key]:
-    found: set[Key] = set()
-    trace_ids = sorted({k[0] for k in keys})
-    for i in range(0, len(trace_ids), LOOKUP_CHUNK):
-        rows = store.query(
-            "SELECT trace_id, span_id FROM spans_by_trace WHERE trace_id IN %(t)s",
-            {"t": tuple(trace_ids[i : i + LOOKUP_CHUNK])},
-        )
-        found.update((r[0], r[1]) for r in rows)
-    return found & set(keys)
 
 
 def _metric_keys(columns: Columns) -> list[Key]:
@@ -103,39 +87,32 @@ def _metric_keys(columns: Columns) -> list[Key]:
     ]
 
 
-def _present_metrics(store: Store, keys: Sequence[Key]) -> set[Key]:
-    found: set[Key] = set()
-    times = sorted({k[2] for k in keys})
-    for i in range(0, len(times), LOOKUP_CHUNK):
-        chunk = times[i : i + LOOKUP_CHUNK]
-        rows = store.query(
-            "SELECT service_name, metric_name, time_ns, attr_values FROM metric_points "
-            "WHERE ts BETWEEN toDateTime(%(lo)s) AND toDateTime(%(hi)s) AND time_ns IN %(t)s",
-            {"lo": chunk[0] // 10**9, "hi": chunk[-1] // 10**9, "t": tuple(chunk)},
-        )
-        found.update((r[0], r[1], int(r[2]), tuple(r[3])) for r in rows)
-    return found & set(keys)
-
-
 @dataclass(frozen=True)
 class Table:
     """How to write one table and how to tell which of its rows are already there."""
 
     name: str
     stat: str
+    insert: Callable[[Store, Columns], None]
     keys: Callable[[Columns], list[Key]]
     present: Callable[[Store, Sequence[Key]], set[Key]]
     required: tuple[str, ...]
 
 
 SPANS = Table(
-    "spans", "written_spans_total", _span_keys, _present_spans, ("ts", "trace_id", "span_id")
+    "spans",
+    "written_spans_total",
+    insert_spans,
+    _span_keys,
+    present_spans,
+    ("ts", "trace_id", "span_id"),
 )
 METRIC_POINTS = Table(
     "metric_points",
     "written_metric_points_total",
+    insert_metric_points,
     _metric_keys,
-    _present_metrics,
+    present_metric_points,
     ("ts", "time_ns", "metric_name"),
 )
 
@@ -380,7 +357,7 @@ class Writer:
                 count = len(rows[next(iter(rows))])
                 if count:
                     began = time.monotonic()
-                    self.store.insert(table.name, without_defaults(rows, table.required))
+                    table.insert(self.store, without_defaults(rows, table.required))
                     self.stats.observe_insert(time.monotonic() - began)
                 self.stats.add(table.stat, count)
                 if count < total:
@@ -404,12 +381,7 @@ class Writer:
         deadline = time.monotonic() + self.config.orphan_insert_wait
         while time.monotonic() < deadline and not self._give_up.is_set():
             try:
-                rows = self.store.query(
-                    "SELECT count() FROM system.processes "
-                    "WHERE substring(query, 1, 11) = 'INSERT INTO' AND elapsed > %(age)s",
-                    {"age": time.monotonic() - self._started},
-                )
-                if int(rows[0][0]) == 0:
+                if running_inserts(self.store, time.monotonic() - self._started) == 0:
                     return
             except StoreError as exc:
                 log.warning("cannot check running inserts yet: %s", exc)
