@@ -39,8 +39,8 @@ from collector.edge_rollup import (  # noqa: E402
 )
 from dashboard.compare_routes import compare_traces, load_pair  # noqa: E402
 from dashboard.trace_compare import compare  # noqa: E402
-from sidetrace.local_server import ClickHouseServer  # noqa: E402
-from tests import trace_generator as gen  # noqa: E402
+from tests.support import trace_generator as gen  # noqa: E402
+from tests.support.clickhouse_server import ClickHouseServer  # noqa: E402
 from tracestore import analytics_queries as aq  # noqa: E402
 from tracestore.cohort_queries import CohortQuery, analyze_cohorts  # noqa: E402
 from tracestore.migrate import migrate  # noqa: E402

@@ -41,7 +41,8 @@ from opentelemetry.proto.collector.trace.v1.trace_service_pb2 import ExportTrace
 from opentelemetry.proto.common.v1.common_pb2 import AnyValue, KeyValue
 from opentelemetry.proto.trace.v1.trace_pb2 import ResourceSpans, Span
 
-from sidetrace.local_server import ClickHouseServer, free_port
+from runtime.loopback_ports import free_port
+from tests.support.clickhouse_server import ClickHouseServer
 from tracestore.store import open_store
 
 SERVICES = [f"service-{i}" for i in range(10)]

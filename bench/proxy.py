@@ -2,7 +2,8 @@
 
 A fast app (nginx answering ``return 200``, CPU 1) is loaded by ``wrk`` (CPU 1)
 three ways in one run: directly; through the sidecar (CPU 0, tracing on, 100%
-sampled, spans exported over OTLP/gRPC to a real ``sidetrace collector`` writing
+sampled, spans exported over OTLP/HTTP, ``OTEL_EXPORTER_OTLP_PROTOCOL=http/protobuf``,
+so the sidecar loads no grpcio, to a real ``sidetrace collector`` writing
 into a real clickhouse-server, both on CPU 1, at idle priority for the latency
 runs); and through nginx (one worker, reverse proxy with upstream keep-alive,
 CPU 0). Throughput is wrk's
@@ -21,6 +22,10 @@ latency request on ``/dev/cpu_dma_latency``, so idle cores poll instead of halti
 and wrk, the app and the proxies under SCHED_FIFO). Beside them, the machine's own
 floor: the round trip of one byte through a pipe between a process on each core,
 which every proxied exchange pays at least twice.
+
+``sidecar_rss_mb`` is the sidecar's resident memory after the last run and
+``sidecar_peak_rss_mb`` its peak (VmHWM) over the whole bench, saturation included,
+with the default telemetry queue of 65,536 records.
 
 Prints ``name=value`` lines; the last is ``sidecar_vs_nginx_rps_ratio``.
 Usage: ``python bench/proxy.py [--quick] [--connections N]``.
@@ -45,8 +50,9 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
-from sidecar.launch import SidecarProcess  # noqa: E402
-from sidetrace.local_server import ClickHouseServer, free_port  # noqa: E402
+from runtime.loopback_ports import free_port  # noqa: E402
+from tests.support.clickhouse_server import ClickHouseServer  # noqa: E402
+from tests.support.sidecar_process import SidecarProcess  # noqa: E402
 from tracestore.store import Store, open_store  # noqa: E402
 
 PROXY_CPU, LOAD_CPU = "0", "1"
@@ -106,6 +112,14 @@ def cpu_seconds(pid: int) -> float:
     total = sum(int(x) for x in fields[11:13]) / os.sysconf("SC_CLK_TCK")
     children = Path(f"/proc/{pid}/task/{pid}/children").read_text().split()
     return total + sum(cpu_seconds(int(child)) for child in children)
+
+
+def peak_rss_mb(pid: int) -> float:
+    """The process's peak resident memory (VmHWM), in MB."""
+    for line in Path(f"/proc/{pid}/status").read_text().splitlines():
+        if line.startswith("VmHWM:"):
+            return int(line.split()[1]) / 1024
+    return 0.0
 
 
 def make_idle_priority(pid: int) -> None:
@@ -217,12 +231,13 @@ def paced_latency(
 
 
 def start_collector(store_url: str, workdir: Path) -> tuple[subprocess.Popen, int]:
-    grpc_port, admin_port = free_port(), free_port()
+    """The collector and its OTLP/HTTP port."""
+    http_port, admin_port = free_port(), free_port()
     process = subprocess.Popen(
         [
             "taskset", "-c", LOAD_CPU, sys.executable, "-m", "sidetrace", "collector",
-            "--clickhouse", store_url, "--grpc-port", str(grpc_port),
-            "--http-port", str(free_port()), "--admin-port", str(admin_port),
+            "--clickhouse", store_url, "--grpc-port", str(free_port()),
+            "--http-port", str(http_port), "--admin-port", str(admin_port),
             "--spool-dir", str(workdir / "spool"), "--spool-fsync", "interval",
         ],
         stdout=subprocess.DEVNULL,
@@ -232,7 +247,7 @@ def start_collector(store_url: str, workdir: Path) -> tuple[subprocess.Popen, in
     while time.monotonic() < deadline:
         try:
             with urllib.request.urlopen(f"http://127.0.0.1:{admin_port}/readyz", timeout=2):
-                return process, grpc_port
+                return process, http_port
         except OSError:
             time.sleep(0.2)
     raise RuntimeError("collector did not become ready")
@@ -290,18 +305,20 @@ def main() -> None:
     try:
         clickhouse.start(cpu=int(LOAD_CPU))
         store_url = clickhouse.url(database="bench_proxy")
-        collector, grpc_port = start_collector(store_url, workdir)
+        collector, http_port = start_collector(store_url, workdir)
         processes.append(collector)
         processes.append(start_nginx(workdir, "app", APP_BODY.format(port=app_port), LOAD_CPU))
         body = PROXY_BODY.format(app=app_port, port=nginx_port)
         processes.append(start_nginx(workdir, "proxy", body, PROXY_CPU))
         sidecar = SidecarProcess(
             app_port,
-            "--collector", f"127.0.0.1:{grpc_port}",
+            "--collector", f"http://127.0.0.1:{http_port}",
             "--service-name", "bench-sidecar",
             "--sampling-ratio", "1.0",
             cpu=int(PROXY_CPU),
-        ).start()  # fmt: skip
+        )  # fmt: skip
+        sidecar.env["OTEL_EXPORTER_OTLP_PROTOCOL"] = "http/protobuf"
+        sidecar.start()
         for port in (app_port, nginx_port, sidecar.inbound):
             wait_http(port)
             wrk(port, 1, args.connections)  # warm up
@@ -344,7 +361,7 @@ def main() -> None:
             if polling and realtime:
                 latency["tuned_"] = paced_latency(targets, seconds, rounds, paced, settle, rt=True)
         exported, dropped = wait_exported(sidecar)
-        rss = sidecar.rss_mb()
+        rss, peak_rss = sidecar.rss_mb(), peak_rss_mb(sidecar.process.pid)  # type: ignore[union-attr]
         stored = wait_stored(store, exported)
     finally:
         if sidecar is not None:
@@ -380,6 +397,7 @@ def main() -> None:
     print(f"spans_dropped={dropped:.0f}")
     print(f"spans_in_clickhouse={stored}")
     print(f"sidecar_rss_mb={rss:.1f}")
+    print(f"sidecar_peak_rss_mb={peak_rss:.1f}")
     ratios = [s / n for s, n in zip(rps["sidecar"], rps["nginx"], strict=True)]
     print(f"sidecar_vs_nginx_rps_ratio={median(ratios):.2f}")
 

@@ -28,7 +28,7 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
-from sidetrace.local_server import ClickHouseServer  # noqa: E402
+from tests.support.clickhouse_server import ClickHouseServer  # noqa: E402
 from tracestore import trace_queries as tq  # noqa: E402
 from tracestore.migrate import migrate  # noqa: E402
 from tracestore.store import Store, open_store  # noqa: E402

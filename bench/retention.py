@@ -31,7 +31,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 from collector import tiering  # noqa: E402
 from collector.edge_rollup import backfill_edges  # noqa: E402
 from collector.tiering import LatencyRule, TieringConfig  # noqa: E402
-from sidetrace.local_server import ClickHouseServer  # noqa: E402
+from tests.support.clickhouse_server import ClickHouseServer  # noqa: E402
 from tracestore import analytics_queries as aq  # noqa: E402
 from tracestore.migrate import migrate  # noqa: E402
 from tracestore.store import Store, open_store  # noqa: E402

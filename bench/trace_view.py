@@ -22,9 +22,9 @@ sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
 import httpx  # noqa: E402
 
-from sidetrace.local_server import ClickHouseServer  # noqa: E402
-from tests import big_trace_view as big  # noqa: E402
-from tests.browser_site import chromium, served, strict_page  # noqa: E402
+from tests.support import big_trace_view as big  # noqa: E402
+from tests.support.browser_site import chromium, served, strict_page  # noqa: E402
+from tests.support.clickhouse_server import ClickHouseServer  # noqa: E402
 
 
 def main() -> None:

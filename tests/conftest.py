@@ -9,7 +9,7 @@ from pathlib import Path
 
 import pytest
 
-from sidetrace.local_server import ClickHouseServer
+from tests.support.clickhouse_server import ClickHouseServer
 from tracestore.migrate import migrate
 from tracestore.store import Store, open_store
 
@@ -61,7 +61,16 @@ def store(store_url: str) -> Store:
 
 # Markers by what a test needs, so `scripts/test.sh -m unit` runs the fast ones alone.
 STORE_FIXTURES = frozenset({"clickhouse_server", "chdb_path", "store_url", "store"})
-PROCESS_WORDS = ("subprocess", "Popen", "sidecar_harness", "demo_processes", "zookeeper", "uvicorn")
+PROCESS_WORDS = (
+    "subprocess",
+    "Popen",
+    "sidecar_harness",
+    "sidecar_process",
+    "demo_processes",
+    "zookeeper",
+    "uvicorn",
+    "threaded_server",
+)
 NEED_MARKERS = ("clickhouse", "processes", "browser", "slow")
 _module_starts_processes: dict[str, bool] = {}
 
@@ -88,7 +97,7 @@ def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item
 @pytest.fixture(scope="module")
 def browser():
     """Headless Chromium for one module's browser tests."""
-    from tests.browser_site import chromium
+    from tests.support.browser_site import chromium
 
     with chromium() as b:
         yield b
@@ -97,7 +106,7 @@ def browser():
 @pytest.fixture
 def page(browser):
     """A page that fails the test on uncaught errors or CSP violations."""
-    from tests.browser_site import strict_page
+    from tests.support.browser_site import strict_page
 
     with strict_page(browser) as pg:
         yield pg

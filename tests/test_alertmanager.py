@@ -23,13 +23,13 @@ import pytest
 from dashboard.alert_delivery import Attempt, Dispatcher, Notifier
 from dashboard.alert_rules import FIRING, RESOLVED, Alert, AlertState, step
 from dashboard.alert_silences import SilenceStore
-from dashboard.slo_config import Receiver
+from slospec.slo_config import Receiver
+from runtime.loopback_ports import free_port
 from sidecar.webhook_certs import make_certs
-from sidetrace.local_server import free_port
-from tests import trace_generator as gen
-from tests.collector_helpers import wait_for
-from tests.dashboard_client import dashboard_client
-from tests.promtool import promtool_check
+from tests.support import trace_generator as gen
+from tests.support.collector_helpers import wait_for
+from tests.support.dashboard_client import dashboard_client
+from tests.support.promtool import promtool_check
 from tracestore.migrate import migrate
 from tracestore.store import open_store
 

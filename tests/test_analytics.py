@@ -8,10 +8,10 @@ import threading
 import time
 
 import pytest
-from analytics_traffic import Traffic
 
 from collector.edge_rollup import EdgeJobConfig, closed_window, compute_edges
 from collector.rollup_jobs import start_rollup_jobs
+from tests.support.analytics_traffic import Traffic
 from tracestore import analytics_queries as aq
 from tracestore.edge_queries import latest_rows_sql
 from tracestore.latency_buckets import quantiles

@@ -7,11 +7,11 @@ import random
 import time
 
 import pytest
-from analytics_traffic import Traffic, layered_topology, peer_name
-from dashboard_client import dashboard_client
 
 from collector.edge_rollup import compute_edges
 from dashboard.analytics_layout import LINE_H, NODE_R, filter_graph, layout
+from tests.support.analytics_traffic import Traffic, layered_topology, peer_name
+from tests.support.dashboard_client import dashboard_client
 
 TOPOLOGY = {"web": ["api"], "api": ["db-svc", ("database", {"db.system": "redis"})]}
 

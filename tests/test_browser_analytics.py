@@ -11,13 +11,13 @@ from urllib.parse import parse_qs, urlsplit
 
 import pytest
 import uvicorn
-from analytics_traffic import Traffic, layered_topology, peer_name
 
 from collector.edge_rollup import compute_edges
 from dashboard.app import create_app
 from dashboard.context import DashboardContext
-from sidetrace.local_server import free_port
-from tests.browser import launch_chromium
+from runtime.loopback_ports import free_port
+from tests.support.analytics_traffic import Traffic, layered_topology, peer_name
+from tests.support.browser import launch_chromium
 from tracestore.migrate import migrate
 from tracestore.store import open_store
 

@@ -9,10 +9,10 @@ from collections.abc import Iterator
 import pytest
 
 from collector.edge_rollup import compute_edges
-from tests import trace_generator as gen
-from tests.browser import launch_chromium
-from tests.cohort_traffic import BAD_NODE, traffic
-from tests.dashboard_client import live_dashboard
+from tests.support import trace_generator as gen
+from tests.support.browser import launch_chromium
+from tests.support.cohort_traffic import BAD_NODE, traffic
+from tests.support.dashboard_client import live_dashboard
 from tests.test_graph_diff import _calls
 from tracestore.migrate import migrate
 from tracestore.store import open_store

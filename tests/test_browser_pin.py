@@ -8,9 +8,9 @@ import uuid
 import pytest
 
 from collector import tiering
-from tests import trace_generator as gen
-from tests.browser import launch_chromium
-from tests.dashboard_client import live_dashboard
+from tests.support import trace_generator as gen
+from tests.support.browser import launch_chromium
+from tests.support.dashboard_client import live_dashboard
 from tracestore import tier_queries
 from tracestore.migrate import migrate
 from tracestore.store import open_store

@@ -10,8 +10,8 @@ from urllib.parse import parse_qs, urlsplit
 
 import pytest
 
-from tests import trace_generator as gen
-from tests.browser_site import served
+from tests.support import trace_generator as gen
+from tests.support.browser_site import served
 
 pytestmark = pytest.mark.browser
 

@@ -7,8 +7,8 @@ from collections.abc import Iterator
 
 import pytest
 
-from tests import big_trace_view as big
-from tests.browser_site import chromium, served, strict_page
+from tests.support import big_trace_view as big
+from tests.support.browser_site import chromium, served, strict_page
 
 pytestmark = pytest.mark.browser
 

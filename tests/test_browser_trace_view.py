@@ -9,8 +9,8 @@ from collections.abc import Iterator
 import pytest
 from playwright.sync_api import expect
 
-from tests import trace_generator as gen
-from tests.browser_site import served
+from tests.support import trace_generator as gen
+from tests.support.browser_site import served
 
 pytestmark = pytest.mark.browser
 

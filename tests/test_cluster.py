@@ -18,7 +18,8 @@ from pathlib import Path
 import pytest
 import yaml
 
-from sidetrace.local_server import ClickHouseServer, free_port
+from runtime.loopback_ports import free_port
+from tests.support.clickhouse_server import ClickHouseServer
 from tracestore.migrate import Features, Retention, cluster_form, load_migrations, render
 from tracestore.store import open_store
 

@@ -3,10 +3,10 @@
 from __future__ import annotations
 
 import pytest
-from dashboard_client import dashboard_client
 
-from tests import trace_generator as gen
-from tests.cohort_traffic import BAD_NODE, MS, SLOW_EXTRA_MS, traffic
+from tests.support import trace_generator as gen
+from tests.support.cohort_traffic import BAD_NODE, MS, SLOW_EXTRA_MS, traffic
+from tests.support.dashboard_client import dashboard_client
 from tracestore import cohort_queries as cq
 from tracestore.cohort_queries import CohortQuery, analyze_cohorts
 from tracestore.store import substitute

@@ -19,8 +19,9 @@ import pytest
 
 from collector.retention import drop_expired
 from collector.writer import WriterConfig
-from sidetrace.local_server import ClickHouseServer, free_port
-from tests.collector_helpers import (
+from runtime.loopback_ports import free_port
+from tests.support.clickhouse_server import ClickHouseServer
+from tests.support.collector_helpers import (
     collector_process,
     count_spans,
     fresh_native_url,

@@ -22,7 +22,7 @@ from google.rpc import status_pb2
 from opentelemetry.proto.collector.trace.v1.trace_service_pb2 import ExportTraceServiceResponse
 
 from collector.writer import WriterConfig
-from tests.collector_helpers import (
+from tests.support.collector_helpers import (
     count_spans,
     fresh_native_url,
     grpc_export,

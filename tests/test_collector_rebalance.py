@@ -21,8 +21,8 @@ from opentelemetry.sdk.resources import Resource
 from opentelemetry.sdk.trace import TracerProvider
 from opentelemetry.sdk.trace.export import SimpleSpanProcessor
 
-from sidetrace.local_server import free_port
-from tests.collector_helpers import fresh_native_url, running_collector
+from runtime.loopback_ports import free_port
+from tests.support.collector_helpers import fresh_native_url, running_collector
 from tracestore.store import open_store
 
 

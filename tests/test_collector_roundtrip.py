@@ -32,7 +32,7 @@ from opentelemetry.sdk.trace.export.in_memory_span_exporter import InMemorySpanE
 from opentelemetry.trace import Link, SpanContext, SpanKind, TraceFlags, TraceState
 from opentelemetry.trace.status import Status, StatusCode
 
-from tests.collector_helpers import decode_attribute, running_collector, wait_for
+from tests.support.collector_helpers import decode_attribute, running_collector, wait_for
 
 SPAN_FIELDS = (
     "trace_id, span_id, parent_span_id, trace_state, flags, service_name, span_name, "

@@ -9,7 +9,7 @@ import pytest
 from collector.spool import TRACES, Spool, SpoolFull
 from collector.stats import Stats
 from collector.writer import Writer, WriterConfig
-from tests.collector_helpers import count_spans, span_ids, span_request, wait_for
+from tests.support.collector_helpers import count_spans, span_ids, span_request, wait_for
 from tracestore.otlp_columns import Limits, TraceColumns
 
 

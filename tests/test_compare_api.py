@@ -3,9 +3,9 @@
 from __future__ import annotations
 
 import pytest
-from dashboard_client import dashboard_client
 
-from tests import trace_generator as gen
+from tests.support import trace_generator as gen
+from tests.support.dashboard_client import dashboard_client
 from tests.test_trace_compare import CHECKOUT, build, edit
 
 MS = 1_000_000

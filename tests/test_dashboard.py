@@ -14,10 +14,10 @@ import pytest
 from dashboard import params
 from dashboard.context import AuthSettings
 from dashboard.trace_analysis import analyze, critical_path, self_time
+from runtime.loopback_ports import free_port
 from sidetrace.cli import build_parser
-from sidetrace.local_server import free_port
-from tests import trace_generator as gen
-from tests.dashboard_client import dashboard_client
+from tests.support import trace_generator as gen
+from tests.support.dashboard_client import dashboard_client
 from tracestore.migrate import migrate
 from tracestore.store import open_store
 from tracestore.trace_queries import BadQuery, Span

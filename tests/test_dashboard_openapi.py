@@ -12,8 +12,8 @@ from pathlib import Path
 
 import pytest
 
-from tests import trace_generator as gen
-from tests.dashboard_client import live_dashboard
+from tests.support import trace_generator as gen
+from tests.support.dashboard_client import live_dashboard
 from tracestore.migrate import migrate
 from tracestore.store import open_store
 

@@ -10,14 +10,14 @@ from pathlib import Path
 
 import httpx
 import pytest
-from demo_processes import all_in_one
 from opentelemetry.exporter.otlp.proto.grpc.trace_exporter import OTLPSpanExporter
 from opentelemetry.sdk.resources import Resource
 from opentelemetry.sdk.trace import TracerProvider
 from opentelemetry.sdk.trace.export import SimpleSpanProcessor
 from opentelemetry.trace import SpanKind
 
-from sidetrace.local_server import free_port
+from runtime.loopback_ports import free_port
+from tests.support.demo_processes import all_in_one
 
 pytestmark = pytest.mark.slow
 

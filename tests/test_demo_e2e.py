@@ -22,9 +22,9 @@ from typing import Any
 
 import httpx
 import pytest
-from demo_processes import all_in_one
 
-from sidetrace.local_server import free_port
+from runtime.loopback_ports import free_port
+from tests.support.demo_processes import all_in_one
 
 pytestmark = pytest.mark.slow
 

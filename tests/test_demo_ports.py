@@ -9,7 +9,7 @@ from pathlib import Path
 
 import pytest
 
-from sidetrace.local_server import free_port
+from runtime.loopback_ports import free_port
 
 
 @pytest.mark.parametrize(

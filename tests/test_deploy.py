@@ -18,7 +18,7 @@ import yaml
 from sidecar.inject import PROXY_LABEL
 from sidecar.webhook import webhook_configuration
 from sidetrace.cli import build_parser
-from tests.kustomize_lite import render
+from tests.support.kustomize_lite import render
 
 REPO = Path(__file__).parent.parent
 DEPLOY = REPO / "deploy"

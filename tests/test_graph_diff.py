@@ -3,11 +3,11 @@
 from __future__ import annotations
 
 import pytest
-from dashboard_client import dashboard_client
 
 from collector.edge_rollup import compute_edges
 from dashboard.graph_diff import diff
-from tests import trace_generator as gen
+from tests.support import trace_generator as gen
+from tests.support.dashboard_client import dashboard_client
 from tracestore.deploy_queries import markers
 
 MS = 1_000_000

@@ -52,8 +52,8 @@ from opentelemetry.sdk.trace.export.in_memory_span_exporter import InMemorySpanE
 from collector.ingest import Ingest
 from collector.spool import DEAD_LETTER_FILE, TRACES, Spool
 from collector.stats import Stats
-from sidetrace.local_server import free_port
-from tests.collector_helpers import (
+from runtime.loopback_ports import free_port
+from tests.support.collector_helpers import (
     METRICS_EXPORT,
     TRACE_EXPORT,
     collector_process,

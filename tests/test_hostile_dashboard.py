@@ -34,7 +34,7 @@ from test_slo_evaluator import SLO_FILE, insert_spans
 from dashboard.app import create_app
 from dashboard.body_limit import MAX_BODY_BYTES
 from dashboard.context import DashboardContext
-from sidetrace.local_server import free_port
+from runtime.loopback_ports import free_port
 from tracestore.migrate import migrate
 from tracestore.store import open_store
 
@@ -559,7 +559,7 @@ def test_every_page_runs_under_the_policy_and_the_silence_form_works_in_a_browse
     """No page needs what the policy forbids; a same-origin form post is not cross-site."""
     from playwright.sync_api import sync_playwright
 
-    from tests.browser import launch_chromium
+    from tests.support.browser import launch_chromium
 
     pages = [
         legitimate_path(t)

@@ -19,11 +19,11 @@ from collections.abc import Iterator
 import httptools
 import pytest
 
-from sidecar.http_proxy import is_http_request
-from sidecar.launch import SidecarProcess
+from sidecar.protocol_detect import is_http_request
 from sidecar.upstream import is_own_listener
 from tests import test_sidecar_original_dst
-from tests.sidecar_harness import CannedHttpServer, ThreadedUvicorn, build_app
+from tests.support.sidecar_harness import CannedHttpServer, ThreadedUvicorn, build_app
+from tests.support.sidecar_process import SidecarProcess
 
 redirect = test_sidecar_original_dst.redirect  # iptables REDIRECT of one client connection
 

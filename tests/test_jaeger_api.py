@@ -8,8 +8,8 @@ import pytest
 
 from collector.edge_rollup import compute_edges
 from dashboard import jaeger_api
-from tests import trace_generator as gen
-from tests.dashboard_client import dashboard_client
+from tests.support import trace_generator as gen
+from tests.support.dashboard_client import dashboard_client
 
 # Jaeger's model/json types (jaeger/model/json/model.go) and query envelope.
 ENVELOPE_KEYS = {"data", "total", "limit", "offset", "errors"}

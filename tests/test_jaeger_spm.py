@@ -7,8 +7,8 @@ import re
 
 import pytest
 
-from tests import trace_generator as gen
-from tests.dashboard_client import dashboard_client
+from tests.support import trace_generator as gen
+from tests.support.dashboard_client import dashboard_client
 
 # Jaeger's metrics.proto / openmetrics.proto as JSON (and the v1 envelope for errors)
 FAMILY_KEYS = {"name", "type", "help", "metrics"}

@@ -15,8 +15,8 @@ import pytest
 from google.protobuf import json_format
 from opentelemetry.proto.trace.v1.trace_pb2 import TracesData
 
-from tests import trace_generator as gen
-from tests.dashboard_client import dashboard_client
+from tests.support import trace_generator as gen
+from tests.support.dashboard_client import dashboard_client
 
 # Jaeger's apiv3 JSON: GRPCGatewayError, GetServicesResponse, GetOperationsResponse and
 # the trace-summaries types (cmd/jaeger/internal/extension/jaegerquery/internal/apiv3).

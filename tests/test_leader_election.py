@@ -27,9 +27,9 @@ import httpx
 import pytest
 from test_alert_delivery import RecordingReceiver
 from test_slo_evaluator import insert_spans
-from zookeeper import ZooKeeper
 
-from sidetrace.local_server import free_port
+from runtime.loopback_ports import free_port
+from tests.support.zookeeper import ZooKeeper
 from tracestore.migrate import migrate
 from tracestore.store import Store, open_store
 

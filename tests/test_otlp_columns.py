@@ -13,7 +13,7 @@ from opentelemetry.proto.collector.trace.v1.trace_service_pb2 import ExportTrace
 from opentelemetry.proto.common.v1.common_pb2 import AnyValue, ArrayValue, KeyValue, KeyValueList
 
 from collector import otlp_json
-from tests.collector_helpers import span_request
+from tests.support.collector_helpers import span_request
 from tracestore.otlp_columns import (
     NS,
     DecodeError,

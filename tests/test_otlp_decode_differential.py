@@ -18,8 +18,8 @@ from opentelemetry.proto.collector.trace.v1.trace_service_pb2 import ExportTrace
 from opentelemetry.proto.common.v1.common_pb2 import AnyValue, ArrayValue, KeyValue, KeyValueList
 from opentelemetry.proto.trace.v1.trace_pb2 import Span, Status
 
-from tests import otlp_wire
-from tests.otlp_wire import END_GROUP, LEN, NOW, NS, START_GROUP, field, message, tag
+from tests.support import otlp_wire
+from tests.support.otlp_wire import END_GROUP, LEN, NOW, NS, START_GROUP, field, message, tag
 from tracestore.compiled_columns import CompiledTraceColumns, _otlpdecode, check_traces
 from tracestore.otlp_columns import (
     SPAN_COLUMNS,

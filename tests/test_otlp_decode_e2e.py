@@ -16,7 +16,7 @@ from opentelemetry.proto.collector.trace.v1.trace_service_pb2 import (
 from opentelemetry.proto.common.v1.common_pb2 import AnyValue, ArrayValue, KeyValue, KeyValueList
 
 from collector.writer import WriterConfig
-from tests.collector_helpers import (
+from tests.support.collector_helpers import (
     count_spans,
     grpc_export,
     running_collector,

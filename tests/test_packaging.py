@@ -20,9 +20,9 @@ from pathlib import Path
 import pytest
 
 from bench.footprint import EMBEDDED_ONLY, build_wheel, has_distribution, make_venv
-from sidetrace.local_server import free_port
-from tests.collector_helpers import fresh_native_url, wait_for
-from tests.sidecar_harness import ThreadedUvicorn, build_app
+from runtime.loopback_ports import free_port
+from tests.support.collector_helpers import fresh_native_url, wait_for
+from tests.support.sidecar_harness import ThreadedUvicorn, build_app
 
 pytestmark = pytest.mark.slow
 

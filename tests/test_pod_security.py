@@ -16,8 +16,8 @@ import pytest
 
 from sidecar.inject import INIT_NAME, SIDECAR_NAME, InjectOptions, inject_documents, templates
 from sidecar.manifest_io import parse
-from tests.kustomize_lite import render
-from tests.pod_security import (
+from tests.support.kustomize_lite import render
+from tests.support.pod_security import (
     container_findings,
     containers,
     hardening_findings,

@@ -15,11 +15,11 @@ import pytest
 from prometheus_client.parser import text_string_to_metric_families
 
 from collector.stats import Stats
-from sidecar.launch import SidecarProcess
-from sidetrace.local_server import free_port
-from tests.collector_helpers import running_collector, wait_for
-from tests.promtool import PROMTOOL, promtool_check
-from tests.sidecar_harness import ThreadedUvicorn, build_app
+from runtime.loopback_ports import free_port
+from tests.support.collector_helpers import running_collector, wait_for
+from tests.support.promtool import PROMTOOL, promtool_check
+from tests.support.sidecar_harness import ThreadedUvicorn, build_app
+from tests.support.sidecar_process import SidecarProcess
 
 PROMETHEUS = shutil.which("prometheus")
 pytestmark = pytest.mark.skipif(
@@ -46,7 +46,7 @@ def _get(port: int, path: str) -> int:
 
 @pytest.fixture(scope="module")
 def native_store(clickhouse_server):
-    from tests.collector_helpers import fresh_native_url
+    from tests.support.collector_helpers import fresh_native_url
     from tracestore.migrate import migrate
     from tracestore.store import open_store
 

@@ -21,10 +21,9 @@ import grpc
 import httpx
 import pytest
 
-from sidecar.launch import SidecarProcess
+from runtime.loopback_ports import free_port
 from sidecar.webhook_certs import make_certs
-from sidetrace.local_server import free_port
-from tests.collector_helpers import (
+from tests.support.collector_helpers import (
     collector_process,
     count_spans,
     fresh_native_url,
@@ -32,7 +31,8 @@ from tests.collector_helpers import (
     span_request,
     wait_for,
 )
-from tests.sidecar_harness import ThreadedUvicorn, build_app
+from tests.support.sidecar_harness import ThreadedUvicorn, build_app
+from tests.support.sidecar_process import SidecarProcess
 from tracestore.store import open_store
 
 TOKEN = "s3cret-token"

@@ -12,6 +12,7 @@ from pathlib import Path
 import pytest
 from opentelemetry.proto.collector.metrics.v1.metrics_service_pb2 import ExportMetricsServiceRequest
 
+from runtime.loopback_ports import free_port
 from sidecar.cardinality import (
     MAX_PEERS,
     OTHER,
@@ -22,11 +23,10 @@ from sidecar.cardinality import (
     peer_limiters,
     peer_tag,
 )
-from sidecar.launch import SidecarProcess
 from sidecar.otlp_encode import encode_red_metrics
 from sidecar.red_metrics import MAX_SERIES, OVERFLOW_KEY, RedMetrics
-from sidetrace.local_server import free_port
-from tests.sidecar_harness import CannedHttpServer, OtlpSink, ThreadedUvicorn, build_app
+from tests.support.sidecar_harness import CannedHttpServer, OtlpSink, ThreadedUvicorn, build_app
+from tests.support.sidecar_process import SidecarProcess
 
 
 def test_red_metrics_fold_new_keys_into_one_overflow_series() -> None:

@@ -18,11 +18,11 @@ from concurrent.futures import ThreadPoolExecutor
 import grpc
 import pytest
 
-from sidecar.launch import SidecarProcess
+from runtime.loopback_ports import free_port
 from sidecar.resource import SCHEMA_URL
-from sidetrace.local_server import free_port
 from tests.conftest import fresh_store_url
-from tests.sidecar_harness import ThreadedUvicorn, build_app
+from tests.support.sidecar_harness import ThreadedUvicorn, build_app
+from tests.support.sidecar_process import SidecarProcess
 from tracestore.store import open_store
 
 TRACE = "9abcdef0123456789abcdef012345678"

@@ -25,7 +25,7 @@ from sidecar._http1scan import new_root_ids, request_head, scan_request, scan_re
 from sidecar.propagation import Propagator
 from sidecar.trace_context import parse_traceparent, trace_flags
 from tests import test_sidecar_http, test_sidecar_original_dst
-from tests.sidecar_harness import CannedHttpServer, attributes
+from tests.support.sidecar_harness import CannedHttpServer, attributes
 from tests.test_sidecar_http import _spans_named
 
 # The HTTP tests' real sidecar in front of a real app, and its OTLP sink (one per module),

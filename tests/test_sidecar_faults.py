@@ -13,9 +13,8 @@ from pathlib import Path
 
 import pytest
 
-from sidecar.launch import SidecarProcess
-from sidetrace.local_server import free_port
-from tests.sidecar_harness import (
+from runtime.loopback_ports import free_port
+from tests.support.sidecar_harness import (
     BannerServer,
     OtlpSink,
     ThreadedUvicorn,
@@ -23,6 +22,7 @@ from tests.sidecar_harness import (
     build_app,
     wait_port,
 )
+from tests.support.sidecar_process import SidecarProcess
 
 MB = 1024 * 1024
 

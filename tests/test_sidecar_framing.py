@@ -7,8 +7,8 @@ from collections.abc import Iterator
 
 import pytest
 
-from sidecar.launch import SidecarProcess
-from tests.sidecar_harness import CannedHttpServer
+from tests.support.sidecar_harness import CannedHttpServer
+from tests.support.sidecar_process import SidecarProcess
 
 
 @pytest.fixture

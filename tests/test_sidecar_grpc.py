@@ -9,8 +9,8 @@ from concurrent.futures import ThreadPoolExecutor
 import grpc
 import pytest
 
-from sidecar.launch import SidecarProcess
-from tests.sidecar_harness import OtlpSink, attributes
+from tests.support.sidecar_harness import OtlpSink, attributes
+from tests.support.sidecar_process import SidecarProcess
 
 TID = "7" * 32
 SID = "8" * 16

@@ -12,9 +12,9 @@ from collections.abc import Iterator
 import pytest
 import websockets.sync.client
 
-from sidecar.launch import SidecarProcess
-from sidetrace.local_server import free_port
-from tests.sidecar_harness import OtlpSink, ThreadedUvicorn, attributes, build_app
+from runtime.loopback_ports import free_port
+from tests.support.sidecar_harness import OtlpSink, ThreadedUvicorn, attributes, build_app
+from tests.support.sidecar_process import SidecarProcess
 
 TID = "0af7651916cd43dd8448eb211c80319c"
 SID = "b7ad6b7169203331"

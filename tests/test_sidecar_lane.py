@@ -19,9 +19,9 @@ from collections.abc import Iterator
 
 import pytest
 
-from sidecar.launch import SidecarProcess
 from tests import test_sidecar_original_dst
-from tests.sidecar_harness import OtlpSink, ScriptedHttpServer, attributes
+from tests.support.sidecar_harness import OtlpSink, ScriptedHttpServer, attributes
+from tests.support.sidecar_process import SidecarProcess
 from tests.test_sidecar_http import _spans_named
 
 redirect = test_sidecar_original_dst.redirect  # iptables REDIRECT of one client connection

@@ -12,8 +12,8 @@ from collections.abc import Iterator
 
 import pytest
 
-from sidecar.launch import SidecarProcess
-from tests.sidecar_harness import BannerServer, ThreadedUvicorn, build_app
+from tests.support.sidecar_harness import BannerServer, ThreadedUvicorn, build_app
+from tests.support.sidecar_process import SidecarProcess
 
 pytestmark = pytest.mark.skipif(
     os.geteuid() != 0 or shutil.which("iptables") is None, reason="needs root and iptables"

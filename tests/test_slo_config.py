@@ -10,7 +10,7 @@ from pathlib import Path
 
 import pytest
 
-from dashboard.slo_config import (
+from slospec.slo_config import (
     SloConfigError,
     SloConfigSet,
     parse_duration,
@@ -407,7 +407,7 @@ def test_alerter_refuses_bad_files_at_start(clickhouse_server, tmp_path: Path) -
 
 
 def test_dashboard_refuses_a_bad_slo_file_with_one_line_per_problem(tmp_path: Path):
-    from sidetrace.local_server import free_port
+    from runtime.loopback_ports import free_port
 
     bad = tmp_path / "bad.yaml"
     bad.write_text("slos:\n  - name: x\n    service: a\n    bogus: 1\n")

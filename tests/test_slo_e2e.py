@@ -32,7 +32,7 @@ from test_alert_delivery import RecordingReceiver
 
 from dashboard.alert_payloads import rfc3339
 from dashboard.alert_rules import fingerprint
-from sidetrace.local_server import free_port
+from runtime.loopback_ports import free_port
 from tracestore.migrate import migrate
 from tracestore.store import Store, open_store
 

@@ -73,7 +73,7 @@ def test_bad_urls(url, message):
 
 
 def test_unreachable_and_wrong_password(clickhouse_server):
-    from sidetrace.local_server import free_port
+    from runtime.loopback_ports import free_port
 
     with pytest.raises(StoreError, match="cannot reach ClickHouse"):
         open_store(f"clickhouse://127.0.0.1:{free_port()}/x")
@@ -83,7 +83,7 @@ def test_unreachable_and_wrong_password(clickhouse_server):
 
 
 def test_cli_error_is_one_line_without_traceback(clickhouse_server):
-    from sidetrace.local_server import free_port
+    from runtime.loopback_ports import free_port
 
     result = subprocess.run(
         [

@@ -8,7 +8,7 @@ import pytest
 
 from collector import tiering
 from collector.tiering import LatencyRule, TieringConfig
-from tests import trace_generator as gen
+from tests.support import trace_generator as gen
 from tracestore import tiering_queries as tq
 
 MS = 1_000_000

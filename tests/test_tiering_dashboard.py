@@ -6,7 +6,7 @@ import httpx
 
 from collector import tiering
 from collector.tiering import TieringConfig
-from tests.dashboard_client import live_dashboard
+from tests.support.dashboard_client import live_dashboard
 from tests.test_tiering import DAY_S, Traffic, _day_s, _decisions
 
 NOT_KEPT = "not kept after the hot window (reason: baseline not selected)"

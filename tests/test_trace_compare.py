@@ -7,7 +7,7 @@ from typing import Any
 import pytest
 
 from dashboard.trace_compare import compare
-from tests import trace_generator as gen
+from tests.support import trace_generator as gen
 
 MS = 1_000_000
 T0 = 1_700_000_000 * 10**9

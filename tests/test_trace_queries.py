@@ -9,7 +9,7 @@ from opentelemetry.proto.collector.trace.v1.trace_service_pb2 import ExportTrace
 from opentelemetry.proto.common.v1.common_pb2 import AnyValue, ArrayValue, KeyValue
 
 from dashboard.trace_analysis import analyze
-from tests import trace_generator as gen
+from tests.support import trace_generator as gen
 from tracestore import trace_queries as tq
 from tracestore.otlp_columns import Limits, TraceColumns
 

@@ -25,6 +25,7 @@ from starlette.requests import Request
 from starlette.responses import JSONResponse
 from starlette.routing import Route
 
+from runtime.loopback_ports import free_port
 from sidecar.inject import (
     RECORD,
     SIDECAR_NAME,
@@ -34,7 +35,6 @@ from sidecar.inject import (
     templates,
 )
 from sidecar.manifest_io import parse
-from sidetrace.local_server import free_port
 
 MANIFESTS = Path(__file__).parent / "manifests"
 # The sidecar image as the webhook's own pod shows it (kustomize rewrote the Deployment's).

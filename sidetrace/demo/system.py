@@ -11,7 +11,6 @@ from dataclasses import dataclass
 
 import httpx
 
-from sidecar.launch import sidecar_command
 from sidetrace.demo.behaviour import IncidentSchedule
 from sidetrace.demo.supervisor import Supervisor, log_tail
 from sidetrace.demo.topology import SERVICES, ServicePorts, ServiceSpec, app_configs
@@ -19,6 +18,18 @@ from sidetrace.demo.topology import SERVICES, ServicePorts, ServiceSpec, app_con
 PROXY_VARIABLES = frozenset(
     ("http_proxy", "https_proxy", "all_proxy", "no_proxy", "grpc_proxy", "no_grpc_proxy")
 )
+
+
+def sidecar_command(app: int, inbound: int, outbound: int, admin: int) -> list[str]:
+    """The command line of a sidecar beside an app on 127.0.0.1, listening on loopback."""
+    return [
+        sys.executable, "-m", "sidetrace", "sidecar",
+        "--app-port", str(app),
+        "--inbound-port", str(inbound),
+        "--outbound-port", str(outbound),
+        "--admin-port", str(admin),
+        "--bind", "127.0.0.1",
+    ]  # fmt: skip
 
 
 class StartupError(Exception):

@@ -9,8 +9,8 @@ from __future__ import annotations
 import json
 from dataclasses import asdict, dataclass, field
 
+from runtime.loopback_ports import free_port
 from sidetrace.demo.behaviour import Behaviour, IncidentSchedule, Latency
-from sidetrace.local_server import free_port
 
 
 @dataclass(frozen=True)

@@ -8,7 +8,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from tests import trace_generator as gen
+from tests.support import trace_generator as gen
 
 SPANS = 100_000
 

@@ -9,7 +9,7 @@ from __future__ import annotations
 import random
 from dataclasses import dataclass
 
-from tests import trace_generator as gen
+from tests.support import trace_generator as gen
 
 MS = 1_000_000
 SLOW_EXTRA_MS = 200

@@ -24,7 +24,7 @@ from starlette.responses import JSONResponse, PlainTextResponse, StreamingRespon
 from starlette.routing import Route, WebSocketRoute
 from starlette.websockets import WebSocket
 
-from sidetrace.local_server import free_port
+from runtime.loopback_ports import free_port
 
 FORWARDED = ("traceparent", "tracestate", "baggage")
 

@@ -20,7 +20,8 @@ from opentelemetry.proto.common.v1.common_pb2 import AnyValue, KeyValue
 
 from collector.service import Collector, CollectorConfig
 from collector.writer import WriterConfig
-from sidetrace.local_server import ClickHouseServer, free_port
+from runtime.loopback_ports import free_port
+from tests.support.clickhouse_server import ClickHouseServer
 from tracestore.store import Store
 
 TRACE_EXPORT = "/opentelemetry.proto.collector.trace.v1.TraceService/Export"

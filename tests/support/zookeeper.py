@@ -12,7 +12,7 @@ from pathlib import Path
 
 from test_cluster import _zookeeper_answers, _zookeeper_classpath
 
-from sidetrace.local_server import free_port
+from runtime.loopback_ports import free_port
 
 
 class ZooKeeper:

@@ -14,7 +14,7 @@ from starlette.testclient import TestClient
 
 from dashboard.app import create_app
 from dashboard.context import DashboardContext
-from sidetrace.local_server import free_port
+from runtime.loopback_ports import free_port
 from tracestore.store import Store
 
 

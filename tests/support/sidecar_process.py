@@ -5,25 +5,13 @@ from __future__ import annotations
 import os
 import signal
 import subprocess
-import sys
 import time
 import urllib.error
 import urllib.request
 from pathlib import Path
 
-from sidetrace.local_server import free_port
-
-
-def sidecar_command(app: int, inbound: int, outbound: int, admin: int) -> list[str]:
-    """The command line of a sidecar beside an app on 127.0.0.1, listening on loopback."""
-    return [
-        sys.executable, "-m", "sidetrace", "sidecar",
-        "--app-port", str(app),
-        "--inbound-port", str(inbound),
-        "--outbound-port", str(outbound),
-        "--admin-port", str(admin),
-        "--bind", "127.0.0.1",
-    ]  # fmt: skip
+from runtime.loopback_ports import free_port
+from sidetrace.demo.system import sidecar_command
 
 
 class SidecarProcess:

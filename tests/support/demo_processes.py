@@ -13,7 +13,7 @@ from pathlib import Path
 
 import httpx
 
-from sidetrace.local_server import free_port
+from runtime.loopback_ports import free_port
 
 
 @contextmanager
