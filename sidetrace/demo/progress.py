@@ -10,21 +10,12 @@ from sidetrace.demo.behaviour import IncidentSchedule
 from sidetrace.demo.loadgen import LoadStats
 from sidetrace.demo.topology import INCIDENT_SERVICE, SERVICE_NAMES
 from tracestore.store import Store, StoreError
-
-
-def spans_stored(store: Store) -> int:
-    return int(store.query("SELECT count() FROM spans")[0][0])
+from tracestore.store_summary import latest_trace_through, span_count
 
 
 def example_trace(store: Store) -> str | None:
     """The most recent trace that crossed every service of the sample system, if any yet."""
-    rows = store.query(
-        "SELECT trace_id FROM trace_index GROUP BY trace_id "
-        "HAVING hasAll(groupUniqArrayMerge(services), %(services)s) "
-        "ORDER BY maxMerge(trace_end_ns) DESC LIMIT 1",
-        {"services": list(SERVICE_NAMES)},
-    )
-    return str(rows[0][0]) if rows else None
+    return latest_trace_through(store, SERVICE_NAMES)
 
 
 def format_line(elapsed: float, stats: LoadStats, spans: int | None, incident: str) -> str:
@@ -75,6 +66,6 @@ class Progress:
 
 def safe_count(store: Store) -> int | None:
     try:
-        return spans_stored(store)
+        return span_count(store)
     except StoreError:
         return None
