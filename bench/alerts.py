@@ -27,8 +27,8 @@ import numpy as np
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
-from slospec.slo_config import SloConfigSet  # noqa: E402
 from dashboard.slo_evaluator import SloEvaluator  # noqa: E402
+from slospec.slo_config import SloConfigSet  # noqa: E402
 from tests.support.clickhouse_server import ClickHouseServer  # noqa: E402
 from tracestore.migrate import migrate  # noqa: E402
 from tracestore.store import Store, open_store  # noqa: E402

@@ -202,7 +202,7 @@ def slo_rules(paths: list[str]) -> tuple[LatencyRule, ...]:
     """
     if not paths:
         return ()
-    from dashboard.slo_config import SloConfigError, parse_file
+    from slospec.slo_config import SloConfigError, parse_file
 
     try:
         files = [parse_file(path) for path in paths]

@@ -34,7 +34,7 @@ import httpx
 from dashboard.alert_payloads import FORMATS, OutgoingAlert, group_key, group_labels
 from dashboard.alert_rules import FIRING, RESOLVED, Alert, AlertState
 from dashboard.receiver_transport import CredentialsError, auth_headers, client_for
-from dashboard.slo_config import Receiver
+from slospec.slo_config import Receiver
 
 log = logging.getLogger(__name__)
 

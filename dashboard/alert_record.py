@@ -15,7 +15,7 @@ import time
 from collections.abc import Sequence
 
 from dashboard.alert_delivery import Decision, GroupEntry, Notification
-from dashboard.slo_config import Receiver
+from slospec.slo_config import Receiver
 from tracestore.store import Store
 
 PENDING, QUIET, SENT, FAILED, SUPERSEDED = "pending", "quiet", "sent", "failed", "superseded"

@@ -50,9 +50,9 @@ def register(subparsers: argparse._SubParsersAction) -> None:
 
 def run(args: argparse.Namespace) -> int:
     from dashboard.alerter_admin import serve_admin
-    from dashboard.slo_config import SloConfigError, SloConfigSet, time_scale_from_env
     from dashboard.slo_evaluator import JOB, SloEvaluator
     from runtime.coordination import CoordinatorError, open_leaderships
+    from slospec.slo_config import SloConfigError, SloConfigSet, time_scale_from_env
     from tracestore.migrate import migrate
     from tracestore.store import open_store
 

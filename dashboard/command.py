@@ -37,10 +37,10 @@ def run(args: argparse.Namespace) -> int:
 
     from dashboard.app import create_app
     from dashboard.context import DEFAULT_MAX_TRACE_SPANS, AuthSettings, DashboardContext
-    from dashboard.slo_config import SloConfigError
     from dashboard.slo_evaluator import JOB
     from dashboard.slo_routes import STATE_KEY, load_evaluator
     from runtime.coordination import CoordinatorError, open_leaderships
+    from slospec.slo_config import SloConfigError
     from tracestore.migrate import migrate
     from tracestore.store import open_store
 

@@ -16,7 +16,7 @@ from pathlib import Path
 
 import httpx
 
-from dashboard.slo_config import Receiver
+from slospec.slo_config import Receiver
 
 log = logging.getLogger(__name__)
 

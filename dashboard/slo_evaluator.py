@@ -38,7 +38,7 @@ from dashboard.alert_rules import (
 )
 from dashboard.alert_silences import Silence, SilenceStore
 from dashboard.slo_cache import RollupCache
-from dashboard.slo_config import (
+from slospec.slo_config import (
     Filters,
     Slo,
     SloAlert,

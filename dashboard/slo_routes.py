@@ -35,7 +35,7 @@ from dashboard.alert_silences import (
 from dashboard.context import DashboardContext
 from dashboard.error_pages import error_response
 from dashboard.json_input import parse_json_object
-from dashboard.slo_config import (
+from slospec.slo_config import (
     SloConfigError,
     SloConfigSet,
     format_duration,

@@ -107,7 +107,16 @@ COMMAND_MODULES = (
     "sidetrace.demo_command",
 )
 OWN_PACKAGES = frozenset(
-    {"sidetrace", "collector", "sidecar", "dashboard", "tracestore", "runtime", "schemas"}
+    {
+        "sidetrace",
+        "collector",
+        "sidecar",
+        "dashboard",
+        "tracestore",
+        "runtime",
+        "slospec",
+        "schemas",
+    }
 )
 
 

@@ -24,8 +24,8 @@ from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
 from typing import Any
 
-from dashboard.slo_openslo import RECEIVERS_ANNOTATION, openslo_to_native, split_names
-from dashboard.slo_yaml import (
+from slospec.slo_openslo import RECEIVERS_ANNOTATION, openslo_to_native, split_names
+from slospec.slo_yaml import (
     Document,
     Issue,
     Path_,

@@ -22,7 +22,7 @@ from __future__ import annotations
 from collections.abc import Callable
 from typing import Any
 
-from dashboard.slo_yaml import Path_
+from slospec.slo_yaml import Path_
 
 RECEIVERS_ANNOTATION = "sidetrace.io/receivers"
 FILTER_FIELDS = ("service", "operation", "route", "span_kind", "errors_count_as_bad")

@@ -20,8 +20,8 @@ from dashboard.alert_delivery import (
 )
 from dashboard.alert_payloads import rfc3339
 from dashboard.alert_rules import FIRING, RESOLVED, Alert, AlertState
-from slospec.slo_config import Receiver
 from runtime.loopback_ports import free_port
+from slospec.slo_config import Receiver
 
 EXTERNAL = "http://dash.example:16686"
 

@@ -15,8 +15,8 @@ from test_alert_delivery import RecordingReceiver
 from test_slo_evaluator import insert_spans
 
 from dashboard.alert_delivery import Dispatcher
-from dashboard.slo_config import SloConfigSet
 from dashboard.slo_evaluator import SloEvaluator
+from slospec.slo_config import SloConfigSet
 from tracestore.store import Store
 
 SLO_FILE = """\

@@ -10,13 +10,13 @@ from pathlib import Path
 
 import pytest
 
+from schemas import __file__ as schemas_init
 from slospec.slo_config import (
     SloConfigError,
     SloConfigSet,
     parse_duration,
     parse_file,
 )
-from schemas import __file__ as schemas_init
 
 DEMO = str(Path(schemas_init).parent / "examples" / "slo-demo.yaml")
 

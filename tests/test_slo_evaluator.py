@@ -11,8 +11,8 @@ from starlette.testclient import TestClient
 from test_alert_delivery import RecordingReceiver
 
 from dashboard.alert_silences import SilenceStore, new_silence, parse_matchers
-from dashboard.slo_config import SloConfigSet
 from dashboard.slo_evaluator import SloEvaluator
+from slospec.slo_config import SloConfigSet
 from tracestore.slo_math import bucket_cut
 from tracestore.slo_queries import window_counts
 from tracestore.store import Store
@@ -361,7 +361,7 @@ def test_ring_holds_many_series_and_forgets_old_slots() -> None:
 def test_dashboard_refuses_invalid_slo_files_at_start(store: Store, tmp_path: Path) -> None:
     from dashboard.app import create_app
     from dashboard.context import DashboardContext
-    from dashboard.slo_config import SloConfigError
+    from slospec.slo_config import SloConfigError
 
     path = tmp_path / "slo.yaml"
     path.write_text(SLO_FILE.format(url="http://127.0.0.1:1/x").replace("target: 99", "target: 0"))
