@@ -16,7 +16,7 @@ from starlette.requests import Request
 from starlette.responses import JSONResponse, Response
 from starlette.routing import BaseRoute, Route
 
-from dashboard import params
+from dashboard import example_links, params
 from dashboard.analytics_layout import filter_graph, layout
 from dashboard.context import DashboardContext
 from dashboard.openapi import ERROR_RESPONSES, json_response, query_param
@@ -29,6 +29,7 @@ MAX_POINTS = 2000
 MAX_QUANTILES = 8
 MAX_HOPS = 5
 EDGE_TRACES_LIMIT = 50
+EDGE_SORT_LABELS = {"latest": "Latest", "slowest": "Slowest", "errors": "Errors first"}
 PEER_KINDS = ("service", "database", "messaging", "external")
 _NAME = re.compile(r"^[^\x00-\x1f]{1,200}$")
 
@@ -163,6 +164,7 @@ def routes(ctx: DashboardContext) -> list[BaseRoute]:
         except BadQuery as exc:
             return bad_page(request, exc)
         ops = await run(aq.operations, service, start_s, end_s)
+        examples = await run(example_links.chart_examples, service, start_s, end_s)
         summary = next(
             (r for r in await run(aq.services, start_s, end_s) if r["service"] == service), None
         )
@@ -172,6 +174,7 @@ def routes(ctx: DashboardContext) -> list[BaseRoute]:
             {
                 "service": service,
                 "ops": ops,
+                "examples": examples,
                 "summary": summary,
                 "start_s": start_s,
                 "end_s": end_s,
@@ -224,9 +227,15 @@ def routes(ctx: DashboardContext) -> list[BaseRoute]:
             if kind not in PEER_KINDS:
                 raise BadQuery(f"kind must be one of {', '.join(PEER_KINDS)}")
             start_s, end_s = time_range_s(qp)
+            order = qp.get("sort") or "latest"
+            if order not in aq.EDGE_TRACE_ORDERS:
+                raise BadQuery(f"sort must be one of {', '.join(aq.EDGE_TRACE_ORDERS)}")
         except BadQuery as exc:
             return bad_page(request, exc)
-        found = await run(aq.edge_traces, parent, child, kind, start_s, end_s, EDGE_TRACES_LIMIT)
+        found = await run(
+            aq.edge_traces, parent, child, kind, start_s, end_s, EDGE_TRACES_LIMIT, order
+        )
+        examples = await run(example_links.edge_examples, parent, child, kind, start_s, end_s)
         return page(
             request,
             "services_edge.html",
@@ -235,7 +244,10 @@ def routes(ctx: DashboardContext) -> list[BaseRoute]:
                 "child": child,
                 "kind": kind,
                 "traces": found,
+                "examples": [examples],
                 "limit": EDGE_TRACES_LIMIT,
+                "sort": order,
+                "sorts": EDGE_SORT_LABELS,
                 "start_ms": start_s * 1000,
                 "end_ms": end_s * 1000,
                 "range_ns": (start_s * 10**9, end_s * 10**9),

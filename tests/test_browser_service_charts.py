@@ -89,8 +89,10 @@ def test_latency_points_open_the_calls_near_that_latency(site, page):
     """Exemplars: p50 and p99 of one step open disjoint calls, each near its own value."""
     page.goto(f"{site}/services/payments?lookback=15m")
     page.wait_for_selector("#charts[data-loaded='1']")
-    t = page.locator("#chart-latency circle[data-series='p99']:not(.partial)").nth(2).get_attribute(
-        "data-t"
+    t = (
+        page.locator("#chart-latency circle[data-series='p99']:not(.partial)")
+        .nth(2)
+        .get_attribute("data-t")
     )
     links, values = {}, {}
     for series in ("p50", "p99"):
@@ -107,9 +109,10 @@ def test_latency_points_open_the_calls_near_that_latency(site, page):
     (lo50, hi50), (lo99, hi99) = band_of(links["p50"]), band_of(links["p99"])
     assert lo50 <= values["p50"] <= hi50 < values["p99"]
     assert hi50 <= lo99 <= values["p99"] and hi99 is None
-    assert parse_qs(urlsplit(links["p50"]).query)["start"] == parse_qs(
-        urlsplit(links["p99"]).query
-    )["start"]
+    assert (
+        parse_qs(urlsplit(links["p50"]).query)["start"]
+        == parse_qs(urlsplit(links["p99"]).query)["start"]
+    )
     near50 = opened_traces(page, links["p50"], site)
     near99 = opened_traces(page, links["p99"], site)
     assert near50 and near99

@@ -473,17 +473,36 @@ def sidecar_red(store: Store, start_s: float, end_s: float) -> dict[str, dict[st
     return out
 
 
+# The orders an edge's calls can be listed in (the first is the default): the allow-list
+# the page's ``sort`` parameter is checked against.
+EDGE_TRACE_ORDERS = {
+    "latest": "p_start DESC",
+    "slowest": "p_duration DESC, p_start DESC",
+    "errors": "failed DESC, p_start DESC",
+}
+
+
 def edge_traces(
-    store: Store, parent: str, child: str, child_kind: str, start_s: float, end_s: float, limit: int
+    store: Store,
+    parent: str,
+    child: str,
+    child_kind: str,
+    start_s: float,
+    end_s: float,
+    limit: int,
+    order: str = "latest",
 ) -> list[dict[str, Any]]:
-    """The latest calls that crossed one edge: trace id, start, duration and error flag."""
+    """The calls that crossed one edge, in ``order`` (a key of EDGE_TRACE_ORDERS), so the
+    slowest or failed calls of the whole range are found, not only among the latest."""
+    if order not in EDGE_TRACE_ORDERS:
+        raise ValueError(f"order must be one of {', '.join(EDGE_TRACE_ORDERS)}")
     span = TimeRange.of(start_s, end_s)
     child_where = "service_name = %(child)s" if child_kind == "service" else "1"
     pairs = call_pairs_sql(span.start_s, span.end_s, "service_name = %(parent)s", child_where)
     rows = store.query(
-        "SELECT trace_id, p_start, p_duration, toUInt8(p_status = 2 OR c_status = 2) "
+        "SELECT trace_id, p_start, p_duration, toUInt8(p_status = 2 OR c_status = 2) AS failed "
         f"FROM {pairs} WHERE ({EDGE_CONDITION}) AND {EDGE_CHILD} = %(child)s "
-        f"AND {EDGE_CHILD_KIND} = %(kind)s ORDER BY p_start DESC LIMIT %(limit)s",
+        f"AND {EDGE_CHILD_KIND} = %(kind)s ORDER BY {EDGE_TRACE_ORDERS[order]} LIMIT %(limit)s",
         {"parent": parent, "child": child, "kind": child_kind, "limit": int(limit)},
     )
     return [
