@@ -108,10 +108,13 @@ class Notifier:
         submit: Callable[[Notification], None],
         external_url: str,
         decide: Callable[[list[Decision]], bool] | None = None,
+        annotate: Callable[[Alert, float], dict[str, str]] | None = None,
     ) -> None:
         self._submit = submit
         self.external_url = external_url.rstrip("/")
         self._decide = decide
+        # Extra annotations of a firing alert as it goes out (links to example traces).
+        self._annotate = annotate
         self._entries: dict[tuple[str, str], GroupEntry] = {}
 
     def restore(self, entries: dict[tuple[str, str], GroupEntry]) -> None:
@@ -137,6 +140,7 @@ class Notifier:
                 by_group.setdefault(key, []).append((alert, state))
                 labels_of[key] = groups
         decisions = []
+        extra: dict[str, dict[str, str]] = {}  # per alert, once per round
         for key, members in sorted(by_group.items()):
             receiver = receivers[key[0]]
             entry = self._entries.get(key)
@@ -158,7 +162,11 @@ class Notifier:
             ):
                 continue
             outgoing = firing + (resolved if receiver.send_resolved else [])
-            notification = self._build(receiver, labels_of[key], outgoing) if outgoing else None
+            notification = (
+                self._build(receiver, labels_of[key], outgoing, self._extra(firing, now, extra))
+                if outgoing
+                else None
+            )
             entry = GroupEntry(firing_fps, resolved_fps, now)
             decisions.append(Decision(key[0], key[1], entry, notification))
         if not decisions or (self._decide is not None and not self._decide(decisions)):
@@ -171,14 +179,31 @@ class Notifier:
                 sent.append(decision.notification)
         return sent
 
+    def _extra(
+        self, firing: list[tuple[Alert, AlertState]], now: float, done: dict[str, dict[str, str]]
+    ) -> dict[str, dict[str, str]]:
+        """The extra annotations of the firing alerts, by fingerprint (each asked for once)."""
+        if self._annotate is not None:
+            for alert, _ in firing:
+                if alert.fingerprint not in done:
+                    done[alert.fingerprint] = self._annotate(alert, now)
+        return done
+
     def _build(
-        self, receiver: Receiver, groups: dict[str, str], members: list[tuple[Alert, AlertState]]
+        self,
+        receiver: Receiver,
+        groups: dict[str, str],
+        members: list[tuple[Alert, AlertState]],
+        extra: dict[str, dict[str, str]] | None = None,
     ) -> Notification:
+        extra = extra or {}
         outgoing = [
             OutgoingAlert(
                 status="firing" if state.state == FIRING else "resolved",
                 labels=alert.labels,
-                annotations=alert.annotations,
+                annotations={**alert.annotations, **extra.get(alert.fingerprint, {})}
+                if state.state == FIRING
+                else alert.annotations,
                 starts_at=state.fired_at or state.active_at or 0.0,
                 ends_at=state.resolved_at,
                 generator_url=f"{self.external_url}/alerts?fingerprint={alert.fingerprint}",

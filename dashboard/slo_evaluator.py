@@ -37,6 +37,7 @@ from dashboard.alert_rules import (
     Transition,
 )
 from dashboard.alert_silences import Silence, SilenceStore
+from dashboard.example_links import alert_annotations
 from dashboard.slo_cache import RollupCache
 from slospec.slo_config import (
     Filters,
@@ -132,7 +133,11 @@ class SloEvaluator:
         self.dispatcher = dispatcher or Dispatcher(
             self._log_attempt, may_send=lambda: self.leadership.check(confirm=True)
         )
-        self.notifier = Notifier(self.dispatcher.submit, self.external_url, self._decide)
+        self.notifier = Notifier(
+            self.dispatcher.submit, self.external_url, self._decide, self._example_links
+        )
+        # What each alert covers and over how long, for its example traces.
+        self._alert_scopes: dict[str, tuple[Filters, float]] = {}
         self._term = 0  # the leadership term this evaluator acts in; 0 while it follows
         self._taking_over = False  # a term began; its first evaluation is not done yet
         self.book = AlertBook()
@@ -287,14 +292,17 @@ class SloEvaluator:
                     for bw in policy_alert.windows
                 )
                 value = ", ".join(f"{format_duration(w)}: {r:.2f}x" for w, r in rates.items())
-                results.append((_slo_alert(slo, policy_alert), condition, value))
+                alert = _slo_alert(slo, policy_alert)
+                longest = max((bw.long_s for bw in policy_alert.windows), default=slo.window_s)
+                self._alert_scopes[alert.fingerprint] = (slo.filters, longest)
+                results.append((alert, condition, value))
         for rule in thresholds:
             good, total = tally(rule.window_s, rule.filters, rule.threshold_ns, False)
             value = f"{sli(good, total):.2%} of {total} calls at or under the threshold"
             condition = quantile_above(good, total, rule.quantile)
-            results.append(
-                (_threshold_alert(rule), condition and total >= rule.policy.min_events, value)
-            )
+            alert = _threshold_alert(rule)
+            self._alert_scopes[alert.fingerprint] = (rule.filters, rule.window_s)
+            results.append((alert, condition and total >= rule.policy.min_events, value))
 
         if not self._restored:
             self._restore([a for a, _, _ in results], now, acting)
@@ -314,6 +322,16 @@ class SloEvaluator:
             for s in statuses
         ]
         return Snapshot(now, 0.0, tuple(statuses), views, tuple(self.config.all_errors()))
+
+    def _example_links(self, alert: Alert, now: float) -> dict[str, str]:
+        """Links to the slowest and erroneous traces of a firing alert's window (kept)."""
+        scope = self._alert_scopes.get(alert.fingerprint)
+        if scope is None:
+            return {}
+        filters, window_s = scope
+        return alert_annotations(
+            self.store, self.external_url, alert.name, filters, now - window_s, now
+        )
 
     # ---- silences, history, restore -------------------------------------------------
 
