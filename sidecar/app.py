@@ -19,8 +19,9 @@ from sidecar.admin import AdminServer
 from sidecar.cardinality import mesh_key
 from sidecar.config import SidecarConfig
 from sidecar.export_target import ExportTarget, resolve
-from sidecar.http_proxy import DownstreamConnection, ListenerContext
+from sidecar.http_proxy import DownstreamConnection
 from sidecar.lazy_bridge import LazyGrpcBridge
+from sidecar.listener import ListenerContext
 from sidecar.prometheus_metrics import SidecarCollector, exposition, registry_for
 from sidecar.propagation import Propagator
 from sidecar.red_metrics import ProxyCounters

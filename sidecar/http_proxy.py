@@ -1,4 +1,5 @@
-"""The listener side of the proxy: one ``DownstreamConnection`` per accepted socket.
+"""The connection state machine of the proxy: one ``DownstreamConnection`` per accepted
+socket, sharing its listener's ``ListenerContext`` (``sidecar.listener``).
 
 A connection first detects its protocol (HTTP/1.x, the HTTP/2 preface, or
 anything else), unless its port is declared. HTTP requests are parsed with
@@ -12,7 +13,9 @@ Framing is never left ambiguous between the sidecar and the next hop: a
 ``Connection`` option naming Content-Length, Transfer-Encoding or Host, or two Host
 fields, get 400 (a response naming them 502); an ``Upgrade`` the client did not
 nominate is dropped; a destination that is one of this sidecar's own listeners gets
-508 rather than a loop.
+508 rather than a loop. The field rules live in ``sidecar.http_headers``, the framing
+decision and the heads sent on in ``sidecar.http_framing``, the proxy's own error
+responses in ``sidecar.error_responses``: pure functions, tested by tables.
 
 Whole simple messages skip the parser (``sidecar._http1scan``): the first on a
 connection through ``_fast_request``/``response_whole``, the next ones through a
@@ -25,16 +28,13 @@ from __future__ import annotations
 
 import asyncio
 import collections
-import re
 import time
 from collections.abc import Callable
-from dataclasses import dataclass, field
+from typing import TYPE_CHECKING
 
 import httptools
 
 from sidecar._http1scan import Lane, request_head
-from sidecar.cardinality import peer_header_value
-from sidecar.config import SidecarConfig
 from sidecar.error_responses import error_response
 from sidecar.hostport import split_host_port
 from sidecar.http_framing import (
@@ -46,93 +46,21 @@ from sidecar.http_framing import (
     status_line,
     upgrade_lines,
 )
-from sidecar.http_headers import (
-    PEER_HEADER,
-    BadFraming,
-    RequestFields,
-    request_fields,
-    response_fields,
-)
+from sidecar.http_headers import BadFraming, RequestFields, request_fields, response_fields
 from sidecar.original_dst import original_destination
-from sidecar.propagation import Propagator, SpanStart, span_start
-from sidecar.red_metrics import ProxyCounters
-from sidecar.telemetry import Telemetry
-from sidecar.telemetry_record import (
-    CLIENT,
-    LANE_RECORDS,
-    SERVER,
-    TCP,
-    Record,
-    http_record,
-)
-from sidecar.upstream import Address, OwnListenerError, UpstreamConnection, UpstreamPool
+from sidecar.propagation import SpanStart, span_start
+from sidecar.protocol_detect import H2_PREFACE, is_http_request
+from sidecar.telemetry_record import CLIENT, SERVER, TCP, Record, http_record
+from sidecar.upstream import Address, OwnListenerError, UpstreamConnection
 
-H2_PREFACE = b"PRI * HTTP/2.0\r\n\r\nSM\r\n\r\n"
-_HTTP_START = re.compile(rb"[A-Z]{3,16} ")  # the common case, known from its first bytes
-# Anything an HTTP server might take for a request line (any method token, any case) is
-# HTTP to the sidecar too, so it is parsed (and refused if invalid), never piped raw to
-# the app: a first line with an HTTP version, or its beginning while it is still arriving.
-_TCHAR = rb"[!#$%&'*+\-.^_`|~0-9A-Za-z]"
-_REQUEST_LINE = re.compile(rb"%s+[ \t][^\r\n]*[ \t]HTTP/" % _TCHAR, re.IGNORECASE)
-_MAYBE_REQUEST_LINE = re.compile(rb"%s{1,32}(?:[ \t][^\r\n]*)?" % _TCHAR)
+if TYPE_CHECKING:
+    from sidecar.listener import ListenerContext
+
 _METHODS = {m.encode(): m for m in ("GET", "HEAD", "POST", "PUT", "DELETE", "PATCH", "OPTIONS")}
 _RETRYABLE = frozenset((b"GET", b"HEAD", b"OPTIONS"))  # safe to resend on a stale connection
 MAX_PENDING_BYTES = 256 * 1024
 DETECT, HTTP_MODE, TUNNEL, CLOSED = 0, 1, 2, 3
 IDLE, HEADERS, ACTIVE = 0, 1, 2
-
-
-@dataclass
-class ListenerContext:
-    """State shared by every connection of one listener (inbound or outbound)."""
-
-    config: SidecarConfig
-    kind: int  # SERVER for inbound, CLIENT for outbound
-    propagator: Propagator
-    telemetry: Telemetry
-    counters: ProxyCounters
-    pool: UpstreamPool
-    loop: asyncio.AbstractEventLoop
-    grpc_bridge: object | None = None
-    connections: set[DownstreamConnection] = field(default_factory=set)
-    now: float = 0.0  # coarse monotonic clock, advanced by the sweeper
-    draining: bool = False
-    peer_line: bytes = b""
-    replaced_names: frozenset[bytes] = frozenset()
-    root_extra: bytes = b""  # fields a fast-path request gets besides its traceparent
-    root_sample_bound: int | None = None  # new traces' sampling; None: no fast path
-    skip_probes: bool = False
-    lane_settings: tuple | None = None  # what every Lane of this listener shares
-    own_ports: frozenset[int] = frozenset()  # this sidecar's listeners: never a destination
-
-    def __post_init__(self) -> None:
-        self.now = time.monotonic()
-        cfg = self.config
-        self.own_ports = frozenset((cfg.inbound_port, cfg.outbound_port, cfg.admin_port))
-        service = self.telemetry.resource_attributes["service.name"]
-        peer = peer_header_value(service, self.telemetry.peer_key)
-        self.peer_line = PEER_HEADER + b": " + peer.encode() + b"\r\n"
-        self.replaced_names = frozenset(n.encode() for n in self.propagator.replaced())
-        self.root_extra = self.peer_line if self.kind == CLIENT else b""
-        self.root_sample_bound = self.propagator.root_sample_bound()
-        self.skip_probes = self.kind == SERVER and not self.config.trace_probes
-        if self.root_sample_bound is not None:
-            append, queue, max_queue = self.telemetry.queue_handles()
-            self.lane_settings = (
-                append, queue, max_queue, self.counters, self.root_extra,
-                self.root_sample_bound, self.skip_probes, self.config.max_header_bytes,
-                self.kind, LANE_RECORDS,
-            )  # fmt: skip
-
-    def untraced_probe(self, user_agent: bytes) -> bool:
-        """A kubelet probe to the app, which is not traced unless asked for."""
-        return self.skip_probes and user_agent.startswith(b"kube-probe/")
-
-    def sweep(self) -> None:
-        """Enforce header, idle and keep-alive deadlines (called twice a second)."""
-        self.now = now = time.monotonic()
-        for conn in list(self.connections):
-            conn.check_deadline(now)
 
 
 class Exchange:
@@ -1068,16 +996,3 @@ class ExchangeRecords:
 
 
 EXCHANGE_RECORDS = ExchangeRecords()
-
-
-def is_http_request(data: bytes) -> bool | None:
-    """Whether a connection's first bytes (after any empty lines) are an HTTP/1.x request,
-    as good as one to the app's HTTP parser, or (``None``) cannot be told yet."""
-    if _HTTP_START.match(data):
-        return True
-    end = data.find(b"\n")
-    if end >= 0:
-        return _REQUEST_LINE.match(data, 0, end) is not None
-    if not data or _MAYBE_REQUEST_LINE.fullmatch(data):
-        return None
-    return False

@@ -22,8 +22,9 @@ import pytest
 from sidecar.protocol_detect import is_http_request
 from sidecar.upstream import is_own_listener
 from tests import test_sidecar_original_dst
-from tests.support.sidecar_harness import CannedHttpServer, ThreadedUvicorn, build_app
+from tests.support.sidecar_harness import CannedHttpServer, build_app
 from tests.support.sidecar_process import SidecarProcess
+from tests.support.threaded_server import ThreadedUvicorn
 
 redirect = test_sidecar_original_dst.redirect  # iptables REDIRECT of one client connection
 
