@@ -35,8 +35,8 @@ def attributes_json(attrs: list[Attribute]) -> list[dict[str, Any]]:
     return [{"key": a.key, "value": json_double(a.typed())} for a in attrs]
 
 
-def span_json(span: Span, trace_start_ns: int, analysis: Analysis) -> dict[str, Any]:
-    info = analysis.info[span.span_id]
+def span_record_json(span: Span, trace_start_ns: int) -> dict[str, Any]:
+    """What is stored of one span (no analysis): also the trace view's per-span detail."""
     return {
         "spanId": span.span_id,
         "parentSpanId": span.parent_span_id,
@@ -52,15 +52,6 @@ def span_json(span: Span, trace_start_ns: int, analysis: Analysis) -> dict[str, 
         "startTimeUnixNano": str(span.start_ns),
         "offsetNs": span.start_ns - trace_start_ns,
         "durationNs": span.duration_ns,
-        "selfNs": info.self_ns,
-        "depth": info.depth,
-        "childCount": info.child_count,
-        "orphan": info.orphan,
-        "critical": info.critical,
-        "clockSkew": {
-            "startsBeforeParentNs": info.starts_before_parent_ns,
-            "endsAfterParentNs": info.ends_after_parent_ns,
-        },
         "scope": {"name": span.scope_name, "version": span.scope_version},
         "attributes": attributes_json(span.attributes),
         "resource": attributes_json(span.resource),
@@ -90,9 +81,32 @@ def span_json(span: Span, trace_start_ns: int, analysis: Analysis) -> dict[str, 
     }
 
 
+def span_json(span: Span, trace_start_ns: int, analysis: Analysis) -> dict[str, Any]:
+    info = analysis.info[span.span_id]
+    return {
+        **span_record_json(span, trace_start_ns),
+        "selfNs": info.self_ns,
+        "depth": info.depth,
+        "childCount": info.child_count,
+        "orphan": info.orphan,
+        "critical": info.critical,
+        "clockSkew": {
+            "startsBeforeParentNs": info.starts_before_parent_ns,
+            "endsAfterParentNs": info.ends_after_parent_ns,
+        },
+    }
+
+
 def trace_json(trace: Trace, max_spans: int) -> dict[str, Any]:
     """The whole trace in tree order, with statistics and what was left out."""
     analysis = analyze(trace.spans)
+    overview = trace_overview_json(trace, analysis, max_spans)
+    start = int(overview["startTimeUnixNano"])
+    return {**overview, "spans": [span_json(s, start, analysis) for s in analysis.order]}
+
+
+def trace_overview_json(trace: Trace, analysis: Analysis, max_spans: int) -> dict[str, Any]:
+    """Everything about the trace but its spans: bounds, counts, notices, statistics."""
     spans = trace.spans
     start = min((s.start_ns for s in spans), default=trace.summary.start_ns)
     end = max((s.end_ns for s in spans), default=trace.summary.end_ns)
@@ -125,7 +139,6 @@ def trace_json(trace: Trace, max_spans: int) -> dict[str, Any]:
             }
             for st in analysis.stats
         ],
-        "spans": [span_json(s, start, analysis) for s in analysis.order],
     }
 
 

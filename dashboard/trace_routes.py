@@ -17,12 +17,15 @@ from dashboard import params
 from dashboard.context import DashboardContext
 from dashboard.openapi import ERROR_RESPONSES, json_response, path_param, query_param
 from dashboard.search_plot import scatter
-from dashboard.trace_json import summary_json, trace_json
+from dashboard.trace_json import span_record_json, summary_json, trace_json
+from dashboard.trace_view_json import trace_view_json
 from tracestore import tier_queries
 from tracestore import trace_queries as tq
+from tracestore import trace_view_queries as tv
 
 DEFAULT_LIMIT = 20
 IN_FLIGHT_NS = 5 * 60 * 10**9  # a trace without its root this recent is still arriving
+MAX_FIND_TEXT = 256  # characters of text one find within a trace looks for
 _HEX_PREFIX = re.compile(r"^[0-9a-f]{8,31}$")
 SORTS: dict[str, tuple[str, Callable[[tq.TraceSummary], Any]]] = {
     "newest": ("Newest first", lambda t: 0),  # the search's own order: latest activity
@@ -150,18 +153,71 @@ def routes(ctx: DashboardContext) -> list[BaseRoute]:
             return JSONResponse({"error": str(exc)}, status_code=400)
         trace = await run_in_threadpool(tq.load_trace, store, trace_id, ctx.max_trace_spans)
         if trace is None:
-            gone = await run_in_threadpool(tier_queries.missing_trace_message, store, trace_id)
-            if gone:
-                return JSONResponse({"error": f"trace {trace_id} {gone}"}, status_code=410)
-            searched = await run_in_threadpool(retention_range)
-            return JSONResponse(
-                {"error": f"trace {trace_id} not found", "searched": searched}, status_code=404
-            )
+            return await missing_trace(trace_id)
         body = await run_in_threadpool(trace_json, trace, ctx.max_trace_spans)
         headers = {}
         if request.query_params.get("download") in ("1", "true"):
             headers["Content-Disposition"] = f'attachment; filename="trace-{trace_id}.json"'
         return JSONResponse(body, headers=headers)
+
+    async def missing_trace(trace_id: str) -> JSONResponse:
+        """404 with the range searched, or 410 when retention tiering let the trace go."""
+        gone = await run_in_threadpool(tier_queries.missing_trace_message, store, trace_id)
+        if gone:
+            return JSONResponse({"error": f"trace {trace_id} {gone}"}, status_code=410)
+        searched = await run_in_threadpool(retention_range)
+        return JSONResponse(
+            {"error": f"trace {trace_id} not found", "searched": searched}, status_code=404
+        )
+
+    async def trace_view_api(request: Request) -> Response:
+        """The trace view's columnar outline: no attributes, events or links."""
+        try:
+            trace_id = tq.normalize_trace_id(request.path_params["trace_id"])
+        except tq.BadQuery as exc:
+            return JSONResponse({"error": str(exc)}, status_code=400)
+        trace = await run_in_threadpool(
+            tq.load_trace, store, trace_id, ctx.max_trace_spans, outline=True
+        )
+        if trace is None:
+            return await missing_trace(trace_id)
+        body = await run_in_threadpool(trace_view_json, trace, ctx.max_trace_spans)
+        return JSONResponse(body)
+
+    async def span_api(request: Request) -> Response:
+        """One span as stored (attributes, resource, events, links): the view's detail pane."""
+        try:
+            trace_id = tq.normalize_trace_id(request.path_params["trace_id"])
+            span_id = tq.normalize_span_id(request.path_params["span_id"])
+        except tq.BadQuery as exc:
+            return JSONResponse({"error": str(exc)}, status_code=400)
+        bounds = await run_in_threadpool(tq.trace_bounds, store, trace_id)
+        if bounds is None:
+            return await missing_trace(trace_id)
+        span = await run_in_threadpool(tv.load_span, store, trace_id, span_id, bounds)
+        if span is None:
+            return JSONResponse(
+                {"error": f"span {span_id} is not in trace {trace_id}"}, status_code=404
+            )
+        return JSONResponse(span_record_json(span, bounds[0]))
+
+    async def find_api(request: Request) -> Response:
+        """Ids of the trace's spans with an attribute key or value containing ``q``."""
+        try:
+            trace_id = tq.normalize_trace_id(request.path_params["trace_id"])
+        except tq.BadQuery as exc:
+            return JSONResponse({"error": str(exc)}, status_code=400)
+        text = (request.query_params.get("q") or "").strip()
+        if not text or len(text) > MAX_FIND_TEXT:
+            return JSONResponse(
+                {"error": f"q must be 1 to {MAX_FIND_TEXT} characters of text to find"},
+                status_code=400,
+            )
+        bounds = await run_in_threadpool(tq.trace_bounds, store, trace_id)
+        if bounds is None:
+            return await missing_trace(trace_id)
+        found = await run_in_threadpool(tv.find_spans, store, trace_id, text, bounds)
+        return JSONResponse({"spanIds": found, "truncated": len(found) >= tv.MAX_FOUND})
 
     async def search_api(request: Request) -> Response:
         try:
@@ -240,12 +296,16 @@ def routes(ctx: DashboardContext) -> list[BaseRoute]:
         Route("/trace/{trace_id}", trace_page),
         Route("/search", search_page),
         Route("/api/v1/traces/{trace_id}", trace_api),
+        Route("/api/v1/traces/{trace_id}/view", trace_view_api),
+        Route("/api/v1/traces/{trace_id}/spans/{span_id}", span_api),
+        Route("/api/v1/traces/{trace_id}/find", find_api),
         Route("/api/v1/search", search_api),
         Route("/api/v1/services/{service}/operations", operations_api),
     ]
 
 
 _STR = {"type": "string"}
+_TRACE_ID = path_param("trace_id", {"type": "string", "pattern": "^[0-9a-fA-F]{16,32}$"})
 _LOOKBACK = query_param("lookback", {"type": "string", "example": "1h"}, "e.g. 15m, 1h, 2d")
 OPENAPI_PATHS: dict[str, Any] = {
     "/api/v1/traces/{trace_id}": {
@@ -256,6 +316,33 @@ OPENAPI_PATHS: dict[str, Any] = {
                 query_param("download", {"type": "string", "enum": ["1", "0"]}),
             ],
             "responses": {"200": json_response("the trace"), **ERROR_RESPONSES},
+        }
+    },
+    "/api/v1/traces/{trace_id}/view": {
+        "get": {
+            "summary": "One trace as columns in tree order (the trace view's outline)",
+            "parameters": [_TRACE_ID],
+            "responses": {"200": json_response("the trace's columns"), **ERROR_RESPONSES},
+        }
+    },
+    "/api/v1/traces/{trace_id}/spans/{span_id}": {
+        "get": {
+            "summary": "One span as stored: attributes, resource, events, links",
+            "parameters": [
+                _TRACE_ID,
+                path_param("span_id", {"type": "string", "pattern": "^[0-9a-fA-F]{16}$"}),
+            ],
+            "responses": {"200": json_response("the span"), **ERROR_RESPONSES},
+        }
+    },
+    "/api/v1/traces/{trace_id}/find": {
+        "get": {
+            "summary": "Ids of a trace's spans with an attribute key or value containing q",
+            "parameters": [
+                _TRACE_ID,
+                query_param("q", {"type": "string", "minLength": 1, "maxLength": MAX_FIND_TEXT}),
+            ],
+            "responses": {"200": json_response("matching span ids"), **ERROR_RESPONSES},
         }
     },
     "/api/v1/search": {

@@ -152,3 +152,98 @@ def test_statistics_by_service_add_up(site, page):
     assert sum(r["self"] for r in rows) <= duration
     footer = page.inner_text("#stats-services tfoot")
     assert f"\t{len(data.big)}\t" in footer and "100%" in footer and "100.0ms" in footer
+
+
+def window_ms(page) -> tuple[float, float]:
+    """The time window the view shows, in ms from the trace start."""
+    start, end = page.evaluate(
+        "() => [document.getElementById('trace-app').dataset.viewStartNs,"
+        " document.getElementById('trace-app').dataset.viewEndNs]"
+    )
+    return int(start) / MS, int(end) / MS
+
+
+def drag(page, selector: str, x0: float, x1: float, y: float = 0.5) -> None:
+    """Press at fraction ``x0`` of the element's width, move to ``x1``, release."""
+    box = page.locator(selector).bounding_box()
+    at = lambda fx: box["x"] + box["width"] * fx  # noqa: E731
+    page.mouse.move(at(x0), box["y"] + box["height"] * y)
+    page.mouse.down()
+    page.mouse.move(at((x0 + x1) / 2), box["y"] + box["height"] * y, steps=3)
+    page.mouse.move(at(x1), box["y"] + box["height"] * y, steps=3)
+    page.mouse.up()
+
+
+def test_minimap_zooms_and_pans_the_waterfall(site, page, artifacts):
+    url, data = site
+    open_trace(page, url, data.big[0].trace_id)
+    assert window_ms(page) == (0, 100)
+    assert page.locator("#zoom-reset").is_hidden()
+    outside, inside = data.big[3], data.big[7]  # call-payments 10-18 ms, call-shipping 46-54 ms
+
+    drag(page, "#minimap", 0.4, 0.6)  # 40-60 ms of the 100 ms trace
+    start, end = window_ms(page)
+    assert 38 < start < 42 and 58 < end < 62, (start, end)
+    assert page.locator("#zoom-reset").is_visible()
+    ticks = page.eval_on_selector_all("#ruler-ticks span", "ts => ts.map(t => t.textContent)")
+    assert ticks[0].startswith(("38", "39", "40", "41")) and ticks[-1].startswith(("5", "6"))
+    # The waterfall shows the window: an 8 ms span fills ~40% of a 20 ms lane, one outside
+    # the window has no bar.
+    width = page.eval_on_selector(
+        f'#rows .row[data-span-id="{inside.span_id}"] .bar', "b => parseFloat(b.style.width)"
+    )
+    assert 35 < width < 45, width
+    assert page.locator(f'#rows .row[data-span-id="{outside.span_id}"] .bar').count() == 0
+    page.screenshot(path=str(artifacts / "trace-minimap-zoom.png"))
+
+    drag(page, "#minimap", 0.5, 0.6)  # inside the frame: pans it by 10 ms
+    moved = window_ms(page)
+    assert 8 < moved[0] - start < 12 and abs((moved[1] - moved[0]) - (end - start)) < 0.01
+
+    page.focus("#minimap")  # the keyboard does the same: zoom in, then reset
+    page.keyboard.press("+")
+    narrower = window_ms(page)
+    assert narrower[1] - narrower[0] < (moved[1] - moved[0]) * 0.6
+    page.keyboard.press("0")
+    assert window_ms(page) == (0, 100)
+    assert page.locator("#zoom-reset").is_hidden()
+
+
+def test_flame_graph_renders_and_click_zooms(site, page, artifacts):
+    url, data = site
+    open_trace(page, url, data.big[0].trace_id)
+    colours = swatches(page)
+    page.click('.tab[data-tab="flame"]')
+    canvas = page.locator("#flame-canvas")
+    expect(canvas).to_have_attribute("data-drawn", str(len(data.big)))
+    assert page.locator("#waterfall").is_hidden()
+    row_h = int(canvas.get_attribute("data-row-height"))
+    box = canvas.bounding_box()
+    # The root's box (depth 0, the whole width) is drawn in frontend's waterfall colour.
+    pixel = page.evaluate(
+        """([x, y]) => { const c = document.getElementById('flame-canvas');
+        const r = window.devicePixelRatio || 1;
+        const d = c.getContext('2d').getImageData(x * r, y * r, 1, 1).data;
+        return [d[0], d[1], d[2]]; }""",
+        [box["width"] / 2, row_h / 2],
+    )
+    assert tuple(pixel) == colours["frontend"]
+    page.screenshot(path=str(artifacts / "trace-flame.png"))
+
+    def click(depth: int, at_ms: float) -> None:
+        start, end = window_ms(page)
+        fx = (at_ms - start) / (end - start)
+        now = canvas.bounding_box()  # the detail pane, once open, narrows the graph
+        page.mouse.click(now["x"] + now["width"] * fx, now["y"] + depth * row_h + row_h / 2)
+
+    orders, payments = data.big[2], data.big[3]  # CreateOrder 6-94 ms; call-payments 10-18 ms
+    click(2, 50)
+    expect(page.locator("#detail-title")).to_have_text("orders: CreateOrder")
+    assert window_ms(page) == (6, 94)
+    click(3, 14)
+    expect(page.locator("#detail-title")).to_have_text("payments: call-payments")
+    assert window_ms(page) == (10, 18)
+    assert page.url.endswith(f"?span={payments.span_id}")
+    assert orders.span_id != payments.span_id
+    page.dblclick("#flame-canvas", position={"x": 5, "y": 5})
+    assert window_ms(page) == (0, 100)

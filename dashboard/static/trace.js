@@ -1,27 +1,41 @@
 // Trace view: a virtualized waterfall (only rows in view are in the DOM), collapsible
-// subtrees, span details, deep links (?span=) and per-operation statistics.
+// subtrees, a minimap with a time window to zoom into, a flame graph, span details fetched
+// per span, deep links (?span=), find within the trace and per-operation statistics.
+//
+// The trace arrives columnar (/api/v1/traces/{id}/view): one array per field in tree order,
+// names as indexes into a string table, so a 100k-span trace is a few MB of JSON rather
+// than tens. A span's attributes, events and links load when it is selected.
 "use strict";
 (function () {
   const app = document.getElementById("trace-app");
   if (!app) return;
   const ROW_H = 24;
   const OVERSCAN = 12;
+  const ORPHAN = 1, CRITICAL = 2;  // bits of the flags column
   const traceId = app.dataset.traceId;
   const viewport = document.getElementById("viewport");
   const rowsBox = document.getElementById("rows");
   const detail = document.getElementById("span-detail");
   const fmtDur = window.sidetrace.formatDuration;
+  const parts = window.sidetraceTrace;
 
   let trace = null;
-  let spans = [];          // tree order from the server
-  let subtreeEnd = [];     // index after the last descendant of each span
+  let col = null;          // the span columns, tree order
+  let str = [];            // the string table the columns point into
+  let n = 0;
+  let errorCode = -1;      // index of "error" in the string table
+  let subtreeEnd = null;   // index after the last descendant of each span
   let collapsed = new Set();
   let visible = [];        // indexes into spans currently shown (not inside a collapsed subtree)
+  let positions = null;    // span index -> position in `visible` (-1 when hidden)
   let selected = -1;
-  const byId = new Map();
+  let byId = null;
   let matches = [];        // indexes of spans matching the find box, in tree order
   let matchSet = new Set();
   let matchAt = -1;        // which match is selected
+  const win = { t0: 0, t1: 1 };  // the time window shown, ns from the trace start
+  let minimap = null;
+  let flame = null;
 
   function el(tag, cls, text) {
     const e = document.createElement(tag);
@@ -52,7 +66,7 @@
     const taken = new Set();
     const memory = remembered();
     const unique = Array.from(new Set(names)).sort();
-    const ordered = [...unique.filter((n) => n in memory), ...unique.filter((n) => !(n in memory))];
+    const ordered = [...unique.filter((nm) => nm in memory), ...unique.filter((nm) => !(nm in memory))];
     ordered.forEach((name) => {
       let h = 0;
       for (let i = 0; i < name.length; i++) h = (h * 31 + name.charCodeAt(i)) >>> 0;
@@ -72,87 +86,136 @@
     return colours.get(service);
   }
 
+  // Column accessors: what the rest of the page reads of span i.
+  const service = (i) => str[col.service[i]];
+  const opName = (i) => str[col.name[i]];
+  const isError = (i) => col.status[i] === errorCode;
+  const hasFlag = (i, bit) => (col.flags[i] & bit) !== 0;
+
+  function spanIndex(spanId) {
+    if (!byId) {
+      byId = new Map();
+      for (let i = 0; i < n; i++) byId.set(col.spanId[i], i);
+    }
+    return byId.get(spanId);
+  }
+
   function computeSubtrees() {
     // Spans come depth-first, so a subtree is a contiguous run of deeper rows.
-    subtreeEnd = new Array(spans.length);
+    const depth = col.depth;
+    subtreeEnd = new Int32Array(n);
     const stack = [];
-    spans.forEach((s, i) => {
-      while (stack.length && spans[stack[stack.length - 1]].depth >= s.depth) subtreeEnd[stack.pop()] = i;
+    for (let i = 0; i < n; i++) {
+      while (stack.length && depth[stack[stack.length - 1]] >= depth[i]) subtreeEnd[stack.pop()] = i;
       stack.push(i);
-    });
-    while (stack.length) subtreeEnd[stack.pop()] = spans.length;
+    }
+    while (stack.length) subtreeEnd[stack.pop()] = n;
   }
 
   function computeVisible() {
-    visible = [];
-    for (let i = 0; i < spans.length; ) {
-      visible.push(i);
-      i = collapsed.has(i) ? subtreeEnd[i] : i + 1;
+    if (collapsed.size === 0) {
+      if (visible.length !== n) visible = Array.from({ length: n }, (_, i) => i);
+    } else {
+      visible = [];
+      for (let i = 0; i < n; ) {
+        visible.push(i);
+        i = collapsed.has(i) ? subtreeEnd[i] : i + 1;
+      }
     }
+    positions = null;
     rowsBox.style.height = visible.length * ROW_H + "px";
+    if (minimap) minimap.rowsChanged();
+  }
+
+  function positionOf(i) {
+    if (!positions) {
+      positions = new Int32Array(n).fill(-1);
+      visible.forEach((idx, pos) => { positions[idx] = pos; });
+    }
+    return positions[i];
   }
 
   function rowFor(i, pos) {
-    const s = spans[i];
     const row = el("div", "row" + (i === selected ? " selected" : "") + (matchSet.has(i) ? " match" : ""));
     row.style.top = pos * ROW_H + "px";
     row.dataset.index = i;
-    row.dataset.spanId = s.spanId;
+    row.dataset.spanId = col.spanId[i];
     const name = el("div", "name");
-    name.style.paddingLeft = Math.min(s.depth, 40) * 12 + "px";
-    if (s.childCount > 0) {
+    name.style.paddingLeft = Math.min(col.depth[i], 40) * 12 + "px";
+    const children = col.childCount[i];
+    if (children > 0) {
       const t = el("button", "toggle", collapsed.has(i) ? "▸" : "▾");
       t.type = "button";
-      t.title = collapsed.has(i) ? `expand ${s.childCount} children` : "collapse";
+      t.title = collapsed.has(i) ? `expand ${children} children` : "collapse";
       t.setAttribute("aria-expanded", String(!collapsed.has(i)));
       t.addEventListener("click", (ev) => { ev.stopPropagation(); toggle(i); });
       name.appendChild(t);
     } else {
       name.appendChild(el("span", "leaf"));
     }
+    const svc = service(i);
     const sw = el("span", "swatch");
-    sw.style.background = colour(s.service);
+    sw.style.background = colour(svc);
     name.appendChild(sw);
-    name.appendChild(el("span", "svc", s.service));
-    name.appendChild(el("span", "op", s.name));
-    if (s.kind !== "unspecified" && s.kind !== "internal") name.appendChild(el("span", "mark kind", s.kind));
-    if (s.status.code === "error") name.appendChild(el("span", "mark err", "error"));
-    if (s.orphan) name.appendChild(el("span", "mark orphan", "parent missing"));
-    if (s.clockSkew.startsBeforeParentNs || s.clockSkew.endsAfterParentNs) name.appendChild(el("span", "mark skew", "skew"));
+    name.appendChild(el("span", "svc", svc));
+    name.appendChild(el("span", "op", opName(i)));
+    const kind = str[col.kind[i]];
+    if (kind !== "unspecified" && kind !== "internal") name.appendChild(el("span", "mark kind", kind));
+    if (isError(i)) name.appendChild(el("span", "mark err", "error"));
+    if (hasFlag(i, ORPHAN)) name.appendChild(el("span", "mark orphan", "parent missing"));
+    if (trace.skew[i]) name.appendChild(el("span", "mark skew", "skew"));
     row.appendChild(name);
-    const lane = el("div", "lane");
-    const total = Math.max(1, trace.durationNs);
-    const left = (100 * s.offsetNs) / total;
-    const width = (100 * s.durationNs) / total;
-    const bar = el("div", "bar" + (s.critical ? " critical" : "") + (s.status.code === "error" ? " error" : ""));
-    bar.style.left = Math.max(0, left) + "%";
-    bar.style.width = Math.max(0.1, Math.min(width, 100 - Math.max(0, left))) + "%";
-    bar.style.background = colour(s.service);
-    lane.appendChild(bar);
-    const label = el("span", "dur", fmtDur(s.durationNs) + (s.childCount ? ` (self ${fmtDur(s.selfNs)})` : ""));
-    if (left + width <= 70) {
-      label.style.left = Math.max(0, left) + width + 0.5 + "%";  // after the bar
-    } else if (left >= 30) {
-      label.style.right = 100 - Math.max(0, left) + 0.5 + "%";  // before the bar
-    } else {
-      label.classList.add("inside");  // long bar: on the bar itself, at its end
-      label.style.right = Math.max(0, 100 - left - width) + 0.5 + "%";
-    }
-    lane.appendChild(label);
-    row.appendChild(lane);
-    row.title = `${s.service}: ${s.name} — ${fmtDur(s.durationNs)}, self ${fmtDur(s.selfNs)}`;
+    row.appendChild(lane(i));
+    const dur = col.durationNs[i];
+    row.title = `${svc}: ${opName(i)} — ${fmtDur(dur)}, self ${fmtDur(col.selfNs[i])}`;
     row.addEventListener("click", () => select(i, false));
     return row;
   }
 
+  // The span's bar and duration on the time axis of the current window (clipped to it).
+  function lane(i) {
+    const box = el("div", "lane");
+    const span = Math.max(1, win.t1 - win.t0);
+    const off = col.offsetNs[i];
+    const dur = col.durationNs[i];
+    const left = (100 * (off - win.t0)) / span;
+    const width = (100 * dur) / span;
+    const start = Math.max(0, left);
+    const end = Math.min(100, left + width);
+    if (end >= 0 && start <= 100) {
+      const bar = el("div", "bar" + (hasFlag(i, CRITICAL) ? " critical" : "") + (isError(i) ? " error" : ""));
+      bar.style.left = start + "%";
+      bar.style.width = Math.max(0.1, end - start) + "%";
+      bar.style.background = colour(service(i));
+      box.appendChild(bar);
+    }
+    const label = el("span", "dur", fmtDur(dur) + (col.childCount[i] ? ` (self ${fmtDur(col.selfNs[i])})` : ""));
+    if (end <= 70) {
+      label.style.left = Math.max(0, end) + 0.5 + "%";  // after the bar
+    } else if (start >= 30) {
+      label.style.right = 100 - start + 0.5 + "%";  // before the bar
+    } else {
+      label.classList.add("inside");  // long bar: on the bar itself, at its end
+      label.style.right = 100 - end + 0.5 + "%";
+    }
+    box.appendChild(label);
+    return box;
+  }
+
+  function rowsInView() {
+    const top = Math.min(viewport.scrollTop, Math.max(0, visible.length * ROW_H - viewport.clientHeight));
+    return [Math.floor(top / ROW_H), Math.ceil((top + viewport.clientHeight) / ROW_H)];
+  }
+
   function render() {
     // The list may just have shrunk (collapse) before the browser clamped scrollTop.
-    const top = Math.min(viewport.scrollTop, Math.max(0, visible.length * ROW_H - viewport.clientHeight));
-    const first = Math.max(0, Math.floor(top / ROW_H) - OVERSCAN);
-    const last = Math.min(visible.length, Math.ceil((top + viewport.clientHeight) / ROW_H) + OVERSCAN);
+    const [top, bottom] = rowsInView();
+    const first = Math.max(0, top - OVERSCAN);
+    const last = Math.min(visible.length, bottom + OVERSCAN);
     const frag = document.createDocumentFragment();
     for (let pos = first; pos < last; pos++) frag.appendChild(rowFor(visible[pos], pos));
     rowsBox.replaceChildren(frag);
+    if (minimap) minimap.overlay();
   }
 
   let pending = false;
@@ -161,7 +224,12 @@
     pending = true;
     requestAnimationFrame(() => { pending = false; render(); });
   });
-  window.addEventListener("resize", render);
+  window.addEventListener("resize", () => {
+    if (!trace) return;
+    render();
+    if (minimap) minimap.draw();
+    if (flame) flame.draw();
+  });
 
   function toggle(i) {
     if (collapsed.has(i)) collapsed.delete(i); else collapsed.add(i);
@@ -171,21 +239,49 @@
 
   function setAll(collapse) {
     collapsed = new Set();
-    if (collapse) spans.forEach((s, i) => { if (s.childCount > 0 && s.depth >= 1) collapsed.add(i); });
+    if (collapse) for (let i = 0; i < n; i++) if (col.childCount[i] > 0 && col.depth[i] >= 1) collapsed.add(i);
     computeVisible();
     render();
   }
 
+  function scrollToPosition(pos) {
+    viewport.scrollTop = Math.max(0, pos * ROW_H - viewport.clientHeight / 3);
+  }
+
   function revealAndScroll(i) {
     // Expand collapsed ancestors so the row is visible, then scroll it into view.
-    for (const c of Array.from(collapsed)) if (c < i && subtreeEnd[c] > i) collapsed.delete(c);
-    computeVisible();
-    const pos = visible.indexOf(i);
-    const top = pos * ROW_H;
+    let changed = false;
+    for (const c of Array.from(collapsed)) if (c < i && subtreeEnd[c] > i) { collapsed.delete(c); changed = true; }
+    if (changed) computeVisible();
+    const top = positionOf(i) * ROW_H;
     if (top < viewport.scrollTop || top > viewport.scrollTop + viewport.clientHeight - ROW_H) {
       viewport.scrollTop = Math.max(0, top - viewport.clientHeight / 3);
     }
     render();
+  }
+
+  // The time window shown by the waterfall, the flame graph and the minimap's frame.
+  function setWindow(t0, t1) {
+    const total = Math.max(1, trace.durationNs);
+    const least = Math.min(total, Math.max(100, total / 1e6));  // narrowest zoom: 100 ns
+    let a = Math.max(0, Math.min(t0, t1));
+    let b = Math.min(total, Math.max(t0, t1));
+    if (b - a < least) {
+      const mid = (a + b) / 2;
+      a = Math.max(0, Math.min(mid - least / 2, total - least));
+      b = a + least;
+    }
+    win.t0 = a;
+    win.t1 = b;
+    const zoomed = a > 0 || b < total;
+    app.dataset.viewStartNs = String(Math.round(a));
+    app.dataset.viewEndNs = String(Math.round(b));
+    document.getElementById("zoom-reset").hidden = !zoomed;
+    document.getElementById("zoom-range").textContent = zoomed ? `${fmtDur(a)} – ${fmtDur(b)} of ${fmtDur(total)}` : "";
+    ruler();
+    render();
+    if (minimap) minimap.overlay();
+    if (flame) flame.draw();
   }
 
   function kvTable(items, id) {
@@ -219,53 +315,83 @@
     return `/trace/${traceId}?span=${spanId}`;
   }
 
+  // Attributes, resource, events and links of one span, fetched when it is shown.
+  const details = new Map();
+  function spanDetail(i) {
+    const spanId = col.spanId[i];
+    if (!details.has(spanId)) {
+      details.set(spanId, fetch(`/api/v1/traces/${traceId}/spans/${spanId}`, { headers: { Accept: "application/json" } })
+        .then((r) => r.ok ? r.json() : r.json().then((b) => Promise.reject(new Error(b.error || r.statusText))))
+        .catch((err) => { details.delete(spanId); throw err; }));
+    }
+    return details.get(spanId);
+  }
+
+  let shownDetail = -1;
   function showDetail(i) {
-    const s = spans[i];
+    shownDetail = i;
     detail.replaceChildren();
     const close = el("button", "close", "×");
     close.type = "button";
     close.title = "close";
-    close.addEventListener("click", () => { detail.hidden = true; selected = -1; render(); });
+    close.setAttribute("aria-label", "close span details");
+    close.addEventListener("click", () => { detail.hidden = true; selected = -1; shownDetail = -1; render(); });
     detail.appendChild(close);
-    const h = el("h3", null, `${s.service}: ${s.name}`);
+    const h = el("h3", null, `${service(i)}: ${opName(i)}`);
     h.id = "detail-title";
     detail.appendChild(h);
+    const loading = el("p", "muted", "Loading span…");
+    detail.appendChild(loading);
+    detail.hidden = false;
+    spanDetail(i)
+      .then((s) => { if (shownDetail === i) { loading.remove(); fillDetail(i, s); } })
+      .catch((err) => { if (shownDetail === i) loading.textContent = "Could not load the span: " + err.message; });
+  }
+
+  function fillDetail(i, s) {
+    const spanId = col.spanId[i];
     const link = el("a", "deep-link", "Link to this span");
     link.id = "span-link";
-    link.href = spanLink(s.spanId);
+    link.href = spanLink(spanId);
     detail.appendChild(link);
     const anchor = (text, href, id) => { const a = el("a", null, text); a.href = href; if (id) a.id = id; return a; };
     let parent = { key: "parent", value: "(root)" };
-    if (s.orphan) parent = { key: "parent", value: s.parentSpanId + " (missing from trace)" };
-    else if (s.parentSpanId) {
-      const a = anchor(s.parentSpanId, spanLink(s.parentSpanId), "parent-link");
-      a.addEventListener("click", (ev) => { ev.preventDefault(); select(byId.get(s.parentSpanId), true); });
+    if (hasFlag(i, ORPHAN) && s.parentSpanId) parent = { key: "parent", value: s.parentSpanId + " (missing from trace)" };
+    else if (col.parent[i] >= 0) {
+      const p = col.parent[i];
+      const a = anchor(col.spanId[p], spanLink(col.spanId[p]), "parent-link");
+      a.addEventListener("click", (ev) => { ev.preventDefault(); select(p, true); });
       parent = { key: "parent", node: a };
     }
-    const search = new URLSearchParams({ service: s.service, operation: s.name, lookback: "1h" });
+    const svc = service(i);
+    const search = new URLSearchParams({ service: svc, operation: opName(i), lookback: "1h" });
+    const off = col.offsetNs[i];
+    const startMs = Number((BigInt(trace.startTimeUnixNano) + BigInt(off)) / 1000n) / 1000;
     const overview = [
-      { key: "service", node: anchor(s.service, `/services/${encodeURIComponent(s.service)}`, "service-link") },
-      { key: "operation", node: anchor(s.name, "/search?" + search.toString(), "operation-link") },
-      { key: "span id", value: s.spanId },
+      { key: "service", node: anchor(svc, `/services/${encodeURIComponent(svc)}`, "service-link") },
+      { key: "operation", node: anchor(opName(i), "/search?" + search.toString(), "operation-link") },
+      { key: "span id", value: spanId },
       parent,
-      { key: "kind", value: s.kind },
-      { key: "status", value: s.status.code + (s.status.message ? `: ${s.status.message}` : "") },
-      { key: "start", value: window.sidetrace.formatTime(Number(BigInt(s.startTimeUnixNano) / 1000n) / 1000) + ` (+${fmtDur(s.offsetNs)})` },
-      { key: "duration", value: fmtDur(s.durationNs) },
-      { key: "self time", value: fmtDur(s.selfNs) },
-      { key: "critical path", value: s.critical ? "yes" : "no" },
+      { key: "kind", value: str[col.kind[i]] },
+      { key: "status", value: str[col.status[i]] + (s.status.message ? `: ${s.status.message}` : "") },
+      { key: "start", value: window.sidetrace.formatTime(startMs) + ` (+${fmtDur(off)})` },
+      { key: "duration", value: fmtDur(col.durationNs[i]) },
+      { key: "self time", value: fmtDur(col.selfNs[i]) },
+      { key: "critical path", value: hasFlag(i, CRITICAL) ? "yes" : "no" },
       { key: "scope", value: `${s.scope.name} ${s.scope.version}`.trim() },
     ];
-    if (s.clockSkew.startsBeforeParentNs) overview.push({ key: "clock skew", value: `starts ${fmtDur(s.clockSkew.startsBeforeParentNs)} before its parent (another service's clock)` });
-    if (s.clockSkew.endsAfterParentNs) overview.push({ key: "clock skew", value: `ends ${fmtDur(s.clockSkew.endsAfterParentNs)} after its parent (another service's clock)` });
+    const skew = trace.skew[i];
+    if (skew && skew[0]) overview.push({ key: "clock skew", value: `starts ${fmtDur(skew[0])} before its parent (another service's clock)` });
+    if (skew && skew[1]) overview.push({ key: "clock skew", value: `ends ${fmtDur(skew[1])} after its parent (another service's clock)` });
     detail.appendChild(kvTable(overview, "span-overview"));
     detail.appendChild(el("h4", null, "Attributes"));
     detail.appendChild(kvTable(s.attributes, "span-attributes"));
     detail.appendChild(el("h4", null, "Resource"));
     detail.appendChild(kvTable(s.resource, "span-resource"));
     detail.appendChild(el("h4", null, `Events (${s.events.length})`));
+    const start = BigInt(trace.startTimeUnixNano);
     s.events.forEach((e) => {
-      detail.appendChild(el("div", "mono", `+${fmtDur(e.offsetNs)} ${e.name}`));
+      detail.appendChild(el("div", "mono", `+${fmtDur(Number(BigInt(e.timeUnixNano) - start))} ${e.name}`));
       detail.appendChild(kvTable(e.attributes));
     });
     detail.appendChild(el("h4", null, `Links (${s.links.length})`));
@@ -278,36 +404,35 @@
     if (s.dropped.attributes || s.dropped.events || s.dropped.links) {
       detail.appendChild(el("p", "muted", `dropped: ${s.dropped.attributes} attributes, ${s.dropped.events} events, ${s.dropped.links} links`));
     }
-    detail.hidden = false;
   }
 
   function select(i, scroll) {
     selected = i;
     showDetail(i);
     const url = new URL(window.location.href);
-    url.searchParams.set("span", spans[i].spanId);
+    url.searchParams.set("span", col.spanId[i]);
     history.replaceState(null, "", url);
     if (scroll) revealAndScroll(i); else render();
+    if (flame) flame.draw();
   }
 
   function ruler() {
     const ticks = document.getElementById("ruler-ticks");
     ticks.replaceChildren();
     for (let k = 0; k <= 4; k++) {
-      const t = el("span", null, fmtDur((trace.durationNs * k) / 4));
+      const t = el("span", null, fmtDur(Math.round(win.t0 + ((win.t1 - win.t0) * k) / 4)));
       t.style.left = k * 25 + "%";
       ticks.appendChild(t);
     }
   }
 
   function header() {
-    const root = spans[0];
-    if (root) {
-      document.getElementById("trace-title").textContent = `${root.service}: ${root.name}`;
-      document.title = `${root.service}: ${root.name} · sidetrace`;
+    if (n) {
+      document.getElementById("trace-title").textContent = `${service(0)}: ${opName(0)}`;
+      document.title = `${service(0)}: ${opName(0)} · sidetrace`;
     }
     const counts = document.getElementById("trace-counts");
-    const plural = (n, word) => `${n} ${word}${n === 1 ? "" : "s"}`;
+    const plural = (k, word) => `${k} ${word}${k === 1 ? "" : "s"}`;
     counts.append(`${plural(trace.totalSpans, "span")} · ${plural(trace.services.length, "service")}`);
     if (trace.errors) counts.append(" ", el("span", "badge error", plural(trace.errors, "error")));
   }
@@ -335,16 +460,18 @@
     // the trace's self time) and the wall-clock time some span of it was running (nested
     // spans of one service count once, so this never exceeds the trace's duration).
     const services = new Map();
-    spans.forEach((s) => {
-      const agg = services.get(s.service) || { service: s.service, count: 0, errors: 0, selfNs: 0, spans: [] };
+    for (let i = 0; i < n; i++) {
+      const svc = service(i);
+      const agg = services.get(svc) || { service: svc, count: 0, errors: 0, selfNs: 0, spans: [] };
       agg.count += 1;
-      agg.errors += s.status.code === "error" ? 1 : 0;
-      agg.selfNs += s.selfNs;
-      agg.spans.push([Math.max(0, s.offsetNs), Math.max(0, s.offsetNs) + s.durationNs]);
-      services.set(s.service, agg);
-    });
+      agg.errors += isError(i) ? 1 : 0;
+      agg.selfNs += col.selfNs[i];
+      const off = Math.max(0, col.offsetNs[i]);
+      agg.spans.push([off, off + col.durationNs[i]]);
+      services.set(svc, agg);
+    }
     const rows = Array.from(services.values()).sort((a, b) => b.selfNs - a.selfNs);
-    const allSelf = rows.reduce((n, r) => n + r.selfNs, 0);
+    const allSelf = rows.reduce((k, r) => k + r.selfNs, 0);
     const body = document.querySelector("#stats-services tbody");
     body.replaceChildren();
     const cells = (tr, values) => values.forEach(([cls, text]) => tr.appendChild(el("td", cls, text)));
@@ -362,7 +489,7 @@
     foot.replaceChildren();
     const tr = el("tr");
     tr.appendChild(el("th", null, "All services"));
-    cells(tr, [["num", String(spans.length)], ["num", String(rows.reduce((n, r) => n + r.errors, 0))],
+    cells(tr, [["num", String(n)], ["num", String(rows.reduce((k, r) => k + r.errors, 0))],
       ["num", fmtDur(allSelf)], ["num", "100%"], ["num", fmtDur(trace.durationNs)]]);
     foot.appendChild(tr);
 
@@ -377,33 +504,48 @@
     });
   }
 
-  function serviceCell(service) {
+  function serviceCell(svc) {
     const td = el("td");
-    const sw = el("a", "badge", service);
-    sw.href = `/services/${encodeURIComponent(service)}`;
-    sw.style.borderColor = colour(service);
+    const sw = el("a", "badge", svc);
+    sw.href = `/services/${encodeURIComponent(svc)}`;
+    sw.style.borderColor = colour(svc);
     td.appendChild(sw);
     return td;
   }
 
-  // Find within the trace: service, operation, span id or any attribute key or value.
+  // Find within the trace: service, operation and span id here; attribute keys and values
+  // by the server (they are not in the columns).
   const findBox = document.getElementById("find");
   const findCount = document.getElementById("find-count");
-  let haystacks = null;
-  function haystack(s) {
-    const parts = [s.service, s.name, s.spanId];
-    for (const a of s.attributes) parts.push(a.key, typeof a.value === "object" ? JSON.stringify(a.value) : String(a.value));
-    return parts.join("\u0000").toLowerCase();
-  }
   let found = "";
+  let findSeq = 0;
+  function localMatches(text) {
+    const hit = str.map((s) => s.toLowerCase().includes(text));
+    const out = [];
+    for (let i = 0; i < n; i++) {
+      if (hit[col.service[i]] || hit[col.name[i]] || col.spanId[i].includes(text)) out.push(i);
+    }
+    return out;
+  }
   function find() {
     const text = findBox.value.trim().toLowerCase();
     found = text;
-    matches = [];
-    if (text) {
-      if (!haystacks) haystacks = spans.map(haystack);
-      haystacks.forEach((h, i) => { if (h.includes(text)) matches.push(i); });
-    }
+    const seq = ++findSeq;
+    if (!text) { showMatches([], ""); return; }
+    findCount.textContent = "searching…";
+    const local = localMatches(text);
+    fetch(`/api/v1/traces/${traceId}/find?` + new URLSearchParams({ q: text }), { headers: { Accept: "application/json" } })
+      .then((r) => r.ok ? r.json() : r.json().then((b) => Promise.reject(new Error(b.error || r.statusText))))
+      .then((body) => {
+        if (seq !== findSeq) return;
+        const all = new Set(local);
+        body.spanIds.forEach((id) => { const i = spanIndex(id); if (i !== undefined) all.add(i); });
+        showMatches(Array.from(all).sort((a, b) => a - b), text);
+      })
+      .catch((err) => { if (seq === findSeq) { showMatches(local, text); findCount.textContent += ` (attributes not searched: ${err.message})`; } });
+  }
+  function showMatches(list, text) {
+    matches = list;
     matchSet = new Set(matches);
     matchAt = -1;
     findCount.textContent = text ? (matches.length ? `${matches.length} matches` : "no match") : "";
@@ -426,47 +568,78 @@
   document.getElementById("find-next").addEventListener("click", () => goToMatch(matchAt + 1));
   document.getElementById("find-prev").addEventListener("click", () => goToMatch(matchAt - 1));
 
+  const SECTIONS = { waterfall: "waterfall", flame: "flame", stats: "stats" };
   document.querySelectorAll(".tab").forEach((b) => b.addEventListener("click", () => {
-    document.querySelectorAll(".tab").forEach((x) => x.classList.toggle("active", x === b));
-    document.getElementById("waterfall").hidden = b.dataset.tab !== "waterfall";
-    document.getElementById("stats").hidden = b.dataset.tab !== "stats";
+    document.querySelectorAll(".tab").forEach((x) => {
+      x.classList.toggle("active", x === b);
+      x.setAttribute("aria-selected", String(x === b));
+    });
+    Object.entries(SECTIONS).forEach(([tab, id]) => { document.getElementById(id).hidden = b.dataset.tab !== tab; });
+    document.getElementById("minimap-box").hidden = b.dataset.tab === "stats";
     if (b.dataset.tab === "waterfall") render();
+    if (b.dataset.tab === "flame" && flame) flame.draw();
+    if (minimap && b.dataset.tab !== "stats") minimap.draw();
   }));
   document.getElementById("expand-all").addEventListener("click", () => setAll(false));
   document.getElementById("collapse-all").addEventListener("click", () => setAll(true));
+  document.getElementById("zoom-reset").addEventListener("click", () => setWindow(0, trace.durationNs));
   viewport.addEventListener("keydown", (ev) => {
     if (selected < 0) return;
-    const pos = visible.indexOf(selected);
+    const pos = positionOf(selected);
     if (ev.key === "ArrowDown" && pos + 1 < visible.length) { select(visible[pos + 1], true); ev.preventDefault(); }
     if (ev.key === "ArrowUp" && pos > 0) { select(visible[pos - 1], true); ev.preventDefault(); }
-    if ((ev.key === "ArrowLeft" || ev.key === "ArrowRight") && spans[selected].childCount) {
+    if ((ev.key === "ArrowLeft" || ev.key === "ArrowRight") && col.childCount[selected]) {
       if ((ev.key === "ArrowLeft") !== collapsed.has(selected)) toggle(selected);
       ev.preventDefault();
     }
   });
   window.sidetrace.onTimeZoneChange(() => { if (selected >= 0) showDetail(selected); });
 
-  fetch(`/api/v1/traces/${traceId}`, { headers: { Accept: "application/json" } })
+  // What the minimap and flame graph see of the trace (they draw; this module decides).
+  function model() {
+    return {
+      col, n, colour, service, opName, isError,
+      durationNs: () => trace.durationNs,
+      window: () => [win.t0, win.t1],
+      setWindow,
+      visible: () => visible,
+      rowsInView,
+      scrollToPosition,
+      selected: () => selected,
+      select,
+    };
+  }
+
+  fetch(`/api/v1/traces/${traceId}/view`, { headers: { Accept: "application/json" } })
     .then((r) => r.ok ? r.json() : r.json().then((b) => Promise.reject(new Error(b.error || r.statusText))))
     .then((data) => {
       trace = data;
-      spans = data.spans;
-      spans.forEach((s, i) => byId.set(s.spanId, i));
-      assignColours(spans.map((s) => s.service));
+      col = data.spans;
+      str = data.strings;
+      n = col.spanId.length;
+      errorCode = str.indexOf("error");
+      assignColours(data.services);
       computeSubtrees();
       computeVisible();
       document.getElementById("loading").remove();
       header();
-      ruler();
       notices();
       stats();
-      app.dataset.loadedAt = String(performance.timeOrigin + performance.now());
-      app.dataset.loaded = String(spans.length);
+      const m = model();
+      minimap = parts.minimap(document.getElementById("minimap"), m);
+      flame = parts.flame(document.getElementById("flame-scroll"), document.getElementById("flame-canvas"), m);
+      minimap.rowsChanged();
+      win.t1 = Math.max(1, trace.durationNs);
       const wanted = app.dataset.span;
-      if (wanted && byId.has(wanted)) select(byId.get(wanted), true);
-      else render();
+      const target = wanted ? spanIndex(wanted) : undefined;
+      if (target !== undefined) select(target, true);
+      setWindow(0, trace.durationNs);
+      app.dataset.loadedAt = String(performance.timeOrigin + performance.now());
+      app.dataset.loaded = String(n);
     })
     .catch((err) => {
-      document.getElementById("loading").textContent = "Could not load the trace: " + err.message;
+      const box = document.getElementById("loading");
+      if (box) box.textContent = "Could not load the trace: " + err.message;
+      else throw err;
     });
 })();
