@@ -1,24 +1,23 @@
 """Retention for servers without TTL (ClickHouse before 19.6): drop old day partitions.
 
-Every table here is partitioned by day, so a day's partition id is ``YYYYMMDD``;
-ids are read from ``system.parts`` and checked against that pattern before they
-go into ``ALTER TABLE … DROP PARTITION ID``.
+Every table is partitioned by day (partition id ``YYYYMMDD``); this job decides which
+days have expired per table family, and ``tracestore/retention_queries.py`` lists and
+drops the partitions.
 """
 
 from __future__ import annotations
 
 import datetime as dt
 import logging
-import re
 import threading
 
 from runtime.coordination import Leadership, SoleLeader
 from tracestore.migrate import Features, Retention
-from tracestore.store import Store, StoreError, check_identifier
+from tracestore.retention_queries import DAY_ID, active_partitions, drop_partition
+from tracestore.store import Store, StoreError
 
 log = logging.getLogger(__name__)
 JOB = "retention"  # the election the job stands in
-_DAY_ID = re.compile(r"^\d{8}$")
 FAMILIES = {
     "spans": "spans",
     "spans_by_trace": "spans",
@@ -44,14 +43,10 @@ def family(table: str) -> str | None:
 
 def expired_partitions(store: Store, retention: Retention, today: dt.date) -> list[tuple[str, str]]:
     """(table, partition id) pairs whose whole day is older than the table's retention."""
-    rows = store.query(
-        "SELECT DISTINCT table, partition_id FROM system.parts WHERE database = %(db)s AND active",
-        {"db": store.database},
-    )
     expired = []
-    for table, partition_id in rows:
+    for table, partition_id in active_partitions(store):
         kind = family(table)
-        if kind is None or not _DAY_ID.match(partition_id):
+        if kind is None or not DAY_ID.match(partition_id):
             continue
         day = dt.datetime.strptime(partition_id, "%Y%m%d").date()
         if day < today - dt.timedelta(days=retention.days(kind)):
@@ -59,26 +54,10 @@ def expired_partitions(store: Store, retention: Retention, today: dt.date) -> li
     return sorted(expired)
 
 
-_DISTRIBUTED = re.compile(r"ENGINE = Distributed\('?(\w+)'?, '?(\w+)'?, '?(\w+)'?")
-
-
-def partitioned_table(store: Store, table: str) -> str:
-    """What ``ALTER … DROP PARTITION`` takes for ``table``: itself, or for a Distributed
-    table (the cluster form) its local table on every shard, ``db.t_local ON CLUSTER c``."""
-    table = check_identifier(table)
-    [(create,)] = store.query(f"SHOW CREATE TABLE {table}")
-    found = _DISTRIBUTED.search(str(create))
-    if found is None:
-        return table
-    cluster, database, local = (check_identifier(name) for name in found.groups())
-    return f"{database}.{local} ON CLUSTER {cluster}"
-
-
 def drop_day(store: Store, tables: tuple[str, ...], day: dt.date) -> None:
     """Drop one day's partition of each table (a no-op where the day is absent)."""
     for table in tables:
-        target = partitioned_table(store, table)
-        store.execute(f"ALTER TABLE {target} DROP PARTITION ID '{day:%Y%m%d}'")
+        drop_partition(store, table, f"{day:%Y%m%d}")
 
 
 def drop_expired(
@@ -94,7 +73,7 @@ def drop_expired(
     for table, partition_id in expired_partitions(store, retention, today):
         if not leader.check():
             break
-        store.execute(f"ALTER TABLE {check_identifier(table)} DROP PARTITION ID '{partition_id}'")
+        drop_partition(store, table, partition_id)
         log.info("retention: dropped %s partition %s", table, partition_id)
         dropped.append((table, partition_id))
     return dropped
