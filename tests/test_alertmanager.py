@@ -23,12 +23,12 @@ import pytest
 from dashboard.alert_delivery import Attempt, Dispatcher, Notifier
 from dashboard.alert_rules import FIRING, RESOLVED, Alert, AlertState, step
 from dashboard.alert_silences import SilenceStore
-from slospec.slo_config import Receiver
 from runtime.loopback_ports import free_port
 from sidecar.webhook_certs import make_certs
+from slospec.slo_config import Receiver
 from tests.support import trace_generator as gen
-from tests.support.collector_helpers import wait_for
 from tests.support.dashboard_client import dashboard_client
+from tests.support.polling import eventually
 from tests.support.promtool import promtool_check
 from tracestore.migrate import migrate
 from tracestore.store import open_store
@@ -80,7 +80,7 @@ class RunningAlertmanager:
             stdout=self.log,
             stderr=self.log,
         )
-        wait_for(lambda: self._ready(), timeout=60)
+        eventually(lambda: self._ready(), timeout=60)
 
     def _ready(self) -> bool:
         try:
@@ -160,7 +160,7 @@ def test_incident_reaches_alertmanager_and_resolves(alertmanager: RunningAlertma
         firing = step(pending, True, t0 + 4, alert.for_s, alert.keep_firing_for_s)
         assert firing.state == FIRING and firing.fired_at == t0 + 4
         assert len(notifier.notify([(alert, firing)], set(), receivers, t0 + 4)) == 1
-        (shown,) = wait_for(lambda: alertmanager.alerts(), timeout=30)
+        (shown,) = eventually(lambda: alertmanager.alerts(), timeout=30)
         assert shown["labels"] == alert.labels
         assert shown["annotations"] == alert.annotations
         assert abs(epoch(shown["startsAt"]) - (t0 + 4)) < 0.002  # the firing time, not pending
@@ -176,7 +176,7 @@ def test_incident_reaches_alertmanager_and_resolves(alertmanager: RunningAlertma
             found = [a for a in alertmanager.alerts() if a["fingerprint"] == alert.fingerprint]
             return not found or abs(epoch(found[0]["endsAt"]) - (t0 + 10)) < 0.002
 
-        wait_for(gone_or_ended, timeout=30)
+        eventually(gone_or_ended, timeout=30)
         active = alertmanager.get("/api/v2/alerts?active=true&silenced=false&inhibited=false")
         assert active.json() == []
         assert [a.outcome for a in attempts] == ["sent", "sent"]
@@ -211,7 +211,7 @@ def test_sidetrace_silence_suppresses_delivery(alertmanager: RunningAlertmanager
     assert silenced == {ticket.fingerprint}
     try:
         notifier.notify([(page, state), (ticket, state)], silenced, receivers, now)
-        wait_for(lambda: alertmanager.alerts(), timeout=30)
+        eventually(lambda: alertmanager.alerts(), timeout=30)
         time.sleep(2)  # anything else sent would have arrived by now
         assert [a["labels"]["severity"] for a in alertmanager.alerts()] == ["page"]
         assert len(attempts) == 1
@@ -250,13 +250,13 @@ def test_bearer_token_is_read_at_each_send(tmp_path: Path) -> None:
     state = AlertState(FIRING, 100.0, 200.0, None, 150.0)
     try:
         notifier.notify([(alert, state)], set(), {"am": receiver}, 200.0)
-        wait_for(lambda: len(_HeaderRecorder.seen) == 1, timeout=30)
+        eventually(lambda: len(_HeaderRecorder.seen) == 1, timeout=30)
         token.write_text("second\n")  # rotated: the next send uses it
         notifier.notify([(alert, state)], set(), {"am": receiver}, 300.0)
-        wait_for(lambda: len(_HeaderRecorder.seen) == 2, timeout=30)
+        eventually(lambda: len(_HeaderRecorder.seen) == 2, timeout=30)
         token.unlink()  # unreadable: a failed attempt with the reason, the thread lives on
         notifier.notify([(alert, state)], set(), {"am": receiver}, 400.0)
-        wait_for(lambda: any("cannot read" in a.error for a in attempts), timeout=30)
+        eventually(lambda: any("cannot read" in a.error for a in attempts), timeout=30)
     finally:
         dispatcher.stop()
         server.shutdown()
@@ -410,7 +410,7 @@ def test_alerter_pages_a_real_alertmanager(
         time.sleep(5)  # fast traffic: nothing fires
         assert page_alerts() == []
         traffic.delay_ns = 300_000_000  # slower than the 200 ms objective
-        (page,) = wait_for(lambda: page_alerts(), timeout=120)
+        (page,) = eventually(lambda: page_alerts(), timeout=120)
         assert page["status"]["state"] == "active"
         assert page["labels"] == {
             "alertname": "payments-latency",
@@ -426,7 +426,7 @@ def test_alerter_pages_a_real_alertmanager(
         assert abs(epoch(page["startsAt"]) - int(fired[0][0]) / 1000) < 1.0  # the firing time
         traffic.delay_ns = 10_000_000  # recovered
         active = "/api/v2/alerts?active=true&silenced=false&inhibited=false"
-        wait_for(lambda: not alertmanager.get(active).json(), timeout=180)
+        eventually(lambda: not alertmanager.get(active).json(), timeout=180)
         resolved = store.query(
             "SELECT at_ms FROM alert_events WHERE severity = 'page' AND to_state = 'resolved'"
         )

@@ -6,8 +6,6 @@ node and come back through the dashboard's trace queries on the other.
 
 from __future__ import annotations
 
-import shutil
-import socket
 import subprocess
 import sys
 import time
@@ -20,23 +18,12 @@ import yaml
 
 from runtime.loopback_ports import free_port
 from tests.support.clickhouse_server import ClickHouseServer
+from tests.support.zookeeper import ZooKeeper, zookeeper_classpath
 from tracestore.migrate import Features, Retention, cluster_form, load_migrations, render
 from tracestore.store import open_store
 
 CLUSTER = "sidetrace"
 DATABASE = "st_cluster"
-ZOOKEEPER_JARS = (
-    "zookeeper.jar",
-    "zookeeper-jute.jar",
-    "slf4j-api.jar",
-    "slf4j-simple.jar",
-    "netty-all.jar",
-    "commons-io.jar",
-    "commons-cli.jar",
-    "metrics-core.jar",
-    "snappy-java.jar",
-)
-JAVA_LIB = Path("/usr/share/java")
 OVERLAY = Path(__file__).parent.parent / "deploy" / "overlays" / "cluster"
 # The profile setting the cluster overlay gives ClickHouse (see clickhouse-config.yaml).
 CLUSTER_PROFILE = """<?xml version="1.0"?>
@@ -73,12 +60,6 @@ def test_cluster_form_of_every_migration() -> None:
                 assert f"FROM {DATABASE}.spans_local" in view
 
 
-def _zookeeper_classpath() -> str | None:
-    if not shutil.which("java") or not (JAVA_LIB / "zookeeper.jar").exists():
-        return None
-    return ":".join(str(JAVA_LIB / jar) for jar in ZOOKEEPER_JARS if (JAVA_LIB / jar).exists())
-
-
 def _shard_config(servers: list[ClickHouseServer], zk_port: int, shard: int) -> str:
     shards = "".join(
         "<shard><internal_replication>true</internal_replication>"  # as deploy/overlays/cluster
@@ -96,53 +77,24 @@ def _shard_config(servers: list[ClickHouseServer], zk_port: int, shard: int) -> 
 
 @pytest.fixture(scope="module")
 def cluster(tmp_path_factory: pytest.TempPathFactory) -> Iterator[list[ClickHouseServer]]:
-    classpath = _zookeeper_classpath()
-    if classpath is None:
+    if zookeeper_classpath() is None:
         pytest.skip("ZooKeeper (Debian package zookeeper) and java are needed")
     folder = tmp_path_factory.mktemp("cluster")
-    zk_port = free_port()
-    zk_log = open(folder / "zookeeper.log", "wb")  # noqa: SIM115 - closed in teardown
-    zookeeper = subprocess.Popen(
-        ["java", "-Xmx256m", "-Dzookeeper.admin.enableServer=false", "-cp", classpath]
-        + ["org.apache.zookeeper.server.ZooKeeperServerMain", str(zk_port), str(folder / "zk")],
-        stdout=zk_log,
-        stderr=subprocess.STDOUT,
-    )
     servers: list[ClickHouseServer] = []
-    try:
-        deadline = time.monotonic() + 60
-        while not _zookeeper_answers(zk_port):
-            assert zookeeper.poll() is None, (folder / "zookeeper.log").read_text()[-2000:]
-            assert time.monotonic() < deadline, "ZooKeeper did not start"
-            time.sleep(0.3)
-        servers = [ClickHouseServer(root=folder / f"shard{i}") for i in (1, 2)]
-        for shard, server in enumerate(servers, start=1):
-            server.extra_config = _shard_config(servers, zk_port, shard)
-            server._write_config()  # the ports of both shards are known only now
-            (server.root / "users.d").mkdir()
-            (server.root / "users.d" / "cluster.xml").write_text(CLUSTER_PROFILE)
-        for server in servers:
-            server.start()
-        yield servers
-    finally:
-        for server in servers:
-            server.remove()
-        zookeeper.terminate()
+    with ZooKeeper(folder / "zk", tick_ms=2000) as zookeeper:
         try:
-            zookeeper.wait(timeout=20)
-        except subprocess.TimeoutExpired:
-            zookeeper.kill()
-            zookeeper.wait()
-        zk_log.close()
-
-
-def _zookeeper_answers(port: int) -> bool:
-    try:
-        with socket.create_connection(("127.0.0.1", port), timeout=1) as sock:
-            sock.sendall(b"srvr")
-            return b"Mode:" in sock.recv(1000)
-    except OSError:
-        return False
+            servers = [ClickHouseServer(root=folder / f"shard{i}") for i in (1, 2)]
+            for shard, server in enumerate(servers, start=1):
+                server.extra_config = _shard_config(servers, zookeeper.port, shard)
+                server._write_config()  # the ports of both shards are known only now
+                (server.root / "users.d").mkdir()
+                (server.root / "users.d" / "cluster.xml").write_text(CLUSTER_PROFILE)
+            for server in servers:
+                server.start()
+            yield servers
+        finally:
+            for server in servers:
+                server.remove()
 
 
 def _send_traces(grpc_port: int, count: int) -> list[str]:

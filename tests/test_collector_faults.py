@@ -29,8 +29,8 @@ from tests.support.collector_helpers import (
     running_collector,
     span_ids,
     span_request,
-    wait_for,
 )
+from tests.support.polling import eventually
 from tracestore.migrate import Retention, migrate
 from tracestore.store import open_store
 
@@ -72,7 +72,7 @@ def _assert_exactly_once(store, acknowledged: list[str]) -> None:
     def all_there() -> bool:
         return expected <= {row[0] for row in store.query("SELECT span_id FROM spans")}
 
-    wait_for(all_there, timeout=120, interval=0.5)
+    eventually(all_there, timeout=120, interval=0.5)
     total, distinct = store.query("SELECT count(), uniqExact(span_id) FROM spans")[0]
     assert total == distinct, f"{total - distinct} spans stored twice"
 

@@ -29,8 +29,8 @@ from tests.support.collector_helpers import (
     running_collector,
     span_ids,
     span_request,
-    wait_for,
 )
+from tests.support.polling import eventually
 from tracestore.otlp_columns import Limits
 from tracestore.store import open_store
 
@@ -117,7 +117,7 @@ def test_grpc_partial_success_for_invalid_ids(export, store):
     response = ExportTraceServiceResponse.FromString(raw)
     assert response.partial_success.rejected_spans == 2
     assert "invalid trace or span id" in response.partial_success.error_message
-    wait_for(lambda: _arrived(store, good))
+    eventually(lambda: _arrived(store, good))
 
 
 def test_http_json_partial_success_for_invalid_ids(http, store):
@@ -131,7 +131,7 @@ def test_http_json_partial_success_for_invalid_ids(http, store):
     assert response.status_code == 200
     partial = response.json()["partialSuccess"]
     assert int(partial["rejectedSpans"]) == 2 and partial["errorMessage"]
-    wait_for(lambda: _arrived(store, good))
+    eventually(lambda: _arrived(store, good))
 
 
 def test_http_protobuf_and_gzip_are_accepted(http, store):
@@ -145,7 +145,7 @@ def test_http_protobuf_and_gzip_are_accepted(http, store):
     assert (
         ExportTraceServiceResponse.FromString(response.content).partial_success.rejected_spans == 0
     )
-    wait_for(lambda: _arrived(store, span_ids(request)))
+    eventually(lambda: _arrived(store, span_ids(request)))
 
 
 def test_grpc_gzip_is_accepted(collector, store):
@@ -154,7 +154,7 @@ def test_grpc_gzip_is_accepted(collector, store):
         f"127.0.0.1:{collector.grpc.port}", compression=grpc.Compression.Gzip
     ) as channel:
         grpc_export(channel)(request.SerializeToString(), metadata=AUTH, timeout=10)
-    wait_for(lambda: _arrived(store, span_ids(request)))
+    eventually(lambda: _arrived(store, span_ids(request)))
 
 
 def test_oversize_messages_are_refused(export, http):
@@ -174,7 +174,7 @@ def test_long_attribute_values_are_truncated(export, store):
     request = span_request(1, attributes={"long": "abcdefghij" * 10, "short": "ok"})
     export(request.SerializeToString(), metadata=AUTH, timeout=10)
     (span_id,) = span_ids(request)
-    rows = wait_for(
+    rows = eventually(
         lambda: store.query("SELECT attr_values FROM spans WHERE span_id = %(s)s", {"s": span_id})
     )
     assert list(rows[0][0]) == ["abcdefghij" * 1 + "abcdef", "ok"]
@@ -207,7 +207,7 @@ def test_admin_endpoints_report_health_and_counters(collector, export):
     base = f"http://127.0.0.1:{collector.config.admin_port}"
     assert httpx.get(f"{base}/healthz").status_code == 200
     assert httpx.get(f"{base}/readyz").status_code == 200
-    text = wait_for(
+    text = eventually(
         lambda: (
             (t := httpx.get(f"{base}/metrics").text)
             and "sidetrace_collector_written_spans_total 0.0\n" not in t
@@ -278,7 +278,7 @@ def test_tls_on_both_receivers(store, tmp_path):
         assert response.status_code == 200
         with pytest.raises(httpx.HTTPError):
             httpx.post(url.replace("https", "http"), content=b"", headers=PROTOBUF, timeout=5)
-        wait_for(lambda: _arrived(store, span_ids(request) + span_ids(http_request)))
+        eventually(lambda: _arrived(store, span_ids(request) + span_ids(http_request)))
 
 
 def test_full_spool_answers_quickly_and_keeps_what_it_acknowledged(store, tmp_path):

@@ -32,7 +32,8 @@ from opentelemetry.sdk.trace.export.in_memory_span_exporter import InMemorySpanE
 from opentelemetry.trace import Link, SpanContext, SpanKind, TraceFlags, TraceState
 from opentelemetry.trace.status import Status, StatusCode
 
-from tests.support.collector_helpers import decode_attribute, running_collector, wait_for
+from tests.support.collector_helpers import decode_attribute, running_collector
+from tests.support.polling import eventually
 
 SPAN_FIELDS = (
     "trace_id, span_id, parent_span_id, trace_state, flags, service_name, span_name, "
@@ -136,7 +137,7 @@ def test_every_span_field_reads_back_as_sent(store, tmp_path, transport):
         _record_spans(provider)
         provider.shutdown()
         sent = memory.get_finished_spans()
-        rows = wait_for(
+        rows = eventually(
             lambda: len(r := store.query(f"SELECT {SPAN_FIELDS} FROM spans")) == 2 and r
         )
     by_id = {row[1]: row for row in rows}
@@ -226,7 +227,7 @@ def test_sum_and_histogram_metrics_read_back(store, tmp_path, transport):
         for value in (4, 40, 400):
             latency.record(value, {"route": "/cart"})
         provider.shutdown()
-        rows = wait_for(
+        rows = eventually(
             lambda: (
                 len(
                     r := store.query(

@@ -9,7 +9,8 @@ import pytest
 from collector.spool import TRACES, Spool, SpoolFull
 from collector.stats import Stats
 from collector.writer import Writer, WriterConfig
-from tests.support.collector_helpers import count_spans, span_ids, span_request, wait_for
+from tests.support.collector_helpers import count_spans, span_ids, span_request
+from tests.support.polling import eventually
 from tracestore.otlp_columns import Limits, TraceColumns
 
 
@@ -142,7 +143,7 @@ def test_replayed_inflight_batch_is_not_inserted_twice(store, tmp_path, written)
     spool.close()
     stats = _replay(store, tmp_path)
     expected = [i for batch in batches + later for i in batch]
-    wait_for(lambda: count_spans(store) >= len(expected), timeout=30)
+    eventually(lambda: count_spans(store) >= len(expected), timeout=30)
     assert count_spans(store) == len(expected)
     assert count_spans(store, "span_id IN %(ids)s", {"ids": tuple(expected)}) == len(expected)
     skipped = {"all": 60, "none": 0, "some": 20}[written]

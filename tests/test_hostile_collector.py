@@ -61,8 +61,8 @@ from tests.support.collector_helpers import (
     grpc_export,
     span_ids,
     span_request,
-    wait_for,
 )
+from tests.support.polling import eventually
 from tracestore.otlp_columns import (
     MAX_COUNT,
     MAX_SPAN_KIND,
@@ -225,7 +225,7 @@ def test_idle_grpc_calls_are_refused_or_timed_out_while_real_exports_succeed(gua
             assert _code(future, 90) == grpc.StatusCode.DEADLINE_EXCEEDED
             assert "no request message" in future.exception().details()
         assert guarded.rss_mb() - rss_before < 64
-        wait_for(lambda: _stored(guarded.url, _sdk_ids(spans)) == 5)
+        eventually(lambda: _stored(guarded.url, _sdk_ids(spans)) == 5)
     finally:
         release.set()
         for channel in anonymous_channels + token_channels:
@@ -326,7 +326,7 @@ def test_trickled_bodies_do_not_block_real_posts(guarded):
             assert data.startswith(b"HTTP/1.1 408"), data[:80]
             assert b"body not received within" in data
         assert guarded.rss_mb() - rss_before < 64
-        wait_for(lambda: _stored(guarded.url, _sdk_ids(spans)) == 5)
+        eventually(lambda: _stored(guarded.url, _sdk_ids(spans)) == 5)
     finally:
         trickler.halt.set()
         for sock in trickling + anonymous:
@@ -348,7 +348,7 @@ def test_half_sent_headers_and_silent_connections_are_closed(guarded):
             data, closed = _answer(sock, 60)
             assert data.startswith(b"HTTP/1.1 408"), data[:80]
             assert closed - began < 60  # "well before 120 s"; the deadline is 3 s here
-        wait_for(lambda: _stored(guarded.url, _sdk_ids(spans)) == 5)
+        eventually(lambda: _stored(guarded.url, _sdk_ids(spans)) == 5)
     finally:
         trickler.halt.set()
         for sock in half_headers + silent:
@@ -383,7 +383,7 @@ def test_every_gzip_member_is_stored(guarded):
     response = _post_gzip(guarded, body)
     assert response.status_code == 200
     ids = span_ids(first) + span_ids(second)
-    wait_for(lambda: _stored(guarded.url, ids) == 5)
+    eventually(lambda: _stored(guarded.url, ids) == 5)
 
 
 @pytest.mark.parametrize(
@@ -421,7 +421,7 @@ def test_the_bearer_scheme_is_case_insensitive(guarded, scheme):
         timeout=30,
     )
     assert response.status_code == 200
-    wait_for(lambda: _stored(guarded.url, span_ids(grpc_request) + span_ids(http_request)) == 2)
+    eventually(lambda: _stored(guarded.url, span_ids(grpc_request) + span_ids(http_request)) == 2)
 
 
 # -- poison values, on both stores ------------------------------------------------------
@@ -515,7 +515,7 @@ def test_poison_values_are_rejected_and_ingestion_goes_on(kind, clickhouse_serve
         exporter = GrpcSpanExporter(endpoint=running.grpc_target, insecure=True, timeout=30)
         assert exporter.export(later) == SpanExportResult.SUCCESS
         exporter.shutdown()
-        wait_for(lambda: running.metric("sidetrace_collector_written_spans_total") >= 6)
+        eventually(lambda: running.metric("sidetrace_collector_written_spans_total") >= 6)
         assert running.metric("sidetrace_collector_written_metric_points_total") >= 1
     finally:
         running.stop()
@@ -565,7 +565,7 @@ def test_a_refused_spool_record_goes_to_the_dead_letter_file(kind, clickhouse_se
     spool.close()
     running = _start(url, spool_dir)
     try:
-        wait_for(
+        eventually(
             lambda: (
                 running.metric(
                     'sidetrace_collector_dead_letter_records_total{reason="store_refused"}'
@@ -577,7 +577,7 @@ def test_a_refused_spool_record_goes_to_the_dead_letter_file(kind, clickhouse_se
         later = span_request(2, service="later")
         with grpc.insecure_channel(running.grpc_target) as channel:
             grpc_export(channel)(later.SerializeToString(), timeout=30)
-        wait_for(lambda: running.metric("sidetrace_collector_written_spans_total") >= 7)
+        eventually(lambda: running.metric("sidetrace_collector_written_spans_total") >= 7)
     finally:
         running.stop()
     assert running.process.returncode == 0

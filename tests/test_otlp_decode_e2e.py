@@ -21,8 +21,8 @@ from tests.support.collector_helpers import (
     grpc_export,
     running_collector,
     span_request,
-    wait_for,
 )
+from tests.support.polling import eventually
 from tracestore.compiled_columns import _otlpdecode
 from tracestore.migrate import migrate
 from tracestore.otlp_columns import SPAN_COLUMNS
@@ -88,7 +88,7 @@ def test_compiled_and_python_decoders_store_the_same_rows(store_url, tmp_path):
                 for payload in rich_requests(start_ns):
                     reply = ExportTraceServiceResponse.FromString(export(payload, timeout=30))
                     assert not reply.HasField("partial_success")
-            wait_for(lambda s=store: count_spans(s) == 12)
+            eventually(lambda s=store: count_spans(s) == 12)
         rows[compiled] = stored_rows(store)
     assert len(rows[True]) == 12
     assert rows[True] == rows[False]

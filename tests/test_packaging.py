@@ -21,8 +21,10 @@ import pytest
 
 from bench.footprint import EMBEDDED_ONLY, build_wheel, has_distribution, make_venv
 from runtime.loopback_ports import free_port
-from tests.support.collector_helpers import fresh_native_url, wait_for
-from tests.support.sidecar_harness import ThreadedUvicorn, build_app
+from tests.support.collector_helpers import fresh_native_url
+from tests.support.polling import eventually
+from tests.support.sidecar_harness import build_app
+from tests.support.threaded_server import ThreadedUvicorn
 
 pytestmark = pytest.mark.slow
 
@@ -86,7 +88,9 @@ def test_slim_sidecar_install_runs_the_sidecar(tmp_path: Path) -> None:
         cwd=tmp_path, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
     )  # fmt: skip
     try:
-        wait_for(lambda: process.poll() is not None or _get(f"http://127.0.0.1:{admin}/healthz")[0])
+        eventually(
+            lambda: process.poll() is not None or _get(f"http://127.0.0.1:{admin}/healthz")[0]
+        )
         assert process.poll() is None, "the sidecar exited: a library is missing from the set"
         assert b"sidetrace_sidecar_" in _get(f"http://127.0.0.1:{admin}/metrics")[1]
     finally:
@@ -113,7 +117,7 @@ def test_base_install_runs_sidecar_collector_and_dashboard(
         "--http-port", str(free_port()), "--admin-port", str(admin),
         "--spool-dir", str(tmp_path / "spool"), "--batch-seconds", "0.2",
     )  # fmt: skip
-    wait_for(lambda: _get(f"http://127.0.0.1:{admin}/readyz")[0] == 200, timeout=120)
+    eventually(lambda: _get(f"http://127.0.0.1:{admin}/readyz")[0] == 200, timeout=120)
     start("dashboard", "--clickhouse", url, "--host", "127.0.0.1", "--port", str(dashboard))
     app = ThreadedUvicorn(build_app()).start()
     try:
@@ -124,7 +128,7 @@ def test_base_install_runs_sidecar_collector_and_dashboard(
             "--admin-port", str(sidecar_admin), "--collector", f"127.0.0.1:{grpc_port}",
             "--service-name", "packaged",
         )  # fmt: skip
-        wait_for(lambda: _get(f"http://127.0.0.1:{sidecar_admin}/healthz")[0] == 200)
+        eventually(lambda: _get(f"http://127.0.0.1:{sidecar_admin}/healthz")[0] == 200)
         trace_id = uuid.uuid4().hex
         conn = http.client.HTTPConnection("127.0.0.1", inbound, timeout=10)
         conn.request("GET", "/", headers={"traceparent": f"00-{trace_id}-{'1' * 16}-01"})
@@ -136,6 +140,6 @@ def test_base_install_runs_sidecar_collector_and_dashboard(
             status, body = _get(trace_url)
             return status == 200 and b"packaged" in body
 
-        wait_for(served, timeout=90)
+        eventually(served, timeout=90)
     finally:
         app.stop()

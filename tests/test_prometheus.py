@@ -16,10 +16,12 @@ from prometheus_client.parser import text_string_to_metric_families
 
 from collector.stats import Stats
 from runtime.loopback_ports import free_port
-from tests.support.collector_helpers import running_collector, wait_for
+from tests.support.collector_helpers import running_collector
+from tests.support.polling import eventually
 from tests.support.promtool import PROMTOOL, promtool_check
-from tests.support.sidecar_harness import ThreadedUvicorn, build_app
+from tests.support.sidecar_harness import build_app
 from tests.support.sidecar_process import SidecarProcess
+from tests.support.threaded_server import ThreadedUvicorn
 
 PROMETHEUS = shutil.which("prometheus")
 pytestmark = pytest.mark.skipif(
@@ -97,7 +99,7 @@ def test_promtool_clean_on_every_admin_port(system):
     for i in range(5):
         assert _get(sidecar.inbound, f"/users/{i}") == 200
     route = {"http_route": "/users/{uid}"}  # counted by the telemetry thread, soon after
-    wait_for(lambda: sidecar.metric("http_server_request_duration_seconds_count", **route) >= 5)
+    eventually(lambda: sidecar.metric("http_server_request_duration_seconds_count", **route) >= 5)
     status, text = sidecar.get("/metrics")
     assert status == 200
     promtool_check(text)
@@ -147,7 +149,7 @@ def test_prometheus_scrapes_collector_and_sidecar(system, tmp_path):
         return body.get("data", {}).get("result", []) if body.get("status") == "success" else []
 
     try:
-        up = wait_for(lambda: (r := query("up == 1")) and len(r) == 2 and r, timeout=120)
+        up = eventually(lambda: (r := query("up == 1")) and len(r) == 2 and r, timeout=120)
         assert {r["metric"]["job"] for r in up} == {"collector", "sidecar"}
         deadline = time.monotonic() + 120
         rate: list[dict] = []
@@ -158,7 +160,7 @@ def test_prometheus_scrapes_collector_and_sidecar(system, tmp_path):
             rate = query(f"sum(rate({series}[15s])) > 0")
             time.sleep(1)
         assert rate and float(rate[0]["value"][1]) > 0
-        received = wait_for(
+        received = eventually(
             lambda: (r := query("sidetrace_collector_received_spans_total > 0")) and r, timeout=120
         )
         assert float(received[0]["value"][1]) > 0

@@ -29,10 +29,11 @@ from tests.support.collector_helpers import (
     fresh_native_url,
     grpc_export,
     span_request,
-    wait_for,
 )
-from tests.support.sidecar_harness import ThreadedUvicorn, build_app
+from tests.support.polling import eventually
+from tests.support.sidecar_harness import build_app
 from tests.support.sidecar_process import SidecarProcess
+from tests.support.threaded_server import ThreadedUvicorn
 from tracestore.store import open_store
 
 TOKEN = "s3cret-token"
@@ -134,7 +135,7 @@ def test_spans_reach_clickhouse_over_tls_with_token(collector, tls_dir, otlp_sid
     trace_id = uuid.uuid4().hex
     _traffic(sidecar, trace_id)
     store = open_store(collector["url"])
-    wait_for(lambda: count_spans(store, "trace_id = %(t)s", {"t": trace_id}) >= 50, timeout=60)
+    eventually(lambda: count_spans(store, "trace_id = %(t)s", {"t": trace_id}) >= 50, timeout=60)
     assert sidecar.metric("sidetrace_sidecar_spans_dropped_total") == 0
 
 
@@ -149,7 +150,7 @@ def test_traces_variables_win_over_the_general_ones(collector, tls_dir, otlp_sid
     trace_id = uuid.uuid4().hex
     _traffic(sidecar, trace_id, requests=5)
     store = open_store(collector["url"])
-    wait_for(lambda: count_spans(store, "trace_id = %(t)s", {"t": trace_id}) >= 5, timeout=60)
+    eventually(lambda: count_spans(store, "trace_id = %(t)s", {"t": trace_id}) >= 5, timeout=60)
 
 
 @pytest.mark.parametrize(
@@ -178,10 +179,10 @@ def test_refused_export_is_logged_and_counted_traffic_unaffected(
     sidecar = otlp_sidecar(**settings)
     _traffic(sidecar, uuid.uuid4().hex, requests=200)  # every request answered by the app
     name = "sidetrace_sidecar_spans_dropped_by_reason_total"
-    wait_for(lambda: sidecar.metric(name, reason=reason) > 0, timeout=60)
+    eventually(lambda: sidecar.metric(name, reason=reason) > 0, timeout=60)
     assert sidecar.metric("sidetrace_sidecar_spans_exported_total") == 0
     assert sidecar.log is not None
-    wait_for(lambda: logged in sidecar.log.read_text(), timeout=30)
+    eventually(lambda: logged in sidecar.log.read_text(), timeout=30)
     _traffic(sidecar, uuid.uuid4().hex, requests=20)  # and still serving
 
 
@@ -218,8 +219,8 @@ def test_rotated_certificate_is_served_without_restart(collector, tls_dir) -> No
     assert _export_with(new_ca, port) == grpc.StatusCode.UNAVAILABLE  # not served yet
     for name in ("tls.key", "tls.crt"):  # as a Secret volume swaps them
         os.replace(rotated / name, tls_dir / name)
-    wait_for(lambda: _export_with(new_ca, port) is None, timeout=30)
+    eventually(lambda: _export_with(new_ca, port) is None, timeout=30)
     https = f"https://127.0.0.1:{collector['ports']['http']}/v1/traces"
-    wait_for(lambda: _https_status(https, rotated / "ca.crt") == 401, timeout=30)
+    eventually(lambda: _https_status(https, rotated / "ca.crt") == 401, timeout=30)
     assert collector["process"].poll() is None  # the same process
     (tls_dir / "ca.crt").write_bytes(new_ca)  # later tests trust the served pair

@@ -25,8 +25,9 @@ from sidecar.cardinality import (
 )
 from sidecar.otlp_encode import encode_red_metrics
 from sidecar.red_metrics import MAX_SERIES, OVERFLOW_KEY, RedMetrics
-from tests.support.sidecar_harness import CannedHttpServer, OtlpSink, ThreadedUvicorn, build_app
+from tests.support.sidecar_harness import CannedHttpServer, OtlpSink, build_app
 from tests.support.sidecar_process import SidecarProcess
+from tests.support.threaded_server import ThreadedUvicorn
 
 
 def test_red_metrics_fold_new_keys_into_one_overflow_series() -> None:

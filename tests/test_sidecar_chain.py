@@ -21,8 +21,9 @@ import pytest
 from runtime.loopback_ports import free_port
 from sidecar.resource import SCHEMA_URL
 from tests.conftest import fresh_store_url
-from tests.support.sidecar_harness import ThreadedUvicorn, build_app
+from tests.support.sidecar_harness import build_app
 from tests.support.sidecar_process import SidecarProcess
+from tests.support.threaded_server import ThreadedUvicorn
 from tracestore.store import open_store
 
 TRACE = "9abcdef0123456789abcdef012345678"

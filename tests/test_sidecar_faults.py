@@ -14,15 +14,10 @@ from pathlib import Path
 import pytest
 
 from runtime.loopback_ports import free_port
-from tests.support.sidecar_harness import (
-    BannerServer,
-    OtlpSink,
-    ThreadedUvicorn,
-    attributes,
-    build_app,
-    wait_port,
-)
+from tests.support.polling import eventually, port_open
+from tests.support.sidecar_harness import BannerServer, OtlpSink, attributes, build_app
 from tests.support.sidecar_process import SidecarProcess
+from tests.support.threaded_server import ThreadedUvicorn
 
 MB = 1024 * 1024
 
@@ -205,7 +200,7 @@ def test_max_connections_rejects_extra_connections(app, sidecar_factory) -> None
     finally:
         for sock in held:
             sock.close()
-    wait_port(sidecar.inbound)
+    eventually(lambda: port_open(sidecar.inbound), timeout=15, what="the port opens")
 
 
 def test_idle_keep_alive_connection_is_closed_after_idle_timeout(app, sidecar_factory) -> None:

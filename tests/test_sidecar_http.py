@@ -13,8 +13,9 @@ import pytest
 import websockets.sync.client
 
 from runtime.loopback_ports import free_port
-from tests.support.sidecar_harness import OtlpSink, ThreadedUvicorn, attributes, build_app
+from tests.support.sidecar_harness import OtlpSink, attributes, build_app
 from tests.support.sidecar_process import SidecarProcess
+from tests.support.threaded_server import ThreadedUvicorn
 
 TID = "0af7651916cd43dd8448eb211c80319c"
 SID = "b7ad6b7169203331"

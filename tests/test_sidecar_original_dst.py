@@ -12,8 +12,9 @@ from collections.abc import Iterator
 
 import pytest
 
-from tests.support.sidecar_harness import BannerServer, ThreadedUvicorn, build_app
+from tests.support.sidecar_harness import BannerServer, build_app
 from tests.support.sidecar_process import SidecarProcess
+from tests.support.threaded_server import ThreadedUvicorn
 
 pytestmark = pytest.mark.skipif(
     os.geteuid() != 0 or shutil.which("iptables") is None, reason="needs root and iptables"

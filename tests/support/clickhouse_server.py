@@ -8,13 +8,12 @@ from __future__ import annotations
 
 import shutil
 import signal
-import socket
 import subprocess
 import tempfile
-import time
 from pathlib import Path
 
 from runtime.loopback_ports import free_port
+from tests.support.polling import Gone, eventually, port_open
 
 SERVER_BINARY = "clickhouse-server"
 
@@ -93,19 +92,14 @@ class ClickHouseServer:
             command = ["taskset", "-c", str(cpu), *command]
         log = open(self.root / "stdout.log", "ab")  # noqa: SIM115 - owned by the process
         self.process = subprocess.Popen(command, stdout=log, stderr=log, cwd=self.root)
-        deadline = time.monotonic() + timeout
-        while time.monotonic() < deadline:
-            if self.process.poll() is not None:
-                raise RuntimeError(f"clickhouse-server exited; see {self.root}/error.log")
-            try:
-                with socket.create_connection(("127.0.0.1", self.tcp_port), timeout=0.5):
-                    pass
-                if self._answers():
-                    return
-            except OSError:
-                pass
-            time.sleep(0.2)
-        raise RuntimeError(f"clickhouse-server did not start within {timeout}s")
+        process = self.process
+
+        def answers() -> bool:
+            if process.poll() is not None:
+                raise Gone(f"clickhouse-server exited; see {self.root}/error.log")
+            return port_open(self.tcp_port) and self._answers()
+
+        eventually(answers, timeout, 0.2, what=f"clickhouse-server on port {self.tcp_port}")
 
     def _answers(self) -> bool:
         from clickhouse_driver import Client

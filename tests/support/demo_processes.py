@@ -6,14 +6,12 @@ import os
 import signal
 import subprocess
 import sys
-import time
 from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
 
-import httpx
-
 from runtime.loopback_ports import free_port
+from tests.support.polling import alive, eventually, http_ok
 
 
 @contextmanager
@@ -30,17 +28,9 @@ def all_in_one(data: Path) -> Iterator[tuple[subprocess.Popen[str], dict[str, in
         start_new_session=True,
     )
     try:
-        deadline = time.monotonic() + 120
-        while True:
-            assert process.poll() is None, process.communicate()[0]
-            assert time.monotonic() < deadline, "all-in-one did not answer in 120 s"
-            try:
-                url = f"http://127.0.0.1:{ports['--port']}/healthz"
-                if httpx.get(url, timeout=2).status_code == 200:
-                    break
-            except httpx.HTTPError:
-                pass
-            time.sleep(0.3)
+        url = f"http://127.0.0.1:{ports['--port']}/healthz"
+        what = "all-in-one answers on its dashboard port"
+        eventually(lambda: alive(process, "all-in-one") or http_ok(url), 120, 0.3, what=what)
         yield process, ports
     finally:
         if process.poll() is None:

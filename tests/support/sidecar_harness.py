@@ -16,7 +16,6 @@ from concurrent.futures import ThreadPoolExecutor
 
 import grpc
 import httpx
-import uvicorn
 from opentelemetry.proto.collector.trace.v1 import trace_service_pb2, trace_service_pb2_grpc
 from starlette.applications import Starlette
 from starlette.requests import Request
@@ -24,7 +23,7 @@ from starlette.responses import JSONResponse, PlainTextResponse, StreamingRespon
 from starlette.routing import Route, WebSocketRoute
 from starlette.websockets import WebSocket
 
-from runtime.loopback_ports import free_port
+from tests.support.polling import eventually
 
 FORWARDED = ("traceparent", "tracestate", "baggage")
 
@@ -92,38 +91,6 @@ def build_app(outbound_proxy: str | None = None) -> Starlette:
     )
 
 
-class ThreadedUvicorn:
-    """uvicorn serving an app from a thread of the test process, on a free port."""
-
-    def __init__(self, app: Starlette, port: int | None = None):
-        self.port = port or free_port()
-        config = uvicorn.Config(
-            app, host="127.0.0.1", port=self.port, log_level="warning", lifespan="off"
-        )
-        self.server = uvicorn.Server(config)
-        self.thread = threading.Thread(target=self.server.run, daemon=True)
-
-    def start(self) -> ThreadedUvicorn:
-        self.thread.start()
-        wait_port(self.port)
-        return self
-
-    def stop(self) -> None:
-        self.server.should_exit = True
-        self.thread.join(10)
-
-
-def wait_port(port: int, timeout: float = 15.0) -> None:
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        try:
-            with socket.create_connection(("127.0.0.1", port), timeout=0.5):
-                return
-        except OSError:
-            time.sleep(0.05)
-    raise TimeoutError(f"port {port} did not open")
-
-
 class OtlpSink(trace_service_pb2_grpc.TraceServiceServicer):
     """An OTLP/gRPC trace endpoint that records every span it receives."""
 
@@ -151,14 +118,14 @@ class OtlpSink(trace_service_pb2_grpc.TraceServiceServicer):
         self.server.stop(0)
 
     def wait_for(self, predicate: Callable[[list], bool], timeout: float = 15.0) -> list:
-        deadline = time.monotonic() + timeout
-        while time.monotonic() < deadline:
+        """The spans received so far, once ``predicate`` holds for them."""
+
+        def seen() -> list | None:
             with self._lock:
                 snapshot = list(self.spans)
-            if predicate(snapshot):
-                return snapshot
-            time.sleep(0.1)
-        raise AssertionError(f"spans not seen in time; have {len(snapshot)}")
+            return snapshot if predicate(snapshot) else None
+
+        return eventually(seen, timeout=timeout, interval=0.1, what="spans at the OTLP sink")
 
 
 class ThreadedTcpServer:

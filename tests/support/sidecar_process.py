@@ -5,13 +5,13 @@ from __future__ import annotations
 import os
 import signal
 import subprocess
-import time
 import urllib.error
 import urllib.request
 from pathlib import Path
 
 from runtime.loopback_ports import free_port
 from sidetrace.demo.system import sidecar_command
+from tests.support.polling import Gone, eventually
 
 
 class SidecarProcess:
@@ -35,16 +35,16 @@ class SidecarProcess:
         env = {k: v for k, v in os.environ.items() if not k.startswith("SIDETRACE_")}
         env.update(self.env)
         self.process = subprocess.Popen(command, stdout=out, stderr=out, env=env)
-        deadline = time.monotonic() + timeout
-        while time.monotonic() < deadline:
-            if self.process.poll() is not None:
-                raise RuntimeError(f"sidecar exited with {self.process.returncode}")
-            try:
-                self.get("/healthz")
-                return self
-            except OSError:
-                time.sleep(0.1)
-        raise RuntimeError("sidecar did not become healthy")
+        process = self.process
+
+        def healthy() -> bool:
+            if process.poll() is not None:
+                raise Gone(f"sidecar exited with {process.returncode}")
+            self.get("/healthz")
+            return True
+
+        eventually(healthy, timeout, 0.1, what="the sidecar's /healthz", ignoring=(OSError,))
+        return self
 
     def get(self, path: str, timeout: float = 5.0) -> tuple[int, str]:
         """GET on the admin port; returns (status, body) also for error statuses."""

@@ -6,18 +6,50 @@ they do in production.
 
 from __future__ import annotations
 
+import shutil
+import socket
 import subprocess
-import time
 from pathlib import Path
 
-from test_cluster import _zookeeper_answers, _zookeeper_classpath
-
 from runtime.loopback_ports import free_port
+from tests.support.polling import alive, eventually
+
+JAVA_LIB = Path("/usr/share/java")
+JARS = (
+    "zookeeper.jar",
+    "zookeeper-jute.jar",
+    "slf4j-api.jar",
+    "slf4j-simple.jar",
+    "netty-all.jar",
+    "commons-io.jar",
+    "commons-cli.jar",
+    "metrics-core.jar",
+    "snappy-java.jar",
+)
+
+
+def zookeeper_classpath() -> str | None:
+    """The Java classpath of Debian's zookeeper package, or None when it or java is missing."""
+    if not shutil.which("java") or not (JAVA_LIB / "zookeeper.jar").exists():
+        return None
+    return ":".join(str(JAVA_LIB / jar) for jar in JARS if (JAVA_LIB / jar).exists())
+
+
+def zookeeper_answers(port: int) -> bool:
+    """Whether a ZooKeeper server answers the ``srvr`` four-letter command on ``port``."""
+    try:
+        with socket.create_connection(("127.0.0.1", port), timeout=1) as sock:
+            sock.sendall(b"srvr")
+            return b"Mode:" in sock.recv(1000)
+    except OSError:
+        return False
 
 
 class ZooKeeper:
+    """One standalone ZooKeeper on a free port; ``tick_ms`` sets how short sessions may be."""
+
     def __init__(self, folder: Path, tick_ms: int = 500) -> None:
-        classpath = _zookeeper_classpath()
+        classpath = zookeeper_classpath()
         if classpath is None:
             raise RuntimeError("ZooKeeper (Debian package zookeeper) and java are needed")
         self.classpath = classpath
@@ -36,7 +68,7 @@ class ZooKeeper:
 
     def start(self, timeout: float = 60.0) -> None:
         log = open(self.folder / "zookeeper.log", "ab")  # noqa: SIM115 - owned by the process
-        self.process = subprocess.Popen(
+        process = subprocess.Popen(
             ["java", "-Xmx256m", "-Dzookeeper.admin.enableServer=false", "-cp", self.classpath]
             + ["org.apache.zookeeper.server.ZooKeeperServerMain", str(self.port)]
             + [str(self.folder / "data"), str(self.tick_ms)],
@@ -44,13 +76,14 @@ class ZooKeeper:
             stderr=subprocess.STDOUT,
         )
         log.close()
-        deadline = time.monotonic() + timeout
-        while not _zookeeper_answers(self.port):
-            if self.process.poll() is not None:
-                raise RuntimeError((self.folder / "zookeeper.log").read_text()[-2000:])
-            if time.monotonic() > deadline:
-                raise RuntimeError("ZooKeeper did not start")
-            time.sleep(0.2)
+        self.process = process
+
+        def answers() -> bool:
+            if process.poll() is not None:
+                alive(process, (self.folder / "zookeeper.log").read_text()[-2000:])
+            return zookeeper_answers(self.port)
+
+        eventually(answers, timeout, 0.2, what="ZooKeeper answers")
 
     def stop(self) -> None:
         if self.process is None:
@@ -62,3 +95,10 @@ class ZooKeeper:
             self.process.kill()
             self.process.wait()
         self.process = None
+
+    def __enter__(self) -> ZooKeeper:
+        self.start()
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.stop()
