@@ -3,7 +3,9 @@
 Decisions and the move run through the Distributed tables from one node; every
 table is sharded by trace id, so a kept trace's spans land on the shard that
 holds its hot spans, and a re-run copies nothing twice. The hot day is dropped
-on every shard (``ON CLUSTER``) once it leaves the hot window.
+on every shard (``ON CLUSTER``) once it leaves the hot window. Example traces are
+recorded beside their trace (``trace_examples`` is sharded by trace id too), so the
+decision reads them shard-locally.
 """
 
 from __future__ import annotations
@@ -23,6 +25,7 @@ from tracestore.tier_queries import missing_trace_message
 from tracestore.trace_queries import load_trace
 
 DATABASE = "st_tiering"
+EXAMPLES_DATABASE = "st_tiering_examples"
 
 
 def _poll(read, want, seconds: float = 90.0):
@@ -84,3 +87,57 @@ def test_tiering_on_two_shards(cluster):  # noqa: F811
     gone = Traffic.tid(next(t for t in traffic.normal if Traffic.tid(t) not in kept))
     assert load_trace(reader, gone, max_spans=10) is None
     assert "baseline not selected" in (missing_trace_message(reader, gone) or "")
+
+
+@pytest.mark.slow
+def test_examples_kept_on_two_shards(cluster):  # noqa: F811
+    """Examples of a chart, an edge and an alert are recorded through the Distributed
+    table (sharded by trace id, beside their trace) and kept with the reason "example"."""
+    from tests.test_trace_examples import ExampleTraffic
+    from tracestore import example_queries as eq
+
+    first, second = cluster
+    writer = open_store(first.url(EXAMPLES_DATABASE))
+    migrate(writer, cluster=CLUSTER)
+    t0 = int(time.time()) // 60 * 60 - 600
+    traffic = ExampleTraffic(writer, t0)
+    reader = open_store(second.url(EXAMPLES_DATABASE))
+    spans = lambda: reader.query("SELECT count() FROM spans")[0][0]  # noqa: E731
+    assert _poll(spans, 3 * len(traffic.traces)) == 3 * len(traffic.traces)
+
+    chart = eq.chart_examples(reader, "checkout", t0, t0 + 100)
+    edge = eq.edge_examples(reader, "frontend", "checkout", "service", t0 + 100, t0 + 200)
+    charge = eq.SpanFilter("checkout", operation="Charge")
+    alert = eq.filter_examples(reader, "checkout-charge-slow", charge, t0, t0 + 400)
+    assert (chart[0].slowest.trace_id, chart[0].error.trace_id) == (
+        traffic.chart,
+        traffic.chart_error,
+    )
+    assert edge.slowest.trace_id == traffic.edge and edge.error is None
+    assert (alert.slowest.trace_id, alert.error.trace_id) == (traffic.alert, traffic.alert_error)
+    eq.record_examples(writer, "chart", chart)
+    eq.record_examples(writer, "edge", [edge])
+    eq.record_examples(writer, "alert", [alert])
+
+    config = TieringConfig(keep_baseline=0.0, buckets=2)
+    later = time.time() + 2 * DAY_S
+    want = {traffic.chart: (1, ["example"]), traffic.edge: (1, ["example"]),
+            traffic.alert: (1, ["example"]), traffic.chart_error: (1, ["error", "example"]),
+            traffic.alert_error: (1, ["error", "example"]),
+            traffic.plain: (0, [tq.NOT_SELECTED])}  # fmt: skip
+
+    def decided() -> dict[str, tuple[int, list[str]]]:
+        rows = reader.query(
+            f"SELECT trace_id, d_kept, d_reasons FROM {tq.latest_decisions_sql('1')}"
+        )
+        got = {str(r[0]): (int(r[1]), sorted(r[2])) for r in rows}
+        return {t: got.get(t) for t in want}
+
+    tiering.run_tiering(writer, config, now_s=later - DAY_S)  # decide and move, still hot
+    assert _poll(decided, want) == want
+    tiering.run_tiering(writer, config, now_s=later)  # past the hot window: days dropped
+    for trace_id in (traffic.chart, traffic.edge, traffic.alert):
+        trace = load_trace(reader, trace_id, max_spans=10)
+        assert trace is not None and len(trace.spans) == 3, trace_id
+    assert load_trace(reader, traffic.plain, max_spans=10) is None
+    assert "baseline not selected" in (missing_trace_message(reader, traffic.plain) or "")
