@@ -15,6 +15,8 @@ from datetime import UTC, datetime
 from typing import Any
 
 ZERO_TIME = "0001-01-01T00:00:00Z"
+# Annotations of a firing alert linking its example traces (dashboard/example_links.py).
+EXAMPLE_ANNOTATIONS = {"example_slowest_trace": "slowest", "example_error_trace": "erroneous"}
 
 
 def rfc3339(seconds: float | None) -> str:
@@ -109,7 +111,13 @@ def slack_payload(
     lines = []
     for alert in alerts:
         summary = alert.annotations.get("summary") or alert.labels.get("alertname", "")
-        lines.append(f"*{alert.status.upper()}* {summary} (since {rfc3339(alert.starts_at)})")
+        examples = " ".join(
+            f"<{alert.annotations[key]}|{label} trace>"
+            for key, label in EXAMPLE_ANNOTATIONS.items()
+            if key in alert.annotations
+        )
+        line = f"*{alert.status.upper()}* {summary} (since {rfc3339(alert.starts_at)})"
+        lines.append(f"{line} · examples: {examples}" if examples else line)
     return {
         "text": title,
         "attachments": [

@@ -12,14 +12,14 @@ from __future__ import annotations
 import logging
 from collections.abc import Iterable
 
+from dashboard.alert_payloads import EXAMPLE_ANNOTATIONS
 from slospec.slo_config import Filters
 from tracestore import example_queries as eq
 from tracestore.store import Store, StoreError
 
 log = logging.getLogger(__name__)
 
-SLOWEST_ANNOTATION = "example_slowest_trace"
-ERROR_ANNOTATION = "example_error_trace"
+SLOWEST_ANNOTATION, ERROR_ANNOTATION = EXAMPLE_ANNOTATIONS
 
 
 def _record(store: Store, source: str, examples: Iterable[eq.Examples]) -> None:

@@ -188,3 +188,15 @@ def test_example_referenced_after_a_not_kept_decision_is_kept_while_hot(store: S
     tiering.run_tiering(store, config, now_s=now_s, settled_days=settled)
     assert _decisions(store)[traffic.chart] == (1, ["example"])
     assert _decisions(store)[traffic.plain] == (0, [tq.NOT_SELECTED])
+
+
+def test_slack_notifications_link_the_examples() -> None:
+    from dashboard.alert_payloads import OutgoingAlert, slack_payload
+
+    links = {SLOWEST_ANNOTATION: "http://dash/trace/aa", ERROR_ANNOTATION: "http://dash/trace/bb"}
+    alert = OutgoingAlert("firing", {"alertname": "slow"}, {"summary": "slow", **links}, 1.0,
+                          None, "http://dash/alerts", "f1")  # fmt: skip
+    text = slack_payload("hook", {}, [alert], "http://dash")["attachments"][0]["text"]
+    assert "<http://dash/trace/aa|slowest trace> <http://dash/trace/bb|erroneous trace>" in text
+    plain = OutgoingAlert("firing", {"alertname": "slow"}, {"summary": "slow"}, 1.0, None, "", "f2")
+    assert "examples" not in slack_payload("hook", {}, [plain], "")["attachments"][0]["text"]
