@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import time
+
 import httpx
 
 from collector import tiering
@@ -70,3 +72,30 @@ def test_pin_keeps_a_trace_the_baseline_would_drop(store):
     with live_dashboard(store) as url:
         state = httpx.get(f"{url}/api/v1/traces/{target}/pin", timeout=30).json()
         assert state["decision"] == {"kept": True, "reasons": ["pinned"]}
+
+
+def test_examples_api_hands_out_and_records_examples(store):
+    from tests.test_trace_examples import ExampleTraffic
+    from tracestore.example_queries import example_traces
+
+    t0 = int(time.time()) // 60 * 60 - 600
+    traffic = ExampleTraffic(store, t0)
+    window = {"start": str(t0 * 1000), "end": str((t0 + 100) * 1000)}
+    with live_dashboard(store) as url:
+        api = f"{url}/api/v1/examples"
+        chart = httpx.get(api, params={"service": "checkout", "operation": "Charge", **window})
+        assert chart.status_code == 200, chart.text
+        (found,) = chart.json()["examples"]
+        assert found["operation"] == "Charge" and found["slowest"]["traceID"] == traffic.chart
+        assert found["error"]["url"] == f"/trace/{traffic.chart_error}"
+        edge_window = {"start": str((t0 + 100) * 1000), "end": str((t0 + 200) * 1000)}
+        edge = httpx.get(api, params={"parent": "frontend", "child": "checkout", **edge_window})
+        (found,) = edge.json()["examples"]
+        assert found["slowest"]["traceID"] == traffic.edge and found["error"] is None
+        for bad in ({}, {"parent": "frontend"}, {"parent": "a", "child": "b", "kind": "x"},
+                    {"service": "checkout", "start": "yesterday-ish"}):  # fmt: skip
+            answer = httpx.get(api, params=bad, timeout=30)
+            assert answer.status_code == 400 and answer.json()["error"], bad
+    recorded = example_traces(store)
+    assert recorded[traffic.chart] == ("chart",) and recorded[traffic.edge] == ("edge",)
+    assert traffic.plain not in recorded
