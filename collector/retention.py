@@ -13,32 +13,23 @@ import threading
 
 from runtime.coordination import Leadership, SoleLeader
 from tracestore.migrate import Features, Retention
-from tracestore.retention_queries import DAY_ID, active_partitions, drop_partition
+from tracestore.retention_queries import (
+    DAY_ID,
+    active_partitions,
+    drop_partition,
+    retention_families,
+)
 from tracestore.store import Store, StoreError
 
 log = logging.getLogger(__name__)
 JOB = "retention"  # the election the job stands in
-FAMILIES = {
-    "spans": "spans",
-    "spans_by_trace": "spans",
-    "trace_index": "spans",
-    "metric_points": "metrics",
-    "alert_events": "alerts",
-    "alert_notifications": "alerts",
-    "alert_deliveries": "alerts",
-    "spans_kept": "kept",
-    "trace_decisions": "kept",
-    "trace_pins": "kept",
-}
 # With retention tiering on, these leave after the hot window (collector/tiering.py).
 HOT_TABLES = ("spans", "spans_by_trace", "trace_index")
-ROLLUP_SUFFIXES = ("_minute", "_hour")
 
 
 def family(table: str) -> str | None:
-    if table in FAMILIES:
-        return FAMILIES[table]
-    return "rollups" if table.endswith(ROLLUP_SUFFIXES) else None
+    """The retention family of ``table``, None for tables kept for ever."""
+    return retention_families().get(table)
 
 
 def expired_partitions(store: Store, retention: Retention, today: dt.date) -> list[tuple[str, str]]:

@@ -8,11 +8,30 @@ they go into ``ALTER TABLE … DROP PARTITION ID``.
 
 from __future__ import annotations
 
+import functools
 import re
 
+from tracestore.migrate import load_migrations
 from tracestore.store import Store, StoreError, check_identifier
 
 DAY_ID = re.compile(r"^\d{8}$")
+_TABLE_TTL = re.compile(
+    r"^CREATE TABLE IF NOT EXISTS (\w+)\b.*?\{\{\s*ttl\w*:\s*(\w+)\s*\}\}", re.S
+)
+
+
+@functools.cache
+def retention_families() -> dict[str, str]:
+    """Table → retention family (``Retention`` field), as the table's migration names it in
+    its TTL placeholder: written once, so a new table is dropped on time without TTL too."""
+    return {
+        found.group(1): found.group(2)
+        for migration in load_migrations()
+        for statement in migration.statements()
+        if (found := _TABLE_TTL.match(statement))
+    }
+
+
 _DISTRIBUTED = re.compile(r"ENGINE = Distributed\('?(\w+)'?, '?(\w+)'?, '?(\w+)'?")
 
 
