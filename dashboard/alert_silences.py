@@ -19,6 +19,7 @@ from typing import Any
 
 from dashboard.alert_payloads import rfc3339
 from dashboard.user_regex import AnchoredPattern, PatternError
+from tracestore.silence_queries import SilenceRow, latest_silences, write_silence
 from tracestore.store import Store
 
 log = logging.getLogger(__name__)
@@ -235,20 +236,19 @@ class SilenceStore:
         self.store = store
 
     def save(self, silence: Silence) -> None:
-        self.store.insert(
-            "alert_silences",
-            {
-                "id": [silence.id],
-                "version": [time.time_ns()],
-                "created_at_ms": [int(silence.created_at * 1000)],
-                "starts_at_ms": [int(silence.starts_at * 1000)],
-                "ends_at_ms": [int(silence.ends_at * 1000)],
-                "created_by": [silence.created_by],
-                "comment": [silence.comment],
-                "matcher_names": [[m.name for m in silence.matchers]],
-                "matcher_ops": [[m.op for m in silence.matchers]],
-                "matcher_values": [[m.value for m in silence.matchers]],
-            },
+        write_silence(
+            self.store,
+            SilenceRow(
+                id=silence.id,
+                created_at_ms=int(silence.created_at * 1000),
+                starts_at_ms=int(silence.starts_at * 1000),
+                ends_at_ms=int(silence.ends_at * 1000),
+                created_by=silence.created_by,
+                comment=silence.comment,
+                matcher_names=tuple(m.name for m in silence.matchers),
+                matcher_ops=tuple(m.op for m in silence.matchers),
+                matcher_values=tuple(m.value for m in silence.matchers),
+            ),
         )
 
     def expire(self, silence_id: str, now: float | None = None) -> Silence | None:
@@ -272,31 +272,27 @@ class SilenceStore:
         return ended
 
     def all(self) -> list[Silence]:
-        rows = self.store.query(
-            "SELECT id, argMax(starts_at_ms, version), argMax(ends_at_ms, version), "
-            "argMax(created_by, version), argMax(comment, version), "
-            "argMax(matcher_names, version), argMax(matcher_ops, version), "
-            "argMax(matcher_values, version), argMax(created_at_ms, version) "
-            "FROM alert_silences GROUP BY id"
-        )
         silences = []
-        for row in rows:
+        for row in latest_silences(self.store):
             try:
                 matchers = tuple(
-                    Matcher(n, o, v) for n, o, v in zip(row[5], row[6], row[7], strict=True)
+                    Matcher(n, o, v)
+                    for n, o, v in zip(
+                        row.matcher_names, row.matcher_ops, row.matcher_values, strict=True
+                    )
                 )
             except SilenceError as exc:  # stored before RE2 or the limits: never applied
-                log.warning("ignoring silence %s: %s", row[0], exc)
+                log.warning("ignoring silence %s: %s", row.id, exc)
                 continue
             silences.append(
                 Silence(
-                    id=str(row[0]),
+                    id=row.id,
                     matchers=matchers,
-                    starts_at=int(row[1]) / 1000,
-                    ends_at=int(row[2]) / 1000,
-                    created_by=str(row[3]),
-                    comment=str(row[4]),
-                    created_at=int(row[8]) / 1000,
+                    starts_at=row.starts_at_ms / 1000,
+                    ends_at=row.ends_at_ms / 1000,
+                    created_by=row.created_by,
+                    comment=row.comment,
+                    created_at=row.created_at_ms / 1000,
                 )
             )
         return sorted(silences, key=lambda s: s.created_at, reverse=True)

@@ -44,6 +44,8 @@ from collections.abc import Callable, Mapping, Sequence
 import numpy as np
 
 from tracestore.slo_queries import (
+    HOURS,
+    MINUTES,
     Counts,
     SeriesKey,
     hour_calls,
@@ -62,7 +64,6 @@ LATE_MINUTES = 2
 # Spans may arrive this late (the collector's default --max-past-seconds); each
 # evaluation compares the hourly calls this far back with its slots.
 LATE_HORIZON_S = 86400
-MINUTES, HOURS = "latency_minute", "latency_hour"
 # The leader writes the slots that changed at most this often; a new leader resumes
 # from the last write when it is at most KEEP_MAX_AGE_S old (and re-reads what came
 # after, as any refresh does), else it loads from the rollups.

@@ -26,7 +26,7 @@ from collections.abc import Callable
 from dataclasses import dataclass, field, replace
 
 from dashboard.alert_delivery import Attempt, Decision, Dispatcher, Notifier
-from dashboard.alert_record import FAILED, SENT, SUPERSEDED, DeliveryLog
+from dashboard.alert_record import DeliveryLog
 from dashboard.alert_rules import (
     FIRING,
     PENDING,
@@ -39,6 +39,7 @@ from dashboard.alert_rules import (
 from dashboard.alert_silences import Silence, SilenceStore
 from dashboard.example_links import alert_annotations
 from dashboard.slo_cache import RollupCache
+from runtime.coordination import Leadership, SoleLeader
 from slospec.slo_config import (
     Filters,
     Slo,
@@ -47,7 +48,14 @@ from slospec.slo_config import (
     ThresholdAlert,
     format_duration,
 )
-from runtime.coordination import Leadership, SoleLeader
+from tracestore.alert_queries import (
+    AlertEvent,
+    NotificationAttempt,
+    last_states,
+    write_attempt,
+    write_events,
+)
+from tracestore.delivery_queries import FAILED, SENT, SUPERSEDED
 from tracestore.slo_math import (
     bucket_cut,
     budget_remaining,
@@ -58,7 +66,7 @@ from tracestore.slo_math import (
     time_to_exhaustion,
     windows_exceed,
 )
-from tracestore.slo_queries import Counts, is_whole_minutes, window_counts
+from tracestore.slo_queries import Counts, is_whole_minutes, rollup_services, window_counts
 from tracestore.store import Store, StoreError
 
 log = logging.getLogger(__name__)
@@ -160,8 +168,7 @@ class SloEvaluator:
     # ---- one evaluation -------------------------------------------------------------
 
     def known_services(self) -> set[str]:
-        rows = self.store.query("SELECT DISTINCT toString(service_name) FROM latency_minute")
-        return {str(r[0]) for r in rows}
+        return rollup_services(self.store)
 
     def evaluate_once(self, now: float | None = None) -> Snapshot:
         """Evaluate every SLO and alert once; never raises for store trouble."""
@@ -348,56 +355,26 @@ class SloEvaluator:
         }
 
     def _record(self, transitions: list[Transition], silenced: set[str]) -> None:
-        if not transitions:
-            return
-        columns: dict[str, list] = {
-            name: []
-            for name in (
-                "ts",
-                "at_ms",
-                "fingerprint",
-                "alertname",
-                "severity",
-                "kind",
-                "from_state",
-                "to_state",
-                "value",
-                "silenced",
-                "starts_at_ms",
-                "ends_at_ms",
-                "label_keys",
-                "label_values",
-                "annotation_keys",
-                "annotation_values",
+        events = [
+            AlertEvent(
+                at_ms=int(t.at * 1000),
+                fingerprint=t.alert.fingerprint,
+                alertname=t.alert.name,
+                severity=t.alert.labels.get("severity", ""),
+                kind=t.alert.kind,
+                from_state=t.before,
+                to_state=t.after.state,
+                value=t.value,
+                silenced=t.alert.fingerprint in silenced,
+                starts_at_ms=int((t.after.active_at or 0) * 1000),
+                ends_at_ms=int((t.after.resolved_at or 0) * 1000),
+                labels=tuple(sorted(t.alert.labels.items())),
+                annotations=tuple(sorted(t.alert.annotations.items())),
             )
-        }
-        for t in transitions:
-            labels, annotations = (
-                sorted(t.alert.labels.items()),
-                sorted(t.alert.annotations.items()),
-            )
-            row = {
-                "ts": int(t.at),
-                "at_ms": int(t.at * 1000),
-                "fingerprint": t.alert.fingerprint,
-                "alertname": t.alert.name,
-                "severity": t.alert.labels.get("severity", ""),
-                "kind": t.alert.kind,
-                "from_state": t.before,
-                "to_state": t.after.state,
-                "value": t.value,
-                "silenced": int(t.alert.fingerprint in silenced),
-                "starts_at_ms": int((t.after.active_at or 0) * 1000),
-                "ends_at_ms": int((t.after.resolved_at or 0) * 1000),
-                "label_keys": [k for k, _ in labels],
-                "label_values": [v for _, v in labels],
-                "annotation_keys": [k for k, _ in annotations],
-                "annotation_values": [v for _, v in annotations],
-            }
-            for name, value in row.items():
-                columns[name].append(value)
+            for t in transitions
+        ]
         try:
-            self.store.insert("alert_events", columns)
+            write_events(self.store, events)
         except StoreError as exc:
             log.warning("could not record %d alert state change(s): %s", len(transitions), exc)
 
@@ -418,33 +395,28 @@ class SloEvaluator:
         n = attempt.notification
         if attempt.outcome in (SENT, FAILED, SUPERSEDED) and n.id:
             self.deliveries.outcome(n, attempt.outcome, self._term)
-        self.store.insert(
-            "alert_notifications",
-            {
-                "ts": [int(attempt.at)],
-                "at_ms": [int(attempt.at * 1000)],
-                "receiver": [n.receiver.name],
-                "group_key": [n.group_key],
-                "status": [n.status],
-                "fingerprints": [list(n.fingerprints)],
-                "attempt": [attempt.attempt],
-                "outcome": [attempt.outcome],
-                "http_status": [attempt.http_status],
-                "error": [attempt.error],
-            },
+        write_attempt(
+            self.store,
+            NotificationAttempt(
+                at_ms=int(attempt.at * 1000),
+                receiver=n.receiver.name,
+                group_key=n.group_key,
+                status=n.status,
+                fingerprints=tuple(n.fingerprints),
+                attempt=attempt.attempt,
+                outcome=attempt.outcome,
+                http_status=attempt.http_status,
+                error=attempt.error,
+            ),
         )
 
     def _restore(self, alerts: list[Alert], now: float, acting: bool) -> None:
         """Continue the episodes recorded before a restart or by the previous leader; when
         acting, also what each group was last told, and send what was decided but not sent.
         """
-        rows = self.store.query(
-            "SELECT fingerprint, argMax(to_state, at_ms), argMax(starts_at_ms, at_ms), "
-            "max(at_ms), argMax(ends_at_ms, at_ms) FROM alert_events GROUP BY fingerprint"
-        )
         last = {
-            str(r[0]): (str(r[1]), int(r[2]) / 1000, int(r[3]) / 1000, int(r[4]) / 1000)
-            for r in rows
+            fp: (r.state, r.starts_at_ms / 1000, r.at_ms / 1000, r.ends_at_ms / 1000)
+            for fp, r in last_states(self.store).items()
         }
         for alert in alerts:
             state, active_at, at, ended = last.get(alert.fingerprint, ("", 0.0, 0.0, 0.0))

@@ -1,8 +1,8 @@
 """SLO and alert pages and JSON API; runs the SLO evaluator inside the dashboard.
 
 ``startup(ctx)`` loads ``ctx.slo_files`` (refusing invalid ones with
-``FILE:LINE: FIELD: message``) and evaluates every ``SIDETRACE_SLO_INTERVAL``
-seconds (default 30). Without SLO files no evaluator runs here (a separate
+``FILE:LINE: FIELD: message``) and evaluates every ``ctx.slo_interval``
+seconds (``--slo-interval``, default 30). Without SLO files no evaluator runs here (a separate
 ``sidetrace alerter`` may), and the alert pages still show the history and
 silences stored in ClickHouse.
 """
@@ -10,7 +10,6 @@ silences stored in ClickHouse.
 from __future__ import annotations
 
 import logging
-import os
 import time
 from datetime import datetime
 from typing import Any
@@ -35,21 +34,20 @@ from dashboard.alert_silences import (
 from dashboard.context import DashboardContext
 from dashboard.error_pages import error_response
 from dashboard.json_input import parse_json_object
+from dashboard.slo_evaluator import AlertView, CutPlan, SloEvaluator, SloStatus, Snapshot
 from slospec.slo_config import (
     SloConfigError,
     SloConfigSet,
     format_duration,
     parse_duration,
-    time_scale_from_env,
 )
-from dashboard.slo_evaluator import AlertView, CutPlan, SloEvaluator, SloStatus, Snapshot
+from tracestore.alert_queries import event_history, recent_attempts
 from tracestore.slo_math import burndown
 from tracestore.slo_queries import step_counts
 
 log = logging.getLogger(__name__)
 
 STATE_KEY = "slo_evaluator"
-DEFAULT_INTERVAL_S = 30.0
 CHART_STEPS = 60
 HISTORY_LIMIT = 200
 MAX_DURATION_CHARS = 64
@@ -57,13 +55,9 @@ MAX_TIME_CHARS = 64
 SILENCE_FIELDS = ("matchers", "duration", "created_by", "comment")
 
 
-def interval_from_env() -> float:
-    return float(os.environ.get("SIDETRACE_SLO_INTERVAL", DEFAULT_INTERVAL_S))
-
-
 def load_evaluator(ctx: DashboardContext) -> SloEvaluator:
     """Load the SLO files against the services seen in spans; raises SloConfigError."""
-    config = SloConfigSet(list(ctx.slo_files), time_scale_from_env())
+    config = SloConfigSet(list(ctx.slo_files), ctx.slo_time_scale)
     evaluator = SloEvaluator(ctx.store, config, ctx.external_url)
     try:
         config.load(evaluator.known_services)
@@ -87,7 +81,7 @@ async def startup(ctx: DashboardContext) -> None:
                 log.error("invalid SLO file: %s", line)
             raise
         ctx.state[STATE_KEY] = evaluator
-    evaluator.start(interval_from_env())
+    evaluator.start(ctx.slo_interval)
 
 
 async def shutdown(ctx: DashboardContext) -> None:
@@ -428,34 +422,39 @@ def _bad_matcher() -> Any:
 
 
 def _history(ctx: DashboardContext, fingerprint: str | None, limit: int) -> list[dict[str, Any]]:
-    where = "WHERE fingerprint = %(fp)s" if fingerprint else ""
-    rows = ctx.store.query(
-        "SELECT at_ms, alertname, severity, kind, from_state, to_state, value, silenced, "
-        "fingerprint, starts_at_ms, ends_at_ms, label_keys, label_values "
-        f"FROM alert_events {where} ORDER BY at_ms DESC LIMIT %(limit)s",
-        {"fp": fingerprint or "", "limit": limit},
-    )
-    keys = (
-        "atMs", "alertname", "severity", "kind", "from", "to", "value", "silenced",
-        "fingerprint", "startsAtMs", "endsAtMs",
-    )  # fmt: skip
-    out = []
-    for row in rows:
-        item = {k: v for k, v in zip(keys, row[:11], strict=True)}
-        item["silenced"] = bool(item["silenced"])
-        item["labels"] = dict(zip(row[11], row[12], strict=True))
-        out.append(item)
-    return out
+    return [
+        {
+            "atMs": e.at_ms,
+            "alertname": e.alertname,
+            "severity": e.severity,
+            "kind": e.kind,
+            "from": e.from_state,
+            "to": e.to_state,
+            "value": e.value,
+            "silenced": e.silenced,
+            "fingerprint": e.fingerprint,
+            "startsAtMs": e.starts_at_ms,
+            "endsAtMs": e.ends_at_ms,
+            "labels": dict(e.labels),
+        }
+        for e in event_history(ctx.store, limit, fingerprint)
+    ]
 
 
 def _notifications(ctx: DashboardContext, limit: int) -> list[dict[str, Any]]:
-    rows = ctx.store.query(
-        "SELECT at_ms, receiver, group_key, status, attempt, outcome, http_status, error "
-        "FROM alert_notifications ORDER BY at_ms DESC LIMIT %(limit)s",
-        {"limit": limit},
-    )
-    keys = ("atMs", "receiver", "groupKey", "status", "attempt", "outcome", "httpStatus", "error")
-    return [dict(zip(keys, row, strict=True)) for row in rows]
+    return [
+        {
+            "atMs": a.at_ms,
+            "receiver": a.receiver,
+            "groupKey": a.group_key,
+            "status": a.status,
+            "attempt": a.attempt,
+            "outcome": a.outcome,
+            "httpStatus": a.http_status,
+            "error": a.error,
+        }
+        for a in recent_attempts(ctx.store, limit)
+    ]
 
 
 _ALERT_SCHEMA = {"type": "object"}

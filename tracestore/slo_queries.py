@@ -189,6 +189,13 @@ def window_counts(
 
 
 ROLLUP_TABLES = ("latency_minute", "latency_hour")  # same columns; `minute` starts the row
+MINUTES, HOURS = ROLLUP_TABLES
+
+
+def rollup_services(store: Store) -> set[str]:
+    """Every service with a row in the minute rollup (the services SLOs may name)."""
+    rows = store.query("SELECT DISTINCT toString(service_name) FROM latency_minute")
+    return {str(r[0]) for r in rows}
 
 
 def step_rows(
