@@ -160,7 +160,7 @@ def test_edge_labels_sit_beside_their_lines(site, page, artifacts):
     assert overlapping(page.evaluate(LABEL_CORNERS)) == []
     assert page.get_attribute("#service-map", "data-labels-placed") == "0"  # none crowded
     page.click("#map-fit")
-    page.locator("#map-viewport").screenshot(path=str(artifacts / "service-map.png"))
+    page.locator("#map-viewport").screenshot(path=str(artifacts / "service-map-edges.png"))
 
 
 def test_at_800_px_the_map_is_readable_and_pans_and_zooms(site, browser, artifacts):
@@ -288,7 +288,9 @@ def shown(page) -> list[tuple[float, bool]]:
     ]
 
 
-def test_edge_page_lists_the_slowest_and_failed_calls_of_the_whole_range(site, spans, page):
+def test_edge_page_lists_the_slowest_and_failed_calls_of_the_whole_range(
+    site, spans, page, artifacts
+):
     """Sorted by the store over every call in the range, not the latest 50 re-sorted."""
     calls = edge_calls(spans, "checkout", "inventory")
     assert len(calls) == 60  # more than the page lists
@@ -303,6 +305,7 @@ def test_edge_page_lists_the_slowest_and_failed_calls_of_the_whole_range(site, s
     slowest = sorted((d for _, d, _ in calls), reverse=True)[:50]
     assert durations == pytest.approx(slowest, abs=0.002)
     assert "50 slowest calls" in page.inner_text("main")
+    page.screenshot(path=str(artifacts / "service-edge-slowest.png"))
 
     failed = edge_calls(spans, "frontend", "search")
     errors = sum(e for _, _, e in failed)

@@ -1,7 +1,8 @@
 // Service map: edge labels beside their lines, not on them. The server puts each label on
 // its edge, mid-gap between two columns; here, with the text measured, each label turns to
 // run along its edge's segment and sits just above (or below) it, at the first place along
-// the segment that crosses no line, no node and no other label.
+// the segment that crosses no line, no node and no other label; where edges crowd so that
+// no such place exists, the label shows only while its edge is hovered or focused.
 "use strict";
 (function () {
   const OFFSET = 3;    // px between a line and its label
@@ -86,32 +87,36 @@
       const first = segmentAt(line, Number(text.getAttribute("x")));
       const box = text.getBBox();
       const hu = box.width / 2 + PAD, hv = box.height / 2 + PAD;
-      // Candidate [centre, axis] pairs: the server's segment first, then the edge's others.
+      // Candidate [centre, axis] pairs: beside the server's segment first, then the edge's
+      // others; then the same one label further out, for crowded fans.
       const tries = [];
       const order = [first, ...line.map((_, i) => i).filter((i) => i > 0 && i !== first)];
-      for (const i of order) {
-        const a = line[i - 1], b = line[i];
-        const len = Math.hypot(b[0] - a[0], b[1] - a[1]) || 1;
-        let d = [(b[0] - a[0]) / len, (b[1] - a[1]) / len];
-        if (d[0] < 0) d = [-d[0], -d[1]];  // never upside down
-        const n = [-d[1], d[0]];
-        const ts = ALONG.filter((t) => t * len - hu >= END && len - t * len - hu >= END);
-        for (const t of ts.length || i !== first ? ts : [0.5]) {
-          const p = [a[0] + (b[0] - a[0]) * t, a[1] + (b[1] - a[1]) * t];
-          for (const side of [-1, 1]) {
-            const off = side * (OFFSET + hv);
-            tries.push([[p[0] + n[0] * off, p[1] + n[1] * off], d]);
+      for (const ring of [0, 1]) {
+        for (const i of order) {
+          const a = line[i - 1], b = line[i];
+          const len = Math.hypot(b[0] - a[0], b[1] - a[1]) || 1;
+          let d = [(b[0] - a[0]) / len, (b[1] - a[1]) / len];
+          if (d[0] < 0) d = [-d[0], -d[1]];  // never upside down
+          const n = [-d[1], d[0]];
+          const ts = ALONG.filter((t) => t * len - hu >= END && len - t * len - hu >= END);
+          for (const t of ts.length || i !== first ? ts : [0.5]) {
+            const p = [a[0] + (b[0] - a[0]) * t, a[1] + (b[1] - a[1]) * t];
+            for (const side of [-1, 1]) {
+              const off = side * (OFFSET + hv + ring * (2 * hv + OFFSET));
+              tries.push([[p[0] + n[0] * off, p[1] + n[1] * off], d]);
+            }
           }
         }
       }
       const free = ([c, d]) => !taken.some((t) => overlaps(t, corners(c, d, hu, hv)));
       const linesHit = ([c, d]) => lines.filter((l) => hitsLine(l, c, d, hu, hv)).length;
       let best = tries.find((t) => free(t) && linesHit(t) === 0);
-      if (best === undefined) {  // crowded: off the other labels, across as few lines as can be
+      if (best === undefined) {
+        // Crowded: the label beside its line but hidden until its edge is hovered or
+        // focused (the edge's title carries it too), so the labels shown never collide.
         crowded += 1;
         text.classList.add("crowded");
-        const open = tries.filter(free);
-        best = (open.length ? open : tries).reduce((x, y) => (linesHit(y) < linesHit(x) ? y : x));
+        best = tries.slice(0, 2).find(free) || tries[0];
       }
       const [c, d] = best;
       const angle = (Math.atan2(d[1], d[0]) * 180) / Math.PI;
@@ -119,9 +124,14 @@
       text.setAttribute("y", c[1].toFixed(1));
       text.setAttribute("dominant-baseline", "central");
       text.setAttribute("transform", `rotate(${angle.toFixed(2)} ${c[0].toFixed(1)} ${c[1].toFixed(1)})`);
-      taken.push(corners(c, d, hu, hv));
+      if (!text.classList.contains("crowded")) taken.push(corners(c, d, hu, hv));
     });
     svg.dataset.labelsPlaced = String(crowded);
+    const note = document.getElementById("map-crowded");
+    if (note && crowded) {
+      note.textContent = `${crowded} edge label${crowded > 1 ? "s" : ""} shown on hover, where edges crowd`;
+      note.hidden = false;
+    }
     return crowded;
   }
 
