@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import functools
 import gc
 import logging
 import signal
@@ -120,7 +121,7 @@ class Sidecar:
             )
             self.contexts.append(ctx)
             server = await loop.create_server(
-                lambda ctx=ctx: DownstreamConnection(ctx),
+                functools.partial(DownstreamConnection, ctx),
                 host,
                 port,
                 backlog=1024,

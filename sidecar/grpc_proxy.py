@@ -127,9 +127,9 @@ class GrpcBridge(grpc.GenericRpcHandler):
             yield from call
             trailing = call.trailing_metadata()
         except grpc.RpcError as exc:
-            code = exc.code()  # type: ignore[attr-defined]
-            details = exc.details()  # type: ignore[attr-defined]
-            trailing = exc.trailing_metadata()  # type: ignore[attr-defined]
+            code = exc.code()
+            details = exc.details()
+            trailing = exc.trailing_metadata()
         except GeneratorExit:  # the caller went away mid-stream
             code = grpc.StatusCode.CANCELLED
             call.cancel()

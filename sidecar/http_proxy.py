@@ -503,8 +503,10 @@ class DownstreamConnection(asyncio.Protocol):
             return False
         if self.exchanges or self.parsing is not None or self.paused_by or self.mode != HTTP_MODE:
             return False
+        upstream = conn.transport
+        assert upstream is not None  # (it just carried this exchange)
         self.lane = conn.lane = Lane(
-            self.transport.write, conn.transport.write, ctx.lane_settings, self.client, ex.address
+            self.transport.write, upstream.write, ctx.lane_settings, self.client, ex.address
         )
         self.lane_conn = conn
         conn.attach(self, None)
@@ -928,13 +930,14 @@ class DownstreamConnection(asyncio.Protocol):
         if ex.counted_inflight:
             ex.counted_inflight = False
             ctx.counters.requests_in_flight_inbound -= 1
-        if not ex.traced or not ex.start_ns:
+        span = ex.span
+        if not ex.traced or not ex.start_ns or span is None:
             return
         # Building its Record is left to the telemetry thread. Of the exchange's fields
         # only ``start_ns`` changes later (zeroed so it is not recorded twice): pass it.
         ctx.telemetry.submit(
             (EXCHANGE_RECORDS, ex, ctx.kind, self.client, ex.start_ns, time.time_ns()),
-            ex.span.sampled,
+            span.sampled,
         )
 
     def _record_tcp(self, address: Address, start_ns: int, error: str, bytes_out: int) -> None:

@@ -684,7 +684,7 @@ def templates(obj: Any) -> Iterator[tuple[Any, str, str]]:
     path = TEMPLATE_PATHS.get(kind)
     if path is None:
         return
-    node = obj
+    node: object = obj
     for token in path:
         node = node.get(token) if isinstance(node, MutableMapping) else None
     if isinstance(node, MutableMapping):

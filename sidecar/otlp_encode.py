@@ -39,7 +39,7 @@ class EncodedSpans(NamedTuple):
     """An ``ExportTraceServiceRequest`` as wire bytes, and how many spans it holds."""
 
     payload: bytes
-    count: int
+    span_count: int  # (not ``count``: that is tuple's method)
 
 
 # The request methods HTTP semantic conventions know; any other is reported as _OTHER.

@@ -36,7 +36,7 @@ _TLS_MARKERS = ("handshake", "certificate", "ssl", "tls")
 
 
 def classify(error: grpc.RpcError, endpoint: str) -> ExportFailure:
-    code, details = error.code(), error.details() or ""  # type: ignore[attr-defined]
+    code, details = error.code(), error.details() or ""
     if code == grpc.StatusCode.UNAUTHENTICATED:
         return ExportFailure(
             "unauthenticated",
@@ -100,13 +100,13 @@ class EncodedSpanExporter(_FailureRecorder, OTLPSpanExporter):
 
     def export(self, spans: EncodedSpans, *args, **kwargs):  # type: ignore[override]
         self.last_failure = None
-        return super().export(spans, *args, **kwargs)
+        return super().export(spans, *args, **kwargs)  # type: ignore[arg-type]
 
     def _translate_data(self, data: EncodedSpans) -> bytes:  # type: ignore[override]
         return data.payload
 
     def _count_data(self, data: EncodedSpans) -> int:  # type: ignore[override]
-        return data.count
+        return data.span_count
 
 
 class EncodedMetricExporter(_FailureRecorder, OTLPMetricExporter):

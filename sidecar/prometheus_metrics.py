@@ -56,7 +56,8 @@ _GRPC_LABELS = ("rpc_method", "rpc_grpc_status_code", "network_peer_address")
 
 def _buckets(counts: list[int], total: int) -> list[tuple[str, float]]:
     """Cumulative (le, count) pairs, ``+Inf`` last."""
-    out, running = [], 0
+    out: list[tuple[str, float]] = []
+    running = 0
     for bound, n in zip(DURATION_BUCKETS_S, counts, strict=False):
         running += n
         out.append((repr(bound), running))

@@ -174,7 +174,7 @@ class Telemetry:
                 if flags & LANE_SAMPLED:
                     add_span(span_from_packed(packed, summary[1]))
                 continue
-            if type(item) is Record:
+            if isinstance(item, Record):  # (not ``type(item) is``: mypy narrows this)
                 signature = (item[0], item[1], item[5], *item[8:])
                 trace_id, span_id, parent_id = item[2:5]
                 start_ns, end_ns = item[6:8]
@@ -184,7 +184,7 @@ class Telemetry:
                 )
             summary = summaries.get(signature)
             if summary is None:
-                rec = item if type(item) is Record else item[0].record(*item[1:])
+                rec = item if isinstance(item, Record) else item[0].record(*item[1:])
                 summary = self._summarize(rec, signature)
             observe((summary[0], (end_ns - start_ns) / 1e9))
             if trace_id:

@@ -109,6 +109,7 @@ def serve(args: argparse.Namespace) -> int:
         access_log=False,
     )
     config.load()  # makes config.ssl, which the server then uses as it is
+    assert config.ssl is not None  # (made from --cert and --key, which always have a value)
     stop = threading.Event()
     # A renewed Secret (cert-manager, or `webhook certs` re-run) is served without a restart.
     watch_ssl_context(config.ssl, KeyPairFiles(args.cert, args.key), stop, args.tls_reload_interval)
