@@ -29,8 +29,8 @@ from dashboard.context import DashboardContext
 from dashboard.jaeger_api import JAEGER_KINDS, envelope, error
 from dashboard.openapi import json_response, query_param
 from tracestore import trace_queries as tq
-from tracestore.analytics_queries import TimeRange, latency_source
 from tracestore.latency_buckets import quantiles
+from tracestore.spm_queries import Minute, minute_rows
 from tracestore.store import Store
 
 MIN_STEP_MS = 60_000  # the rollups hold whole minutes
@@ -108,36 +108,12 @@ def metrics_query(request: Request, latencies: bool) -> MetricsQuery:
     )
 
 
-@dataclass
-class Minute:
-    calls: int
-    errors: int
-    buckets: dict[int, int]
-
-
-def minute_rows(store: Store, q: MetricsQuery) -> dict[tuple[str, ...], dict[int, Minute]]:
-    """Per group (service, or service and operation): the rollup's rows by minute."""
+def group_minutes(store: Store, q: MetricsQuery) -> dict[tuple[str, ...], dict[int, Minute]]:
+    """Per group (service, or service and operation): the rollup's rows by minute, from
+    the start of the first point's window to the last point."""
     points = q.points()
     first = points[0] - q.rate_per_ms // 1000
-    span = TimeRange.of(first, points[-1])
-    where = "service_name IN %(services)s AND span_kind IN %(kinds)s"
-    keys = "service_name, span_name" if q.by_operation else "service_name"
-    sql = (
-        f"SELECT {keys}, m, n, e, tupleElement(bm, 1), tupleElement(bm, 2) FROM ("
-        f"SELECT {keys}, toUInt32(minute) AS m, countMerge(calls) AS n, sumMerge(errors) AS e, "
-        f"sumMapMerge(buckets) AS bm FROM {latency_source(span, where, hourly=False)} "
-        f"GROUP BY {keys}, minute)"
-    )
-    rows = store.query(sql, {"services": q.services, "kinds": q.kinds})
-    width = 2 if q.by_operation else 1
-    out: dict[tuple[str, ...], dict[int, Minute]] = defaultdict(dict)
-    for row in rows:
-        key = tuple(str(v) for v in row[:width])
-        minute, calls, errors, ks, cs = row[width:]
-        out[key][int(minute)] = Minute(
-            int(calls), int(errors), {int(k): int(c) for k, c in zip(ks, cs, strict=False)}
-        )
-    return out
+    return minute_rows(store, q.services, q.kinds, q.by_operation, first, points[-1])
 
 
 def _timestamp(t: int) -> str:
@@ -201,7 +177,7 @@ def routes(ctx: DashboardContext) -> list[BaseRoute]:
                 q = metrics_query(request, latencies=metric == "latencies")
             except tq.BadQuery as exc:
                 return error(400, str(exc))
-            rows = await run_in_threadpool(minute_rows, store, q)
+            rows = await run_in_threadpool(group_minutes, store, q)
             # Jaeger answers with the bare MetricFamily, no envelope
             return JSONResponse(metric_family(metric, q, rows))
 
