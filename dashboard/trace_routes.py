@@ -5,7 +5,6 @@ from __future__ import annotations
 import re
 import time
 from collections.abc import Callable
-from datetime import UTC, datetime
 from typing import Any
 
 from starlette.concurrency import run_in_threadpool
@@ -22,6 +21,7 @@ from dashboard.trace_view_json import trace_view_json
 from tracestore import tier_queries
 from tracestore import trace_queries as tq
 from tracestore import trace_view_queries as tv
+from tracestore.store_summary import oldest_trace_ns
 
 DEFAULT_LIMIT = 20
 IN_FLIGHT_NS = 5 * 60 * 10**9  # a trace without its root this recent is still arriving
@@ -84,15 +84,10 @@ def routes(ctx: DashboardContext) -> list[BaseRoute]:
         )
 
     def retention_range() -> str:
-        rows = store.query("SELECT toString(min(day)), count() FROM trace_index")
-        oldest = rows[0][0] if rows and int(rows[0][1]) else None
-        now = time.time_ns()
-        if oldest is None:
+        start_ns = oldest_trace_ns(store)
+        if start_ns is None:
             return "all stored traces (the store holds none yet)"
-        start_ns = (
-            int(datetime.strptime(oldest, "%Y-%m-%d").replace(tzinfo=UTC).timestamp()) * 10**9
-        )
-        return "all stored traces, " + params.describe_range(start_ns, now)
+        return "all stored traces, " + params.describe_range(start_ns, time.time_ns())
 
     async def trace_lookup(request: Request) -> Response:
         """Any id form the pages show: 32 hex, a 64-bit id, or a prefix (with or without "…")."""

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from collections.abc import Sequence
+from datetime import UTC, datetime
 
 from tracestore.store import Store
 
@@ -20,3 +21,13 @@ def latest_trace_through(store: Store, services: Sequence[str]) -> str | None:
         {"services": list(services)},
     )
     return str(rows[0][0]) if rows else None
+
+
+def oldest_trace_ns(store: Store) -> int | None:
+    """Unix nanoseconds of the start of the first day the trace index holds, or None when
+    it holds no trace (what a trace that is not found was searched among)."""
+    rows = store.query("SELECT toString(min(day)), count() FROM trace_index")
+    if not rows or not int(rows[0][1]):
+        return None
+    day = datetime.strptime(str(rows[0][0]), "%Y-%m-%d").replace(tzinfo=UTC)
+    return int(day.timestamp()) * 10**9
