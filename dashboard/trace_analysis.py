@@ -128,11 +128,12 @@ def analyze(spans: list[Span]) -> Analysis:
             visited.add(span.span_id)
             order.append(span)
             kids = children.get(span.span_id, [])
-            extra = attached if span is top else []
-            info[span.span_id].depth = d
-            info[span.span_id].child_count = len(kids) + len(extra)
-            for kid in reversed(kids + extra):
-                stack.append((kid, d + 1))
+            if span is top and attached:
+                kids = kids + attached
+            si = info[span.span_id]
+            si.depth = d
+            si.child_count = len(kids)
+            stack.extend([(kid, d + 1) for kid in reversed(kids)])
 
     walk(top, 0)
     for other in roots[1:]:
@@ -147,14 +148,16 @@ def analyze(spans: list[Span]) -> Analysis:
     stats: dict[tuple[str, str], OperationStats] = {}
     for s in spans:
         si = info[s.span_id]
-        kids = children.get(s.span_id, [])
-        si.self_ns = self_time(s, kids)
+        kids = children.get(s.span_id)
+        si.self_ns = self_time(s, kids) if kids else s.duration_ns  # a leaf: all its own
         parent = by_id.get(s.parent_span_id) if not si.orphan else None
         if parent is not None and parent.service != s.service:
             si.starts_before_parent_ns = max(0, parent.start_ns - s.start_ns)
             si.ends_after_parent_ns = max(0, s.end_ns - parent.end_ns)
             skewed += bool(si.starts_before_parent_ns or si.ends_after_parent_ns)
-        st = stats.setdefault((s.service, s.name), OperationStats(s.service, s.name))
+        st = stats.get((s.service, s.name))
+        if st is None:
+            st = stats[(s.service, s.name)] = OperationStats(s.service, s.name)
         st.count += 1
         st.total_ns += s.duration_ns
         st.self_ns += si.self_ns

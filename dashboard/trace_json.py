@@ -100,13 +100,6 @@ def span_json(span: Span, trace_start_ns: int, analysis: Analysis) -> dict[str, 
 def trace_json(trace: Trace, max_spans: int) -> dict[str, Any]:
     """The whole trace in tree order, with statistics and what was left out."""
     analysis = analyze(trace.spans)
-    overview = trace_overview_json(trace, analysis, max_spans)
-    start = int(overview["startTimeUnixNano"])
-    return {**overview, "spans": [span_json(s, start, analysis) for s in analysis.order]}
-
-
-def trace_overview_json(trace: Trace, analysis: Analysis, max_spans: int) -> dict[str, Any]:
-    """Everything about the trace but its spans: bounds, counts, notices, statistics."""
     spans = trace.spans
     start = min((s.start_ns for s in spans), default=trace.summary.start_ns)
     end = max((s.end_ns for s in spans), default=trace.summary.end_ns)
@@ -119,11 +112,7 @@ def trace_overview_json(trace: Trace, analysis: Analysis, max_spans: int) -> dic
         "spanCount": len(spans),
         "totalSpans": max(trace.summary.span_count, len(spans)),
         "leftOut": left_out,
-        "leftOutReason": (
-            f"the trace has more than {max_spans} spans; the earliest {max_spans} are shown"
-            if left_out
-            else ""
-        ),
+        "leftOutReason": left_out_reason(left_out, max_spans),
         "services": sorted({s.service for s in spans}),
         "errors": sum(1 for s in spans if s.status_code == 2),
         "orphans": analysis.orphans,
@@ -139,7 +128,14 @@ def trace_overview_json(trace: Trace, analysis: Analysis, max_spans: int) -> dic
             }
             for st in analysis.stats
         ],
+        "spans": [span_json(s, start, analysis) for s in analysis.order],
     }
+
+
+def left_out_reason(left_out: int, max_spans: int) -> str:
+    if not left_out:
+        return ""
+    return f"the trace has more than {max_spans} spans; the earliest {max_spans} are shown"
 
 
 def summary_json(s: TraceSummary) -> dict[str, Any]:

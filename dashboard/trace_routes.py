@@ -166,17 +166,15 @@ def routes(ctx: DashboardContext) -> list[BaseRoute]:
         )
 
     async def trace_view_api(request: Request) -> Response:
-        """The trace view's columnar outline: no attributes, events or links."""
+        """The trace view's columns, in start order: no analysis, attributes, events, links."""
         try:
             trace_id = tq.normalize_trace_id(request.path_params["trace_id"])
         except tq.BadQuery as exc:
             return JSONResponse({"error": str(exc)}, status_code=400)
-        trace = await run_in_threadpool(
-            tq.load_trace, store, trace_id, ctx.max_trace_spans, outline=True
-        )
-        if trace is None:
+        outline = await run_in_threadpool(tv.load_outline, store, trace_id, ctx.max_trace_spans)
+        if outline is None:
             return await missing_trace(trace_id)
-        body = await run_in_threadpool(trace_view_json, trace, ctx.max_trace_spans)
+        body = await run_in_threadpool(trace_view_json, outline, ctx.max_trace_spans)
         return JSONResponse(body)
 
     async def span_api(request: Request) -> Response:
@@ -315,7 +313,7 @@ OPENAPI_PATHS: dict[str, Any] = {
     },
     "/api/v1/traces/{trace_id}/view": {
         "get": {
-            "summary": "One trace as columns in tree order (the trace view's outline)",
+            "summary": "One trace's spans as columns in start order (the trace view's outline)",
             "parameters": [_TRACE_ID],
             "responses": {"200": json_response("the trace's columns"), **ERROR_RESPONSES},
         }

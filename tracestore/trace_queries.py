@@ -283,42 +283,16 @@ def _summary_of_spans(trace_id: str, spans: list[Span], bounds: tuple[int, int])
     )
 
 
-# What the trace view draws of every span; the rest loads per span (``load_span``).
-OUTLINE_COLUMNS = (
-    "trace_id",
-    "span_id",
-    "parent_span_id",
-    "toString(service_name)",
-    "toString(span_name)",
-    "span_kind",
-    "status_code",
-    "start_ns",
-    "duration_ns",
-)
-
-
-def outline_span_from_row(row: tuple) -> Span:
-    """One ``OUTLINE_COLUMNS`` row as a Span without attributes, events or links."""
-    tid, sid, pid, service, name, kind, scode, start, dur = row
-    return Span(
-        trace_id=tid, span_id=sid, parent_span_id=pid, trace_state="", flags=0,
-        service=service, name=name, kind=int(kind), status_code=int(scode),
-        status_message="", scope_name="", scope_version="", start_ns=int(start),
-        duration_ns=int(dur), attributes=[], resource=[], events=[], links=[],
-    )  # fmt: skip
-
-
-def load_trace(store: Store, trace_id: str, max_spans: int, outline: bool = False) -> Trace | None:
-    """A trace by primary key: its time bounds from the index, then its spans from those days.
+def trace_rows(
+    store: Store, trace_id: str, max_spans: int, columns: tuple[str, ...]
+) -> tuple[list[tuple], tuple[int, int], int] | None:
+    """A trace's rows by primary key: its time bounds from the index, then its spans' ``columns``
+    from those days, in start order; with the bounds and how many spans the trace has.
 
     Replayed copies of a span are dropped with ``LIMIT 1 BY span_id``; at most
-    ``max_spans`` spans (the earliest) are returned, and when the cap is hit the
-    summary's span count says how many the trace really has. ``outline`` reads only
-    ``OUTLINE_COLUMNS`` (a 100k-span trace's attributes cost more than all the rest).
+    ``max_spans`` rows (the earliest) are returned, and when the cap is hit the count says
+    how many the trace really has.
     """
-    columns, convert = (
-        (OUTLINE_COLUMNS, outline_span_from_row) if outline else (SPAN_COLUMNS, span_from_row)
-    )
     bounds = trace_bounds(store, trace_id)
     if bounds is None:
         return None
@@ -333,15 +307,26 @@ def load_trace(store: Store, trace_id: str, max_spans: int, outline: bool = Fals
         )
         if rows:
             break
-    spans = [convert(r) for r in rows]
-    summary = _summary_of_spans(trace_id, spans, bounds)
-    if len(spans) >= max_spans:
+    count = len(rows)
+    if count >= max_spans:
         counted = store.query(
             f"SELECT uniqExact(span_id) FROM {table} PREWHERE trace_id = %(t)s "
             "WHERE ts >= toDateTime(%(first)s) AND ts <= toDateTime(%(last)s)",
             {"t": trace_id, "first": first_s, "last": last_s},
         )
-        summary.span_count = int(counted[0][0])
+        count = int(counted[0][0])
+    return rows, bounds, count
+
+
+def load_trace(store: Store, trace_id: str, max_spans: int) -> Trace | None:
+    """A trace by primary key (``trace_rows``) as Spans, with its summary."""
+    found = trace_rows(store, trace_id, max_spans, SPAN_COLUMNS)
+    if found is None:
+        return None
+    rows, bounds, count = found
+    spans = [span_from_row(r) for r in rows]
+    summary = _summary_of_spans(trace_id, spans, bounds)
+    summary.span_count = count
     return Trace(summary=summary, spans=spans)
 
 

@@ -2,22 +2,23 @@
 // subtrees, a minimap with a time window to zoom into, a flame graph, span details fetched
 // per span, deep links (?span=), find within the trace and per-operation statistics.
 //
-// The trace arrives columnar (/api/v1/traces/{id}/view): one array per field in tree order,
-// names as indexes into a string table, so a 100k-span trace is a few MB of JSON rather
-// than tens. A span's attributes, events and links load when it is selected.
+// The trace arrives columnar (/api/v1/traces/{id}/view): one array per field, names as
+// indexes into a string table, so a 100k-span trace is a few MB of JSON rather than tens;
+// trace_analysis.js puts it in tree order with self times, critical path and statistics.
+// A span's attributes, events and links load when it is selected.
 "use strict";
 (function () {
   const app = document.getElementById("trace-app");
   if (!app) return;
   const ROW_H = 24;
   const OVERSCAN = 12;
-  const ORPHAN = 1, CRITICAL = 2;  // bits of the flags column
   const traceId = app.dataset.traceId;
   const viewport = document.getElementById("viewport");
   const rowsBox = document.getElementById("rows");
   const detail = document.getElementById("span-detail");
   const fmtDur = window.sidetrace.formatDuration;
   const parts = window.sidetraceTrace;
+  const { ORPHAN, CRITICAL } = parts;  // bits of the flags column
 
   let trace = null;
   let col = null;          // the span columns, tree order
@@ -613,8 +614,9 @@
   fetch(`/api/v1/traces/${traceId}/view`, { headers: { Accept: "application/json" } })
     .then((r) => r.ok ? r.json() : r.json().then((b) => Promise.reject(new Error(b.error || r.statusText))))
     .then((data) => {
-      trace = data;
-      col = data.spans;
+      const analysis = parts.analyze(data);
+      trace = Object.assign(data, analysis);
+      col = analysis.col;
       str = data.strings;
       n = col.spanId.length;
       errorCode = str.indexOf("error");
