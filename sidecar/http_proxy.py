@@ -36,7 +36,6 @@ import httptools
 
 from sidecar._http1scan import Lane, request_head
 from sidecar.error_responses import error_response
-from sidecar.hostport import split_host_port
 from sidecar.http_framing import (
     LAST_CHUNK,
     chunk,
@@ -48,6 +47,7 @@ from sidecar.http_framing import (
 )
 from sidecar.http_headers import BadFraming, RequestFields, request_fields, response_fields
 from sidecar.original_dst import original_destination
+from sidecar.outbound_routing import outbound_route
 from sidecar.propagation import SpanStart, span_start
 from sidecar.protocol_detect import H2_PREFACE, is_http_request
 from sidecar.telemetry_record import CLIENT, SERVER, TCP, Record, http_record
@@ -607,23 +607,10 @@ class DownstreamConnection(asyncio.Protocol):
 
     def _route(self, ex: Exchange) -> Address | None:
         """Where this request goes: the app, the original destination, or its URL/Host."""
-        ctx = self.ctx
-        if ctx.kind == SERVER:
+        if self.ctx.kind == SERVER:
             return self.fixed_address
-        if ex.method == "CONNECT":
-            return split_host_port(ex.target.decode("latin-1"), 443)
-        if ex.target.startswith(b"http://"):
-            try:
-                url = httptools.parse_url(ex.target)
-            except httptools.HttpParserInvalidURLError:
-                return None
-            ex.target = (url.path or b"/") + (b"?" + url.query if url.query else b"")
-            port = url.port or 80
-            if self.original is None:
-                return (url.host.decode("latin-1"), port)
-        if self.original is not None:
-            return self.original
-        return split_host_port(ex.host.decode("latin-1"), 80)
+        address, ex.target = outbound_route(ex.method, ex.target, ex.host, self.original)
+        return address
 
     def _send_up(self, ex: Exchange, data: bytes) -> None:
         pending = ex.pending
