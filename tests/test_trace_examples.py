@@ -86,6 +86,15 @@ class ExampleTraffic:
 
 
 ALERT_FILE = """\
+slos:
+  - name: checkout-charge-latency
+    service: checkout
+    operation: Charge
+    threshold: 3ms
+    target: 99
+    alerts:
+      - severity: page
+        receivers: [hook]
 threshold_alerts:
   - name: checkout-charge-slow
     service: checkout
@@ -136,14 +145,16 @@ def test_examples_on_charts_edges_and_alerts_are_kept(store: Store, tmp_path: Pa
     try:
         evaluator.config.load(evaluator.known_services)
         evaluator.evaluate_once()
-        (body,) = hook.wait_for(1)
+        bodies = hook.wait_for(2)
     finally:
         evaluator.close()
         hook.close()
-    (alert,) = body["alerts"]
-    assert alert["status"] == "firing"
-    assert alert["annotations"][SLOWEST_ANNOTATION] == f"http://dash/trace/{traffic.alert}"
-    assert alert["annotations"][ERROR_ANNOTATION] == f"http://dash/trace/{traffic.alert_error}"
+    alerts = {b["commonLabels"]["alertname"]: b["alerts"] for b in bodies}
+    assert set(alerts) == {"checkout-charge-latency", "checkout-charge-slow"}  # SLO, threshold
+    for (alert,) in alerts.values():
+        assert alert["status"] == "firing"
+        assert alert["annotations"][SLOWEST_ANNOTATION] == f"http://dash/trace/{traffic.alert}"
+        assert alert["annotations"][ERROR_ANNOTATION] == f"http://dash/trace/{traffic.alert_error}"
 
     sources = eq.example_traces(store)
     assert sources[traffic.chart] == ("chart",) and sources[traffic.edge] == ("edge",)
