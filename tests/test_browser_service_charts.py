@@ -172,6 +172,29 @@ def test_drag_zooms_the_page_window_and_reset_restores_it(site, page, artifacts)
     assert not page.is_visible("#zoom-reset")
 
 
+def test_keyboard_zooms_and_the_operation_is_kept(site, page):
+    page.goto(f"{site}/services/payments?lookback=15m")
+    page.wait_for_selector("#charts[data-loaded='1']")
+    page.select_option("#op-select", "Charge")
+    page.wait_for_selector("#charts[data-loaded='1']")
+    start, end = (int(page.get_attribute("#charts", a)) for a in ("data-start", "data-end"))
+    page.focus("#chart-rate")
+    for _ in range(4):
+        page.keyboard.press("ArrowLeft")
+    page.keyboard.press("+")
+    page.wait_for_url("**was=**")
+    page.wait_for_selector("#charts[data-loaded='1']")
+    z0, z1 = (int(page.get_attribute("#charts", a)) for a in ("data-start", "data-end"))
+    assert start <= z0 < z1 < end and abs((z1 - z0) - (end - start) / 2) <= 120
+    assert parse_qs(urlsplit(page.url).query)["operation"] == ["Charge"]
+    assert page.input_value("#op-select") == "Charge"
+    page.focus("#chart-rate")
+    page.keyboard.press("-")
+    page.wait_for_function(f"Number(document.getElementById('charts').dataset.start) < {z0}")
+    page.wait_for_selector("#charts[data-loaded='1']")
+    assert parse_qs(urlsplit(page.url).query)["was"] == ["lookback=15m"]
+
+
 def test_click_on_a_point_still_opens_its_traces(site, page):
     page.goto(f"{site}/services/payments?lookback=15m")
     page.wait_for_selector("#charts[data-loaded='1']")

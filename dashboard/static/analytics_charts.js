@@ -117,14 +117,26 @@
     svg.parentNode.querySelectorAll(".chart-tip").forEach((e) => e.remove());
   }
 
-  // The page's URL with its window narrowed to [t0, t1] s; the window before the first
-  // zoom is kept in "was" for the reset button.
+  // The page's URL with its window narrowed to [t0, t1] s (the chosen operation kept); the
+  // window before the first zoom is kept in "was" for the reset button.
   function zoomedUrl(t0, t1) {
     const q = new URLSearchParams(location.search);
     const was = q.get("was") || rangeOf(q);
     const out = new URLSearchParams({ lookback: "custom", start: window.sidetrace.isoUtc(t0 * 1000),
       end: window.sidetrace.isoUtc(t1 * 1000), was });
+    const op = document.getElementById("op-select");
+    if (op && op.value) out.set("operation", op.value);
     return location.pathname + "?" + out.toString();
+  }
+
+  // Keyboard zoom: "+" halves the window about the step under the cursor, "-" doubles it
+  // (never past now).
+  function keyZoom(c, at, factor) {
+    const span = (c.data.end - c.data.points[0].t) * factor;
+    const mid = c.data.points[at].t + c.data.step / 2;
+    const t1 = Math.min(Math.round(mid + span / 2), Math.ceil(Date.now() / 1000));
+    const t0 = Math.round(t1 - span);
+    if (t1 - t0 >= 120) location.href = zoomedUrl(t0, t1);
   }
 
   function rangeOf(q) {
@@ -146,7 +158,7 @@
     svg.setAttribute("tabindex", "0");
     svg.setAttribute("role", "group");
     svg.setAttribute("aria-label", (svg.dataset.title || "chart") +
-      ": the arrow keys read each step's values; drag across the chart to zoom");
+      ": the arrow keys read each step's values, + and - zoom; drag across the chart to zoom");
     let drag = null;
     let dragged = false;
     let pointer = null;
@@ -197,6 +209,8 @@
       if (ev.key === "ArrowLeft" || ev.key === "ArrowRight") {
         showTip(svg, at + (ev.key === "ArrowLeft" ? -1 : 1));
         ev.preventDefault();
+      } else if (ev.key === "+" || ev.key === "=" || ev.key === "-") {
+        keyZoom(svg._chart, at, ev.key === "-" ? 2 : 0.5);
       } else if (ev.key === "Escape") {
         hideTip(svg);
         svg._tipIndex = undefined;
@@ -344,12 +358,19 @@
       render();
     }
 
-    const was = new URLSearchParams(location.search).get("was");
+    const query = new URLSearchParams(location.search);
+    const was = query.get("was");
     const reset = document.getElementById("zoom-reset");
     if (was !== null && reset) {
       reset.hidden = false;
-      reset.addEventListener("click", () => { location.href = location.pathname + (was ? "?" + was : ""); });
+      reset.addEventListener("click", () => {
+        const back = new URLSearchParams(was);
+        if (opSelect.value) back.set("operation", opSelect.value);
+        location.href = location.pathname + "?" + back.toString();
+      });
     }
+    const op = query.get("operation");
+    if (op && Array.from(opSelect.options).some((o) => o.value === op)) opSelect.value = op;
     picker.addEventListener("change", render);
     opSelect.addEventListener("change", load);
     window.addEventListener("resize", render);
