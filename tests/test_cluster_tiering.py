@@ -21,7 +21,7 @@ from tests.test_tiering import DAY_S, Traffic, _day_s
 from tracestore import tiering_queries as tq
 from tracestore.migrate import migrate
 from tracestore.store import open_store
-from tracestore.tier_queries import missing_trace_message
+from tracestore.tier_queries import missing_trace_message, pin_trace
 from tracestore.trace_queries import load_trace
 
 DATABASE = "st_tiering"
@@ -92,7 +92,8 @@ def test_tiering_on_two_shards(cluster):  # noqa: F811
 @pytest.mark.slow
 def test_examples_kept_on_two_shards(cluster):  # noqa: F811
     """Examples of a chart, an edge and an alert are recorded through the Distributed
-    table (sharded by trace id, beside their trace) and kept with the reason "example"."""
+    table (sharded by trace id, beside their trace) and kept with the reason "example";
+    a pinned trace is kept with the reason "pinned"; an unreferenced one is not kept."""
     from tests.test_trace_examples import ExampleTraffic
     from tracestore import example_queries as eq
 
@@ -118,13 +119,15 @@ def test_examples_kept_on_two_shards(cluster):  # noqa: F811
     eq.record_examples(writer, "chart", chart)
     eq.record_examples(writer, "edge", [edge])
     eq.record_examples(writer, "alert", [alert])
+    pinned = traffic.traces[20][0].trace_id  # "keep this trace", through the Distributed table
+    pin_trace(writer, pinned, "cluster")
 
     config = TieringConfig(keep_baseline=0.0, buckets=2)
     later = time.time() + 2 * DAY_S
     want = {traffic.chart: (1, ["example"]), traffic.edge: (1, ["example"]),
             traffic.alert: (1, ["example"]), traffic.chart_error: (1, ["error", "example"]),
             traffic.alert_error: (1, ["error", "example"]),
-            traffic.plain: (0, [tq.NOT_SELECTED])}  # fmt: skip
+            pinned: (1, ["pinned"]), traffic.plain: (0, [tq.NOT_SELECTED])}  # fmt: skip
 
     def decided() -> dict[str, tuple[int, list[str]]]:
         rows = reader.query(
@@ -136,7 +139,7 @@ def test_examples_kept_on_two_shards(cluster):  # noqa: F811
     tiering.run_tiering(writer, config, now_s=later - DAY_S)  # decide and move, still hot
     assert _poll(decided, want) == want
     tiering.run_tiering(writer, config, now_s=later)  # past the hot window: days dropped
-    for trace_id in (traffic.chart, traffic.edge, traffic.alert):
+    for trace_id in (traffic.chart, traffic.edge, traffic.alert, pinned):
         trace = load_trace(reader, trace_id, max_spans=10)
         assert trace is not None and len(trace.spans) == 3, trace_id
     assert load_trace(reader, traffic.plain, max_spans=10) is None
