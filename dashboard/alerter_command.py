@@ -16,7 +16,7 @@ import signal
 import sys
 import threading
 
-from dashboard import EXTERNAL_URL
+from dashboard import EXTERNAL_URL, SLO_INTERVAL_S
 from runtime.coordination import add_coordinator_flag
 from tracestore.store import add_clickhouse_flag
 
@@ -27,7 +27,9 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     parser.add_argument(
         "--slo", action="append", default=[], metavar="FILE", help="SLO file (repeatable)"
     )
-    parser.add_argument("--interval", type=float, default=30.0, help="seconds between evaluations")
+    parser.add_argument(
+        "--interval", type=float, default=SLO_INTERVAL_S, help="seconds between evaluations"
+    )
     parser.add_argument(
         "--external-url",
         default=EXTERNAL_URL,
@@ -36,7 +38,7 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     parser.add_argument(
         "--time-scale",
         type=float,
-        default=None,
+        default=1.0,
         help="TEST ONLY: divide SLO windows, for, keep_firing_for and repeat_interval by this",
     )
     add_coordinator_flag(parser)
@@ -52,7 +54,7 @@ def run(args: argparse.Namespace) -> int:
     from dashboard.alerter_admin import serve_admin
     from dashboard.slo_evaluator import JOB, SloEvaluator
     from runtime.coordination import CoordinatorError, open_leaderships
-    from slospec.slo_config import SloConfigError, SloConfigSet, time_scale_from_env
+    from slospec.slo_config import SloConfigError, SloConfigSet
     from tracestore.migrate import migrate
     from tracestore.store import open_store
 
@@ -62,11 +64,13 @@ def run(args: argparse.Namespace) -> int:
     if args.interval <= 0:
         print("sidetrace alerter: --interval must be > 0", file=sys.stderr)
         return 2
+    if args.time_scale <= 0:
+        print("sidetrace alerter: --time-scale must be > 0", file=sys.stderr)
+        return 2
     store = open_store(args.clickhouse)
     migrate(store)
     try:
-        scale = args.time_scale if args.time_scale is not None else time_scale_from_env()
-        config = SloConfigSet(list(args.slo), scale)
+        config = SloConfigSet(list(args.slo), args.time_scale)
         evaluator = SloEvaluator(store, config, args.external_url)
         try:
             config.load(evaluator.known_services)

@@ -5,7 +5,7 @@ from __future__ import annotations
 import argparse
 import sys
 
-from dashboard import PORT
+from dashboard import PORT, SLO_INTERVAL_S
 from runtime.coordination import add_coordinator_flag
 from tracestore.store import add_clickhouse_flag
 
@@ -17,6 +17,19 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     parser.add_argument("--host", default="0.0.0.0", help="address to listen on")
     parser.add_argument(
         "--slo", action="append", default=[], metavar="FILE", help="SLO file (repeatable)"
+    )
+    parser.add_argument(
+        "--slo-interval",
+        type=float,
+        default=SLO_INTERVAL_S,
+        metavar="SECONDS",
+        help="seconds between SLO evaluations",
+    )
+    parser.add_argument(
+        "--slo-time-scale",
+        type=float,
+        default=1.0,
+        help="TEST ONLY: divide SLO windows, for, keep_firing_for and repeat_interval by this",
     )
     parser.add_argument(
         "--external-url", default="", help="URL users reach the dashboard at (for links in alerts)"
@@ -44,6 +57,13 @@ def run(args: argparse.Namespace) -> int:
     from tracestore.migrate import migrate
     from tracestore.store import open_store
 
+    for flag, value in (
+        ("--slo-interval", args.slo_interval),
+        ("--slo-time-scale", args.slo_time_scale),
+    ):
+        if not value > 0:
+            print(f"sidetrace dashboard: {flag} must be > 0, got {value:g}", file=sys.stderr)
+            return 2
     try:
         auth = AuthSettings.from_flags(args.auth_token, args.basic_auth)
     except ValueError as exc:
@@ -56,6 +76,8 @@ def run(args: argparse.Namespace) -> int:
         auth=auth,
         slo_files=list(args.slo),
         max_trace_spans=args.max_trace_spans or DEFAULT_MAX_TRACE_SPANS,
+        slo_interval=args.slo_interval,
+        slo_time_scale=args.slo_time_scale,
     )
     coordinator = None
     if ctx.slo_files:

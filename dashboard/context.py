@@ -13,7 +13,7 @@ from typing import Any
 
 from starlette.templating import Jinja2Templates
 
-from dashboard import EXTERNAL_URL
+from dashboard import EXTERNAL_URL, SLO_INTERVAL_S
 from tracestore.store import Store
 
 TEMPLATES_DIR = Path(__file__).parent / "templates"
@@ -61,5 +61,8 @@ class DashboardContext:
     auth: AuthSettings = field(default_factory=AuthSettings)
     slo_files: list[str] = field(default_factory=list)
     max_trace_spans: int = DEFAULT_MAX_TRACE_SPANS
+    slo_interval: float = SLO_INTERVAL_S  # seconds between SLO evaluations
+    # TEST/DEMO ONLY: divides SLO windows, for, keep_firing_for and repeat_interval.
+    slo_time_scale: float = 1.0
     # Per-module runtime state created in startup(ctx), keyed by the module's name.
     state: dict[str, Any] = field(default_factory=dict)

@@ -1,8 +1,8 @@
 """SLO and alert pages and JSON API; runs the SLO evaluator inside the dashboard.
 
 ``startup(ctx)`` loads ``ctx.slo_files`` (refusing invalid ones with
-``FILE:LINE: FIELD: message``) and evaluates every ``SIDETRACE_SLO_INTERVAL``
-seconds (default 30). Without SLO files no evaluator runs here (a separate
+``FILE:LINE: FIELD: message``) and evaluates every ``ctx.slo_interval``
+seconds (``--slo-interval``, default 30). Without SLO files no evaluator runs here (a separate
 ``sidetrace alerter`` may), and the alert pages still show the history and
 silences stored in ClickHouse.
 """
@@ -10,7 +10,6 @@ silences stored in ClickHouse.
 from __future__ import annotations
 
 import logging
-import os
 import time
 from datetime import datetime
 from typing import Any
@@ -35,14 +34,13 @@ from dashboard.alert_silences import (
 from dashboard.context import DashboardContext
 from dashboard.error_pages import error_response
 from dashboard.json_input import parse_json_object
+from dashboard.slo_evaluator import AlertView, CutPlan, SloEvaluator, SloStatus, Snapshot
 from slospec.slo_config import (
     SloConfigError,
     SloConfigSet,
     format_duration,
     parse_duration,
-    time_scale_from_env,
 )
-from dashboard.slo_evaluator import AlertView, CutPlan, SloEvaluator, SloStatus, Snapshot
 from tracestore.alert_queries import event_history, recent_attempts
 from tracestore.slo_math import burndown
 from tracestore.slo_queries import step_counts
@@ -50,7 +48,6 @@ from tracestore.slo_queries import step_counts
 log = logging.getLogger(__name__)
 
 STATE_KEY = "slo_evaluator"
-DEFAULT_INTERVAL_S = 30.0
 CHART_STEPS = 60
 HISTORY_LIMIT = 200
 MAX_DURATION_CHARS = 64
@@ -58,13 +55,9 @@ MAX_TIME_CHARS = 64
 SILENCE_FIELDS = ("matchers", "duration", "created_by", "comment")
 
 
-def interval_from_env() -> float:
-    return float(os.environ.get("SIDETRACE_SLO_INTERVAL", DEFAULT_INTERVAL_S))
-
-
 def load_evaluator(ctx: DashboardContext) -> SloEvaluator:
     """Load the SLO files against the services seen in spans; raises SloConfigError."""
-    config = SloConfigSet(list(ctx.slo_files), time_scale_from_env())
+    config = SloConfigSet(list(ctx.slo_files), ctx.slo_time_scale)
     evaluator = SloEvaluator(ctx.store, config, ctx.external_url)
     try:
         config.load(evaluator.known_services)
@@ -88,7 +81,7 @@ async def startup(ctx: DashboardContext) -> None:
                 log.error("invalid SLO file: %s", line)
             raise
         ctx.state[STATE_KEY] = evaluator
-    evaluator.start(interval_from_env())
+    evaluator.start(ctx.slo_interval)
 
 
 async def shutdown(ctx: DashboardContext) -> None:

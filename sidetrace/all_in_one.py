@@ -19,6 +19,7 @@ from typing import TextIO
 
 from collector.config import CollectorConfig
 from dashboard import PORT as DASHBOARD_PORT
+from dashboard import SLO_INTERVAL_S
 from tracestore.migrate import migrate
 from tracestore.store import Store, open_store
 
@@ -110,6 +111,8 @@ class EmbeddedStack:
     data: DataLayout
     ports: StackPorts
     slo_files: list[str] = field(default_factory=list)
+    slo_interval: float = SLO_INTERVAL_S
+    slo_time_scale: float = 1.0  # the demo compresses SLO windows so alerts play out in minutes
     store: Store | None = None
     _lock: TextIO | None = None
     _collector: object | None = None
@@ -147,7 +150,11 @@ class EmbeddedStack:
         )
         self._collector.start()
         ctx = DashboardContext(
-            store=self.store, external_url=self.dashboard_url, slo_files=list(self.slo_files)
+            store=self.store,
+            external_url=self.dashboard_url,
+            slo_files=list(self.slo_files),
+            slo_interval=self.slo_interval,
+            slo_time_scale=self.slo_time_scale,
         )
         config = uvicorn.Config(
             create_app(ctx),

@@ -9,7 +9,7 @@ warning, since refusing would make the first deployment impossible.
 At reload a file that became invalid keeps its previous version running and
 its errors are reported; the other files are unaffected.
 
-``time_scale`` (test-only; ``SIDETRACE_SLO_TIME_SCALE``) divides every duration
+``time_scale`` (tests and the demo only; ``--time-scale``) divides every duration
 of the file except latency thresholds: SLO and alert windows, ``for``,
 ``keep_firing_for``, ``repeat_interval``. End-to-end tests use it to see a
 30-day alerting policy play out in a minute.
@@ -577,11 +577,3 @@ def _stamp(path: str) -> tuple[float, int] | None:
     except OSError:
         return None
     return info.st_mtime, info.st_size
-
-
-def time_scale_from_env() -> float:
-    """The test-only factor dividing SLO durations (1 in production)."""
-    value = float(os.environ.get("SIDETRACE_SLO_TIME_SCALE", "1") or 1)
-    if value <= 0:
-        raise SloConfigError([f"SIDETRACE_SLO_TIME_SCALE must be > 0, got {value}"])
-    return value

@@ -522,9 +522,7 @@ def test_pathological_silence_regex_neither_freezes_nor_stops_evaluation(
     insert_spans(store, [(now - 20 + i * 0.1, 2000, 0, "GET /pay") for i in range(100)])
     slo_file = tmp_path / "slo.yaml"
     slo_file.write_text(SLO_FILE.format(url="http://127.0.0.1:1/unused"))
-    with dashboard_process(
-        url, "--slo", str(slo_file), env={"SIDETRACE_SLO_INTERVAL": "0.5"}
-    ) as base:
+    with dashboard_process(url, "--slo", str(slo_file), "--slo-interval", "0.5") as base:
         _wait_for_evaluation_after(base, 0)
 
         def silence(matchers: str) -> httpx.Response:

@@ -202,7 +202,7 @@ def test_restart_continues_a_firing_episode(store: Store, tmp_path: Path) -> Non
     assert page.state.active_at == pytest.approx(now, abs=0.002)
 
 
-def test_pages_and_api(store: Store, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+def test_pages_and_api(store: Store, tmp_path: Path) -> None:
     from dashboard.app import create_app
     from dashboard.context import DashboardContext
 
@@ -210,8 +210,7 @@ def test_pages_and_api(store: Store, tmp_path: Path, monkeypatch: pytest.MonkeyP
     path.write_text(SLO_FILE.format(url="http://127.0.0.1:1/unused"))
     now = time.time()
     insert_spans(store, [(now - 20 + i * 0.1, 2000, 0, "GET /pay") for i in range(100)])
-    monkeypatch.setenv("SIDETRACE_SLO_INTERVAL", "0.5")
-    ctx = DashboardContext(store=store, slo_files=[str(path)])
+    ctx = DashboardContext(store=store, slo_files=[str(path)], slo_interval=0.5)
     with TestClient(create_app(ctx)) as client:
         deadline = time.monotonic() + 30
         while not client.get("/api/v1/slos").json()["evaluatedAt"]:

@@ -7,13 +7,13 @@ sidecars (which flush their last spans to the collector), then the collector
 
 from __future__ import annotations
 
-import os
 import signal
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
 from types import FrameType
 
+from dashboard import SLO_INTERVAL_S
 from sidetrace.all_in_one import DataLayout, EmbeddedStack, StackPorts, check_ports_free
 from sidetrace.demo.alert_watch import AlertWatch
 from sidetrace.demo.behaviour import IncidentSchedule
@@ -57,7 +57,13 @@ def run_demo(options: DemoOptions, progress: Progress | None = None) -> int:
     progress = progress or Progress()
     check_ports_free(options.ports)  # PortTaken names the port; nothing started yet
     layout = DataLayout(options.data)
-    stack = EmbeddedStack(layout, options.ports, options.slo_files)
+    stack = EmbeddedStack(
+        layout,
+        options.ports,
+        options.slo_files,
+        slo_interval=slo_interval(options.slo_time_scale),
+        slo_time_scale=options.slo_time_scale,
+    )
     stack.take_data_folder(reset=options.reset)  # DataInUse if another process has it
     if options.reset:
         progress.say(f"--reset: emptied {layout.root}")
@@ -65,7 +71,6 @@ def run_demo(options: DemoOptions, progress: Progress | None = None) -> int:
     # Explicitly: a shell without job control starts background commands with SIGINT
     # ignored, and Python then leaves it ignored; Ctrl-C (kill -INT) must still stop us.
     signal.signal(signal.SIGINT, signal.default_int_handler)
-    compress_slo_time(options.slo_time_scale)
     supervisor = Supervisor(layout.logs)
     load: LoadGenerator | None = None
     code = 0
@@ -107,13 +112,9 @@ def run_demo(options: DemoOptions, progress: Progress | None = None) -> int:
     return code
 
 
-def compress_slo_time(scale: float) -> None:
-    """Hand the SLO evaluator (in this process) its time scale and a matching interval.
-
-    The evaluator reads both from the environment when the dashboard starts.
-    """
-    os.environ["SIDETRACE_SLO_TIME_SCALE"] = f"{scale:g}"
-    os.environ.setdefault("SIDETRACE_SLO_INTERVAL", f"{max(1.0, min(30.0, 60.0 / scale)):g}")
+def slo_interval(scale: float) -> float:
+    """Evaluate SLOs often enough for windows compressed ``scale`` times (1 s at least)."""
+    return max(1.0, min(SLO_INTERVAL_S, 60.0 / scale))
 
 
 def _announce_stack(progress: Progress, stack: EmbeddedStack, options: DemoOptions) -> None:
