@@ -26,6 +26,7 @@ from tracestore.trace_queries import load_trace
 
 DATABASE = "st_tiering"
 EXAMPLES_DATABASE = "st_tiering_examples"
+KILL_DATABASE = "st_tiering_kill"
 
 
 def _poll(read, want, seconds: float = 90.0):
@@ -144,3 +145,41 @@ def test_examples_kept_on_two_shards(cluster):  # noqa: F811
         assert trace is not None and len(trace.spans) == 3, trace_id
     assert load_trace(reader, traffic.plain, max_spans=10) is None
     assert "baseline not selected" in (missing_trace_message(reader, traffic.plain) or "")
+
+
+@pytest.mark.slow
+def test_sigkill_mid_move_on_two_shards(cluster):  # noqa: F811
+    """The tiering process killed with SIGKILL mid-move on the cluster; later runs finish
+    the job and no span is copied twice on any shard."""
+    from tests.test_tiering import KILL_CONFIG, NORMAL, kill_mid_move
+
+    first, second = cluster
+    url = first.url(KILL_DATABASE)
+    writer = open_store(url)
+    migrate(writer, cluster=CLUSTER)
+    day = _day_s(1)
+    traffic = Traffic(writer, day)
+    reader = open_store(second.url(KILL_DATABASE))
+    spans = lambda: reader.query("SELECT count() FROM spans_by_trace")[0][0]  # noqa: E731
+    assert _poll(spans, traffic.spans) == traffic.spans
+    now_s = day + DAY_S + 3600
+    kill_mid_move(url, writer, now_s)
+    config = TieringConfig(**KILL_CONFIG)
+    tiering.run_tiering(writer, config, now_s=now_s)
+    tiering.run_tiering(writer, config, now_s=now_s)  # decisions that arrived late, if any
+
+    def state() -> tuple[int, int, int, int]:
+        rows = reader.query(
+            f"SELECT count(), countIf(d_kept = 1), countIf(d_kept = 1 AND d_moved = 0) "
+            f"FROM {tq.latest_decisions_sql('1')}"
+        )
+        decided, kept, waiting = (int(x) for x in rows[0])
+        copies = reader.query("SELECT count() - uniqExact(trace_id, span_id) FROM spans_kept")
+        return decided, waiting, int(copies[0][0]), kept
+
+    deadline = time.monotonic() + 90
+    while (got := state())[:3] != (NORMAL + 3, 0, 0) and time.monotonic() < deadline:
+        time.sleep(0.5)
+    decided, waiting, twice, kept = got
+    assert (decided, waiting, twice) == (NORMAL + 3, 0, 0) and kept > NORMAL // 4
+    assert reader.query("SELECT count() FROM spans_kept") == [(2 * kept,)]

@@ -255,28 +255,22 @@ def test_trace_past_midnight_is_decided_once_with_its_first_day(store):
     assert _kept_spans(store) == (3, 3)
 
 
-def test_sigkill_mid_move_then_rerun_copies_each_span_once(clickhouse_server):
-    """A tiering process killed with SIGKILL while it works; the next run finishes the job."""
+KILL_CONFIG = {"buckets": 64, "keep_baseline": 0.5}  # many small chunks: killed mid-way
+
+
+def kill_mid_move(url: str, store, now_s: float) -> None:
+    """Run the tiering job in another process and SIGKILL it once it has copied something."""
     import os
     import signal
     import subprocess
     import sys
 
-    from tracestore.migrate import migrate
-    from tracestore.store import open_store
-
-    url = clickhouse_server.url(database=f"sigkill_{os.getpid()}_{time.time_ns()}")
-    store = open_store(url)
-    migrate(store)
-    day = _day_s(1)
-    Traffic(store, day)
-    now_s = day + DAY_S + 3600
     script = (
-        "import sys, time\n"
+        "import sys\n"
         "from collector import tiering\n"
         "from tracestore.store import open_store\n"
         "store = open_store(sys.argv[1])\n"
-        "config = tiering.TieringConfig(buckets=64, keep_baseline=0.5)\n"
+        f"config = tiering.TieringConfig(**{KILL_CONFIG!r})\n"
         "while True:\n"  # runs until killed; every run after the first finds nothing to do
         "    tiering.run_tiering(store, config, now_s=float(sys.argv[2]))\n"
     )
@@ -290,7 +284,23 @@ def test_sigkill_mid_move_then_rerun_copies_each_span_once(clickhouse_server):
     finally:
         child.wait(timeout=30)
     assert child.returncode == -signal.SIGKILL
-    tiering.run_tiering(store, TieringConfig(buckets=64, keep_baseline=0.5), now_s=now_s)
+
+
+def test_sigkill_mid_move_then_rerun_copies_each_span_once(clickhouse_server):
+    """A tiering process killed with SIGKILL while it works; the next run finishes the job."""
+    import os
+
+    from tracestore.migrate import migrate
+    from tracestore.store import open_store
+
+    url = clickhouse_server.url(database=f"sigkill_{os.getpid()}_{time.time_ns()}")
+    store = open_store(url)
+    migrate(store)
+    day = _day_s(1)
+    Traffic(store, day)
+    now_s = day + DAY_S + 3600
+    kill_mid_move(url, store, now_s)
+    tiering.run_tiering(store, TieringConfig(**KILL_CONFIG), now_s=now_s)
     decided = _decisions(store)
     kept = [t for t, d in decided.items() if d[0]]
     assert len(decided) == NORMAL + 3 and len(kept) > NORMAL // 4
