@@ -326,3 +326,71 @@ def test_a_settled_day_is_not_scanned_again_but_new_pins_count(store):
     assert Traffic.tid(late) not in decided  # the settled day was not scanned again
     tiering.run_tiering(store, config, now_s=now_s)  # without the job's memory: a full pass
     assert _decisions(store)[Traffic.tid(late)][0] == 1
+
+
+CHDB_KILLED = """\
+import pathlib, sys
+from collector import tiering
+from tests.test_tiering import KILL_CONFIG, Traffic
+from tracestore.migrate import migrate
+from tracestore.store import open_store
+store = open_store(sys.argv[1])
+migrate(store)
+day, now_s, flag = int(sys.argv[2]), float(sys.argv[3]), pathlib.Path(sys.argv[4])
+Traffic(store, day)
+config = tiering.TieringConfig(**KILL_CONFIG)
+while True:  # chunk by chunk until killed; says so once something was copied
+    for bucket in range(config.buckets):
+        tiering.run_chunk(store, day, bucket, config, now_s)
+        if store.query("SELECT count() FROM spans_kept")[0][0]:
+            flag.touch()
+"""
+CHDB_RERUN = """\
+import json, sys
+from collector import tiering
+from tests.test_tiering import KILL_CONFIG, _decisions, _kept_spans
+from tracestore.store import open_store
+store = open_store(sys.argv[1])
+tiering.run_tiering(store, tiering.TieringConfig(**KILL_CONFIG), now_s=float(sys.argv[2]))
+print(json.dumps({"decided": _decisions(store), "kept_spans": _kept_spans(store)}))
+"""
+
+
+def test_sigkill_mid_move_then_rerun_on_chdb(tmp_path):
+    """The same on chDB. A chDB path belongs to one process (and this one holds the
+    tests' path), so one process works and is killed, and a second one finishes."""
+    import json
+    import os
+    import signal
+    import subprocess
+    import sys
+
+    url = f"chdb:{tmp_path / 'store'}?database=killed"
+    day = _day_s(1)
+    now_s = day + DAY_S + 3600
+    flag = tmp_path / "copied"
+    args = [url, str(day), str(now_s), str(flag)]
+    child = subprocess.Popen([sys.executable, "-c", CHDB_KILLED, *args])
+    try:
+        deadline = time.monotonic() + 300
+        while not flag.exists() and time.monotonic() < deadline:
+            assert child.poll() is None
+            time.sleep(0.05)
+        assert flag.exists()
+        os.kill(child.pid, signal.SIGKILL)
+    finally:
+        child.wait(timeout=30)
+    assert child.returncode == -signal.SIGKILL
+    rerun = subprocess.run(
+        [sys.executable, "-c", CHDB_RERUN, url, str(now_s)],
+        capture_output=True,
+        text=True,
+        timeout=600,
+        check=True,
+    )
+    done = json.loads(rerun.stdout.strip().splitlines()[-1])
+    decided = done["decided"]
+    kept = [t for t, d in decided.items() if d[0]]
+    assert len(decided) == NORMAL + 3 and len(kept) > NORMAL // 4
+    assert all(decided[t][2] == 1 for t in kept)
+    assert done["kept_spans"] == [2 * len(kept), 2 * len(kept)]
