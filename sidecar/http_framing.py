@@ -8,12 +8,11 @@ lines (``sidecar.http_headers``) plus the few fields this decision adds.
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from typing import NamedTuple
 
 
-@dataclass(frozen=True, slots=True)
-class ResponseFraming:
-    """How a response goes to the client."""
+class ResponseFraming(NamedTuple):
+    """How a response goes to the client (a tuple: made once per response, cheaply)."""
 
     chunked: bool  # the proxy chunks the body (the upstream's own chunks are gone)
     close_delimited: bool  # the upstream's body ends when its connection does
