@@ -2,6 +2,10 @@
 // Every point links to the traces behind it (the search page for that service and step);
 // hovering (or the arrow keys on a focused chart) shows each series' value at that time;
 // dragging across a chart narrows the page's window to the selected range, with a reset.
+// Drawn as SVG here rather than by a vendored library (uPlot was the candidate): what these
+// charts need beyond lines — a link per point into the traces, SLO lines, deploy markers,
+// the partial interval — would be plugins of about the same size, on a canvas that keyboard
+// users and the browser tests cannot reach into.
 "use strict";
 (function () {
   const NS = "http://www.w3.org/2000/svg";
