@@ -37,6 +37,7 @@ from opentelemetry.proto.collector.trace.v1.trace_service_pb2 import ExportTrace
 from opentelemetry.proto.common.v1.common_pb2 import AnyValue
 
 from tracestore.span_limits import NS, Limits
+from tracestore.span_model import ATTR_FIELDS
 
 _ZERO_TRACE = bytes(16)
 _ZERO_SPAN = bytes(8)
@@ -280,25 +281,13 @@ class ConversionStats:
     clamped_timestamps: int = 0
 
 
-_TYPE_CODES = {
-    None: 0,
-    "string_value": 1,
-    "bool_value": 2,
-    "int_value": 3,
-    "double_value": 4,
-    "bytes_value": 5,
-    "array_value": 6,
-    "kvlist_value": 7,
-}
-
-
 def type_code(kind: str | None) -> int:
     """The stored type code of an AnyValue kind; a kind a trace cannot carry is refused.
 
     Profiles' dictionary-indexed strings (``string_value_strindex``) have no dictionary
     to index in a trace request."""
     try:
-        return _TYPE_CODES[kind]
+        return ATTR_FIELDS[kind]
     except KeyError:
         raise DecodeError(f"{kind} attribute values are not supported") from None
 
@@ -357,7 +346,7 @@ class _Encoder:
         values = list(map(_VALUE, flat))
         kinds = [v.WhichOneof("value") for v in values]
         try:
-            codes = [_TYPE_CODES[k] for k in kinds]
+            codes = [ATTR_FIELDS[k] for k in kinds]
         except KeyError as exc:
             type_code(exc.args[0])
             raise

@@ -13,6 +13,23 @@ import re
 from dataclasses import dataclass, field
 from typing import Any
 
+from tracestore.span_model import (
+    ATTR_ARRAY,
+    ATTR_BOOL,
+    ATTR_DOUBLE,
+    ATTR_INT,
+    ATTR_KVLIST,
+    ATTR_STRING,
+)
+from tracestore.span_model import (
+    ATTR_BYTES as ATTR_BYTES,  # re-exported: rows → spans callers read the codes here
+)
+from tracestore.span_model import (
+    SPAN_KINDS as SPAN_KINDS,
+)
+from tracestore.span_model import (
+    STATUS_CODES as STATUS_CODES,
+)
 from tracestore.store import Store
 
 NS_PER_S = 1_000_000_000
@@ -20,17 +37,6 @@ MAX_SEARCH_LIMIT = 1500
 _HEX = re.compile(r"^[0-9a-fA-F]+$")
 _ATTR_KEY = re.compile(r"^[^\s=!]{1,256}$")
 
-# Attribute value type codes as the collector writes them (tracestore/otlp_columns.py).
-ATTR_STRING, ATTR_BOOL, ATTR_INT, ATTR_DOUBLE, ATTR_BYTES, ATTR_ARRAY, ATTR_KVLIST = range(1, 8)
-SPAN_KINDS = {
-    0: "unspecified",
-    1: "internal",
-    2: "server",
-    3: "client",
-    4: "producer",
-    5: "consumer",
-}
-STATUS_CODES = {0: "unset", 1: "ok", 2: "error"}
 
 SPAN_COLUMNS = (
     "trace_id",
