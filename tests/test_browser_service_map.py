@@ -255,6 +255,20 @@ def test_colour_by_latency_and_error_rate(site, page, artifacts):
     page.click("#map-fit")
     page.screenshot(path=str(artifacts / "service-map-latency.png"))
 
+    # A drag that starts on a node pans; a click on it still opens the service.
+    node = page.locator('#service-map g.node[data-id="payments"] circle').bounding_box()
+    x, y = node["x"] + node["width"] / 2, node["y"] + node["height"] / 2
+    before = view_box(page)
+    page.mouse.move(x, y)
+    page.mouse.down()
+    page.mouse.move(x + 120, y + 30, steps=6)
+    page.mouse.up()
+    assert view_box(page)[0] < before[0] and "/services/map" in page.url
+    page.locator('#service-map g.node[data-id="payments"] circle').click()
+    page.wait_for_url("**/services/payments")
+    page.go_back()
+    page.wait_for_selector("#service-map[data-scale]")
+
     page.select_option("#map-colour", "errors")
     assert band("node", "search") == "4"  # ≥ 5 %
     assert band("node", "payments") == "0"
