@@ -250,3 +250,12 @@ def test_spans_written_by_the_collector_read_back(store):
         ("retry", [tq.Attribute("attempt", tq.ATTR_INT, "2")])
     ]
     assert [(lk["trace_id"], lk["span_id"]) for lk in loaded.links] == [("ef" * 16, "12" * 8)]
+
+
+def test_read_columns_are_the_written_ones():
+    """Rows → spans reads only columns OTLP → rows writes: a column renamed on one side fails
+    here, by name, not as a ClickHouse error on the trace page."""
+    from tracestore.otlp_columns import SPAN_COLUMNS as WRITTEN
+
+    read = {c.removeprefix("toString(").removesuffix(")") for c in tq.SPAN_COLUMNS}
+    assert read <= set(WRITTEN), sorted(read - set(WRITTEN))
