@@ -247,3 +247,19 @@ def test_flame_graph_renders_and_click_zooms(site, page, artifacts):
     assert orders.span_id != payments.span_id
     page.dblclick("#flame-canvas", position={"x": 5, "y": 5})
     assert window_ms(page) == (0, 100)
+
+    # The double-click's clicks selected the root. The keyboard: down to a first child,
+    # right to a sibling, Enter zooms, up to the parent, 0 resets.
+    expect(page.locator("#detail-title")).to_have_text("frontend: POST /checkout")
+    page.focus("#flame-canvas")
+    for _ in range(3):
+        page.keyboard.press("ArrowDown")
+    expect(page.locator("#detail-title")).to_have_text("payments: call-payments")
+    page.keyboard.press("ArrowRight")
+    expect(page.locator("#detail-title")).to_have_text("inventory: call-inventory")
+    page.keyboard.press("Enter")
+    assert window_ms(page) == (19, 27)
+    page.keyboard.press("ArrowUp")
+    expect(page.locator("#detail-title")).to_have_text("orders: CreateOrder")
+    page.keyboard.press("0")
+    assert window_ms(page) == (0, 100)

@@ -191,7 +191,13 @@
       box.appendChild(bar);
     }
     const label = el("span", "dur", fmtDur(dur) + (col.childCount[i] ? ` (self ${fmtDur(col.selfNs[i])})` : ""));
-    if (end <= 70) {
+    if (end < 0) {
+      label.textContent = "◂ " + label.textContent;  // before the window shown
+      label.style.left = "0.5%";
+    } else if (start > 100) {
+      label.textContent += " ▸";  // after it
+      label.style.right = "0.5%";
+    } else if (end <= 70) {
       label.style.left = Math.max(0, end) + 0.5 + "%";  // after the bar
     } else if (start >= 30) {
       label.style.right = 100 - start + 0.5 + "%";  // before the bar
@@ -456,6 +462,7 @@
     return end >= start ? sum + end - start : sum;
   }
 
+  let statsDone = false;
   function stats() {
     // Per service: span and error counts, the self time its spans add up to (these sum to
     // the trace's self time) and the wall-clock time some span of it was running (nested
@@ -577,6 +584,7 @@
     });
     Object.entries(SECTIONS).forEach(([tab, id]) => { document.getElementById(id).hidden = b.dataset.tab !== tab; });
     document.getElementById("minimap-box").hidden = b.dataset.tab === "stats";
+    if (b.dataset.tab === "stats" && !statsDone) { stats(); statsDone = true; }  // on first view
     if (b.dataset.tab === "waterfall") render();
     if (b.dataset.tab === "flame" && flame) flame.draw();
     if (minimap && b.dataset.tab !== "stats") minimap.draw();
@@ -611,7 +619,7 @@
     };
   }
 
-  fetch(`/api/v1/traces/${traceId}/view`, { headers: { Accept: "application/json" } })
+  fetch(`/api/v1/traces/${traceId}/view`)  // the same request as the page's preload link
     .then((r) => r.ok ? r.json() : r.json().then((b) => Promise.reject(new Error(b.error || r.statusText))))
     .then((data) => {
       const analysis = parts.analyze(data);
@@ -626,7 +634,6 @@
       document.getElementById("loading").remove();
       header();
       notices();
-      stats();
       const m = model();
       minimap = parts.minimap(document.getElementById("minimap"), m);
       flame = parts.flame(document.getElementById("flame-scroll"), document.getElementById("flame-canvas"), m);

@@ -62,21 +62,19 @@
       });
     }
 
-    // Self time: the duration no child covers (children clipped to the span's interval).
+    // Self time: the duration no child covers (children clipped to the span's interval;
+    // in start order already, so their clipped starts are too).
     const self = new Float64Array(n);
     for (let i = 0; i < n; i++) {
       const list = kids[i];
       if (!list) { self[i] = dur[i]; continue; }
-      const spans = [];
+      let union = 0, from = 0, to = -Infinity;
       for (const c of list) {
-        if (end[c] > off[i] && off[c] < end[i]) spans.push([Math.max(off[c], off[i]), Math.min(end[c], end[i])]);
+        if (!(end[c] > off[i] && off[c] < end[i])) continue;
+        const a = Math.max(off[c], off[i]), b = Math.min(end[c], end[i]);
+        if (a > to) { if (to > -Infinity) union += to - from; from = a; to = b; } else to = Math.max(to, b);
       }
-      spans.sort((a, b) => a[0] - b[0] || a[1] - b[1]);
-      let union = 0, from = 0, to = null;
-      for (const [a, b] of spans) {
-        if (to === null || a > to) { if (to !== null) union += to - from; from = a; to = b; } else to = Math.max(to, b);
-      }
-      if (to !== null) union += to - from;
+      if (to > -Infinity) union += to - from;
       self[i] = Math.max(0, dur[i] - union);
     }
 

@@ -1,7 +1,9 @@
 // The trace as a flame graph: time across, depth down, one box per span in its service's
 // colour. Only the depths in view are drawn (a 10,000-deep chain stays one canvas the size
 // of the screen). Clicking a span selects it and zooms the shared time window to it;
-// double-click (or the "Reset zoom" button) shows the whole trace again.
+// double-click (or the "Reset zoom" button) shows the whole trace again. Keyboard: arrows
+// move the selection (up: parent, down: first child, left/right: neighbours at that depth),
+// Enter zooms to it, 0 or Escape resets.
 "use strict";
 (function () {
   const ROW_H = 18;
@@ -22,6 +24,8 @@
       byDepth[d].push(i);
     }
     byDepth.forEach((list) => list.sort((a, b) => m.col.offsetNs[a] - m.col.offsetNs[b]));
+    const place = new Int32Array(m.n);  // each span's position in its depth's list
+    byDepth.forEach((list) => list.forEach((i, k) => { place[i] = k; }));
     spacer.style.height = byDepth.length * ROW_H + "px";
 
     let width = 0, height = 0;
@@ -109,13 +113,36 @@
       pending = true;
       requestAnimationFrame(() => { pending = false; draw(); });
     });
+    const zoomTo = (i) => m.setWindow(m.col.offsetNs[i], m.col.offsetNs[i] + m.col.durationNs[i]);
     canvas.addEventListener("click", (ev) => {
       const i = spanAt(...point(ev));
       if (i < 0) return;
       m.select(i, true);
-      m.setWindow(m.col.offsetNs[i], m.col.offsetNs[i] + m.col.durationNs[i]);
+      zoomTo(i);
     });
     canvas.addEventListener("dblclick", () => m.setWindow(0, m.durationNs()));
+    canvas.addEventListener("keydown", (ev) => {
+      const cur = m.selected();
+      const d = cur < 0 ? 0 : m.col.depth[cur];
+      const row = cur < 0 ? [] : byDepth[d];
+      const moves = {
+        ArrowUp: () => (cur > 0 ? m.col.parent[cur] : -1),
+        ArrowDown: () => (cur >= 0 && m.col.childCount[cur] ? cur + 1 : -1),
+        ArrowLeft: () => (cur >= 0 && place[cur] > 0 ? row[place[cur] - 1] : -1),
+        ArrowRight: () => (cur >= 0 && place[cur] + 1 < row.length ? row[place[cur] + 1] : -1),
+      };
+      if (moves[ev.key]) {
+        const next = cur < 0 ? 0 : moves[ev.key]();
+        if (next >= 0 && next < m.n) {
+          m.select(next, true);
+          const top = m.col.depth[next] * ROW_H;  // keep its row in view
+          if (top < scroller.scrollTop || top + ROW_H > scroller.scrollTop + scroller.clientHeight) scroller.scrollTop = top - ROW_H;
+        }
+      } else if (ev.key === "Enter" && cur >= 0) zoomTo(cur);
+      else if (ev.key === "Escape" || ev.key === "0") m.setWindow(0, m.durationNs());
+      else return;
+      ev.preventDefault();
+    });
     canvas.addEventListener("mousemove", (ev) => {
       const i = spanAt(...point(ev));
       canvas.title = i < 0 ? "" : `${m.service(i)}: ${m.opName(i)} — ${window.sidetrace.formatDuration(m.col.durationNs[i])} (click to zoom)`;
