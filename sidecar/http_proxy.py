@@ -856,8 +856,9 @@ class DownstreamConnection(asyncio.Protocol):
         self._cancel_detect()
         self.deadline_kind = ACTIVE
         self.pause_reading("connect")
-        if grpc:
-            address: Address | None = ("127.0.0.1", self.ctx.grpc_bridge.port)  # type: ignore[attr-defined]
+        bridge = self.ctx.grpc_bridge
+        if grpc and bridge is not None:
+            address: Address | None = ("127.0.0.1", bridge.port)
         else:
             address = self.fixed_address
         if address is None:
@@ -891,11 +892,12 @@ class DownstreamConnection(asyncio.Protocol):
         conn.attach(self, None)
         conn.start_tunnel()
         self.tunnel_upstream = conn
-        if grpc:
+        bridge = ctx.grpc_bridge
+        if grpc and bridge is not None:
             sockname = conn.transport.get_extra_info("sockname")  # type: ignore[union-attr]
-            ctx.grpc_bridge.register(sockname[1], ctx.kind, self.fixed_address, self.client)  # type: ignore[attr-defined]
+            bridge.register(sockname[1], ctx.kind, self.fixed_address, self.client)
             port = sockname[1]
-            self.tunnel_record = lambda: ctx.grpc_bridge.unregister(port)  # type: ignore[attr-defined]
+            self.tunnel_record = lambda: bridge.unregister(port)
         else:
             self.tunnel_record = lambda: self._record_tcp(address, start_ns, "", conn.bytes_in)
         if connect_reply:

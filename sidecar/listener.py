@@ -23,6 +23,7 @@ from sidecar.upstream import UpstreamPool
 
 if TYPE_CHECKING:
     from sidecar.http_proxy import DownstreamConnection
+    from sidecar.lazy_bridge import LazyGrpcBridge
 
 
 @dataclass
@@ -36,7 +37,7 @@ class ListenerContext:
     counters: ProxyCounters
     pool: UpstreamPool
     loop: asyncio.AbstractEventLoop
-    grpc_bridge: object | None = None
+    grpc_bridge: LazyGrpcBridge | None = None
     connections: set[DownstreamConnection] = field(default_factory=set)
     now: float = 0.0  # coarse monotonic clock, advanced by the sweeper
     draining: bool = False
