@@ -6,13 +6,17 @@ exporter do it: ``Content-Type: application/x-protobuf``, the configured headers
 the export timeout as the deadline of the whole call; retries with exponential
 backoff (2^n s, ±20 % jitter, or the server's ``Retry-After``) on connection
 errors and on 408, 429, 502, 503 and 504, as long as the wait fits before the
-deadline. Any other answer fails at once; ``last_failure`` says why.
+deadline. Any other answer fails at once; ``last_failure`` says why. ``shutdown``
+ends a call in flight and any wait, so a sidecar stops within its grace period even
+while the collector does not answer.
 """
 
 from __future__ import annotations
 
+import contextlib
 import http.client
 import random
+import socket
 import ssl
 import threading
 import time
@@ -51,7 +55,7 @@ class HttpExporter:
             )
         self._connection: http.client.HTTPConnection | None = None
         self._lock = threading.Lock()
-        self._shut = False
+        self._shut = threading.Event()
         self.last_failure: ExportFailure | None = None
 
     def export(self, spans: EncodedSpans) -> ExportResult:
@@ -61,7 +65,7 @@ class HttpExporter:
         """Send one request body; ``SUCCESS`` once the collector answered 2xx."""
         with self._lock:
             self.last_failure = None
-            if self._shut:
+            if self._shut.is_set():
                 self.last_failure = ExportFailure("shutdown", "exporter already shut down")
                 return ExportResult.FAILURE
             deadline = time.monotonic() + self._timeout_s
@@ -75,7 +79,10 @@ class HttpExporter:
                 backoff = wait if wait >= 0 else 2**attempt * random.uniform(0.8, 1.2)
                 if attempt + 1 == MAX_ATTEMPTS or backoff > deadline - time.monotonic():
                     break
-                time.sleep(backoff)
+                if self._shut.wait(backoff):
+                    break
+            if self._shut.is_set():
+                self._close()
             return ExportResult.FAILURE
 
     def _attempt(
@@ -150,6 +157,15 @@ class HttpExporter:
             self._connection = None
 
     def shutdown(self) -> None:
-        with self._lock:
-            self._shut = True
-            self._close()
+        """No more exports; a call in flight fails now (its socket is shut down)."""
+        self._shut.set()
+        connection = self._connection
+        sock = connection.sock if connection is not None else None
+        if sock is not None:
+            with contextlib.suppress(OSError):
+                sock.shutdown(socket.SHUT_RDWR)
+        if self._lock.acquire(blocking=False):  # else the call in flight closes it
+            try:
+                self._close()
+            finally:
+                self._lock.release()

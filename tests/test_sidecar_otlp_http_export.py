@@ -9,7 +9,10 @@ gets the spans by retries; a refused token or an untrusted CA is counted by reas
 from __future__ import annotations
 
 import http.client
+import signal
+import socket
 import subprocess
+import threading
 import uuid
 from collections.abc import Iterator
 from pathlib import Path
@@ -170,7 +173,8 @@ def test_every_span_and_the_metrics_reach_clickhouse(collector, tls_dir, http_si
     assert sidecar.metric("sidetrace_sidecar_spans_dropped_total") == 0
     # each span has its own parent (the traceparent sent) and carries the request's fields
     parents, names = store.query(
-        "SELECT uniqExact(parent_span_id), groupUniqArray(span_name) FROM spans WHERE trace_id = %(t)s",
+        "SELECT uniqExact(parent_span_id), groupUniqArray(span_name) FROM spans"
+        " WHERE trace_id = %(t)s",
         params,
     )[0]
     assert parents == 600 and names == ["GET"]
@@ -226,3 +230,26 @@ def test_refused_export_is_counted_by_reason(
     assert sidecar.metric("sidetrace_sidecar_spans_exported_total") == 0
     eventually(lambda: logged in sidecar.log.read_text(), timeout=30)  # type: ignore[union-attr]
     _traffic(sidecar, uuid.uuid4().hex, 10)  # the proxied traffic is unaffected
+
+
+def test_stops_within_its_grace_while_the_collector_never_answers(tls_dir, http_sidecar) -> None:
+    """An export in flight to a collector that accepts and stays silent (a wedged proxy)
+    must not hold the sidecar past its drain grace on SIGTERM."""
+    silent = socket.create_server(("127.0.0.1", 0))
+    held: list[socket.socket] = []
+    threading.Thread(target=lambda: held.append(silent.accept()[0]), daemon=True).start()
+    sidecar = http_sidecar(
+        silent.getsockname()[1], tls_dir / "ca.crt", TOKEN,
+        "--export-timeout", "300", "--drain-grace", "1",
+    )  # fmt: skip
+    try:
+        _traffic(sidecar, uuid.uuid4().hex, 5)
+        eventually(lambda: bool(held), timeout=30)  # the export's connection, unanswered
+        assert sidecar.process is not None
+        sidecar.process.send_signal(signal.SIGTERM)
+        # drain grace 1 s, telemetry join 10 s: well inside 60 s, far from the 300 s timeout
+        assert sidecar.process.wait(60) == 0
+    finally:
+        silent.close()
+        for conn in held:
+            conn.close()
