@@ -8,11 +8,12 @@ lines (``sidecar.http_headers``) plus the few fields this decision adds.
 
 from __future__ import annotations
 
+import itertools
 from typing import NamedTuple
 
 
 class ResponseFraming(NamedTuple):
-    """How a response goes to the client (a tuple: made once per response, cheaply)."""
+    """How a response goes to the client."""
 
     chunked: bool  # the proxy chunks the body (the upstream's own chunks are gone)
     close_delimited: bool  # the upstream's body ends when its connection does
@@ -35,10 +36,14 @@ def response_framing(
     connection survives a close-delimited upstream body; an HTTP/1.0 client, which
     cannot read chunks, gets the body until the connection closes."""
     if method == "HEAD" or status in (204, 304) or has_length:
-        return ResponseFraming(False, False, keep_alive)
+        return _FRAMINGS[False, False, bool(keep_alive)]
     if version != "1.0":
-        return ResponseFraming(True, not chunked, keep_alive)
-    return ResponseFraming(False, not chunked, False)
+        return _FRAMINGS[True, not chunked, bool(keep_alive)]
+    return _FRAMINGS[False, not chunked, False]
+
+
+# Every framing there is, made once: the full path picks one per response.
+_FRAMINGS = {bits: ResponseFraming(*bits) for bits in itertools.product((False, True), repeat=3)}
 
 
 def status_line(status: int, reason: bytes) -> bytes:
@@ -54,15 +59,12 @@ def forward_response_head(
     status: int, reason: bytes, fields: bytes, framing: ResponseFraming, version: str
 ) -> bytes:
     """The head of a final response: the forwarded ``fields`` plus the framing fields."""
-    lines = [status_line(status, reason), fields]
-    if framing.chunked:
-        lines.append(b"transfer-encoding: chunked\r\n")
+    added = b"transfer-encoding: chunked\r\n" if framing.chunked else b""
     if not framing.keep_alive:
-        lines.append(b"connection: close\r\n")
+        added += b"connection: close\r\n"
     elif version == "1.0":
-        lines.append(b"connection: keep-alive\r\n")
-    lines.append(b"\r\n")
-    return b"".join(lines)
+        added += b"connection: keep-alive\r\n"
+    return b"HTTP/1.1 %d %s\r\n%b%b\r\n" % (status, reason, fields, added)
 
 
 def forward_request_head(
