@@ -586,7 +586,10 @@
     document.getElementById("minimap-box").hidden = b.dataset.tab === "stats";
     if (b.dataset.tab === "stats" && !statsDone) { stats(); statsDone = true; }  // on first view
     if (b.dataset.tab === "waterfall") render();
-    if (b.dataset.tab === "flame" && flame) flame.draw();
+    if (b.dataset.tab === "flame") {
+      if (!flame) flame = parts.flame(document.getElementById("flame-scroll"), document.getElementById("flame-canvas"), model());
+      flame.draw();
+    }
     if (minimap && b.dataset.tab !== "stats") minimap.draw();
   }));
   document.getElementById("expand-all").addEventListener("click", () => setAll(false));
@@ -635,8 +638,7 @@
       header();
       notices();
       const m = model();
-      minimap = parts.minimap(document.getElementById("minimap"), m);
-      flame = parts.flame(document.getElementById("flame-scroll"), document.getElementById("flame-canvas"), m);
+      minimap = parts.minimap(document.getElementById("minimap"), m);  // the flame graph: when shown
       minimap.rowsChanged();
       win.t1 = Math.max(1, trace.durationNs);
       const wanted = app.dataset.span;

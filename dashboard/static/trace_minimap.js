@@ -42,11 +42,18 @@
       }
       const off = m.col.offsetNs, dur = m.col.durationNs;
       const scale = width / total;
-      for (const [, list] of groups) {
+      // Thousands of rows share a device pixel row here; a box that covers the same device
+      // pixels as one already drawn in its colour is skipped.
+      const px = width * dpr + 1, drawn = new Set();
+      for (const [svc, list] of groups) {
         g.fillStyle = m.colour(m.service(rows[list[0]]));
         for (const pos of list) {
           const i = rows[pos];
-          g.fillRect(off[i] * scale, pos * rowH, Math.max(dur[i] * scale, 1 / dpr), h);
+          const x = off[i] * scale, w = Math.max(dur[i] * scale, 1 / dpr), y = pos * rowH;
+          const key = ((Math.floor(y * dpr) * px + Math.floor(x * dpr)) * px + Math.ceil((x + w) * dpr)) * 4096 + svc;
+          if (drawn.has(key)) continue;
+          drawn.add(key);
+          g.fillRect(x, y, w, h);
         }
       }
       canvas.dataset.rows = String(rows.length);
