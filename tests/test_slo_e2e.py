@@ -14,6 +14,7 @@ import asyncio
 import contextlib
 import json
 import os
+import re
 import subprocess
 import sys
 import threading
@@ -23,22 +24,24 @@ from pathlib import Path
 
 import httpx
 import pytest
-import uvicorn
 from starlette.applications import Starlette
 from starlette.responses import PlainTextResponse
 from starlette.routing import Route
 from starlette.testclient import TestClient
-from test_alert_delivery import RecordingReceiver
 
 from dashboard.alert_payloads import rfc3339
 from dashboard.alert_rules import fingerprint
 from runtime.loopback_ports import free_port
+from tests.support.polling import eventually, http_ok
+from tests.support.threaded_server import ThreadedUvicorn
+from tests.support.webhook_receiver import RecordingReceiver
 from tracestore.migrate import migrate
 from tracestore.store import Store, open_store
 
 ROOT = Path(__file__).resolve().parent.parent
 SCALE = 60
 EXTERNAL = "http://dashboard.test:16686"
+EXAMPLE_LINK = re.compile(re.escape(EXTERNAL) + r"/trace/[0-9a-f]{32}$")
 
 SLO_FILE = """\
 slos:
@@ -70,22 +73,11 @@ class App:
             await asyncio.sleep(self.delay)
             return PlainTextResponse("paid")
 
-        self.port = free_port()
-        config = uvicorn.Config(
-            Starlette(routes=[Route("/pay", pay)]),
-            host="127.0.0.1",
-            port=self.port,
-            log_level="warning",
-            lifespan="off",
-        )
-        self.server = uvicorn.Server(config)
-        self.thread = threading.Thread(target=self.server.run, daemon=True)
-        self.thread.start()
-        wait_http(f"http://127.0.0.1:{self.port}/pay")
+        self.server = ThreadedUvicorn(Starlette(routes=[Route("/pay", pay)])).start()
+        self.port = self.server.port
 
     def stop(self) -> None:
-        self.server.should_exit = True
-        self.thread.join(10)
+        self.server.stop()
 
 
 class Load:
@@ -109,28 +101,6 @@ class Load:
         self.stop_event.set()
         for thread in self.threads:
             thread.join(15)
-
-
-def wait_http(url: str, timeout: float = 60.0) -> None:
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        try:
-            if httpx.get(url, timeout=2).status_code == 200:
-                return
-        except httpx.HTTPError:
-            pass
-        time.sleep(0.2)
-    raise AssertionError(f"{url} not ready within {timeout}s")
-
-
-def wait_until(check, timeout: float, what: str):  # noqa: ANN001, ANN201 - small poll helper
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        value = check()
-        if value:
-            return value
-        time.sleep(0.5)
-    raise AssertionError(f"timed out after {timeout}s waiting for {what}")
 
 
 class Processes:
@@ -198,19 +168,24 @@ def test_page_alert_fires_and_resolves_through_the_real_pipeline(
             "--http-port", str(free_port()), "--admin-port", str(admin_port),
             "--spool-dir", str(tmp_path / "spool"), "--batch-seconds", "0.2",
         )  # fmt: skip
-        wait_http(f"http://127.0.0.1:{admin_port}/readyz")
+        eventually(
+            lambda: http_ok(f"http://127.0.0.1:{admin_port}/readyz"), what="the collector ready"
+        )
         inbound, sidecar_admin = free_port(), free_port()
         processes.start(
             "sidecar", "sidecar", "--app-port", str(app.port), "--inbound-port", str(inbound),
             "--outbound-port", str(free_port()), "--admin-port", str(sidecar_admin),
             "--collector", f"127.0.0.1:{grpc_port}", "--service-name", "payments",
         )  # fmt: skip
-        wait_http(f"http://127.0.0.1:{sidecar_admin}/readyz")
+        eventually(
+            lambda: http_ok(f"http://127.0.0.1:{sidecar_admin}/readyz"), what="the sidecar ready"
+        )
         load = Load(f"http://127.0.0.1:{inbound}/pay")
-        wait_until(
+        eventually(
             lambda: store.query("SELECT count() FROM spans WHERE service_name = 'payments'")[0][0],
             60,
-            "the first spans from the sidecar",
+            0.5,
+            what="the first spans from the sidecar",
         )
 
         slo_file = tmp_path / "slo.yaml"
@@ -236,16 +211,16 @@ def test_page_alert_fires_and_resolves_through_the_real_pipeline(
         assert events(store, "page") == []
 
         app.delay = 0.3  # slow: every request breaks the 200 ms objective
-        wait_until(lambda: ("pending", "firing", 0) in [e[:3] for e in events(store, "page")],
-                   90, "the page alert to fire")  # fmt: skip
+        eventually(lambda: ("pending", "firing", 0) in [e[:3] for e in events(store, "page")],
+                   90, 0.5, what="the page alert to fire")  # fmt: skip
         assert [e[:2] for e in events(store, "page")] == [
             ("inactive", "pending"),
             ("pending", "firing"),
         ]
 
         app.delay = 0.0  # recovered
-        wait_until(lambda: any(e[1] == "resolved" for e in events(store, "page")),
-                   150, "the page alert to resolve")  # fmt: skip
+        eventually(lambda: any(e[1] == "resolved" for e in events(store, "page")),
+                   150, 0.5, what="the page alert to resolve")  # fmt: skip
         page = events(store, "page")
         assert [e[:2] for e in page] == [
             ("inactive", "pending"),
@@ -304,6 +279,14 @@ def test_page_alert_fires_and_resolves_through_the_real_pipeline(
             ],
         }  # fmt: skip
 
+    # Each firing notification links the slowest payments trace of the alert's window.
+    slowest = [b["alerts"][0]["annotations"].get("example_slowest_trace") for b in bodies]
+    assert slowest[0] and EXAMPLE_LINK.match(slowest[0]), bodies[0]
+    trace_id = slowest[0].rsplit("/", 1)[1]
+    services = store.query(
+        "SELECT DISTINCT toString(service_name) FROM spans WHERE trace_id = %(t)s", {"t": trace_id}
+    )
+    assert ["payments"] in [list(r) for r in services]
     assert [normalise(b) for b in bodies] == [
         normalise(expected("firing")),  # answered 500
         normalise(expected("firing")),  # the retry
@@ -320,8 +303,13 @@ def test_page_alert_fires_and_resolves_through_the_real_pipeline(
 
 
 def normalise(body: dict) -> dict:
-    """Times to whole milliseconds within 1 ms (history stores milliseconds)."""
+    """Times to whole milliseconds within 1 ms (history stores milliseconds); example trace
+    links (checked apart: they name whatever trace was slowest) well formed, then set aside."""
     out = json.loads(json.dumps(body))
+    for notes in [out["commonAnnotations"], *(a["annotations"] for a in out["alerts"])]:
+        for key in ("example_slowest_trace", "example_error_trace"):
+            link = notes.pop(key, None)
+            assert link is None or EXAMPLE_LINK.match(link), link
     for alert in out["alerts"]:
         for key in ("startsAt", "endsAt"):
             value = alert[key]
