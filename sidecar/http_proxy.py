@@ -36,6 +36,7 @@ import httptools
 
 from sidecar._http1scan import Lane, request_head
 from sidecar.error_responses import error_response
+from sidecar.exchange import Exchange
 from sidecar.http_framing import (
     LAST_CHUNK,
     chunk,
@@ -61,45 +62,6 @@ _RETRYABLE = frozenset((b"GET", b"HEAD", b"OPTIONS"))  # safe to resend on a sta
 MAX_PENDING_BYTES = 256 * 1024
 DETECT, HTTP_MODE, TUNNEL, CLOSED = 0, 1, 2, 3
 IDLE, HEADERS, ACTIVE = 0, 1, 2
-
-
-class Exchange:
-    """One request/response pair on a downstream connection.
-
-    Defaults live on the class so creating one per request costs next to nothing;
-    only the fields a request changes land in the instance.
-    """
-
-    method = ""
-    target = b""
-    version = "1.1"
-    header_bytes = 0
-    pending_bytes = 0
-    upstream: UpstreamConnection | None = None
-    address: Address = ("", 0)
-    request_done = False
-    response_started = False
-    chunked_request = False
-    chunked_response = False
-    close_delimited = False
-    keep_alive = True
-    span: SpanStart | None = None
-    traced = True
-    start_ns = 0
-    status = 0
-    error = ""
-    host = b""
-    has_host = False
-    user_agent = b""
-    peer = ""
-    retry_head: bytes | None = None
-    upgrade = b""
-    counted_inflight = False
-    fast = False  # a simple request (request_head): its connection may become a Lane
-
-    def __init__(self) -> None:
-        self.headers: list[tuple[bytes, bytes]] = []
-        self.pending: list[bytes] | None = []
 
 
 class _HeadersTooLarge(Exception):

@@ -21,7 +21,8 @@ import httptools
 from sidecar._http1scan import Lane, scan_response
 
 if TYPE_CHECKING:
-    from sidecar.http_proxy import DownstreamConnection, Exchange
+    from sidecar.exchange import Exchange
+    from sidecar.http_proxy import DownstreamConnection
 
 Address = tuple[str, int]
 MAX_IDLE_PER_ADDRESS = 256
