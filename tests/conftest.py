@@ -10,6 +10,7 @@ from pathlib import Path
 import pytest
 
 from tests.support.clickhouse_server import ClickHouseServer
+from tests.support.sidecar_fixtures import redirect, sink, stack  # noqa: F401 - shared fixtures
 from tracestore.migrate import migrate
 from tracestore.store import Store, open_store
 
@@ -66,6 +67,7 @@ PROCESS_WORDS = (
     "Popen",
     "sidecar_harness",
     "sidecar_process",
+    "dashboard_process",
     "demo_processes",
     "zookeeper",
     "uvicorn",

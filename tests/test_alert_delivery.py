@@ -3,10 +3,8 @@
 from __future__ import annotations
 
 import json
-import threading
 import time
 from collections.abc import Iterator
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 
 import pytest
 
@@ -20,61 +18,11 @@ from dashboard.alert_delivery import (
 )
 from dashboard.alert_payloads import rfc3339
 from dashboard.alert_rules import FIRING, RESOLVED, Alert, AlertState
-from runtime.loopback_ports import free_port
 from slospec.slo_config import Receiver
+from tests.support.polling import eventually
+from tests.support.webhook_receiver import RecordingReceiver
 
 EXTERNAL = "http://dash.example:16686"
-
-
-class RecordingReceiver:
-    """A real HTTP webhook receiver on 127.0.0.1 that records bodies and answers from a script."""
-
-    def __init__(self, statuses: list[int] | None = None, delay_s: float = 0.0) -> None:
-        self.statuses = list(statuses or [])
-        self.delay_s = delay_s
-        self.requests: list[tuple[str, dict, float]] = []
-        self.ids: list[str] = []  # each request's X-Sidetrace-Notification header
-        self.lock = threading.Lock()
-        receiver = self
-
-        class Handler(BaseHTTPRequestHandler):
-            def do_POST(self) -> None:  # noqa: N802 - http.server API
-                body = self.rfile.read(int(self.headers.get("Content-Length", 0)))
-                time.sleep(receiver.delay_s)
-                with receiver.lock:
-                    receiver.requests.append((self.path, json.loads(body), time.time()))
-                    receiver.ids.append(self.headers.get("X-Sidetrace-Notification", ""))
-                    status = receiver.statuses.pop(0) if receiver.statuses else 200
-                self.send_response(status)
-                self.send_header("Content-Length", "0")
-                self.end_headers()
-
-            def log_message(self, *args: object) -> None:
-                pass
-
-        self.port = free_port()
-        self.server = ThreadingHTTPServer(("127.0.0.1", self.port), Handler)
-        self.thread = threading.Thread(target=self.server.serve_forever, daemon=True)
-        self.thread.start()
-
-    def url(self, path: str = "/hook") -> str:
-        return f"http://127.0.0.1:{self.port}{path}"
-
-    def bodies(self) -> list[dict]:
-        with self.lock:
-            return [body for _, body, _ in self.requests]
-
-    def wait_for(self, count: int, timeout: float = 20.0) -> list[dict]:
-        deadline = time.monotonic() + timeout
-        while time.monotonic() < deadline:
-            if len(self.bodies()) >= count:
-                return self.bodies()
-            time.sleep(0.05)
-        raise AssertionError(f"expected {count} requests, got {len(self.bodies())}")
-
-    def close(self) -> None:
-        self.server.shutdown()
-        self.server.server_close()
 
 
 @pytest.fixture
@@ -246,9 +194,7 @@ def test_receiver_returning_500_is_retried_with_backoff() -> None:
         assert hook.wait_for(3) == [{"n": 1}] * 3
         times = [t for _, _, t in hook.requests]
         assert times[1] - times[0] >= 0.15 and times[2] - times[1] >= 0.35  # 0.2 s, then 0.4 s
-        deadline = time.monotonic() + 5
-        while len(attempts) < 3 and time.monotonic() < deadline:
-            time.sleep(0.02)
+        eventually(lambda: len(attempts) >= 3, 5, 0.02, what="three attempts recorded")
         assert [(a.attempt, a.outcome, a.http_status) for a in attempts] == [
             (1, "retry", 500),
             (2, "retry", 503),

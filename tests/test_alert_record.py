@@ -11,12 +11,11 @@ from __future__ import annotations
 import time
 from pathlib import Path
 
-from test_alert_delivery import RecordingReceiver
-from test_slo_evaluator import insert_spans
-
 from dashboard.alert_delivery import Dispatcher
 from dashboard.slo_evaluator import SloEvaluator
 from slospec.slo_config import SloConfigSet
+from tests.support.slo_spans import insert_spans
+from tests.support.webhook_receiver import RecordingReceiver
 from tracestore.store import Store
 
 SLO_FILE = """\

@@ -12,6 +12,7 @@ import pytest
 from collector.edge_rollup import EdgeJobConfig, closed_window, compute_edges
 from collector.rollup_jobs import start_rollup_jobs
 from tests.support.analytics_traffic import Traffic
+from tests.support.polling import eventually
 from tracestore import analytics_queries as aq
 from tracestore.edge_queries import latest_rows_sql
 from tracestore.latency_buckets import quantiles
@@ -329,9 +330,8 @@ def test_closed_window_and_job_thread(store):
     stop = threading.Event()
     threads = start_rollup_jobs(store, stop, config)
     try:
-        deadline = time.monotonic() + 60
-        while time.monotonic() < deadline and _stored_edges(store, traffic) != traffic.expected:
-            time.sleep(0.3)
+        what = "the rollup jobs' edges"
+        eventually(lambda: _stored_edges(store, traffic) == traffic.expected, 60, 0.3, what=what)
     finally:
         stop.set()
         for t in threads:

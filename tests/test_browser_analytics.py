@@ -3,21 +3,17 @@
 from __future__ import annotations
 
 import random
-import threading
 import time
 from collections.abc import Iterator
 from datetime import datetime
 from urllib.parse import parse_qs, urlsplit
 
 import pytest
-import uvicorn
 
 from collector.edge_rollup import compute_edges
-from dashboard.app import create_app
-from dashboard.context import DashboardContext
-from runtime.loopback_ports import free_port
 from tests.support.analytics_traffic import Traffic, layered_topology, peer_name
 from tests.support.browser import launch_chromium
+from tests.support.dashboard_client import live_dashboard
 from tracestore.migrate import migrate
 from tracestore.store import open_store
 
@@ -58,24 +54,8 @@ def base_url(clickhouse_server, topology) -> Iterator[str]:
             )
     store.insert("spans", traffic.columns)
     compute_edges(store, first, first + 300)
-    port = free_port()
-    server = uvicorn.Server(
-        uvicorn.Config(
-            create_app(DashboardContext(store=store)),
-            host="127.0.0.1",
-            port=port,
-            log_level="warning",
-        )
-    )
-    thread = threading.Thread(target=server.run, daemon=True)
-    thread.start()
-    deadline = time.monotonic() + 30
-    while not server.started and time.monotonic() < deadline:
-        time.sleep(0.05)
-    assert server.started, "dashboard did not start"
-    yield f"http://127.0.0.1:{port}"
-    server.should_exit = True
-    thread.join(timeout=30)
+    with live_dashboard(store) as url:
+        yield url
     store.close()
 
 

@@ -18,6 +18,7 @@ import yaml
 
 from runtime.loopback_ports import free_port
 from tests.support.clickhouse_server import ClickHouseServer
+from tests.support.polling import eventually
 from tests.support.zookeeper import ZooKeeper, zookeeper_classpath
 from tracestore.migrate import Features, Retention, cluster_form, load_migrations, render
 from tracestore.store import open_store
@@ -180,13 +181,13 @@ def test_two_shards_through_collector_and_dashboard_queries(
         assert collector.stop(timeout=60)
 
     reader = open_store(second.url(DATABASE))  # the other node: reads go through Distributed
-    deadline = time.monotonic() + 90
-    while True:
+
+    def stored() -> int:
         [(spans,)] = reader.query("SELECT count() FROM spans_by_trace")
-        if spans >= 3 * len(trace_ids) or time.monotonic() > deadline:
-            break
-        time.sleep(0.5)
-    assert spans == 3 * len(trace_ids)
+        return spans
+
+    eventually(lambda: stored() >= 3 * len(trace_ids), 90, 0.5, what="every span readable")
+    assert stored() == 3 * len(trace_ids)
 
     for trace_id in trace_ids:
         trace = load_trace(reader, trace_id, max_spans=100)
@@ -200,12 +201,12 @@ def test_two_shards_through_collector_and_dashboard_queries(
     # The service graph: the edge rollup's self-join and "latest run" reads stay shard-local.
     start_s, end_s = started_ns // 10**9, int(time.time()) + 120
     compute_edges(writer_store, start_s, end_s)
-    deadline = time.monotonic() + 60
-    while True:
-        found = {(e.parent, e.child): e.figures.calls for e in edges(reader, start_s, end_s)}
-        if found or time.monotonic() > deadline:
-            break
-        time.sleep(0.5)
+    found = eventually(
+        lambda: {(e.parent, e.child): e.figures.calls for e in edges(reader, start_s, end_s)},
+        60,
+        0.5,
+        what="an edge of the service graph",
+    )
     assert found == {("frontend", "cart"): len(trace_ids)}
 
     # Sharded by trace id: both shards hold traces, and no trace is split across them.

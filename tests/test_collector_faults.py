@@ -6,6 +6,7 @@ Every acknowledged span must arrive, and none may be stored twice (the raw
 
 from __future__ import annotations
 
+import contextlib
 import datetime as dt
 import json
 import random
@@ -107,15 +108,16 @@ def _ports() -> dict[str, int]:
 
 
 def _wait_until_inserting(spool_dir) -> None:
-    """Return while a batch is in flight (marked, not yet committed): the worst moment."""
-    deadline = time.monotonic() + 10
-    while time.monotonic() < deadline:
-        try:
-            if json.loads((spool_dir / "state.json").read_text()).get("inflight"):
-                return
-        except (FileNotFoundError, json.JSONDecodeError):
-            pass
-        time.sleep(0.005)
+    """Return while a batch is in flight (marked, not yet committed): the worst moment.
+    Returns after 10 s at the latest, in flight or not."""
+    with contextlib.suppress(AssertionError):
+        eventually(
+            lambda: json.loads((spool_dir / "state.json").read_text()).get("inflight"),
+            10,
+            0.005,
+            what="a batch in flight",
+            ignoring=(FileNotFoundError, json.JSONDecodeError),
+        )
 
 
 def _stop(process: subprocess.Popen) -> None:

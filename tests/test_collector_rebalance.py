@@ -11,7 +11,6 @@ from __future__ import annotations
 import contextlib
 import socket
 import threading
-import time
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -23,6 +22,7 @@ from opentelemetry.sdk.trace.export import SimpleSpanProcessor
 
 from runtime.loopback_ports import free_port
 from tests.support.collector_helpers import fresh_native_url, running_collector
+from tests.support.polling import eventually
 from tracestore.store import open_store
 
 
@@ -88,11 +88,14 @@ def test_client_moves_to_a_new_replica_after_connection_age(
             tracer.start_span("first").end()
             assert a.stats.get("received_spans_total") == 1
             forwarder.backend = b.config.grpc_port  # a new replica behind the Service
-            deadline = time.monotonic() + 60
-            while b.stats.get("received_spans_total") == 0:
-                assert time.monotonic() < deadline, "the client never left the first collector"
+
+            def moved() -> bool:
+                if b.stats.get("received_spans_total"):
+                    return True
                 tracer.start_span("more").end()
-                time.sleep(0.2)
+                return False
+
+            eventually(moved, 60, what="the client leaving the first collector")
         finally:
             provider.shutdown()
     assert forwarder.connections[:1] == [a.config.grpc_port]

@@ -3,9 +3,6 @@
 from __future__ import annotations
 
 import base64
-import subprocess
-import sys
-import time
 import uuid
 
 import httpx
@@ -14,10 +11,9 @@ import pytest
 from dashboard import params
 from dashboard.context import AuthSettings
 from dashboard.trace_analysis import analyze, critical_path, self_time
-from runtime.loopback_ports import free_port
 from sidetrace.cli import build_parser
 from tests.support import trace_generator as gen
-from tests.support.dashboard_client import dashboard_client
+from tests.support.dashboard_client import dashboard_client, dashboard_process
 from tracestore.migrate import migrate
 from tracestore.store import open_store
 from tracestore.trace_queries import BadQuery, Span
@@ -252,24 +248,7 @@ def test_dashboard_command_serves(clickhouse_server):
     """``sidetrace dashboard`` as its own process on a migrated native store, with a token."""
     url = clickhouse_server.url(database=f"dash_{uuid.uuid4().hex[:12]}")
     migrate(open_store(url))
-    port = free_port()
-    command = [sys.executable, "-m", "sidetrace", "dashboard", "--clickhouse", url,
-               "--port", str(port), "--host", "127.0.0.1", "--auth-token", "tok"]  # fmt: skip
-    process = subprocess.Popen(command, stdout=subprocess.PIPE, stderr=subprocess.STDOUT)
-    try:
-        base = f"http://127.0.0.1:{port}"
-        deadline = time.monotonic() + 120
-        while True:
-            try:
-                if httpx.get(base + "/healthz", timeout=2).status_code == 200:
-                    break
-            except httpx.HTTPError:
-                pass
-            assert process.poll() is None and time.monotonic() < deadline, "dashboard did not start"
-            time.sleep(0.2)
+    with dashboard_process(url, "--auth-token", "tok") as base:
         assert httpx.get(base + "/api/services", timeout=10).status_code == 401
         ok = httpx.get(base + "/api/services", headers={"Authorization": "Bearer tok"}, timeout=10)
         assert ok.status_code == 200 and ok.json()["data"] == []
-    finally:
-        process.terminate()
-        process.wait(timeout=20)

@@ -5,7 +5,6 @@ from __future__ import annotations
 import signal
 import subprocess
 import sys
-import time
 from pathlib import Path
 
 import httpx
@@ -18,6 +17,7 @@ from opentelemetry.trace import SpanKind
 
 from runtime.loopback_ports import free_port
 from tests.support.demo_processes import all_in_one
+from tests.support.polling import eventually
 
 pytestmark = pytest.mark.slow
 
@@ -45,10 +45,12 @@ def test_otlp_exporter_to_all_in_one_then_reopen_the_same_data(tmp_path: Path) -
         provider.shutdown()
         trace_id = format(root.get_span_context().trace_id, "032x")
 
-        deadline = time.monotonic() + 60
-        while trace_services(ports["--port"], trace_id) != {"my-app"}:
-            assert time.monotonic() < deadline, "the trace never became readable"
-            time.sleep(0.5)
+        eventually(
+            lambda: trace_services(ports["--port"], trace_id) == {"my-app"},
+            60,
+            0.5,
+            what="the trace readable",
+        )
 
         # chDB allows one process per folder: a second one is refused, by name.
         second = subprocess.run(

@@ -8,6 +8,7 @@ import time
 from pathlib import Path
 
 from sidetrace.demo.supervisor import Supervisor, log_tail
+from tests.support.polling import eventually
 
 # A child that ignores SIGTERM and leaves a grandchild behind, writing its pid first.
 STUBBORN = """
@@ -31,13 +32,7 @@ def alive(pid: int) -> bool:
 
 
 def wait_for_output(path: Path, timeout: float = 30.0) -> str:
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        text = path.read_text()
-        if text.strip():
-            return text.strip()
-        time.sleep(0.1)
-    raise AssertionError(f"{path} stayed empty")
+    return eventually(lambda: path.read_text().strip(), timeout, 0.1, what=f"output in {path}")
 
 
 def test_sigterm_stops_polite_children_and_sigkill_the_stubborn_with_their_group(
@@ -57,10 +52,7 @@ def test_sigterm_stops_polite_children_and_sigkill_the_stubborn_with_their_group
     assert time.monotonic() - started < 15
     assert polite.process.returncode == -15  # SIGTERM was enough
     assert stubborn.process.returncode == -9
-    deadline = time.monotonic() + 10
-    while alive(grandchild) and time.monotonic() < deadline:
-        time.sleep(0.1)
-    assert not alive(grandchild), "the stubborn child's group was not killed"
+    eventually(lambda: not alive(grandchild), 10, 0.1, what="the stubborn child's group killed")
     assert supervisor.children == []
 
 

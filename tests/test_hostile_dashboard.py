@@ -13,34 +13,32 @@ from __future__ import annotations
 
 import base64
 import json
-import os
 import re
 import socket
-import subprocess
-import sys
 import time
 import uuid
 from collections.abc import Iterator
 from concurrent.futures import ThreadPoolExecutor
-from contextlib import contextmanager
 from pathlib import Path
 from urllib.parse import quote, urlsplit
 
 import httpx
 import pytest
 from starlette.routing import Mount, Route
-from test_slo_evaluator import SLO_FILE, insert_spans
 
 from dashboard.app import create_app
 from dashboard.body_limit import MAX_BODY_BYTES
 from dashboard.context import DashboardContext
-from runtime.loopback_ports import free_port
+from tests.support.dashboard_client import dashboard_process
+from tests.support.polling import eventually
+from tests.support.slo_spans import SLO_FILE, insert_spans
 from tracestore.migrate import migrate
 from tracestore.store import open_store
 
 ROOT = Path(__file__).resolve().parent.parent
 USER, PASSWORD = "admin", "s3cret"
 AUTH = (USER, PASSWORD)
+BASIC_AUTH = ("--basic-auth", f"{USER}:{PASSWORD}")  # the dashboard's flag for AUTH
 EVIL = "https://evil.example"
 TRACE_ID = "4bf92f3577b34da6a3ce929d0e0e4736"
 WRITE_METHODS = ("POST", "PUT", "PATCH", "DELETE")
@@ -122,37 +120,6 @@ def assert_clear_refusal(response: httpx.Response, what: str) -> None:
 # ---- fixtures --------------------------------------------------------------------------
 
 
-@contextmanager
-def dashboard_process(url: str, *flags: str, env: dict[str, str] | None = None) -> Iterator[str]:
-    """``sidetrace dashboard`` as its own process on ``url``, with basic auth as in the attack."""
-    port = free_port()
-    base = f"http://127.0.0.1:{port}"
-    command = [sys.executable, "-m", "sidetrace", "dashboard", "--clickhouse", url,
-               "--port", str(port), "--host", "127.0.0.1", "--basic-auth", f"{USER}:{PASSWORD}",
-               *flags]  # fmt: skip
-    process = subprocess.Popen(
-        command, cwd=ROOT, env={**os.environ, **(env or {})}, stdout=subprocess.DEVNULL
-    )
-    try:
-        deadline = time.monotonic() + 120
-        while True:
-            try:
-                if httpx.get(base + "/healthz", timeout=2).status_code == 200:
-                    break
-            except httpx.HTTPError:
-                pass
-            assert process.poll() is None and time.monotonic() < deadline, "did not start"
-            time.sleep(0.2)
-        yield base
-    finally:
-        process.terminate()
-        try:
-            process.wait(timeout=20)
-        except subprocess.TimeoutExpired:
-            process.kill()
-            process.wait(timeout=20)
-
-
 @pytest.fixture(scope="module")
 def native_url(clickhouse_server) -> str:
     """A migrated database on the real server holding spans of service payments."""
@@ -166,7 +133,7 @@ def native_url(clickhouse_server) -> str:
 
 @pytest.fixture(scope="module")
 def dashboard(native_url: str) -> Iterator[str]:
-    with dashboard_process(native_url) as base:
+    with dashboard_process(native_url, *BASIC_AUTH) as base:
         yield base
 
 
@@ -502,13 +469,13 @@ def _legitimate_requests_still_work(client: httpx.Client) -> None:
 def _wait_for_evaluation_after(base: str, moment: float) -> dict:
     """The first /api/v1/slos evaluated after ``moment``; every request must be answered
     within 10 s (a regex holding the GIL freezes the whole process)."""
-    deadline = time.monotonic() + 60
-    while True:
+
+    def evaluated() -> dict | None:
         slos = httpx.get(base + "/api/v1/slos", auth=AUTH, timeout=10).json()
-        if (slos["evaluatedAt"] or 0) > moment:
-            return slos
-        assert time.monotonic() < deadline, "no evaluation after the silence was created"
-        time.sleep(0.2)
+        return slos if (slos["evaluatedAt"] or 0) > moment else None
+
+    what = "an evaluation after the silence was created"
+    return eventually(evaluated, 60, what=what, ignoring=())
 
 
 def test_pathological_silence_regex_neither_freezes_nor_stops_evaluation(
@@ -522,7 +489,8 @@ def test_pathological_silence_regex_neither_freezes_nor_stops_evaluation(
     insert_spans(store, [(now - 20 + i * 0.1, 2000, 0, "GET /pay") for i in range(100)])
     slo_file = tmp_path / "slo.yaml"
     slo_file.write_text(SLO_FILE.format(url="http://127.0.0.1:1/unused"))
-    with dashboard_process(url, "--slo", str(slo_file), "--slo-interval", "0.5") as base:
+    flags = ("--slo", str(slo_file), "--slo-interval", "0.5")
+    with dashboard_process(url, *BASIC_AUTH, *flags) as base:
         _wait_for_evaluation_after(base, 0)
 
         def silence(matchers: str) -> httpx.Response:

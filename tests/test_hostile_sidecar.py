@@ -21,12 +21,10 @@ import pytest
 
 from sidecar.protocol_detect import is_http_request
 from sidecar.upstream import is_own_listener
-from tests import test_sidecar_original_dst
+from tests.support.polling import eventually
 from tests.support.sidecar_harness import CannedHttpServer, build_app
 from tests.support.sidecar_process import SidecarProcess
 from tests.support.threaded_server import ThreadedUvicorn
-
-redirect = test_sidecar_original_dst.redirect  # iptables REDIRECT of one client connection
 
 ENTRIES = ("scanner", "lane", "httptools")
 SMUGGLED = b"GET /users/smuggled HTTP/1.1\r\nHost: a\r\n\r\n"
@@ -429,10 +427,11 @@ def test_outbound_refuses_its_own_listeners_with_bounded_memory(stack) -> None:
         assert b"own listener" in replies.done[0][2]
     assert sidecar.rss_mb() < rss_before + 40
     # Nothing keeps looping: the sidecar's connections settle, legitimate traffic flows.
-    deadline = time.monotonic() + 10
-    while sidecar.metric("sidetrace_sidecar_connections_active") > 2:
-        assert time.monotonic() < deadline, "connections still open after the refusals"
-        time.sleep(0.2)
+    eventually(
+        lambda: sidecar.metric("sidetrace_sidecar_connections_active") <= 2,
+        10,
+        what="connections closed after the refusals",
+    )
     reply = _outbound_to(
         sidecar, b"GET /users/out HTTP/1.1\r\nHost: 127.0.0.1:%d\r\n\r\n" % app.port
     )

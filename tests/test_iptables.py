@@ -14,7 +14,6 @@ import random
 import shutil
 import subprocess
 import sys
-import time
 from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
@@ -22,6 +21,7 @@ from pathlib import Path
 import pytest
 
 from sidecar.iptables_rules import PortSpecError, RedirectConfig, parse_ports, rules
+from tests.support.polling import Gone, eventually
 
 REPO = Path(__file__).parent.parent
 PROXY_UID = 1337
@@ -169,21 +169,20 @@ def _wait_port(net: PodNetwork, ns: str, host: str, port: int, timeout: float = 
     probe = (
         "import socket,sys; socket.create_connection((sys.argv[1], int(sys.argv[2])), 1).close()"
     )
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
+
+    def opened() -> bool:
         for process in net.processes:
             if process.poll() is not None:
                 logs = "\n".join(p.read_text()[-2000:] for p in net.folder.glob("*.log"))
-                raise AssertionError(f"a helper process exited:\n{logs}")
+                raise Gone(f"a helper process exited:\n{logs}")
         check = subprocess.run(
             ["ip", "netns", "exec", ns, sys.executable, "-c", probe, host, str(port)],
             capture_output=True,
             timeout=30,
         )
-        if check.returncode == 0:
-            return
-        time.sleep(0.3)
-    raise AssertionError(f"{host}:{port} in {ns} did not open within {timeout}s")
+        return check.returncode == 0
+
+    eventually(opened, timeout, 0.3, what=f"{host}:{port} in {ns} open", ignoring=())
 
 
 @pytest.fixture

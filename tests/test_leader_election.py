@@ -25,10 +25,11 @@ from pathlib import Path
 
 import httpx
 import pytest
-from test_alert_delivery import RecordingReceiver
-from test_slo_evaluator import insert_spans
 
 from runtime.loopback_ports import free_port
+from tests.support.polling import eventually
+from tests.support.slo_spans import insert_spans
+from tests.support.webhook_receiver import RecordingReceiver
 from tests.support.zookeeper import ZooKeeper
 from tracestore.migrate import migrate
 from tracestore.store import Store, open_store
@@ -127,7 +128,7 @@ class Alerters:
             ]
             return found[0] if len(found) == 1 else None
 
-        return wait_until(find, timeout, "one leader")
+        return eventually(find, timeout, what="one leader")
 
     def leader_gauges(self) -> dict[int, int]:
         """Each live process's ``sidetrace_alerter_leader`` from its admin port."""
@@ -152,16 +153,6 @@ class Alerters:
                 proc.wait()
 
 
-def wait_until(check, timeout: float, what: str):  # noqa: ANN001, ANN201 - small poll helper
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        value = check()
-        if value:
-            return value
-        time.sleep(0.2)
-    raise AssertionError(f"timed out after {timeout}s waiting for {what}")
-
-
 class Incident:
     """One test's store, receiver, traffic and alerters."""
 
@@ -184,7 +175,7 @@ class Incident:
     def fire(self) -> float:
         """Start the incident; returns when the firing notification has arrived."""
         self.traffic.slow = True
-        wait_until(lambda: self.received("firing"), 90, "the firing notification")
+        eventually(lambda: self.received("firing"), 90, what="the firing notification")
         return time.time()
 
     def resolve(self) -> None:
@@ -248,16 +239,18 @@ def test_killing_the_leader_hands_over_within_15s(incident: Incident) -> None:
     first.wait(10)
     second = incident.alerters.leader(timeout=30, besides=(first.pid,))
     # The new leader's first evaluation as leader has finished.
-    wait_until(
-        lambda: "first evaluation as leader" in incident.alerters.log(second), 30, "an evaluation"
+    eventually(
+        lambda: "first evaluation as leader" in incident.alerters.log(second),
+        30,
+        what="an evaluation",
     )
     took = time.time() - killed_at
     print(f"failover_s={took:.1f}")
     assert took <= 15.0
     expected = {p.pid: int(p is second) for p in incident.alerters.procs if p is not first}
-    wait_until(lambda: incident.alerters.leader_gauges() == expected, 20, "one leader gauge")
+    eventually(lambda: incident.alerters.leader_gauges() == expected, 20, what="one leader gauge")
     incident.resolve()
-    wait_until(lambda: incident.received("resolved"), 60, "the resolved notification")
+    eventually(lambda: incident.received("resolved"), 60, what="the resolved notification")
     time.sleep(3)  # a few more evaluations: nothing else goes out
     leaders_after = {
         leader
@@ -291,7 +284,7 @@ def test_coordinator_away_for_20s_nobody_acts_and_nothing_is_lost(
         if stopped_at * 1000 < row[3] < restarted_at * 1000 and row[1] == "pending"
     ]
     assert decided_during == []
-    wait_until(lambda: incident.received("resolved"), 60, "the resolved notification")
+    eventually(lambda: incident.received("resolved"), 60, what="the resolved notification")
     time.sleep(3)
     duplicates = incident.check_once()
     print(f"duplicates={duplicates}")
@@ -308,17 +301,17 @@ def test_a_frozen_leader_does_not_deliver_when_it_wakes(incident: Incident) -> N
     second = incident.alerters.leader(timeout=30, besides=(frozen.pid,))
     assert time.time() - stopped_at > SESSION_S * 0.5  # it won only after the session went
     incident.resolve()
-    wait_until(lambda: incident.received("resolved"), 60, "the resolved notification")
+    eventually(lambda: incident.received("resolved"), 60, what="the resolved notification")
     os.kill(frozen.pid, signal.SIGCONT)
     woke_at = time.time()
     # Its book still says firing, so left unfenced it would notify the resolution again.
-    wait_until(
+    eventually(
         lambda: (
             "not leading" in incident.alerters.log(frozen)
             or "no longer leads" in incident.alerters.log(frozen)
         ),
         30,
-        "the frozen leader noticing",
+        what="the frozen leader noticing",
     )
     time.sleep(5)
     late = [row for row in incident.deliveries() if row[3] > woke_at * 1000]
@@ -362,7 +355,7 @@ def test_only_the_elected_collector_writes_edges(zookeeper: ZooKeeper, store: St
     coordinators = [Coordinator(zookeeper.url("/sidetrace/edges", SESSION_S)) for _ in range(2)]
     try:
         elections = [c.leadership(JOB) for c in coordinators]
-        wait_until(lambda: any(e.check() for e in elections), 30, "a leader")
+        eventually(lambda: any(e.check() for e in elections), 30, what="a leader")
         leader, follower = sorted(elections, key=lambda e: not e.check())
         window = (now - 600, now + 120)
         assert compute_edges(store, *window, leadership=follower) is None

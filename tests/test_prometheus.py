@@ -6,7 +6,6 @@ from __future__ import annotations
 import http.client
 import shutil
 import subprocess
-import time
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -151,15 +150,15 @@ def test_prometheus_scrapes_collector_and_sidecar(system, tmp_path):
     try:
         up = eventually(lambda: (r := query("up == 1")) and len(r) == 2 and r, timeout=120)
         assert {r["metric"]["job"] for r in up} == {"collector", "sidecar"}
-        deadline = time.monotonic() + 120
-        rate: list[dict] = []
-        while time.monotonic() < deadline and not rate:
+
+        def rate() -> list[dict]:
             for i in range(10):
                 _get(sidecar.inbound, f"/users/{i}")
             series = 'http_server_request_duration_seconds_count{http_route="/users/{uid}"}'
-            rate = query(f"sum(rate({series}[15s])) > 0")
-            time.sleep(1)
-        assert rate and float(rate[0]["value"][1]) > 0
+            return query(f"sum(rate({series}[15s])) > 0")
+
+        scraped = eventually(rate, 120, 1, what="a request rate in Prometheus")
+        assert float(scraped[0]["value"][1]) > 0
         received = eventually(
             lambda: (r := query("sidetrace_collector_received_spans_total > 0")) and r, timeout=120
         )

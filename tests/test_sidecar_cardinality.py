@@ -25,6 +25,7 @@ from sidecar.cardinality import (
 )
 from sidecar.otlp_encode import encode_red_metrics
 from sidecar.red_metrics import MAX_SERIES, OVERFLOW_KEY, RedMetrics
+from tests.support.polling import eventually
 from tests.support.sidecar_harness import CannedHttpServer, OtlpSink, build_app
 from tests.support.sidecar_process import SidecarProcess
 from tests.support.threaded_server import ThreadedUvicorn
@@ -136,10 +137,7 @@ def test_only_sidecars_of_the_mesh_name_the_peer(tmp_path: Path) -> None:
             direct.request("GET", "/", headers={"x-sidetrace-peer": value})
             assert direct.getresponse().status == 200
             direct.close()
-        deadline = time.monotonic() + 60
-        while sum(_peer_counts(sidecar_b).values()) < 3:
-            assert time.monotonic() < deadline, _peer_counts(sidecar_b)
-            time.sleep(0.2)
+        eventually(lambda: sum(_peer_counts(sidecar_b).values()) >= 3, 60, what="three requests")
         assert _peer_counts(sidecar_b) == {"svc-a": 1, OTHER: 2}
     finally:
         for part in reversed(started):

@@ -20,19 +20,14 @@ import httptools
 import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
-from sidecar._http1scan import new_root_ids, request_head, scan_request, scan_response
 
+from sidecar._http1scan import new_root_ids, request_head, scan_request, scan_response
 from sidecar.propagation import Propagator
 from sidecar.trace_context import parse_traceparent, trace_flags
-from tests import test_sidecar_http, test_sidecar_original_dst
-from tests.support.sidecar_harness import CannedHttpServer, attributes
-from tests.test_sidecar_http import _spans_named
+from tests.support.sidecar_harness import CannedHttpServer, attributes, spans_of_trace
 
 # The HTTP tests' real sidecar in front of a real app, and its OTLP sink (one per module),
 # and the interception tests' iptables REDIRECT of one client connection.
-stack = test_sidecar_http.stack
-sink = test_sidecar_http.sink
-redirect = test_sidecar_original_dst.redirect
 
 FAST_METHODS = (b"GET", b"HEAD", b"DELETE", b"OPTIONS", b"POST", b"PUT", b"PATCH")
 REQUEST_SPECIAL = (
@@ -825,7 +820,7 @@ def _without(headers: list[tuple[bytes, bytes]], *names: bytes) -> list[tuple[by
 def _server_span(otlp, seen_traceparent: str) -> dict:
     """Attributes and name of the span the sidecar exported for a request the app saw."""
     _, trace_id, span_id, _ = seen_traceparent.split("-")
-    [(_, span)] = _spans_named(otlp, trace_id, 1)
+    [(_, span)] = spans_of_trace(otlp, trace_id, 1)
     assert span.span_id.hex() == span_id
     found = attributes(span)
     found.pop("client.port", None)  # each request came on a new connection
@@ -890,7 +885,7 @@ def test_continued_request_is_handled_alike_on_both_paths(stack, sink, flags: st
         assert (version, seen_trace, seen_flags) == ("00", trace_id, flags)
         assert span_id != parent_id
         if flags == "01":
-            [(_, span)] = _spans_named(sink, trace_id, 1)
+            [(_, span)] = spans_of_trace(sink, trace_id, 1)
             assert span.parent_span_id.hex() == parent_id and span.span_id.hex() == span_id
             found = attributes(span)
             found.pop("client.port", None)

@@ -89,19 +89,21 @@ def test_dead_collector_drops_and_counts_then_recovers(app, sidecar_factory) -> 
         conn.request("GET", "/")
         assert conn.getresponse().read()
     assert time.monotonic() - started < 10  # exports failing never block requests
-    deadline = time.monotonic() + 20
-    while sidecar.metric("sidetrace_sidecar_spans_dropped_total") == 0:
-        assert time.monotonic() < deadline, "drops were not counted"
-        time.sleep(0.2)
+    eventually(
+        lambda: sidecar.metric("sidetrace_sidecar_spans_dropped_total"), 20, what="drops counted"
+    )
     sink = OtlpSink(port=collector_port).start()
     try:
         trace = "5" * 32
-        deadline = time.monotonic() + 30
-        while not [s for _, s in sink.spans if s.trace_id.hex() == trace]:
-            assert time.monotonic() < deadline, "export did not resume"
+
+        def resumed() -> bool:
+            if any(s.trace_id.hex() == trace for _, s in sink.spans):
+                return True
             conn.request("GET", "/", headers={"traceparent": f"00-{trace}-{'6' * 16}-01"})
             conn.getresponse().read()
-            time.sleep(0.5)
+            return False
+
+        eventually(resumed, 30, 0.5, what="export resumed", ignoring=())
     finally:
         conn.close()
         sink.stop()

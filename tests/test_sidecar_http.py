@@ -7,46 +7,15 @@ import json
 import re
 import socket
 import time
-from collections.abc import Iterator
 
 import pytest
 import websockets.sync.client
 
 from runtime.loopback_ports import free_port
-from tests.support.sidecar_harness import OtlpSink, attributes, build_app
-from tests.support.sidecar_process import SidecarProcess
-from tests.support.threaded_server import ThreadedUvicorn
+from tests.support.sidecar_harness import attributes, spans_of_trace
 
 TID = "0af7651916cd43dd8448eb211c80319c"
 SID = "b7ad6b7169203331"
-
-
-@pytest.fixture(scope="module")
-def sink() -> Iterator[OtlpSink]:
-    sink = OtlpSink().start()
-    yield sink
-    sink.stop()
-
-
-@pytest.fixture(scope="module")
-def stack(sink: OtlpSink) -> Iterator[tuple[SidecarProcess, ThreadedUvicorn]]:
-    app_port = free_port()
-    sidecar = SidecarProcess(
-        app_port,
-        "--collector", f"127.0.0.1:{sink.port}",
-        "--service-name", "svc-a",
-        "--pod-name", "svc-a-pod-1",
-        "--header-timeout", "1",
-        "--connect-timeout", "1",
-        "--max-header-bytes", "8192",
-        "--route", "/users/{uid}",
-    )  # fmt: skip
-    app = ThreadedUvicorn(build_app(f"http://127.0.0.1:{sidecar.outbound}"), port=app_port)
-    app.start()
-    sidecar.start()
-    yield sidecar, app
-    sidecar.stop()
-    app.stop()
 
 
 def _get(port: int, path: str, headers: dict | None = None, timeout: float = 10.0):
@@ -87,11 +56,6 @@ def _whole_response(data: bytes) -> bool:
     return length is None or len(body) >= int(length.group(1))
 
 
-def _spans_named(sink: OtlpSink, trace_id: str, count: int) -> list:
-    spans = sink.wait_for(lambda s: sum(sp.trace_id.hex() == trace_id for _, sp in s) >= count)
-    return [(res, sp) for res, sp in spans if sp.trace_id.hex() == trace_id]
-
-
 def test_inbound_continues_trace_and_app_gets_server_span_as_parent(stack, sink) -> None:
     sidecar, _ = stack
     headers = {
@@ -108,7 +72,7 @@ def test_inbound_continues_trace_and_app_gets_server_span_as_parent(stack, sink)
     assert app_parent != SID
     assert seen["tracestate"] == "vendor=1"
     assert seen["baggage"] == "user=alice"  # W3C baggage passes through untouched
-    [(resource, span)] = _spans_named(sink, TID, 1)
+    [(resource, span)] = spans_of_trace(sink, TID, 1)
     assert span.span_id.hex() == app_parent
     assert span.parent_span_id.hex() == SID
     assert span.kind == 2  # SERVER
@@ -138,7 +102,7 @@ def test_outbound_child_of_server_span_and_broken_propagation_counted(stack, sin
     assert response.status == 200
     downstream = json.loads(body)["downstream"]["headers"]
     assert downstream["x-sidetrace-peer"] == "svc-a"
-    spans = _spans_named(sink, TID[::-1], 2)
+    spans = spans_of_trace(sink, TID[::-1], 2)
     by_kind = {sp.kind: sp for _, sp in spans}
     server, client = by_kind[2], by_kind[3]
     assert client.parent_span_id == server.span_id
@@ -157,7 +121,7 @@ def test_unsampled_parent_is_propagated_but_not_recorded(stack, sink) -> None:
     response, body = _get(sidecar.inbound, "/", {"traceparent": f"00-{trace}-{SID}-00"})
     assert json.loads(body)["headers"]["traceparent"].endswith("-00")
     _get(sidecar.inbound, "/", {"traceparent": f"00-{'2' * 32}-{SID}-01"})
-    _spans_named(sink, "2" * 32, 1)
+    spans_of_trace(sink, "2" * 32, 1)
     assert not [sp for _, sp in sink.spans if sp.trace_id.hex() == trace]
 
 
@@ -335,7 +299,7 @@ def test_outbound_proxy_mode_absolute_uri_and_upstream_errors(stack, sink) -> No
     )
     assert reply.startswith(b"HTTP/1.1 502")
     assert sidecar.metric("sidetrace_sidecar_upstream_errors_total") == errors + 1
-    [(_, span)] = _spans_named(sink, trace, 1)
+    [(_, span)] = spans_of_trace(sink, trace, 1)
     assert span.kind == 3 and span.status.code == 2
     assert attributes(span)["error.type"] == "connect_error"
 

@@ -19,12 +19,9 @@ from collections.abc import Iterator
 
 import pytest
 
-from tests import test_sidecar_original_dst
-from tests.support.sidecar_harness import OtlpSink, ScriptedHttpServer, attributes
+from tests.support.polling import eventually
+from tests.support.sidecar_harness import OtlpSink, ScriptedHttpServer, attributes, spans_of_trace
 from tests.support.sidecar_process import SidecarProcess
-from tests.test_sidecar_http import _spans_named
-
-redirect = test_sidecar_original_dst.redirect  # iptables REDIRECT of one client connection
 
 SIMPLE = b"GET /%s HTTP/1.1\r\nHost: svc-b\r\nUser-Agent: lane-test/1\r\n\r\n"
 
@@ -71,7 +68,7 @@ def _traceparents(upstream: ScriptedHttpServer) -> list[str]:
 
 def _server_span(sink: OtlpSink, traceparent: str):
     _, trace_id, span_id, _ = traceparent.split("-")
-    [(_, span)] = _spans_named(sink, trace_id, 1)
+    [(_, span)] = spans_of_trace(sink, trace_id, 1)
     assert span.span_id.hex() == span_id
     return span
 
@@ -308,13 +305,8 @@ def test_client_closing_mid_exchange_is_recorded(sidecar, upstream, sink):
         time.sleep(0.1)
     span = _server_span(sink, _traceparents(upstream)[2])
     assert attributes(span)["error.type"] == "client_closed"
-    deadline = time.monotonic() + 5
-    while (
-        sidecar.metric("sidetrace_sidecar_requests_in_flight_inbound")
-        and time.monotonic() < deadline
-    ):
-        time.sleep(0.1)
-    assert sidecar.metric("sidetrace_sidecar_requests_in_flight_inbound") == 0
+    in_flight = "sidetrace_sidecar_requests_in_flight_inbound"
+    eventually(lambda: sidecar.metric(in_flight) == 0, 5, 0.1, what="no request in flight")
 
 
 def test_kubelet_probe_on_a_paired_connection_is_not_traced(sidecar, upstream, sink):

@@ -7,8 +7,6 @@ import json
 import os
 import shutil
 import socket
-import subprocess
-from collections.abc import Iterator
 
 import pytest
 
@@ -19,24 +17,6 @@ from tests.support.threaded_server import ThreadedUvicorn
 pytestmark = pytest.mark.skipif(
     os.geteuid() != 0 or shutil.which("iptables") is None, reason="needs root and iptables"
 )
-
-
-@pytest.fixture
-def redirect() -> Iterator:
-    """Add nat OUTPUT REDIRECT rules matched on the client's source port; removed afterwards."""
-    rules: list[list[str]] = []
-
-    def add(client_port: int, dest_port: int, to_port: int) -> None:
-        rule = ["-t", "nat", "-p", "tcp", "-d", "127.0.0.1", "--sport", str(client_port)]
-        rule += ["--dport", str(dest_port), "-j", "REDIRECT", "--to-ports", str(to_port)]
-        result = subprocess.run(["iptables", "-A", "OUTPUT", *rule], capture_output=True)
-        if result.returncode != 0:
-            pytest.skip(f"iptables unusable here: {result.stderr.decode().strip()}")
-        rules.append(rule)
-
-    yield add
-    for rule in rules:
-        subprocess.run(["iptables", "-D", "OUTPUT", *rule], check=False)
 
 
 def test_redirected_connection_reaches_original_destination(redirect) -> None:

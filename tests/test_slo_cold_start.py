@@ -5,20 +5,10 @@ from __future__ import annotations
 
 import time
 
-from test_slo_evaluator import MS, insert_spans
-
 from dashboard.slo_cache import RollupCache
-from tracestore.slo_math import bucket_cut
+from tests.support.slo_spans import CUTS, WINDOWS, insert_spans, spans_over
 from tracestore.slo_queries import window_counts
 from tracestore.store import Store
-
-CUTS = {"payments": [bucket_cut(300 * MS)]}
-WINDOWS = [300.0, 3600.0, 6 * 3600.0, 86400.0, 3 * 86400.0]
-
-
-def spans_over(now: float, hours: float, count: int, name: str = "GET /pay") -> list:
-    step = hours * 3600 / count
-    return [(now - 1 - i * step, (80, 900)[i % 2], 0, name) for i in range(count)]
 
 
 def test_first_evaluation_reads_rollups_not_raw_spans(store: Store) -> None:

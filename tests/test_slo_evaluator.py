@@ -8,34 +8,16 @@ from pathlib import Path
 
 import pytest
 from starlette.testclient import TestClient
-from test_alert_delivery import RecordingReceiver
 
 from dashboard.alert_silences import SilenceStore, new_silence, parse_matchers
 from dashboard.slo_evaluator import SloEvaluator
 from slospec.slo_config import SloConfigSet
+from tests.support.polling import eventually
+from tests.support.slo_spans import MS, SLO_FILE, insert_spans
+from tests.support.webhook_receiver import RecordingReceiver
 from tracestore.slo_math import bucket_cut
 from tracestore.slo_queries import window_counts
 from tracestore.store import Store
-
-MS = 1_000_000
-
-
-def insert_spans(store: Store, spans: list[tuple[float, float, int, str]]) -> None:
-    """(start seconds, duration ms, status code, span name) for service payments, server kind."""
-    store.insert(
-        "spans",
-        {
-            "ts": [int(s) for s, _, _, _ in spans],
-            "start_ns": [int(s * 1e9) for s, _, _, _ in spans],
-            "duration_ns": [int(d * MS) for _, d, _, _ in spans],
-            "trace_id": [f"{i:032x}" for i in range(len(spans))],
-            "span_id": [f"{i:016x}" for i in range(len(spans))],
-            "service_name": ["payments"] * len(spans),
-            "span_name": [name for _, _, _, name in spans],
-            "span_kind": [2] * len(spans),
-            "status_code": [code for _, _, code, _ in spans],
-        },
-    )
 
 
 def test_window_counts_match_the_spans(store: Store) -> None:
@@ -72,33 +54,6 @@ def test_window_counts_match_the_spans(store: Store) -> None:
         expected(now - 100.5, ok=False)[2:],
         expected(now - 100.5, ok=True)[2:],
     )
-
-
-SLO_FILE = """\
-slos:
-  - name: payments-latency
-    service: payments
-    span_kind: server
-    threshold: 300ms
-    target: 99
-    errors_count_as_bad: true
-    alerts:
-      - severity: page
-        for: 2m
-        keep_firing_for: 1m
-        receivers: [hook]
-      - severity: ticket
-        receivers: [hook]
-threshold_alerts:
-  - name: payments-p99
-    service: payments
-    threshold: 1s
-    window: 5m
-    receivers: [hook]
-receivers:
-  - name: hook
-    url: {url}
-"""
 
 
 def test_evaluator_states_history_silences_and_delivery(store: Store, tmp_path: Path) -> None:
@@ -212,10 +167,7 @@ def test_pages_and_api(store: Store, tmp_path: Path) -> None:
     insert_spans(store, [(now - 20 + i * 0.1, 2000, 0, "GET /pay") for i in range(100)])
     ctx = DashboardContext(store=store, slo_files=[str(path)], slo_interval=0.5)
     with TestClient(create_app(ctx)) as client:
-        deadline = time.monotonic() + 30
-        while not client.get("/api/v1/slos").json()["evaluatedAt"]:
-            assert time.monotonic() < deadline
-            time.sleep(0.2)
+        eventually(lambda: client.get("/api/v1/slos").json()["evaluatedAt"], 30, what="evaluated")
         slos = client.get("/api/v1/slos").json()
         (slo,) = slos["slos"]
         assert slo["name"] == "payments-latency"

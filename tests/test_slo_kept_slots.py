@@ -7,12 +7,10 @@ import json
 import time
 from pathlib import Path
 
-from test_slo_cold_start import CUTS, WINDOWS, spans_over
-from test_slo_evaluator import MS, insert_spans
-
 from dashboard.slo_cache import KEEP_MAX_AGE_S, RollupCache
 from dashboard.slo_evaluator import SloEvaluator
 from slospec.slo_config import SloConfigSet
+from tests.support.slo_spans import CUTS, MS, WINDOWS, insert_spans, spans_over
 from tracestore.slo_math import bucket_cut
 from tracestore.slo_queries import keep_slots, last_slot_header, window_counts
 from tracestore.store import Store

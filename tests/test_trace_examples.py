@@ -12,7 +12,6 @@ import time
 from pathlib import Path
 
 import httpx
-from test_alert_delivery import RecordingReceiver
 
 from collector import tiering
 from collector.tiering import TieringConfig
@@ -21,6 +20,7 @@ from dashboard.slo_evaluator import SloEvaluator
 from slospec.slo_config import SloConfigSet
 from tests.support import trace_generator as gen
 from tests.support.dashboard_client import live_dashboard
+from tests.support.webhook_receiver import RecordingReceiver
 from tracestore import example_queries as eq
 from tracestore import tiering_queries as tq
 from tracestore.store import Store

@@ -8,8 +8,6 @@ import json
 import ssl
 import subprocess
 import sys
-import threading
-import time
 import uuid
 from collections.abc import Iterator
 from pathlib import Path
@@ -18,7 +16,6 @@ import httpx
 import jsonpatch
 import kubernetes_validate
 import pytest
-import uvicorn
 import yaml
 from starlette.applications import Starlette
 from starlette.requests import Request
@@ -35,6 +32,8 @@ from sidecar.inject import (
     templates,
 )
 from sidecar.manifest_io import parse
+from tests.support.polling import alive, eventually
+from tests.support.threaded_server import ThreadedUvicorn
 
 MANIFESTS = Path(__file__).parent / "manifests"
 # The sidecar image as the webhook's own pod shows it (kustomize rewrote the Deployment's).
@@ -165,28 +164,17 @@ class KubeApiStub:
                 ),
             ]
         )
-        port = free_port()
-        self.url = f"https://127.0.0.1:{port}"
-        config = uvicorn.Config(
+        self.server = ThreadedUvicorn(
             app,
-            host="127.0.0.1",
-            port=port,
             ssl_certfile=str(folder / "tls.crt"),
             ssl_keyfile=str(folder / "tls.key"),
-            log_level="warning",
             timeout_graceful_shutdown=2,
-        )
-        self.server = uvicorn.Server(config)
-        self.thread = threading.Thread(target=self.server.run, daemon=True)
-        self.thread.start()
-        deadline = time.monotonic() + 30
-        while not self.server.started:
-            assert time.monotonic() < deadline, "Kubernetes API stub did not start"
-            time.sleep(0.05)
+            lifespan="auto",
+        ).start()
+        self.url = self.server.url
 
     def stop(self) -> None:
-        self.server.should_exit = True
-        self.thread.join(timeout=10)
+        self.server.stop(timeout=10)
 
 
 @pytest.fixture(scope="module")
@@ -223,16 +211,12 @@ def webhook(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Webhook]:
     )
     hook = Webhook(f"https://127.0.0.1:{port}", folder / "ca.crt")
     try:
-        deadline = time.monotonic() + 60
-        while True:
-            assert process.poll() is None, (folder / "webhook.log").read_text()
-            try:
-                if hook.client.get(hook.base + "/healthz", timeout=2).status_code == 200:
-                    break
-            except httpx.TransportError:
-                if time.monotonic() > deadline:
-                    raise
-                time.sleep(0.2)
+
+        def healthy() -> bool:
+            alive(process, "the webhook", folder / "webhook.log")
+            return hook.client.get(hook.base + "/healthz", timeout=2).status_code == 200
+
+        eventually(healthy, 60, what="the webhook answers", ignoring=(httpx.TransportError,))
         yield hook
     finally:
         hook.client.close()
@@ -411,18 +395,18 @@ def test_renewed_certificate_is_served_without_restart(tmp_path: Path) -> None:
             stderr=subprocess.STDOUT,
         )
     try:
-        deadline = time.monotonic() + 60
-        while not _healthy(base, served / "ca.crt"):
-            assert process.poll() is None, (tmp_path / "webhook.log").read_text()
-            assert time.monotonic() < deadline, "webhook did not start"
-            time.sleep(0.2)
+        log = tmp_path / "webhook.log"
+        eventually(
+            lambda: alive(process, "the webhook", log) or _healthy(base, served / "ca.crt"),
+            60,
+            what="the webhook starts",
+        )
         assert not _healthy(base, renewed / "ca.crt")
         for name in ("tls.key", "tls.crt"):
             (renewed / name).replace(served / name)
-        deadline = time.monotonic() + 30
-        while not _healthy(base, renewed / "ca.crt"):
-            assert time.monotonic() < deadline, "the renewed certificate was not served"
-            time.sleep(0.2)
+        eventually(
+            lambda: _healthy(base, renewed / "ca.crt"), 30, what="the renewed certificate served"
+        )
         assert process.poll() is None
     finally:
         process.terminate()

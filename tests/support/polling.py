@@ -10,6 +10,7 @@ import time
 import urllib.error
 import urllib.request
 from collections.abc import Callable
+from pathlib import Path
 from typing import TypeVar
 
 T = TypeVar("T")
@@ -51,11 +52,16 @@ def eventually(
         time.sleep(interval)
 
 
-def alive(process: subprocess.Popen, name: str = "the process") -> None:
-    """Raise ``Gone`` (with its output, when piped) if ``process`` has exited."""
-    if process.poll() is not None:
-        output = process.communicate()[0] if process.stdout else ""
-        raise Gone(f"{name} exited with {process.returncode}: {output!s:.2000}")
+def alive(process: subprocess.Popen, name: str = "the process", log: Path | None = None) -> None:
+    """Raise ``Gone`` if ``process`` has exited, with the end of its output (piped or ``log``)."""
+    if process.poll() is None:
+        return
+    output = process.communicate()[0] if process.stdout else ""
+    if log is not None and log.exists():
+        output = log.read_text(errors="replace")
+    if isinstance(output, bytes):
+        output = output.decode(errors="replace")
+    raise Gone(f"{name} exited with {process.returncode}: {output[-2000:]}")
 
 
 def port_open(port: int, host: str = "127.0.0.1") -> bool:

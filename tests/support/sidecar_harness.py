@@ -128,6 +128,12 @@ class OtlpSink(trace_service_pb2_grpc.TraceServiceServicer):
         return eventually(seen, timeout=timeout, interval=0.1, what="spans at the OTLP sink")
 
 
+def spans_of_trace(sink: OtlpSink, trace_id: str, count: int) -> list:
+    """The (resource, span) pairs of one trace at ``sink``, once it holds ``count`` of them."""
+    spans = sink.wait_for(lambda s: sum(sp.trace_id.hex() == trace_id for _, sp in s) >= count)
+    return [(res, sp) for res, sp in spans if sp.trace_id.hex() == trace_id]
+
+
 class ThreadedTcpServer:
     """A loopback listener serving each connection in its own thread with ``_serve``."""
 

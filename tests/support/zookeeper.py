@@ -78,12 +78,12 @@ class ZooKeeper:
         log.close()
         self.process = process
 
-        def answers() -> bool:
-            if process.poll() is not None:
-                alive(process, (self.folder / "zookeeper.log").read_text()[-2000:])
-            return zookeeper_answers(self.port)
-
-        eventually(answers, timeout, 0.2, what="ZooKeeper answers")
+        log = self.folder / "zookeeper.log"
+        eventually(
+            lambda: alive(process, "ZooKeeper", log) or zookeeper_answers(self.port),
+            timeout,
+            what="ZooKeeper answers",
+        )
 
     def stop(self) -> None:
         if self.process is None:
