@@ -1244,6 +1244,214 @@ static PyObject *validate_traces(PyObject *self, PyObject *args) {
     return result;
 }
 
+/* ---- ClickHouse Native columns ---------------------------------------------------------
+ *
+ * encode_column(code, items) -> bytes: one column of an INSERT block in the Native wire
+ * layout, byte for byte what clickhouse-driver's column writer puts after the column's
+ * name and type (its state prefix, then its data), without a Python object per value.
+ * ``code`` is a scalar type (N_*), plus N_ARRAY for Array(T). Returns None when an item
+ * is not what this encoder takes as is (not an exact str/int/float, a list or tuple
+ * for arrays, an int outside the type's range, a str that is not UTF-8): the caller
+ * then hands the column to the driver, which converts it or raises its own error.
+ */
+
+enum { N_U8 = 1, N_U16, N_U32, N_U64, N_I8, N_I16, N_I32, N_I64, N_F64, N_STRING, N_LC_STRING };
+#define N_ARRAY 0x100
+#define LC_ADDITIONAL_KEYS (1ULL << 9)
+#define LC_UPDATE_DICTIONARY (1ULL << 10)
+
+static int put_u64(Buf *b, uint64_t v) {
+    uint8_t le[8];
+    for (int i = 0; i < 8; i++) le[i] = (uint8_t)(v >> (8 * i));
+    return buf_put(b, le, 8);
+}
+
+static int put_uint(Buf *b, uint64_t v, int width) {
+    uint8_t le[8];
+    for (int i = 0; i < width; i++) le[i] = (uint8_t)(v >> (8 * i));
+    return buf_put(b, le, (size_t)width);
+}
+
+static int put_varint(Buf *b, uint64_t v) {
+    uint8_t out[10];
+    size_t n = 0;
+    while (v >= 0x80) {
+        out[n++] = (uint8_t)(v | 0x80);
+        v >>= 7;
+    }
+    out[n++] = (uint8_t)v;
+    return buf_put(b, out, n);
+}
+
+/* 1 written, 0 not this encoder's item (no exception set), -1 error. */
+static int put_str(Buf *b, PyObject *item) {
+    if (!PyUnicode_CheckExact(item)) return 0;
+    Py_ssize_t n;
+    const char *s = PyUnicode_AsUTF8AndSize(item, &n);
+    if (!s) {
+        if (!PyErr_ExceptionMatches(PyExc_UnicodeEncodeError)) return -1;
+        PyErr_Clear();
+        return 0;
+    }
+    if (put_varint(b, (uint64_t)n) < 0 || buf_put(b, s, (size_t)n) < 0) return -1;
+    return 1;
+}
+
+static int put_int(Buf *b, PyObject *item, int code) {
+    static const int widths[] = {0, 1, 2, 4, 8, 1, 2, 4, 8};
+    if (!PyLong_Check(item)) return 0;
+    int width = widths[code];
+    if (code <= N_U64) {
+        unsigned long long v = PyLong_AsUnsignedLongLong(item);
+        if (v == (unsigned long long)-1 && PyErr_Occurred()) {
+            if (!PyErr_ExceptionMatches(PyExc_OverflowError)) return -1;
+            PyErr_Clear();
+            return 0;
+        }
+        if (width < 8 && v >> (8 * width)) return 0;
+        return put_uint(b, v, width) < 0 ? -1 : 1;
+    }
+    int overflow;
+    long long v = PyLong_AsLongLongAndOverflow(item, &overflow);
+    if (v == -1 && PyErr_Occurred()) return -1;
+    if (overflow) return 0;
+    if (width < 8) {
+        long long lim = 1LL << (8 * width - 1);
+        if (v < -lim || v >= lim) return 0;
+    }
+    return put_uint(b, (uint64_t)v, width) < 0 ? -1 : 1;
+}
+
+static int put_lc_strings(Buf *b, PyObject **items, Py_ssize_t n) {
+    if (n == 0) return 1; /* the driver writes nothing for no items */
+    PyObject *index = PyDict_New();
+    PyObject *keys = PyList_New(0);
+    uint64_t *rows = PyMem_Malloc(sizeof(uint64_t) * (size_t)n);
+    int r = -1;
+    if (!index || !keys || !rows) {
+        if (!rows) PyErr_NoMemory();
+        goto done;
+    }
+    for (Py_ssize_t i = 0; i < n; i++) {
+        if (!PyUnicode_CheckExact(items[i])) {
+            r = 0;
+            goto done;
+        }
+        PyObject *at = PyDict_GetItemWithError(index, items[i]);
+        if (at) {
+            rows[i] = (uint64_t)PyLong_AsUnsignedLongLong(at);
+            continue;
+        }
+        if (PyErr_Occurred()) goto done;
+        Py_ssize_t k = PyList_GET_SIZE(keys);
+        PyObject *key = PyLong_FromSsize_t(k);
+        if (!key) goto done;
+        int bad = PyDict_SetItem(index, items[i], key) < 0 || PyList_Append(keys, items[i]) < 0;
+        Py_DECREF(key);
+        if (bad) goto done;
+        rows[i] = (uint64_t)k;
+    }
+    Py_ssize_t nkeys = PyList_GET_SIZE(keys);
+    uint64_t key_type = nkeys < 256 ? 0 : nkeys < 65536 ? 1 : (uint64_t)nkeys < (1ULL << 32) ? 2 : 3;
+    static const int key_widths[] = {1, 2, 4, 8};
+    if (put_u64(b, LC_ADDITIONAL_KEYS | LC_UPDATE_DICTIONARY | key_type) < 0 ||
+        put_u64(b, (uint64_t)nkeys) < 0)
+        goto done;
+    for (Py_ssize_t k = 0; k < nkeys; k++) {
+        int w = put_str(b, PyList_GET_ITEM(keys, k));
+        if (w <= 0) {
+            r = w;
+            goto done;
+        }
+    }
+    if (put_u64(b, (uint64_t)n) < 0) goto done;
+    for (Py_ssize_t i = 0; i < n; i++)
+        if (put_uint(b, rows[i], key_widths[key_type]) < 0) goto done;
+    r = 1;
+done:
+    Py_XDECREF(index);
+    Py_XDECREF(keys);
+    PyMem_Free(rows);
+    return r;
+}
+
+static int put_scalars(Buf *b, int code, PyObject **items, Py_ssize_t n) {
+    if (code == N_LC_STRING) return put_lc_strings(b, items, n);
+    for (Py_ssize_t i = 0; i < n; i++) {
+        int w;
+        if (code == N_STRING) {
+            w = put_str(b, items[i]);
+        } else if (code == N_F64) {
+            if (!PyFloat_CheckExact(items[i])) return 0;
+            double d = PyFloat_AS_DOUBLE(items[i]);
+            uint64_t bits;
+            memcpy(&bits, &d, 8);
+            w = put_u64(b, bits) < 0 ? -1 : 1;
+        } else {
+            w = put_int(b, items[i], code);
+        }
+        if (w <= 0) return w;
+    }
+    return 1;
+}
+
+/* Array(T): T's state prefix, each row's end offset, then every row's items as one T. */
+static int put_arrays(Buf *b, int code, PyObject **rows, Py_ssize_t n) {
+    if (code == N_LC_STRING && put_u64(b, 1) < 0) return -1;
+    uint64_t total = 0;
+    for (Py_ssize_t i = 0; i < n; i++) {
+        if (!PyList_CheckExact(rows[i]) && !PyTuple_CheckExact(rows[i])) return 0;
+        total += (uint64_t)PySequence_Fast_GET_SIZE(rows[i]);
+        if (put_u64(b, total) < 0) return -1;
+    }
+    PyObject **flat = PyMem_Malloc(sizeof(PyObject *) * (total ? (size_t)total : 1));
+    if (!flat) {
+        PyErr_NoMemory();
+        return -1;
+    }
+    Py_ssize_t at = 0;
+    for (Py_ssize_t i = 0; i < n; i++) {
+        Py_ssize_t m = PySequence_Fast_GET_SIZE(rows[i]);
+        memcpy(flat + at, PySequence_Fast_ITEMS(rows[i]), sizeof(PyObject *) * (size_t)m);
+        at += m;
+    }
+    int r = put_scalars(b, code, flat, at); /* borrowed: nothing runs Python code meanwhile */
+    PyMem_Free(flat);
+    return r;
+}
+
+static const char encode_column_doc[] =
+    "encode_column(code, items: list) -> bytes | None: one Native column (state prefix and "
+    "data) as clickhouse-driver writes it; None when an item needs the driver's conversion.";
+
+static PyObject *encode_column(PyObject *self, PyObject *args) {
+    int code;
+    PyObject *items;
+    (void)self;
+    if (!PyArg_ParseTuple(args, "iO!", &code, &PyList_Type, &items)) return NULL;
+    int scalar = code & ~N_ARRAY;
+    if (scalar < N_U8 || scalar > N_LC_STRING || (code & ~(N_ARRAY | 0xff))) {
+        PyErr_Format(PyExc_ValueError, "unknown column code %d", code);
+        return NULL;
+    }
+    Buf b = {0};
+    Py_ssize_t n = PyList_GET_SIZE(items);
+    PyObject **values = PySequence_Fast_ITEMS(items);
+    int r;
+    if (code & N_ARRAY) {
+        r = put_arrays(&b, scalar, values, n);
+    } else {
+        r = (scalar != N_LC_STRING || put_u64(&b, 1) == 0) ? put_scalars(&b, scalar, values, n) : -1;
+    }
+    PyObject *out = NULL;
+    if (r > 0)
+        out = PyBytes_FromStringAndSize(b.p ? b.p : "", (Py_ssize_t)b.n);
+    else if (r == 0)
+        out = Py_NewRef(Py_None);
+    PyMem_Free(b.p);
+    return out;
+}
+
 static PyObject *init(PyObject *self, PyObject *args) {
     PyObject *error, *complex_value;
     (void)self;
@@ -1260,6 +1468,7 @@ static PyObject *init(PyObject *self, PyObject *args) {
 static PyMethodDef methods[] = {
     {"decode_traces", decode_traces, METH_VARARGS, decode_traces_doc},
     {"validate_traces", validate_traces, METH_VARARGS, validate_traces_doc},
+    {"encode_column", encode_column, METH_VARARGS, encode_column_doc},
     {"new_cache", new_cache, METH_NOARGS,
      "new_cache() -> a string cache for decode_traces, for the requests of one batch."},
     {"init", init, METH_VARARGS,

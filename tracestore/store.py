@@ -1,6 +1,7 @@
 """The ClickHouse seam: one small interface, two backends chosen by one URL.
 
-Only this module talks to a ClickHouse driver. Callers hand it SQL with
+Only this module talks to a ClickHouse driver (with ``native_columns``, the
+column writer it puts into the driver). Callers hand it SQL with
 ``%(name)s`` parameters, or named columns for an insert; identifiers (table and
 column names) are checked against a strict pattern because they cannot be
 parameters.
@@ -157,6 +158,9 @@ class NativeStore:
         self._local = threading.local()
         self._clients: list[Any] = []
         self._lock = threading.Lock()
+        from tracestore import native_columns
+
+        native_columns.install()  # the driver's column writer, with our columns done in C
         self.server_version = self._probe()
 
     def _client(self, database: str | None = None) -> Any:
@@ -231,7 +235,9 @@ class NativeStore:
         sql, rows = _insert_sql(table, columns)
         if rows == 0:
             return
-        data = [list(v) for v in columns.values()]
+        # Tuples: the driver slices each column into blocks, and a whole tuple's slice is
+        # the tuple itself, so the values are copied once here and once by the driver.
+        data = [tuple(v) for v in columns.values()]
         try:
             self._wrap(lambda c: c.execute(sql + " VALUES", data, columnar=True))
         except StoreError as exc:

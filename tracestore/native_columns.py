@@ -1,0 +1,97 @@
+"""INSERT columns written in ClickHouse's Native layout by C, not value by value in Python.
+
+clickhouse-driver serialises a block column by column through one function,
+``write_column`` (called by its ``BlockOutputStream``); for arrays it walks every row
+in Python, which was the largest part of the collector's time after decoding. This
+module replaces that function, in the driver's stream module only, with one that hands
+the column types our tables use (integers, Float64, DateTime, String,
+LowCardinality(String) and arrays of those) to ``_otlpdecode.encode_column``, which
+writes the same bytes. Anything else (another type, a value that needs the driver's
+conversion or would make it raise) goes to the driver's own ``write_column``, so its
+errors and conversions are unchanged.
+
+The hook is installed only on the driver versions it was checked against
+(``tests/test_native_columns.py`` compares its bytes with the driver's and what a
+real server reads back); on others, or without the extension, the driver writes
+everything itself.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from clickhouse_driver.columns import service
+
+try:
+    from tracestore import _otlpdecode
+except ImportError:  # not built
+    _otlpdecode = None
+
+DRIVER_VERSIONS = ((0, 2, 11), (0, 3, 0))  # [first, past-the-end) the hook was checked on
+ARRAY = 0x100
+SCALARS = {  # the codes of _otlpdecode.c's N_* enum
+    "UInt8": 1,
+    "UInt16": 2,
+    "UInt32": 3,
+    "UInt64": 4,
+    "Int8": 5,
+    "Int16": 6,
+    "Int32": 7,
+    "Int64": 8,
+    "DateTime": 3,  # seconds as UInt32; the driver passes ints through as they are
+    "Float64": 9,
+    "String": 10,
+    "LowCardinality(String)": 11,
+}
+
+
+def column_code(spec: str) -> int | None:
+    """The encoder's code for a column type as the server names it, or None."""
+    if spec.startswith("Array(") and spec.endswith(")"):
+        inner = SCALARS.get(spec[6:-1])
+        return None if inner is None else inner | ARRAY
+    return SCALARS.get(spec)
+
+
+def encode(spec: str, items: list) -> bytes | None:
+    """The column's Native bytes (state prefix and data), or None: the driver's job."""
+    code = column_code(spec)
+    if code is None or _otlpdecode is None:
+        return None
+    return _otlpdecode.encode_column(code, items)
+
+
+def write_column(
+    context: Any, column_name: str, column_spec: str, items: Any, buf: Any, types_check=False
+) -> None:
+    """The driver's ``write_column``, with the columns we can encode encoded in C."""
+    settings = context.client_settings
+    if (
+        not types_check
+        and type(items) is list
+        and not settings["strings_as_bytes"]
+        and settings.get("strings_encoding", "utf-8") == "utf-8"
+    ):
+        data = encode(column_spec, items)
+        if data is not None:
+            buf.write(data)
+            return
+    service.write_column(context, column_name, column_spec, items, buf, types_check=types_check)
+
+
+def install() -> bool:
+    """Put ``write_column`` in the driver's block writer (once); False where not checked."""
+    import clickhouse_driver
+    from clickhouse_driver.streams import native
+
+    if native.write_column is write_column:
+        return True
+    first, past = DRIVER_VERSIONS
+    if (
+        _otlpdecode is None
+        or not first <= tuple(clickhouse_driver.VERSION) < past
+        or native.write_column is not service.write_column  # someone else's hook
+    ):
+        return False
+    native.write_column = write_column
+    return True
