@@ -18,17 +18,12 @@ import yaml
 from sidecar.inject import PROXY_LABEL
 from sidecar.webhook import webhook_configuration
 from sidetrace.cli import build_parser
-from tests.support.kustomize_lite import render
+from tests.support.kustomize_lite import DEPLOY, by_key, render
 
 REPO = Path(__file__).parent.parent
-DEPLOY = REPO / "deploy"
 KUSTOMIZATIONS = sorted(p.parent for p in DEPLOY.rglob("kustomization.yaml"))
 IDS = [str(k.relative_to(DEPLOY)) for k in KUSTOMIZATIONS]
 SIDETRACE_IMAGE = re.compile(r"^sidetrace(:|$)")
-
-
-def by_key(objects: list[dict[str, Any]]) -> dict[tuple[str, str], dict[str, Any]]:
-    return {(o["kind"], o["metadata"]["name"]): o for o in objects}
 
 
 def pod_spec(obj: dict[str, Any]) -> dict[str, Any] | None:

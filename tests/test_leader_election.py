@@ -370,10 +370,9 @@ def test_only_the_elected_collector_writes_edges(zookeeper: ZooKeeper, store: St
 
 def test_cluster_overlay_runs_two_elected_alerters() -> None:
     """Two alerters against the overlay's Keeper pods; collectors elect on it too."""
-    from test_deploy import DEPLOY, by_key, render
-
     from runtime.coordination import parse_coordinator_url
     from sidetrace.cli import build_parser
+    from tests.support.kustomize_lite import DEPLOY, by_key, render
 
     objects = by_key(render(DEPLOY / "overlays" / "cluster"))
     keeper = objects[("StatefulSet", "clickhouse-keeper")]

@@ -16,7 +16,7 @@ import pytest
 
 from sidecar.inject import INIT_NAME, SIDECAR_NAME, InjectOptions, inject_documents, templates
 from sidecar.manifest_io import parse
-from tests.support.kustomize_lite import render
+from tests.support.kustomize_lite import DEPLOY, render
 from tests.support.pod_security import (
     container_findings,
     containers,
@@ -24,7 +24,6 @@ from tests.support.pod_security import (
     pod_findings,
 )
 
-DEPLOY = Path(__file__).parent.parent / "deploy"
 MANIFESTS = Path(__file__).parent / "manifests"
 KUSTOMIZATIONS = sorted(p.parent for p in DEPLOY.rglob("kustomization.yaml"))
 MODES = {

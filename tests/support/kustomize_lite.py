@@ -13,6 +13,7 @@ from typing import Any
 
 import yaml
 
+DEPLOY = Path(__file__).resolve().parent.parent.parent / "deploy"
 SUPPORTED = {"apiVersion", "kind", "resources", "patches", "namespace", "images"}
 CLUSTER_SCOPED = {
     "Namespace",
@@ -37,6 +38,11 @@ MERGE_KEYS = {
 
 class KustomizeError(ValueError):
     pass
+
+
+def by_key(objects: list[dict[str, Any]]) -> dict[tuple[str, str], dict[str, Any]]:
+    """Rendered objects by (kind, name)."""
+    return {(o["kind"], o["metadata"]["name"]): o for o in objects}
 
 
 def render(directory: Path) -> list[dict[str, Any]]:
