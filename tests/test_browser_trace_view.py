@@ -166,11 +166,11 @@ def window_ms(page) -> tuple[float, float]:
 def drag(page, selector: str, x0: float, x1: float, y: float = 0.5) -> None:
     """Press at fraction ``x0`` of the element's width, move to ``x1``, release."""
     box = page.locator(selector).bounding_box()
-    at = lambda fx: box["x"] + box["width"] * fx  # noqa: E731
-    page.mouse.move(at(x0), box["y"] + box["height"] * y)
+    at_y = box["y"] + box["height"] * y
+    page.mouse.move(box["x"] + box["width"] * x0, at_y)
     page.mouse.down()
-    page.mouse.move(at((x0 + x1) / 2), box["y"] + box["height"] * y, steps=3)
-    page.mouse.move(at(x1), box["y"] + box["height"] * y, steps=3)
+    for fx in ((x0 + x1) / 2, x1):
+        page.mouse.move(box["x"] + box["width"] * fx, at_y, steps=3)
     page.mouse.up()
 
 
