@@ -549,6 +549,7 @@
         const all = new Set(local);
         body.spanIds.forEach((id) => { const i = spanIndex(id); if (i !== undefined) all.add(i); });
         showMatches(Array.from(all).sort((a, b) => a - b), text);
+        if (body.truncated) findCount.textContent += ` (only the first ${body.spanIds.length} attribute matches)`;
       })
       .catch((err) => { if (seq === findSeq) { showMatches(local, text); findCount.textContent += ` (attributes not searched: ${err.message})`; } });
   }
