@@ -9,6 +9,7 @@ from pathlib import Path
 
 import pytest
 
+from tests.support.clickhouse_cluster import cluster  # noqa: F401 - shared fixture
 from tests.support.clickhouse_server import ClickHouseServer
 from tests.support.sidecar_fixtures import redirect, sink, stack  # noqa: F401 - shared fixtures
 from tracestore.migrate import migrate
@@ -72,6 +73,7 @@ PROCESS_WORDS = (
     "zookeeper",
     "uvicorn",
     "threaded_server",
+    "libfuzzer",
 )
 NEED_MARKERS = ("clickhouse", "processes", "browser", "slow")
 _module_starts_processes: dict[str, bool] = {}

@@ -10,28 +10,20 @@ import subprocess
 import sys
 import time
 import xml.etree.ElementTree as ET
-from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
 import yaml
 
 from runtime.loopback_ports import free_port
+from tests.support.clickhouse_cluster import CLUSTER, CLUSTER_PROFILE
 from tests.support.clickhouse_server import ClickHouseServer
 from tests.support.polling import eventually
-from tests.support.zookeeper import ZooKeeper, zookeeper_classpath
 from tracestore.migrate import Features, Retention, cluster_form, load_migrations, render
 from tracestore.store import open_store
 
-CLUSTER = "sidetrace"
 DATABASE = "st_cluster"
 OVERLAY = Path(__file__).parent.parent / "deploy" / "overlays" / "cluster"
-# The profile setting the cluster overlay gives ClickHouse (see clickhouse-config.yaml).
-CLUSTER_PROFILE = """<?xml version="1.0"?>
-<yandex><profiles><default>
-  <distributed_product_mode>local</distributed_product_mode>
-</default></profiles></yandex>
-"""
 
 
 def test_overlay_sets_the_profile_the_test_uses() -> None:
@@ -59,43 +51,6 @@ def test_cluster_form_of_every_migration() -> None:
                 [view] = out
                 assert "_local AS SELECT" in view or "_local\nAS SELECT" in view
                 assert f"FROM {DATABASE}.spans_local" in view
-
-
-def _shard_config(servers: list[ClickHouseServer], zk_port: int, shard: int) -> str:
-    shards = "".join(
-        "<shard><internal_replication>true</internal_replication>"  # as deploy/overlays/cluster
-        f"<replica><host>127.0.0.1</host><port>{s.tcp_port}</port></replica></shard>"
-        for s in servers
-    )
-    return f"""
-  <interserver_http_host>127.0.0.1</interserver_http_host>
-  <remote_servers><{CLUSTER}>{shards}</{CLUSTER}></remote_servers>
-  <zookeeper><node><host>127.0.0.1</host><port>{zk_port}</port></node></zookeeper>
-  <distributed_ddl><path>/clickhouse/task_queue/ddl</path></distributed_ddl>
-  <macros><shard>{shard:02d}</shard><replica>r1</replica></macros>
-"""
-
-
-@pytest.fixture(scope="module")
-def cluster(tmp_path_factory: pytest.TempPathFactory) -> Iterator[list[ClickHouseServer]]:
-    if zookeeper_classpath() is None:
-        pytest.skip("ZooKeeper (Debian package zookeeper) and java are needed")
-    folder = tmp_path_factory.mktemp("cluster")
-    servers: list[ClickHouseServer] = []
-    with ZooKeeper(folder / "zk", tick_ms=2000) as zookeeper:
-        try:
-            servers = [ClickHouseServer(root=folder / f"shard{i}") for i in (1, 2)]
-            for shard, server in enumerate(servers, start=1):
-                server.extra_config = _shard_config(servers, zookeeper.port, shard)
-                server._write_config()  # the ports of both shards are known only now
-                (server.root / "users.d").mkdir()
-                (server.root / "users.d" / "cluster.xml").write_text(CLUSTER_PROFILE)
-            for server in servers:
-                server.start()
-            yield servers
-        finally:
-            for server in servers:
-                server.remove()
 
 
 def _send_traces(grpc_port: int, count: int) -> list[str]:

@@ -10,14 +10,16 @@ decision reads them shard-locally.
 
 from __future__ import annotations
 
+import contextlib
 import time
 
 import pytest
 
 from collector import tiering
 from collector.tiering import TieringConfig
-from tests.test_cluster import CLUSTER, cluster  # noqa: F401 - the module's cluster fixture
-from tests.test_tiering import DAY_S, Traffic, _day_s
+from tests.support.clickhouse_cluster import CLUSTER
+from tests.support.polling import eventually
+from tests.support.tiering_traffic import DAY_S, Traffic, day_start_s
 from tracestore import tiering_queries as tq
 from tracestore.migrate import migrate
 from tracestore.store import open_store
@@ -30,20 +32,18 @@ KILL_DATABASE = "st_tiering_kill"
 
 
 def _poll(read, want, seconds: float = 90.0):
-    deadline = time.monotonic() + seconds
-    while True:
-        got = read()
-        if got == want or time.monotonic() > deadline:
-            return got
-        time.sleep(0.5)
+    """``read()`` once it returns ``want``, or its value after ``seconds`` (callers assert)."""
+    with contextlib.suppress(AssertionError):
+        eventually(lambda: read() == want, seconds, 0.5, what=f"{want!r}")
+    return read()
 
 
 @pytest.mark.slow
-def test_tiering_on_two_shards(cluster):  # noqa: F811
+def test_tiering_on_two_shards(cluster):
     first, second = cluster
     writer = open_store(first.url(DATABASE))
     migrate(writer, cluster=CLUSTER)
-    day = _day_s(1)
+    day = day_start_s(1)
     traffic = Traffic(writer, day)
     reader = open_store(second.url(DATABASE))
     count = lambda table: reader.query(f"SELECT count() FROM {table}")[0][0]  # noqa: E731
@@ -91,7 +91,7 @@ def test_tiering_on_two_shards(cluster):  # noqa: F811
 
 
 @pytest.mark.slow
-def test_examples_kept_on_two_shards(cluster):  # noqa: F811
+def test_examples_kept_on_two_shards(cluster):
     """Examples of a chart, an edge and an alert are recorded through the Distributed
     table (sharded by trace id, beside their trace) and kept with the reason "example";
     a pinned trace is kept with the reason "pinned"; an unreferenced one is not kept."""
@@ -148,16 +148,16 @@ def test_examples_kept_on_two_shards(cluster):  # noqa: F811
 
 
 @pytest.mark.slow
-def test_sigkill_mid_move_on_two_shards(cluster):  # noqa: F811
+def test_sigkill_mid_move_on_two_shards(cluster):
     """The tiering process killed with SIGKILL mid-move on the cluster; later runs finish
     the job and no span is copied twice on any shard."""
-    from tests.test_tiering import KILL_CONFIG, NORMAL, kill_mid_move
+    from tests.support.tiering_traffic import KILL_CONFIG, NORMAL, kill_mid_move
 
     first, second = cluster
     url = first.url(KILL_DATABASE)
     writer = open_store(url)
     migrate(writer, cluster=CLUSTER)
-    day = _day_s(1)
+    day = day_start_s(1)
     traffic = Traffic(writer, day)
     reader = open_store(second.url(KILL_DATABASE))
     spans = lambda: reader.query("SELECT count() FROM spans_by_trace")[0][0]  # noqa: E731
@@ -177,9 +177,7 @@ def test_sigkill_mid_move_on_two_shards(cluster):  # noqa: F811
         copies = reader.query("SELECT count() - uniqExact(trace_id, span_id) FROM spans_kept")
         return decided, waiting, int(copies[0][0]), kept
 
-    deadline = time.monotonic() + 90
-    while (got := state())[:3] != (NORMAL + 3, 0, 0) and time.monotonic() < deadline:
-        time.sleep(0.5)
-    decided, waiting, twice, kept = got
+    _poll(lambda: state()[:3], (NORMAL + 3, 0, 0))
+    decided, waiting, twice, kept = state()
     assert (decided, waiting, twice) == (NORMAL + 3, 0, 0) and kept > NORMAL // 4
     assert reader.query("SELECT count() FROM spans_kept") == [(2 * kept,)]

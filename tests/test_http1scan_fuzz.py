@@ -18,7 +18,7 @@ from pathlib import Path
 
 import pytest
 
-from tests.test_otlp_decode_fuzz import ROOT, build, run
+from tests.support.libfuzzer import ROOT, build, run
 
 HARNESS = ROOT / "tests" / "fuzz" / "http1scan_fuzz.c"
 CORPUS = ROOT / "tests" / "fuzz" / "http1scan_corpus"

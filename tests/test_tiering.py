@@ -9,71 +9,21 @@ import pytest
 from collector import tiering
 from collector.tiering import LatencyRule, TieringConfig
 from tests.support import trace_generator as gen
+from tests.support.tiering_traffic import (
+    DAY_S,
+    KILL_CONFIG,
+    MS,
+    NORMAL,
+    Traffic,
+    day_start_s,
+    kept_tier_counts,
+    kill_mid_move,
+    plain_trace,
+    tier_decisions,
+)
 from tracestore import tiering_queries as tq
 
-MS = 1_000_000
-DAY_S = 86_400
-NORMAL = 400
-
-
-def _day_s(days_ago: int) -> int:
-    return (int(time.time()) // DAY_S - days_ago) * DAY_S
-
-
-def _trace(ids: gen.Ids, start_ns: int, root: str = "GET /", root_ms: int = 10,
-           child_ms: int = 5, status: int = 0) -> list[gen.GenSpan]:  # fmt: skip
-    """A frontend server span calling checkout's Charge."""
-    trace_id, root_id = ids.trace(), ids.span()
-    return [
-        gen.GenSpan(trace_id, root_id, "", "frontend", root, start_ns, root_ms * MS),
-        gen.GenSpan(
-            trace_id,
-            ids.span(),
-            root_id,
-            "checkout",
-            "Charge",
-            start_ns + MS,
-            child_ms * MS,
-            kind=gen.KIND_CLIENT,
-            status_code=status,
-        ),  # fmt: skip
-    ]
-
-
-class Traffic:
-    """One hot hour: NORMAL plain traces and one of each kind worth keeping."""
-
-    def __init__(self, store, day_s: int) -> None:
-        ids = gen.Ids(21)
-        base = (day_s + 10 * 3600) * 10**9
-        self.normal = [_trace(ids, base + i * 10**9) for i in range(NORMAL)]
-        self.error = _trace(ids, base + 1_000 * 10**9, status=2)
-        self.slo = _trace(ids, base + 1_001 * 10**9, root="POST /pay", root_ms=320, child_ms=300)
-        self.slow = _trace(ids, base + 1_002 * 10**9, root_ms=1_000)
-        self.pinned = self.normal[7]
-        spans = [s for t in [*self.normal, self.error, self.slo, self.slow] for s in t]
-        gen.insert(store, spans)
-        self.spans = len(spans)
-
-    @staticmethod
-    def tid(trace: list[gen.GenSpan]) -> str:
-        return trace[0].trace_id
-
-
 RULES = (LatencyRule(service="checkout", threshold_ns=200 * MS, operation="Charge"),)
-
-
-def _decisions(store) -> dict[str, tuple[int, list[str], int]]:
-    rows = store.query(
-        f"SELECT trace_id, d_kept, d_reasons, d_moved FROM {tq.latest_decisions_sql('1')}"
-    )
-    return {str(r[0]): (int(r[1]), list(r[2]), int(r[3])) for r in rows}
-
-
-def _kept_spans(store) -> tuple[int, int]:
-    """(rows, distinct spans) in the kept tier."""
-    rows = store.query("SELECT count(), uniqExact(trace_id, span_id) FROM spans_kept")
-    return int(rows[0][0]), int(rows[0][1])
 
 
 def _pin(store, trace_id: str) -> None:
@@ -82,13 +32,13 @@ def _pin(store, trace_id: str) -> None:
 
 
 def test_decisions_and_reasons(store):
-    day = _day_s(1)
+    day = day_start_s(1)
     traffic = Traffic(store, day)
     _pin(store, Traffic.tid(traffic.pinned))
     config = TieringConfig(rules=RULES, keep_baseline=0.05, buckets=4)
     run = tiering.run_tiering(store, config, now_s=day + DAY_S + 3600)
     assert run.complete and run.chunks == 4 and run.dropped_days == []
-    decided = _decisions(store)
+    decided = tier_decisions(store)
     assert len(decided) == NORMAL + 3
     assert "error" in decided[Traffic.tid(traffic.error)][1]
     assert "slo" in decided[Traffic.tid(traffic.slo)][1]
@@ -102,34 +52,34 @@ def test_decisions_and_reasons(store):
     assert 0.01 * NORMAL <= len(baseline) <= 0.10 * NORMAL
     kept = [t for t, d in decided.items() if d[0]]
     assert all(decided[t][2] == 1 for t in kept)  # every kept trace moved
-    rows, distinct = _kept_spans(store)
+    rows, distinct = kept_tier_counts(store)
     assert rows == distinct == 2 * len(kept)
     in_kept = {str(r[0]) for r in store.query("SELECT DISTINCT trace_id FROM spans_kept")}
     assert in_kept == set(kept)
 
 
 def test_baseline_is_deterministic_and_bounded(store):
-    day = _day_s(1)
+    day = day_start_s(1)
     traffic = Traffic(store, day)
     tiering.run_tiering(store, TieringConfig(keep_baseline=0.0, buckets=2), now_s=day + DAY_S)
-    decided = _decisions(store)
+    decided = tier_decisions(store)
     assert not any("baseline" in d[1] for d in decided.values())
     assert decided[Traffic.tid(traffic.normal[0])] == (0, [tq.NOT_SELECTED], 0)
 
 
 def test_settling_traces_wait(store):
-    day = _day_s(0)
+    day = day_start_s(0)
     base = (day + 60) * 10**9
-    gen.insert(store, _trace(gen.Ids(3), base, status=2))
+    gen.insert(store, plain_trace(gen.Ids(3), base, status=2))
     config = TieringConfig(buckets=1, settle_s=600)
     tiering.run_tiering(store, config, now_s=day + 61 + 300)
-    assert _decisions(store) == {}
+    assert tier_decisions(store) == {}
     tiering.run_tiering(store, config, now_s=day + 61 + 900)
-    assert [d[:1] for d in _decisions(store).values()] == [(1,)]
+    assert [d[:1] for d in tier_decisions(store).values()] == [(1,)]
 
 
 def test_rerun_after_interrupted_move_copies_each_span_once(store):
-    day = _day_s(1)
+    day = day_start_s(1)
     Traffic(store, day)
     config = TieringConfig(rules=RULES, buckets=4)
     now_s = day + DAY_S + 3600
@@ -139,34 +89,34 @@ def test_rerun_after_interrupted_move_copies_each_span_once(store):
     for bucket in range(3):
         tq.decide(store, day, bucket, config.selection, settled, time.time_ns())
         tq.move(store, day, bucket, config.buckets)
-    first = _kept_spans(store)
+    first = kept_tier_counts(store)
     assert first[0] == first[1] > 0
     tiering.run_tiering(store, config, now_s=now_s)
     tiering.run_tiering(store, config, now_s=now_s)
-    decided = _decisions(store)
+    decided = tier_decisions(store)
     kept = [t for t, d in decided.items() if d[0]]
-    rows, distinct = _kept_spans(store)
+    rows, distinct = kept_tier_counts(store)
     assert rows == distinct == 2 * len(kept)
     assert all(decided[t][2] == 1 for t in kept)
 
 
 def test_pin_after_not_kept_decision_is_kept_while_hot(store):
-    day = _day_s(1)
+    day = day_start_s(1)
     traffic = Traffic(store, day)
     config = TieringConfig(keep_baseline=0.0, buckets=2)
     tiering.run_tiering(store, config, now_s=day + DAY_S)
     target = Traffic.tid(traffic.normal[3])
-    assert _decisions(store)[target][0] == 0
+    assert tier_decisions(store)[target][0] == 0
     _pin(store, target)
     tiering.run_tiering(store, config, now_s=day + DAY_S)
-    assert _decisions(store)[target] == (1, ["pinned"], 1)
+    assert tier_decisions(store)[target] == (1, ["pinned"], 1)
     assert store.query("SELECT count() FROM spans_kept WHERE trace_id = %(t)s", {"t": target}) == [
         (2,)
     ]
 
 
 def test_hot_day_dropped_after_window_kept_tier_stays(store):
-    day = _day_s(3)
+    day = day_start_s(3)
     traffic = Traffic(store, day)
     config = TieringConfig(keep_baseline=0.0, buckets=2)
     run = tiering.run_tiering(store, config, now_s=day + 2 * DAY_S + 60)
@@ -213,7 +163,7 @@ def test_collector_runs_the_tiering_job(store, tmp_path):
     from collector.service import Collector, CollectorConfig
 
     start = time.time_ns() - 120 * 10**9
-    error = _trace(gen.Ids(5), start, status=2)
+    error = plain_trace(gen.Ids(5), start, status=2)
     gen.insert(store, error)
     config = CollectorConfig(
         grpc_port=None,
@@ -226,23 +176,23 @@ def test_collector_runs_the_tiering_job(store, tmp_path):
     collector.start()
     try:
         deadline = time.monotonic() + 60
-        while time.monotonic() < deadline and not _kept_spans(store)[0]:
+        while time.monotonic() < deadline and not kept_tier_counts(store)[0]:
             time.sleep(0.5)
     finally:
         collector.stop(10)
-    assert _decisions(store)[Traffic.tid(error)] == (1, ["error"], 1)
-    assert _kept_spans(store) == (2, 2)
+    assert tier_decisions(store)[Traffic.tid(error)] == (1, ["error"], 1)
+    assert kept_tier_counts(store) == (2, 2)
 
 
 def test_trace_past_midnight_is_decided_once_with_its_first_day(store):
-    day = _day_s(3)
+    day = day_start_s(3)
     start = (day + DAY_S - 1) * 10**9  # 23:59:59, its child ends past midnight
     ids = gen.Ids(9)
-    trace = _trace(ids, start, root_ms=40_000, child_ms=30_000, status=2)
+    trace = plain_trace(ids, start, root_ms=40_000, child_ms=30_000, status=2)
     late = gen.GenSpan(trace[0].trace_id, ids.span(), trace[0].span_id, "cart", "Get",
                        (day + DAY_S + 10) * 10**9, 5 * MS)  # fmt: skip
     gen.insert(store, [*trace, late])
-    gen.insert(store, _trace(ids, (day + DAY_S + 3600) * 10**9))  # something of the next day
+    gen.insert(store, plain_trace(ids, (day + DAY_S + 3600) * 10**9))  # something of the next day
     config = TieringConfig(keep_baseline=0.0, buckets=1)
     run = tiering.run_tiering(store, config, now_s=day + 2 * DAY_S + 60)
     assert len(run.dropped_days) == 1  # the first day only; the next is still hot
@@ -252,38 +202,7 @@ def test_trace_past_midnight_is_decided_once_with_its_first_day(store):
         {"t": Traffic.tid(trace)},
     )
     assert days == [(1,)]
-    assert _kept_spans(store) == (3, 3)
-
-
-KILL_CONFIG = {"buckets": 64, "keep_baseline": 0.5}  # many small chunks: killed mid-way
-
-
-def kill_mid_move(url: str, store, now_s: float) -> None:
-    """Run the tiering job in another process and SIGKILL it once it has copied something."""
-    import os
-    import signal
-    import subprocess
-    import sys
-
-    script = (
-        "import sys\n"
-        "from collector import tiering\n"
-        "from tracestore.store import open_store\n"
-        "store = open_store(sys.argv[1])\n"
-        f"config = tiering.TieringConfig(**{KILL_CONFIG!r})\n"
-        "while True:\n"  # runs until killed; every run after the first finds nothing to do
-        "    tiering.run_tiering(store, config, now_s=float(sys.argv[2]))\n"
-    )
-    child = subprocess.Popen([sys.executable, "-c", script, url, str(now_s)])
-    try:
-        deadline = time.monotonic() + 120
-        while not _kept_spans(store)[0] and time.monotonic() < deadline:
-            assert child.poll() is None
-            time.sleep(0.05)
-        os.kill(child.pid, signal.SIGKILL)
-    finally:
-        child.wait(timeout=30)
-    assert child.returncode == -signal.SIGKILL
+    assert kept_tier_counts(store) == (3, 3)
 
 
 def test_sigkill_mid_move_then_rerun_copies_each_span_once(clickhouse_server):
@@ -296,20 +215,20 @@ def test_sigkill_mid_move_then_rerun_copies_each_span_once(clickhouse_server):
     url = clickhouse_server.url(database=f"sigkill_{os.getpid()}_{time.time_ns()}")
     store = open_store(url)
     migrate(store)
-    day = _day_s(1)
+    day = day_start_s(1)
     Traffic(store, day)
     now_s = day + DAY_S + 3600
     kill_mid_move(url, store, now_s)
     tiering.run_tiering(store, TieringConfig(**KILL_CONFIG), now_s=now_s)
-    decided = _decisions(store)
+    decided = tier_decisions(store)
     kept = [t for t, d in decided.items() if d[0]]
     assert len(decided) == NORMAL + 3 and len(kept) > NORMAL // 4
     assert all(decided[t][2] == 1 for t in kept)
-    assert _kept_spans(store) == (2 * len(kept), 2 * len(kept))
+    assert kept_tier_counts(store) == (2 * len(kept), 2 * len(kept))
 
 
 def test_a_settled_day_is_not_scanned_again_but_new_pins_count(store):
-    day = _day_s(1)
+    day = day_start_s(1)
     traffic = Traffic(store, day)
     config = TieringConfig(keep_baseline=0.0, buckets=2)
     settled: set[int] = set()
@@ -318,20 +237,20 @@ def test_a_settled_day_is_not_scanned_again_but_new_pins_count(store):
     assert settled == {day}
     target = Traffic.tid(traffic.normal[9])
     _pin(store, target)
-    late = _trace(gen.Ids(99), (day + 3600) * 10**9, status=2)  # arrived after the day settled
+    late = plain_trace(gen.Ids(99), (day + 3600) * 10**9, status=2)  # arrived after the day settled
     gen.insert(store, late)
     tiering.run_tiering(store, config, now_s=now_s, settled_days=settled)
-    decided = _decisions(store)
+    decided = tier_decisions(store)
     assert decided[target] == (1, ["pinned"], 1)
     assert Traffic.tid(late) not in decided  # the settled day was not scanned again
     tiering.run_tiering(store, config, now_s=now_s)  # without the job's memory: a full pass
-    assert _decisions(store)[Traffic.tid(late)][0] == 1
+    assert tier_decisions(store)[Traffic.tid(late)][0] == 1
 
 
 CHDB_KILLED = """\
 import pathlib, sys
 from collector import tiering
-from tests.test_tiering import KILL_CONFIG, Traffic
+from tests.support.tiering_traffic import KILL_CONFIG, Traffic
 from tracestore.migrate import migrate
 from tracestore.store import open_store
 store = open_store(sys.argv[1])
@@ -348,11 +267,11 @@ while True:  # chunk by chunk until killed; says so once something was copied
 CHDB_RERUN = """\
 import json, sys
 from collector import tiering
-from tests.test_tiering import KILL_CONFIG, _decisions, _kept_spans
+from tests.support.tiering_traffic import KILL_CONFIG, kept_tier_counts, tier_decisions
 from tracestore.store import open_store
 store = open_store(sys.argv[1])
 tiering.run_tiering(store, tiering.TieringConfig(**KILL_CONFIG), now_s=float(sys.argv[2]))
-print(json.dumps({"decided": _decisions(store), "kept_spans": _kept_spans(store)}))
+print(json.dumps({"decided": tier_decisions(store), "kept_spans": kept_tier_counts(store)}))
 """
 
 
@@ -366,7 +285,7 @@ def test_sigkill_mid_move_then_rerun_on_chdb(tmp_path):
     import sys
 
     url = f"chdb:{tmp_path / 'store'}?database=killed"
-    day = _day_s(1)
+    day = day_start_s(1)
     now_s = day + DAY_S + 3600
     flag = tmp_path / "copied"
     args = [url, str(day), str(now_s), str(flag)]

@@ -9,13 +9,13 @@ import httpx
 from collector import tiering
 from collector.tiering import TieringConfig
 from tests.support.dashboard_client import live_dashboard
-from tests.test_tiering import DAY_S, Traffic, _day_s, _decisions
+from tests.support.tiering_traffic import DAY_S, Traffic, day_start_s, tier_decisions
 
 NOT_KEPT = "not kept after the hot window (reason: baseline not selected)"
 
 
 def test_kept_traces_read_after_the_hot_window_and_the_rest_answer_why(store):
-    day = _day_s(3)
+    day = day_start_s(3)
     traffic = Traffic(store, day)
     run = tiering.run_tiering(store, TieringConfig(keep_baseline=0.0, buckets=2), day + 2 * DAY_S)
     assert run.dropped_days  # the hot tier holds nothing of that day any more
@@ -49,7 +49,7 @@ def test_kept_traces_read_after_the_hot_window_and_the_rest_answer_why(store):
 
 
 def test_pin_keeps_a_trace_the_baseline_would_drop(store):
-    day = _day_s(1)
+    day = day_start_s(1)
     traffic = Traffic(store, day)
     target = Traffic.tid(traffic.normal[5])
     with live_dashboard(store) as url:
@@ -68,7 +68,7 @@ def test_pin_keeps_a_trace_the_baseline_would_drop(store):
         missing = httpx.post(f"{url}/api/v1/traces/{'cd' * 16}/pin", json={}, timeout=30)
         assert missing.status_code == 404
     tiering.run_tiering(store, TieringConfig(keep_baseline=0.0, buckets=2), now_s=day + DAY_S)
-    assert _decisions(store)[target] == (1, ["pinned"], 1)
+    assert tier_decisions(store)[target] == (1, ["pinned"], 1)
     with live_dashboard(store) as url:
         state = httpx.get(f"{url}/api/v1/traces/{target}/pin", timeout=30).json()
         assert state["decision"] == {"kept": True, "reasons": ["pinned"]}
