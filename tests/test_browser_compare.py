@@ -12,8 +12,8 @@ from collector.edge_rollup import compute_edges
 from tests.support import trace_generator as gen
 from tests.support.browser import launch_chromium
 from tests.support.cohort_traffic import BAD_NODE, traffic
+from tests.support.compare_traffic import checkout_calls
 from tests.support.dashboard_client import live_dashboard
-from tests.test_graph_diff import _calls
 from tracestore.migrate import migrate
 from tracestore.store import open_store
 
@@ -36,8 +36,8 @@ def site(clickhouse_server) -> Iterator[Site]:
     ids = gen.Ids(9)
     deploy_s = now_s - 30 * 60  # before and after: 20 to 40 minutes ago, apart from the rest
     for i in range(30):  # ten minutes of checkout 1.0, then 2.0 which also calls payments
-        spans += _calls(ids, (deploy_s - 600 + i * 20) * 10**9, "1.0", with_payments=False)
-        spans += _calls(ids, (deploy_s + i * 20) * 10**9, "2.0", with_payments=True)
+        spans += checkout_calls(ids, (deploy_s - 600 + i * 20) * 10**9, "1.0", with_payments=False)
+        spans += checkout_calls(ids, (deploy_s + i * 20) * 10**9, "2.0", with_payments=True)
     gen.insert(store, spans)
     compute_edges(store, deploy_s - 600, now_s)
     with live_dashboard(store) as url:

@@ -5,8 +5,8 @@ from __future__ import annotations
 import pytest
 
 from tests.support import trace_generator as gen
+from tests.support.compare_traffic import CHECKOUT, build, edit
 from tests.support.dashboard_client import dashboard_client
-from tests.test_trace_compare import CHECKOUT, build, edit
 
 MS = 1_000_000
 

@@ -7,6 +7,7 @@ import pytest
 from collector.edge_rollup import compute_edges
 from dashboard.graph_diff import diff
 from tests.support import trace_generator as gen
+from tests.support.compare_traffic import checkout_calls
 from tests.support.dashboard_client import dashboard_client
 from tracestore.deploy_queries import markers
 
@@ -97,34 +98,14 @@ def test_deploy_markers(rows, expected):
     assert found == expected
 
 
-def _calls(ids: gen.Ids, start_ns: int, version: str, with_payments: bool) -> list[gen.GenSpan]:
-    """frontend → checkout, and after the deploy checkout → payments too."""
-    trace_id = ids.trace()
-    res = {"service.version": version}
-    root = gen.GenSpan(trace_id, ids.span(), "", "frontend", "GET /", start_ns, 50 * MS)
-    client = gen.GenSpan(trace_id, ids.span(), root.span_id, "frontend", "POST /checkout",
-                         start_ns + MS, 40 * MS, kind=gen.KIND_CLIENT)  # fmt: skip
-    server = gen.GenSpan(trace_id, ids.span(), client.span_id, "checkout", "POST /checkout",
-                         start_ns + 2 * MS, 38 * MS, resource=res)  # fmt: skip
-    spans = [root, client, server]
-    if with_payments:
-        pay_client = gen.GenSpan(trace_id, ids.span(), server.span_id, "checkout", "Charge",
-                                 start_ns + 3 * MS, 20 * MS, kind=gen.KIND_CLIENT,
-                                 resource=res)  # fmt: skip
-        pay = gen.GenSpan(trace_id, ids.span(), pay_client.span_id, "payments", "Charge",
-                          start_ns + 4 * MS, 18 * MS)  # fmt: skip
-        spans += [pay_client, pay]
-    return spans
-
-
 def test_new_edge_after_a_deploy(store):
     ids = gen.Ids(5)
     now_s = gen.now_ns() // 10**9 // 60 * 60
     a0, b0, b1 = now_s - 20 * 60, now_s - 10 * 60, now_s
     spans = []
     for i in range(60):  # ten minutes of v1, then ten of v2, which calls payments
-        spans += _calls(ids, (a0 + i * 10) * 10**9, "1.0", with_payments=False)
-        spans += _calls(ids, (b0 + i * 10) * 10**9, "2.0", with_payments=True)
+        spans += checkout_calls(ids, (a0 + i * 10) * 10**9, "1.0", with_payments=False)
+        spans += checkout_calls(ids, (b0 + i * 10) * 10**9, "2.0", with_payments=True)
     gen.insert(store, spans)
     compute_edges(store, a0, b1)
     with dashboard_client(store) as client:

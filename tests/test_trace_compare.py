@@ -2,55 +2,13 @@
 
 from __future__ import annotations
 
-from typing import Any
-
 import pytest
 
 from dashboard.trace_compare import compare
 from tests.support import trace_generator as gen
+from tests.support.compare_traffic import CHECKOUT, T0, build, edit
 
 MS = 1_000_000
-T0 = 1_700_000_000 * 10**9
-
-# A tree is (service, operation, start ms from the trace start, duration ms, [children]).
-CHECKOUT = (
-    "frontend", "GET /", 0, 100, [
-        ("cart", "GetCart", 5, 20, [("db", "SELECT", 6, 5, []), ("db", "SELECT", 12, 5, [])]),
-        ("payments", "Charge", 30, 60, [("db", "SELECT", 35, 10, [])]),
-    ],
-)  # fmt: skip
-
-
-def build(tree: tuple, seed: int, trace_start: int = T0) -> list[gen.GenSpan]:
-    ids = gen.Ids(seed)
-    trace_id = ids.trace()
-    out: list[gen.GenSpan] = []
-    stack: list[tuple[tuple, str]] = [(tree, "")]
-    while stack:
-        (service, name, start, dur, kids), parent = stack.pop()
-        span = gen.GenSpan(
-            trace_id, ids.span(), parent, service, name, trace_start + start * MS, dur * MS
-        )
-        out.append(span)
-        stack.extend((kid, span.span_id) for kid in kids)
-    return out
-
-
-def edit(tree: tuple, path: tuple[int, ...], **change: Any) -> tuple:
-    """A copy of ``tree`` with the node at ``path`` (child indexes) changed.
-
-    ``drop=True`` removes it, ``add=node`` appends a child, ``dur=N`` sets its duration.
-    """
-    service, name, start, dur, kids = tree
-    if not path:
-        if "add" in change:
-            kids = [*kids, change["add"]]
-        return (service, name, start, change.get("dur", dur), kids)
-    i, rest = path[0], path[1:]
-    if not rest and change.get("drop"):
-        return (service, name, start, dur, kids[:i] + kids[i + 1 :])
-    kids = [edit(k, rest, **change) if j == i else k for j, k in enumerate(kids)]
-    return (service, name, start, dur, kids)
 
 
 def label(row) -> str:
