@@ -95,7 +95,7 @@ def test_examples_kept_on_two_shards(cluster):
     """Examples of a chart, an edge and an alert are recorded through the Distributed
     table (sharded by trace id, beside their trace) and kept with the reason "example";
     a pinned trace is kept with the reason "pinned"; an unreferenced one is not kept."""
-    from tests.test_trace_examples import ExampleTraffic
+    from tests.support.example_traffic import ExampleTraffic
     from tracestore import example_queries as eq
 
     first, second = cluster

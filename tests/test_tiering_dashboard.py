@@ -75,7 +75,7 @@ def test_pin_keeps_a_trace_the_baseline_would_drop(store):
 
 
 def test_examples_api_hands_out_and_records_examples(store):
-    from tests.test_trace_examples import ExampleTraffic
+    from tests.support.example_traffic import ExampleTraffic
     from tracestore.example_queries import example_traces
 
     t0 = int(time.time()) // 60 * 60 - 600
