@@ -1133,10 +1133,11 @@ static int parse_request(Ctx *x, const uint8_t *p, size_t n) {
 /* ---- the module ------------------------------------------------------------------------ */
 
 PyDoc_STRVAR(decode_traces_doc,
-             "decode_traces(payload, lo, hi, limit, empty, cache=None)\n"
+             "decode_traces(payload, lo, hi, limit, empty, cache=None, into=None)\n"
              "    -> (columns, truncated, clamped)\n\n"
              "The spans of one ExportTraceServiceRequest as a tuple of new lists, one per\n"
-             "SPAN_COLUMNS entry; start times clamped into [lo, hi]; string and bytes\n"
+             "SPAN_COLUMNS entry, or appended to the lists of the tuple `into` (none on\n"
+             "DecodeError); start times clamped into [lo, hi]; string and bytes\n"
              "attribute values cut to `limit`. `empty` is the list shared by rows without\n"
              "values; `cache` (from new_cache()) shares short strings across the requests\n"
              "of a batch. Raises DecodeError on malformed input.");
@@ -1151,14 +1152,26 @@ static PyObject *decode_traces(PyObject *self, PyObject *args) {
         PyErr_SetString(PyExc_RuntimeError, "call init() first");
         return NULL;
     }
-    if (!PyArg_ParseTuple(args, "y*KKnO!|O", &view, &lo, &hi, &limit, &PyList_Type, &empty,
-                          &cache))
+    PyObject *into = Py_None;
+    if (!PyArg_ParseTuple(args, "y*KKnO!|OO", &view, &lo, &hi, &limit, &PyList_Type, &empty,
+                          &cache, &into))
         return NULL;
     BatchCache *batch = NULL;
     if (cache != Py_None && !(batch = PyCapsule_GetPointer(cache, BATCH_CACHE))) {
         PyBuffer_Release(&view);
         return NULL;
     }
+    if (into != Py_None && !(PyTuple_CheckExact(into) && PyTuple_GET_SIZE(into) == NCOLUMNS)) {
+        PyErr_Format(PyExc_TypeError, "into must be a tuple of %d lists", NCOLUMNS);
+        PyBuffer_Release(&view);
+        return NULL;
+    }
+    for (int i = 0; into != Py_None && i < NCOLUMNS; i++)
+        if (!PyList_CheckExact(PyTuple_GET_ITEM(into, i))) {
+            PyErr_Format(PyExc_TypeError, "into must be a tuple of %d lists", NCOLUMNS);
+            PyBuffer_Release(&view);
+            return NULL;
+        }
     Ctx *x = PyMem_Calloc(1, sizeof(Ctx));
     if (!x) {
         PyBuffer_Release(&view);
@@ -1172,22 +1185,39 @@ static PyObject *decode_traces(PyObject *self, PyObject *args) {
     x->batch = batch;
     PyObject *result = NULL;
     int ok = 1;
-    for (int i = 0; i < NCOLUMNS; i++)
-        if (!(x->cols[i] = PyList_New(0))) ok = 0;
+    Py_ssize_t had[NCOLUMNS];
+    /* The columns hold only str, int and untracked row lists, so they cannot be part of a
+     * cycle: untracked, the collector's passes skip the batch's millions of values. */
+    for (int i = 0; i < NCOLUMNS; i++) {
+        x->cols[i] = into == Py_None ? PyList_New(0) : Py_NewRef(PyTuple_GET_ITEM(into, i));
+        if (!x->cols[i]) {
+            ok = 0;
+            continue;
+        }
+        had[i] = PyList_GET_SIZE(x->cols[i]);
+        PyObject_GC_UnTrack(x->cols[i]);
+    }
     if (ok && parse_request(x, view.buf, (size_t)view.len) == 0) {
-        PyObject *cols = PyTuple_New(NCOLUMNS);
-        if (cols) {
+        PyObject *cols = into == Py_None ? PyTuple_New(NCOLUMNS) : Py_NewRef(into);
+        if (cols && into == Py_None) {
             for (int i = 0; i < NCOLUMNS; i++) {
                 PyTuple_SET_ITEM(cols, i, x->cols[i]);
                 x->cols[i] = NULL;
             }
-            result = Py_BuildValue("(Nll)", cols, x->truncated, x->clamped);
         }
+        if (cols) result = Py_BuildValue("(Nll)", cols, x->truncated, x->clamped);
     } else if (x->err.error && !PyErr_Occurred()) {
         PyErr_Format(DecodeError, "cannot decode ExportTraceServiceRequest: %s at byte %zd",
                      x->err.error, (Py_ssize_t)(x->err.at - x->err.base));
     } else if (!PyErr_Occurred()) {
         PyErr_SetString(DecodeError, "cannot decode ExportTraceServiceRequest");
+    }
+    if (!result && ok && into != Py_None) { /* a refused request leaves no rows behind */
+        PyObject *type, *value, *trace;
+        PyErr_Fetch(&type, &value, &trace);
+        for (int i = 0; i < NCOLUMNS; i++)
+            if (PyList_SetSlice(x->cols[i], had[i], PY_SSIZE_T_MAX, NULL) < 0) PyErr_Clear();
+        PyErr_Restore(type, value, trace);
     }
     for (int i = 0; i < NCOLUMNS; i++) Py_XDECREF(x->cols[i]);
     for (int i = 0; i < CACHE_SLOTS; i++) Py_XDECREF(x->cache[i].str);
@@ -1452,6 +1482,16 @@ static PyObject *encode_column(PyObject *self, PyObject *args) {
     return out;
 }
 
+static PyObject *untrack(PyObject *self, PyObject *list) {
+    (void)self;
+    if (!PyList_Check(list)) {
+        PyErr_SetString(PyExc_TypeError, "untrack() takes a list");
+        return NULL;
+    }
+    PyObject_GC_UnTrack(list);
+    Py_RETURN_NONE;
+}
+
 static PyObject *init(PyObject *self, PyObject *args) {
     PyObject *error, *complex_value;
     (void)self;
@@ -1469,6 +1509,9 @@ static PyMethodDef methods[] = {
     {"decode_traces", decode_traces, METH_VARARGS, decode_traces_doc},
     {"validate_traces", validate_traces, METH_VARARGS, validate_traces_doc},
     {"encode_column", encode_column, METH_VARARGS, encode_column_doc},
+    {"untrack", untrack, METH_O,
+     "untrack(list): the garbage collector stops visiting the list (one nothing else "
+     "refers to, so no cycle can pass through it) and its values."},
     {"new_cache", new_cache, METH_NOARGS,
      "new_cache() -> a string cache for decode_traces, for the requests of one batch."},
     {"init", init, METH_VARARGS,

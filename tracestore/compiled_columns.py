@@ -59,25 +59,27 @@ def check_traces(raw: bytes, limits: Limits, now_ns: int) -> Verdict | None:
 
 
 class CompiledTraceColumns(TraceColumns):
-    """Same columns and stats as ``TraceColumns``, one C pass per request; short
-    strings repeated across the batch's requests are one object."""
+    """Same columns and stats as ``TraceColumns``, one C pass per request appending to
+    the batch's lists (which the garbage collector then leaves alone: they hold no
+    containers it could free); short strings repeated across the batch's requests are
+    one object."""
 
     def __init__(self, limits: Limits) -> None:
         super().__init__(limits)
         self._strings = _otlpdecode.new_cache()
+        self._lists = tuple(self.columns[name] for name in SPAN_COLUMNS)
 
     def add(self, payload: bytes, received_ns: int) -> None:
         lo, hi = _u64_window(self.limits, received_ns)
-        columns, truncated, clamped = _otlpdecode.decode_traces(
+        _, truncated, clamped = _otlpdecode.decode_traces(
             payload,
             lo,
             hi,
             self.limits.max_attribute_length,
             otlp_columns._NO_VALUES,
             self._strings,
+            self._lists,
         )
-        for values, name in zip(columns, SPAN_COLUMNS, strict=True):
-            self.columns[name] += values
         self.stats.truncated_attributes += truncated
         self.stats.clamped_timestamps += clamped
 

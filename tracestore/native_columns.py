@@ -8,7 +8,9 @@ the column types our tables use (integers, Float64, DateTime, String,
 LowCardinality(String) and arrays of those) to ``_otlpdecode.encode_column``, which
 writes the same bytes. Anything else (another type, a value that needs the driver's
 conversion or would make it raise) goes to the driver's own ``write_column``, so its
-errors and conversions are unchanged.
+errors and conversions are unchanged. The driver also copies every column into new
+lists to cut it into blocks; ``column_chunks`` skips that for the columns the store
+copied for the insert (``own_column``), which the garbage collector does not visit.
 
 The hook is installed only on the driver versions it was checked against
 (``tests/test_native_columns.py`` compares its bytes with the driver's and what a
@@ -18,9 +20,12 @@ everything itself.
 
 from __future__ import annotations
 
+from collections.abc import Iterable, Iterator, Sequence
 from typing import Any
 
+from clickhouse_driver import client
 from clickhouse_driver.columns import service
+from clickhouse_driver.util import helpers
 
 try:
     from tracestore import _otlpdecode
@@ -61,6 +66,29 @@ def encode(spec: str, items: list) -> bytes | None:
     return _otlpdecode.encode_column(code, items)
 
 
+class OwnColumn(list):
+    """A column's values copied for one insert: nothing else holds the list, so the driver
+    may write it as it is, and the garbage collector need not visit it."""
+
+    __slots__ = ()
+
+
+def own_column(values: Iterable[Any]) -> OwnColumn:
+    column = OwnColumn(values)
+    if _otlpdecode is not None:
+        _otlpdecode.untrack(column)  # no cycle can pass through a list only the insert holds
+    return column
+
+
+def column_chunks(columns: Sequence[Any], n: int) -> Iterator[list]:
+    """The driver's ``column_chunks``, without its copy of every column when the
+    columns are ``OwnColumn``s that fit one block."""
+    if columns and all(type(c) is OwnColumn for c in columns) and 0 < len(columns[0]) <= n:
+        yield list(columns)
+        return
+    yield from helpers.column_chunks(columns, n)
+
+
 def write_column(
     context: Any, column_name: str, column_spec: str, items: Any, buf: Any, types_check=False
 ) -> None:
@@ -68,7 +96,7 @@ def write_column(
     settings = context.client_settings
     if (
         not types_check
-        and type(items) is list
+        and type(items) in (list, OwnColumn)
         and not settings["strings_as_bytes"]
         and settings.get("strings_encoding", "utf-8") == "utf-8"
     ):
@@ -80,7 +108,8 @@ def write_column(
 
 
 def install() -> bool:
-    """Put ``write_column`` in the driver's block writer (once); False where not checked."""
+    """Put ``write_column`` in the driver's block writer and ``column_chunks`` in its
+    client (once); False where not checked."""
     import clickhouse_driver
     from clickhouse_driver.streams import native
 
@@ -91,7 +120,9 @@ def install() -> bool:
         _otlpdecode is None
         or not first <= tuple(clickhouse_driver.VERSION) < past
         or native.write_column is not service.write_column  # someone else's hook
+        or client.column_chunks is not helpers.column_chunks
     ):
         return False
+    client.column_chunks = column_chunks
     native.write_column = write_column
     return True

@@ -235,9 +235,9 @@ class NativeStore:
         sql, rows = _insert_sql(table, columns)
         if rows == 0:
             return
-        # Tuples: the driver slices each column into blocks, and a whole tuple's slice is
-        # the tuple itself, so the values are copied once here and once by the driver.
-        data = [tuple(v) for v in columns.values()]
+        from tracestore.native_columns import own_column
+
+        data = [own_column(v) for v in columns.values()]  # the driver may write these as is
         try:
             self._wrap(lambda c: c.execute(sql + " VALUES", data, columnar=True))
         except StoreError as exc:
