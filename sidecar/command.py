@@ -33,7 +33,8 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     p.add_argument(
         "--collector",
         default=None,
-        help="OTLP/gRPC collector [https://|http://]HOST:PORT (else OTEL_EXPORTER_OTLP_ENDPOINT)",
+        help="OTLP collector [https://|http://]HOST:PORT[/PATH] (else OTEL_EXPORTER_OTLP_ENDPOINT);"
+        " gRPC unless OTEL_EXPORTER_OTLP_PROTOCOL=http/protobuf (no grpcio loaded then)",
     )
     p.add_argument("--collector-ca", default=None, help="CA bundle (PEM) to trust the collector")
     p.add_argument("--collector-token-file", default=None, help="file with the bearer token")
