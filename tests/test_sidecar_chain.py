@@ -11,7 +11,6 @@ import json
 import subprocess
 import sys
 import time
-import urllib.request
 from collections.abc import Iterator
 from concurrent.futures import ThreadPoolExecutor
 
@@ -21,6 +20,7 @@ import pytest
 from runtime.loopback_ports import free_port
 from sidecar.resource import SCHEMA_URL
 from tests.conftest import fresh_store_url
+from tests.support.polling import alive, eventually, http_ok
 from tests.support.sidecar_harness import build_app
 from tests.support.sidecar_process import SidecarProcess
 from tests.support.threaded_server import ThreadedUvicorn
@@ -49,15 +49,8 @@ def collector(clickhouse_server, chdb_path, tmp_path) -> Iterator[tuple[str, int
         stderr=subprocess.DEVNULL,
     )  # fmt: skip
     try:
-        deadline = time.monotonic() + 60
-        while True:
-            assert process.poll() is None, "collector exited"
-            try:
-                with urllib.request.urlopen(f"http://127.0.0.1:{admin_port}/readyz", timeout=2):
-                    break
-            except OSError:
-                assert time.monotonic() < deadline, "collector not ready"
-                time.sleep(0.2)
+        ready = f"http://127.0.0.1:{admin_port}/readyz"
+        eventually(lambda: alive(process, "the collector") or http_ok(ready), 60, what=ready)
         yield url, grpc_port
     finally:
         process.terminate()
@@ -81,18 +74,18 @@ class Failing(grpc.GenericRpcHandler):
 
 
 def _spans(store, where: str, params: dict, count: int, deadline: float) -> list[tuple]:
-    rows: list[tuple] = []
-    while len(rows) < count:
-        assert time.monotonic() < deadline, f"only {len(rows)} spans reached ClickHouse"
-        time.sleep(0.5)
-        rows = store.query(
+    def rows() -> list[tuple] | None:
+        found = store.query(
             "SELECT span_id, parent_span_id, service_name, span_kind, span_name,"
             " attr_keys, attr_values, status_code, resource_attr_keys, resource_attr_values,"
             " resource_schema_url FROM spans"
             f" WHERE {where} ORDER BY start_ns",
             params,
         )
-    return rows
+        return found if len(found) >= count else None
+
+    left = max(0.0, deadline - time.monotonic())
+    return eventually(rows, left, 0.5, what=f"{count} spans in ClickHouse where {where}")
 
 
 @pytest.mark.slow
@@ -135,14 +128,15 @@ def test_two_service_chain_is_one_trace_in_clickhouse(collector) -> None:
         rows = _spans(store, "trace_id = %(trace)s", {"trace": TRACE}, 3, deadline)
         [other] = _spans(store, "trace_id = %(trace)s", {"trace": OTHER}, 1, deadline)
         grpc_rows = _spans(store, "service_name = 'svc-c'", {}, 2, deadline)
-        metric_rows: list[tuple] = []
-        while not metric_rows:
-            assert time.monotonic() < deadline, "no RED metrics reached ClickHouse"
-            time.sleep(0.5)
-            metric_rows = store.query(
+        metric_rows = eventually(
+            lambda: store.query(
                 "SELECT metric_name, count FROM metric_points WHERE service_name = 'svc-b'"
                 " AND metric_name = 'sidetrace.request.duration' ORDER BY ts DESC LIMIT 1"
-            )
+            ),
+            max(0.0, deadline - time.monotonic()),
+            0.5,
+            what="RED metrics in ClickHouse",
+        )
     finally:
         for part in reversed(started):
             part.stop()

@@ -21,6 +21,10 @@ class Gone(Exception):
     """Raised by a condition when waiting longer cannot help (the process exited)."""
 
 
+class NotYet(Exception):
+    """Raised by a condition to say what is still missing (shown if time runs out)."""
+
+
 def eventually(
     condition: Callable[[], T],
     timeout: float = 60.0,
