@@ -9,6 +9,7 @@ import pytest
 from collector import tiering
 from collector.tiering import LatencyRule, TieringConfig
 from tests.support import trace_generator as gen
+from tests.support.polling import alive, eventually
 from tests.support.tiering_traffic import (
     DAY_S,
     KILL_CONFIG,
@@ -175,9 +176,7 @@ def test_collector_runs_the_tiering_job(store, tmp_path):
     collector = Collector(store, config)
     collector.start()
     try:
-        deadline = time.monotonic() + 60
-        while time.monotonic() < deadline and not kept_tier_counts(store)[0]:
-            time.sleep(0.5)
+        eventually(lambda: kept_tier_counts(store)[0], 60, 0.5, what="a span in the kept tier")
     finally:
         collector.stop(10)
     assert tier_decisions(store)[Traffic.tid(error)] == (1, ["error"], 1)
@@ -291,11 +290,12 @@ def test_sigkill_mid_move_then_rerun_on_chdb(tmp_path):
     args = [url, str(day), str(now_s), str(flag)]
     child = subprocess.Popen([sys.executable, "-c", CHDB_KILLED, *args])
     try:
-        deadline = time.monotonic() + 300
-        while not flag.exists() and time.monotonic() < deadline:
-            assert child.poll() is None
-            time.sleep(0.05)
-        assert flag.exists()
+        eventually(
+            lambda: alive(child, "the tiering job") or flag.exists(),
+            300,
+            0.05,
+            what="something copied",
+        )
         os.kill(child.pid, signal.SIGKILL)
     finally:
         child.wait(timeout=30)
