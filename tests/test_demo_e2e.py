@@ -25,6 +25,7 @@ import pytest
 
 from runtime.loopback_ports import free_port
 from tests.support.demo_processes import all_in_one
+from tests.support.polling import Gone, NotYet, eventually
 
 pytestmark = pytest.mark.slow
 
@@ -52,16 +53,18 @@ class RunningDemo:
         return "\n".join(self.lines)
 
     def wait_for_line(self, pattern: str, timeout: float) -> re.Match[str]:
-        deadline = time.monotonic() + timeout
-        while time.monotonic() < deadline:
-            for line in list(self.lines):
-                match = re.search(pattern, line)
-                if match:
-                    return match
-            if self.finished.is_set():
-                break
-            time.sleep(0.5)
-        raise AssertionError(f"no line matching {pattern!r}; demo output:\n{self.output()}")
+        def matched() -> re.Match[str] | None:
+            ended = self.finished.is_set()  # before reading: the last lines are in by then
+            found = (re.search(pattern, line) for line in list(self.lines))
+            match = next(filter(None, found), None)
+            if match is None and ended:
+                raise Gone("the demo ended")
+            return match
+
+        try:
+            return eventually(matched, timeout, 0.5, what=f"a line matching {pattern!r}")
+        except (AssertionError, Gone) as error:
+            raise AssertionError(f"{error}; demo output:\n{self.output()}") from None
 
     def get(self, path: str, **params: Any) -> Any:
         response = httpx.get(self.dashboard + path, params=params, timeout=30.0)
@@ -69,18 +72,21 @@ class RunningDemo:
         return response.json()
 
     def poll(self, check: Callable[[], str | None], what: str, within: float = 1e9) -> None:
-        """Call ``check`` until it returns None (success), ``within`` s pass or the demo ends."""
-        last = "never checked"
-        deadline = time.monotonic() + within
-        while not self.finished.is_set() and time.monotonic() < deadline:
-            try:
-                last = check() or ""
-            except httpx.HTTPError as exc:  # the demo may be stopping under us
-                last = f"{type(exc).__name__}: {exc}"
-            if not last:
-                return
-            time.sleep(3.0)
-        pytest.fail(f"{what} did not happen in time: {last}\n{self.output()[-3000:]}")
+        """Call ``check`` until it returns None (success), ``within`` s pass or the demo ends;
+        what it returns otherwise says what is missing."""
+
+        def done() -> bool:
+            if self.finished.is_set():
+                raise Gone("the demo ended")
+            missing = check()  # an HTTP error counts as not yet: the demo may be stopping
+            if missing:
+                raise NotYet(missing)
+            return True
+
+        try:
+            eventually(done, within, 3.0, what=what, ignoring=(httpx.HTTPError, NotYet))
+        except (AssertionError, Gone) as error:
+            pytest.fail(f"{error}\n{self.output()[-3000:]}")
 
 
 def start_demo(data: Path, *flags: str, sigint_ignored: bool = False) -> RunningDemo:
@@ -270,10 +276,9 @@ def test_dependency_graph_has_the_expected_edges(demo: RunningDemo) -> None:
     pytest.importorskip("dashboard.analytics_routes", reason="analytics has not landed")
     assert demo.finished.wait(timeout=DURATION_S + 180), "demo did not stop after --duration"
     expected = EXPECTED_HOPS | {("inventory", DATABASE_NODE)}
-    last = ""
     with all_in_one(demo.data) as (_, ports):
-        deadline = time.monotonic() + 90
-        while time.monotonic() < deadline:
+
+        def complete() -> bool:
             response = httpx.get(
                 f"http://127.0.0.1:{ports['--port']}/api/dependencies",
                 params={"endTs": int(time.time() * 1000), "lookback": 3_600_000},
@@ -282,11 +287,11 @@ def test_dependency_graph_has_the_expected_edges(demo: RunningDemo) -> None:
             assert response.status_code == 200, response.text
             data = response.json()["data"]
             edges = {(d["parent"], d["child"]) for d in data if d.get("callCount", 0) > 0}
-            if expected <= edges:
-                return
-            last = f"missing {sorted(expected - edges)}; have {sorted(edges)}"
-            time.sleep(3)
-    pytest.fail(f"dependency graph incomplete: {last}")
+            if not expected <= edges:
+                raise NotYet(f"missing {sorted(expected - edges)}; have {sorted(edges)}")
+            return True
+
+        eventually(complete, 90, 3, what="the dependency graph", ignoring=(NotYet,))
 
 
 def test_ctrl_c_stops_every_process(tmp_path: Path) -> None:
