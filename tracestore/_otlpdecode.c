@@ -1442,7 +1442,7 @@ static int put_arrays(Buf *b, int code, PyObject **rows, Py_ssize_t n) {
     Py_ssize_t at = 0;
     for (Py_ssize_t i = 0; i < n; i++) {
         Py_ssize_t m = PySequence_Fast_GET_SIZE(rows[i]);
-        memcpy(flat + at, PySequence_Fast_ITEMS(rows[i]), sizeof(PyObject *) * (size_t)m);
+        if (m) memcpy(flat + at, PySequence_Fast_ITEMS(rows[i]), sizeof(PyObject *) * (size_t)m);
         at += m;
     }
     int r = put_scalars(b, code, flat, at); /* borrowed: nothing runs Python code meanwhile */
