@@ -32,7 +32,7 @@ try:
 except ImportError:  # not built
     _otlpdecode = None
 
-DRIVER_VERSIONS = ((0, 2, 11), (0, 3, 0))  # [first, past-the-end) the hook was checked on
+DRIVER_VERSIONS = ((0, 2, 11), (0, 2, 12))  # [first, past-the-end): those the hook was checked on
 ARRAY = 0x100
 SCALARS = {  # the codes of _otlpdecode.c's N_* enum
     "UInt8": 1,
