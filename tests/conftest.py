@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import itertools
 import os
 from collections.abc import Iterator
 from pathlib import Path
@@ -12,11 +11,11 @@ import pytest
 from tests.support.clickhouse_cluster import cluster  # noqa: F401 - shared fixture
 from tests.support.clickhouse_server import ClickHouseServer
 from tests.support.sidecar_fixtures import redirect, sink, stack  # noqa: F401 - shared fixtures
+from tests.support.store_urls import fresh_store_url
 from tracestore.migrate import migrate
 from tracestore.store import Store, open_store
 
 ARTIFACTS = Path(os.environ.get("SIDETRACE_ARTIFACTS", Path(__file__).parent.parent / "artifacts"))
-_database_numbers = itertools.count()
 
 
 @pytest.fixture(scope="session")
@@ -38,14 +37,6 @@ def artifacts() -> Path:
 def chdb_path(tmp_path_factory: pytest.TempPathFactory) -> Path:
     """chDB lets a process open one path only: tests share it, one database each."""
     return tmp_path_factory.mktemp("chdb")
-
-
-def fresh_store_url(kind: str, server: ClickHouseServer, chdb_path: Path) -> str:
-    """A store URL with nothing in it yet: a new database on the server or in chDB."""
-    database = f"t{os.getpid()}_{next(_database_numbers)}"
-    if kind == "native":
-        return server.url(database=database)
-    return f"chdb:{chdb_path}?database={database}"
 
 
 @pytest.fixture(params=["native", "chdb"])

@@ -19,10 +19,10 @@ import pytest
 
 from runtime.loopback_ports import free_port
 from sidecar.resource import SCHEMA_URL
-from tests.conftest import fresh_store_url
 from tests.support.polling import alive, eventually, http_ok
 from tests.support.sidecar_harness import build_app
 from tests.support.sidecar_process import SidecarProcess
+from tests.support.store_urls import fresh_store_url
 from tests.support.threaded_server import ThreadedUvicorn
 from tracestore.store import open_store
 
