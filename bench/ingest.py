@@ -41,9 +41,11 @@ from opentelemetry.proto.collector.trace.v1.trace_service_pb2 import ExportTrace
 from opentelemetry.proto.common.v1.common_pb2 import AnyValue, KeyValue
 from opentelemetry.proto.trace.v1.trace_pb2 import ResourceSpans, Span
 
-from runtime.loopback_ports import free_port
-from tests.support.clickhouse_server import ClickHouseServer
-from tracestore.store import open_store
+sys.path.insert(0, str(Path(__file__).resolve().parent.parent))  # tests.support, from a checkout
+
+from runtime.loopback_ports import free_port  # noqa: E402
+from tests.support.clickhouse_server import ClickHouseServer  # noqa: E402
+from tracestore.store import open_store  # noqa: E402
 
 SERVICES = [f"service-{i}" for i in range(10)]
 EXPORT = "/opentelemetry.proto.collector.trace.v1.TraceService/Export"
