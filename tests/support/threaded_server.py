@@ -9,7 +9,7 @@ from typing import Any
 import uvicorn
 
 from runtime.loopback_ports import free_port
-from tests.support.polling import eventually
+from tests.support.polling import Gone, eventually
 
 
 class ThreadedUvicorn:
@@ -37,7 +37,14 @@ class ThreadedUvicorn:
                 **config,
             )
         )
-        self.thread = threading.Thread(target=self.server.run, daemon=True)
+        self.exit_code: int | str | None = None
+        self.thread = threading.Thread(target=self._run, daemon=True)
+
+    def _run(self) -> None:
+        try:
+            self.server.run()
+        except SystemExit as exit_:  # uvicorn exits when it cannot bind or start the app
+            self.exit_code = exit_.code
 
     def start(self, timeout: float = 60.0) -> ThreadedUvicorn:
         self.thread.start()
@@ -47,7 +54,9 @@ class ThreadedUvicorn:
 
     def _serving(self) -> bool:
         if not self.thread.is_alive():
-            raise RuntimeError(f"uvicorn on {self.url} stopped before serving (port taken?)")
+            raise Gone(
+                f"uvicorn on {self.url} stopped before serving (exit {self.exit_code}; port taken?)"
+            )
         return self.server.started
 
     def stop(self, timeout: float = 15.0) -> None:
