@@ -18,7 +18,8 @@ from pathlib import Path
 
 import pytest
 
-from tests.support.libfuzzer import ROOT, build, run
+from tests.support import ROOT
+from tests.support.libfuzzer import build, run
 
 HARNESS = ROOT / "tests" / "fuzz" / "http1scan_fuzz.c"
 CORPUS = ROOT / "tests" / "fuzz" / "http1scan_corpus"

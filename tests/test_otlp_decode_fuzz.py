@@ -17,7 +17,8 @@ from pathlib import Path
 
 import pytest
 
-from tests.support.libfuzzer import ROOT, build, run
+from tests.support import ROOT
+from tests.support.libfuzzer import build, run
 
 HARNESS = ROOT / "tests" / "fuzz" / "otlp_decode_fuzz.c"
 CORPUS = ROOT / "tests" / "fuzz" / "otlp_corpus"

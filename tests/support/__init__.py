@@ -3,3 +3,7 @@
 Imported under one name only, ``tests.support.<module>``; test modules never import
 each other.
 """
+
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parent.parent.parent  # the checkout: deploy/, tests/fuzz/, ...

@@ -21,12 +21,12 @@ from opentelemetry.proto.common.v1.common_pb2 import AnyValue, KeyValue
 from collector.service import Collector, CollectorConfig
 from collector.writer import WriterConfig
 from runtime.loopback_ports import free_port
+from tests.support import ROOT
 from tests.support.clickhouse_server import ClickHouseServer
 from tracestore.store import Store
 
 TRACE_EXPORT = "/opentelemetry.proto.collector.trace.v1.TraceService/Export"
 METRICS_EXPORT = "/opentelemetry.proto.collector.metrics.v1.MetricsService/Export"
-ROOT = Path(__file__).resolve().parent.parent
 
 
 def fresh_native_url(server: ClickHouseServer) -> str:

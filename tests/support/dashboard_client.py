@@ -7,7 +7,6 @@ import subprocess
 import sys
 from collections.abc import Iterator
 from contextlib import contextmanager
-from pathlib import Path
 from typing import Any
 
 from starlette.testclient import TestClient
@@ -15,11 +14,10 @@ from starlette.testclient import TestClient
 from dashboard.app import create_app
 from dashboard.context import DashboardContext
 from runtime.loopback_ports import free_port
+from tests.support import ROOT
 from tests.support.polling import alive, eventually, http_ok
 from tests.support.threaded_server import ThreadedUvicorn
 from tracestore.store import Store
-
-ROOT = Path(__file__).resolve().parent.parent.parent
 
 
 @contextmanager

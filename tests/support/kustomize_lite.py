@@ -13,7 +13,9 @@ from typing import Any
 
 import yaml
 
-DEPLOY = Path(__file__).resolve().parent.parent.parent / "deploy"
+from tests.support import ROOT
+
+DEPLOY = ROOT / "deploy"
 SUPPORTED = {"apiVersion", "kind", "resources", "patches", "namespace", "images"}
 CLUSTER_SCOPED = {
     "Namespace",

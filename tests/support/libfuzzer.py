@@ -10,7 +10,7 @@ import sys
 import sysconfig
 from pathlib import Path
 
-ROOT = Path(__file__).resolve().parent.parent.parent
+from tests.support import ROOT
 
 
 def build(out_dir: Path, harness: Path) -> Path:
