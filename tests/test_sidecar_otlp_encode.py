@@ -3,8 +3,8 @@
 from __future__ import annotations
 
 import pytest
-from opentelemetry.proto.collector.metrics.v1.metrics_service_pb2 import ExportMetricsServiceRequest
 from opentelemetry.exporter.otlp.proto.common.trace_encoder import encode_spans
+from opentelemetry.proto.collector.metrics.v1.metrics_service_pb2 import ExportMetricsServiceRequest
 from opentelemetry.sdk.resources import Resource
 from opentelemetry.sdk.trace import ReadableSpan
 from opentelemetry.sdk.util.instrumentation import InstrumentationScope
@@ -190,3 +190,77 @@ def test_red_metrics_request_shape() -> None:
 )
 def test_split_host_port(value: str, expected: tuple | None) -> None:
     assert split_host_port(value, 80) == expected
+
+
+def _reference_metrics(resource: dict[str, str], snapshot: dict, start: int, now: int):
+    """The metrics request built with the protobuf classes (the encoder before it wrote
+    wire bytes itself): the oracle for ``encode_red_metrics``."""
+    from opentelemetry.proto.common.v1.common_pb2 import AnyValue, KeyValue
+    from opentelemetry.proto.common.v1.common_pb2 import InstrumentationScope as Scope
+    from opentelemetry.proto.metrics.v1 import metrics_pb2 as m
+    from opentelemetry.proto.resource.v1.resource_pb2 import Resource as ResourcePb
+
+    from sidecar.red_metrics import DURATION_BUCKETS_S, LABELS, OVERFLOW_KEY
+    from sidecar.resource import SCHEMA_URL
+
+    counts, histograms = [], []
+    for key, (count, total, buckets) in snapshot.items():
+        attrs = (
+            [KeyValue(key="otel.metric.overflow", value=AnyValue(bool_value=True))]
+            if key == OVERFLOW_KEY
+            else [
+                KeyValue(key=f"sidetrace.{n}", value=AnyValue(string_value=v))
+                for n, v in zip(LABELS, key, strict=True)
+            ]
+        )
+        times = {"start_time_unix_nano": start, "time_unix_nano": now}
+        counts.append(m.NumberDataPoint(attributes=attrs, as_int=count, **times))
+        histograms.append(
+            m.HistogramDataPoint(
+                attributes=attrs, count=count, sum=total, bucket_counts=buckets,
+                explicit_bounds=DURATION_BUCKETS_S, **times,
+            )
+        )  # fmt: skip
+    cumulative = m.AGGREGATION_TEMPORALITY_CUMULATIVE
+    metrics = [
+        m.Metric(
+            name="sidetrace.requests", unit="{request}",
+            description="Requests proxied by the sidecar",
+            sum=m.Sum(data_points=counts, aggregation_temporality=cumulative, is_monotonic=True),
+        ),
+        m.Metric(
+            name="sidetrace.request.duration", unit="s",
+            description="Duration of requests proxied by the sidecar",
+            histogram=m.Histogram(data_points=histograms, aggregation_temporality=cumulative),
+        ),
+    ]  # fmt: skip
+    attributes = [KeyValue(key=k, value=AnyValue(string_value=v)) for k, v in resource.items()]
+    return ExportMetricsServiceRequest(
+        resource_metrics=[
+            m.ResourceMetrics(
+                resource=ResourcePb(attributes=attributes),
+                scope_metrics=[
+                    m.ScopeMetrics(
+                        scope=Scope(name=SCOPE_NAME, version=SCOPE_VERSION),
+                        metrics=metrics,
+                        schema_url=SCHEMA_URL,
+                    )
+                ],
+                schema_url=SCHEMA_URL,
+            )
+        ]
+    )
+
+
+def test_red_metrics_bytes_equal_the_protobuf_built_request() -> None:
+    from sidecar.red_metrics import OVERFLOW_KEY
+
+    snapshot = {
+        ("inbound", "GET", "/users/{id}", "2xx", "svc-b"): (3, 0.5, [1, 2] + [0] * 13),
+        ("outbound", "_OTHER", "", "error", ""): (2**40, 1e-9, [0] * 14 + [2**40]),
+        OVERFLOW_KEY: (7, 12.25, [7] + [0] * 14),
+    }
+    resource = {"service.name": "svc", "k8s.pod.name": "pod-ü"}
+    ours = encode_red_metrics(resource, snapshot, 1_700_000_000_000_000_000, 2**63 + 5)
+    expected = _reference_metrics(resource, snapshot, 1_700_000_000_000_000_000, 2**63 + 5)
+    assert ExportMetricsServiceRequest.FromString(ours) == expected
