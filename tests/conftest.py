@@ -8,6 +8,7 @@ from pathlib import Path
 
 import pytest
 
+from tests.support import ROOT
 from tests.support.clickhouse_cluster import cluster  # noqa: F401 - shared fixture
 from tests.support.clickhouse_server import ClickHouseServer
 from tests.support.sidecar_fixtures import redirect, sink, stack  # noqa: F401 - shared fixtures
@@ -15,7 +16,7 @@ from tests.support.store_urls import fresh_store_url
 from tracestore.migrate import migrate
 from tracestore.store import Store, open_store
 
-ARTIFACTS = Path(os.environ.get("SIDETRACE_ARTIFACTS", Path(__file__).parent.parent / "artifacts"))
+ARTIFACTS = Path(os.environ.get("SIDETRACE_ARTIFACTS", ROOT / "artifacts"))
 
 
 @pytest.fixture(scope="session")

@@ -26,6 +26,7 @@ from dashboard.alert_silences import SilenceStore
 from runtime.loopback_ports import free_port
 from sidecar.webhook_certs import make_certs
 from slospec.slo_config import Receiver
+from tests.support import ROOT
 from tests.support import trace_generator as gen
 from tests.support.dashboard_client import dashboard_client
 from tests.support.polling import eventually
@@ -397,7 +398,7 @@ def test_alerter_pages_a_real_alertmanager(
         [sys.executable, "-m", "sidetrace", "alerter", "--clickhouse", url, "--slo", str(slo_file),
          "--interval", "1", "--time-scale", "60", "--external-url", EXTERNAL,
          "--admin-port", str(admin_port)],
-        cwd=Path(__file__).resolve().parent.parent, stdout=log, stderr=subprocess.STDOUT,
+        cwd=ROOT, stdout=log, stderr=subprocess.STDOUT,
     )  # fmt: skip
     seen: list[str] = []
 

@@ -16,6 +16,7 @@ import pytest
 import yaml
 
 from runtime.loopback_ports import free_port
+from tests.support import ROOT
 from tests.support.clickhouse_cluster import CLUSTER, CLUSTER_PROFILE
 from tests.support.clickhouse_server import ClickHouseServer
 from tests.support.polling import eventually
@@ -23,7 +24,7 @@ from tracestore.migrate import Features, Retention, cluster_form, load_migration
 from tracestore.store import open_store
 
 DATABASE = "st_cluster"
-OVERLAY = Path(__file__).parent.parent / "deploy" / "overlays" / "cluster"
+OVERLAY = ROOT / "deploy" / "overlays" / "cluster"
 
 
 def test_overlay_sets_the_profile_the_test_uses() -> None:

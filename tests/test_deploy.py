@@ -18,9 +18,10 @@ import yaml
 from sidecar.inject import PROXY_LABEL
 from sidecar.webhook import webhook_configuration
 from sidetrace.cli import build_parser
+from tests.support import ROOT
 from tests.support.kustomize_lite import DEPLOY, by_key, render
 
-REPO = Path(__file__).parent.parent
+REPO = ROOT
 KUSTOMIZATIONS = sorted(p.parent for p in DEPLOY.rglob("kustomization.yaml"))
 IDS = [str(k.relative_to(DEPLOY)) for k in KUSTOMIZATIONS]
 SIDETRACE_IMAGE = re.compile(r"^sidetrace(:|$)")

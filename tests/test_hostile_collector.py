@@ -53,6 +53,7 @@ from collector.ingest import Ingest
 from collector.spool import DEAD_LETTER_FILE, TRACES, Spool
 from collector.stats import Stats
 from runtime.loopback_ports import free_port
+from tests.support import ROOT
 from tests.support.collector_helpers import (
     METRICS_EXPORT,
     TRACE_EXPORT,
@@ -445,7 +446,7 @@ def _stored_after_stop(url: str, ids: list[str]) -> set[str]:
     )
     out = subprocess.run(
         [sys.executable, "-c", script, url, json.dumps(ids)],
-        cwd=Path(__file__).resolve().parent.parent,
+        cwd=ROOT,
         capture_output=True,
         text=True,
         timeout=120,

@@ -29,13 +29,13 @@ from starlette.routing import Mount, Route
 from dashboard.app import create_app
 from dashboard.body_limit import MAX_BODY_BYTES
 from dashboard.context import DashboardContext
+from tests.support import ROOT
 from tests.support.dashboard_client import dashboard_process
 from tests.support.polling import eventually
 from tests.support.slo_spans import SLO_FILE, insert_spans
 from tracestore.migrate import migrate
 from tracestore.store import open_store
 
-ROOT = Path(__file__).resolve().parent.parent
 USER, PASSWORD = "admin", "s3cret"
 AUTH = (USER, PASSWORD)
 BASIC_AUTH = ("--basic-auth", f"{USER}:{PASSWORD}")  # the dashboard's flag for AUTH

@@ -6,7 +6,6 @@ import copy
 import json
 import subprocess
 import sys
-from pathlib import Path
 
 import kubernetes_validate
 import pytest
@@ -24,8 +23,9 @@ from sidecar.inject import (
 )
 from sidecar.manifest_io import parse, render
 from sidetrace.cli import build_parser
+from tests.support import ROOT
 
-MANIFESTS = Path(__file__).parent / "manifests"
+MANIFESTS = ROOT / "tests" / "manifests"
 FILES = sorted(p.name for p in MANIFESTS.iterdir() if p.suffix in (".yaml", ".json"))
 MODES = {
     "native": InjectOptions(),

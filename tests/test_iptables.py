@@ -21,9 +21,10 @@ from pathlib import Path
 import pytest
 
 from sidecar.iptables_rules import PortSpecError, RedirectConfig, parse_ports, rules
+from tests.support import ROOT
 from tests.support.polling import Gone, eventually
 
-REPO = Path(__file__).parent.parent
+REPO = ROOT
 PROXY_UID = 1337
 
 

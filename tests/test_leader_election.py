@@ -27,6 +27,7 @@ import httpx
 import pytest
 
 from runtime.loopback_ports import free_port
+from tests.support import ROOT
 from tests.support.polling import eventually
 from tests.support.slo_spans import insert_spans
 from tests.support.webhook_receiver import RecordingReceiver
@@ -34,7 +35,6 @@ from tests.support.zookeeper import ZooKeeper
 from tracestore.migrate import migrate
 from tracestore.store import Store, open_store
 
-ROOT = Path(__file__).resolve().parent.parent
 SESSION_S = 4.0
 SLO_FILE = """\
 slos:

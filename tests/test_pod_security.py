@@ -16,6 +16,7 @@ import pytest
 
 from sidecar.inject import INIT_NAME, SIDECAR_NAME, InjectOptions, inject_documents, templates
 from sidecar.manifest_io import parse
+from tests.support import ROOT
 from tests.support.kustomize_lite import DEPLOY, render
 from tests.support.pod_security import (
     container_findings,
@@ -24,7 +25,7 @@ from tests.support.pod_security import (
     pod_findings,
 )
 
-MANIFESTS = Path(__file__).parent / "manifests"
+MANIFESTS = ROOT / "tests" / "manifests"
 KUSTOMIZATIONS = sorted(p.parent for p in DEPLOY.rglob("kustomization.yaml"))
 MODES = {
     "native": InjectOptions(),

@@ -17,6 +17,7 @@ from slospec.slo_config import (
     parse_duration,
     parse_file,
 )
+from tests.support import ROOT
 
 DEMO = str(Path(schemas_init).parent / "examples" / "slo-demo.yaml")
 
@@ -387,7 +388,7 @@ def _alerter_check(url: str, slo_file: str) -> subprocess.CompletedProcess[str]:
         capture_output=True,
         text=True,
         timeout=120,
-        cwd=Path(__file__).resolve().parent.parent,
+        cwd=ROOT,
     )
 
 

@@ -32,13 +32,13 @@ from starlette.testclient import TestClient
 from dashboard.alert_payloads import rfc3339
 from dashboard.alert_rules import fingerprint
 from runtime.loopback_ports import free_port
+from tests.support import ROOT
 from tests.support.polling import eventually, http_ok
 from tests.support.threaded_server import ThreadedUvicorn
 from tests.support.webhook_receiver import RecordingReceiver
 from tracestore.migrate import migrate
 from tracestore.store import Store, open_store
 
-ROOT = Path(__file__).resolve().parent.parent
 SCALE = 60
 EXTERNAL = "http://dashboard.test:16686"
 EXAMPLE_LINK = re.compile(re.escape(EXTERNAL) + r"/trace/[0-9a-f]{32}$")

@@ -5,13 +5,12 @@ from __future__ import annotations
 
 import subprocess
 import sys
-from pathlib import Path
 
 import pytest
 
 from sidetrace.demo.runner import slo_interval
+from tests.support import ROOT
 
-ROOT = Path(__file__).resolve().parent.parent
 PACKAGES = ("sidetrace", "dashboard", "collector", "sidecar", "slospec", "tracestore", "runtime")
 
 

@@ -14,7 +14,8 @@ from pathlib import Path
 
 import pytest
 
-ROOT = Path(__file__).resolve().parent.parent
+from tests.support import ROOT
+
 OUTSIDE_FLOOR = ("collector", "dashboard", "sidecar", "sidetrace", "runtime")
 
 SQL = re.compile(

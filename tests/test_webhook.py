@@ -32,10 +32,11 @@ from sidecar.inject import (
     templates,
 )
 from sidecar.manifest_io import parse
+from tests.support import ROOT
 from tests.support.polling import alive, eventually
 from tests.support.threaded_server import ThreadedUvicorn
 
-MANIFESTS = Path(__file__).parent / "manifests"
+MANIFESTS = ROOT / "tests" / "manifests"
 # The sidecar image as the webhook's own pod shows it (kustomize rewrote the Deployment's).
 OWN_IMAGE = "registry.example.com/platform/sidetrace-sidecar:9.9.9"
 
