@@ -23,9 +23,9 @@ from opentelemetry.proto.common.v1.common_pb2 import AnyValue, KeyValue
 from opentelemetry.proto.metrics.v1.metrics_pb2 import Metric
 
 from collector.writer import without_defaults
-from tests.conftest import fresh_store_url
+from tests.support.otlp_protos import proto_requests
 from tests.support.otlp_wire import NOW, doubles, texts
-from tests.test_otlp_decode_differential import proto_requests
+from tests.support.store_urls import fresh_store_url
 from tracestore import native_columns
 from tracestore.compiled_columns import CompiledTraceColumns, _otlpdecode
 from tracestore.migrate import migrate
