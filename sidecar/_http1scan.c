@@ -8,7 +8,7 @@
  * so this scanner checks the RFC 9112 grammar and proves that no field but the
  * trace context needs rewriting. Any
  * other message makes it return None and the caller takes the full httptools
- * path, which stays the reference behaviour (tests/test_sidecar_fastpath.py
+ * path, which stays the reference behaviour (tests/sidecar/test_sidecar_fastpath.py
  * checks the two agree).
  */
 #define PY_SSIZE_T_CLEAN

@@ -6,7 +6,7 @@ route, status, host), so each encoded key/value is cached and a span is a join
 of byte strings. Metrics are few series, written the same way. Nothing here
 imports protobuf: the exporters send these bytes as they are, and the sidecar's
 resident memory does not carry the protobuf runtime and message classes
-(``tests/test_sidecar_otlp_encode.py`` parses the output with them).
+(``tests/sidecar/test_sidecar_otlp_encode.py`` parses the output with them).
 """
 
 from __future__ import annotations

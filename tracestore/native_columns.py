@@ -13,7 +13,7 @@ lists to cut it into blocks; ``column_chunks`` skips that for the columns the st
 copied for the insert (``own_column``), which the garbage collector does not visit.
 
 The hook is installed only on the driver versions it was checked against
-(``tests/test_native_columns.py`` compares its bytes with the driver's and what a
+(``tests/tracestore/test_native_columns.py`` compares its bytes with the driver's and what a
 real server reads back); on others, or without the extension, the driver writes
 everything itself.
 """

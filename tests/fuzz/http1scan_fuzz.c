@@ -7,7 +7,7 @@
  * extra fields, several sampling bounds), scan_response and one Lane exchange (the
  * input split in a request part and a response part, inbound or outbound, with a queue
  * bound of 0 or 1 so the drop path runs too). Any exception, sanitizer report or crash
- * is a finding. Built and run by tests/test_http1scan_fuzz.py, which sets
+ * is a finding. Built and run by tests/sidecar/test_http1scan_fuzz.py, which sets
  * PYTHONHOME/PYTHONPATH; the seed corpus is tests/fuzz/http1scan_corpus/.
  */
 #define _GNU_SOURCE /* memmem */

@@ -9,7 +9,7 @@
  * column made from the input's bytes (ints of every size, strings that are not all
  * UTF-8, rows of either) with a type the input picks. Any exception other than
  * DecodeError, an encoder result other than bytes or None, any sanitizer report or
- * a crash is a finding. Built and run by tests/test_otlp_decode_fuzz.py, which sets
+ * a crash is a finding. Built and run by tests/tracestore/test_otlp_decode_fuzz.py, which sets
  * PYTHONHOME/PYTHONPATH; the seed corpus is tests/fuzz/otlp_corpus/.
  */
 #include "../../tracestore/_otlpdecode.c"

@@ -29,7 +29,10 @@ from tracestore.otlp_columns import (
     validate_traces,
 )
 
-pytestmark = pytest.mark.skipif(_otlpdecode is None, reason="tracestore._otlpdecode not built")
+pytestmark = [
+    pytest.mark.skipif(_otlpdecode is None, reason="tracestore._otlpdecode not built"),
+    pytest.mark.slow,  # hundreds of generated requests per property: CI runs them, -m unit not
+]
 
 PROPERTY = settings(
     max_examples=300,

@@ -1,11 +1,12 @@
-"""A short libFuzzer run of the compiled span decoder under ASan and UBSan.
+"""A short libFuzzer run of the sidecar's C scanner and Lane under ASan and UBSan.
 
-``tests/fuzz/otlp_decode_fuzz.c`` compiles ``tracestore/_otlpdecode.c`` into a
-libFuzzer binary that embeds this Python (see its comment). The run starts from
-the seed corpus in ``tests/fuzz/otlp_corpus/`` and must end with no crash, no
-sanitizer report and no exception other than DecodeError. Longer runs:
+``tests/fuzz/http1scan_fuzz.c`` compiles ``sidecar/_http1scan.c`` into a libFuzzer
+binary that embeds this Python (see its comment): every input goes through the
+request scanner, ``request_head``, the response scanner and one Lane exchange. The
+run starts from the seed corpus in ``tests/fuzz/http1scan_corpus/`` and must end
+with no crash, no sanitizer report and no exception. Longer runs:
 
-    python -m tests.test_otlp_decode_fuzz SECONDS
+    python -m tests.sidecar.test_http1scan_fuzz SECONDS
 """
 
 from __future__ import annotations
@@ -20,13 +21,14 @@ import pytest
 from tests.support import ROOT
 from tests.support.libfuzzer import build, run
 
-HARNESS = ROOT / "tests" / "fuzz" / "otlp_decode_fuzz.c"
-CORPUS = ROOT / "tests" / "fuzz" / "otlp_corpus"
+HARNESS = ROOT / "tests" / "fuzz" / "http1scan_fuzz.c"
+CORPUS = ROOT / "tests" / "fuzz" / "http1scan_corpus"
 QUICK_RUNS = 20_000
 
 
+@pytest.mark.processes  # clang, then the fuzzer binary
 @pytest.mark.skipif(shutil.which("clang") is None, reason="clang (scripts/test.sh installs it)")
-def test_fuzzing_the_decoder_finds_nothing(tmp_path):
+def test_fuzzing_the_scanner_and_lane_finds_nothing(tmp_path):
     (tmp_path / "new").mkdir()
     binary = build(tmp_path, HARNESS)
     result = run(binary, tmp_path, f"-runs={QUICK_RUNS}", "-seed=1", corpus=CORPUS)
