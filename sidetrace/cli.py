@@ -13,13 +13,18 @@ the variable, exit 2.
 from __future__ import annotations
 
 import argparse
-import importlib
 import logging
 import os
 import sys
 from collections.abc import Callable, Sequence
 from importlib.metadata import PackageNotFoundError, version
 
+from collector import command as collector_command
+from dashboard import alerter_command
+from dashboard import command as dashboard_command
+from sidecar import command as sidecar_command
+from sidecar import inject_command, webhook_command
+from sidetrace import demo_command, migrate_command
 from tracestore.store import StoreError
 
 # Flags that mean the same thing in every command that has them: one variable for all.
@@ -96,43 +101,22 @@ def package_version() -> str:
         return "unknown"
 
 
+# Each component's command module: its flags and defaults, nothing heavy at import (its
+# ``run`` imports the rest), so every image, the slim sidecar one included, has them all.
 COMMAND_MODULES = (
-    "sidetrace.migrate_command",
-    "collector.command",
-    "sidecar.command",
-    "sidecar.inject_command",
-    "sidecar.webhook_command",
-    "dashboard.command",
-    "dashboard.alerter_command",
-    "sidetrace.demo_command",
-)
-OWN_PACKAGES = frozenset(
-    {
-        "sidetrace",
-        "collector",
-        "sidecar",
-        "dashboard",
-        "tracestore",
-        "runtime",
-        "slospec",
-        "schemas",
-    }
+    migrate_command,
+    collector_command,
+    sidecar_command,
+    inject_command,
+    webhook_command,
+    dashboard_command,
+    alerter_command,
+    demo_command,
 )
 
 
 def register_commands(subparsers: argparse._SubParsersAction) -> None:
-    """Every component's subcommand (imported here so the CLI module stays importable alone).
-
-    A role's slim install (the sidecar image) lacks other roles' libraries: a command
-    whose third-party import is missing is left out; a missing module of our own is a bug.
-    """
-    for name in COMMAND_MODULES:
-        try:
-            module = importlib.import_module(name)
-        except ModuleNotFoundError as exc:
-            if (exc.name or "").split(".")[0] in OWN_PACKAGES:
-                raise
-            continue
+    for module in COMMAND_MODULES:
         module.register(subparsers)
 
 

@@ -87,3 +87,24 @@ def test_environment_sets_a_flag():
         assert build_parser().parse_args(["dashboard"]).port == 17000
     finally:
         del os.environ["SIDETRACE_DASHBOARD_PORT"]
+
+
+def test_the_parser_imports_only_what_the_slim_sidecar_image_has():
+    """Every command is registered in every image: building the parser (as ``sidetrace
+    sidecar`` does before it starts) may import only the standard library, our packages
+    and ruamel.yaml, which deploy/sidecar-requirements.in installs for the init container."""
+    probe = (
+        "import sys\n"
+        "from sidetrace.cli import build_parser\n"
+        "build_parser()\n"
+        "print(' '.join(sorted({m.split('.')[0] for m in sys.modules}"
+        " - set(sys.stdlib_module_names))))\n"
+    )
+    done = subprocess.run(
+        [sys.executable, "-c", probe], capture_output=True, text=True, timeout=60, check=True
+    )
+    ours = {"collector", "dashboard", "runtime", "sidecar", "sidetrace", "slospec", "tracestore"}
+    third_party = {
+        m for m in done.stdout.split() if m not in ours and not m.startswith(("_", "__"))
+    }
+    assert third_party <= {"ruamel"}, third_party
