@@ -1352,17 +1352,30 @@ static int put_int(Buf *b, PyObject *item, int code) {
     return put_uint(b, (uint64_t)v, width) < 0 ? -1 : 1;
 }
 
+#define LC_SEEN 256 /* the last key index of recently seen str objects, by address */
+
 static int put_lc_strings(Buf *b, PyObject **items, Py_ssize_t n) {
     if (n == 0) return 1; /* the driver writes nothing for no items */
     PyObject *index = PyDict_New();
     PyObject *keys = PyList_New(0);
     uint64_t *rows = PyMem_Malloc(sizeof(uint64_t) * (size_t)n);
+    /* The decoder shares one str per repeated key, so most lookups are by address; the
+     * items are borrowed and alive throughout, so an address cannot change meaning. */
+    struct {
+        PyObject *str;
+        uint64_t key;
+    } seen[LC_SEEN] = {{0}};
     int r = -1;
     if (!index || !keys || !rows) {
         if (!rows) PyErr_NoMemory();
         goto done;
     }
     for (Py_ssize_t i = 0; i < n; i++) {
+        size_t slot = ((uintptr_t)items[i] >> 4) & (LC_SEEN - 1);
+        if (seen[slot].str == items[i]) {
+            rows[i] = seen[slot].key;
+            continue;
+        }
         if (!PyUnicode_CheckExact(items[i])) {
             r = 0;
             goto done;
@@ -1370,16 +1383,19 @@ static int put_lc_strings(Buf *b, PyObject **items, Py_ssize_t n) {
         PyObject *at = PyDict_GetItemWithError(index, items[i]);
         if (at) {
             rows[i] = (uint64_t)PyLong_AsUnsignedLongLong(at);
-            continue;
+        } else {
+            if (PyErr_Occurred()) goto done;
+            Py_ssize_t k = PyList_GET_SIZE(keys);
+            PyObject *key = PyLong_FromSsize_t(k);
+            if (!key) goto done;
+            int bad =
+                PyDict_SetItem(index, items[i], key) < 0 || PyList_Append(keys, items[i]) < 0;
+            Py_DECREF(key);
+            if (bad) goto done;
+            rows[i] = (uint64_t)k;
         }
-        if (PyErr_Occurred()) goto done;
-        Py_ssize_t k = PyList_GET_SIZE(keys);
-        PyObject *key = PyLong_FromSsize_t(k);
-        if (!key) goto done;
-        int bad = PyDict_SetItem(index, items[i], key) < 0 || PyList_Append(keys, items[i]) < 0;
-        Py_DECREF(key);
-        if (bad) goto done;
-        rows[i] = (uint64_t)k;
+        seen[slot].str = items[i];
+        seen[slot].key = rows[i];
     }
     Py_ssize_t nkeys = PyList_GET_SIZE(keys);
     uint64_t key_type = nkeys < 256 ? 0 : nkeys < 65536 ? 1 : (uint64_t)nkeys < (1ULL << 32) ? 2 : 3;
