@@ -28,8 +28,14 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     p.add_argument(
         "--admin-port", type=int, default=SidecarConfig.admin_port, help="healthz, readyz, metrics"
     )
-    p.add_argument("--bind", default="0.0.0.0", help="address of the inbound and admin listeners")
-    p.add_argument("--outbound-bind", default="127.0.0.1", help="address of the outbound listener")
+    p.add_argument(
+        "--bind", default=SidecarConfig.bind, help="address of the inbound and admin listeners"
+    )
+    p.add_argument(
+        "--outbound-bind",
+        default=SidecarConfig.outbound_bind,
+        help="address of the outbound listener",
+    )
     p.add_argument(
         "--collector",
         default=None,
@@ -53,23 +59,82 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     p.add_argument("--pod-name", default=None, help="k8s.pod.name (Downward API)")
     p.add_argument("--pod-namespace", default=None, help="k8s.namespace.name (Downward API)")
     p.add_argument("--node-name", default=None, help="k8s.node.name (Downward API)")
-    p.add_argument("--grpc-ports", type=_ports, default=frozenset(), help="app ports speaking gRPC")
-    p.add_argument("--opaque-ports", type=_ports, default=frozenset(), help="ports piped as TCP")
+    p.add_argument(
+        "--grpc-ports",
+        type=_ports,
+        default=SidecarConfig.grpc_ports,
+        help="app ports speaking gRPC",
+    )
+    p.add_argument(
+        "--opaque-ports", type=_ports, default=SidecarConfig.opaque_ports, help="ports piped as TCP"
+    )
     p.add_argument("--no-grpc-detect", action="store_true", help="HTTP/2 preface is not gRPC")
-    p.add_argument("--sampling-ratio", type=float, default=1.0, help="ratio for new traces")
+    p.add_argument(
+        "--sampling-ratio",
+        type=float,
+        default=SidecarConfig.sampling_ratio,
+        help="ratio for new traces",
+    )
     p.add_argument("--b3-emit", action="store_true", help="also emit a single b3 header")
     p.add_argument("--trace-probes", action="store_true", help="trace kube-probe/ requests")
     p.add_argument("--route", action="append", default=[], help="http.route template, repeatable")
-    p.add_argument("--max-header-bytes", type=int, default=64 * 1024, help="larger heads get 431")
-    p.add_argument("--header-timeout", type=float, default=10.0, help="seconds to send a head")
-    p.add_argument("--idle-timeout", type=float, default=300.0, help="seconds without traffic")
-    p.add_argument("--connect-timeout", type=float, default=5.0, help="upstream connect, seconds")
-    p.add_argument("--detect-timeout", type=float, default=0.2, help="protocol sniffing, seconds")
-    p.add_argument("--max-connections", type=int, default=4096, help="concurrent connections")
-    p.add_argument("--drain-grace", type=float, default=20.0, help="seconds to drain on SIGTERM")
-    p.add_argument("--metrics-interval", type=float, default=15.0, help="OTLP metrics, seconds")
-    p.add_argument("--export-timeout", type=float, default=10.0, help="OTLP export, seconds")
-    p.add_argument("--max-queue", type=int, default=65536, help="telemetry records queued")
+    p.add_argument(
+        "--max-header-bytes",
+        type=int,
+        default=SidecarConfig.max_header_bytes,
+        help="larger heads get 431",
+    )
+    p.add_argument(
+        "--header-timeout",
+        type=float,
+        default=SidecarConfig.header_timeout_s,
+        help="seconds to send a head",
+    )
+    p.add_argument(
+        "--idle-timeout",
+        type=float,
+        default=SidecarConfig.idle_timeout_s,
+        help="seconds without traffic",
+    )
+    p.add_argument(
+        "--connect-timeout",
+        type=float,
+        default=SidecarConfig.connect_timeout_s,
+        help="upstream connect, seconds",
+    )
+    p.add_argument(
+        "--detect-timeout",
+        type=float,
+        default=SidecarConfig.detect_timeout_s,
+        help="protocol sniffing, seconds",
+    )
+    p.add_argument(
+        "--max-connections",
+        type=int,
+        default=SidecarConfig.max_connections,
+        help="concurrent connections",
+    )
+    p.add_argument(
+        "--drain-grace",
+        type=float,
+        default=SidecarConfig.drain_grace_s,
+        help="seconds to drain on SIGTERM",
+    )
+    p.add_argument(
+        "--metrics-interval",
+        type=float,
+        default=SidecarConfig.metric_export_interval_s,
+        help="OTLP metrics, seconds",
+    )
+    p.add_argument(
+        "--export-timeout",
+        type=float,
+        default=SidecarConfig.export_timeout_s,
+        help="OTLP export, seconds",
+    )
+    p.add_argument(
+        "--max-queue", type=int, default=SidecarConfig.max_queue, help="telemetry records queued"
+    )
     p.set_defaults(handler=run)
 
 
