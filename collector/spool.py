@@ -197,9 +197,12 @@ class Spool:
                     f"{self.pending_bytes} bytes not yet written (limit {self.max_bytes})"
                 )
             if self._end - self._segment_start >= self.segment_bytes:
-                os.fsync(self._fd)
-                os.close(self._fd)
-                self._open_segment(self._end)
+                # Under the sync lock: no append's fsync may meet this descriptor closed
+                # (or reused); the rotation's fsync covers every write before it.
+                with self._sync_lock:
+                    os.fsync(self._fd)
+                    os.close(self._fd)
+                    self._open_segment(self._end)
             os.write(self._fd, header + payload)
             self._end += len(header) + len(payload)
             end = self._end
@@ -214,13 +217,10 @@ class Spool:
         if self.fsync == "interval" and time.monotonic() - self._last_sync < self.fsync_interval:
             return
         with self._sync_lock:  # group commit: one fsync covers every write before it
-            if self._synced >= end:
+            if self._synced >= end:  # also when the segment rotated: its close fsynced it
                 return
-            target = self._end
-            try:
-                os.fsync(fd)
-            except OSError:
-                os.fsync(self._fd)  # the segment rotated (and was fsynced) meanwhile
+            target = self._end  # no rotation can come while we hold the lock
+            os.fsync(fd)
             self._synced = max(self._synced, target)
             self._last_sync = time.monotonic()
 
@@ -312,12 +312,13 @@ class Spool:
             self._path(start).unlink(missing_ok=True)
 
     def close(self) -> None:
-        with self._lock:
+        with self._lock, self._sync_lock:
             if self._fd >= 0:
                 if self.fsync != "never":
                     os.fsync(self._fd)
                 os.close(self._fd)
                 self._fd = -1
+                self._synced = self._end
             if self._reader is not None:
                 self._reader[1].close()
                 self._reader = None
