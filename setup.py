@@ -16,6 +16,8 @@ setup(
             depends=["sidecar/lane_record.h"],
             extra_compile_args=["-O2"],
         ),
-        Extension("tracestore._otlpdecode", ["tracestore/_otlpdecode.c"], extra_compile_args=["-O2"]),
+        Extension(
+            "tracestore._otlpdecode", ["tracestore/_otlpdecode.c"], extra_compile_args=["-O2"]
+        ),
     ]
 )
