@@ -1,4 +1,4 @@
-"""The compiled parts of the sidecar's hot path (everything else is in pyproject.toml)."""
+"""The compiled parts: the sidecar's hot path and the span decoder (the rest: pyproject)."""
 
 from setuptools import Extension, setup
 

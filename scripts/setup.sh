@@ -29,7 +29,7 @@ setup_venv() {
     # Reinstall when the packaging, the lock or the C sources changed (they are compiled then).
     if [ ! -f "$stamp" ] || [ -n "$(find pyproject.toml setup.py requirements.lock sidecar tracestore \
             -maxdepth 1 -newer "$stamp" \( -name '*.toml' -o -name setup.py -o -name '*.lock' \
-            -o -name '*.c' \) -print -quit)" ]; then
+            -o -name '*.c' -o -name '*.h' \) -print -quit)" ]; then
         .venv/bin/python -m pip install -q --upgrade pip >/dev/null
         local lock=()
         [ -f requirements.lock ] && lock=(--constraint requirements.lock)
