@@ -11,7 +11,9 @@ Prints ``protocol``, ``idle_rss_mb`` (before any traffic), ``records_queued`` an
 ``full_queue_rss_mb``, the last line. ``--protocol grpc`` exports over OTLP/gRPC
 (the default of ``sidetrace sidecar``), else OTLP/HTTP.
 
-    python bench/sidecar_memory.py [--protocol http/protobuf|grpc]
+    python bench/sidecar_memory.py [--quick] [--protocol http/protobuf|grpc]
+
+``--quick`` fills a queue of 4,096 records instead (the same code path).
 """
 
 from __future__ import annotations
@@ -62,7 +64,9 @@ def vm_kb(pid: int, key: str) -> float:
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--protocol", default="http/protobuf", choices=("http/protobuf", "grpc"))
+    parser.add_argument("--quick", action="store_true", help="a queue of 4,096 records")
     args = parser.parse_args()
+    queue = 4096 if args.quick else QUEUE
     workdir = Path(tempfile.mkdtemp(prefix="sidetrace-bench-memory-"))
     app_port = free_port()
     listener, held = silent_collector()
@@ -71,7 +75,7 @@ def main() -> None:
     sidecar = SidecarProcess(
         app_port,
         "--collector", f"127.0.0.1:{port}" if args.protocol == "grpc" else f"http://127.0.0.1:{port}",
-        "--sampling-ratio", "1.0", "--export-timeout", "600", "--max-queue", str(QUEUE),
+        "--sampling-ratio", "1.0", "--export-timeout", "600", "--max-queue", str(queue),
     )  # fmt: skip
     sidecar.env["OTEL_EXPORTER_OTLP_PROTOCOL"] = args.protocol
     try:
@@ -99,7 +103,7 @@ def main() -> None:
         shutil.rmtree(workdir, ignore_errors=True)
     print(f"protocol={args.protocol}")
     print(f"idle_rss_mb={idle:.1f}")
-    print(f"records_queued={QUEUE}")
+    print(f"records_queued={queue}")
     print(f"full_queue_rss_mb={full:.1f}")
 
 
