@@ -339,6 +339,7 @@
         end: String(box.dataset.end * 1000), quantiles: "p50,p90,p95,p99" });
       if (opSelect.value) q.set("operation", opSelect.value);
       const range = new URLSearchParams({ service: box.dataset.service, start: q.get("start"), end: q.get("end") });
+      box.dataset.loaded = "0";  // until this load has drawn (another operation's, say)
       say("Loading charts…");
       try {
         const [resp, deploys, slos] = await Promise.all([
