@@ -13,35 +13,21 @@ from __future__ import annotations
 
 import shutil
 import sys
-import tempfile
-from pathlib import Path
 
 import pytest
 
 from tests.support import ROOT
-from tests.support.libfuzzer import build, run
+from tests.support.libfuzzer import assert_quick_run_finds_nothing, long_run
 
 HARNESS = ROOT / "tests" / "fuzz" / "http1scan_fuzz.c"
 CORPUS = ROOT / "tests" / "fuzz" / "http1scan_corpus"
-QUICK_RUNS = 20_000
 
 
 @pytest.mark.processes  # clang, then the fuzzer binary
 @pytest.mark.skipif(shutil.which("clang") is None, reason="clang (scripts/test.sh installs it)")
 def test_fuzzing_the_scanner_and_lane_finds_nothing(tmp_path):
-    (tmp_path / "new").mkdir()
-    binary = build(tmp_path, HARNESS)
-    result = run(binary, tmp_path, f"-runs={QUICK_RUNS}", "-seed=1", corpus=CORPUS)
-    findings = [p.name for p in tmp_path.iterdir() if p.name.startswith(("crash-", "leak-"))]
-    assert result.returncode == 0 and not findings, result.stderr[-4000:]
-    assert f"Done {QUICK_RUNS} runs" in result.stderr
+    assert_quick_run_finds_nothing(HARNESS, CORPUS, tmp_path)
 
 
 if __name__ == "__main__":
-    seconds = int(sys.argv[1]) if len(sys.argv) > 1 else 60
-    with tempfile.TemporaryDirectory() as tmp:
-        work = Path(tmp)
-        (work / "new").mkdir()
-        outcome = run(build(work, HARNESS), work, f"-max_total_time={seconds}", corpus=CORPUS)
-        print(outcome.stderr[-2000:])
-        raise SystemExit(outcome.returncode)
+    raise SystemExit(long_run(HARNESS, CORPUS, sys.argv))

@@ -8,6 +8,7 @@ import site
 import subprocess
 import sys
 import sysconfig
+import tempfile
 from pathlib import Path
 
 from tests.support import ROOT
@@ -45,3 +46,26 @@ def run(binary: Path, work: Path, *limits: str, corpus: Path) -> subprocess.Comp
         capture_output=True,
         text=True,
     )
+
+
+QUICK_RUNS = 20_000  # what CI fuzzes of each harness
+
+
+def assert_quick_run_finds_nothing(harness: Path, corpus: Path, work: Path) -> None:
+    """CI's run: ``QUICK_RUNS`` inputs from the corpus, then no crash, leak or report."""
+    (work / "new").mkdir()
+    result = run(build(work, harness), work, f"-runs={QUICK_RUNS}", "-seed=1", corpus=corpus)
+    findings = [p.name for p in work.iterdir() if p.name.startswith(("crash-", "leak-"))]
+    assert result.returncode == 0 and not findings, result.stderr[-4000:]
+    assert f"Done {QUICK_RUNS} runs" in result.stderr
+
+
+def long_run(harness: Path, corpus: Path, argv: list[str]) -> int:
+    """``python -m tests.<module> SECONDS``: fuzz for that long (60 s by default)."""
+    seconds = int(argv[1]) if len(argv) > 1 else 60
+    with tempfile.TemporaryDirectory() as tmp:
+        work = Path(tmp)
+        (work / "new").mkdir()
+        outcome = run(build(work, harness), work, f"-max_total_time={seconds}", corpus=corpus)
+        print(outcome.stderr[-2000:])
+        return outcome.returncode
