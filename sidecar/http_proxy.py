@@ -4,10 +4,11 @@ socket, sharing its listener's ``ListenerContext`` (``sidecar.listener``).
 A connection first detects its protocol (HTTP/1.x, the HTTP/2 preface, or
 anything else), unless its port is declared. HTTP requests are parsed with
 httptools and streamed upstream as they arrive (no body is buffered whole);
-responses stream back the same way. Each exchange records one compact
-``Record`` for the telemetry thread. Non-HTTP traffic, ``CONNECT`` (outbound
-only) and ``Upgrade`` become byte tunnels; anything an HTTP server might read as a
-request (any method token, empty lines first) is parsed, never piped raw.
+responses stream back the same way. Each exchange queues one compact record for the
+telemetry thread, the shape a lane queues (``sidecar.telemetry_record``). Non-HTTP
+traffic, ``CONNECT`` (outbound only) and ``Upgrade`` become byte tunnels; anything an
+HTTP server might read as a request (any method token, empty lines first) is parsed,
+never piped raw.
 
 Framing is never left ambiguous between the sidecar and the next hop: a
 ``Connection`` option naming Content-Length, Transfer-Encoding or Host, or two Host
@@ -51,7 +52,16 @@ from sidecar.original_dst import original_destination
 from sidecar.outbound_routing import outbound_route
 from sidecar.propagation import SpanStart, span_start
 from sidecar.protocol_detect import H2_PREFACE, is_http_request
-from sidecar.telemetry_record import CLIENT, SERVER, TCP, Record, http_record
+from sidecar.telemetry_record import (
+    CLIENT,
+    LANE_RECORDS,
+    SERVER,
+    TCP,
+    ExchangeFields,
+    Record,
+    lane_packed,
+    shared_fields,
+)
 from sidecar.upstream import Address, OwnListenerError, UpstreamConnection
 
 if TYPE_CHECKING:
@@ -100,6 +110,8 @@ class DownstreamConnection(asyncio.Protocol):
         # Paired with an upstream connection, simple exchanges go through C alone.
         self.lane: Lane | None = None
         self.lane_conn: UpstreamConnection | None = None
+        # The fields of the last exchange recorded, shared by the next ones while they repeat.
+        self.record_fields: ExchangeFields | None = None
 
     # -- connection lifecycle ---------------------------------------------------
     def connection_made(self, transport: asyncio.BaseTransport) -> None:
@@ -884,12 +896,16 @@ class DownstreamConnection(asyncio.Protocol):
         span = ex.span
         if not ex.traced or not ex.start_ns or span is None:
             return
-        # Building its Record is left to the telemetry thread. Of the exchange's fields
-        # only ``start_ns`` changes later (zeroed so it is not recorded twice): pass it.
-        ctx.telemetry.submit(
-            (EXCHANGE_RECORDS, ex, ctx.kind, self.client, ex.start_ns, time.time_ns()),
-            span.sampled,
-        )
+        # What a lane queues: the queue keeps no Exchange (its headers, its head) alive.
+        fields = self.record_fields = shared_fields(self.record_fields, (
+            ctx.kind, self.client, ex.address, ex.method.encode("latin-1"), ex.target,
+            ex.host, ex.user_agent, ex.peer, ex.status, ex.error, ex.version,
+        ))  # fmt: skip
+        packed = lane_packed(
+            span.trace_id, span.span_id, span.parent_id, span.sampled, ex.start_ns,
+            time.time_ns(),
+        )  # fmt: skip
+        ctx.telemetry.submit((LANE_RECORDS, fields, packed), span.sampled)
 
     def _record_tcp(self, address: Address, start_ns: int, error: str, bytes_out: int) -> None:
         ctx = self.ctx
@@ -919,34 +935,3 @@ class DownstreamConnection(asyncio.Protocol):
                 bytes_out,
             )
         )
-
-
-class ExchangeRecords:
-    """The telemetry of finished HTTP exchanges (a ``RecordSource``; telemetry thread)."""
-
-    def digest(
-        self, ex: Exchange, kind: int, client: Address, start_ns: int, end_ns: int
-    ) -> tuple[tuple, str, str, str, int, int]:
-        span = ex.span
-        assert span is not None
-        # Every exchange field ``record`` reads, except the ids and times.
-        signature = (
-            self, kind, ex.method, ex.target, ex.status, ex.host, ex.address, ex.version,
-            ex.user_agent, ex.error, ex.peer, client,
-        )  # fmt: skip
-        trace_id = span.trace_id if span.sampled else ""
-        return signature, trace_id, span.span_id, span.parent_id, start_ns, end_ns
-
-    def record(
-        self, ex: Exchange, kind: int, client: Address, start_ns: int, end_ns: int
-    ) -> Record:
-        span = ex.span
-        assert span is not None
-        return http_record(
-            kind, span.trace_id if span.sampled else "", span.span_id, span.parent_id,
-            start_ns, end_ns, ex.method, ex.target, ex.status, ex.host, ex.address,
-            ex.version, ex.user_agent, ex.error, ex.peer, client,
-        )  # fmt: skip
-
-
-EXCHANGE_RECORDS = ExchangeRecords()

@@ -17,6 +17,7 @@ import os
 import threading
 import time
 from collections.abc import Callable, Hashable, Sized
+from typing import cast
 
 from sidecar._otlpspan import span_from_packed, span_with_ids
 from sidecar.cardinality import peer_limiters
@@ -36,7 +37,7 @@ from sidecar.telemetry_record import (
 )
 
 log = logging.getLogger(__name__)
-Deferred = tuple  # (source: telemetry_record.RecordSource, *args)
+Packed = tuple  # (LANE_RECORDS, fields, packed): an HTTP exchange (telemetry_record)
 _DIRECTION = {SERVER: "inbound"}
 _SUMMARY_CACHE_LIMIT = 20_000
 _CHUNK = 64  # records between yields to the event loop (~0.2 ms of work here)
@@ -69,7 +70,7 @@ class Telemetry:
         self._metric_exporter = metric_exporter
         self._routes = routes
         self._summaries: dict[Hashable, tuple[RedKey, bytes]] = {}
-        self._queue: collections.deque[Record | Deferred] = collections.deque()
+        self._queue: collections.deque[Record | Packed] = collections.deque()
         self._max_queue = max_queue
         self._batch_size = batch_size
         self._interval_s = interval_s
@@ -82,12 +83,11 @@ class Telemetry:
     def start(self) -> None:
         self._thread.start()
 
-    def submit(self, item: Record | Deferred, sampled: bool = False) -> None:
+    def submit(self, item: Record | Packed, sampled: bool = False) -> None:
         """Hot path: enqueue or count a drop. Safe from any thread.
 
-        ``item`` is a ``Record`` or ``(source, *args)`` for a ``RecordSource`` that makes
-        one later, on the telemetry thread; for those, ``sampled`` says whether a span
-        would be lost with it.
+        ``item`` is a ``Record`` or an HTTP exchange's ``(LANE_RECORDS, fields, packed)``;
+        for those, ``sampled`` says whether a span would be lost with it.
         """
         if len(self._queue) < self._max_queue:
             self._queue.append(item)
@@ -96,9 +96,10 @@ class Telemetry:
         if item.trace_id if type(item) is Record else sampled:
             self.counters.spans_dropped_total += 1
 
-    def queue_handles(self) -> tuple[Callable[[Deferred], None], Sized, int]:
+    def queue_handles(self) -> tuple[Callable[[Packed], None], Sized, int]:
         """The queue's ``append``, the queue and its bound, for C code that enqueues
-        ``(source, *args)`` items as ``submit`` does (and counts its own drops)."""
+        ``(LANE_RECORDS, fields, packed)`` items as ``submit`` does (and counts its own
+        drops)."""
         return self._queue.append, self._queue, self._max_queue
 
     def stop(self, timeout: float = 10.0) -> None:
@@ -112,7 +113,7 @@ class Telemetry:
     def _run(self) -> None:
         while True:
             stopping = self._stop.is_set()
-            batch: list[Record | Deferred] = []
+            batch: list[Record | Packed] = []
             popleft = self._queue.popleft
             try:
                 while len(batch) < self._batch_size:
@@ -132,7 +133,7 @@ class Telemetry:
             if len(self._queue) < self._batch_size and not stopping:
                 self._stop.wait(self._interval_s)
 
-    def _process(self, batch: list[Record | Deferred]) -> None:
+    def _process(self, batch: list[Record | Packed]) -> None:
         spans: list[bytes] = []
         for first in range(0, len(batch), _CHUNK):
             self._observe(batch[first : first + _CHUNK], spans)
@@ -154,7 +155,7 @@ class Telemetry:
             else:
                 self.failures.record(failure.reason, failure.explanation, len(spans))
 
-    def _observe(self, records: list[Record | Deferred], spans: list[bytes]) -> None:
+    def _observe(self, records: list[Record | Packed], spans: list[bytes]) -> None:
         """RED metrics of ``records``; their encoded spans, if sampled, onto ``spans``."""
         summaries = self._summaries
         observations: list[tuple[RedKey, float]] = []
@@ -164,7 +165,7 @@ class Telemetry:
         for item in records:
             # Records differing only in ids and times share their metric key and
             # their encoded span body: work those out once per distinct signature.
-            if item[0] is lane:  # most of the traffic: read in place, not via digest
+            if item[0] is lane:  # every HTTP exchange: read in place, not via digest
                 signature, packed = item[1], item[2]
                 start_ns, end_ns, flags = times(packed, times_at)
                 summary = summaries.get(signature)
@@ -174,17 +175,12 @@ class Telemetry:
                 if flags & LANE_SAMPLED:
                     add_span(span_from_packed(packed, summary[1]))
                 continue
-            if isinstance(item, Record):  # (not ``type(item) is``: mypy narrows this)
-                signature = (item[0], item[1], item[5], *item[8:])
-                trace_id, span_id, parent_id = item[2:5]
-                start_ns, end_ns = item[6:8]
-            else:
-                signature, trace_id, span_id, parent_id, start_ns, end_ns = item[0].digest(
-                    *item[1:]
-                )
+            rec = cast(Record, item)  # gRPC or TCP
+            signature = (rec[0], rec[1], rec[5], *rec[8:])
+            trace_id, span_id, parent_id = rec[2:5]
+            start_ns, end_ns = rec[6:8]
             summary = summaries.get(signature)
             if summary is None:
-                rec = item if isinstance(item, Record) else item[0].record(*item[1:])
                 summary = self._summarize(rec, signature)
             observe((summary[0], (end_ns - start_ns) / 1e9))
             if trace_id:

@@ -1,20 +1,22 @@
 """The records the proxy hands to telemetry for each request or connection.
 
-Three shapes reach the queue: a ``Record`` (gRPC, TCP), a ``(source, *args)`` item
-a ``RecordSource`` turns into one later (the httptools path), and the lane's
-``(LANE_RECORDS, fields, packed)``: a ``LaneFields`` struct sequence shared by
-consecutive records while its values repeat, and one 49-byte ``bytes`` with the
-ids and times (``LANE_PACKED``), about 160 bytes a record instead of ~500 for a
-tuple of Python fields. The C modules name that contract and it is checked here,
-at import: a field added, removed or moved on one side stops the sidecar at start
-instead of corrupting RED keys.
+Two shapes reach the queue: a ``Record`` (gRPC, TCP) and, for every HTTP exchange,
+``(LANE_RECORDS, fields, packed)``: ``fields`` the exchange's fields but its ids and
+times, shared by consecutive records while its values repeat, and one 49-byte
+``bytes`` with the ids and times (``LANE_PACKED``), about 160 bytes a record instead
+of ~500 for a tuple of Python fields (and ~2 kB for an exchange kept whole with its
+headers). A lane queues them from C with a ``LaneFields`` struct sequence; the
+httptools path packs the same bytes here with an ``ExchangeFields``, which adds the
+HTTP version (a lane only carries HTTP/1.1). The C modules name that contract and it
+is checked here, at import: a field added, removed or moved on one side stops the
+sidecar at start instead of corrupting RED keys.
 """
 
 from __future__ import annotations
 
 import struct
 from collections.abc import Hashable
-from typing import Any, NamedTuple, Protocol
+from typing import Any, NamedTuple
 
 from sidecar import _http1scan, _otlpspan
 
@@ -22,11 +24,27 @@ HTTP, GRPC, TCP = 1, 2, 3
 SERVER, CLIENT = 2, 3  # OTLP span kinds
 Address = tuple[str, int]
 
-# The lane record contract (sidecar/_http1scan.c, sidecar/lane_record.h).
-LANE_FIELDS = (
-    "kind", "client", "address", "method", "target", "host", "user_agent", "peer", "status",
-    "error",
-)  # fmt: skip
+
+class ExchangeFields(NamedTuple):
+    """The fields of an exchange the httptools path carried, but its ids and times: a
+    lane's ``LaneFields`` and the HTTP version."""
+
+    kind: int
+    client: Address
+    address: Address
+    method: bytes
+    target: bytes
+    host: bytes
+    user_agent: bytes
+    peer: str
+    status: int
+    error: str
+    version: str
+
+
+# The lane record contract (sidecar/_http1scan.c, sidecar/lane_record.h): a LaneFields
+# has the fields of an ExchangeFields but the version, in the same order.
+LANE_FIELDS = ExchangeFields._fields[:-1]
 LANE_PACKED_LAYOUT = "<16s8s8sqqB trace_id span_id parent_id start_ns end_ns flags"
 LANE_PACKED = struct.Struct(LANE_PACKED_LAYOUT.split()[0])
 LANE_TIMES = struct.Struct("<qqB")  # start_ns, end_ns, flags: the packed bytes from 32 on
@@ -102,28 +120,16 @@ class Record(NamedTuple):
     bytes_out: int
 
 
-class RecordSource(Protocol):
-    """Makes records on the telemetry thread from what the proxy queued as ``(source, *args)``.
-
-    ``digest`` is the cheap part run for every item; ``record`` only runs for the
-    first item of each signature, since telemetry reuses what it worked out then.
-    """
-
-    def record(self, *args: Any) -> Record: ...
-
-    def digest(self, *args: Any) -> tuple[Hashable, str, str, str, int, int]:
-        """``(signature, trace_id, span_id, parent_id, start_ns, end_ns)``; ``trace_id`` is
-        empty when unsampled. Equal signatures mean records equal but for ids and times."""
-        ...
-
-
 class LaneRecords:
-    """The telemetry of exchanges a ``Lane`` carried (a ``RecordSource``; telemetry thread).
+    """The telemetry of HTTP exchanges queued as ``(LANE_RECORDS, fields, packed)``, by a
+    ``Lane`` or by the httptools path (telemetry thread).
 
-    ``Telemetry`` reads the signature and times of these items itself (the bulk of the
-    traffic) and calls ``record`` once per distinct ``fields``."""
+    ``Telemetry`` reads the signature (``fields``) and times of these items itself and
+    calls ``record`` once per distinct ``fields``."""
 
     def digest(self, fields: Any, packed: bytes) -> tuple[Hashable, str, str, str, int, int]:
+        """``(signature, trace_id, span_id, parent_id, start_ns, end_ns)``; ``trace_id`` is
+        empty when unsampled, ``parent_id`` empty for a root."""
         start_ns, end_ns, flags = LANE_TIMES.unpack_from(packed, LANE_TIMES_OFFSET)
         trace, span, parent = (x.hex() for x in LANE_PACKED.unpack(packed)[:3])
         trace = trace if flags & LANE_SAMPLED else ""
@@ -131,11 +137,40 @@ class LaneRecords:
 
     def record(self, fields: Any, packed: bytes) -> Record:
         _, trace_id, span_id, parent_id, start_ns, end_ns = self.digest(fields, packed)
+        # A lane carries HTTP/1.1 only: its LaneFields leave the version out.
+        version = fields.version if type(fields) is ExchangeFields else "1.1"
         return http_record(
             fields.kind, trace_id, span_id, parent_id, start_ns, end_ns,
             fields.method.decode("latin-1"), fields.target, fields.status, fields.host,
-            fields.address, "1.1", fields.user_agent, fields.error, fields.peer, fields.client,
+            fields.address, version, fields.user_agent, fields.error, fields.peer, fields.client,
         )  # fmt: skip
+
+
+_new_tuple = tuple.__new__  # a NamedTuple without _make's Python-level checks
+
+
+def shared_fields(last: ExchangeFields | None, values: tuple) -> ExchangeFields:
+    """``values`` as the ``ExchangeFields`` of the next record after ``last``: ``last``
+    itself when equal, else one that holds ``last``'s objects for the values repeated (as
+    a lane keeps its fields), so that the records queued share them."""
+    if last is None:
+        return ExchangeFields._make(values)
+    if values == last:
+        return last
+    kept = [old if old == new else new for old, new in zip(last, values, strict=True)]
+    return _new_tuple(ExchangeFields, kept)
+
+
+def lane_packed(
+    trace_id: str, span_id: str, parent_id: str, sampled: bool, start_ns: int, end_ns: int
+) -> bytes:
+    """An exchange's ids (hex, ``parent_id`` empty for a root) and times as a lane packs
+    them in C (``LANE_PACKED_LAYOUT``)."""
+    flags = (LANE_SAMPLED if sampled else 0) | (LANE_HAS_PARENT if parent_id else 0)
+    return LANE_PACKED.pack(
+        bytes.fromhex(trace_id), bytes.fromhex(span_id), bytes.fromhex(parent_id),
+        start_ns, end_ns, flags,
+    )  # fmt: skip
 
 
 def http_record(

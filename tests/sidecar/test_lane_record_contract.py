@@ -1,4 +1,5 @@
-"""The C lane's record contract is named and checked when telemetry is imported.
+"""The C lane's record contract is named and checked when telemetry is imported, and the
+httptools path queues its records in the same shape.
 
 A lane queues ``(LANE_RECORDS, fields, packed)``: ``fields`` a ``LaneFields`` struct
 sequence, ``packed`` the ids and times in ``LANE_PACKED_LAYOUT``. If the C side and
@@ -21,8 +22,11 @@ from sidecar.telemetry_record import (
     LANE_PACKED,
     LANE_PACKED_LAYOUT,
     LANE_RECORDS,
+    ExchangeFields,
     RecordContractError,
     check_lane_contract,
+    lane_packed,
+    shared_fields,
 )
 
 
@@ -101,3 +105,39 @@ def test_a_packed_span_encodes_as_one_from_hex_ids(parent: bytes) -> None:
     packed = LANE_PACKED.pack(trace, span, parent or bytes(8), 7, 9, 1 | (2 if parent else 0))
     expected = _otlpspan.span_with_ids(trace.hex(), span.hex(), parent.hex(), 7, 9, rest)
     assert _otlpspan.span_from_packed(packed, rest) == expected
+
+
+def test_the_httptools_path_packs_as_a_lane_and_keeps_the_http_version() -> None:
+    trace, span, parent = "0af7651916cd43dd8448eb211c80319c", "b7ad6b7169203331", "00f067aa0ba902b7"
+    assert ExchangeFields._fields == (*LANE_FIELDS, "version")
+    fields = ExchangeFields(
+        2, ("10.0.0.9", 5555), ("127.0.0.1", 8080), b"PROPFIND", b"/a", b"", b"", "", 207, "",
+        "1.0",
+    )  # fmt: skip
+    packed = lane_packed(trace, span, parent, True, 1_000, 3_500)
+    assert LANE_RECORDS.digest(fields, packed) == (fields, trace, span, parent, 1_000, 3_500)
+    record = LANE_RECORDS.record(fields, packed)
+    assert (record.method, record.protocol_version, record.server_address) == (
+        "PROPFIND", "1.0", "127.0.0.1"
+    )  # fmt: skip
+    root = lane_packed(trace, span, "", False, 1, 2)
+    assert LANE_RECORDS.digest(fields, root)[1:4] == ("", span, "")
+    assert _otlpspan.span_from_packed(root, b"") == _otlpspan.span_with_ids(
+        trace, span, "", 1, 2, b""
+    )
+    lane_fields = _http1scan.LaneFields(fields[:-1])
+    assert LANE_RECORDS.record(lane_fields, packed).protocol_version == "1.1"
+    assert lane_fields != fields  # (so their summaries are never confused)
+
+
+def test_consecutive_exchange_records_share_their_fields() -> None:
+    values = (
+        3, ("10.0.0.9", 5555), ("10.0.0.7", 80), b"GET", b"/users/1", b"api", b"curl/8", "",
+        200, "", "1.1",
+    )  # fmt: skip
+    first = shared_fields(None, values)
+    equal = tuple(bytes(bytearray(v)) if type(v) is bytes else v for v in values)
+    assert equal[3] is not values[3] and shared_fields(first, equal) is first
+    nxt = shared_fields(first, (*equal[:4], b"/users/2", *equal[5:]))
+    assert type(nxt) is ExchangeFields and nxt.target == b"/users/2"
+    assert all(a is b for a, b in zip(first, nxt, strict=True) if a == b)

@@ -90,6 +90,20 @@ def test_inbound_continues_trace_and_app_gets_server_span_as_parent(stack, sink)
     assert resource["k8s.pod.name"] == "svc-a-pod-1"
 
 
+def test_an_http10_exchange_is_recorded_with_its_version(stack, sink) -> None:
+    """HTTP/1.0 takes neither the scanner nor a lane: the httptools path records it."""
+    sidecar, _ = stack
+    trace = TID[:-4] + "1010"
+    request = b"GET /users/10 HTTP/1.0\r\ntraceparent: 00-%s-%s-01\r\n\r\n"
+    reply = _raw(sidecar.inbound, request % (trace.encode(), SID.encode()))
+    assert reply.startswith(b"HTTP/1.1 200")
+    [(_, span)] = spans_of_trace(sink, trace, 1)
+    attrs = attributes(span)
+    assert attrs["network.protocol.version"] == "1.0"
+    assert (attrs["http.route"], attrs["http.response.status_code"]) == ("/users/{uid}", 200)
+    assert span.parent_span_id.hex() == SID and span.kind == 2
+
+
 def test_outbound_child_of_server_span_and_broken_propagation_counted(stack, sink) -> None:
     sidecar, app = stack
     target = f"http://127.0.0.1:{app.port}/users/7"
