@@ -110,7 +110,7 @@ def sidecar_idle_memory_mb(venv: Path, idle_s: float) -> tuple[float, float]:
     command = [str(venv / "bin" / "sidetrace"), "sidecar", "--bind", "127.0.0.1"]
     command += ["--app-port", str(free_port()), "--inbound-port", str(free_port())]
     command += ["--outbound-port", str(free_port()), "--admin-port", str(admin)]
-    # As in a pod: exporters and their channel exist (no traffic, so nothing is sent).
+    # As in a pod: the default (OTLP/HTTP) exporters exist; no traffic, so nothing is sent.
     command += ["--collector", f"127.0.0.1:{free_port()}"]
     process = subprocess.Popen(
         command, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, cwd=venv

@@ -8,8 +8,8 @@ the collector do, the queue cannot hold more: this RSS bounds the sidecar's at
 saturation (``bench/proxy.py`` measures it with a collector that keeps up).
 
 Prints ``protocol``, ``idle_rss_mb`` (before any traffic), ``records_queued`` and
-``full_queue_rss_mb``, the last line. ``--protocol grpc`` exports over OTLP/gRPC
-(the default of ``sidetrace sidecar``), else OTLP/HTTP.
+``full_queue_rss_mb``, the last line. It exports over OTLP/HTTP, the default of
+``sidetrace sidecar``; ``--protocol grpc`` over OTLP/gRPC instead.
 
     python bench/sidecar_memory.py [--quick] [--protocol http/protobuf|grpc]
 

@@ -40,7 +40,7 @@ def register(subparsers: argparse._SubParsersAction) -> None:
         "--collector",
         default=None,
         help="OTLP collector [https://|http://]HOST:PORT[/PATH] (else OTEL_EXPORTER_OTLP_ENDPOINT);"
-        " gRPC unless OTEL_EXPORTER_OTLP_PROTOCOL=http/protobuf (no grpcio loaded then)",
+        " OTLP/HTTP (no grpcio loaded) unless OTEL_EXPORTER_OTLP_PROTOCOL=grpc",
     )
     p.add_argument("--collector-ca", default=None, help="CA bundle (PEM) to trust the collector")
     p.add_argument("--collector-token-file", default=None, help="file with the bearer token")

@@ -12,8 +12,11 @@ scheme, an endpoint from the OTLP variables follows ``OTEL_EXPORTER_OTLP_INSECUR
 is plaintext unless a CA bundle is given (the demo's and the tests' form).
 
 Protocol: ``OTEL_EXPORTER_OTLP_TRACES_PROTOCOL`` / ``OTEL_EXPORTER_OTLP_PROTOCOL``,
-``grpc`` (the default here) or ``http/protobuf``. Over HTTP the endpoint is a base
-URL and ``/v1/traces`` and ``/v1/metrics`` are appended, except that an endpoint from
+``http/protobuf`` (the default, as the specification says, so a sidecar never loads
+grpcio for its export) or ``grpc``. The same endpoint serves both flags and variables,
+so it must name the collector's port for the chosen protocol (4318 for HTTP, 4317 for
+gRPC on a standard collector). Over HTTP the endpoint is a base URL and
+``/v1/traces`` and ``/v1/metrics`` are appended, except that an endpoint from
 ``OTEL_EXPORTER_OTLP_TRACES_ENDPOINT`` is the traces URL as it is (the
 specification's rule); metrics then go to its ``/v1/metrics`` sibling.
 """
@@ -29,6 +32,7 @@ from urllib.parse import unquote, urlsplit
 log = logging.getLogger(__name__)
 PREFIXES = ("OTEL_EXPORTER_OTLP_TRACES_", "OTEL_EXPORTER_OTLP_")
 GRPC, HTTP_PROTOBUF = "grpc", "http/protobuf"
+DEFAULT_PROTOCOL = HTTP_PROTOBUF
 TRACES_PATH, METRICS_PATH = "/v1/traces", "/v1/metrics"
 
 
@@ -45,7 +49,7 @@ class ExportTarget:
     insecure: bool
     ca_file: str | None = None
     headers: tuple[tuple[str, str], ...] = ()
-    protocol: str = GRPC
+    protocol: str = DEFAULT_PROTOCOL
     traces_path: str = TRACES_PATH
     metrics_path: str = METRICS_PATH
 
@@ -76,7 +80,7 @@ def _otel_from(environ: Mapping[str, str], name: str) -> tuple[str | None, str]:
 
 
 def _protocol(environ: Mapping[str, str]) -> str:
-    protocol = (_otel(environ, "PROTOCOL") or GRPC).lower()
+    protocol = (_otel(environ, "PROTOCOL") or DEFAULT_PROTOCOL).lower()
     if protocol not in (GRPC, HTTP_PROTOBUF):
         raise ExportConfigError(
             f"unsupported OTLP protocol {protocol!r}: use {GRPC} or {HTTP_PROTOBUF}"
@@ -157,6 +161,6 @@ def resolve(
         header = _token_header(token_file)
         headers += (header,) if header else ()
     if protocol == GRPC:
-        return ExportTarget(parts.netloc, insecure, ca_file, headers)
+        return ExportTarget(parts.netloc, insecure, ca_file, headers, protocol)
     traces, metrics = _http_paths(parts.path, prefix == PREFIXES[0])
     return ExportTarget(parts.netloc, insecure, ca_file, headers, protocol, traces, metrics)

@@ -109,7 +109,8 @@ class InjectOptions:
     """Choices made by whoever injects (CLI flags or the webhook's configuration)."""
 
     image: str = "sidetrace-sidecar:0.1.0"  # the slim image (deploy/Dockerfile --target sidecar)
-    collector: str = "https://sidetrace-collector.sidetrace.svc:4317"
+    # The collector's OTLP/HTTP port: the sidecar's default protocol (no grpcio loaded).
+    collector: str = "https://sidetrace-collector.sidetrace.svc:4318"
     # The Secret (in the pod's namespace) with the collector's CA (ca.crt) and the
     # bearer token (token); mounted optional, so a pod starts without it and the
     # sidecar logs and counts the refused exports. "" mounts nothing.

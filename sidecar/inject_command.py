@@ -33,7 +33,7 @@ def add_inject_options(parser: argparse.ArgumentParser) -> None:
     parser.add_argument(
         "--collector",
         default=InjectOptions.collector,
-        help="collector [https://]HOST:PORT (annotation sidetrace.io/collector overrides)",
+        help="collector OTLP/HTTP [https://]HOST:PORT (annotation sidetrace.io/collector wins)",
     )
     parser.add_argument(
         "--collector-secret",

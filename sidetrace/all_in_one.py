@@ -127,6 +127,10 @@ class EmbeddedStack:
     def otlp_grpc(self) -> str:
         return f"127.0.0.1:{self.ports.grpc}"
 
+    @property
+    def otlp_http(self) -> str:
+        return f"http://127.0.0.1:{self.ports.http}"
+
     def start(self, timeout: float = 60.0) -> None:
         """Open and migrate the store, start the collector, serve the dashboard."""
         import uvicorn

@@ -84,7 +84,7 @@ def run_demo(options: DemoOptions, progress: Progress | None = None) -> int:
             every_s=options.incident_every,
             length_s=options.incident_length,
         )
-        system = SampleSystem(supervisor, stack.otlp_grpc, incident)
+        system = SampleSystem(supervisor, stack.otlp_grpc, stack.otlp_http, incident)
         system.start()
         _announce_system(progress, system)
         load = LoadGenerator(system.entry_url, options.rate)

@@ -39,7 +39,8 @@ class StartupError(Exception):
 @dataclass
 class SampleSystem:
     supervisor: Supervisor
-    collector: str  # host:port of the collector's OTLP/gRPC receiver
+    collector: str  # host:port of the collector's OTLP/gRPC receiver, for the apps' own spans
+    sidecar_collector: str  # the collector's OTLP/HTTP endpoint: the sidecars' default protocol
     incident: IncidentSchedule
 
     def __post_init__(self) -> None:
@@ -53,7 +54,7 @@ class SampleSystem:
     def sidecar_command(self, spec: ServiceSpec) -> list[str]:
         p = self.ports[spec.name]
         command = sidecar_command(p.app, p.inbound, p.outbound, p.admin)
-        command += ["--collector", self.collector, "--service-name", spec.name]
+        command += ["--collector", self.sidecar_collector, "--service-name", spec.name]
         command += ["--drain-grace", "5"]
         command += [f"--route={route}" for route in spec.routes]
         grpc_ports = [self.ports[name].inbound for name in spec.calls if _is_grpc(name)]

@@ -64,7 +64,7 @@ def system(native_store, tmp_path_factory) -> Iterator[tuple[object, SidecarProc
         app_port = free_port()
         sidecar = SidecarProcess(
             app_port,
-            "--collector", f"127.0.0.1:{collector.config.grpc_port}",
+            "--collector", f"127.0.0.1:{collector.config.http_port}",
             "--service-name", "svc-prom",
             "--route", "/users/{uid}",
         )  # fmt: skip

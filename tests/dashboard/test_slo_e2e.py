@@ -162,10 +162,10 @@ def test_page_alert_fires_and_resolves_through_the_real_pipeline(
     app = App()
     load = None
     try:
-        grpc_port, admin_port = free_port(), free_port()
+        http_port, admin_port = free_port(), free_port()
         processes.start(
-            "collector", "collector", "--clickhouse", url, "--grpc-port", str(grpc_port),
-            "--http-port", str(free_port()), "--admin-port", str(admin_port),
+            "collector", "collector", "--clickhouse", url, "--grpc-port", str(free_port()),
+            "--http-port", str(http_port), "--admin-port", str(admin_port),
             "--spool-dir", str(tmp_path / "spool"), "--batch-seconds", "0.2",
         )  # fmt: skip
         eventually(
@@ -175,7 +175,7 @@ def test_page_alert_fires_and_resolves_through_the_real_pipeline(
         processes.start(
             "sidecar", "sidecar", "--app-port", str(app.port), "--inbound-port", str(inbound),
             "--outbound-port", str(free_port()), "--admin-port", str(sidecar_admin),
-            "--collector", f"127.0.0.1:{grpc_port}", "--service-name", "payments",
+            "--collector", f"127.0.0.1:{http_port}", "--service-name", "payments",
         )  # fmt: skip
         eventually(
             lambda: http_ok(f"http://127.0.0.1:{sidecar_admin}/readyz"), what="the sidecar ready"

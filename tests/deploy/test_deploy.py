@@ -15,7 +15,7 @@ import kubernetes_validate
 import pytest
 import yaml
 
-from sidecar.inject import PROXY_LABEL
+from sidecar.inject import PROXY_LABEL, InjectOptions
 from sidecar.webhook import webhook_configuration
 from sidetrace.cli import build_parser
 from tests.support import ROOT
@@ -158,6 +158,8 @@ def test_webhook_configuration_matches_the_code() -> None:
     deployment = objects[("Deployment", "sidetrace-webhook")]
     [volume] = deployment["spec"]["template"]["spec"]["volumes"]
     assert volume["secret"]["secretName"] == "sidetrace-webhook-tls"  # `webhook certs` default
+    [container] = deployment["spec"]["template"]["spec"]["containers"]
+    assert f"--collector={InjectOptions.collector}" in container["args"]
 
 
 def test_collector_service_scaling_and_policies() -> None:

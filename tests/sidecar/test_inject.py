@@ -122,8 +122,9 @@ def test_what_is_added(mode: str) -> None:
     ):
         assert env[variable]["valueFrom"]["fieldRef"]["fieldPath"] == field
     assert sidecar["securityContext"]["runAsUser"] == 1337
-    # Secure export: TLS to the collector with the CA and token of the client Secret.
-    assert sidecar_args.collector == "https://sidetrace-collector.sidetrace.svc:4317"
+    # Secure export: TLS to the collector's OTLP/HTTP port (the sidecar's default protocol)
+    # with the CA and token of the client Secret.
+    assert sidecar_args.collector == "https://sidetrace-collector.sidetrace.svc:4318"
     assert sidecar_args.collector_ca == "/var/run/sidetrace/collector/ca.crt"
     assert sidecar_args.collector_token_file == "/var/run/sidetrace/collector/token"
     [mount] = sidecar["volumeMounts"]
@@ -173,7 +174,7 @@ def test_job_app_untouched_in_legacy_mode_and_skips_reported() -> None:
     assert [c["name"] for c in job["containers"]] == ["reindex", SIDECAR_NAME]
     replica = specs["ReplicaSet/checkout in namespace shop"]
     proxy = replica["containers"][-1]
-    assert "--collector=collector.observability:4317" in proxy["args"]
+    assert "--collector=collector.observability:4318" in proxy["args"]
     assert proxy["resources"]["requests"]["memory"] == "96Mi"
     assert proxy["resources"]["limits"]["memory"] == "192Mi"
 

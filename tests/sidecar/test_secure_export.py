@@ -1,4 +1,4 @@
-"""Sidecar → collector over TLS with a bearer token, configured only by OTLP variables.
+"""Sidecar → collector over OTLP/gRPC, TLS and a bearer token, configured only by OTLP variables.
 
 A real collector process (``--tls-cert/--tls-key --auth-token``) writes to the
 test ClickHouse server; real sidecar processes export to it. A wrong token and
@@ -88,13 +88,14 @@ def app() -> Iterator[ThreadedUvicorn]:
 
 @pytest.fixture
 def otlp_sidecar(app, tmp_path: Path, monkeypatch: pytest.MonkeyPatch):
-    """A sidecar configured only through ``OTEL_EXPORTER_OTLP_*``; stopped after the test."""
+    """A sidecar configured only through ``OTEL_EXPORTER_OTLP_*``, exporting over gRPC (the
+    default, OTLP/HTTP, has ``test_sidecar_otlp_http_export``); stopped after the test."""
     started: list[SidecarProcess] = []
 
     def start(**variables: str) -> SidecarProcess:
         for name in [n for n in os.environ if n.startswith("OTEL_EXPORTER_OTLP_")]:
             monkeypatch.delenv(name)
-        for name, value in variables.items():
+        for name, value in {"PROTOCOL": "grpc", **variables}.items():
             monkeypatch.setenv(f"OTEL_EXPORTER_OTLP_{name}", value)
         sidecar = SidecarProcess(
             app.port, "--service-name", f"svc-{uuid.uuid4().hex[:8]}", "--export-timeout", "2",

@@ -34,13 +34,13 @@ OTHER = "8abcdef0123456789abcdef012345678"
 @pytest.fixture
 def collector(clickhouse_server, chdb_path, tmp_path) -> Iterator[tuple[str, int]]:
     url = fresh_store_url("native", clickhouse_server, chdb_path)
-    grpc_port, admin_port = free_port(), free_port()
+    http_port, admin_port = free_port(), free_port()
     process = subprocess.Popen(
         [
             sys.executable, "-m", "sidetrace", "collector",
             "--clickhouse", url,
-            "--grpc-port", str(grpc_port),
-            "--http-port", str(free_port()),
+            "--grpc-port", str(free_port()),
+            "--http-port", str(http_port),
             "--admin-port", str(admin_port),
             "--spool-dir", str(tmp_path / "spool"),
             "--batch-seconds", "0.5",
@@ -51,7 +51,7 @@ def collector(clickhouse_server, chdb_path, tmp_path) -> Iterator[tuple[str, int
     try:
         ready = f"http://127.0.0.1:{admin_port}/readyz"
         eventually(lambda: alive(process, "the collector") or http_ok(ready), 60, what=ready)
-        yield url, grpc_port
+        yield url, http_port  # OTLP/HTTP: the sidecars' default protocol
     finally:
         process.terminate()
         try:
@@ -90,11 +90,11 @@ def _spans(store, where: str, params: dict, count: int, deadline: float) -> list
 
 @pytest.mark.slow
 def test_two_service_chain_is_one_trace_in_clickhouse(collector) -> None:
-    store_url, grpc_port = collector
+    store_url, http_port = collector
     port_a, port_b = free_port(), free_port()
     grpc_app = grpc.server(ThreadPoolExecutor(2), handlers=[Failing()])
     port_c = grpc_app.add_insecure_port("127.0.0.1:0")
-    common = ("--collector", f"127.0.0.1:{grpc_port}", "--route", "/users/{uid}")
+    common = ("--collector", f"127.0.0.1:{http_port}", "--route", "/users/{uid}")
     common += ("--metrics-interval", "1")
     sidecar_a = SidecarProcess(port_a, "--service-name", "svc-a", *common)
     sidecar_b = SidecarProcess(port_b, "--service-name", "svc-b", *common)

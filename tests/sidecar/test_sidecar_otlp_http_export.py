@@ -1,4 +1,4 @@
-"""Sidecar → collector over OTLP/HTTP (``OTEL_EXPORTER_OTLP_PROTOCOL=http/protobuf``).
+"""Sidecar → collector over OTLP/HTTP, the default protocol (no variable set).
 
 Real sidecar processes export to a real ``sidetrace collector`` (TLS, bearer token)
 writing into the test ClickHouse server: every span of the traffic arrives, the
@@ -63,8 +63,21 @@ HTTP_PROTOBUF = {"OTEL_EXPORTER_OTLP_PROTOCOL": "http/protobuf"}
                 "c:4318", True, None, (), "http/protobuf", "/otlp/v1/traces", "/otlp/v1/metrics"
             ),
         ),  # fmt: skip
-        ("c:4317", {}, ExportTarget("c:4317", True)),  # gRPC stays the default
-        ("c:4317", {"OTEL_EXPORTER_OTLP_PROTOCOL": "grpc"}, ExportTarget("c:4317", True)),
+        (  # the specification's default, so the sidecar never loads grpcio to export
+            "c:4318",
+            {},
+            ExportTarget("c:4318", True, None, (), "http/protobuf", "/v1/traces", "/v1/metrics"),
+        ),
+        (
+            "c:4317",
+            {"OTEL_EXPORTER_OTLP_PROTOCOL": "grpc"},
+            ExportTarget("c:4317", True, None, (), "grpc"),
+        ),
+        (
+            "c:4317",
+            {"OTEL_EXPORTER_OTLP_TRACES_PROTOCOL": "GRPC"},
+            ExportTarget("c:4317", True, None, (), "grpc"),
+        ),
     ],
 )
 def test_protocol_and_paths(collector, environ, expected) -> None:
@@ -122,7 +135,7 @@ def app() -> Iterator[ThreadedUvicorn]:
 
 @pytest.fixture
 def http_sidecar(app, tmp_path: Path):
-    """A sidecar exporting over OTLP/HTTP with TLS; stopped after the test."""
+    """A sidecar exporting with TLS and the default protocol; stopped after the test."""
     started: list[SidecarProcess] = []
 
     def start(port: int, ca: Path, token: str = TOKEN, *extra: str) -> SidecarProcess:
@@ -132,7 +145,6 @@ def http_sidecar(app, tmp_path: Path):
             log=tmp_path / f"sidecar{len(started)}.log",
         )  # fmt: skip
         sidecar.env.update(
-            HTTP_PROTOBUF,
             OTEL_EXPORTER_OTLP_CERTIFICATE=str(ca),
             OTEL_EXPORTER_OTLP_HEADERS=f"authorization=Bearer%20{token}",
         )

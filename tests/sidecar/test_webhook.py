@@ -92,7 +92,7 @@ def patched(pod: dict, response: dict) -> dict:
 NAMESPACES = {
     "team-defaults": {
         "sidetrace.io/sampling-ratio": "0.5",
-        "sidetrace.io/collector": "otel.team:4317",
+        "sidetrace.io/collector": "otel.team:4318",
         "sidetrace.io/inject": "enabled",
         "example.com/owner": "team",
     },
@@ -338,12 +338,12 @@ def test_namespace_annotations_are_defaults(webhook: Webhook) -> None:
     pod["metadata"]["namespace"] = "team-defaults"
     args = sidecar_args(patched(copy.deepcopy(pod), webhook.review(copy.deepcopy(pod))))
     assert "--sampling-ratio=0.5" in args
-    assert "--collector=otel.team:4317" in args
+    assert "--collector=otel.team:4318" in args
     own = with_annotations(**{"sampling-ratio": "0.1"})
     own["metadata"]["namespace"] = "team-defaults"
     args = sidecar_args(patched(copy.deepcopy(own), webhook.review(copy.deepcopy(own))))
     assert "--sampling-ratio=0.1" in args  # the pod's own annotation wins
-    assert "--collector=otel.team:4317" in args
+    assert "--collector=otel.team:4318" in args
 
 
 def test_bad_namespace_default_is_named(webhook: Webhook) -> None:

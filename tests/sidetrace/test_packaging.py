@@ -111,10 +111,10 @@ def test_base_install_runs_sidecar_collector_and_dashboard(
     start, clickhouse_server, tmp_path: Path
 ) -> None:
     url = fresh_native_url(clickhouse_server)
-    grpc_port, admin, dashboard = free_port(), free_port(), free_port()
+    http_port, admin, dashboard = free_port(), free_port(), free_port()
     start(
-        "collector", "--clickhouse", url, "--grpc-port", str(grpc_port),
-        "--http-port", str(free_port()), "--admin-port", str(admin),
+        "collector", "--clickhouse", url, "--grpc-port", str(free_port()),
+        "--http-port", str(http_port), "--admin-port", str(admin),
         "--spool-dir", str(tmp_path / "spool"), "--batch-seconds", "0.2",
     )  # fmt: skip
     eventually(lambda: _get(f"http://127.0.0.1:{admin}/readyz")[0] == 200, timeout=120)
@@ -125,7 +125,7 @@ def test_base_install_runs_sidecar_collector_and_dashboard(
         start(
             "sidecar", "--app-port", str(app.port), "--bind", "127.0.0.1",
             "--inbound-port", str(inbound), "--outbound-port", str(free_port()),
-            "--admin-port", str(sidecar_admin), "--collector", f"127.0.0.1:{grpc_port}",
+            "--admin-port", str(sidecar_admin), "--collector", f"127.0.0.1:{http_port}",
             "--service-name", "packaged",
         )  # fmt: skip
         eventually(lambda: _get(f"http://127.0.0.1:{sidecar_admin}/healthz")[0] == 200)

@@ -1,7 +1,8 @@
 """Real apps and an OTLP sink for the sidecar tests: Starlette under uvicorn, raw TCP servers.
 
-The OTLP sink is a real OTLP/gRPC TraceService endpoint that keeps what it
-receives, so tests can read the spans a sidecar exported without ClickHouse.
+The OTLP sink is a real OTLP/HTTP endpoint (the sidecar's default protocol) that
+keeps the spans it receives, so tests can read what a sidecar exported without
+ClickHouse.
 """
 
 from __future__ import annotations
@@ -12,18 +13,17 @@ import socket
 import threading
 import time
 from collections.abc import Callable
-from concurrent.futures import ThreadPoolExecutor
 
-import grpc
 import httpx
-from opentelemetry.proto.collector.trace.v1 import trace_service_pb2, trace_service_pb2_grpc
+from opentelemetry.proto.collector.trace.v1.trace_service_pb2 import ExportTraceServiceRequest
 from starlette.applications import Starlette
 from starlette.requests import Request
-from starlette.responses import JSONResponse, PlainTextResponse, StreamingResponse
+from starlette.responses import JSONResponse, PlainTextResponse, Response, StreamingResponse
 from starlette.routing import Route, WebSocketRoute
 from starlette.websockets import WebSocket
 
 from tests.support.polling import eventually
+from tests.support.threaded_server import ThreadedUvicorn
 
 FORWARDED = ("traceparent", "tracestate", "baggage")
 
@@ -91,31 +91,36 @@ def build_app(outbound_proxy: str | None = None) -> Starlette:
     )
 
 
-class OtlpSink(trace_service_pb2_grpc.TraceServiceServicer):
-    """An OTLP/gRPC trace endpoint that records every span it receives."""
+class OtlpSink:
+    """An OTLP/HTTP endpoint on ``port`` (a free one by default) that records every span
+    posted to ``/v1/traces``; metrics are accepted and dropped."""
 
     def __init__(self, port: int = 0) -> None:
         self.spans: list[tuple[dict, object]] = []
         self._lock = threading.Lock()
-        self.server = grpc.server(ThreadPoolExecutor(4))
-        trace_service_pb2_grpc.add_TraceServiceServicer_to_server(self, self.server)
-        self.port = self.server.add_insecure_port(f"127.0.0.1:{port}")
+        app = Starlette(routes=[Route("/v1/{signal}", self._receive, methods=["POST"])])
+        self.server = ThreadedUvicorn(app, port=port or None)
+        self.port = self.server.port
 
-    def Export(self, request, context):  # noqa: N802 - OTLP service method name
+    async def _receive(self, request: Request) -> Response:
+        if request.path_params["signal"] == "traces":
+            self._record(ExportTraceServiceRequest.FromString(await request.body()))
+        return Response(b"", media_type="application/x-protobuf")  # an empty response: success
+
+    def _record(self, request: ExportTraceServiceRequest) -> None:
         with self._lock:
             for resource_spans in request.resource_spans:
                 resource = {a.key: a.value.string_value for a in resource_spans.resource.attributes}
                 for scope in resource_spans.scope_spans:
                     for span in scope.spans:
                         self.spans.append((resource, span))
-        return trace_service_pb2.ExportTraceServiceResponse()
 
     def start(self) -> OtlpSink:
         self.server.start()
         return self
 
     def stop(self) -> None:
-        self.server.stop(0)
+        self.server.stop()
 
     def wait_for(self, predicate: Callable[[list], bool], timeout: float = 15.0) -> list:
         """The spans received so far, once ``predicate`` holds for them."""
