@@ -47,7 +47,7 @@ from dataclasses import dataclass
 from collector.config import WriterConfig
 from collector.spool import METRICS, TRACES, DeadLetters, Record, Spool
 from collector.stats import Stats
-from tracestore.compiled_columns import trace_columns
+from tracestore.compiled_columns import EncodedColumn, NativeTraceColumns, trace_columns
 from tracestore.otlp_columns import DecodeError, Limits, MetricColumns, TraceColumns
 from tracestore.span_writes import (
     insert_metric_points,
@@ -55,6 +55,7 @@ from tracestore.span_writes import (
     present_metric_points,
     present_spans,
     running_inserts,
+    span_column_codes,
 )
 from tracestore.store import Store, StoreError, StoreRefused
 
@@ -117,10 +118,19 @@ METRIC_POINTS = Table(
 )
 
 
+def _encoded(columns: Columns) -> bool:
+    return type(next(iter(columns.values()))) is EncodedColumn
+
+
 def without_defaults(columns: Columns, keep: Sequence[str]) -> Columns:
     """Leave out columns holding only default values (0, '', []): ClickHouse fills
-    them in, and the driver's per-row work for empty arrays is most of an insert."""
-    return {name: values for name, values in columns.items() if name in keep or any(values)}
+    them in, and the driver's per-row work for empty arrays is most of an insert.
+    (Encoded columns cost the driver nothing: they stay.)"""
+    return {
+        name: values
+        for name, values in columns.items()
+        if name in keep or type(values) is EncodedColumn or any(values)
+    }
 
 
 def missing_rows(store: Store, table: Table, columns: Columns) -> Columns:
@@ -149,7 +159,7 @@ class Batch:
 
     start: int
     end: int
-    traces: TraceColumns
+    traces: TraceColumns | NativeTraceColumns
     metrics: MetricColumns
     maybe_written: bool
 
@@ -182,6 +192,8 @@ class Writer:
             threading.Thread(target=self._insert_loop, name="collector-insert", daemon=True),
         ]
         self._started = time.monotonic()
+        self._span_codes: tuple[int, ...] | None = None
+        self._span_codes_known = False
 
     def start(self) -> None:
         for thread in self._threads:
@@ -259,12 +271,28 @@ class Writer:
             position = new[-1].end
         return records
 
-    def _convert(self, records: list[Record], maybe_written: bool, again: bool = False) -> Batch:
-        """Records → columns. ``again``: converted before, so counted and quarantined then."""
+    def _native_codes(self) -> tuple[int, ...] | None:
+        """The spans table's column types for Native batches, once the server told them
+        (lists until then, and for good where the store takes lists only)."""
+        if not self._span_codes_known and self.config.compiled_decoder:
+            try:
+                self._span_codes = span_column_codes(self.store)
+                self._span_codes_known = True
+            except StoreError as exc:
+                log.info("spans as lists for now (cannot read the column types: %s)", exc)
+        return self._span_codes
+
+    def _convert(
+        self, records: list[Record], maybe_written: bool, again: bool = False, native: bool = True
+    ) -> Batch:
+        """Records → columns. ``again``: converted before, so counted and quarantined then.
+        ``native``: spans as Native bytes where the store takes them (a batch that may
+        be written already needs lists, to look its keys up)."""
+        codes = self._native_codes() if native and not maybe_written else None
         batch = Batch(
             records[0].position,
             records[-1].end,
-            trace_columns(self.limits, self.config.compiled_decoder),
+            trace_columns(self.limits, self.config.compiled_decoder, codes),
             MetricColumns(self.limits),
             maybe_written,
         )
@@ -331,7 +359,7 @@ class Writer:
 
     def _insert_batch(self, batch: Batch, maybe_written: bool) -> None:
         if len(batch.traces):
-            self._insert(SPANS, batch.traces.columns, maybe_written)
+            self._insert(SPANS, batch.traces.columns, maybe_written, lambda: self._as_lists(batch))
         if len(batch.metrics):
             self._insert(METRIC_POINTS, batch.metrics.columns, maybe_written)
 
@@ -341,18 +369,32 @@ class Writer:
         Rows may have landed before the refusal (a table, not its views), so each
         record is inserted as maybe written: only its missing rows go in."""
         for record in self.spool.read(batch.start, 1 << 62, limit=batch.end):
-            one = self._convert([record], True, again=True)
+            one = self._convert([record], True, again=True, native=False)
             try:
                 self._insert_batch(one, maybe_written=True)
             except StoreRefused as exc:
                 self._quarantine(record, f"ClickHouse refused it: {exc}", "store_refused")
 
-    def _insert(self, table: Table, columns: Columns, maybe_written: bool) -> None:
-        """Insert with retries; after any doubt, insert only the rows not there yet."""
+    def _as_lists(self, batch: Batch) -> Columns:
+        """A Native batch's spans again, as lists (whose keys can be looked up)."""
+        records = self.spool.read(batch.start, 1 << 62, limit=batch.end)
+        return self._convert(records, True, again=True, native=False).traces.columns
+
+    def _insert(
+        self,
+        table: Table,
+        columns: Columns,
+        maybe_written: bool,
+        as_lists: Callable[[], Columns] | None = None,
+    ) -> None:
+        """Insert with retries; after any doubt, insert only the rows not there yet
+        (``as_lists`` gives encoded columns again as lists, to find those rows)."""
         backoff = self.config.first_backoff
         total = len(next(iter(columns.values())))
         while True:
             try:
+                if maybe_written and as_lists and _encoded(columns):
+                    columns = as_lists()
                 rows = missing_rows(self.store, table, columns) if maybe_written else columns
                 count = len(rows[next(iter(rows))])
                 if count:

@@ -9,7 +9,8 @@
  *
  * The columns are Python lists built here (what both store backends take), one
  * list per column in SPAN_COLUMNS order; repeated short strings share one object
- * per request. Array and kvlist attribute values (rare) are turned into their
+ * per request. Or, for the server's INSERT, each column's ClickHouse Native bytes
+ * written as the values are read (see "Native batches"). Array and kvlist attribute values (rare) are turned into their
  * JSON text by a Python callback, so that text is protobuf's own.
  */
 #define PY_SSIZE_T_CLEAN
@@ -246,6 +247,7 @@ typedef struct {
     Err err;
     BatchCache *batch;
     PyObject *cols[NCOLUMNS];
+    struct Native *nat; /* a Native batch: write there instead of cols */
     PyObject *empty; /* one shared empty list for rows without values */
     uint64_t lo, hi;
     Py_ssize_t limit;
@@ -374,20 +376,28 @@ typedef struct {
     size_t n, cap;
 } Buf;
 
-static int buf_put(Buf *b, const void *s, size_t n) {
+/* Room for `n` more bytes, counted as written: where to write them, or NULL. */
+static char *buf_grow(Buf *b, size_t n) {
     if (b->n + n > b->cap) {
         size_t cap = b->cap ? b->cap : 256;
         while (cap < b->n + n) cap *= 2;
         char *p = PyMem_Realloc(b->p, cap);
         if (!p) {
             PyErr_NoMemory();
-            return -1;
+            return NULL;
         }
         b->p = p;
         b->cap = cap;
     }
-    memcpy(b->p + b->n, s, n);
     b->n += n;
+    return b->p + b->n - n;
+}
+
+static int buf_put(Buf *b, const void *s, size_t n) {
+    if (n == 0) return 0;
+    char *at = buf_grow(b, n);
+    if (!at) return -1;
+    memcpy(at, s, n);
     return 0;
 }
 
@@ -418,6 +428,202 @@ static int buf_json_str(Buf *b, const uint8_t *s, size_t n) {
     }
     if (buf_put(b, s + run, n - run) < 0) return -1;
     return buf_put(b, "\"", 1);
+}
+
+/* ---- ClickHouse Native types (see encode_column and Native below) ------------------ */
+
+enum { N_U8 = 1, N_U16, N_U32, N_U64, N_I8, N_I16, N_I32, N_I64, N_F64, N_STRING, N_LC_STRING };
+#define N_ARRAY 0x100
+#define LC_ADDITIONAL_KEYS (1ULL << 9)
+#define LC_UPDATE_DICTIONARY (1ULL << 10)
+
+static int put_u64(Buf *b, uint64_t v) {
+    uint8_t le[8];
+    for (int i = 0; i < 8; i++) le[i] = (uint8_t)(v >> (8 * i));
+    return buf_put(b, le, 8);
+}
+
+static int put_uint(Buf *b, uint64_t v, int width) {
+    uint8_t le[8];
+    for (int i = 0; i < width; i++) le[i] = (uint8_t)(v >> (8 * i));
+    return buf_put(b, le, (size_t)width);
+}
+
+static int put_varint(Buf *b, uint64_t v) {
+    uint8_t out[10];
+    size_t n = 0;
+    while (v >= 0x80) {
+        out[n++] = (uint8_t)(v | 0x80);
+        v >>= 7;
+    }
+    out[n++] = (uint8_t)v;
+    return buf_put(b, out, n);
+}
+
+
+/* ---- Native batches -----------------------------------------------------------------
+ *
+ * With a Native batch (new_native) as `into`, decode_traces writes each value straight
+ * into its column's buffer in the layout encode_column gives the lists (native_column
+ * returns it), so a batch holds no Python object per value and nothing walks it again
+ * before the INSERT. Strings of LowCardinality columns go to a per-column dictionary in
+ * first-seen order, as the driver's; fixed-width values are checked against the width.
+ */
+
+typedef struct {
+    uint64_t hash;
+    size_t off, n;  /* the key's bytes in NCol.keys */
+    uint32_t index; /* key index + 1; 0: an empty slot */
+} LCSlot;
+
+typedef struct {
+    int code;       /* N_* | N_ARRAY */
+    int width;      /* unsigned scalars: bytes a value */
+    Buf data;       /* fixed width: the values; String: varint length + bytes; LC: u32 keys */
+    Buf offsets;    /* arrays: each row's end (u64) */
+    uint64_t items; /* values in data */
+    Buf keys;       /* LowCardinality: the dictionary, varint length + bytes */
+    LCSlot *slots;
+    size_t nslots, nkeys;
+} NCol;
+
+typedef struct Native {
+    NCol cols[NCOLUMNS];
+    uint64_t rows;
+} Native;
+
+/* What the decoder writes to each column: an unsigned int, a string, an id as hex; in
+ * capitals, an array of those. */
+static const char NATIVE_SHAPE[NCOLUMNS + 1] = "iiihhhsissiisssSISSISISSIHHSSIIiiiisss";
+
+static uint64_t fnv1a(const uint8_t *s, size_t n) {
+    uint64_t h = 1469598103934665603ULL;
+    for (size_t i = 0; i < n; i++) h = (h ^ s[i]) * 1099511628211ULL;
+    return h;
+}
+
+static int nat_uint(Ctx *x, NCol *c, uint64_t v);
+static int nat_str(NCol *c, const uint8_t *s, size_t n);
+
+static int lc_grow(NCol *c) {
+    size_t n = c->nslots ? 2 * c->nslots : 256;
+    LCSlot *slots = PyMem_Calloc(n, sizeof(LCSlot));
+    if (!slots) {
+        PyErr_NoMemory();
+        return -1;
+    }
+    for (size_t i = 0; i < c->nslots; i++) {
+        const LCSlot *old = &c->slots[i];
+        if (!old->index) continue;
+        size_t j = (size_t)(old->hash ^ (old->hash >> 29)) & (n - 1);
+        while (slots[j].index) j = (j + 1) & (n - 1);
+        slots[j] = *old;
+    }
+    PyMem_Free(c->slots);
+    c->slots = slots;
+    c->nslots = n;
+    return 0;
+}
+
+static int nat_str(NCol *c, const uint8_t *s, size_t n) {
+    if (!s) s = (const uint8_t *)"";
+    c->items++;
+    if ((c->code & 0xff) != N_LC_STRING)
+        return put_varint(&c->data, n) < 0 || buf_put(&c->data, s, n) < 0 ? -1 : 0;
+    if (2 * (c->nkeys + 1) > c->nslots && lc_grow(c) < 0) return -1;
+    uint64_t h = fnv1a(s, n);
+    size_t mask = c->nslots - 1, j = (size_t)(h ^ (h >> 29)) & mask;
+    for (;; j = (j + 1) & mask) {
+        LCSlot *slot = &c->slots[j];
+        if (!slot->index) {
+            if (put_varint(&c->keys, n) < 0) return -1;
+            slot->off = c->keys.n;
+            if (buf_put(&c->keys, s, n) < 0) return -1;
+            slot->hash = h;
+            slot->n = n;
+            slot->index = (uint32_t)++c->nkeys;
+            break;
+        }
+        if (slot->hash == h && slot->n == n && memcmp(c->keys.p + slot->off, s, n) == 0) break;
+    }
+    uint32_t key = c->slots[j].index - 1;
+    return buf_put(&c->data, &key, sizeof key);
+}
+
+static int nat_uint(Ctx *x, NCol *c, uint64_t v) {
+    if (c->width < 8 && v >> (8 * c->width))
+        return fail(&x->err, x->err.base, "a value does not fit its column's type");
+    c->items++;
+    return put_uint(&c->data, v, c->width);
+}
+
+static int nat_hex(NCol *c, const uint8_t *s, size_t n) {
+    static const char digits[] = "0123456789abcdef";
+    c->items++;
+    if (put_varint(&c->data, 2 * (uint64_t)n) < 0) return -1;
+    char *out = n ? buf_grow(&c->data, 2 * n) : NULL;
+    if (n && !out) return -1;
+    for (size_t i = 0; i < n; i++) {
+        out[2 * i] = digits[s[i] >> 4];
+        out[2 * i + 1] = digits[s[i] & 15];
+    }
+    return 0;
+}
+
+/* An array column's row ends here. */
+static int nat_row(NCol *c) { return put_u64(&c->offsets, c->items); }
+
+static void ncol_clear(NCol *c) {
+    PyMem_Free(c->data.p);
+    PyMem_Free(c->offsets.p);
+    PyMem_Free(c->keys.p);
+    PyMem_Free(c->slots);
+    memset(c, 0, sizeof *c);
+}
+
+/* The column's Native bytes: encode_column's for the same values. */
+static PyObject *ncol_bytes(const NCol *c) {
+    static const int key_widths[] = {1, 2, 4, 8};
+    int lc = (c->code & 0xff) == N_LC_STRING;
+    Buf out = {0};
+    int r = lc ? put_u64(&out, 1) : 0;
+    if (r == 0 && (c->code & N_ARRAY)) r = buf_put(&out, c->offsets.p, c->offsets.n);
+    if (r == 0 && !lc) r = buf_put(&out, c->data.p, c->data.n);
+    if (r == 0 && lc && c->items) {
+        uint64_t key_type = c->nkeys < 256 ? 0 : c->nkeys < 65536 ? 1 : 2;
+        int width = key_widths[key_type];
+        r = put_u64(&out, LC_ADDITIONAL_KEYS | LC_UPDATE_DICTIONARY | key_type) < 0 ||
+                    put_u64(&out, (uint64_t)c->nkeys) < 0 ||
+                    buf_put(&out, c->keys.p, c->keys.n) < 0 || put_u64(&out, c->items) < 0
+                ? -1
+                : 0;
+        uint8_t *at = r == 0 ? (uint8_t *)buf_grow(&out, (size_t)c->items * (size_t)width) : NULL;
+        if (!at) r = -1;
+        for (uint64_t i = 0; r == 0 && i < c->items; i++) {
+            uint32_t key;
+            memcpy(&key, c->data.p + 4 * i, 4);
+            for (int b = 0; b < width; b++) *at++ = (uint8_t)(key >> (8 * b));
+        }
+    }
+    PyObject *bytes = r == 0 ? PyBytes_FromStringAndSize(out.p ? out.p : "", (Py_ssize_t)out.n)
+                             : NULL;
+    PyMem_Free(out.p);
+    return bytes;
+}
+
+/* Where a request started writing, to leave no rows behind when it fails. */
+typedef struct {
+    size_t data, offsets;
+    uint64_t items;
+} NMark;
+
+#define NATIVE_CAPSULE "tracestore._otlpdecode.native"
+
+static void native_free(PyObject *capsule) {
+    Native *nat = PyCapsule_GetPointer(capsule, NATIVE_CAPSULE);
+    if (!nat) return;
+    for (int i = 0; i < NCOLUMNS; i++) ncol_clear(&nat->cols[i]);
+    PyMem_Free(nat);
 }
 
 /* ---- AnyValue and KeyValue -------------------------------------------------------- */
@@ -551,11 +757,8 @@ static int parse_anyvalue(Ctx *x, const uint8_t *p, size_t n, Any *a, int depth)
 
 static const char B64[] = "ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789+/";
 
-static PyObject *base64_of(const uint8_t *s, size_t n) {
-    size_t out_n = 4 * ((n + 2) / 3);
-    PyObject *o = PyUnicode_New((Py_ssize_t)out_n, 127);
-    if (!o) return NULL;
-    char *out = PyUnicode_DATA(o);
+/* Base64 of `n` bytes into `out`, which has room for 4 * ((n + 2) / 3). */
+static void base64_into(char *out, const uint8_t *s, size_t n) {
     size_t i = 0, j = 0;
     for (; i + 2 < n; i += 3) {
         uint32_t v = (uint32_t)s[i] << 16 | (uint32_t)s[i + 1] << 8 | s[i + 2];
@@ -571,75 +774,117 @@ static PyObject *base64_of(const uint8_t *s, size_t n) {
         out[j++] = i + 1 < n ? B64[(v >> 6) & 63] : '=';
         out[j++] = '=';
     }
-    return o;
 }
 
-/* The stored text of a value, truncating long strings and bytes (and counting them). */
-static PyObject *any_text(Ctx *x, const Any *a) {
+/* The array or kvlist value's text, from the Python callback, appended to `tmp`. */
+static int complex_text(const Any *a, Buf *tmp) {
+    size_t total = 0;
+    for (size_t i = 0; i < a->nchunks; i++) total += a->chunks[i].n;
+    PyObject *data = PyBytes_FromStringAndSize(NULL, (Py_ssize_t)total);
+    if (!data) return -1;
+    char *out = PyBytes_AS_STRING(data);
+    for (size_t i = 0; i < a->nchunks; i++) {
+        memcpy(out, a->chunks[i].p, a->chunks[i].n);
+        out += a->chunks[i].n;
+    }
+    PyObject *text = PyObject_CallFunction(ComplexValue, "iO", a->code, data);
+    Py_DECREF(data);
+    if (!text) return -1;
+    int r = -1;
+    if (!PyUnicode_Check(text)) {
+        PyErr_SetString(PyExc_TypeError, "the complex-value callback must return str");
+    } else {
+        Py_ssize_t n;
+        const char *utf8 = PyUnicode_AsUTF8AndSize(text, &n);
+        r = utf8 ? buf_put(tmp, utf8, (size_t)n) : -1;
+    }
+    Py_DECREF(text);
+    return r;
+}
+
+/* The stored text of a value as UTF-8, truncating long strings and bytes (and counting
+ * them): `*s` points into the request, at a constant, or into `tmp` (which starts empty;
+ * the caller frees it). */
+static int any_bytes(Ctx *x, const Any *a, Buf *tmp, const uint8_t **s, size_t *n) {
+    *s = (const uint8_t *)"";
+    *n = 0;
     switch (a->code) {
-    case 1: {
-        size_t n = a->n;
-        if ((Py_ssize_t)n > x->limit) {
+    case 1:
+        *s = a->s;
+        *n = a->n;
+        if ((Py_ssize_t)a->n > x->limit) {
             int ascii;
-            Py_ssize_t chars = a->ascii ? (Py_ssize_t)n : utf8_length(a->s, n, &ascii);
+            Py_ssize_t chars = a->ascii ? (Py_ssize_t)a->n : utf8_length(a->s, a->n, &ascii);
             if (chars > x->limit) {
                 x->truncated++;
-                n = a->ascii ? (size_t)x->limit : utf8_prefix(a->s, n, x->limit);
+                *n = a->ascii ? (size_t)x->limit : utf8_prefix(a->s, a->n, x->limit);
             }
         }
-        return cached_str(x, a->s, n, a->ascii);
-    }
+        return 0;
     case 2:
-        return Py_NewRef(a->v ? StrTrue : StrFalse);
+        *s = (const uint8_t *)(a->v ? "true" : "false");
+        *n = a->v ? 4 : 5;
+        return 0;
     case 3: {
-        char tmp[24];
-        int len = snprintf(tmp, sizeof tmp, "%lld", (long long)(int64_t)a->v);
-        return cached_str(x, (const uint8_t *)tmp, (size_t)len, 1);
+        char text[24];
+        int len = snprintf(text, sizeof text, "%lld", (long long)(int64_t)a->v);
+        if (buf_put(tmp, text, (size_t)len) < 0) return -1;
+        break;
     }
     case 4: {
         double d;
         memcpy(&d, &a->v, 8);
         char *text = PyOS_double_to_string(d, 'r', 0, Py_DTSF_ADD_DOT_0, NULL);
-        if (!text) return NULL;
-        PyObject *o = PyUnicode_FromString(text);
+        if (!text) return -1;
+        int r = buf_put(tmp, text, strlen(text));
         PyMem_Free(text);
-        return o;
+        if (r < 0) return -1;
+        break;
     }
     case 5: {
-        size_t n = a->n;
-        if ((Py_ssize_t)n > x->limit) {
+        size_t len = a->n;
+        if ((Py_ssize_t)len > x->limit) {
             x->truncated++;
-            n = (size_t)x->limit;
+            len = (size_t)x->limit;
         }
-        return base64_of(a->s, n);
+        char *out = len ? buf_grow(tmp, 4 * ((len + 2) / 3)) : NULL;
+        if (len && !out) return -1;
+        if (len) base64_into(out, a->s, len);
+        break;
     }
     case 6:
-    case 7: {
-        size_t total = 0;
-        for (size_t i = 0; i < a->nchunks; i++) total += a->chunks[i].n;
-        PyObject *data = PyBytes_FromStringAndSize(NULL, (Py_ssize_t)total);
-        if (!data) return NULL;
-        char *out = PyBytes_AS_STRING(data);
-        for (size_t i = 0; i < a->nchunks; i++) {
-            memcpy(out, a->chunks[i].p, a->chunks[i].n);
-            out += a->chunks[i].n;
-        }
-        PyObject *text = PyObject_CallFunction(ComplexValue, "iO", a->code, data);
-        Py_DECREF(data);
-        if (text && !PyUnicode_Check(text)) {
-            Py_DECREF(text);
-            PyErr_SetString(PyExc_TypeError, "the complex-value callback must return str");
-            return NULL;
-        }
-        return text;
-    }
+    case 7:
+        if (complex_text(a, tmp) < 0) return -1;
+        break;
     case 8:
         PyErr_SetString(DecodeError, "cannot decode ExportTraceServiceRequest: "
                                      "string_value_strindex attribute values are not supported");
-        return NULL;
+        return -1;
     default:
-        return Py_NewRef(StrEmpty);
+        return 0;
     }
+    *s = (const uint8_t *)(tmp->p ? tmp->p : "");
+    *n = tmp->n;
+    return 0;
+}
+
+/* The stored text of a value as a str (short ones shared, see cached_str). */
+static PyObject *any_text(Ctx *x, const Any *a) {
+    if (a->code == 2) return Py_NewRef(a->v ? StrTrue : StrFalse);
+    Buf tmp = {0};
+    const uint8_t *s;
+    size_t n;
+    PyObject *text = NULL;
+    if (any_bytes(x, a, &tmp, &s, &n) == 0) {
+        if (a->code == 1 || (a->code == 3 && x->batch)) /* (the request cache keeps `s`) */
+            text = cached_str(x, s, n, a->code == 3 || a->ascii);
+        else if (a->code == 6 || a->code == 7)
+            text = PyUnicode_DecodeUTF8((const char *)s, (Py_ssize_t)n, "strict");
+        else
+            text = new_str(s, n, 1);
+    }
+    PyMem_Free(tmp.p);
+    return text;
 }
 
 typedef struct {
@@ -668,12 +913,67 @@ static int parse_kv(Ctx *x, const uint8_t *p, size_t n, KV *kv, int depth) {
     return r;
 }
 
-/* Attribute lists as parallel key / type / value lists. */
+/* Attribute lists as parallel key / type / value lists; in a Native batch, written to the
+ * span's columns at once (`count` of them), or, for a resource, held to repeat per span. */
 typedef struct {
     PyObject *keys, *types, *values;
+    uint64_t count;
+    Buf held; /* u64 key length, key, u8 type, u64 value length, value; and again */
 } Parallel;
 
-static int parallel_add(Ctx *x, Parallel *out, KV *kv) {
+static int native_attr(Ctx *x, NCol *keys, KV *kv, uint64_t *count) {
+    Buf tmp = {0};
+    const uint8_t *s;
+    size_t n;
+    int r = any_bytes(x, &kv->value, &tmp, &s, &n);
+    if (r == 0)
+        r = nat_str(&keys[0], kv->key.s, kv->key.n) < 0 ||
+                    nat_uint(x, &keys[1], (uint64_t)kv->value.code) < 0 ||
+                    nat_str(&keys[2], s, n) < 0
+                ? -1
+                : 0;
+    PyMem_Free(tmp.p);
+    *count += 1;
+    return r;
+}
+
+static int held_attr(Ctx *x, Buf *held, KV *kv) {
+    Buf tmp = {0};
+    const uint8_t *s;
+    size_t n;
+    uint8_t code = (uint8_t)kv->value.code;
+    int r = any_bytes(x, &kv->value, &tmp, &s, &n);
+    if (r == 0)
+        r = put_u64(held, kv->key.n) < 0 || buf_put(held, kv->key.s, kv->key.n) < 0 ||
+                    buf_put(held, &code, 1) < 0 || put_u64(held, n) < 0 || buf_put(held, s, n) < 0
+                ? -1
+                : 0;
+    PyMem_Free(tmp.p);
+    return r;
+}
+
+/* One row of the resource's attributes in the three columns from `keys` on. */
+static int held_row(Ctx *x, const Buf *held, NCol *keys) {
+    for (size_t at = 0; at < held->n;) {
+        const uint8_t *key = (const uint8_t *)held->p + at + 8;
+        uint64_t kn, vn;
+        memcpy(&kn, key - 8, 8);
+        uint8_t code = key[kn];
+        memcpy(&vn, key + kn + 1, 8);
+        const uint8_t *value = key + kn + 9;
+        if (nat_str(&keys[0], key, kn) < 0 || nat_uint(x, &keys[1], code) < 0 ||
+            nat_str(&keys[2], value, vn) < 0)
+            return -1;
+        at += 8 + kn + 1 + 8 + vn;
+    }
+    return nat_row(&keys[0]) < 0 || nat_row(&keys[1]) < 0 || nat_row(&keys[2]) < 0 ? -1 : 0;
+}
+
+/* `column`: the first of the span's key / type / value columns; -1 for a resource's. */
+static int parallel_add(Ctx *x, Parallel *out, KV *kv, int column) {
+    if (x->nat)
+        return column < 0 ? held_attr(x, &out->held, kv)
+                          : native_attr(x, &x->nat->cols[column], kv, &out->count);
     if (!out->keys) {
         out->keys = row_list();
         out->types = row_list();
@@ -690,16 +990,17 @@ static void parallel_clear(Parallel *p) {
     Py_CLEAR(p->keys);
     Py_CLEAR(p->types);
     Py_CLEAR(p->values);
+    PyMem_Free(p->held.p);
+    memset(p, 0, sizeof *p);
 }
 
 /* `[[key, type, value], ...]` JSON text, added one attribute at a time. */
 static int json_add(Ctx *x, Buf *b, KV *kv) {
-    PyObject *text = any_text(x, &kv->value);
-    if (!text) return -1;
-    Py_ssize_t tn;
-    const char *t = PyUnicode_AsUTF8AndSize(text, &tn);
-    if (!t) {
-        Py_DECREF(text);
+    Buf text = {0};
+    const uint8_t *t;
+    size_t tn;
+    if (any_bytes(x, &kv->value, &text, &t, &tn) < 0) {
+        PyMem_Free(text.p);
         return -1;
     }
     char code[8];
@@ -707,22 +1008,27 @@ static int json_add(Ctx *x, Buf *b, KV *kv) {
     int r = buf_put(b, b->n ? ",[" : "[[", 2);
     if (r == 0) r = buf_json_str(b, kv->key.s ? kv->key.s : (const uint8_t *)"", kv->key.n);
     if (r == 0) r = buf_put(b, code, (size_t)cn);
-    if (r == 0) r = buf_json_str(b, (const uint8_t *)t, (size_t)tn);
+    if (r == 0) r = buf_json_str(b, t, tn);
     if (r == 0) r = buf_put(b, "]", 1);
-    Py_DECREF(text);
+    PyMem_Free(text.p);
     return r;
 }
 
+/* The attributes' JSON text complete: `[]` when there were none. */
+static int json_close(Buf *b) { return b->n ? buf_put(b, "]", 1) : buf_put(b, "[]", 2); }
+
 static PyObject *json_finish(Buf *b) {
-    if (b->n == 0) return PyUnicode_FromString("[]");
-    if (buf_put(b, "]", 1) < 0) return NULL;
+    if (json_close(b) < 0) return NULL;
     return PyUnicode_DecodeUTF8(b->p, (Py_ssize_t)b->n, "strict");
 }
 
 /* ---- events, links, spans ------------------------------------------------------- */
 
+/* A span's events or links: one row list per column, or in a Native batch the `count`
+ * written to the columns. */
 typedef struct {
     PyObject *lists[6];
+    uint64_t count;
 } Nested;
 
 static void nested_clear(Nested *n, int count) {
@@ -756,7 +1062,14 @@ static int parse_event(Ctx *x, const uint8_t *p, size_t n, Nested *ev, uint64_t 
         if (r < 0) break;
     }
     if (r == 0 && time > *latest) *latest = time;
-    if (r == 0 && !x->validate_only && (r = nested_ready(ev, 4)) == 0) {
+    if (r == 0 && x->nat) {
+        NCol *c = &x->nat->cols[C_EV_TIMES];
+        ev->count++;
+        if (nat_uint(x, &c[0], time) < 0 || nat_str(&c[1], name.s, name.n) < 0 ||
+            json_close(&attrs) < 0 || nat_str(&c[2], (const uint8_t *)attrs.p, attrs.n) < 0 ||
+            nat_uint(x, &c[3], dropped) < 0)
+            r = -1;
+    } else if (r == 0 && !x->validate_only && (r = nested_ready(ev, 4)) == 0) {
         if (append(ev->lists[0], PyLong_FromUnsignedLongLong(time)) < 0 ||
             append(ev->lists[1], str_of(x, &name)) < 0 ||
             append(ev->lists[2], json_finish(&attrs)) < 0 ||
@@ -789,7 +1102,15 @@ static int parse_link(Ctx *x, const uint8_t *p, size_t n, Nested *ln, int depth)
         else if (f.field == 6 && f.wt == 5) flags = f.v;
         if (r < 0) break;
     }
-    if (r == 0 && !x->validate_only && (r = nested_ready(ln, 6)) == 0) {
+    if (r == 0 && x->nat) {
+        NCol *c = &x->nat->cols[C_LN_TRACE];
+        ln->count++;
+        if (nat_hex(&c[0], trace.data, trace.len) < 0 || nat_hex(&c[1], span.data, span.len) < 0 ||
+            nat_str(&c[2], state.s, state.n) < 0 || json_close(&attrs) < 0 ||
+            nat_str(&c[3], (const uint8_t *)attrs.p, attrs.n) < 0 ||
+            nat_uint(x, &c[4], dropped) < 0 || nat_uint(x, &c[5], flags) < 0)
+            r = -1;
+    } else if (r == 0 && !x->validate_only && (r = nested_ready(ln, 6)) == 0) {
         if (append(ln->lists[0], hex_of(trace.data, trace.len)) < 0 ||
             append(ln->lists[1], hex_of(span.data, span.len)) < 0 ||
             append(ln->lists[2], str_of(x, &state)) < 0 ||
@@ -846,7 +1167,7 @@ static int parse_span(Ctx *x, const uint8_t *p, size_t n, Span *s, KV *kv, int d
         case 1 << 8 | 8: s->end = f.v; break;
         case 2 << 8 | 9:
             r = parse_kv(x, f.data, f.len, kv, depth - 1);
-            if (r == 0 && !x->validate_only) r = parallel_add(x, &s->attrs, kv);
+            if (r == 0 && !x->validate_only) r = parallel_add(x, &s->attrs, kv, C_ATTR_KEYS);
             break;
         case 0 << 8 | 10: s->dropped_attrs = (uint32_t)f.v; break;
         case 2 << 8 | 11:
@@ -891,14 +1212,49 @@ static PyObject *list_or_empty(Ctx *x, PyObject *list) {
     return Py_NewRef(list ? list : x->empty);
 }
 
-static int emit_span(Ctx *x, Span *s) {
-    PyObject **c = x->cols;
+/* The span's start clamped into [lo, hi] (counted) and its duration. */
+static uint64_t span_start(Ctx *x, const Span *s, uint64_t *duration) {
     uint64_t start = s->start;
-    uint64_t duration = s->end > start ? s->end - start : 0;
+    *duration = s->end > start ? s->end - start : 0;
     if (start < x->lo || start > x->hi) {
         start = start < x->lo ? x->lo : x->hi;
         x->clamped++;
     }
+    return start;
+}
+
+static int emit_native_span(Ctx *x, Span *s) {
+    NCol *c = x->nat->cols;
+    uint64_t duration, start = span_start(x, s, &duration);
+    x->nat->rows++;
+    if (nat_uint(x, &c[C_TS], start / NS) < 0 || nat_uint(x, &c[C_START], start) < 0 ||
+        nat_uint(x, &c[C_DURATION], duration) < 0 ||
+        nat_hex(&c[C_TRACE_ID], s->trace.data, s->trace.len) < 0 ||
+        nat_hex(&c[C_SPAN_ID], s->span.data, s->span.len) < 0 ||
+        nat_hex(&c[C_PARENT], s->parent.data, s->parent.len) < 0 ||
+        nat_str(&c[C_TRACE_STATE], s->trace_state.s, s->trace_state.n) < 0 ||
+        nat_uint(x, &c[C_FLAGS], s->flags) < 0 ||
+        nat_str(&c[C_SPAN_NAME], s->name.s, s->name.n) < 0 ||
+        nat_uint(x, &c[C_KIND], (uint64_t)(uint32_t)s->kind) < 0 ||
+        nat_uint(x, &c[C_STATUS_CODE], (uint64_t)(uint32_t)s->status_code) < 0 ||
+        nat_str(&c[C_STATUS_MESSAGE], s->status_message.s, s->status_message.n) < 0 ||
+        nat_uint(x, &c[C_DROPPED_ATTRS], s->dropped_attrs) < 0 ||
+        nat_uint(x, &c[C_DROPPED_EVENTS], s->dropped_events) < 0 ||
+        nat_uint(x, &c[C_DROPPED_LINKS], s->dropped_links) < 0)
+        return -1;
+    static const int arrays[] = {C_ATTR_KEYS, C_ATTR_TYPES, C_ATTR_VALUES, C_EV_TIMES,
+                                 C_EV_NAMES,  C_EV_ATTRS,   C_EV_DROPPED,  C_LN_TRACE,
+                                 C_LN_SPAN,   C_LN_STATE,   C_LN_ATTRS,    C_LN_DROPPED,
+                                 C_LN_FLAGS};
+    for (size_t i = 0; i < sizeof arrays / sizeof arrays[0]; i++)
+        if (nat_row(&c[arrays[i]]) < 0) return -1;
+    return 0;
+}
+
+static int emit_span(Ctx *x, Span *s) {
+    if (x->nat) return emit_native_span(x, s);
+    PyObject **c = x->cols;
+    uint64_t duration, start = span_start(x, s, &duration);
     if (append(c[C_TS], PyLong_FromUnsignedLongLong(start / NS)) < 0 ||
         append(c[C_START], PyLong_FromUnsignedLongLong(start)) < 0 ||
         append(c[C_DURATION], PyLong_FromUnsignedLongLong(duration)) < 0 ||
@@ -951,6 +1307,8 @@ static int chunks_add(Chunks *cs, const Field *f) {
 
 typedef struct {
     PyObject *service;
+    Str service_name; /* in a Native batch (`has_service`) */
+    int has_service;
     Parallel attrs;
     uint64_t dropped;
     Str schema_url;
@@ -965,13 +1323,19 @@ static int parse_resource(Ctx *x, const uint8_t *p, size_t n, Resource *res, KV 
         if (f.field == 1 && f.wt == 2) {
             if (parse_kv(x, f.data, f.len, kv, depth - 1) < 0) return -1;
             if (x->validate_only) continue;
-            if (!res->service && kv->key.n == 12 && memcmp(kv->key.s, "service.name", 12) == 0) {
+            int is_service = !res->service && !res->has_service && kv->key.n == 12 &&
+                             memcmp(kv->key.s, "service.name", 12) == 0;
+            if (is_service && x->nat) {
+                res->has_service = 1;
+                if (kv->value.code == 1)
+                    res->service_name = (Str){kv->value.s, kv->value.n, kv->value.ascii};
+            } else if (is_service) {
                 res->service = kv->value.code == 1 ? cached_str(x, kv->value.s, kv->value.n,
                                                                 kv->value.ascii)
                                                    : Py_NewRef(StrEmpty);
                 if (!res->service) return -1;
             }
-            if (parallel_add(x, &res->attrs, kv) < 0) return -1;
+            if (parallel_add(x, &res->attrs, kv, -1) < 0) return -1;
         } else if (f.field == 2 && f.wt == 0) {
             res->dropped = (uint32_t)f.v;
         } else if (f.field == 3 && f.wt == 2) {
@@ -986,6 +1350,34 @@ static int parse_resource(Ctx *x, const uint8_t *p, size_t n, Resource *res, KV 
         }
     }
     return r;
+}
+
+/* The spans of one scope in a Native batch, then their resource and scope columns. */
+static int emit_native_scope(Ctx *x, const Chunks *spans, const Resource *res, KV *kv,
+                             const Str *name, const Str *version, Buf *attrs, const Str *schema,
+                             int depth) {
+    int r = 0;
+    for (size_t i = 0; i < spans->n && r == 0; i++) {
+        Span s;
+        memset(&s, 0, sizeof s);
+        s.trace_state = s.name = s.status_message = (Str){(const uint8_t *)"", 0, 1};
+        r = parse_span(x, spans->items[i].p, spans->items[i].n, &s, kv, depth - 1);
+        if (r == 0) r = emit_span(x, &s);
+    }
+    if (r < 0 || (attrs && json_close(attrs) < 0)) return -1;
+    NCol *c = x->nat->cols;
+    for (size_t i = 0; i < spans->n; i++)
+        if (nat_str(&c[C_SERVICE], res->service_name.s, res->service_name.n) < 0 ||
+            nat_str(&c[C_SCOPE_NAME], name->s, name->n) < 0 ||
+            nat_str(&c[C_SCOPE_VERSION], version->s, version->n) < 0 ||
+            held_row(x, &res->attrs.held, &c[C_RES_KEYS]) < 0 ||
+            nat_uint(x, &c[C_RES_DROPPED], res->dropped) < 0 ||
+            nat_str(&c[C_SCOPE_ATTRS], attrs ? (const uint8_t *)attrs->p : NULL,
+                    attrs ? attrs->n : 0) < 0 ||
+            nat_str(&c[C_RES_SCHEMA], res->schema_url.s, res->schema_url.n) < 0 ||
+            nat_str(&c[C_SCOPE_SCHEMA], schema->s, schema->n) < 0)
+            return -1;
+    return 0;
 }
 
 static int parse_scope_spans(Ctx *x, const uint8_t *p, size_t n, Resource *res, KV *kv,
@@ -1029,6 +1421,11 @@ static int parse_scope_spans(Ctx *x, const uint8_t *p, size_t n, Resource *res, 
     }
     if (r < 0) goto done;
     if (spans.n == 0) goto done;
+    if (x->nat) {
+        r = emit_native_scope(x, &spans, res, kv, &name, &version, has_attrs ? &attrs : NULL,
+                              &schema_url, depth);
+        goto done;
+    }
     if (x->validate_only) {
         for (size_t i = 0; i < spans.n && r == 0; i++) {
             Span s;
@@ -1140,7 +1537,48 @@ PyDoc_STRVAR(decode_traces_doc,
              "DecodeError); start times clamped into [lo, hi]; string and bytes\n"
              "attribute values cut to `limit`. `empty` is the list shared by rows without\n"
              "values; `cache` (from new_cache()) shares short strings across the requests\n"
-             "of a batch. Raises DecodeError on malformed input.");
+             "of a batch. Raises DecodeError on malformed input. With a Native batch\n"
+             "(new_native) as `into`, the values go there and `columns` is None.");
+
+static PyObject *decode_error(Ctx *x) {
+    if (x->err.error && !PyErr_Occurred())
+        PyErr_Format(DecodeError, "cannot decode ExportTraceServiceRequest: %s at byte %zd",
+                     x->err.error, (Py_ssize_t)(x->err.at - x->err.base));
+    else if (!PyErr_Occurred())
+        PyErr_SetString(DecodeError, "cannot decode ExportTraceServiceRequest");
+    return NULL;
+}
+
+/* decode_traces into a Native batch: (None, truncated, clamped). */
+static PyObject *decode_native(Py_buffer *view, uint64_t lo, uint64_t hi, Py_ssize_t limit,
+                               Native *nat) {
+    Ctx *x = PyMem_Calloc(1, sizeof(Ctx));
+    if (!x) return PyErr_NoMemory();
+    x->err.base = view->buf;
+    x->lo = lo;
+    x->hi = hi;
+    x->limit = limit < 0 ? 0 : limit;
+    x->nat = nat;
+    NMark marks[NCOLUMNS];
+    uint64_t rows = nat->rows;
+    for (int i = 0; i < NCOLUMNS; i++)
+        marks[i] = (NMark){nat->cols[i].data.n, nat->cols[i].offsets.n, nat->cols[i].items};
+    PyObject *result = NULL;
+    if (parse_request(x, view->buf, (size_t)view->len) == 0) {
+        result = Py_BuildValue("(Oll)", Py_None, x->truncated, x->clamped);
+    } else {
+        decode_error(x);
+        /* a refused request leaves no rows behind (its new dictionary keys stay unused) */
+        nat->rows = rows;
+        for (int i = 0; i < NCOLUMNS; i++) {
+            nat->cols[i].data.n = marks[i].data;
+            nat->cols[i].offsets.n = marks[i].offsets;
+            nat->cols[i].items = marks[i].items;
+        }
+    }
+    PyMem_Free(x);
+    return result;
+}
 
 static PyObject *decode_traces(PyObject *self, PyObject *args) {
     Py_buffer view;
@@ -1156,6 +1594,11 @@ static PyObject *decode_traces(PyObject *self, PyObject *args) {
     if (!PyArg_ParseTuple(args, "y*KKnO!|OO", &view, &lo, &hi, &limit, &PyList_Type, &empty,
                           &cache, &into))
         return NULL;
+    if (PyCapsule_IsValid(into, NATIVE_CAPSULE)) {
+        PyObject *result = decode_native(&view, lo, hi, limit, PyCapsule_GetPointer(into, NATIVE_CAPSULE));
+        PyBuffer_Release(&view);
+        return result;
+    }
     BatchCache *batch = NULL;
     if (cache != Py_None && !(batch = PyCapsule_GetPointer(cache, BATCH_CACHE))) {
         PyBuffer_Release(&view);
@@ -1206,11 +1649,8 @@ static PyObject *decode_traces(PyObject *self, PyObject *args) {
             }
         }
         if (cols) result = Py_BuildValue("(Nll)", cols, x->truncated, x->clamped);
-    } else if (x->err.error && !PyErr_Occurred()) {
-        PyErr_Format(DecodeError, "cannot decode ExportTraceServiceRequest: %s at byte %zd",
-                     x->err.error, (Py_ssize_t)(x->err.at - x->err.base));
-    } else if (!PyErr_Occurred()) {
-        PyErr_SetString(DecodeError, "cannot decode ExportTraceServiceRequest");
+    } else {
+        decode_error(x);
     }
     if (!result && ok && into != Py_None) { /* a refused request leaves no rows behind */
         PyObject *type, *value, *trace;
@@ -1284,34 +1724,6 @@ static PyObject *validate_traces(PyObject *self, PyObject *args) {
  * for arrays, an int outside the type's range, a str that is not UTF-8): the caller
  * then hands the column to the driver, which converts it or raises its own error.
  */
-
-enum { N_U8 = 1, N_U16, N_U32, N_U64, N_I8, N_I16, N_I32, N_I64, N_F64, N_STRING, N_LC_STRING };
-#define N_ARRAY 0x100
-#define LC_ADDITIONAL_KEYS (1ULL << 9)
-#define LC_UPDATE_DICTIONARY (1ULL << 10)
-
-static int put_u64(Buf *b, uint64_t v) {
-    uint8_t le[8];
-    for (int i = 0; i < 8; i++) le[i] = (uint8_t)(v >> (8 * i));
-    return buf_put(b, le, 8);
-}
-
-static int put_uint(Buf *b, uint64_t v, int width) {
-    uint8_t le[8];
-    for (int i = 0; i < width; i++) le[i] = (uint8_t)(v >> (8 * i));
-    return buf_put(b, le, (size_t)width);
-}
-
-static int put_varint(Buf *b, uint64_t v) {
-    uint8_t out[10];
-    size_t n = 0;
-    while (v >= 0x80) {
-        out[n++] = (uint8_t)(v | 0x80);
-        v >>= 7;
-    }
-    out[n++] = (uint8_t)v;
-    return buf_put(b, out, n);
-}
 
 /* 1 written, 0 not this encoder's item (no exception set), -1 error. */
 static int put_str(Buf *b, PyObject *item) {
@@ -1498,6 +1910,65 @@ static PyObject *encode_column(PyObject *self, PyObject *args) {
     return out;
 }
 
+static PyObject *new_native(PyObject *self, PyObject *codes) {
+    (void)self;
+    if (!PyTuple_Check(codes) || PyTuple_GET_SIZE(codes) != NCOLUMNS ||
+        strlen(NATIVE_SHAPE) != NCOLUMNS) {
+        PyErr_Format(PyExc_TypeError, "new_native() takes a tuple of %d column codes", NCOLUMNS);
+        return NULL;
+    }
+    static const int widths[] = {0, 1, 2, 4, 8};
+    Native *nat = PyMem_Calloc(1, sizeof(Native));
+    if (!nat) return PyErr_NoMemory();
+    for (int i = 0; i < NCOLUMNS; i++) {
+        long code = PyLong_AsLong(PyTuple_GET_ITEM(codes, i));
+        char shape = NATIVE_SHAPE[i];
+        int array = shape >= 'A' && shape <= 'Z', scalar = (int)(code & ~N_ARRAY);
+        shape = (char)(shape | 0x20);
+        int fits = code >= 0 && (code & ~(N_ARRAY | 0xff)) == 0 &&
+                   !!(code & N_ARRAY) == array &&
+                   (shape == 'i'   ? scalar >= N_U8 && scalar <= N_U64
+                    : shape == 'h' ? scalar == N_STRING
+                                   : scalar == N_STRING || scalar == N_LC_STRING);
+        if (!fits) {
+            if (!PyErr_Occurred())
+                PyErr_Format(PyExc_ValueError,
+                             "column %d: code %ld is not a type the decoder writes there", i, code);
+            PyMem_Free(nat);
+            return NULL;
+        }
+        nat->cols[i].code = (int)code;
+        nat->cols[i].width = shape == 'i' ? widths[scalar] : 0;
+    }
+    PyObject *capsule = PyCapsule_New(nat, NATIVE_CAPSULE, native_free);
+    if (!capsule) PyMem_Free(nat);
+    return capsule;
+}
+
+static Native *native_of(PyObject *capsule) {
+    return PyCapsule_GetPointer(capsule, NATIVE_CAPSULE);
+}
+
+static PyObject *native_rows(PyObject *self, PyObject *capsule) {
+    (void)self;
+    Native *nat = native_of(capsule);
+    return nat ? PyLong_FromUnsignedLongLong(nat->rows) : NULL;
+}
+
+static PyObject *native_column(PyObject *self, PyObject *args) {
+    (void)self;
+    PyObject *capsule;
+    int i;
+    if (!PyArg_ParseTuple(args, "Oi", &capsule, &i)) return NULL;
+    Native *nat = native_of(capsule);
+    if (!nat) return NULL;
+    if (i < 0 || i >= NCOLUMNS) {
+        PyErr_Format(PyExc_IndexError, "column %d out of range", i);
+        return NULL;
+    }
+    return ncol_bytes(&nat->cols[i]);
+}
+
 static PyObject *untrack(PyObject *self, PyObject *list) {
     (void)self;
     if (!PyList_Check(list)) {
@@ -1528,6 +1999,12 @@ static PyMethodDef methods[] = {
     {"untrack", untrack, METH_O,
      "untrack(list): the garbage collector stops visiting the list (one nothing else "
      "refers to, so no cycle can pass through it) and its values."},
+    {"new_native", new_native, METH_O,
+     "new_native(codes) -> a Native batch for decode_traces: one encode_column code per "
+     "SPAN_COLUMNS entry (the table's types); ValueError for a type the decoder cannot write."},
+    {"native_rows", native_rows, METH_O, "native_rows(batch) -> the rows decoded into it."},
+    {"native_column", native_column, METH_VARARGS,
+     "native_column(batch, i) -> column i's Native bytes, as encode_column gives them."},
     {"new_cache", new_cache, METH_NOARGS,
      "new_cache() -> a string cache for decode_traces, for the requests of one batch."},
     {"init", init, METH_VARARGS,

@@ -2,17 +2,28 @@
 
 The decoder reads ``ExportTraceServiceRequest`` bytes straight into one new list
 per ``spans`` column, with the rules of ``otlp_columns`` (the reference, which the
-differential tests hold it to). Where the extension is not built, ``trace_columns``
-hands out the Python ``TraceColumns`` instead.
+differential tests hold it to). For a ClickHouse server it can instead write each
+column's Native bytes as it reads (``NativeTraceColumns``): no Python object per
+value, and nothing for the driver to do but send them. Where the extension is not
+built, ``trace_columns`` hands out the Python ``TraceColumns`` instead.
 """
 
 from __future__ import annotations
+
+from dataclasses import dataclass
 
 from google.protobuf.json_format import MessageToDict
 from opentelemetry.proto.common.v1.common_pb2 import ArrayValue, KeyValueList
 
 from tracestore import otlp_columns
-from tracestore.otlp_columns import SPAN_COLUMNS, DecodeError, Limits, TraceColumns, Verdict
+from tracestore.otlp_columns import (
+    SPAN_COLUMNS,
+    ConversionStats,
+    DecodeError,
+    Limits,
+    TraceColumns,
+    Verdict,
+)
 
 try:
     from tracestore import _otlpdecode
@@ -84,13 +95,68 @@ class CompiledTraceColumns(TraceColumns):
         self.stats.clamped_timestamps += clamped
 
 
+@dataclass(frozen=True, slots=True)
+class EncodedColumn:
+    """One INSERT column's Native bytes, written for the column type ``code`` (the
+    encoder's code, see ``native_columns.column_code``), and how many rows it holds."""
+
+    code: int
+    rows: int
+    data: bytes
+
+    def __len__(self) -> int:
+        return self.rows
+
+
+class NativeTraceColumns:
+    """The ``spans`` columns of a batch as Native bytes, for a server whose column types
+    are ``codes`` (in ``SPAN_COLUMNS`` order); what the writer asks of ``TraceColumns``."""
+
+    def __init__(self, limits: Limits, codes: tuple[int, ...]) -> None:
+        self.limits = limits
+        self.stats = ConversionStats()
+        self._codes = codes
+        self._batch = _otlpdecode.new_native(codes)
+
+    def add(self, payload: bytes, received_ns: int) -> None:
+        """One request's spans, or none (DecodeError)."""
+        lo, hi = _u64_window(self.limits, received_ns)
+        _, truncated, clamped = _otlpdecode.decode_traces(
+            payload,
+            lo,
+            hi,
+            self.limits.max_attribute_length,
+            otlp_columns._NO_VALUES,
+            None,
+            self._batch,
+        )
+        self.stats.truncated_attributes += truncated
+        self.stats.clamped_timestamps += clamped
+
+    def __len__(self) -> int:
+        return _otlpdecode.native_rows(self._batch)
+
+    @property
+    def columns(self) -> dict[str, EncodedColumn]:
+        rows = len(self)
+        return {
+            name: EncodedColumn(code, rows, _otlpdecode.native_column(self._batch, i))
+            for i, (name, code) in enumerate(zip(SPAN_COLUMNS, self._codes, strict=True))
+        }
+
+
 def available() -> bool:
     """Whether the extension is built."""
     return _otlpdecode is not None
 
 
-def trace_columns(limits: Limits, compiled: bool = True) -> TraceColumns:
-    """A span column builder: the compiled one when built and asked for."""
+def trace_columns(
+    limits: Limits, compiled: bool = True, native_codes: tuple[int, ...] | None = None
+) -> TraceColumns | NativeTraceColumns:
+    """A span column builder: the compiled one when built and asked for, writing Native
+    bytes when the server's column types (``native_codes``) are given."""
     if compiled and _otlpdecode is not None:
+        if native_codes is not None:
+            return NativeTraceColumns(limits, native_codes)
         return CompiledTraceColumns(limits)
     return TraceColumns(limits)

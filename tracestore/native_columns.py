@@ -27,6 +27,8 @@ from clickhouse_driver import client
 from clickhouse_driver.columns import service
 from clickhouse_driver.util import helpers
 
+from tracestore.compiled_columns import EncodedColumn
+
 try:
     from tracestore import _otlpdecode
 except ImportError:  # not built
@@ -82,10 +84,13 @@ def own_column(values: Iterable[Any]) -> OwnColumn:
 
 def column_chunks(columns: Sequence[Any], n: int) -> Iterator[list]:
     """The driver's ``column_chunks``, without its copy of every column when the
-    columns are ``OwnColumn``s that fit one block."""
-    if columns and all(type(c) is OwnColumn for c in columns) and 0 < len(columns[0]) <= n:
-        yield list(columns)
-        return
+    columns are ``OwnColumn``s or ``EncodedColumn``s that fit one block."""
+    if columns and all(type(c) in (OwnColumn, EncodedColumn) for c in columns):
+        if 0 < len(columns[0]) <= n:
+            yield list(columns)
+            return
+        if any(type(c) is EncodedColumn for c in columns):
+            raise ValueError(f"{len(columns[0])} encoded rows do not fit one block of {n}")
     yield from helpers.column_chunks(columns, n)
 
 
@@ -93,6 +98,13 @@ def write_column(
     context: Any, column_name: str, column_spec: str, items: Any, buf: Any, types_check=False
 ) -> None:
     """The driver's ``write_column``, with the columns we can encode encoded in C."""
+    if type(items) is EncodedColumn:
+        if column_code(column_spec) != items.code:
+            raise ValueError(
+                f"column {column_name} is {column_spec}, not the type its bytes were written for"
+            )
+        buf.write(items.data)
+        return
     settings = context.client_settings
     if (
         not types_check

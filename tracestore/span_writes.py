@@ -12,6 +12,7 @@ from __future__ import annotations
 from collections.abc import Mapping, Sequence
 from typing import Any
 
+from tracestore.otlp_columns import SPAN_COLUMNS
 from tracestore.store import Store
 
 LOOKUP_CHUNK = 1000  # keys per IN (…) list
@@ -23,6 +24,23 @@ MetricKey = tuple[str, str, int, tuple[str, ...]]
 def insert_spans(store: Store, columns: Mapping[str, Sequence[Any]]) -> None:
     """One block into ``spans``; the views fill spans_by_trace, trace_index and rollups."""
     store.insert("spans", columns)
+
+
+def span_column_codes(store: Store) -> tuple[int, ...] | None:
+    """The encoder's code of each ``spans`` column as the server has it (``SPAN_COLUMNS``
+    order), so the decoder can write the INSERT's Native bytes; None where the store
+    takes lists only or a type is not one the decoder writes."""
+    if not store.native_inserts:
+        return None
+    from tracestore.native_columns import column_code
+
+    rows = store.query(
+        "SELECT name, type FROM system.columns "
+        "WHERE database = currentDatabase() AND table = 'spans'"
+    )
+    types = dict(rows)
+    codes = tuple(column_code(types.get(name, "")) for name in SPAN_COLUMNS)
+    return None if None in codes else codes  # type: ignore[return-value]
 
 
 def insert_metric_points(store: Store, columns: Mapping[str, Sequence[Any]]) -> None:

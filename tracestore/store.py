@@ -78,6 +78,7 @@ class Store(Protocol):
     url: str
     database: str
     server_version: tuple[int, int]
+    native_inserts: bool  # insert takes EncodedColumn values (a column's Native bytes)
 
     def execute(self, sql: str) -> None:
         """Run DDL or any statement without a result."""
@@ -160,7 +161,8 @@ class NativeStore:
         self._lock = threading.Lock()
         from tracestore import native_columns
 
-        native_columns.install()  # the driver's column writer, with our columns done in C
+        # the driver's column writer, with our columns done in C
+        self.native_inserts = native_columns.install()
         self.server_version = self._probe()
 
     def _client(self, database: str | None = None) -> Any:
@@ -235,9 +237,11 @@ class NativeStore:
         sql, rows = _insert_sql(table, columns)
         if rows == 0:
             return
-        from tracestore.native_columns import own_column
+        from tracestore.native_columns import EncodedColumn, own_column
 
-        data = [own_column(v) for v in columns.values()]  # the driver may write these as is
+        data = [  # the driver may write these as they are
+            v if type(v) is EncodedColumn else own_column(v) for v in columns.values()
+        ]
         try:
             self._wrap(lambda c: c.execute(sql + " VALUES", data, columnar=True))
         except StoreError as exc:
@@ -288,6 +292,8 @@ class EmbeddedStore:
     Each store is one chDB session (its own current database) used behind a lock;
     ``chdb:PATH?database=NAME`` selects another database under the same path.
     """
+
+    native_inserts = False
 
     def __init__(self, url: str, parsed: StoreURL) -> None:
         try:

@@ -7,7 +7,11 @@
  * across inputs (a refused input must leave those as they were); the columns it
  * gives are encoded in the Native layout as every column type, and a
  * column made from the input's bytes (ints of every size, strings that are not all
- * UTF-8, rows of either) with a type the input picks. Any exception other than
+ * UTF-8, rows of either) with a type the input picks. Each input is also decoded
+ * into two Native batches kept across inputs (integers as UInt64 and strings as
+ * LowCardinality; integers as UInt8 and strings as String), whose rows a refused
+ * input must leave as they were and whose columns must always give bytes. Any
+ * exception other than
  * DecodeError, an encoder result other than bytes or None, any sanitizer report or
  * a crash is a finding. Built and run by tests/tracestore/test_otlp_decode_fuzz.py, which sets
  * PYTHONHOME/PYTHONPATH; the seed corpus is tests/fuzz/otlp_corpus/.
@@ -15,6 +19,63 @@
 #include "../../tracestore/_otlpdecode.c"
 
 static PyObject *Decode, *Validate, *Empty, *Error, *Cache, *Encode, *Into;
+static PyObject *Natives[2];
+
+static void expect(PyObject *result);
+
+/* A Native batch with wide (0) or narrow (1) integer columns. */
+static PyObject *new_batch(int narrow) {
+    PyObject *codes = PyTuple_New(NCOLUMNS);
+    if (!codes) abort();
+    for (int i = 0; i < NCOLUMNS; i++) {
+        char shape = NATIVE_SHAPE[i];
+        long array = shape >= 'A' && shape <= 'Z' ? N_ARRAY : 0;
+        shape = (char)(shape | 0x20);
+        long code = shape == 'i' ? (narrow ? N_U8 : N_U64)
+                    : shape == 'h' ? N_STRING
+                                   : (narrow ? N_STRING : N_LC_STRING);
+        PyTuple_SET_ITEM(codes, i, PyLong_FromLong(code | array));
+    }
+    PyObject *batch = new_native(NULL, codes);
+    Py_DECREF(codes);
+    if (!batch) {
+        PyErr_Print();
+        abort();
+    }
+    return batch;
+}
+
+static unsigned long long rows_of(PyObject *batch) {
+    return ((Native *)PyCapsule_GetPointer(batch, NATIVE_CAPSULE))->rows;
+}
+
+/* Decode into each kept batch; a refused input adds no rows; columns are bytes. */
+static void decode_native_batches(const uint8_t *data, size_t size, unsigned long long now) {
+    for (int k = 0; k < 2; k++) {
+        unsigned long long had = rows_of(Natives[k]);
+        PyObject *decoded = PyObject_CallFunction(
+            Decode, "y#KKnOOO", (const char *)data, (Py_ssize_t)size, now - 86400000000000ULL,
+            now + 3600000000000ULL, (Py_ssize_t)(size % 7), Empty, Py_None, Natives[k]);
+        if (!decoded && rows_of(Natives[k]) != had) abort();
+        expect(decoded);
+        if (size & 4 || rows_of(Natives[k]) > 1024) {
+            for (int i = 0; i < NCOLUMNS; i++) {
+                PyObject *args = Py_BuildValue("(Oi)", Natives[k], i);
+                PyObject *bytes = args ? native_column(NULL, args) : NULL;
+                Py_XDECREF(args);
+                if (!bytes || !PyBytes_CheckExact(bytes)) {
+                    PyErr_Print();
+                    abort();
+                }
+                Py_DECREF(bytes);
+            }
+        }
+        if (rows_of(Natives[k]) > 1024) { /* keep memory bounded */
+            Py_DECREF(Natives[k]);
+            Natives[k] = new_batch(k);
+        }
+    }
+}
 
 int LLVMFuzzerInitialize(int *argc, char ***argv) {
     (void)argc;
@@ -44,6 +105,8 @@ int LLVMFuzzerInitialize(int *argc, char ***argv) {
         if (!list) abort();
         PyTuple_SET_ITEM(Into, i, list);
     }
+    Natives[0] = new_batch(0);
+    Natives[1] = new_batch(1);
     return 0;
 }
 
@@ -148,6 +211,7 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size) {
     if (PyList_GET_SIZE(PyTuple_GET_ITEM(Into, 0)) > 4096) /* keep memory bounded */
         for (int i = 0; i < NCOLUMNS; i++)
             if (PyList_SetSlice(PyTuple_GET_ITEM(Into, i), 0, PY_SSIZE_T_MAX, NULL) < 0) abort();
+    decode_native_batches(data, size, now);
     encode_bytes(data, size);
     expect(PyObject_CallFunction(Validate, "y#KKiKii", (const char *)data, (Py_ssize_t)size,
                                  now - 86400000000000ULL, now + 3600000000000ULL, (int)(size & 1),
