@@ -46,13 +46,13 @@ def export_target(config: SidecarConfig) -> ExportTarget | None:
 
 
 def _exporters(config: SidecarConfig):
-    """OTLP/gRPC span and metric exporters; ``(None, None)`` without a collector."""
+    """OTLP span and metric exporters; ``(None, None)`` without a collector."""
     target = export_target(config)
     if target is None:
         return None, None
     from sidecar.otlp_export import exporters
 
-    return exporters(target, config.export_timeout_s)
+    return exporters(target, config.export_timeout_s, config.collector_max_connection_age_s)
 
 
 class Sidecar:

@@ -133,6 +133,13 @@ def register(subparsers: argparse._SubParsersAction) -> None:
         help="OTLP export, seconds",
     )
     p.add_argument(
+        "--collector-max-connection-age",
+        type=float,
+        default=SidecarConfig.collector_max_connection_age_s,
+        help="seconds an OTLP/HTTP export connection serves before the next export reconnects,"
+        " ±10 %% (0: never; over gRPC the collector's --max-connection-age decides)",
+    )
+    p.add_argument(
         "--max-queue", type=int, default=SidecarConfig.max_queue, help="telemetry records queued"
     )
     p.set_defaults(handler=run)
@@ -178,6 +185,7 @@ def config_from_args(args: argparse.Namespace, environ=os.environ) -> SidecarCon
         drain_grace_s=args.drain_grace,
         max_queue=args.max_queue,
         export_timeout_s=args.export_timeout,
+        collector_max_connection_age_s=args.collector_max_connection_age,
         metric_export_interval_s=args.metrics_interval,
     )
 

@@ -13,6 +13,13 @@ SERVER_FIRST_PORTS = frozenset((21, 22, 25, 110, 143, 465, 587, 993, 995, 3306, 
 
 PROXY_UID = 1337  # the sidecar's user: the redirect exempts its own traffic
 
+# Seconds an OTLP/HTTP export connection serves before the next export opens a new one
+# (±10 % per connection), so sidecars spread over collector replicas the autoscaler adds.
+# The same as the collector's --max-connection-age (collector.config.MAX_CONNECTION_AGE_S,
+# which only gRPC clients obey); kept equal by hand, as the sidecar must not import the
+# collector.
+COLLECTOR_MAX_CONNECTION_AGE_S = 300.0
+
 
 @dataclass
 class SidecarConfig:
@@ -45,4 +52,5 @@ class SidecarConfig:
     max_queue: int = 65536
     export_interval_s: float = 0.2
     export_timeout_s: float = 10.0
+    collector_max_connection_age_s: float = COLLECTOR_MAX_CONNECTION_AGE_S  # 0: never
     metric_export_interval_s: float = 15.0

@@ -31,18 +31,21 @@ class ExportResult(enum.Enum):
     FAILURE = 1
 
 
-def exporters(target: ExportTarget, timeout_s: float) -> tuple[Any, Any]:
+def exporters(
+    target: ExportTarget, timeout_s: float, max_connection_age_s: float
+) -> tuple[Any, Any]:
     """Span and metric exporters for ``target``; nothing is left to the environment.
 
     The span exporter has ``export(EncodedSpans)``, ``last_failure`` and ``shutdown()``;
-    the metric exporter ``export_request(bytes)`` and ``shutdown()``.
+    the metric exporter ``export_request(bytes)`` and ``shutdown()``. Over HTTP each
+    reconnects after ``max_connection_age_s``; over gRPC the collector ends connections.
     """
     if target.protocol == HTTP_PROTOBUF:
         from sidecar.otlp_http_export import HttpExporter
 
         return (
-            HttpExporter(target, target.traces_path, timeout_s),
-            HttpExporter(target, target.metrics_path, timeout_s),
+            HttpExporter(target, target.traces_path, timeout_s, max_connection_age_s),
+            HttpExporter(target, target.metrics_path, timeout_s, max_connection_age_s),
         )
     from sidecar.otlp_grpc_export import grpc_exporters
 

@@ -9,6 +9,11 @@ errors and on 408, 429, 502, 503 and 504, as long as the wait fits before the
 deadline. Any other answer fails at once; ``last_failure`` says why. ``shutdown``
 ends a call in flight and any wait, so a sidecar stops within its grace period even
 while the collector does not answer.
+
+A connection older than its maximum age (±10 % jitter, so a fleet does not reconnect
+in step) is closed before the next request, never during one: the new connection goes
+through the Service again and may land on a collector replica the autoscaler added,
+as gRPC clients do when the collector ends theirs after ``--max-connection-age``.
 """
 
 from __future__ import annotations
@@ -26,6 +31,7 @@ from sidecar.otlp_encode import EncodedSpans
 from sidecar.otlp_export import ExportFailure, ExportResult
 
 MAX_ATTEMPTS = 6  # as the SDK's exporters
+AGE_JITTER = 0.1  # as gRPC's max_connection_age
 RETRYABLE = frozenset((408, 429, 502, 503, 504))
 PROTOBUF = "application/x-protobuf"
 
@@ -38,12 +44,17 @@ def _retry_after(value: str | None) -> float | None:
 
 
 class HttpExporter:
-    """Exports to one OTLP/HTTP path of the target; thread-safe, one connection."""
+    """Exports to one OTLP/HTTP path of the target; thread-safe, one connection at a time,
+    replaced once older than ``max_connection_age_s`` (0: kept while it lasts)."""
 
-    def __init__(self, target: ExportTarget, path: str, timeout_s: float) -> None:
+    def __init__(
+        self, target: ExportTarget, path: str, timeout_s: float, max_connection_age_s: float
+    ) -> None:
         self._target = target
         self._path = path
         self._timeout_s = timeout_s
+        self._max_age_s = max_connection_age_s
+        self._retire_at = 0.0  # monotonic time after which the connection is not reused
         self._headers = {k: v for k, v in target.headers} | {"Content-Type": PROTOBUF}
         scheme = "http" if target.insecure else "https"
         self._url = f"{scheme}://{target.endpoint}{path}"
@@ -92,6 +103,8 @@ class HttpExporter:
         pointless, ``-1`` for the exponential backoff, else seconds to wait (the server's
         ``Retry-After``, or 0 to reconnect a kept-alive connection the server closed)."""
         where = f"collector {self._url}"
+        if self._connection is not None and time.monotonic() >= self._retire_at:
+            self._close()  # old enough: reconnect through the Service, between requests
         reused = self._connection is not None and self._connection.sock is not None
         try:
             connection = self._connect(max(0.001, deadline - time.monotonic()))
@@ -146,6 +159,8 @@ class HttpExporter:
                 self._connection = http.client.HTTPSConnection(
                     self._target.endpoint, context=self._context
                 )
+            age_s = self._max_age_s * random.uniform(1 - AGE_JITTER, 1 + AGE_JITTER)
+            self._retire_at = time.monotonic() + age_s if age_s > 0 else float("inf")
         self._connection.timeout = timeout_s
         if self._connection.sock is not None:
             self._connection.sock.settimeout(timeout_s)

@@ -4,6 +4,8 @@ Real sidecar processes export to a real ``sidetrace collector`` (TLS, bearer tok
 writing into the test ClickHouse server: every span of the traffic arrives, the
 RED metrics too, and the sidecar never loads grpcio. A collector that starts late
 gets the spans by retries; a refused token or an untrusted CA is counted by reason.
+An export connection older than its maximum age is replaced between exports (the
+OTLP sink sees the client ports), so sidecars spread over new collector replicas.
 """
 
 from __future__ import annotations
@@ -13,18 +15,24 @@ import signal
 import socket
 import subprocess
 import threading
+import time
 import uuid
 from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
+from opentelemetry.proto.collector.trace.v1.trace_service_pb2 import ExportTraceServiceRequest
+from opentelemetry.proto.trace.v1.trace_pb2 import ResourceSpans, ScopeSpans, Span
 
 from runtime.loopback_ports import free_port
-from sidecar.export_target import ExportConfigError, ExportTarget, resolve
+from sidecar.config import SidecarConfig
+from sidecar.export_target import TRACES_PATH, ExportConfigError, ExportTarget, resolve
+from sidecar.otlp_export import ExportResult
+from sidecar.otlp_http_export import HttpExporter
 from sidecar.webhook_certs import make_certs
 from tests.support.collector_helpers import collector_process, count_spans, fresh_native_url
 from tests.support.polling import eventually
-from tests.support.sidecar_harness import build_app
+from tests.support.sidecar_harness import OtlpSink, build_app
 from tests.support.sidecar_process import SidecarProcess
 from tests.support.threaded_server import ThreadedUvicorn
 from tracestore.store import open_store
@@ -265,3 +273,69 @@ def test_stops_within_its_grace_while_the_collector_never_answers(tls_dir, http_
         silent.close()
         for conn in held:
             conn.close()
+
+
+@pytest.fixture
+def sink() -> Iterator[OtlpSink]:
+    server = OtlpSink().start()
+    yield server
+    server.stop()
+
+
+def _trace_ports(sink: OtlpSink) -> list[int]:
+    """The client port of each traces request the sink received, in order."""
+    return [port for signal, port in list(sink.posts) if signal == "traces"]
+
+
+def _one_span(name: str) -> bytes:
+    span = Span(trace_id=uuid.uuid4().bytes, span_id=uuid.uuid4().bytes[:8], name=name)
+    scope = ScopeSpans(spans=[span])
+    return ExportTraceServiceRequest(
+        resource_spans=[ResourceSpans(scope_spans=[scope])]
+    ).SerializeToString()
+
+
+def _bursts(exporter: HttpExporter, bursts: int, pause_s: float) -> None:
+    """Three back-to-back exports per burst (well inside any age), ``pause_s`` between."""
+    for burst in range(bursts):
+        if burst:
+            time.sleep(pause_s)
+        for i in range(3):
+            assert exporter.export_request(_one_span(f"b{burst}-{i}")) is ExportResult.SUCCESS
+
+
+@pytest.mark.parametrize(
+    ("max_age_s", "connections"),
+    [(0.3, 3), (SidecarConfig.collector_max_connection_age_s, 1), (0, 1)],
+    ids=["tiny-age", "default-age", "never"],
+)
+def test_a_connection_older_than_its_age_is_replaced_between_exports(
+    sink: OtlpSink, max_age_s: float, connections: int
+) -> None:
+    target = resolve(f"127.0.0.1:{sink.port}", None, None, None, {})
+    assert target is not None
+    exporter = HttpExporter(target, TRACES_PATH, 5.0, max_age_s)
+    try:
+        _bursts(exporter, bursts=3, pause_s=0.5)  # a pause outlasts the tiny age (+10 %)
+    finally:
+        exporter.shutdown()
+    ports = _trace_ports(sink)
+    assert len(sink.spans) == len(ports) == 9  # nothing lost to a reconnect
+    bursts = [ports[i : i + 3] for i in range(0, 9, 3)]
+    assert all(len(set(burst)) == 1 for burst in bursts)  # reused within the age
+    assert len(set(ports)) == connections  # a new TCP connection after each pause, or none
+
+
+def test_the_sidecar_takes_the_age_from_its_flag_variable(app, sink: OtlpSink) -> None:
+    """SIDETRACE_COLLECTOR_MAX_CONNECTION_AGE reaches the span exporter of a real sidecar."""
+    sidecar = SidecarProcess(app.port, "--collector", f"127.0.0.1:{sink.port}")
+    sidecar.env["SIDETRACE_COLLECTOR_MAX_CONNECTION_AGE"] = "0.2"
+    sidecar.start()
+    try:
+        for burst in range(1, 4):
+            _traffic(sidecar, uuid.uuid4().hex, 5)
+            eventually(lambda burst=burst: len(sink.spans) >= 5 * burst, timeout=15)
+            time.sleep(0.5)  # outlasts the age: the next burst's export reconnects
+    finally:
+        sidecar.stop()
+    assert len(set(_trace_ports(sink))) >= 3

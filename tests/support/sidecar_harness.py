@@ -93,16 +93,21 @@ def build_app(outbound_proxy: str | None = None) -> Starlette:
 
 class OtlpSink:
     """An OTLP/HTTP endpoint on ``port`` (a free one by default) that records every span
-    posted to ``/v1/traces``; metrics are accepted and dropped."""
+    posted to ``/v1/traces``; metrics are accepted and dropped. ``posts`` holds each
+    request's signal and client port, so tests see which connection carried it."""
 
     def __init__(self, port: int = 0) -> None:
         self.spans: list[tuple[dict, object]] = []
+        self.posts: list[tuple[str, int]] = []
         self._lock = threading.Lock()
         app = Starlette(routes=[Route("/v1/{signal}", self._receive, methods=["POST"])])
         self.server = ThreadedUvicorn(app, port=port or None)
         self.port = self.server.port
 
     async def _receive(self, request: Request) -> Response:
+        port = request.client.port if request.client else 0
+        with self._lock:
+            self.posts.append((request.path_params["signal"], port))
         if request.path_params["signal"] == "traces":
             self._record(ExportTraceServiceRequest.FromString(await request.body()))
         return Response(b"", media_type="application/x-protobuf")  # an empty response: success
