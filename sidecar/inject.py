@@ -21,6 +21,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from sidecar.config import PROXY_UID, SidecarConfig
+from sidecar.export_target import GRPC, HTTP_PROTOBUF
 from sidecar.iptables_rules import PortSpecError, parse_ports
 from sidecar.resource import RESOURCE_ENV
 
@@ -38,6 +39,10 @@ GRPC_PORTS = PREFIX + "grpc-ports"
 OPAQUE_PORTS = PREFIX + "opaque-ports"
 SAMPLING_RATIO = PREFIX + "sampling-ratio"
 COLLECTOR = PREFIX + "collector"
+# OTLP protocol of the export: http/protobuf (the sidecar's default) or grpc
+COLLECTOR_PROTOCOL = PREFIX + "collector-protocol"
+PROTOCOL_ENV = "OTEL_EXPORTER_OTLP_PROTOCOL"
+OTLP_HTTP_PORT = 4318  # the collector's (and any OpenTelemetry Collector's) OTLP/HTTP port
 # http.route templates, comma-separated ("/users/{id},/orders/{id}/items"): one --route each
 ROUTES = PREFIX + "routes"
 RESOURCE_ANNOTATIONS = {
@@ -57,6 +62,7 @@ USER_ANNOTATIONS = frozenset(
         OPAQUE_PORTS,
         SAMPLING_RATIO,
         COLLECTOR,
+        COLLECTOR_PROTOCOL,
         ROUTES,
         *RESOURCE_ANNOTATIONS,
     }
@@ -220,6 +226,7 @@ class Settings:
     service_version: str | None
     resources: dict[str, dict[str, str]]
     routes: tuple[str, ...] = ()
+    collector_protocol: str | None = None  # None: the sidecar's default
 
 
 def _named_ports(spec: Any) -> dict[str, int]:
@@ -309,6 +316,15 @@ def read_settings(
     match = _HOST_PORT.match(collector)
     if not match or not 1 <= int(match.group(1)) <= 65535:
         raise fail(COLLECTOR, f"{collector!r} is not HOST:PORT")
+    protocol = value.get(COLLECTOR_PROTOCOL)
+    if protocol is not None and protocol not in (HTTP_PROTOBUF, GRPC):
+        raise fail(COLLECTOR_PROTOCOL, f"{protocol!r} is not {HTTP_PROTOBUF} or {GRPC}")
+    if protocol == GRPC and int(match.group(1)) == OTLP_HTTP_PORT:
+        raise fail(
+            COLLECTOR_PROTOCOL,
+            f"{GRPC} to {collector!r}, the collector's OTLP/HTTP port: "
+            f"set {COLLECTOR} to its gRPC port (4317) too",
+        )
     resources = copy.deepcopy(DEFAULT_RESOURCES)
     for key, (section, resource) in RESOURCE_ANNOTATIONS.items():
         if key in value:
@@ -334,6 +350,7 @@ def read_settings(
         service_version=str(version) if version else None,
         resources=resources,
         routes=routes,
+        collector_protocol=protocol,
     )
 
 
@@ -400,6 +417,8 @@ def sidecar_container(settings: Settings, options: InjectOptions) -> dict[str, A
             env.append({"name": variable, "value": settings.service_name})
         elif variable == "SIDETRACE_SERVICE_VERSION" and settings.service_version:
             env.append({"name": variable, "value": settings.service_version})
+    if settings.collector_protocol:
+        env.append({"name": PROTOCOL_ENV, "value": settings.collector_protocol})
     container: dict[str, Any] = {
         "name": SIDECAR_NAME,
         "image": options.image,

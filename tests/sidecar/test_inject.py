@@ -10,6 +10,7 @@ import sys
 import kubernetes_validate
 import pytest
 
+from sidecar.command import config_from_args
 from sidecar.inject import (
     INIT_NAME,
     PROXY_LABEL,
@@ -204,6 +205,9 @@ BAD_ANNOTATIONS = [
     ("sidetrace.io/grpc-ports", "9090;9091", "is not a port"),
     ("sidetrace.io/opaque-ports", "5000-5010", "not ranges"),
     ("sidetrace.io/collector", "collector", "is not HOST:PORT"),
+    ("sidetrace.io/collector-protocol", "http/json", "is not http/protobuf or grpc"),
+    ("sidetrace.io/collector-protocol", "", "is not http/protobuf or grpc"),
+    ("sidetrace.io/collector-protocol", "grpc", "the collector's OTLP/HTTP port"),  # default :4318
     ("sidetrace.io/proxy-cpu-limit", "lots", "is not a Kubernetes quantity"),
     ("sidetrace.io/proxy-memory-request", "1 GB", "is not a Kubernetes quantity"),
     ("sidetrace.io/service-name", "no spaces please", "is not a valid service name"),
@@ -221,6 +225,37 @@ def test_routes_annotation_becomes_route_flags() -> None:
     sidecar = next(c for c in pod["spec"]["containers"] if c["name"] == SIDECAR_NAME)
     parsed = build_parser().parse_args([*sidecar["command"][1:], *sidecar["args"]])
     assert parsed.route == ["/users/{uid}", "/orders/{oid}/items"]
+
+
+@pytest.mark.parametrize(
+    ("annotations", "variable", "protocol"),
+    [
+        ({}, None, "http/protobuf"),  # no variable: the sidecar's own default
+        ({"sidetrace.io/collector-protocol": "http/protobuf"}, "http/protobuf", "http/protobuf"),
+        (
+            {
+                "sidetrace.io/collector-protocol": "grpc",
+                "sidetrace.io/collector": "https://collector.observability:4317",
+            },
+            "grpc",
+            "grpc",
+        ),
+    ],
+    ids=["absent", "http-protobuf", "grpc"],
+)
+def test_collector_protocol_annotation_becomes_the_otlp_variable(
+    annotations: dict, variable: str | None, protocol: str
+) -> None:
+    pod = copy.deepcopy(POD)
+    pod["metadata"]["annotations"].update(annotations)
+    inject_documents([pod], InjectOptions(legacy=True))
+    sidecar = next(c for c in pod["spec"]["containers"] if c["name"] == SIDECAR_NAME)
+    env = {e["name"]: e["value"] for e in sidecar["env"] if "value" in e}
+    assert env.get("OTEL_EXPORTER_OTLP_PROTOCOL") == variable
+    # the sidecar's own parsing of its args and env exports with that protocol
+    parsed = build_parser().parse_args([*sidecar["command"][1:], *sidecar["args"]])
+    config = config_from_args(parsed, env)
+    assert config.export is not None and config.export.protocol == protocol
 
 
 @pytest.mark.parametrize(("key", "value", "problem"), BAD_ANNOTATIONS)
