@@ -47,7 +47,12 @@ from dataclasses import dataclass
 from collector.config import WriterConfig
 from collector.spool import METRICS, TRACES, DeadLetters, Record, Spool
 from collector.stats import Stats
-from tracestore.compiled_columns import EncodedColumn, NativeTraceColumns, trace_columns
+from tracestore.compiled_columns import (
+    ColumnRefused,
+    EncodedColumn,
+    NativeTraceColumns,
+    trace_columns,
+)
 from tracestore.otlp_columns import DecodeError, Limits, MetricColumns, TraceColumns
 from tracestore.span_writes import (
     insert_metric_points,
@@ -306,6 +311,11 @@ class Writer:
             except DecodeError as exc:  # CRC-checked and validated before; never loop on it
                 if not again:
                     self._quarantine(record, f"does not decode: {exc}", "undecodable")
+            except ColumnRefused as exc:  # what ClickHouse would refuse the batch for
+                if not again:
+                    self._quarantine(
+                        record, f"refused by the table's types: {exc}", "store_refused"
+                    )
         if not again:
             for builder in (batch.traces, batch.metrics):
                 self.stats.add("truncated_attributes_total", builder.stats.truncated_attributes)

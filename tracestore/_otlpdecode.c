@@ -257,6 +257,7 @@ typedef struct {
     uint64_t max_time;        /* (validating) later times, kinds or codes are bad values */
     int32_t max_kind, max_status;
     long spans, bad_ids, bad_values, bad_times;
+    int overflow; /* (Native) a value its column's type cannot hold: OverflowError */
     CacheSlot cache[CACHE_SLOTS];
 } Ctx;
 
@@ -485,11 +486,13 @@ typedef struct {
     Buf keys;       /* LowCardinality: the dictionary, varint length + bytes */
     LCSlot *slots;
     size_t nslots, nkeys;
+    int taken; /* handed out by native_column(..., take=True) and freed */
 } NCol;
 
 typedef struct Native {
     NCol cols[NCOLUMNS];
     uint64_t rows;
+    int taken; /* a column was handed out and freed: no more rows */
 } Native;
 
 /* What the decoder writes to each column: an unsigned int, a string, an id as hex; in
@@ -551,8 +554,10 @@ static int nat_str(NCol *c, const uint8_t *s, size_t n) {
 }
 
 static int nat_uint(Ctx *x, NCol *c, uint64_t v) {
-    if (c->width < 8 && v >> (8 * c->width))
+    if (c->width < 8 && v >> (8 * c->width)) {
+        x->overflow = 1;
         return fail(&x->err, x->err.base, "a value does not fit its column's type");
+    }
     c->items++;
     return put_uint(&c->data, v, c->width);
 }
@@ -1559,6 +1564,11 @@ static PyObject *decode_native(Py_buffer *view, uint64_t lo, uint64_t hi, Py_ssi
     x->hi = hi;
     x->limit = limit < 0 ? 0 : limit;
     x->nat = nat;
+    if (nat->taken) {
+        PyMem_Free(x);
+        PyErr_SetString(PyExc_RuntimeError, "the Native batch was already taken");
+        return NULL;
+    }
     NMark marks[NCOLUMNS];
     uint64_t rows = nat->rows;
     for (int i = 0; i < NCOLUMNS; i++)
@@ -1567,6 +1577,9 @@ static PyObject *decode_native(Py_buffer *view, uint64_t lo, uint64_t hi, Py_ssi
     if (parse_request(x, view->buf, (size_t)view->len) == 0) {
         result = Py_BuildValue("(Oll)", Py_None, x->truncated, x->clamped);
     } else {
+        if (x->overflow && !PyErr_Occurred())
+            PyErr_Format(PyExc_OverflowError,
+                         "a value of the request does not fit its column's type in the table");
         decode_error(x);
         /* a refused request leaves no rows behind (its new dictionary keys stay unused) */
         nat->rows = rows;
@@ -1958,15 +1971,28 @@ static PyObject *native_rows(PyObject *self, PyObject *capsule) {
 static PyObject *native_column(PyObject *self, PyObject *args) {
     (void)self;
     PyObject *capsule;
-    int i;
-    if (!PyArg_ParseTuple(args, "Oi", &capsule, &i)) return NULL;
+    int i, take = 0;
+    if (!PyArg_ParseTuple(args, "Oi|p", &capsule, &i, &take)) return NULL;
     Native *nat = native_of(capsule);
     if (!nat) return NULL;
     if (i < 0 || i >= NCOLUMNS) {
         PyErr_Format(PyExc_IndexError, "column %d out of range", i);
         return NULL;
     }
-    return ncol_bytes(&nat->cols[i]);
+    if (nat->cols[i].taken) {
+        PyErr_Format(PyExc_RuntimeError, "column %d was already taken", i);
+        return NULL;
+    }
+    PyObject *bytes = ncol_bytes(&nat->cols[i]);
+    if (bytes && take) { /* its memory goes now, not with the batch */
+        NCol *c = &nat->cols[i];
+        int code = c->code, width = c->width;
+        ncol_clear(c);
+        c->code = code;
+        c->width = width;
+        c->taken = nat->taken = 1;
+    }
+    return bytes;
 }
 
 static PyObject *untrack(PyObject *self, PyObject *list) {
@@ -2004,7 +2030,8 @@ static PyMethodDef methods[] = {
      "SPAN_COLUMNS entry (the table's types); ValueError for a type the decoder cannot write."},
     {"native_rows", native_rows, METH_O, "native_rows(batch) -> the rows decoded into it."},
     {"native_column", native_column, METH_VARARGS,
-     "native_column(batch, i) -> column i's Native bytes, as encode_column gives them."},
+     "native_column(batch, i, take=False) -> column i's Native bytes, as encode_column "
+     "gives them; `take` frees the column's buffers (the batch takes no more rows)."},
     {"new_cache", new_cache, METH_NOARGS,
      "new_cache() -> a string cache for decode_traces, for the requests of one batch."},
     {"init", init, METH_VARARGS,

@@ -95,6 +95,11 @@ class CompiledTraceColumns(TraceColumns):
         self.stats.clamped_timestamps += clamped
 
 
+class ColumnRefused(ValueError):
+    """A request with a value its column cannot hold, found while encoding: the store
+    would refuse any batch holding it."""
+
+
 @dataclass(frozen=True, slots=True)
 class EncodedColumn:
     """One INSERT column's Native bytes, written for the column type ``code`` (the
@@ -117,19 +122,24 @@ class NativeTraceColumns:
         self.stats = ConversionStats()
         self._codes = codes
         self._batch = _otlpdecode.new_native(codes)
+        self._columns: dict[str, EncodedColumn] | None = None
 
     def add(self, payload: bytes, received_ns: int) -> None:
-        """One request's spans, or none (DecodeError)."""
+        """One request's spans, or none: DecodeError, or ``ColumnRefused`` for a value the
+        table's column type cannot hold (what the server would refuse the batch for)."""
         lo, hi = _u64_window(self.limits, received_ns)
-        _, truncated, clamped = _otlpdecode.decode_traces(
-            payload,
-            lo,
-            hi,
-            self.limits.max_attribute_length,
-            otlp_columns._NO_VALUES,
-            None,
-            self._batch,
-        )
+        try:
+            _, truncated, clamped = _otlpdecode.decode_traces(
+                payload,
+                lo,
+                hi,
+                self.limits.max_attribute_length,
+                otlp_columns._NO_VALUES,
+                None,
+                self._batch,
+            )
+        except OverflowError as exc:
+            raise ColumnRefused(str(exc)) from None
         self.stats.truncated_attributes += truncated
         self.stats.clamped_timestamps += clamped
 
@@ -138,11 +148,15 @@ class NativeTraceColumns:
 
     @property
     def columns(self) -> dict[str, EncodedColumn]:
-        rows = len(self)
-        return {
-            name: EncodedColumn(code, rows, _otlpdecode.native_column(self._batch, i))
-            for i, (name, code) in enumerate(zip(SPAN_COLUMNS, self._codes, strict=True))
-        }
+        """The columns, once the batch is complete: each column's buffers are freed as
+        its bytes are made (so a batch is not held twice), and no more rows come."""
+        if self._columns is None:
+            rows = len(self)
+            self._columns = {
+                name: EncodedColumn(code, rows, _otlpdecode.native_column(self._batch, i, True))
+                for i, (name, code) in enumerate(zip(SPAN_COLUMNS, self._codes, strict=True))
+            }
+        return self._columns
 
 
 def available() -> bool:
