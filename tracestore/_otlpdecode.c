@@ -63,7 +63,7 @@ static int fail(Err *e, const uint8_t *at, const char *message) {
     return -1;
 }
 
-static int read_varint(Cur *c, uint64_t *out, Err *e) {
+static int read_long_varint(Cur *c, uint64_t *out, Err *e) {
     uint64_t v = 0;
     const uint8_t *p = c->p;
     for (int shift = 0; shift < 70; shift += 7) {
@@ -77,6 +77,15 @@ static int read_varint(Cur *c, uint64_t *out, Err *e) {
         }
     }
     return fail(e, c->p, "varint longer than 10 bytes");
+}
+
+/* Most varints (tags, lengths, small ints) are one byte. */
+static inline int read_varint(Cur *c, uint64_t *out, Err *e) {
+    if (c->p < c->end && *c->p < 0x80) {
+        *out = *c->p++;
+        return 0;
+    }
+    return read_long_varint(c, out, e);
 }
 
 static int read_tag(Cur *c, uint32_t *field, int *wt, Err *e) {
@@ -159,6 +168,12 @@ static Py_ssize_t utf8_length(const uint8_t *s, size_t n, int *ascii) {
     Py_ssize_t count = 0;
     *ascii = 1;
     while (i < n) {
+        uint64_t w;
+        if (n - i >= 8 && (memcpy(&w, s + i, 8), !(w & 0x8080808080808080ULL))) {
+            i += 8; /* eight ASCII bytes */
+            count += 8;
+            continue;
+        }
         uint8_t b = s[i];
         if (b < 0x80) {
             i++;
@@ -439,15 +454,14 @@ enum { N_U8 = 1, N_U16, N_U32, N_U64, N_I8, N_I16, N_I32, N_I64, N_F64, N_STRING
 #define LC_UPDATE_DICTIONARY (1ULL << 10)
 
 static int put_u64(Buf *b, uint64_t v) {
-    uint8_t le[8];
-    for (int i = 0; i < 8; i++) le[i] = (uint8_t)(v >> (8 * i));
-    return buf_put(b, le, 8);
+    return buf_put(b, &v, 8); /* little-endian hosts only, as the decoder */
 }
 
 static int put_uint(Buf *b, uint64_t v, int width) {
-    uint8_t le[8];
-    for (int i = 0; i < width; i++) le[i] = (uint8_t)(v >> (8 * i));
-    return buf_put(b, le, (size_t)width);
+    char *at = buf_grow(b, (size_t)width);
+    if (!at) return -1;
+    memcpy(at, &v, (size_t)width); /* little-endian hosts only, as the decoder */
+    return 0;
 }
 
 static int put_varint(Buf *b, uint64_t v) {
@@ -487,6 +501,9 @@ typedef struct {
     LCSlot *slots;
     size_t nslots, nkeys;
     int taken; /* handed out by native_column(..., take=True) and freed */
+    const uint8_t *last; /* LowCardinality: the last key's bytes in this request */
+    size_t last_n;
+    uint32_t last_key;
 } NCol;
 
 typedef struct Native {
@@ -499,10 +516,18 @@ typedef struct Native {
  * capitals, an array of those. */
 static const char NATIVE_SHAPE[NCOLUMNS + 1] = "iiihhhsissiisssSISSISISSIHHSSIIiiiisss";
 
-static uint64_t fnv1a(const uint8_t *s, size_t n) {
-    uint64_t h = 1469598103934665603ULL;
-    for (size_t i = 0; i < n; i++) h = (h ^ s[i]) * 1099511628211ULL;
-    return h;
+/* A dictionary key's hash, eight bytes at a time. */
+static uint64_t key_hash(const uint8_t *s, size_t n) {
+    uint64_t h = (uint64_t)n * 0x9E3779B97F4A7C15ULL, w;
+    for (; n >= 8; s += 8, n -= 8) {
+        memcpy(&w, s, 8);
+        h = (h ^ w) * 0xFF51AFD7ED558CCDULL;
+        h ^= h >> 32;
+    }
+    w = 0;
+    if (n) memcpy(&w, s, n);
+    h = (h ^ w) * 0xC4CEB9FE1A85EC53ULL;
+    return h ^ (h >> 29);
 }
 
 static int nat_uint(Ctx *x, NCol *c, uint64_t v);
@@ -533,8 +558,10 @@ static int nat_str(NCol *c, const uint8_t *s, size_t n) {
     c->items++;
     if ((c->code & 0xff) != N_LC_STRING)
         return put_varint(&c->data, n) < 0 || buf_put(&c->data, s, n) < 0 ? -1 : 0;
+    if (s == c->last && n == c->last_n) /* a resource's or scope's value, row after row */
+        return buf_put(&c->data, &c->last_key, sizeof c->last_key);
     if (2 * (c->nkeys + 1) > c->nslots && lc_grow(c) < 0) return -1;
-    uint64_t h = fnv1a(s, n);
+    uint64_t h = key_hash(s, n);
     size_t mask = c->nslots - 1, j = (size_t)(h ^ (h >> 29)) & mask;
     for (;; j = (j + 1) & mask) {
         LCSlot *slot = &c->slots[j];
@@ -550,6 +577,9 @@ static int nat_str(NCol *c, const uint8_t *s, size_t n) {
         if (slot->hash == h && slot->n == n && memcmp(c->keys.p + slot->off, s, n) == 0) break;
     }
     uint32_t key = c->slots[j].index - 1;
+    c->last = s;
+    c->last_n = n;
+    c->last_key = key;
     return buf_put(&c->data, &key, sizeof key);
 }
 
@@ -831,9 +861,13 @@ static int any_bytes(Ctx *x, const Any *a, Buf *tmp, const uint8_t **s, size_t *
         *n = a->v ? 4 : 5;
         return 0;
     case 3: {
-        char text[24];
-        int len = snprintf(text, sizeof text, "%lld", (long long)(int64_t)a->v);
-        if (buf_put(tmp, text, (size_t)len) < 0) return -1;
+        char text[24], *end = text + sizeof text, *p = end;
+        int64_t v = (int64_t)a->v;
+        uint64_t u = v < 0 ? 0 - (uint64_t)v : (uint64_t)v;
+        do *--p = (char)('0' + u % 10);
+        while (u /= 10);
+        if (v < 0) *--p = '-';
+        if (buf_put(tmp, p, (size_t)(end - p)) < 0) return -1;
         break;
     }
     case 4: {
@@ -1571,8 +1605,10 @@ static PyObject *decode_native(Py_buffer *view, uint64_t lo, uint64_t hi, Py_ssi
     }
     NMark marks[NCOLUMNS];
     uint64_t rows = nat->rows;
-    for (int i = 0; i < NCOLUMNS; i++)
+    for (int i = 0; i < NCOLUMNS; i++) {
         marks[i] = (NMark){nat->cols[i].data.n, nat->cols[i].offsets.n, nat->cols[i].items};
+        nat->cols[i].last = NULL; /* the last request's bytes are gone */
+    }
     PyObject *result = NULL;
     if (parse_request(x, view->buf, (size_t)view->len) == 0) {
         result = Py_BuildValue("(Oll)", Py_None, x->truncated, x->clamped);

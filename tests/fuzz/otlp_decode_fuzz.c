@@ -58,8 +58,10 @@ static void decode_native_batches(const uint8_t *data, size_t size, unsigned lon
             Decode, "y#KKnOOO", (const char *)data, (Py_ssize_t)size, now - 86400000000000ULL,
             now + 3600000000000ULL, (Py_ssize_t)(size % 7), Empty, Py_None, Natives[k]);
         if (!decoded && rows_of(Natives[k]) != had) abort();
-        if (!decoded && PyErr_ExceptionMatches(PyExc_OverflowError)) PyErr_Clear();
-        expect(decoded);
+        if (!decoded && PyErr_ExceptionMatches(PyExc_OverflowError))
+            PyErr_Clear();
+        else
+            expect(decoded);
         if (size & 4 || rows_of(Natives[k]) > 1024) {
             for (int i = 0; i < NCOLUMNS; i++) {
                 PyObject *args = Py_BuildValue("(Oi)", Natives[k], i);
