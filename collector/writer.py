@@ -290,7 +290,8 @@ class Writer:
     def _convert(
         self, records: list[Record], maybe_written: bool, again: bool = False, native: bool = True
     ) -> Batch:
-        """Records → columns. ``again``: converted before, so counted and quarantined then.
+        """Records → columns (``records`` is emptied as they are read, so the batch is
+        not held twice). ``again``: converted before, so counted and quarantined then.
         ``native``: spans as Native bytes where the store takes them (a batch that may
         be written already needs lists, to look its keys up)."""
         codes = self._native_codes() if native and not maybe_written else None
@@ -301,7 +302,9 @@ class Writer:
             MetricColumns(self.limits),
             maybe_written,
         )
-        for record in records:
+        records.reverse()  # taken from the end: each payload goes once it is decoded
+        while records:
+            record = records.pop()
             builder = {TRACES: batch.traces, METRICS: batch.metrics}.get(record.kind)
             if builder is None:
                 log.error("skipping spool record of unknown kind %d", record.kind)
