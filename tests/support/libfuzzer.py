@@ -67,5 +67,7 @@ def long_run(harness: Path, corpus: Path, argv: list[str]) -> int:
         work = Path(tmp)
         (work / "new").mkdir()
         outcome = run(build(work, harness), work, f"-max_total_time={seconds}", corpus=corpus)
+        progress = [line for line in outcome.stderr.splitlines() if " cov: " in line]
         print(outcome.stderr[-2000:])
+        print("last progress line:", progress[-1] if progress else "none")  # coverage, features
         return outcome.returncode
