@@ -81,18 +81,19 @@ class CompiledTraceColumns(TraceColumns):
         self._lists = tuple(self.columns[name] for name in SPAN_COLUMNS)
 
     def add(self, payload: bytes, received_ns: int) -> None:
-        lo, hi = _u64_window(self.limits, received_ns)
-        _, truncated, clamped = _otlpdecode.decode_traces(
-            payload,
-            lo,
-            hi,
-            self.limits.max_attribute_length,
-            otlp_columns._NO_VALUES,
-            self._strings,
-            self._lists,
-        )
-        self.stats.truncated_attributes += truncated
-        self.stats.clamped_timestamps += clamped
+        _decode(self.limits, self.stats, payload, received_ns, self._strings, self._lists)
+
+
+def _decode(
+    limits: Limits, stats: ConversionStats, payload: bytes, received_ns: int, cache, into
+) -> None:
+    """One request's spans appended to ``into`` (the column lists or a Native batch)."""
+    lo, hi = _u64_window(limits, received_ns)
+    _, truncated, clamped = _otlpdecode.decode_traces(
+        payload, lo, hi, limits.max_attribute_length, otlp_columns._NO_VALUES, cache, into
+    )
+    stats.truncated_attributes += truncated
+    stats.clamped_timestamps += clamped
 
 
 class ColumnRefused(ValueError):
@@ -127,21 +128,10 @@ class NativeTraceColumns:
     def add(self, payload: bytes, received_ns: int) -> None:
         """One request's spans, or none: DecodeError, or ``ColumnRefused`` for a value the
         table's column type cannot hold (what the server would refuse the batch for)."""
-        lo, hi = _u64_window(self.limits, received_ns)
         try:
-            _, truncated, clamped = _otlpdecode.decode_traces(
-                payload,
-                lo,
-                hi,
-                self.limits.max_attribute_length,
-                otlp_columns._NO_VALUES,
-                None,
-                self._batch,
-            )
+            _decode(self.limits, self.stats, payload, received_ns, None, self._batch)
         except OverflowError as exc:
             raise ColumnRefused(str(exc)) from None
-        self.stats.truncated_attributes += truncated
-        self.stats.clamped_timestamps += clamped
 
     def __len__(self) -> int:
         return _otlpdecode.native_rows(self._batch)
