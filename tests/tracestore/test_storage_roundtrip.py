@@ -60,8 +60,9 @@ from tracestore.span_writes import (
     insert_spans,
     present_metric_points,
     present_spans,
+    span_column_codes,
 )
-from tracestore.store import Store, open_store
+from tracestore.store import NativeStore, Store, open_store
 from tracestore.store_summary import latest_trace_through, span_count
 from tracestore.tier_queries import is_pinned, pin_trace, trace_decision
 from tracestore.tiering_queries import Selection, decide, mark_moved, move
@@ -155,9 +156,10 @@ class Call:
 
 
 def write_call(store: Store, call: Call) -> None:
-    """Through the collector's path: OTLP bytes → the floor's columns → one insert each."""
+    """Through the collector's path: OTLP bytes → the floor's columns (Native bytes for a
+    server, lists for chDB) → one insert each."""
     now = time.time_ns()
-    spans = trace_columns(Limits())
+    spans = trace_columns(Limits(), native_codes=span_column_codes(store))
     spans.add(call.traces(), now)
     insert_spans(store, spans.columns)
     points = MetricColumns(Limits())
@@ -464,6 +466,13 @@ def test_every_table_has_a_round_trip(floor: Floor) -> None:
         {"db": floor.store.database},
     )
     assert sorted(str(r[0]) for r in rows) == sorted(ROUND_TRIPS)
+
+
+def test_a_server_takes_spans_as_native_bytes(floor: Floor) -> None:
+    """The collector's writer sends a server Native batches: every spans column has a
+    type the decoder writes (else it would fall back to lists, correct but slower)."""
+    codes = span_column_codes(floor.store)
+    assert (codes is not None) == isinstance(floor.store, NativeStore)
 
 
 @pytest.mark.parametrize("table", list(ROUND_TRIPS))
