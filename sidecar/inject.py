@@ -42,7 +42,8 @@ COLLECTOR = PREFIX + "collector"
 # OTLP protocol of the export: http/protobuf (the sidecar's default) or grpc
 COLLECTOR_PROTOCOL = PREFIX + "collector-protocol"
 PROTOCOL_ENV = "OTEL_EXPORTER_OTLP_PROTOCOL"
-OTLP_HTTP_PORT = 4318  # the collector's (and any OpenTelemetry Collector's) OTLP/HTTP port
+# the collector's (and any OpenTelemetry Collector's) OTLP ports
+OTLP_GRPC_PORT, OTLP_HTTP_PORT = 4317, 4318
 # http.route templates, comma-separated ("/users/{id},/orders/{id}/items"): one --route each
 ROUTES = PREFIX + "routes"
 RESOURCE_ANNOTATIONS = {
@@ -116,7 +117,7 @@ class InjectOptions:
 
     image: str = "sidetrace-sidecar:0.1.0"  # the slim image (deploy/Dockerfile --target sidecar)
     # The collector's OTLP/HTTP port: the sidecar's default protocol (no grpcio loaded).
-    collector: str = "https://sidetrace-collector.sidetrace.svc:4318"
+    collector: str = f"https://sidetrace-collector.sidetrace.svc:{OTLP_HTTP_PORT}"
     # The Secret (in the pod's namespace) with the collector's CA (ca.crt) and the
     # bearer token (token); mounted optional, so a pod starts without it and the
     # sidecar logs and counts the refused exports. "" mounts nothing.
@@ -323,7 +324,7 @@ def read_settings(
         raise fail(
             COLLECTOR_PROTOCOL,
             f"{GRPC} to {collector!r}, the collector's OTLP/HTTP port: "
-            f"set {COLLECTOR} to its gRPC port (4317) too",
+            f"set {COLLECTOR} to its gRPC port ({OTLP_GRPC_PORT}) too",
         )
     resources = copy.deepcopy(DEFAULT_RESOURCES)
     for key, (section, resource) in RESOURCE_ANNOTATIONS.items():

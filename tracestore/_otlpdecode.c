@@ -464,6 +464,17 @@ static int put_uint(Buf *b, uint64_t v, int width) {
     return 0;
 }
 
+/* A LowCardinality(String) block's header for `nkeys` new keys (every block carries
+ * its own dictionary): the width of its key indices, or -1. */
+static int put_lc_header(Buf *b, uint64_t nkeys) {
+    static const int key_widths[] = {1, 2, 4, 8};
+    uint64_t key_type = nkeys < 256 ? 0 : nkeys < 65536 ? 1 : nkeys < (1ULL << 32) ? 2 : 3;
+    if (put_u64(b, LC_ADDITIONAL_KEYS | LC_UPDATE_DICTIONARY | key_type) < 0 ||
+        put_u64(b, nkeys) < 0)
+        return -1;
+    return key_widths[key_type];
+}
+
 static int put_varint(Buf *b, uint64_t v) {
     uint8_t out[10];
     size_t n = 0;
@@ -618,26 +629,20 @@ static void ncol_clear(NCol *c) {
 
 /* The column's Native bytes: encode_column's for the same values. */
 static PyObject *ncol_bytes(const NCol *c) {
-    static const int key_widths[] = {1, 2, 4, 8};
     int lc = (c->code & 0xff) == N_LC_STRING;
     Buf out = {0};
     int r = lc ? put_u64(&out, 1) : 0;
     if (r == 0 && (c->code & N_ARRAY)) r = buf_put(&out, c->offsets.p, c->offsets.n);
     if (r == 0 && !lc) r = buf_put(&out, c->data.p, c->data.n);
     if (r == 0 && lc && c->items) {
-        uint64_t key_type = c->nkeys < 256 ? 0 : c->nkeys < 65536 ? 1 : 2;
-        int width = key_widths[key_type];
-        r = put_u64(&out, LC_ADDITIONAL_KEYS | LC_UPDATE_DICTIONARY | key_type) < 0 ||
-                    put_u64(&out, (uint64_t)c->nkeys) < 0 ||
-                    buf_put(&out, c->keys.p, c->keys.n) < 0 || put_u64(&out, c->items) < 0
+        int width = put_lc_header(&out, c->nkeys);
+        r = width < 0 || buf_put(&out, c->keys.p, c->keys.n) < 0 || put_u64(&out, c->items) < 0
                 ? -1
                 : 0;
-        uint8_t *at = r == 0 ? (uint8_t *)buf_grow(&out, (size_t)c->items * (size_t)width) : NULL;
-        if (!at) r = -1;
         for (uint64_t i = 0; r == 0 && i < c->items; i++) {
             uint32_t key;
             memcpy(&key, c->data.p + 4 * i, 4);
-            for (int b = 0; b < width; b++) *at++ = (uint8_t)(key >> (8 * b));
+            r = put_uint(&out, key, width);
         }
     }
     PyObject *bytes = r == 0 ? PyBytes_FromStringAndSize(out.p ? out.p : "", (Py_ssize_t)out.n)
@@ -1859,11 +1864,8 @@ static int put_lc_strings(Buf *b, PyObject **items, Py_ssize_t n) {
         seen[slot].key = rows[i];
     }
     Py_ssize_t nkeys = PyList_GET_SIZE(keys);
-    uint64_t key_type = nkeys < 256 ? 0 : nkeys < 65536 ? 1 : (uint64_t)nkeys < (1ULL << 32) ? 2 : 3;
-    static const int key_widths[] = {1, 2, 4, 8};
-    if (put_u64(b, LC_ADDITIONAL_KEYS | LC_UPDATE_DICTIONARY | key_type) < 0 ||
-        put_u64(b, (uint64_t)nkeys) < 0)
-        goto done;
+    int width = put_lc_header(b, (uint64_t)nkeys);
+    if (width < 0) goto done;
     for (Py_ssize_t k = 0; k < nkeys; k++) {
         int w = put_str(b, PyList_GET_ITEM(keys, k));
         if (w <= 0) {
@@ -1873,7 +1875,7 @@ static int put_lc_strings(Buf *b, PyObject **items, Py_ssize_t n) {
     }
     if (put_u64(b, (uint64_t)n) < 0) goto done;
     for (Py_ssize_t i = 0; i < n; i++)
-        if (put_uint(b, rows[i], key_widths[key_type]) < 0) goto done;
+        if (put_uint(b, rows[i], width) < 0) goto done;
     r = 1;
 done:
     Py_XDECREF(index);
