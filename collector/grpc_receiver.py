@@ -13,9 +13,10 @@ RetryInfo so OTLP exporters back off.
 
 from __future__ import annotations
 
-import asyncio
 import logging
 import threading
+import time
+from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 
@@ -57,51 +58,121 @@ def _retry_later(message: str) -> _Status:
     )
 
 
+class ReadDeadlines:
+    """Ends calls whose request message has not come ``timeout`` seconds after they began.
+
+    One thread for all calls; the deadline is the same for every call, so the calls wait
+    in the order they came and the oldest is the first due. The watcher looks every
+    ``timeout / 4`` seconds (at most a second), so watching a call costs no wake-up."""
+
+    def __init__(self, timeout: float, end_call: Callable[[grpc.ServicerContext], None]) -> None:
+        self.timeout = timeout
+        self._end_call = end_call
+        self._waiting: dict[int, tuple[float, grpc.ServicerContext]] = {}
+        self._lock = threading.Lock()
+        self._stopped = threading.Event()
+        self._thread = threading.Thread(target=self._watch, name="otlp-grpc-deadlines")
+        self._thread.daemon = True
+        self._thread.start()
+
+    def watch(self, context: grpc.ServicerContext) -> None:
+        with self._lock:
+            self._waiting[id(context)] = (time.monotonic() + self.timeout, context)
+
+    def arrived(self, context: grpc.ServicerContext) -> bool:
+        """The message came: stop watching. False when the deadline ended the call first."""
+        with self._lock:
+            return self._waiting.pop(id(context), None) is not None
+
+    def stop(self) -> None:
+        self._stopped.set()
+        self._thread.join(5)
+
+    def _watch(self) -> None:
+        while not self._stopped.wait(min(1.0, self.timeout / 4)):
+            now = time.monotonic()
+            due = []
+            with self._lock:
+                for key, (deadline, context) in list(self._waiting.items()):
+                    if deadline > now:
+                        break
+                    del self._waiting[key]
+                    due.append(context)
+            for context in due:
+                self._end_call(context)
+
+
+def _end_without_message(timeout: float) -> Callable[[grpc.ServicerContext], None]:
+    """Ending a call from outside its handler: DEADLINE_EXCEEDED with the reason.
+
+    grpcio's public ``cancel()`` can only say CANCELLED; its call object (the same
+    grpcio the lock file pins) can give the status and details an exporter logs."""
+    details = f"no request message within {timeout:g}s"
+
+    def end(context: grpc.ServicerContext) -> None:
+        call = getattr(getattr(context, "_rpc_event", None), "call", None)
+        try:
+            call.cancel(grpc.StatusCode.DEADLINE_EXCEEDED.value[0], details)
+        except (AttributeError, TypeError):  # another grpcio: the public way
+            context.cancel()
+
+    return end
+
+
+_ENDED = object()
+
+
 class _Export:
     """One OTLP ``Export`` method, served as a stream so nothing is read before auth.
 
     grpcio reads a unary request before calling its handler, so a client that sends
-    headers and no message would hold the call (and, on a thread pool, a thread)
-    without ever showing its token. As a client-streaming handler it runs at call
-    start: the token in the metadata is checked first, then one message is awaited
-    for at most ``read_timeout`` seconds; decoding and spooling run on a thread pool."""
+    headers and no message would hold the call (and its thread) without ever showing
+    its token. As a client-streaming handler it runs at call start: the token in the
+    metadata is checked first, then one message is awaited until ``deadlines`` ends the
+    call; at most ``decoding`` requests are checked and spooled at once."""
 
     def __init__(
-        self, ingest: Ingest, signal: Signal, pool: ThreadPoolExecutor, read_timeout: float
+        self,
+        ingest: Ingest,
+        signal: Signal,
+        deadlines: ReadDeadlines,
+        decoding: threading.BoundedSemaphore,
     ) -> None:
         self.ingest = ingest
         self.signal = signal
-        self.pool = pool
-        self.read_timeout = read_timeout
+        self.deadlines = deadlines
+        self.decoding = decoding
 
-    async def export(self, requests, context: grpc.aio.ServicerContext) -> bytes:
+    def export(self, requests, context: grpc.ServicerContext) -> bytes:
         stats = self.ingest.stats
         metadata = dict(context.invocation_metadata() or ())
         if not self.ingest.authorized(metadata.get("authorization")):
             stats.add("refused_requests_total", label="unauthenticated")
-            await context.abort(grpc.StatusCode.UNAUTHENTICATED, "missing or wrong bearer token")
+            context.abort(grpc.StatusCode.UNAUTHENTICATED, "missing or wrong bearer token")
+        self.deadlines.watch(context)
         try:
-            raw = await asyncio.wait_for(context.read(), self.read_timeout)
-        except TimeoutError:
+            raw = next(requests, None)
+        except grpc.RpcError:  # the call ended while waiting: the deadline or the client
+            raw = _ENDED
+        if not self.deadlines.arrived(context):
             stats.add("refused_requests_total", label="read_timeout")
-            await context.abort(
+            context.abort(
                 grpc.StatusCode.DEADLINE_EXCEEDED,
-                f"no request message within {self.read_timeout:g}s",
+                f"no request message within {self.deadlines.timeout:g}s",
             )
-        if raw is grpc.aio.EOF:
+        if raw is _ENDED:
+            context.abort(grpc.StatusCode.CANCELLED, "the client ended the call")
+        if raw is None:
             stats.add("refused_requests_total", label="malformed")
-            await context.abort(grpc.StatusCode.INVALID_ARGUMENT, "no request message")
-        loop = asyncio.get_running_loop()
+            context.abort(grpc.StatusCode.INVALID_ARGUMENT, "no request message")
         try:
-            return await loop.run_in_executor(self.pool, self._ingest, raw)
+            with self.decoding:
+                return self.ingest.accept_bytes(self.signal, raw).SerializeToString()
         except DecodeError as exc:
             stats.add("refused_requests_total", label="malformed")
-            await context.abort(grpc.StatusCode.INVALID_ARGUMENT, str(exc))
+            context.abort(grpc.StatusCode.INVALID_ARGUMENT, str(exc))
         except SpoolFull as exc:
-            await context.abort_with_status(_retry_later(f"collector spool is full: {exc}"))
-
-    def _ingest(self, raw: bytes) -> bytes:
-        return self.ingest.accept_bytes(self.signal, raw).SerializeToString()
+            context.abort_with_status(_retry_later(f"collector spool is full: {exc}"))
 
 
 def _connection_options(age_s: float, grace_s: float) -> list[tuple[str, int]]:
@@ -133,11 +204,13 @@ def _reloading_credentials(files: KeyPairFiles) -> grpc.ServerCredentials:
 
 
 class GrpcReceiver:
-    """A grpc.aio server with both OTLP services, optionally TLS, on its own thread.
+    """A grpcio server with both OTLP services, optionally TLS.
 
-    Calls waiting for their message cost no thread; at most ``max_concurrent_rpcs``
-    calls exist at once (grpcio answers RESOURCE_EXHAUSTED beyond), each for at most
-    ``read_timeout`` seconds before its message is in."""
+    Each call has a thread from its start (so ``max_concurrent_rpcs`` threads at most;
+    grpcio answers RESOURCE_EXHAUSTED beyond) for at most ``read_timeout`` seconds
+    before its message is in; the request is checked and spooled on that thread, with
+    no hop to another. (grpc.aio cost twice the CPU a request: its event loop, poller
+    thread and executor hop; docs/performance.md.)"""
 
     def __init__(
         self,
@@ -145,7 +218,7 @@ class GrpcReceiver:
         host: str,
         port: int,
         max_message_bytes: int,
-        workers: int = 8,
+        workers: int = 8,  # requests checked and spooled at once
         max_concurrent_rpcs: int = 64,
         tls: KeyPairFiles | None = None,  # reloaded when the files change
         read_timeout: float = 30.0,
@@ -153,11 +226,11 @@ class GrpcReceiver:
         max_connection_age_s: float = MAX_CONNECTION_AGE_S,
         max_connection_age_grace_s: float = MAX_CONNECTION_AGE_GRACE_S,
     ) -> None:
-        self._pool = ThreadPoolExecutor(max_workers=workers, thread_name_prefix="otlp-grpc")
-        self._loop = asyncio.SelectorEventLoop()  # grpc.aio wants asyncio's own loop
-        self._thread = threading.Thread(target=self._loop.run_forever, name="otlp-grpc-loop")
-        self._thread.daemon = True
-        self._thread.start()
+        self._pool = ThreadPoolExecutor(
+            max_workers=max_concurrent_rpcs, thread_name_prefix="otlp-grpc"
+        )
+        self._deadlines = ReadDeadlines(read_timeout, _end_without_message(read_timeout))
+        decoding = threading.BoundedSemaphore(workers)
         options = [
             ("grpc.max_receive_message_length", max_message_bytes),
             ("grpc.so_reuseport", 0),
@@ -170,48 +243,41 @@ class GrpcReceiver:
                 SERVICES[name],
                 {
                     "Export": grpc.stream_unary_rpc_method_handler(
-                        _Export(ingest, signal, self._pool, read_timeout).export
+                        _Export(ingest, signal, self._deadlines, decoding).export
                     )
                 },
             )
             for name, signal in SIGNALS.items()
         ]
         address = f"{host}:{port}"
-
-        async def build() -> tuple[grpc.aio.Server, int]:
-            server = grpc.aio.server(options=options, maximum_concurrent_rpcs=max_concurrent_rpcs)
-            server.add_generic_rpc_handlers(handlers)
-            try:
-                if tls:
-                    bound = server.add_secure_port(address, _reloading_credentials(tls))
-                else:
-                    bound = server.add_insecure_port(address)
-            except RuntimeError:
-                bound = 0
-            return server, bound
-
-        self.server, self.port = self._run(build())
+        self.server = grpc.server(
+            self._pool,
+            handlers=handlers,
+            options=options,
+            maximum_concurrent_rpcs=max_concurrent_rpcs,
+        )
+        try:
+            if tls:
+                self.port = self.server.add_secure_port(address, _reloading_credentials(tls))
+            else:
+                self.port = self.server.add_insecure_port(address)
+        except RuntimeError:
+            self.port = 0
         if self.port == 0:
-            self._close_loop()
+            self._close()
             raise OSError(f"cannot listen for OTLP/gRPC on {address}")
 
-    def _run(self, coroutine, timeout: float | None = 30.0):
-        return asyncio.run_coroutine_threadsafe(coroutine, self._loop).result(timeout)
-
     def start(self) -> None:
-        self._run(self.server.start())
+        self.server.start()
         log.info("OTLP/gRPC listening on port %d", self.port)
 
     def stop(self, grace: float) -> None:
         """Refuse new calls and let running ones finish for ``grace`` seconds."""
         try:
-            self._run(self.server.stop(grace), grace + 5)
+            self.server.stop(grace).wait(grace + 5)
         finally:
-            self._close_loop()
+            self._close()
 
-    def _close_loop(self) -> None:
-        self._loop.call_soon_threadsafe(self._loop.stop)
-        self._thread.join(10)
-        if not self._thread.is_alive():
-            self._loop.close()
+    def _close(self) -> None:
+        self._deadlines.stop()
         self._pool.shutdown(wait=False)

@@ -67,6 +67,14 @@ def _crc(kind: int, rows: int, received_ns: int, payload: bytes) -> int:
     return zlib.crc32(payload, zlib.crc32(struct.pack("<BIQ", kind, rows, received_ns)))
 
 
+def _write_all(fd: int, header: bytes, payload: bytes) -> None:
+    """Both parts, whole (without joining them: no copy of the payload)."""
+    written = os.writev(fd, (header, payload))
+    rest = memoryview(header + payload)[written:] if written < len(header) + len(payload) else b""
+    while rest:
+        rest = rest[os.write(fd, rest) :]
+
+
 def _fsync_dir(path: Path) -> None:
     fd = os.open(path, os.O_RDONLY)
     try:
@@ -97,6 +105,7 @@ class Spool:
         self._read_lock = threading.Lock()  # the reader file: the writer's two threads
         self._sync_lock = threading.Lock()
         self._data = threading.Condition(self._lock)
+        self._wake_at = 0  # appends wake the reader once the end reaches this
         self._fd = -1
         self._segment_start = 0
         self._end = 0
@@ -203,11 +212,12 @@ class Spool:
                     os.fsync(self._fd)
                     os.close(self._fd)
                     self._open_segment(self._end)
-            os.write(self._fd, header + payload)
+            _write_all(self._fd, header, payload)
             self._end += len(header) + len(payload)
             end = self._end
             fd = self._fd
-            self._data.notify_all()
+            if end >= self._wake_at:
+                self._data.notify_all()
         self._sync(fd, end)
         return end
 
@@ -226,12 +236,18 @@ class Spool:
 
     # -- reading (the writer) --------------------------------------------------
 
-    def wait(self, position: int, timeout: float) -> bool:
-        """Wait until there is data after ``position``; True if there is."""
+    def wait(self, position: int, timeout: float, until: int = 0) -> bool:
+        """Wait until there is data after ``position``; True if there is.
+
+        With ``until``, wait (at most ``timeout``) for the end to reach it instead: the
+        writer filling a batch is woken once, not at every append. One reader waits."""
         with self._data:
-            if self._end > position:
-                return True
-            self._data.wait(timeout)
+            self._wake_at = max(position + 1, until)
+            try:
+                if self._end < self._wake_at:
+                    self._data.wait(timeout)
+            finally:
+                self._wake_at = 0
             return self._end > position
 
     def read(self, position: int, max_rows: int, limit: int | None = None) -> list[Record]:

@@ -254,17 +254,22 @@ class Writer:
         records: list[Record] = []
         rows = 0
         first = 0.0
-        position = self._read_position
+        position = start = self._read_position
         while rows < self.config.batch_rows:
+            until = 0
             if self._draining.is_set():
                 wait = 0.0
             elif records:
                 wait = first + self.config.batch_seconds - time.monotonic()
                 if wait <= 0:
                     break
+                # where the batch would be full, at the bytes a row so far
+                until = position + (self.config.batch_rows - rows) * (position - start) // max(
+                    rows, 1
+                )
             else:
                 wait = 0.25
-            if not self.spool.wait(position, min(wait, 0.25)):  # short: notice draining
+            if not self.spool.wait(position, min(wait, 0.25), until):  # short: notice draining
                 if self._draining.is_set() or self._give_up.is_set():
                     break
                 continue

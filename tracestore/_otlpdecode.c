@@ -390,26 +390,36 @@ static int append_n(PyObject *list, PyObject *item, Py_ssize_t n) {
 typedef struct {
     char *p;
     size_t n, cap;
+    int fixed; /* p is not ours (a bytes object's storage): it never grows */
 } Buf;
 
-/* Room for `n` more bytes, counted as written: where to write them, or NULL. */
-static char *buf_grow(Buf *b, size_t n) {
-    if (b->n + n > b->cap) {
-        size_t cap = b->cap ? b->cap : 256;
-        while (cap < b->n + n) cap *= 2;
-        char *p = PyMem_Realloc(b->p, cap);
-        if (!p) {
-            PyErr_NoMemory();
-            return NULL;
-        }
-        b->p = p;
-        b->cap = cap;
+/* Room for `n` more bytes, counted as written: where to write them, or NULL. The
+ * common case (room left) is inline; growing is not. */
+static __attribute__((noinline)) char *buf_grow_slow(Buf *b, size_t n) {
+    if (b->fixed) {
+        PyErr_SetString(PyExc_SystemError, "a fixed-size buffer was sized wrong");
+        return NULL;
     }
+    size_t cap = b->cap ? b->cap : 256;
+    while (cap < b->n + n) cap *= 2;
+    char *p = PyMem_Realloc(b->p, cap);
+    if (!p) {
+        PyErr_NoMemory();
+        return NULL;
+    }
+    b->p = p;
+    b->cap = cap;
     b->n += n;
     return b->p + b->n - n;
 }
 
-static int buf_put(Buf *b, const void *s, size_t n) {
+static inline char *buf_grow(Buf *b, size_t n) {
+    if (__builtin_expect(b->n + n > b->cap, 0)) return buf_grow_slow(b, n);
+    b->n += n;
+    return b->p + b->n - n;
+}
+
+static inline int buf_put(Buf *b, const void *s, size_t n) {
     if (n == 0) return 0;
     char *at = buf_grow(b, n);
     if (!at) return -1;
@@ -627,10 +637,18 @@ static void ncol_clear(NCol *c) {
     memset(c, 0, sizeof *c);
 }
 
-/* The column's Native bytes: encode_column's for the same values. */
+/* The column's Native bytes: encode_column's for the same values, written once, straight
+ * into the bytes object (sized exactly, so the Buf over it never grows). */
 static PyObject *ncol_bytes(const NCol *c) {
     int lc = (c->code & 0xff) == N_LC_STRING;
-    Buf out = {0};
+    size_t size = (lc ? 8 : c->data.n) + ((c->code & N_ARRAY) ? c->offsets.n : 0);
+    if (lc && c->items) {
+        int width = c->nkeys < 256 ? 1 : c->nkeys < 65536 ? 2 : c->nkeys < (1ULL << 32) ? 4 : 8;
+        size += 16 + c->keys.n + 8 + (size_t)width * c->items;
+    }
+    PyObject *bytes = PyBytes_FromStringAndSize(NULL, (Py_ssize_t)size);
+    if (!bytes) return NULL;
+    Buf out = {PyBytes_AS_STRING(bytes), 0, size, 1};
     int r = lc ? put_u64(&out, 1) : 0;
     if (r == 0 && (c->code & N_ARRAY)) r = buf_put(&out, c->offsets.p, c->offsets.n);
     if (r == 0 && !lc) r = buf_put(&out, c->data.p, c->data.n);
@@ -639,15 +657,20 @@ static PyObject *ncol_bytes(const NCol *c) {
         r = width < 0 || buf_put(&out, c->keys.p, c->keys.n) < 0 || put_u64(&out, c->items) < 0
                 ? -1
                 : 0;
-        for (uint64_t i = 0; r == 0 && i < c->items; i++) {
+        const uint8_t *keys = (const uint8_t *)c->data.p;
+        char *at = r == 0 ? buf_grow(&out, (size_t)width * c->items) : NULL;
+        for (uint64_t i = 0; at && i < c->items; i++, at += width) {
             uint32_t key;
-            memcpy(&key, c->data.p + 4 * i, 4);
-            r = put_uint(&out, key, width);
+            memcpy(&key, keys + 4 * i, 4);
+            uint64_t wide = key;
+            memcpy(at, &wide, (size_t)width); /* little-endian hosts only, as the decoder */
         }
     }
-    PyObject *bytes = r == 0 ? PyBytes_FromStringAndSize(out.p ? out.p : "", (Py_ssize_t)out.n)
-                             : NULL;
-    PyMem_Free(out.p);
+    if (r == 0 && out.n != size) {
+        PyErr_SetString(PyExc_SystemError, "a Native column was sized wrong");
+        r = -1;
+    }
+    if (r < 0) Py_CLEAR(bytes);
     return bytes;
 }
 
