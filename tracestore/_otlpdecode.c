@@ -149,7 +149,7 @@ static int skip_group(Cur *c, uint32_t group, int depth, Err *e) {
 }
 
 /* Next field of a message, groups skipped: 1 a field, 0 the end, -1 an error. */
-static int next_field(Cur *c, Field *f, int depth, Err *e) {
+static __attribute__((noinline)) int next_field_slow(Cur *c, Field *f, int depth, Err *e) {
     for (;;) {
         if (c->p >= c->end) return 0;
         if (read_tag(c, &f->field, &f->wt, e) < 0) return -1;
@@ -157,6 +157,41 @@ static int next_field(Cur *c, Field *f, int depth, Err *e) {
         if (read_value(c, f, depth, e) < 0) return -1;
         if (f->wt != 3) return 1;
     }
+}
+
+/* next_field, with the common fields read inline: a one-byte tag, then a one-byte
+ * varint or length, or a fixed64 (times). Anything else takes the general path. */
+static inline __attribute__((always_inline)) int next_field(Cur *c, Field *f, int depth,
+                                                            Err *e) {
+    const uint8_t *p = c->p;
+    if (p >= c->end) return 0;
+    uint8_t tag = p[0];
+    if (tag >= 0x80 || tag < 8) return next_field_slow(c, f, depth, e);
+    size_t left = (size_t)(c->end - p) - 1;
+    switch (tag & 7) {
+    case 0:
+        if (left < 1 || p[1] >= 0x80) break;
+        f->v = p[1];
+        c->p = p + 2;
+        break;
+    case 1:
+        if (left < 8) break;
+        memcpy(&f->v, p + 1, 8); /* little-endian hosts only (x86-64, aarch64) */
+        c->p = p + 9;
+        break;
+    case 2:
+        if (left < 1 || p[1] >= 0x80 || p[1] > left - 1) break;
+        f->data = p + 2;
+        f->len = p[1];
+        c->p = p + 2 + p[1];
+        break;
+    default:
+        return next_field_slow(c, f, depth, e);
+    }
+    if (c->p == p) return next_field_slow(c, f, depth, e);
+    f->field = tag >> 3;
+    f->wt = tag & 7;
+    return 1;
 }
 
 /* ---- UTF-8 ------------------------------------------------------------------------- */
@@ -485,7 +520,7 @@ static int put_lc_header(Buf *b, uint64_t nkeys) {
     return key_widths[key_type];
 }
 
-static int put_varint(Buf *b, uint64_t v) {
+static __attribute__((noinline)) int put_long_varint(Buf *b, uint64_t v) {
     uint8_t out[10];
     size_t n = 0;
     while (v >= 0x80) {
@@ -494,6 +529,14 @@ static int put_varint(Buf *b, uint64_t v) {
     }
     out[n++] = (uint8_t)v;
     return buf_put(b, out, n);
+}
+
+static inline int put_varint(Buf *b, uint64_t v) {
+    if (v >= 0x80) return put_long_varint(b, v);
+    char *at = buf_grow(b, 1);
+    if (!at) return -1;
+    *at = (char)v;
+    return 0;
 }
 
 
