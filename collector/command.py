@@ -51,6 +51,12 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     )
     add("--batch-rows", type=int, default=WriterConfig.batch_rows, help="rows per INSERT at most")
     add(
+        "--batch-mb",
+        type=int,
+        default=WriterConfig.batch_bytes // MB,
+        help="spooled request bytes per INSERT at most (bounds memory for wide spans)",
+    )
+    add(
         "--batch-seconds",
         type=float,
         default=WriterConfig.batch_seconds,
@@ -172,6 +178,7 @@ def config_from_args(args: argparse.Namespace) -> CollectorConfig:
         max_message_bytes=args.max_message_mb * MB,
         writer=WriterConfig(
             batch_rows=args.batch_rows,
+            batch_bytes=args.batch_mb * MB,
             batch_seconds=args.batch_seconds,
             compiled_decoder=not args.python_decoder,
         ),

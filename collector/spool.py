@@ -44,6 +44,7 @@ from pathlib import Path
 _HEADER = struct.Struct("<IIB3xIQ")  # length, crc32, kind, rows, received_ns
 TRACES, METRICS = 1, 2
 KIND_NAMES = {TRACES: "traces", METRICS: "metrics"}
+RECENT_BYTES = 32 << 20  # payloads appended and not yet read, kept for the writer
 STATE_FILE = "state.json"
 DEAD_LETTER_FILE = "dead-letter.jsonl"
 log = logging.getLogger(__name__)
@@ -106,6 +107,10 @@ class Spool:
         self._sync_lock = threading.Lock()
         self._data = threading.Condition(self._lock)
         self._wake_at = 0  # appends wake the reader once the end reaches this
+        # records appended by this process and not yet read (position → record, in order):
+        # the writer takes them from memory instead of reading the file back
+        self._recent: dict[int, Record] = {}
+        self._recent_bytes = 0
         self._fd = -1
         self._segment_start = 0
         self._end = 0
@@ -213,8 +218,12 @@ class Spool:
                     os.close(self._fd)
                     self._open_segment(self._end)
             _write_all(self._fd, header, payload)
+            position = self._end
             self._end += len(header) + len(payload)
             end = self._end
+            if self._recent_bytes + len(payload) <= RECENT_BYTES:
+                self._recent[position] = Record(position, end, kind, rows, received_ns, payload)
+                self._recent_bytes += len(payload)
             fd = self._fd
             if end >= self._wake_at:
                 self._data.notify_all()
@@ -258,10 +267,30 @@ class Spool:
         with self._read_lock:
             return self._read(position, end, max_rows)
 
+    def _recent_at(self, position: int) -> Record | None:
+        """The record at ``position`` if still in memory (those before it are dropped:
+        the writer reads forward, so it will not ask for them)."""
+        with self._lock:
+            while self._recent:
+                first = next(iter(self._recent))
+                if first >= position:
+                    break
+                self._recent_bytes -= len(self._recent.pop(first).payload)
+            record = self._recent.pop(position, None)
+            if record is not None:
+                self._recent_bytes -= len(record.payload)
+            return record
+
     def _read(self, position: int, end: int, max_rows: int) -> list[Record]:
         records: list[Record] = []
         rows = 0
         while position < end and (rows < max_rows or not records):
+            recent = self._recent_at(position)
+            if recent is not None:
+                records.append(recent)
+                rows += recent.rows
+                position = recent.end
+                continue
             fh = self._reader_at(position)
             header = fh.read(_HEADER.size)
             if len(header) < _HEADER.size:

@@ -249,31 +249,33 @@ class Writer:
                 raise Stopped()
 
     def _gather(self) -> list[Record]:
-        """Records for one batch: up to ``batch_rows`` rows, or whatever came in
-        ``batch_seconds`` after the first record (at once when draining)."""
+        """Records for one batch: up to ``batch_rows`` rows and about ``batch_bytes``
+        spooled bytes (one record more at most), or whatever came in ``batch_seconds``
+        after the first record (at once when draining)."""
+        config = self.config
         records: list[Record] = []
         rows = 0
         first = 0.0
         position = start = self._read_position
-        while rows < self.config.batch_rows:
+        full = start + config.batch_bytes  # where the batch is full by its bytes
+        while rows < config.batch_rows and position < full:
             until = 0
             if self._draining.is_set():
                 wait = 0.0
             elif records:
-                wait = first + self.config.batch_seconds - time.monotonic()
+                wait = first + config.batch_seconds - time.monotonic()
                 if wait <= 0:
                     break
                 # where the batch would be full, at the bytes a row so far
-                until = position + (self.config.batch_rows - rows) * (position - start) // max(
-                    rows, 1
-                )
+                by_rows = position + (config.batch_rows - rows) * (position - start) // max(rows, 1)
+                until = min(full, by_rows)
             else:
                 wait = 0.25
             if not self.spool.wait(position, min(wait, 0.25), until):  # short: notice draining
                 if self._draining.is_set() or self._give_up.is_set():
                     break
                 continue
-            new = self.spool.read(position, self.config.batch_rows - rows)
+            new = self.spool.read(position, config.batch_rows - rows, limit=full)
             if not records:
                 first = time.monotonic()
             records += new

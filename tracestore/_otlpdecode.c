@@ -502,10 +502,15 @@ static int put_u64(Buf *b, uint64_t v) {
     return buf_put(b, &v, 8); /* little-endian hosts only, as the decoder */
 }
 
-static int put_uint(Buf *b, uint64_t v, int width) {
+static inline int put_uint(Buf *b, uint64_t v, int width) {
     char *at = buf_grow(b, (size_t)width);
     if (!at) return -1;
-    memcpy(at, &v, (size_t)width); /* little-endian hosts only, as the decoder */
+    switch (width) { /* fixed sizes: a store each, not a call to memcpy */
+    case 1: *at = (char)v; break;
+    case 2: { uint16_t w = (uint16_t)v; memcpy(at, &w, 2); break; }
+    case 4: { uint32_t w = (uint32_t)v; memcpy(at, &w, 4); break; }
+    default: memcpy(at, &v, 8); /* little-endian hosts only, as the decoder */
+    }
     return 0;
 }
 

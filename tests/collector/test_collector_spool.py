@@ -6,6 +6,7 @@ import random
 
 import pytest
 
+from collector import spool as spool_module
 from collector.spool import TRACES, Spool, SpoolFull
 from collector.stats import Stats
 from collector.writer import Writer, WriterConfig
@@ -34,6 +35,20 @@ def test_records_read_back_in_order_and_commit_survives_reopening(tmp_path):
     reopened = Spool(tmp_path)
     assert reopened.committed == records[-1].end and reopened.inflight is None
     assert [r.payload for r in reopened.read(reopened.committed, 100)] == payloads[3:]
+
+
+def test_recent_records_come_from_memory_and_the_rest_from_disk_alike(tmp_path, monkeypatch):
+    """The writer reads what this process appended from memory, up to ``RECENT_BYTES``;
+    past that, and for a range read again, from the segment: the same records."""
+    monkeypatch.setattr(spool_module, "RECENT_BYTES", 1_000)
+    spool = Spool(tmp_path)
+    payloads = _fill(spool, 20, size=150)  # the first six fit in memory
+    records = spool.read(0, max_rows=100)
+    assert [r.payload for r in records] == payloads
+    again = spool.read(0, max_rows=100)  # already read: from the file
+    assert again == records
+    spool.close()
+    assert Spool(tmp_path).read(0, max_rows=100) == records
 
 
 def test_inflight_batch_is_remembered_across_a_crash(tmp_path):
@@ -88,6 +103,21 @@ def test_segments_rotate_and_committed_ones_are_deleted(tmp_path):
 def test_fsync_policy_is_checked(tmp_path):
     with pytest.raises(ValueError):
         Spool(tmp_path, fsync="sometimes")
+
+
+@pytest.mark.parametrize(
+    ("batch_rows", "batch_bytes", "records"),
+    [(100, 350, 3), (2, 1 << 20, 2), (100, 10, 1), (100, 1 << 20, 10)],
+)
+def test_a_batch_ends_at_its_rows_or_its_bytes(tmp_path, batch_rows, batch_bytes, records):
+    """Rows or spooled bytes, whichever comes first (one record past the bytes at most:
+    a record larger than ``batch_bytes`` is a batch of its own)."""
+    spool = Spool(tmp_path)
+    _fill(spool, 10)  # 124 spooled bytes a record, 1 row each
+    config = WriterConfig(batch_rows=batch_rows, batch_bytes=batch_bytes)
+    writer = Writer(None, spool, Limits(), Stats(), config)  # never started: no store needed
+    writer._draining.set()  # take what is there, without waiting for more
+    assert len(writer._gather()) == records
 
 
 # -- replay against ClickHouse ---------------------------------------------------
