@@ -20,7 +20,7 @@ STOP_TIMEOUT_S = 30.0  # seconds to flush on SIGTERM
 @dataclass(frozen=True)
 class WriterConfig:
     batch_rows: int = 50_000
-    batch_bytes: int = 32 << 20  # spooled request bytes a batch: wide spans' memory bound
+    batch_bytes: int = 16 << 20  # spooled request bytes a batch: wide spans' memory bound
     batch_seconds: float = 2.0
     first_backoff: float = 0.25
     max_backoff: float = 8.0
