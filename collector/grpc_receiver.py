@@ -65,8 +65,11 @@ class ReadDeadlines:
     in the order they came and the oldest is the first due. The watcher looks every
     ``timeout / 4`` seconds (at most a second), so watching a call costs no wake-up."""
 
-    def __init__(self, timeout: float, end_call: Callable[[grpc.ServicerContext], None]) -> None:
+    def __init__(
+        self, timeout: float, end_call: Callable[[grpc.ServicerContext, str], None]
+    ) -> None:
         self.timeout = timeout
+        self.reason = f"no request message within {timeout:g}s"
         self._end_call = end_call
         self._waiting: dict[int, tuple[float, grpc.ServicerContext]] = {}
         self._lock = threading.Lock()
@@ -99,24 +102,19 @@ class ReadDeadlines:
                     del self._waiting[key]
                     due.append(context)
             for context in due:
-                self._end_call(context)
+                self._end_call(context, self.reason)
 
 
-def _end_without_message(timeout: float) -> Callable[[grpc.ServicerContext], None]:
-    """Ending a call from outside its handler: DEADLINE_EXCEEDED with the reason.
+def _end_call(context: grpc.ServicerContext, reason: str) -> None:
+    """End a call from outside its handler with DEADLINE_EXCEEDED and ``reason``.
 
     grpcio's public ``cancel()`` can only say CANCELLED; its call object (the same
     grpcio the lock file pins) can give the status and details an exporter logs."""
-    details = f"no request message within {timeout:g}s"
-
-    def end(context: grpc.ServicerContext) -> None:
-        call = getattr(getattr(context, "_rpc_event", None), "call", None)
-        try:
-            call.cancel(grpc.StatusCode.DEADLINE_EXCEEDED.value[0], details)
-        except (AttributeError, TypeError):  # another grpcio: the public way
-            context.cancel()
-
-    return end
+    call = getattr(getattr(context, "_rpc_event", None), "call", None)
+    try:
+        call.cancel(grpc.StatusCode.DEADLINE_EXCEEDED.value[0], reason)
+    except (AttributeError, TypeError):  # another grpcio: the public way
+        context.cancel()
 
 
 _ENDED = object()
@@ -156,10 +154,7 @@ class _Export:
             raw = _ENDED
         if not self.deadlines.arrived(context):
             stats.add("refused_requests_total", label="read_timeout")
-            context.abort(
-                grpc.StatusCode.DEADLINE_EXCEEDED,
-                f"no request message within {self.deadlines.timeout:g}s",
-            )
+            context.abort(grpc.StatusCode.DEADLINE_EXCEEDED, self.deadlines.reason)
         if raw is _ENDED:
             context.abort(grpc.StatusCode.CANCELLED, "the client ended the call")
         if raw is None:
@@ -229,7 +224,7 @@ class GrpcReceiver:
         self._pool = ThreadPoolExecutor(
             max_workers=max_concurrent_rpcs, thread_name_prefix="otlp-grpc"
         )
-        self._deadlines = ReadDeadlines(read_timeout, _end_without_message(read_timeout))
+        self._deadlines = ReadDeadlines(read_timeout, _end_call)
         decoding = threading.BoundedSemaphore(workers)
         options = [
             ("grpc.max_receive_message_length", max_message_bytes),

@@ -21,6 +21,7 @@ from google.protobuf.json_format import MessageToDict
 from google.rpc import status_pb2
 from opentelemetry.proto.collector.trace.v1.trace_service_pb2 import ExportTraceServiceResponse
 
+from collector.grpc_receiver import ReadDeadlines
 from collector.writer import WriterConfig
 from tests.support.collector_helpers import (
     count_spans,
@@ -317,3 +318,19 @@ def test_full_spool_answers_quickly_and_keeps_what_it_acknowledged(store, tmp_pa
     # stop() flushed the spool: everything acknowledged is in ClickHouse.
     assert _arrived(store, acknowledged)
     assert json.loads((tmp_path / "spool" / "state.json").read_text())["inflight"] is None
+
+
+def test_read_deadlines_end_only_the_calls_still_waiting():
+    """The gRPC receiver's watcher ends a call whose message has not come in time, with
+    the reason, and leaves alone a call whose message came."""
+    ended = []
+    deadlines = ReadDeadlines(0.2, lambda context, reason: ended.append((context, reason)))
+    try:
+        waiting, answered = object(), object()
+        deadlines.watch(waiting)
+        deadlines.watch(answered)
+        assert deadlines.arrived(answered)
+        eventually(lambda: ended == [(waiting, "no request message within 0.2s")])
+        assert not deadlines.arrived(waiting)  # its handler then refuses it as timed out
+    finally:
+        deadlines.stop()
