@@ -9,6 +9,7 @@ from datetime import datetime
 from urllib.parse import parse_qs, urlsplit
 
 import pytest
+from playwright.sync_api import expect
 
 from tests.support import trace_generator as gen
 from tests.support.browser_site import served, strict_page
@@ -167,7 +168,7 @@ def test_full_ids_copy_and_every_shown_form_opens_the_trace(site, browser):
         item = page.locator(f'.trace-item:has(a[href="/trace/{trace_id}"])')
         assert item.locator("code.trace-id").inner_text() == trace_id
         item.locator("button.copy").click()
-        assert item.locator("button.copy").inner_text() == "Copied"
+        expect(item.locator("button.copy")).to_have_text("Copied")  # after the clipboard's promise
         assert page.evaluate("navigator.clipboard.readText()") == trace_id
         for shown in (trace_id[:16] + "…", trace_id[:16], trace_id[:12].upper(), f" {trace_id} "):
             page.fill("#trace-id-box", shown)
