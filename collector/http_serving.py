@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import threading
 import time
 
@@ -64,6 +65,35 @@ def header_deadline_protocol(seconds: float) -> type[HeaderDeadlineProtocol]:
     return type("HeaderDeadlineProtocol", (HeaderDeadlineProtocol,), {"header_timeout": seconds})
 
 
+class QuietServer(uvicorn.Server):
+    """uvicorn's server, looking for its exit once a second instead of ten times.
+
+    Its main loop only refreshes the Date header (once a second) and checks
+    ``should_exit``; ten wake-ups a second were most of an idle collector's CPU. A stop
+    wakes it at once (``wake``), so stopping is no slower."""
+
+    tick_seconds = 1.0
+    _loop: asyncio.AbstractEventLoop | None = None
+    _wake: asyncio.Event | None = None
+
+    async def main_loop(self) -> None:
+        self._wake = asyncio.Event()
+        self._loop = asyncio.get_running_loop()
+        counter = 0  # uvicorn's tick count: a multiple of 10 refreshes the Date header
+        while not await self.on_tick(counter):
+            counter = (counter + 10) % 864000
+            with contextlib.suppress(TimeoutError):
+                await asyncio.wait_for(self._wake.wait(), self.tick_seconds)
+
+    def wake(self) -> None:
+        """Have the main loop look at ``should_exit`` now (from any thread)."""
+        loop, wake = self._loop, self._wake
+        if loop is None or wake is None:
+            return  # not serving yet: the first tick looks at should_exit
+        with contextlib.suppress(RuntimeError):  # a closed loop: the server is gone already
+            loop.call_soon_threadsafe(wake.set)
+
+
 class BackgroundServer:
     """One uvicorn server on its own thread (signals stay with the main thread)."""
 
@@ -97,7 +127,7 @@ class BackgroundServer:
         if certfile and keyfile:
             config.load()  # its SSL context is the one served: a changed pair reloads into it
             watch_ssl_context(config.ssl, KeyPairFiles(certfile, keyfile), self._stop_tls_watch)
-        self.server = uvicorn.Server(config)
+        self.server = QuietServer(config)
         self._thread = threading.Thread(target=self.server.run, name=name, daemon=True)
 
     def start(self, timeout: float = 15.0) -> None:
@@ -111,4 +141,5 @@ class BackgroundServer:
     def stop(self, timeout: float = 10.0) -> None:
         self._stop_tls_watch.set()
         self.server.should_exit = True
+        self.server.wake()
         self._thread.join(timeout)
