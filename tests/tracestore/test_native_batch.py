@@ -166,6 +166,18 @@ def test_many_requests_share_one_dictionary_per_column():
     assert {n: c.data for n, c in native.columns.items()} == expected
 
 
+def test_batches_after_bigger_and_smaller_ones_encode_alike():
+    """A new batch starts with the room the last taken batch used: sizes up and down."""
+    for requests in (400, 3, 0, 900, 1):
+        lists, native = CompiledTraceColumns(Limits()), NativeTraceColumns(Limits(), CODE_SETS[1])
+        for builder in (lists, native):
+            builder.add(FIRST, NOW)
+            for i in range(requests):
+                builder.add(request(f"service-{i % 3}", f"op-{i}", attributes=i % 4), NOW)
+        expected = _encoded(lists.columns, CODE_SETS[1])
+        assert {n: c.data for n, c in native.columns.items()} == expected
+
+
 def test_a_taken_batch_takes_no_more_rows():
     native = NativeTraceColumns(Limits(), CODE_SETS[0])
     native.add(FIRST, NOW)
