@@ -11,9 +11,6 @@ conversion or would make it raise) goes to the driver's own ``write_column``, so
 errors and conversions are unchanged. The driver also copies every column into new
 lists to cut it into blocks; ``column_chunks`` skips that for the columns the store
 copied for the insert (``own_column``), which the garbage collector does not visit.
-A column's Native bytes of ``DIRECT_BYTES`` or more go straight to the connection's
-socket (``SocketWriter``): the driver's writer would copy them twice on the way, into
-its buffer and from it into a new bytearray for each ``sendall``.
 
 The hook is installed only on the driver versions it was checked against
 (``tests/tracestore/test_native_columns.py`` compares its bytes with the driver's and what a
@@ -26,8 +23,7 @@ from __future__ import annotations
 from collections.abc import Iterable, Iterator, Sequence
 from typing import Any
 
-from clickhouse_driver import client, connection
-from clickhouse_driver.bufferedwriter import BufferedSocketWriter
+from clickhouse_driver import client
 from clickhouse_driver.columns import service
 from clickhouse_driver.util import helpers
 
@@ -39,7 +35,6 @@ except ImportError:  # not built
     _otlpdecode = None
 
 DRIVER_VERSIONS = ((0, 2, 11), (0, 2, 12))  # [first, past-the-end): those the hook was checked on
-DIRECT_BYTES = 1 << 16  # encoded columns this big are sent as they are, not copied
 ARRAY = 0x100
 SCALARS = {  # the codes of _otlpdecode.c's N_* enum
     "UInt8": 1,
@@ -99,23 +94,6 @@ def column_chunks(columns: Sequence[Any], n: int) -> Iterator[list]:
     yield from helpers.column_chunks(columns, n)
 
 
-class SocketWriter(BufferedSocketWriter):
-    """The driver's buffered socket writer, with its socket where ``write_column`` can
-    reach it (the driver keeps it in a C field)."""
-
-    def __init__(self, sock: Any, bufsize: int) -> None:
-        super().__init__(sock, bufsize)
-        self.socket = sock
-
-
-def _put(buf: Any, data: bytes) -> None:
-    if type(buf) is SocketWriter and len(data) >= DIRECT_BYTES:
-        buf.flush()  # what is buffered goes first
-        buf.socket.sendall(data)
-    else:
-        buf.write(data)
-
-
 def write_column(
     context: Any, column_name: str, column_spec: str, items: Any, buf: Any, types_check=False
 ) -> None:
@@ -125,7 +103,7 @@ def write_column(
             raise ValueError(
                 f"column {column_name} is {column_spec}, not the type its bytes were written for"
             )
-        _put(buf, items.data)
+        buf.write(items.data)
         return
     settings = context.client_settings
     if (
@@ -136,14 +114,14 @@ def write_column(
     ):
         data = encode(column_spec, items)
         if data is not None:
-            _put(buf, data)
+            buf.write(data)
             return
     service.write_column(context, column_name, column_spec, items, buf, types_check=types_check)
 
 
 def install() -> bool:
-    """Put ``write_column`` in the driver's block writer, ``column_chunks`` in its
-    client and ``SocketWriter`` in its connections (once); False where not checked."""
+    """Put ``write_column`` in the driver's block writer and ``column_chunks`` in its
+    client (once); False where not checked."""
     import clickhouse_driver
     from clickhouse_driver.streams import native
 
@@ -155,10 +133,8 @@ def install() -> bool:
         or not first <= tuple(clickhouse_driver.VERSION) < past
         or native.write_column is not service.write_column  # someone else's hook
         or client.column_chunks is not helpers.column_chunks
-        or connection.BufferedSocketWriter is not BufferedSocketWriter
     ):
         return False
     client.column_chunks = column_chunks
-    connection.BufferedSocketWriter = SocketWriter
     native.write_column = write_column
     return True

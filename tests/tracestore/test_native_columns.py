@@ -19,7 +19,6 @@ from hypothesis import strategies as st
 from opentelemetry.proto.collector.metrics.v1.metrics_service_pb2 import (
     ExportMetricsServiceRequest,
 )
-from opentelemetry.proto.collector.trace.v1.trace_service_pb2 import ExportTraceServiceRequest
 from opentelemetry.proto.common.v1.common_pb2 import AnyValue, KeyValue
 from opentelemetry.proto.metrics.v1.metrics_pb2 import Metric
 
@@ -28,10 +27,9 @@ from tests.support.otlp_protos import proto_requests
 from tests.support.otlp_wire import NOW, doubles, texts
 from tests.support.store_urls import fresh_store_url
 from tracestore import native_columns
-from tracestore.compiled_columns import CompiledTraceColumns, NativeTraceColumns, _otlpdecode
+from tracestore.compiled_columns import CompiledTraceColumns, _otlpdecode
 from tracestore.migrate import migrate
 from tracestore.otlp_columns import Limits, MetricColumns
-from tracestore.span_writes import span_column_codes
 from tracestore.store import StoreRefused, open_store, parse_url
 
 pytestmark = pytest.mark.skipif(_otlpdecode is None, reason="tracestore._otlpdecode not built")
@@ -258,50 +256,3 @@ def test_metric_points_read_back_as_the_driver_writes_them(store_pair, monkeypat
         builder.add(_metrics_request(service_name, value, sorted(bounds)), NOW)
     ours, drivers = _insert_both(store_pair, "metric_points", builder.columns, monkeypatch)
     assert ours == drivers
-
-
-def _many_spans(count: int) -> bytes:
-    request = ExportTraceServiceRequest()
-    resource_spans = request.resource_spans.add()
-    resource_spans.resource.attributes.append(
-        KeyValue(key="service.name", value=AnyValue(string_value="checkout"))
-    )
-    scope_spans = resource_spans.scope_spans.add()
-    for i in range(count):
-        span = scope_spans.spans.add(
-            trace_id=i.to_bytes(16, "big"),
-            span_id=(i + 1).to_bytes(8, "big"),
-            name=f"GET /items/{i % 7}",
-            start_time_unix_nano=NOW + i,
-            end_time_unix_nano=NOW + 2 * i + 1,
-        )
-        span.attributes.append(KeyValue(key="item", value=AnyValue(string_value=f"é{i}")))
-    return request.SerializeToString()
-
-
-def test_columns_sent_past_the_drivers_buffer_read_back_alike(store_pair, monkeypatch):
-    """Encoded columns of ``DIRECT_BYTES`` or more go straight to the socket, after
-    what the driver buffered: the rows are those the driver alone writes."""
-    ours, drivers = store_pair
-    payload = _many_spans(5000)
-    encoded = NativeTraceColumns(Limits(), span_column_codes(ours))
-    encoded.add(payload, NOW)
-    lists = CompiledTraceColumns(Limits())
-    lists.add(payload, NOW)
-    sent = []
-    put = native_columns._put
-    monkeypatch.setattr(
-        native_columns,
-        "_put",
-        lambda buf, data: sent.append((type(buf), len(data))) or put(buf, data),
-    )
-    for store in store_pair:
-        store.execute("TRUNCATE TABLE spans")
-    ours.insert("spans", encoded.columns)
-    with monkeypatch.context() as patch:
-        patch.setattr(native, "write_column", service.write_column)
-        drivers.insert("spans", lists.columns)
-    direct = native_columns.SocketWriter, native_columns.DIRECT_BYTES
-    assert any(kind is direct[0] and size >= direct[1] for kind, size in sent)
-    assert any(size < direct[1] for _, size in sent)  # and buffered ones between them
-    assert _rows(ours, "spans") == _rows(drivers, "spans")
