@@ -430,6 +430,19 @@ typedef struct {
 
 /* Room for `n` more bytes, counted as written: where to write them, or NULL. The
  * common case (room left) is inline; growing is not. */
+/* Room for at least `cap` bytes in all. */
+static int buf_reserve(Buf *b, size_t cap) {
+    if (cap <= b->cap) return 0;
+    char *p = PyMem_Realloc(b->p, cap);
+    if (!p) {
+        PyErr_NoMemory();
+        return -1;
+    }
+    b->p = p;
+    b->cap = cap;
+    return 0;
+}
+
 static __attribute__((noinline)) char *buf_grow_slow(Buf *b, size_t n) {
     if (b->fixed) {
         PyErr_SetString(PyExc_SystemError, "a fixed-size buffer was sized wrong");
@@ -437,13 +450,7 @@ static __attribute__((noinline)) char *buf_grow_slow(Buf *b, size_t n) {
     }
     size_t cap = b->cap ? b->cap : 256;
     while (cap < b->n + n) cap *= 2;
-    char *p = PyMem_Realloc(b->p, cap);
-    if (!p) {
-        PyErr_NoMemory();
-        return NULL;
-    }
-    b->p = p;
-    b->cap = cap;
+    if (buf_reserve(b, cap) < 0) return NULL;
     b->n += n;
     return b->p + b->n - n;
 }
@@ -735,23 +742,15 @@ typedef struct {
  * Memory reserved and not written is never touched. Per process, under the GIL. */
 static size_t native_reserve[NCOLUMNS][2];
 
-static int buf_reserve(Buf *b, size_t cap) {
-    if (cap <= b->cap) return 0;
-    char *p = PyMem_Realloc(b->p, cap);
-    if (!p) {
-        PyErr_NoMemory();
-        return -1;
-    }
-    b->p = p;
-    b->cap = cap;
-    return 0;
+
+static void native_release(Native *nat) {
+    for (int i = 0; i < NCOLUMNS; i++) ncol_clear(&nat->cols[i]);
+    PyMem_Free(nat);
 }
 
 static void native_free(PyObject *capsule) {
     Native *nat = PyCapsule_GetPointer(capsule, NATIVE_CAPSULE);
-    if (!nat) return;
-    for (int i = 0; i < NCOLUMNS; i++) ncol_clear(&nat->cols[i]);
-    PyMem_Free(nat);
+    if (nat) native_release(nat);
 }
 
 /* ---- AnyValue and KeyValue -------------------------------------------------------- */
@@ -2073,20 +2072,19 @@ static PyObject *new_native(PyObject *self, PyObject *codes) {
             if (!PyErr_Occurred())
                 PyErr_Format(PyExc_ValueError,
                              "column %d: code %ld is not a type the decoder writes there", i, code);
-            PyMem_Free(nat);
+            native_release(nat); /* the columns before it have their room reserved */
             return NULL;
         }
         nat->cols[i].code = (int)code;
         nat->cols[i].width = shape == 'i' ? widths[scalar] : 0;
         if (buf_reserve(&nat->cols[i].data, native_reserve[i][0]) < 0 ||
             buf_reserve(&nat->cols[i].offsets, native_reserve[i][1]) < 0) {
-            for (int j = 0; j <= i; j++) ncol_clear(&nat->cols[j]);
-            PyMem_Free(nat);
+            native_release(nat);
             return NULL;
         }
     }
     PyObject *capsule = PyCapsule_New(nat, NATIVE_CAPSULE, native_free);
-    if (!capsule) PyMem_Free(nat);
+    if (!capsule) native_release(nat);
     return capsule;
 }
 
