@@ -4,8 +4,15 @@ Layout of the spool directory:
 
 * ``<start>.seg`` segment files, named by the global byte position of their first
   record (positions are contiguous across segments). A record is a 24-byte header
-  (payload length, CRC32, kind, row count, receive time in ns) and the payload:
-  the validated OTLP request bytes.
+  (payload length, CRC32, kind, format, row count, receive time in ns) and the
+  payload: the validated OTLP request bytes. The CRC covers the header fields, the
+  payload and the record's position (format 1; format 0, written by earlier versions,
+  leaves the position out and is read as before).
+* ``spare-<n>.seg``: fully committed segments kept (at most ``SPARE_SEGMENTS``) to
+  be written over as the next segments. Writing into a file's existing blocks and
+  cached pages costs the kernel a third of filling new ones (no block allocation, no
+  page allocation, and ``fdatasync`` has no metadata to write); a stale record left
+  in a reused file cannot pass for a new one, because its CRC covers its old position.
 * ``state.json``: the writer's progress, rewritten atomically (temp file, fsync,
   rename, directory fsync): ``committed`` (everything before it is in ClickHouse)
   and ``inflight`` (the exact ``[start, end)`` of the batch being inserted, or null).
@@ -20,8 +27,8 @@ nothing because written data is in the page cache; an OS crash may lose what
 came since the last fsync); ``never`` leaves it to the OS.
 
 Bounds: ``append`` raises ``SpoolFull`` when the bytes not yet committed would
-exceed ``max_bytes``; disk use may exceed that by at most one segment until the
-writer deletes fully committed segments.
+exceed ``max_bytes``; disk use may exceed that by one segment until the writer
+retires fully committed segments, and by the ``SPARE_SEGMENTS`` spares.
 
 At open, a torn record at the end of the last segment (crash mid-write) is cut
 off; the writer then resumes from ``committed`` and re-checks the ``inflight``
@@ -41,8 +48,11 @@ import zlib
 from dataclasses import dataclass
 from pathlib import Path
 
-_HEADER = struct.Struct("<IIB3xIQ")  # length, crc32, kind, rows, received_ns
+_HEADER = struct.Struct("<IIBB2xIQ")  # length, crc32, kind, format, rows, received_ns
+_POSITION = struct.Struct("<Q")
+UNPLACED, PLACED = 0, 1  # record formats: the CRC without, or ending with, the position
 TRACES, METRICS = 1, 2
+SPARE_SEGMENTS = 2
 KIND_NAMES = {TRACES: "traces", METRICS: "metrics"}
 RECENT_BYTES = 32 << 20  # payloads appended and not yet read, kept for the writer
 STATE_FILE = "state.json"
@@ -66,6 +76,12 @@ class Record:
 
 def _crc(kind: int, rows: int, received_ns: int, payload: bytes) -> int:
     return zlib.crc32(payload, zlib.crc32(struct.pack("<BIQ", kind, rows, received_ns)))
+
+
+def _placed(crc: int, position: int) -> int:
+    """``crc`` continued over the record's position (computed apart, under the lock,
+    from the payload's CRC computed before it)."""
+    return zlib.crc32(_POSITION.pack(position), crc)
 
 
 def _write_all(fd: int, header: bytes, payload: bytes) -> None:
@@ -119,6 +135,8 @@ class Spool:
         self._reader: tuple[int, object] | None = None  # (segment start, open file)
         self._starts: list[int] = []  # segment starts, oldest first
         self.directory.mkdir(parents=True, exist_ok=True)
+        self._spares = sorted(self.directory.glob("spare-*.seg"))
+        self._spare_bytes = sum(p.stat().st_size for p in self._spares)
         state = self._read_state()
         self.committed: int = state.get("committed", 0)
         inflight = state.get("inflight")
@@ -157,23 +175,44 @@ class Spool:
             self.inflight = None  # the batch was never durable; nothing to re-check
         self._delete_committed()
         self._segment_start = last
-        self._fd = os.open(self._path(last), os.O_WRONLY | os.O_APPEND)
+        self._fd = os.open(self._path(last), os.O_WRONLY)
+        os.lseek(self._fd, good, os.SEEK_SET)
 
     def _scan_valid_length(self, start: int) -> int:
+        """The length of the segment's valid records: up to a torn or corrupt record,
+        a stale one (a reused file's: its CRC covers another position), or an
+        unplaced record after placed ones (formats only go forward within a file)."""
         good = 0
+        placed = False
         with open(self._path(start), "rb") as fh:
             while True:
                 header = fh.read(_HEADER.size)
                 if len(header) < _HEADER.size:
                     return good
-                length, crc, kind, rows, received = _HEADER.unpack(header)
+                length, crc, kind, form, rows, received = _HEADER.unpack(header)
                 payload = fh.read(length)
-                if len(payload) < length or _crc(kind, rows, received, payload) != crc:
+                if len(payload) < length:
+                    return good
+                expected = _crc(kind, rows, received, payload)
+                if form == PLACED:
+                    expected = _placed(expected, start + good)
+                    placed = True
+                elif form != UNPLACED or placed:
+                    return good
+                if expected != crc:
                     return good
                 good += _HEADER.size + length
 
     def _open_segment(self, start: int) -> None:
-        self._fd = os.open(self._path(start), os.O_WRONLY | os.O_APPEND | os.O_CREAT, 0o644)
+        """Start the segment at ``start``: a spare written over, or a new file."""
+        path = self._path(start)
+        if self._spares:
+            spare = self._spares.pop(0)
+            self._spare_bytes -= spare.stat().st_size
+            os.replace(spare, path)
+            self._fd = os.open(path, os.O_WRONLY)
+        else:
+            self._fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o644)
         self._segment_start = start
         if not self._starts or self._starts[-1] != start:
             self._starts = [*self._starts, start]
@@ -191,7 +230,7 @@ class Spool:
     @property
     def disk_bytes(self) -> int:
         starts = self._starts
-        return self._end - starts[0] if starts else 0
+        return (self._end - starts[0] if starts else 0) + self._spare_bytes
 
     @property
     def end(self) -> int:
@@ -202,11 +241,9 @@ class Spool:
 
     def append(self, kind: int, rows: int, payload: bytes, received_ns: int) -> int:
         """Append one record and make it as durable as the policy says; returns its end."""
-        header = _HEADER.pack(
-            len(payload), _crc(kind, rows, received_ns, payload), kind, rows, received_ns
-        )
+        crc = _crc(kind, rows, received_ns, payload)
         with self._lock:
-            if self.is_full(len(header) + len(payload)):
+            if self.is_full(_HEADER.size + len(payload)):
                 raise SpoolFull(
                     f"{self.pending_bytes} bytes not yet written (limit {self.max_bytes})"
                 )
@@ -214,12 +251,15 @@ class Spool:
                 # Under the sync lock: no append's fsync may meet this descriptor closed
                 # (or reused); the rotation's fsync covers every write before it.
                 with self._sync_lock:
-                    os.fsync(self._fd)
+                    os.fdatasync(self._fd)
                     os.close(self._fd)
                     self._open_segment(self._end)
-            _write_all(self._fd, header, payload)
             position = self._end
-            self._end += len(header) + len(payload)
+            header = _HEADER.pack(
+                len(payload), _placed(crc, position), kind, PLACED, rows, received_ns
+            )
+            _write_all(self._fd, header, payload)
+            self._end += _HEADER.size + len(payload)
             end = self._end
             if self._recent_bytes + len(payload) <= RECENT_BYTES:
                 self._recent[position] = Record(position, end, kind, rows, received_ns, payload)
@@ -239,7 +279,7 @@ class Spool:
             if self._synced >= end:  # also when the segment rotated: its close fsynced it
                 return
             target = self._end  # no rotation can come while we hold the lock
-            os.fsync(fd)
+            os.fdatasync(fd)  # the size, if it grew, is data: no other metadata matters
             self._synced = max(self._synced, target)
             self._last_sync = time.monotonic()
 
@@ -295,7 +335,7 @@ class Spool:
             header = fh.read(_HEADER.size)
             if len(header) < _HEADER.size:
                 raise OSError(f"spool segment truncated at position {position}")
-            length, _crc_value, kind, count, received = _HEADER.unpack(header)
+            length, _crc_value, kind, _form, count, received = _HEADER.unpack(header)
             payload = fh.read(length)
             record_end = position + _HEADER.size + length
             records.append(Record(position, record_end, kind, count, received, payload))
@@ -338,7 +378,8 @@ class Spool:
         _fsync_dir(self.directory)
 
     def _delete_committed(self) -> None:
-        """Delete segments whose successor starts at or before ``committed``."""
+        """Retire segments whose successor starts at or before ``committed``: kept as
+        spares while there are fewer than ``SPARE_SEGMENTS``, deleted beyond."""
         starts = self._starts
         done = [
             s
@@ -354,7 +395,21 @@ class Spool:
                 if self._reader is not None and self._reader[0] == start:
                     self._reader[1].close()
                     self._reader = None
-            self._path(start).unlink(missing_ok=True)
+            self._retire(self._path(start))
+
+    def _retire(self, path: Path) -> None:
+        if len(self._spares) >= SPARE_SEGMENTS:
+            path.unlink(missing_ok=True)
+            return
+        spare = self.directory / f"spare-{path.name}"
+        try:
+            size = path.stat().st_size
+            os.replace(path, spare)
+        except FileNotFoundError:
+            return
+        with self._lock:  # appends take spares under it
+            self._spares.append(spare)
+            self._spare_bytes += size
 
     def close(self) -> None:
         with self._lock, self._sync_lock:

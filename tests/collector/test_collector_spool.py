@@ -65,7 +65,7 @@ def test_a_torn_or_corrupt_tail_is_cut_off_at_open(tmp_path, damage):
     spool = Spool(tmp_path)
     payloads = _fill(spool, 3)
     spool.close()
-    (segment,) = tmp_path.glob("*.seg")
+    (segment,) = tmp_path.glob("[0-9]*.seg")
     data = segment.read_bytes()
     if damage == "torn":
         segment.write_bytes(data[:-10])
@@ -86,18 +86,77 @@ def test_full_spool_refuses_until_the_writer_commits(tmp_path):
     spool.append(TRACES, 1, b"x" * 200, 1)
 
 
-def test_segments_rotate_and_committed_ones_are_deleted(tmp_path):
+def _segments(directory) -> list[int]:
+    return sorted(int(p.stem) for p in directory.glob("[0-9]*.seg"))
+
+
+def _spares(directory) -> list:
+    return sorted(directory.glob("spare-*.seg"))
+
+
+def test_segments_rotate_and_committed_ones_are_retired(tmp_path):
+    """Committed segments go: ``SPARE_SEGMENTS`` of them kept as spares, the rest deleted."""
     spool = Spool(tmp_path, max_bytes=10 << 20, segment_bytes=1 << 16)
     payloads = _fill(spool, 40, size=10_000)
-    assert len(list(tmp_path.glob("*.seg"))) >= 5
+    assert len(_segments(tmp_path)) >= 5
     records = spool.read(0, 100)
     assert [r.payload for r in records] == payloads
     spool.commit(records[30].position)
-    remaining = sorted(int(p.stem) for p in tmp_path.glob("*.seg"))
+    remaining = _segments(tmp_path)
     assert remaining[0] <= records[30].position and len(remaining) <= 3
+    assert len(_spares(tmp_path)) == spool_module.SPARE_SEGMENTS
+    files = sum(p.stat().st_size for p in tmp_path.glob("*.seg"))
+    assert spool.disk_bytes == files
     spool.close()
     reopened = Spool(tmp_path, max_bytes=10 << 20, segment_bytes=1 << 16)
     assert [r.payload for r in reopened.read(reopened.committed, 100)] == payloads[30:]
+
+
+def test_spare_segments_are_written_over_and_their_stale_records_never_come_back(tmp_path):
+    """Records of one size line up with a reused file's old records, so a crash right
+    after a record leaves a stale record where the next would start, whole and with the
+    CRC it had: it must not be read as new (its CRC covers its old position)."""
+    size = 10_000
+    spool = Spool(tmp_path, max_bytes=10 << 20, segment_bytes=1 << 16)
+    written = _fill(spool, 14, size=size)  # two segments of 7 records
+    first, second = _segments(tmp_path)
+    spool.commit(second)
+    (spare,) = _spares(tmp_path)
+    inode = spare.stat().st_ino
+    fresh = [(b"new-%d" % i).ljust(size, b"\0") for i in range(2)]
+    for payload in fresh:  # the first starts a third segment: the spare, renamed
+        spool.append(TRACES, 1, payload, 123)
+    third = _segments(tmp_path)[-1]
+    assert _spares(tmp_path) == [] and third > second
+    assert (tmp_path / f"{third:020d}.seg").stat().st_ino == inode
+    del spool  # a crash: no close; the file still holds five old records after the new
+    reopened = Spool(tmp_path, max_bytes=10 << 20, segment_bytes=1 << 16)
+    assert [r.payload for r in reopened.read(second, 100)] == written[7:] + fresh
+    reopened.append(TRACES, 1, b"after", 1)
+    assert [r.payload for r in reopened.read(second, 100)] == [*written[7:], *fresh, b"after"]
+
+
+def test_records_of_the_earlier_format_are_read_and_appended_to(tmp_path):
+    """A spool written before records carried their position (format 0) opens as it was;
+    the records appended after it are placed, and a format 0 record after them is not."""
+    payloads = [b"old-%d" % i for i in range(3)]
+    old = b"".join(
+        spool_module._HEADER.pack(
+            len(p), spool_module._crc(TRACES, 1, 5, p), TRACES, spool_module.UNPLACED, 1, 5
+        )
+        + p
+        for p in payloads
+    )
+    segment = tmp_path / f"{0:020d}.seg"
+    segment.write_bytes(old)
+    spool = Spool(tmp_path)
+    assert [r.payload for r in spool.read(0, 100)] == payloads
+    spool.append(TRACES, 1, b"new", 6)
+    spool.close()
+    assert [r.payload for r in Spool(tmp_path).read(0, 100)] == [*payloads, b"new"]
+    with segment.open("ab") as fh:  # an unplaced record after a placed one: not valid
+        fh.write(old[: len(old) // 3])
+    assert [r.payload for r in Spool(tmp_path).read(0, 100)] == [*payloads, b"new"]
 
 
 def test_fsync_policy_is_checked(tmp_path):
