@@ -255,8 +255,10 @@ def run(args: argparse.Namespace) -> int:
     except (CoordinatorError, ValueError) as exc:
         print(f"sidetrace collector: {exc}", file=sys.stderr)
         return 2
+    from collector.freed_memory import keep_freed_memory
     from collector.service import Collector  # gRPC and Starlette: only when it runs
 
+    keep_freed_memory()
     collector = Collector(open_store(args.clickhouse), config)
     try:
         collector.start()
