@@ -44,9 +44,10 @@ import os
 import struct
 import threading
 import time
-import zlib
 from dataclasses import dataclass
 from pathlib import Path
+
+from zlib_ng.zlib_ng import crc32  # zlib's CRC-32, ten times faster on a request
 
 _HEADER = struct.Struct("<IIBB2xIQ")  # length, crc32, kind, format, rows, received_ns
 _POSITION = struct.Struct("<Q")
@@ -75,13 +76,13 @@ class Record:
 
 
 def _crc(kind: int, rows: int, received_ns: int, payload: bytes) -> int:
-    return zlib.crc32(payload, zlib.crc32(struct.pack("<BIQ", kind, rows, received_ns)))
+    return crc32(payload, crc32(struct.pack("<BIQ", kind, rows, received_ns)))
 
 
 def _placed(crc: int, position: int) -> int:
     """``crc`` continued over the record's position (computed apart, under the lock,
     from the payload's CRC computed before it)."""
-    return zlib.crc32(_POSITION.pack(position), crc)
+    return crc32(_POSITION.pack(position), crc)
 
 
 def _write_all(fd: int, header: bytes, payload: bytes) -> None:
