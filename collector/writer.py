@@ -129,12 +129,13 @@ def _encoded(columns: Columns) -> bool:
 
 def without_defaults(columns: Columns, keep: Sequence[str]) -> Columns:
     """Leave out columns holding only default values (0, '', []): ClickHouse fills
-    them in, and the driver's per-row work for empty arrays is most of an insert.
-    (Encoded columns cost the driver nothing: they stay.)"""
+    them in, and the driver's per-row work for empty arrays is most of an insert (for
+    encoded columns: their bytes, a fifth of a batch without events or links)."""
     return {
         name: values
         for name, values in columns.items()
-        if name in keep or type(values) is EncodedColumn or any(values)
+        if name in keep
+        or (not values.only_defaults if type(values) is EncodedColumn else any(values))
     }
 
 

@@ -577,6 +577,7 @@ typedef struct {
     LCSlot *slots;
     size_t nslots, nkeys;
     int taken; /* handed out by native_column(..., take=True) and freed */
+    int used;  /* a value other than its type's default (0, '') was written */
     const uint8_t *last; /* LowCardinality: the last key's bytes in this request */
     size_t last_n;
     uint32_t last_key;
@@ -632,6 +633,7 @@ static int lc_grow(NCol *c) {
 static int nat_str(NCol *c, const uint8_t *s, size_t n) {
     if (!s) s = (const uint8_t *)"";
     c->items++;
+    c->used |= n != 0;
     if ((c->code & 0xff) != N_LC_STRING)
         return put_varint(&c->data, n) < 0 || buf_put(&c->data, s, n) < 0 ? -1 : 0;
     if (s == c->last && n == c->last_n) /* a resource's or scope's value, row after row */
@@ -665,12 +667,14 @@ static int nat_uint(Ctx *x, NCol *c, uint64_t v) {
         return fail(&x->err, x->err.base, "a value does not fit its column's type");
     }
     c->items++;
+    c->used |= v != 0;
     return put_uint(&c->data, v, c->width);
 }
 
 static int nat_hex(NCol *c, const uint8_t *s, size_t n) {
     static const char digits[] = "0123456789abcdef";
     c->items++;
+    c->used |= n != 0;
     if (put_varint(&c->data, 2 * (uint64_t)n) < 0) return -1;
     char *out = n ? buf_grow(&c->data, 2 * n) : NULL;
     if (n && !out) return -1;
@@ -733,6 +737,7 @@ static PyObject *ncol_bytes(const NCol *c) {
 typedef struct {
     size_t data, offsets;
     uint64_t items;
+    int used;
 } NMark;
 
 #define NATIVE_CAPSULE "tracestore._otlpdecode.native"
@@ -1698,7 +1703,8 @@ static PyObject *decode_native(Py_buffer *view, uint64_t lo, uint64_t hi, Py_ssi
     NMark marks[NCOLUMNS];
     uint64_t rows = nat->rows;
     for (int i = 0; i < NCOLUMNS; i++) {
-        marks[i] = (NMark){nat->cols[i].data.n, nat->cols[i].offsets.n, nat->cols[i].items};
+        marks[i] = (NMark){nat->cols[i].data.n, nat->cols[i].offsets.n, nat->cols[i].items,
+                           nat->cols[i].used};
         nat->cols[i].last = NULL; /* the last request's bytes are gone */
     }
     PyObject *result = NULL;
@@ -1715,6 +1721,7 @@ static PyObject *decode_native(Py_buffer *view, uint64_t lo, uint64_t hi, Py_ssi
             nat->cols[i].data.n = marks[i].data;
             nat->cols[i].offsets.n = marks[i].offsets;
             nat->cols[i].items = marks[i].items;
+            nat->cols[i].used = marks[i].used;
         }
     }
     PyMem_Free(x);
@@ -2098,6 +2105,25 @@ static PyObject *native_rows(PyObject *self, PyObject *capsule) {
     return nat ? PyLong_FromUnsignedLongLong(nat->rows) : NULL;
 }
 
+/* Per column: whether it holds only its type's default (0, '', or for an array column,
+ * empty arrays), so an INSERT may leave it out and the server fill it in. */
+static PyObject *native_defaults(PyObject *self, PyObject *capsule) {
+    (void)self;
+    Native *nat = native_of(capsule);
+    if (!nat) return NULL;
+    if (nat->taken) {
+        PyErr_SetString(PyExc_RuntimeError, "the Native batch was already taken");
+        return NULL;
+    }
+    PyObject *flags = PyTuple_New(NCOLUMNS);
+    for (int i = 0; flags && i < NCOLUMNS; i++) {
+        const NCol *c = &nat->cols[i];
+        int only = (c->code & N_ARRAY) ? c->items == 0 : !c->used;
+        PyTuple_SET_ITEM(flags, i, Py_NewRef(only ? Py_True : Py_False));
+    }
+    return flags;
+}
+
 static PyObject *native_column(PyObject *self, PyObject *args) {
     (void)self;
     PyObject *capsule;
@@ -2161,6 +2187,9 @@ static PyMethodDef methods[] = {
      "new_native(codes) -> a Native batch for decode_traces: one encode_column code per "
      "SPAN_COLUMNS entry (the table's types); ValueError for a type the decoder cannot write."},
     {"native_rows", native_rows, METH_O, "native_rows(batch) -> the rows decoded into it."},
+    {"native_defaults", native_defaults, METH_O,
+     "native_defaults(batch) -> per column, True when it holds only its type's default "
+     "(0, '', empty arrays): an INSERT may leave it out. Before any column is taken."},
     {"native_column", native_column, METH_VARARGS,
      "native_column(batch, i, take=False) -> column i's Native bytes, as encode_column "
      "gives them; `take` frees the column's buffers (the batch takes no more rows)."},

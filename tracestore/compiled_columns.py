@@ -104,11 +104,13 @@ class ColumnRefused(ValueError):
 @dataclass(frozen=True, slots=True)
 class EncodedColumn:
     """One INSERT column's Native bytes, written for the column type ``code`` (the
-    encoder's code, see ``native_columns.column_code``), and how many rows it holds."""
+    encoder's code, see ``native_columns.column_code``), how many rows it holds, and
+    whether every one is its type's default (0, '', []): an INSERT may leave it out."""
 
     code: int
     rows: int
     data: bytes
+    only_defaults: bool = False
 
     def __len__(self) -> int:
         return self.rows
@@ -142,8 +144,11 @@ class NativeTraceColumns:
         its bytes are made (so a batch is not held twice), and no more rows come."""
         if self._columns is None:
             rows = len(self)
+            defaults = _otlpdecode.native_defaults(self._batch)
             self._columns = {
-                name: EncodedColumn(code, rows, _otlpdecode.native_column(self._batch, i, True))
+                name: EncodedColumn(
+                    code, rows, _otlpdecode.native_column(self._batch, i, True), defaults[i]
+                )
                 for i, (name, code) in enumerate(zip(SPAN_COLUMNS, self._codes, strict=True))
             }
         return self._columns

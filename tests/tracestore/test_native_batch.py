@@ -111,21 +111,25 @@ def assert_native_matches(payload: bytes, limits: Limits, codes: tuple[int, ...]
         assert isinstance(columns[name], EncodedColumn)
         assert len(columns[name]) == len(lists)
         assert columns[name].data == expected[name], name
+        assert columns[name].only_defaults is not any(lists.columns[name]), name
     assert native.stats == lists.stats
 
 
-def snapshot(native: NativeTraceColumns) -> tuple[int, dict[str, bytes]]:
-    """The rows and the columns' bytes so far, the batch left as it is."""
+Snapshot = tuple[int, dict[str, bytes], tuple[bool, ...]]
+
+
+def snapshot(native: NativeTraceColumns) -> Snapshot:
+    """The rows, the columns' bytes and which hold only defaults, the batch left as it is."""
     columns = {
         name: _otlpdecode.native_column(native._batch, i) for i, name in enumerate(SPAN_COLUMNS)
     }
-    return len(native), columns
+    return len(native), columns, _otlpdecode.native_defaults(native._batch)
 
 
-def assert_nothing_added(native: NativeTraceColumns, before: tuple[int, dict[str, bytes]]) -> None:
+def assert_nothing_added(native: NativeTraceColumns, before: Snapshot) -> None:
     """The rows are as before; a LowCardinality dictionary may keep keys no row uses."""
-    rows, after = snapshot(native)
-    assert rows == before[0]
+    rows, after, defaults = snapshot(native)
+    assert rows == before[0] and defaults == before[2]
     assert len(native.columns["span_id"]) == rows
     for name, code in zip(SPAN_COLUMNS, native._codes, strict=True):
         if code & 0xFF != 11:  # not LowCardinality(String)
