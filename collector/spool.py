@@ -7,7 +7,8 @@ Layout of the spool directory:
   (payload length, CRC32, kind, format, row count, receive time in ns) and the
   payload: the validated OTLP request bytes. The CRC covers the header fields, the
   payload and the record's position (format 1; format 0, written by earlier versions,
-  leaves the position out and is read as before).
+  leaves the position out and is read as before; an earlier version cannot read
+  format 1, so a collector goes back to one only with its spool drained).
 * ``spare-<n>.seg``: fully committed segments kept (at most ``SPARE_SEGMENTS``) to
   be written over as the next segments. Writing into a file's existing blocks and
   cached pages costs the kernel a third of filling new ones (no block allocation, no
