@@ -9,8 +9,8 @@ Layout of the spool directory:
   payload and the record's position (format 1; format 0, written by earlier versions,
   leaves the position out and is read as before; an earlier version cannot read
   format 1, so a collector goes back to one only with its spool drained).
-* ``spare-<n>.seg``: fully committed segments kept (at most ``SPARE_SEGMENTS``) to
-  be written over as the next segments. Writing into a file's existing blocks and
+* ``spare-<n>.seg``: fully committed segments kept (at most ``SPARE_SEGMENTS``, and
+  only those begun in format 1) to be written over as the next segments. Writing into a file's existing blocks and
   cached pages costs the kernel a third of filling new ones (no block allocation, no
   page allocation, and ``fdatasync`` has no metadata to write); a stale record left
   in a reused file cannot pass for a new one, because its CRC covers its old position.
@@ -84,6 +84,18 @@ def _placed(crc: int, position: int) -> int:
     """``crc`` continued over the record's position (computed apart, under the lock,
     from the payload's CRC computed before it)."""
     return crc32(_POSITION.pack(position), crc)
+
+
+def _begins_placed(path: Path) -> bool:
+    """Whether the segment's first record is placed, so all of them are. One an earlier
+    version began holds unplaced records, whose CRCs hold anywhere: reused, a crash
+    before its first new record reached the disk would bring them back as new."""
+    try:
+        with open(path, "rb") as fh:
+            header = fh.read(_HEADER.size)
+    except FileNotFoundError:
+        return False
+    return len(header) == _HEADER.size and _HEADER.unpack(header)[3] == PLACED
 
 
 def _write_all(fd: int, header: bytes, payload: bytes) -> None:
@@ -400,7 +412,7 @@ class Spool:
             self._retire(self._path(start))
 
     def _retire(self, path: Path) -> None:
-        if len(self._spares) >= SPARE_SEGMENTS:
+        if len(self._spares) >= SPARE_SEGMENTS or not _begins_placed(path):
             path.unlink(missing_ok=True)
             return
         spare = self.directory / f"spare-{path.name}"

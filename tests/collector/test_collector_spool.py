@@ -159,7 +159,19 @@ def test_records_of_the_earlier_format_are_read_and_appended_to(tmp_path):
     assert [r.payload for r in Spool(tmp_path).read(0, 100)] == [*payloads, b"new"]
     with segment.open("ab") as fh:  # an unplaced record after a placed one: not valid
         fh.write(old[: len(old) // 3])
-    assert [r.payload for r in Spool(tmp_path).read(0, 100)] == [*payloads, b"new"]
+    spool = Spool(tmp_path, segment_bytes=1 << 16)
+    assert [r.payload for r in spool.read(0, 100)] == [*payloads, b"new"]
+    # Committed, the segment is deleted, not kept to be reused: its unplaced records
+    # would pass for new ones if a crash came before the first new record was on disk.
+    spool.append(TRACES, 1, bytes(70_000), 7)  # the segment passes its size ...
+    spool.append(TRACES, 1, b"next", 8)  # ... and this one starts the next
+    first, second = _segments(tmp_path)
+    spool.commit(second)
+    assert _segments(tmp_path) == [second] and _spares(tmp_path) == []
+    spool.append(TRACES, 1, bytes(70_000), 9)
+    spool.append(TRACES, 1, b"third", 10)
+    spool.commit(_segments(tmp_path)[-1])
+    assert len(_spares(tmp_path)) == 1  # one written placed from its start is kept
 
 
 def test_fsync_policy_is_checked(tmp_path):
