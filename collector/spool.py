@@ -10,10 +10,11 @@ Layout of the spool directory:
   leaves the position out and is read as before; an earlier version cannot read
   format 1, so a collector goes back to one only with its spool drained).
 * ``spare-<n>.seg``: fully committed segments kept (at most ``SPARE_SEGMENTS``, and
-  only those begun in format 1) to be written over as the next segments. Writing into a file's existing blocks and
-  cached pages costs the kernel a third of filling new ones (no block allocation, no
-  page allocation, and ``fdatasync`` has no metadata to write); a stale record left
-  in a reused file cannot pass for a new one, because its CRC covers its old position.
+  only those begun in format 1) to be written over as the next segments. Writing into
+  a file's existing blocks and cached pages costs the kernel a third of filling new
+  ones (no block allocation, no page allocation, and ``fdatasync`` has no metadata to
+  write); a stale record left in a reused file cannot pass for a new one, because its
+  CRC covers its old position.
 * ``state.json``: the writer's progress, rewritten atomically (temp file, fsync,
   rename, directory fsync): ``committed`` (everything before it is in ClickHouse)
   and ``inflight`` (the exact ``[start, end)`` of the batch being inserted, or null).
